@@ -1,0 +1,105 @@
+// swift-tools-version: 6.0
+// offerd: an offer-decisioning gRPC server for the edge.
+//
+// Dependencies point one way: Snapshot -> Core; Wire -> Core + COfferdProto;
+// Transport -> CNGHTTP2 + NIO; Server -> everything. The decision engine
+// (OfferdCore) has no I/O, no C and no unsafe code.
+import PackageDescription
+
+let package = Package(
+    name: "offerd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "offerd", targets: ["offerd"]),
+        .library(name: "OfferdCore", targets: ["OfferdCore"]),
+        .library(name: "OfferdSnapshot", targets: ["OfferdSnapshot"]),
+        .library(name: "OfferdWire", targets: ["OfferdWire"]),
+        .library(name: "OfferdServer", targets: ["OfferdServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // C interop: system libraries and generated protobuf-c code.
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        .target(
+            name: "COfferdProto",
+            cSettings: [.unsafeFlags(["-Wno-everything"])],
+            linkerSettings: [.linkedLibrary("protobuf-c")]
+        ),
+
+        // Pure Swift decision engine: catalog, rules, consent, decisions.
+        .target(name: "OfferdCore"),
+
+        // Snapshot format, builder, loader, lock-free store and reloader.
+        .target(
+            name: "OfferdSnapshot",
+            dependencies: [
+                "OfferdCore",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            linkerSettings: [.linkedLibrary("z")]
+        ),
+
+        // protobuf-c <-> core values, gRPC message framing, status mapping.
+        .target(name: "OfferdWire", dependencies: ["OfferdCore", "COfferdProto"]),
+
+        // SwiftNIO + nghttp2: the only importer of CNGHTTP2.
+        .target(
+            name: "OfferdTransport",
+            dependencies: [
+                "CNGHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Configuration, admin HTTP endpoints, lifecycle and wiring.
+        .target(
+            name: "OfferdServer",
+            dependencies: [
+                "OfferdCore", "OfferdSnapshot", "OfferdWire", "OfferdTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+
+        // The command line.
+        .executableTarget(
+            name: "offerd",
+            dependencies: [
+                "OfferdCore", "OfferdSnapshot", "OfferdServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(
+            name: "OfferdCoreTests",
+            dependencies: ["OfferdCore", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(name: "OfferdSnapshotTests", dependencies: ["OfferdSnapshot", "OfferdCore"]),
+        .testTarget(name: "OfferdWireTests", dependencies: ["OfferdWire", "OfferdCore"]),
+        .testTarget(
+            name: "OfferdTransportTests",
+            dependencies: ["OfferdTransport", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(name: "OfferdServerTests", dependencies: ["OfferdServer"]),
+    ]
+)

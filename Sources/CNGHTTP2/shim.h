@@ -1,0 +1,4 @@
+#ifndef OFFERD_CNGHTTP2_SHIM_H
+#define OFFERD_CNGHTTP2_SHIM_H
+#include <nghttp2/nghttp2.h>
+#endif

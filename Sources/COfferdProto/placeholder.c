@@ -1,0 +1,1 @@
+// Generated protobuf-c code lands here (issue 4).

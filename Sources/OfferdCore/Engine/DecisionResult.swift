@@ -1,0 +1,146 @@
+/// What a proposition holds (SPEC 2.2 `Outcome`). Raw values are the proto's.
+public enum Outcome: Int, Sendable, CaseIterable {
+    case unspecified = 0
+    case offers = 1
+    case fallback = 2
+    case suppressed = 3
+    case error = 4
+}
+
+/// Why a proposition is not plain offers (SPEC 2.2 `Reason`). Raw values are the proto's.
+public enum Reason: Int, Sendable, CaseIterable {
+    case unspecified = 0
+    case noEligibleOffers = 1
+    case personalizationDenied = 2
+    case marketingDenied = 3
+    case unknownProfile = 4
+    case decisionNotFound = 5
+    case placementNotInDecision = 6
+    case decisionInactive = 7
+}
+
+/// An offer's content for one placement (a catalog `representations` entry).
+public struct Representation: Sendable, Equatable {
+    public var placementID: String
+    public var format: String?
+    public var language: [String]
+    public var content: String?
+    public var deliveryURL: String?
+    public var linkURL: String?
+
+    public init(
+        placementID: String, format: String? = nil, language: [String] = [], content: String? = nil,
+        deliveryURL: String? = nil, linkURL: String? = nil
+    ) {
+        self.placementID = placementID
+        self.format = format
+        self.language = language
+        self.content = content
+        self.deliveryURL = deliveryURL
+        self.linkURL = linkURL
+    }
+}
+
+/// One key/value pair of an offer's `characteristics`, in catalog order.
+public struct Characteristic: Sendable, Equatable {
+    public var key: String
+    public var value: String
+
+    public init(key: String, value: String) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// One proposed item: an offer or a fallback offer, with its representation
+/// for the proposition's placement.
+public struct DecidedItem: Sendable, Equatable {
+    public var id: String
+    public var name: String?
+    /// The offer's priority; 0 for a fallback offer.
+    public var priority: Int
+    public var characteristics: [Characteristic]
+    public var representation: Representation
+    /// Present exactly when the offer was ranked by a formula.
+    public var score: Double?
+    /// Whether this is the decision's fallback offer (never personalized).
+    public var isFallback: Bool
+
+    public init(
+        id: String, name: String?, priority: Int, characteristics: [Characteristic],
+        representation: Representation, score: Double?, isFallback: Bool
+    ) {
+        self.id = id
+        self.name = name
+        self.priority = priority
+        self.characteristics = characteristics
+        self.representation = representation
+        self.score = score
+        self.isFallback = isFallback
+    }
+}
+
+/// Why a candidate offer was or was not chosen (SPEC 2.2 `TraceEntry.verdict`).
+public enum TraceVerdict: String, Sendable, CaseIterable {
+    case chosen
+    case notApproved = "not-approved"
+    case outsideDates = "outside-dates"
+    case noRepresentation = "no-representation"
+    case ineligible
+    case criterionIneligible = "criterion-ineligible"
+    case capped
+    case duplicate
+    case rankedOut = "ranked-out"
+}
+
+/// One line of an explain trace.
+public struct TraceEntry: Sendable, Equatable {
+    public var offerID: String
+    /// The criterion's 0-based index as a decimal string.
+    public var criterion: String
+    public var verdict: TraceVerdict
+
+    public init(offerID: String, criterion: String, verdict: TraceVerdict) {
+        self.offerID = offerID
+        self.criterion = criterion
+        self.verdict = verdict
+    }
+}
+
+/// The answer for one scope.
+public struct Proposition: Sendable, Equatable {
+    public var decisionID: String
+    public var placementID: String
+    public var outcome: Outcome
+    public var reason: Reason
+    public var items: [DecidedItem]
+    /// Only filled when the request asked for `explain`.
+    public var trace: [TraceEntry]
+
+    public init(
+        decisionID: String, placementID: String, outcome: Outcome, reason: Reason, items: [DecidedItem] = [],
+        trace: [TraceEntry] = []
+    ) {
+        self.decisionID = decisionID
+        self.placementID = placementID
+        self.outcome = outcome
+        self.reason = reason
+        self.items = items
+        self.trace = trace
+    }
+}
+
+/// The engine's answer to a ``DecisionRequest``: one proposition per scope,
+/// in request order. Request ids, proposition ids and the snapshot version are
+/// added by the caller (the engine is deterministic and knows no snapshot).
+public struct DecisionResult: Sendable, Equatable {
+    public var propositions: [Proposition]
+    public var profileFound: Bool
+    public var catalogVersion: String
+
+    public init(propositions: [Proposition], profileFound: Bool, catalogVersion: String) {
+        self.propositions = propositions
+        self.profileFound = profileFound
+        self.catalogVersion = catalogVersion
+    }
+}

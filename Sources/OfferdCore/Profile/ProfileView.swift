@@ -1,0 +1,287 @@
+/// A profile identity: an identity namespace and an id within it.
+///
+/// Namespaces compare case-insensitively in ASCII only; ids compare exactly.
+public struct Identity: Sendable, Hashable, CustomStringConvertible {
+    public var namespace: String
+    public var id: String
+
+    public init(namespace: String, id: String) {
+        self.namespace = namespace
+        self.id = id
+    }
+
+    /// The namespace with ASCII letters lower-cased: the form used for lookups,
+    /// duplicate checks and the tie-break hash.
+    public var foldedNamespace: String { asciiLowercased(namespace) }
+
+    /// Whether both identities name the same profile key (namespace folded, id exact).
+    public func matches(_ other: Identity) -> Bool {
+        id == other.id && foldedNamespace == other.foldedNamespace
+    }
+
+    public var description: String { "\(namespace):\(id)" }
+}
+
+/// Lower-cases ASCII letters only; every other scalar is kept as is.
+public func asciiLowercased(_ text: String) -> String {
+    var needsChange = false
+    for byte in text.utf8 where byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") {
+        needsChange = true
+        break
+    }
+    guard needsChange else { return text }
+    var bytes = Array(text.utf8)
+    for i in bytes.indices where bytes[i] >= UInt8(ascii: "A") && bytes[i] <= UInt8(ascii: "Z") {
+        bytes[i] += 32
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// An XDM consent choice value, or empty when the profile has none.
+///
+/// The raw values are the snapshot's on-disk codes: never renumber them.
+public enum ConsentChoice: UInt8, Sendable, CaseIterable {
+    case empty = 0
+    case y = 1
+    case n = 2
+    case p = 3
+    case u = 4
+    case dy = 5
+    case dn = 6
+    case LI = 7
+    case CT = 8
+    case CP = 9
+    case VI = 10
+    case PI = 11
+
+    /// Parses an XDM `val` string (case-sensitive). `""` is not a value.
+    public init?(xdmValue: String) {
+        switch xdmValue {
+        case "y": self = .y
+        case "n": self = .n
+        case "p": self = .p
+        case "u": self = .u
+        case "dy": self = .dy
+        case "dn": self = .dn
+        case "LI": self = .LI
+        case "CT": self = .CT
+        case "CP": self = .CP
+        case "VI": self = .VI
+        case "PI": self = .PI
+        default: return nil
+        }
+    }
+
+    /// The XDM `val` string, or nil for empty.
+    public var xdmValue: String? {
+        switch self {
+        case .empty: nil
+        case .y: "y"
+        case .n: "n"
+        case .p: "p"
+        case .u: "u"
+        case .dy: "dy"
+        case .dn: "dn"
+        case .LI: "LI"
+        case .CT: "CT"
+        case .CP: "CP"
+        case .VI: "VI"
+        case .PI: "PI"
+        }
+    }
+}
+
+/// The consent values offerd reads from a profile (SPEC 5.1), pre-parsed.
+public struct ConsentRecord: Sendable, Equatable, Hashable {
+    public var personalizeContent: ConsentChoice
+    public var marketingAny: ConsentChoice
+    public var marketingEmail: ConsentChoice
+    public var marketingSMS: ConsentChoice
+    public var marketingPush: ConsentChoice
+    public var marketingCall: ConsentChoice
+
+    public init(
+        personalizeContent: ConsentChoice = .empty,
+        marketingAny: ConsentChoice = .empty,
+        marketingEmail: ConsentChoice = .empty,
+        marketingSMS: ConsentChoice = .empty,
+        marketingPush: ConsentChoice = .empty,
+        marketingCall: ConsentChoice = .empty
+    ) {
+        self.personalizeContent = personalizeContent
+        self.marketingAny = marketingAny
+        self.marketingEmail = marketingEmail
+        self.marketingSMS = marketingSMS
+        self.marketingPush = marketingPush
+        self.marketingCall = marketingCall
+    }
+
+    /// Every field empty: what an unknown profile has.
+    public static let empty = ConsentRecord()
+}
+
+/// A name (audience id, offer id) with its ``stableHash(_:)`` computed once, at
+/// catalog load, so per-request lookups never hash strings.
+public struct InternedName: Sendable, Hashable {
+    public let name: String
+    public let hash: UInt64
+
+    public init(_ name: String) {
+        self.name = name
+        self.hash = stableHash(name.utf8)
+    }
+
+    public static func == (lhs: InternedName, rhs: InternedName) -> Bool {
+        lhs.hash == rhs.hash && lhs.name == rhs.name
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+}
+
+/// A profile attribute path (`profile.loyalty.tier` is `["loyalty", "tier"]`),
+/// resolved once at catalog load.
+///
+/// ``canonicalBytes`` encodes the segments unambiguously (each segment as a
+/// 4-byte little-endian length then its UTF-8 bytes), since a segment written
+/// in brackets may contain any character, dots included; ``hash`` is
+/// ``stableHash(_:)`` of those bytes. Snapshots key attributes the same way.
+public struct AttributePath: Sendable, Hashable, CustomStringConvertible {
+    public let segments: [String]
+    public let canonicalBytes: [UInt8]
+    public let hash: UInt64
+
+    public init(_ segments: [String]) {
+        self.segments = segments
+        self.canonicalBytes = AttributePath.encode(segments)
+        self.hash = stableHash(canonicalBytes)
+    }
+
+    public static func encode(_ segments: [String]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for segment in segments {
+            let count = UInt32(segment.utf8.count)
+            bytes.append(UInt8(truncatingIfNeeded: count))
+            bytes.append(UInt8(truncatingIfNeeded: count >> 8))
+            bytes.append(UInt8(truncatingIfNeeded: count >> 16))
+            bytes.append(UInt8(truncatingIfNeeded: count >> 24))
+            bytes.append(contentsOf: segment.utf8)
+        }
+        return bytes
+    }
+
+    public static func == (lhs: AttributePath, rhs: AttributePath) -> Bool {
+        lhs.hash == rhs.hash && lhs.canonicalBytes == rhs.canonicalBytes
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+
+    public var description: String { "profile" + segments.map { "[\"\($0)\"]" }.joined() }
+}
+
+/// A rule value (SPEC section 4): what a path, literal or operator yields.
+public indirect enum RuleValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    /// A list of scalars (null, bool, number, string).
+    case list([RuleValue])
+    /// A JSON object attribute: non-null, equal to nothing, only walked into.
+    case object
+}
+
+/// Read access to one profile, as the decision engine needs it.
+///
+/// Implemented by ``InMemoryProfile`` (tests, `snapshot get`) and by the
+/// snapshot's zero-copy record view. Every lookup is by a key resolved at
+/// catalog load, never by a string hashed per request.
+public protocol ProfileView {
+    /// The profile's first identity (used by the tie-break hash).
+    var primaryIdentity: Identity { get }
+    var consents: ConsentRecord { get }
+    /// The attribute at `path`: `.null` when missing, when the path runs
+    /// through a scalar, or when the stored JSON value is null; `.object` when
+    /// it ends at a JSON object.
+    func attribute(at path: AttributePath) -> RuleValue
+    func isMember(of audience: InternedName) -> Bool
+    /// How many times `offer` was already proposed to this profile (0 when unknown).
+    func cappingCount(for offer: InternedName) -> Int
+}
+
+/// A profile held as plain Swift values.
+///
+/// The parsed form of one profile source line (SPEC 5.1), and the profile the
+/// engine's tests decide on.
+public struct InMemoryProfile: ProfileView, Sendable, Equatable {
+    public var identities: [Identity]
+    public var consents: ConsentRecord
+    public var audiences: [String]
+    /// The `attributes` object (always a `.object`, possibly empty).
+    public var attributes: JSONValue
+    /// Offer id -> times already proposed, in source order.
+    public var capping: [(offerID: String, count: Int)]
+
+    public init(
+        identities: [Identity],
+        consents: ConsentRecord = .empty,
+        audiences: [String] = [],
+        attributes: JSONValue = .object([]),
+        capping: [(offerID: String, count: Int)] = []
+    ) {
+        precondition(!identities.isEmpty, "a profile has at least one identity")
+        self.identities = identities
+        self.consents = consents
+        self.audiences = audiences
+        self.attributes = attributes
+        self.capping = capping
+    }
+
+    public var primaryIdentity: Identity { identities[0] }
+
+    public func attribute(at path: AttributePath) -> RuleValue {
+        var node = attributes
+        for segment in path.segments {
+            guard case .object = node, let next = node[segment] else { return .null }
+            node = next
+        }
+        return RuleValue(json: node)
+    }
+
+    public func isMember(of audience: InternedName) -> Bool {
+        audiences.contains(audience.name)
+    }
+
+    public func cappingCount(for offer: InternedName) -> Int {
+        for entry in capping where entry.offerID == offer.name { return entry.count }
+        return 0
+    }
+
+    public static func == (lhs: InMemoryProfile, rhs: InMemoryProfile) -> Bool {
+        lhs.identities == rhs.identities && lhs.consents == rhs.consents && lhs.audiences == rhs.audiences
+            && lhs.attributes == rhs.attributes
+            && lhs.capping.map(\.offerID) == rhs.capping.map(\.offerID)
+            && lhs.capping.map(\.count) == rhs.capping.map(\.count)
+    }
+}
+
+extension RuleValue {
+    /// The rule value of a profile attribute's JSON value. Arrays keep their
+    /// scalar items; a nested array or object inside an array reads as null.
+    public init(json: JSONValue) {
+        switch json {
+        case .null: self = .null
+        case .bool(let value): self = .bool(value)
+        case .number(let value): self = .number(value)
+        case .string(let value): self = .string(value)
+        case .object: self = .object
+        case .array(let items):
+            self = .list(
+                items.map { item in
+                    switch item {
+                    case .array, .object: .null
+                    default: RuleValue(json: item)
+                    }
+                })
+        }
+    }
+}

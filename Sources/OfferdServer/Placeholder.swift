@@ -1,0 +1,1 @@
+// Placeholder: module OfferdServer (see the module table in README.md).

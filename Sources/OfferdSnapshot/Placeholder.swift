@@ -1,0 +1,1 @@
+// Placeholder: module OfferdSnapshot (see the module table in README.md).

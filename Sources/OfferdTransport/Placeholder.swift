@@ -1,0 +1,1 @@
+// Placeholder: module OfferdTransport (see the module table in README.md).

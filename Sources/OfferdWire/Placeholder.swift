@@ -1,0 +1,1 @@
+// Placeholder: module OfferdWire (see the module table in README.md).

@@ -1,0 +1,1 @@
+print("offerd: not yet implemented")
