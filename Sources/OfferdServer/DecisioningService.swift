@@ -1,0 +1,160 @@
+import Atomics
+import NIOCore
+import OfferdCore
+import OfferdSnapshot
+import OfferdTransport
+import OfferdWire
+
+/// A catalog compiled into a ready engine: the unit the catalog store publishes.
+public final class LoadedCatalog: Sendable {
+    public let engine: DecisionEngine
+    public let path: String
+
+    public init(engine: DecisionEngine, path: String) {
+        self.engine = engine
+        self.path = path
+    }
+
+    public var version: String { engine.catalog.version }
+}
+
+/// The gRPC application: `offerd.v1.Decisioning/Decide` and `grpc.health.v1.Health/Check`.
+///
+/// It reads the current catalog and snapshot from lock-free stores once per
+/// call, so a call finishes on the versions it started with while reloads
+/// publish new ones. It is also the in-process path (request bytes in,
+/// response bytes out) that tests and benchmarks use without sockets.
+public final class DecisioningService: GRPCUnaryService {
+    public static let decidePath = "/offerd.v1.Decisioning/Decide"
+    public static let healthCheckPath = "/grpc.health.v1.Health/Check"
+    static let servingHealthNames: Set<String> = ["", "offerd.v1.Decisioning"]
+
+    public let catalogs: AtomicReferenceStore<LoadedCatalog>
+    public let snapshots: AtomicReferenceStore<ProfileSnapshot>
+    let allowExplain: Bool
+    let metrics: ServerMetrics
+    private let shuttingDown = ManagedAtomic<Bool>(false)
+    /// Request time in epoch seconds; injectable so tests can pin dates.
+    let now: @Sendable () -> Double
+
+    public init(
+        catalogs: AtomicReferenceStore<LoadedCatalog>,
+        snapshots: AtomicReferenceStore<ProfileSnapshot>,
+        allowExplain: Bool,
+        metrics: ServerMetrics,
+        now: @escaping @Sendable () -> Double = { wallClockSeconds() }
+    ) {
+        self.catalogs = catalogs
+        self.snapshots = snapshots
+        self.allowExplain = allowExplain
+        self.metrics = metrics
+        self.now = now
+    }
+
+    /// Whether a catalog and a snapshot are loaded and shutdown has not begun.
+    public var isReady: Bool {
+        !shuttingDown.load(ordering: .relaxed) && catalogs.load() != nil && snapshots.load() != nil
+    }
+
+    /// From now on, Decide answers UNAVAILABLE and health NOT_SERVING.
+    public func beginShutdown() {
+        shuttingDown.store(true, ordering: .relaxed)
+    }
+
+    public func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let started = NIODeadline.now()
+        let method: ServerMetrics.Method
+        let reply: GRPCUnaryReply
+        switch call.path {
+        case Self.decidePath:
+            method = .decide
+            reply = decide(call, allocator: allocator)
+        case Self.healthCheckPath:
+            method = .healthCheck
+            reply = healthCheck(call, allocator: allocator)
+        default:
+            method = .unknown
+            reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))
+        }
+        let code: GRPCStatus.Code
+        switch reply {
+        case .message: code = .ok
+        case .failure(let status): code = status.code
+        }
+        metrics.recordCall(method, status: code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+        return reply
+    }
+
+    private func decide(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let decoded = call.message.withUnsafeReadableBytes { bytes in
+            Result { () throws(WireDecodeError) in try DecideCodec.decodeRequest(bytes) }
+        }
+        let request: DecisionRequest
+        switch decoded {
+        case .success(let value): request = value
+        case .failure(let error): return .failure(GRPCStatus(.invalidArgument, error.message))
+        }
+        if let problem = request.validationError() {
+            return .failure(GRPCStatus(.invalidArgument, problem))
+        }
+        if request.explain && !allowExplain {
+            return .failure(GRPCStatus(.permissionDenied, "explain is not allowed: start the server with --allow-explain"))
+        }
+        if shuttingDown.load(ordering: .relaxed) {
+            return .failure(GRPCStatus(.unavailable, "the server is shutting down"))
+        }
+        guard let catalog = catalogs.load() else {
+            return .failure(GRPCStatus(.unavailable, "no catalog is loaded yet"))
+        }
+        guard let snapshot = snapshots.load() else {
+            return .failure(GRPCStatus(.unavailable, "no profile snapshot is loaded yet"))
+        }
+        if let deadline = call.deadline, deadline <= .now() {
+            return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired before the decision started"))
+        }
+        let profile = snapshot.profile(for: request.identity)
+        let result = catalog.engine.decide(request, profile: profile, now: now())
+        metrics.recordDecisions(result)
+        let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
+        let encoded = DecideCodec.encodeResponse(
+            result, requestID: requestID, snapshotVersion: snapshot.version,
+            includeContent: request.includeContent, includeMetadata: request.includeMetadata)
+        if let deadline = call.deadline, deadline <= .now() {
+            return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired while deciding"))
+        }
+        var buffer = allocator.buffer(capacity: encoded.count)
+        buffer.writeBytes(encoded)
+        return .message(buffer)
+    }
+
+    private func healthCheck(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let decoded = call.message.withUnsafeReadableBytes { bytes in
+            Result { () throws(WireDecodeError) in try HealthCodec.decodeCheckRequest(bytes) }
+        }
+        let service: String
+        switch decoded {
+        case .success(let value): service = value
+        case .failure(let error): return .failure(GRPCStatus(.invalidArgument, error.message))
+        }
+        guard Self.servingHealthNames.contains(service) else {
+            return .failure(GRPCStatus(.notFound, "unknown service \(service)"))
+        }
+        let encoded = HealthCodec.encodeCheckResponse(isReady ? .serving : .notServing)
+        var buffer = allocator.buffer(capacity: encoded.count)
+        buffer.writeBytes(encoded)
+        return .message(buffer)
+    }
+}
+
+/// The current time as epoch seconds with a fraction.
+public func wallClockSeconds() -> Double {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

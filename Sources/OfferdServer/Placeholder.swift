@@ -1,1 +1,0 @@
-// Placeholder: module OfferdServer (see the module table in README.md).

@@ -1,0 +1,296 @@
+import ArgumentParser
+import Dispatch
+import Logging
+import OfferdCore
+import OfferdServer
+import OfferdSnapshot
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+struct OfferdCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "offerd",
+        abstract: "An offer-decisioning gRPC server for the edge.",
+        subcommands: [Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self])
+}
+
+// MARK: - serve
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve decisions over gRPC (HTTP/2 cleartext).")
+
+    @Option(help: "The catalog JSON file.") var catalog: String
+    @Option(help: "The profile snapshot file (built by `offerd snapshot build`).") var snapshot: String
+    @Option(help: "Address for gRPC and admin endpoints.") var host = "127.0.0.1"
+    @Option(help: "gRPC port (0 picks a free port).") var port = 50051
+    @Option(help: "Admin HTTP port for /metrics, /healthz, /readyz; 0 disables.") var adminPort = 9090
+    @Option(help: "Event loop threads (default: number of cores).") var threads: Int?
+    @Option(help: "Largest request message in bytes.") var maxMessageBytes = 65536
+    @Option(help: "Advertised SETTINGS_MAX_CONCURRENT_STREAMS.") var maxConcurrentStreams: UInt32 = 100
+    @Option(help: "How empty and `u` consents resolve: granted or denied.") var consentDefault: ConsentDefault = .granted
+    @Option(help: "Identities not in the snapshot: decide or fallback.") var unknownProfile: UnknownProfilePolicy = .decide
+    @Flag(help: "Allow requests to ask for an explain trace.") var allowExplain = false
+    @Option(help: "trace, debug, info, warning or error.") var logLevel: LogLevelArgument = .info
+    @Option(help: "Time in-flight calls get to finish on SIGTERM/SIGINT (e.g. 10s, 500ms).")
+    var shutdownGrace: DurationArgument = DurationArgument(.seconds(10), text: "10s")
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard (0...65535).contains(adminPort) else { throw ValidationError("--admin-port must be 0...65535") }
+        guard maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1") }
+        guard maxConcurrentStreams >= 1 else { throw ValidationError("--max-concurrent-streams must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() async throws {
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in LogfmtLogHandler(label: label, level: level) }
+        let logger = Logger(label: "offerd")
+
+        var configuration = ServerConfiguration(catalogPath: catalog, snapshotPath: snapshot)
+        configuration.host = host
+        configuration.port = port
+        configuration.adminPort = adminPort == 0 ? nil : adminPort
+        if let threads { configuration.threads = threads }
+        configuration.maxMessageBytes = maxMessageBytes
+        configuration.maxConcurrentStreams = maxConcurrentStreams
+        configuration.consentDefault = consentDefault
+        configuration.unknownProfile = unknownProfile
+        configuration.allowExplain = allowExplain
+        configuration.shutdownGrace = shutdownGrace.duration
+
+        // Signals are taken over before anything starts, so an early SIGTERM is handled, not fatal.
+        let signals = SignalStream(signals: [SIGTERM, SIGINT, SIGHUP])
+        let server: OfferdServer
+        do {
+            server = try await OfferdServer.start(configuration: configuration, logger: logger)
+        } catch let error as LoadError {
+            logger.critical("cannot start", metadata: ["error": "\(error.message)"])
+            throw ExitCode(1)
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        for await signal in signals.stream {
+            if signal == SIGHUP {
+                logger.info("SIGHUP: reloading catalog and snapshot")
+                server.reload()
+                continue
+            }
+            logger.info("signal received", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
+            break
+        }
+        await server.shutdown()
+    }
+}
+
+/// Delivers POSIX signals as an async stream instead of running their default action.
+final class SignalStream: Sendable {
+    let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32]) {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        let queue = DispatchQueue(label: "offerd.signals")
+        self.stream = stream
+        self.sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+    }
+}
+
+extension ConsentDefault: ExpressibleByArgument {}
+extension UnknownProfilePolicy: ExpressibleByArgument {}
+
+enum LogLevelArgument: String, ExpressibleByArgument, CaseIterable {
+    case trace, debug, info, warning, error
+
+    var level: Logger.Level {
+        switch self {
+        case .trace: .trace
+        case .debug: .debug
+        case .info: .info
+        case .warning: .warning
+        case .error: .error
+        }
+    }
+}
+
+/// A duration written as a number with a unit: `10s`, `500ms`, `2m`, `1h`.
+struct DurationArgument: ExpressibleByArgument {
+    let duration: Duration
+    let text: String
+
+    init(_ duration: Duration, text: String) {
+        self.duration = duration
+        self.text = text
+    }
+
+    init?(argument: String) {
+        let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for unit in units where argument.hasSuffix(unit.suffix) {
+            guard let value = Double(argument.dropLast(unit.suffix.count)), value >= 0, value.isFinite else {
+                return nil
+            }
+            self.init(.milliseconds(Int64((value * unit.seconds * 1000).rounded())), text: argument)
+            return
+        }
+        return nil
+    }
+
+    var defaultValueDescription: String { text }
+}
+
+// MARK: - catalog
+
+struct CatalogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "catalog", abstract: "Work with catalog files.", subcommands: [Check.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a catalog: print a summary, or every error (exit 1).")
+
+        @Argument(help: "The catalog JSON file.") var file: String
+
+        func run() throws {
+            let bytes: [UInt8]
+            do {
+                bytes = try readWholeFile(file)
+            } catch {
+                printError(error.message)
+                throw ExitCode(1)
+            }
+            do {
+                let catalog = try Catalog.load(bytes: bytes, fileName: file)
+                let summary = catalog.summary
+                print("\(file): OK")
+                print("version: \(catalog.version)")
+                print("placements: \(summary.placements)")
+                print("offers: \(summary.offers)")
+                print("fallbackOffers: \(summary.fallbackOffers)")
+                print("collections: \(summary.collections)")
+                print("rules: \(summary.rules)")
+                print("decisions: \(summary.decisions)")
+            } catch {
+                printError(error.description)
+                printError("\(file): \(error.issues.count) error\(error.issues.count == 1 ? "" : "s")")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+// MARK: - snapshot
+
+struct SnapshotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot", abstract: "Build and read profile snapshots.",
+        subcommands: [Build.self, Inspect.self, Get.self])
+
+    struct Build: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build a snapshot from a JSON Lines profile source.")
+
+        @Option(help: "The profile source (JSON Lines).") var input: String
+        @Option(help: "The snapshot file to write (replaced atomically).") var output: String
+        @Option(help: "The snapshot version string (default: a content hash).") var version: String?
+
+        func run() throws {
+            var lastReported = 0
+            do {
+                let summary = try SnapshotBuilder.build(
+                    input: input, output: output, version: version,
+                    progress: { count in
+                        if count - lastReported >= 1_000_000 {
+                            lastReported = count
+                            printError("\(count) profiles read")
+                        }
+                    })
+                print("\(output): \(summary)")
+            } catch {
+                printError("\(input): \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a snapshot's header and check its checksum.")
+
+        @Argument(help: "The snapshot file.") var file: String
+
+        func run() throws {
+            do {
+                let snapshot = try ProfileSnapshot.load(path: file)
+                print("file: \(file)")
+                print("version: \(snapshot.version)")
+                print("created: \(snapshot.createdAt)")
+                print("profiles: \(snapshot.profileCount)")
+                print("identities: \(snapshot.identityCount)")
+                print("size: \(snapshot.fileSize)")
+                print("checksum: ok")
+            } catch {
+                printError("\(file): \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print one profile of a snapshot as JSON.")
+
+        @Argument(help: "The snapshot file.") var file: String
+        @Argument(help: "Identity namespace (case-insensitive).") var namespace: String
+        @Argument(help: "Identity id (exact).") var id: String
+
+        func run() throws {
+            let snapshot: ProfileSnapshot
+            do {
+                snapshot = try ProfileSnapshot.load(path: file)
+            } catch {
+                printError("\(file): \(error)")
+                throw ExitCode(1)
+            }
+            guard let profile = snapshot.profile(for: Identity(namespace: namespace, id: id)) else {
+                printError("\(namespace):\(id) is not in \(file)")
+                throw ExitCode(1)
+            }
+            print(ProfileJSON.render(profile.toInMemoryProfile()))
+        }
+    }
+}
+
+// MARK: - profiles
+
+struct ProfilesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profiles", abstract: "Profile source utilities.", subcommands: [Generate.self])
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write N synthetic, realistic profiles as JSON Lines (tests and benchmarks).")
+
+        @Option(help: "How many profiles.") var count: Int
+        @Option(help: "Random seed (same seed, same file).") var seed: UInt64 = 1
+        @Option(help: "The JSON Lines file to write.") var output: String
+
+        func run() throws {
+            guard count >= 0 else { throw ValidationError("--count must be >= 0") }
+            try SyntheticProfiles.write(count: count, seed: seed, to: output)
+        }
+    }
+}
+
+func printError(_ message: String) {
+    fputs(message + "\n", stderr)
+}

@@ -1,1 +1,0 @@
-print("offerd: not yet implemented")

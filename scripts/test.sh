@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of offerd from a fresh clone: installs what it needs, checks
+# the generated protobuf-c code is current, builds, runs the Swift test suite,
+# then the interop suite against a real server with real clients
+# (grpcio, nghttp, h2load, nginx).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh --with-python
+proto/generate.sh --check
+
+swift build --build-tests
+swift test --skip-build --parallel
+
+OFFERD_BIN="$(swift build --show-bin-path)/offerd" python3 -m pytest -q -p no:cacheprovider tests/interop

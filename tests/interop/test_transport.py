@@ -1,0 +1,93 @@
+"""HTTP/2 behaviour with Debian's nghttp2 clients (nghttp, h2load) and raw sockets."""
+
+import re
+import socket
+import struct
+import subprocess
+
+from helpers import decide, request
+
+
+def grpc_frame(payload, compressed=False):
+    return struct.pack(">BI", 1 if compressed else 0, len(payload)) + payload
+
+
+def nghttp(url, body_path=None, headers=(), method="POST"):
+    args = ["nghttp", "-v", "-H", f":method: {method}"]
+    for h in headers:
+        args += ["-H", h]
+    if body_path is not None:
+        args += ["-d", str(body_path)]
+    args.append(url)
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+
+
+def test_nghttp_sees_grpc_status_zero_in_trailers(stubs, server, tmp_path):
+    body = tmp_path / "body"
+    body.write_bytes(grpc_frame(request(stubs.pb).SerializeToString()))
+    out = nghttp(f"http://{server.target}/offerd.v1.Decisioning/Decide", body,
+                 ["content-type: application/grpc", "te: trailers"])
+    assert out.returncode == 0, out.stderr
+    assert ":status: 200" in out.stdout
+    assert "content-type: application/grpc" in out.stdout
+    # the trailers come in a HEADERS frame after the DATA frame
+    data_at = out.stdout.find("recv DATA frame")
+    status_at = out.stdout.find("grpc-status: 0")
+    assert data_at >= 0 and status_at > data_at, out.stdout
+
+
+def test_server_enforces_grpc_timeout(stubs, server, tmp_path):
+    body = tmp_path / "body"
+    body.write_bytes(grpc_frame(request(stubs.pb).SerializeToString()))
+    out = nghttp(f"http://{server.target}/offerd.v1.Decisioning/Decide", body,
+                 ["content-type: application/grpc", "te: trailers", "grpc-timeout: 1n"])
+    assert "grpc-status: 4" in out.stdout, out.stdout
+
+
+def test_wrong_content_type_and_method(server, tmp_path):
+    body = tmp_path / "body"
+    body.write_bytes(b"hello")
+    out = nghttp(f"http://{server.target}/offerd.v1.Decisioning/Decide", body, ["content-type: text/plain"])
+    assert ":status: 415" in out.stdout, out.stdout
+    out = nghttp(f"http://{server.target}/offerd.v1.Decisioning/Decide", method="GET")
+    assert ":status: 405" in out.stdout, out.stdout
+
+
+def test_h2load_smoke_has_no_failures(stubs, server, tmp_path):
+    body = tmp_path / "body"
+    body.write_bytes(grpc_frame(request(stubs.pb, scopes=[("dec-home", "web-banner", 3)]).SerializeToString()))
+    out = subprocess.run(
+        ["h2load", "-n", "5000", "-c", "4", "-m", "16", "-d", str(body),
+         "-H", "content-type: application/grpc", "-H", "te: trailers",
+         f"http://{server.target}/offerd.v1.Decisioning/Decide"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
+                  out.stdout)
+    assert m, out.stdout
+    total, started, done, succeeded, failed, errored = map(int, m.groups())
+    assert (done, succeeded, failed, errored) == (5000, 5000, 0, 0), out.stdout
+
+
+def test_garbage_preface_closes_connection_and_server_keeps_serving(stubs, server):
+    host, port = server.target.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"\x00" * 100)
+        s.settimeout(5)
+        received = b""
+        try:
+            while chunk := s.recv(4096):
+                received += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+    assert decide(stubs, server.target, request(stubs.pb)).profile_found
+
+
+def test_disconnect_mid_frame_does_not_hurt(stubs, server):
+    host, port = server.target.split(":")
+    for cut in [5, 24, 30, 40]:
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            settings = struct.pack(">I", 0)[1:] + b"\x04\x00" + struct.pack(">I", 0)
+            s.sendall((preface + settings + b"\x00\x00\x10\x01\x04")[:cut])
+    assert decide(stubs, server.target, request(stubs.pb)).profile_found
