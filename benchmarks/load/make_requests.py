@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Writes gRPC-framed DecideRequest bodies for h2load, one file per profile:
+make_requests.py OUTDIR COUNT PROFILES SCOPES. Profiles are `ecid-<n>` as
+made by `offerd profiles generate`, spread over the whole snapshot."""
+
+import pathlib
+import struct
+import sys
+import tempfile
+
+from grpc_tools import protoc
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def main(outdir, count, profiles, scopes):
+    stubs = pathlib.Path(tempfile.mkdtemp(prefix="offerd-bench-stubs-"))
+    if protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"--python_out={stubs}", "offerd/v1/decisioning.proto"]) != 0:
+        sys.exit("protoc failed")
+    sys.path.insert(0, str(stubs))
+    import offerd.v1.decisioning_pb2 as pb
+
+    out = pathlib.Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    placements = ["web-banner", "email-hero", "app-card"]
+    step = max(1, profiles // count)
+    for n in range(count):
+        request = pb.DecideRequest()
+        request.identity.namespace = "ECID"
+        request.identity.id = f"ecid-{(n * step + 7) % profiles}"
+        for s in range(scopes):
+            request.scopes.add(decision_id="dec-bench", placement_id=placements[s], item_count=3)
+        request.context["page"].string_value = "home"
+        payload = request.SerializeToString()
+        (out / f"req-{scopes}-{n}.bin").write_bytes(struct.pack(">BI", 0, len(payload)) + payload)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
