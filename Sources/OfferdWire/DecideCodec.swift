@@ -181,9 +181,10 @@ public enum DecideCodec {
     // MARK: - C graph <-> Swift values
 
     private static func decisionRequest(from message: Offerd__V1__DecideRequest) -> DecisionRequest {
-        let identity = message.identity.map {
-            Identity(namespace: swiftString($0.pointee.namespace_), id: swiftString($0.pointee.id))
-        } ?? Identity(namespace: "", id: "")
+        let identity =
+            message.identity.map {
+                Identity(namespace: swiftString($0.pointee.namespace_), id: swiftString($0.pointee.id))
+            } ?? Identity(namespace: "", id: "")
         let scopes = array(message.scopes, count: message.n_scopes) { scope in
             ScopeRequest(
                 decisionID: swiftString(scope.decision_id), placementID: swiftString(scope.placement_id),

@@ -30,7 +30,8 @@ public enum HealthCodec {
     /// Decodes a HealthCheckRequest from an array; see ``decodeCheckRequest(_:)-(UnsafeRawBufferPointer)``.
     public static func decodeCheckRequest(_ bytes: [UInt8]) throws(WireDecodeError) -> String {
         // Array.withUnsafeBytes only rethrows untyped errors; a Result carries the typed one through.
-        try bytes.withUnsafeBytes { buffer in Result { () throws(WireDecodeError) in try decodeCheckRequest(buffer) } }.get()
+        try bytes.withUnsafeBytes { buffer in Result { () throws(WireDecodeError) in try decodeCheckRequest(buffer) } }
+            .get()
     }
 
     /// Encodes a HealthCheckResponse with `status`.

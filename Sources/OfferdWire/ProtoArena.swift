@@ -46,7 +46,8 @@ final class ProtoArena {
             chunks.insert(dedicated, at: chunks.count - 1)
             return dedicated.baseAddress.unsafelyUnwrapped
         }
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, nextChunkSize), alignment: Self.alignment)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: max(size, nextChunkSize), alignment: Self.alignment)
         nextChunkSize = min(nextChunkSize * 2, Self.maximumChunkSize)
         chunks.append(chunk)
         offsetInCurrentChunk = size

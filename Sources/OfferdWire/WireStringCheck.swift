@@ -166,12 +166,20 @@ enum UTF8Check {
             var secondHigh: UInt8 = 0xBF
             switch lead {
             case 0xC2...0xDF: length = 2
-            case 0xE0: length = 3; secondLow = 0xA0
+            case 0xE0:
+                length = 3
+                secondLow = 0xA0
             case 0xE1...0xEC, 0xEE...0xEF: length = 3
-            case 0xED: length = 3; secondHigh = 0x9F
-            case 0xF0: length = 4; secondLow = 0x90
+            case 0xED:
+                length = 3
+                secondHigh = 0x9F
+            case 0xF0:
+                length = 4
+                secondLow = 0x90
             case 0xF1...0xF3: length = 4
-            case 0xF4: length = 4; secondHigh = 0x8F
+            case 0xF4:
+                length = 4
+                secondHigh = 0x8F
             default: return .invalidUTF8
             }
             guard count - index >= length else { return .invalidUTF8 }
@@ -230,7 +238,8 @@ struct WireReader {
         let length = try readVarint()
         guard length <= UInt64(bytes.count - offset) else {
             throw WireStringCheck.Failure(
-                path: [], problem: "undecodable protobuf: length \(length) exceeds the \(bytes.count - offset) bytes left")
+                path: [],
+                problem: "undecodable protobuf: length \(length) exceeds the \(bytes.count - offset) bytes left")
         }
         let start = offset
         offset += Int(length)

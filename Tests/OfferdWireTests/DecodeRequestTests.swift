@@ -76,12 +76,15 @@ let handBuiltRequestExpected = DecisionRequest(
 @Suite("DecideCodec.decodeRequest")
 struct DecodeRequestTests {
     static let roundTripRequests: [DecisionRequest] = [
-        DecisionRequest(identity: Identity(namespace: "ECID", id: "1"), scopes: [ScopeRequest(decisionID: "d", placementID: "p")]),
+        DecisionRequest(
+            identity: Identity(namespace: "ECID", id: "1"), scopes: [ScopeRequest(decisionID: "d", placementID: "p")]),
         handBuiltRequestExpected,
         DecisionRequest(
             requestID: "🙂-Ünïcødé-€-𝄞",
             identity: Identity(namespace: "Email", id: "ana@example.com"),
-            scopes: (0..<30).map { ScopeRequest(decisionID: "decision-\($0)", placementID: "placement-\($0)", itemCount: UInt32($0)) },
+            scopes: (0..<30).map {
+                ScopeRequest(decisionID: "decision-\($0)", placementID: "placement-\($0)", itemCount: UInt32($0))
+            },
             context: [
                 "null": .null, "flag": .bool(true), "off": .bool(false), "zero": .number(0), "negative": .number(-1.5),
                 "big": .number(1e300), "nan": .number(.nan), "page.type": .string("product"), "empty": .string(""),
@@ -180,9 +183,11 @@ struct DecodeRequestTests {
         }
     }
 
-    @Test("valid multi-byte UTF-8 at the edges of each range is accepted", arguments: [
-        "\u{80}", "\u{7FF}", "\u{800}", "\u{D7FF}", "\u{E000}", "\u{FFFF}", "\u{10000}", "\u{10FFFF}", "é€𝄞",
-    ])
+    @Test(
+        "valid multi-byte UTF-8 at the edges of each range is accepted",
+        arguments: [
+            "\u{80}", "\u{7FF}", "\u{800}", "\u{D7FF}", "\u{E000}", "\u{FFFF}", "\u{10000}", "\u{10FFFF}", "é€𝄞",
+        ])
     func validUTF8IsAccepted(text: String) throws {
         let decoded = try DecideCodec.decodeRequest(handBuiltRequest(poisoning: .identityID, with: Array(text.utf8)))
         #expect(decoded.identity.id == text)
@@ -195,13 +200,23 @@ struct DecodeRequestTests {
             writer.string(RequestField.requestID, "req-1")
             chunks.append(writer.bytes)
             writer = ProtoWriter()
-            writer.message(RequestField.identity) { $0.string(1, "ECID"); $0.string(2, "4711") }
+            writer.message(RequestField.identity) {
+                $0.string(1, "ECID")
+                $0.string(2, "4711")
+            }
             chunks.append(writer.bytes)
             writer = ProtoWriter()
-            writer.message(RequestField.scopes) { $0.string(1, "d"); $0.string(2, "p"); $0.uint(3, 300) }
+            writer.message(RequestField.scopes) {
+                $0.string(1, "d")
+                $0.string(2, "p")
+                $0.uint(3, 300)
+            }
             chunks.append(writer.bytes)
             writer = ProtoWriter()
-            writer.message(RequestField.context) { $0.string(1, "k"); $0.message(2) { $0.double(2, 1.25) } }
+            writer.message(RequestField.context) {
+                $0.string(1, "k")
+                $0.message(2) { $0.double(2, 1.25) }
+            }
             chunks.append(writer.bytes)
             writer = ProtoWriter()
             writer.bool(RequestField.dryRun, true)
@@ -228,20 +243,22 @@ struct DecodeRequestTests {
         #expect(try DecideCodec.decodeRequest(message).scopes.first?.itemCount == 300)
     }
 
-    @Test("structurally broken input is refused", arguments: [
-        ("length beyond the end", [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x61]),
-        ("length of 2^64-1", [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
-        ("varint of 11 bytes", [0x28, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
-        ("start group", [0x0B, 0x0C]),
-        ("end group", [0x0C]),
-        ("wire type 6", [0x0E]),
-        ("field number 0", [0x00, 0x01]),
-        ("truncated fixed64", [0x29, 1, 2, 3]),
-        ("truncated fixed32", [0x2D, 1, 2]),
-        ("identity with a truncated inner field", [0x12, 0x02, 0x0A, 0x05]),
-        ("string field sent as varint", [0x08, 0x01]),
-        ("message field sent as fixed32", [0x15, 0, 0, 0, 0]),
-    ] as [(String, [UInt8])])
+    @Test(
+        "structurally broken input is refused",
+        arguments: [
+            ("length beyond the end", [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x61]),
+            ("length of 2^64-1", [0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            ("varint of 11 bytes", [0x28, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            ("start group", [0x0B, 0x0C]),
+            ("end group", [0x0C]),
+            ("wire type 6", [0x0E]),
+            ("field number 0", [0x00, 0x01]),
+            ("truncated fixed64", [0x29, 1, 2, 3]),
+            ("truncated fixed32", [0x2D, 1, 2]),
+            ("identity with a truncated inner field", [0x12, 0x02, 0x0A, 0x05]),
+            ("string field sent as varint", [0x08, 0x01]),
+            ("message field sent as fixed32", [0x15, 0, 0, 0, 0]),
+        ] as [(String, [UInt8])])
     func structurallyBrokenInputIsRefused(label: String, bytes: [UInt8]) {
         #expect(throws: WireDecodeError.self, "\(label)") { try DecideCodec.decodeRequest(bytes) }
     }
@@ -249,7 +266,10 @@ struct DecodeRequestTests {
     @Test func manyRepeatedScopesAreDecodedNotLimited() throws {
         var writer = ProtoWriter()
         for index in 0..<10_000 {
-            writer.message(RequestField.scopes) { $0.string(1, "d\(index)"); $0.string(2, "p") }
+            writer.message(RequestField.scopes) {
+                $0.string(1, "d\(index)")
+                $0.string(2, "p")
+            }
         }
         let decoded = try DecideCodec.decodeRequest(writer.bytes)
         #expect(decoded.scopes.count == 10_000)

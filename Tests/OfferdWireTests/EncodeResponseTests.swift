@@ -12,7 +12,9 @@ let sampleResult = DecisionResult(
             items: [
                 DecidedItem(
                     id: "offer-gold", name: "Gold upgrade", priority: 50,
-                    characteristics: [Characteristic(key: "margin", value: "0.3"), Characteristic(key: "b", value: "")],
+                    characteristics: [
+                        Characteristic(key: "margin", value: "0.3"), Characteristic(key: "b", value: ""),
+                    ],
                     representation: Representation(
                         placementID: "web-banner", format: "text/html", language: ["en-us", "fr"],
                         content: "<b>Gold</b>", deliveryURL: "https://cdn.example/gold.png",
@@ -113,7 +115,8 @@ struct EncodeResponseTests {
             ], profileFound: false, catalogVersion: "")
         let bytes = DecideCodec.encodeResponse(
             result, requestID: "", snapshotVersion: "", includeContent: true, includeMetadata: true)
-        // propositions (field 2) { proposition_id (field 1, 36 bytes), items (field 6) { score (field 10, fixed64 0) } }
+        // propositions (field 2) { proposition_id (field 1, 36 bytes),
+        //                          items (field 6) { score (field 10, fixed64 0) } }
         let item: [UInt8] = [0x51, 0, 0, 0, 0, 0, 0, 0, 0]
         #expect(bytes.count == 2 + (2 + 36) + 2 + item.count)
         #expect(Array(bytes.suffix(item.count + 2)) == [0x32, UInt8(item.count)] + item)
@@ -139,8 +142,10 @@ struct EncodeResponseTests {
             empty, requestID: "", snapshotVersion: "", includeContent: true, includeMetadata: true)
         #expect(bytes.isEmpty)
         let response = try DecideCodec.decodeResponse(bytes)
-        #expect(response == DecideResponseMessage(
-            requestID: "", propositions: [], profileFound: false, catalogVersion: "", snapshotVersion: ""))
+        #expect(
+            response
+                == DecideResponseMessage(
+                    requestID: "", propositions: [], profileFound: false, catalogVersion: "", snapshotVersion: ""))
     }
 
     @Test func unicodeSurvivesTheRoundTrip() throws {
@@ -195,7 +200,8 @@ func isUUIDv4(_ text: String) -> Bool {
         if [8, 13, 18, 23].contains(index) {
             guard byte == UInt8(ascii: "-") else { return false }
         } else {
-            let isHex = (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+            let isHex =
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
                 || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
             guard isHex else { return false }
         }
@@ -224,7 +230,8 @@ struct UUIDv4Tests {
             let raw = String(value, radix: 16)
             return String(repeating: "0", count: digits - raw.count) + raw
         }
-        let expected = "\(hex(high >> 32, 8))-\(hex((high >> 16) & 0xFFFF, 4))-\(hex(high & 0xFFFF, 4))-"
+        let expected =
+            "\(hex(high >> 32, 8))-\(hex((high >> 16) & 0xFFFF, 4))-\(hex(high & 0xFFFF, 4))-"
             + "\(hex(low >> 48, 4))-\(hex(low & 0xFFFF_FFFF_FFFF, 12))"
         #expect(uuid == expected)
         #expect(isUUIDv4(uuid))

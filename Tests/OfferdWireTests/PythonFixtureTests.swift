@@ -23,42 +23,47 @@ struct PythonFixtureTests {
 
     @Test func pythonRequestDecodes() throws {
         let request = try DecideCodec.decodeRequest(try #require(bytes(hex: Self.requestHex)))
-        #expect(request == DecisionRequest(
-            requestID: "py-req-é",
-            identity: Identity(namespace: "Email", id: "ana@example.com"),
-            scopes: [
-                ScopeRequest(decisionID: "decision-a", placementID: "web-banner", itemCount: 3),
-                ScopeRequest(decisionID: "décision-b", placementID: "email-hero", itemCount: 0),
-            ],
-            context: [
-                "page.type": .string("product 🙂"), "cartValue": .number(-12.75), "loggedIn": .bool(true),
-                "nothing": .null,
-            ],
-            allowDuplicates: true, includeContent: true, includeMetadata: false, dryRun: true, explain: false))
+        #expect(
+            request
+                == DecisionRequest(
+                    requestID: "py-req-é",
+                    identity: Identity(namespace: "Email", id: "ana@example.com"),
+                    scopes: [
+                        ScopeRequest(decisionID: "decision-a", placementID: "web-banner", itemCount: 3),
+                        ScopeRequest(decisionID: "décision-b", placementID: "email-hero", itemCount: 0),
+                    ],
+                    context: [
+                        "page.type": .string("product 🙂"), "cartValue": .number(-12.75), "loggedIn": .bool(true),
+                        "nothing": .null,
+                    ],
+                    allowDuplicates: true, includeContent: true, includeMetadata: false, dryRun: true, explain: false))
     }
 
     @Test func pythonResponseDecodesWithScorePresence() throws {
         let response = try DecideCodec.decodeResponse(try #require(bytes(hex: Self.responseHex)))
-        #expect(response == DecideResponseMessage(
-            requestID: "py-resp",
-            propositions: [
-                PropositionMessage(
-                    propositionID: "11111111-2222-4333-8444-555555555555", decisionID: "d", placementID: "p",
-                    outcomeNumber: Outcome.offers.rawValue, reasonNumber: Reason.unspecified.rawValue,
-                    items: [
-                        ItemMessage(
-                            id: "scored-zero", format: "text/html", content: "<b>x</b>", deliveryURL: "https://d",
-                            linkURL: "https://l", language: ["en", "fr"], name: "Zero", priority: -5,
-                            characteristics: [Characteristic(key: "margin", value: "0.3")], score: 0),
-                        ItemMessage(id: "unscored", priority: 7),
+        #expect(
+            response
+                == DecideResponseMessage(
+                    requestID: "py-resp",
+                    propositions: [
+                        PropositionMessage(
+                            propositionID: "11111111-2222-4333-8444-555555555555", decisionID: "d", placementID: "p",
+                            outcomeNumber: Outcome.offers.rawValue, reasonNumber: Reason.unspecified.rawValue,
+                            items: [
+                                ItemMessage(
+                                    id: "scored-zero", format: "text/html", content: "<b>x</b>",
+                                    deliveryURL: "https://d",
+                                    linkURL: "https://l", language: ["en", "fr"], name: "Zero", priority: -5,
+                                    characteristics: [Characteristic(key: "margin", value: "0.3")], score: 0),
+                                ItemMessage(id: "unscored", priority: 7),
+                            ],
+                            trace: [TraceEntryMessage(offerID: "scored-zero", criterion: "0", verdict: "chosen")]),
+                        PropositionMessage(
+                            propositionID: "p2", decisionID: "d2", placementID: "sms",
+                            outcomeNumber: Outcome.suppressed.rawValue, reasonNumber: Reason.marketingDenied.rawValue,
+                            items: [], trace: []),
                     ],
-                    trace: [TraceEntryMessage(offerID: "scored-zero", criterion: "0", verdict: "chosen")]),
-                PropositionMessage(
-                    propositionID: "p2", decisionID: "d2", placementID: "sms",
-                    outcomeNumber: Outcome.suppressed.rawValue, reasonNumber: Reason.marketingDenied.rawValue,
-                    items: [], trace: []),
-            ],
-            profileFound: true, catalogVersion: "cat-1", snapshotVersion: "snap-ü"))
+                    profileFound: true, catalogVersion: "cat-1", snapshotVersion: "snap-ü"))
     }
 
     private func bytes(hex: String) -> [UInt8]? {
