@@ -85,7 +85,9 @@ enum WireStringCheck {
     private static func walk(_ bytes: UnsafeRawBufferPointer, schema: WireStringSchema) throws(Failure) {
         var reader = WireReader(bytes: bytes)
         // Counts occurrences of each repeated field so errors can name the element (`scopes[3]`).
-        var repeatedIndices = [Int](repeating: 0, count: schema.fields.count)
+        // Inline storage: the walk allocates nothing unless it fails.
+        var repeatedIndices = InlineArray<4, Int>(repeating: 0)
+        precondition(schema.fields.count <= repeatedIndices.count, "WireStringSchema with more than 4 fields")
         while !reader.isAtEnd {
             let tag = try reader.readVarint()
             let fieldNumber = tag >> 3
@@ -106,11 +108,10 @@ enum WireStringCheck {
                     continue
                 }
                 let field = schema.fields[fieldIndex]
-                var component = field.name
-                if field.isRepeated {
-                    component += "[\(repeatedIndices[fieldIndex])]"
-                    repeatedIndices[fieldIndex] += 1
-                }
+                let occurrence = repeatedIndices[fieldIndex]
+                repeatedIndices[fieldIndex] += 1
+                // Built only on failure: `scopes[3]` for a repeated field, `identity` otherwise.
+                var component: String { field.isRepeated ? "\(field.name)[\(occurrence)]" : field.name }
                 switch field.kind {
                 case .string:
                     if let problem = stringProblem(payload) {
