@@ -1,1 +1,0 @@
-// Placeholder: module OfferdWire (see the module table in README.md).

@@ -1,0 +1,45 @@
+/// Random (version 4) UUIDs for proposition ids and generated request ids.
+public enum UUIDv4 {
+    /// A fresh UUID v4 in lower-case canonical form (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`), from
+    /// `SystemRandomNumberGenerator`.
+    public static func random() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return random(using: &generator)
+    }
+
+    /// A UUID v4 drawn from `generator`; a seeded generator makes it reproducible in tests.
+    public static func random<Generator: RandomNumberGenerator>(using generator: inout Generator) -> String {
+        let high = generator.next() as UInt64
+        let low = generator.next() as UInt64
+        // RFC 9562 section 5.4: version 4 in the top nibble of byte 6, variant 0b10 in the top bits of byte 8.
+        let versioned = (high & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000
+        let varianted = (low & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            let hexDigits: StaticString = "0123456789abcdef"
+            var position = 0
+            func emit(_ value: UInt64, nibbles: Int) {
+                var shift = (nibbles - 1) * 4
+                while shift >= 0 {
+                    let nibble = Int((value >> UInt64(shift)) & 0xF)
+                    buffer[position] = hexDigits.utf8Start[nibble]
+                    position += 1
+                    shift -= 4
+                }
+            }
+            func dash() {
+                buffer[position] = UInt8(ascii: "-")
+                position += 1
+            }
+            emit(versioned >> 32, nibbles: 8)
+            dash()
+            emit((versioned >> 16) & 0xFFFF, nibbles: 4)
+            dash()
+            emit(versioned & 0xFFFF, nibbles: 4)
+            dash()
+            emit(varianted >> 48, nibbles: 4)
+            dash()
+            emit(varianted & 0xFFFF_FFFF_FFFF, nibbles: 12)
+            return position
+        }
+    }
+}
