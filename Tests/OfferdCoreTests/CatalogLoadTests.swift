@@ -1,26 +1,27 @@
 import Testing
+
 @testable import OfferdCore
 
 /// Builds a catalog document; every section defaults to a small valid one.
 func catalogJSON(
     version: String? = nil,
     placements: String = """
-        [{"id": "web-banner", "channel": "web", "contentType": "html"},
-         {"id": "email-hero", "channel": "email", "contentType": "html"}]
-        """,
+    [{"id": "web-banner", "channel": "web", "contentType": "html"},
+     {"id": "email-hero", "channel": "email", "contentType": "html"}]
+    """,
     offers: String = """
-        [{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a"}]}]
-        """,
+    [{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a"}]}]
+    """,
     fallbackOffers: String = """
-        [{"id": "fb", "representations": [{"placement": "web-banner", "content": "f"},
-                                          {"placement": "email-hero", "content": "f"}]}]
-        """,
+    [{"id": "fb", "representations": [{"placement": "web-banner", "content": "f"},
+                                      {"placement": "email-hero", "content": "f"}]}]
+    """,
     collections: String = #"[{"id": "all", "offers": ["o1"]}]"#,
     rules: String = #"[{"id": "gold", "condition": "profile.loyalty.tier = \"gold\""}]"#,
     decisions: String = """
-        [{"id": "d1", "status": "live", "fallback": "fb",
-          "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]
-        """
+    [{"id": "d1", "status": "live", "fallback": "fb",
+      "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]
+    """
 ) -> String {
     var text = "{"
     if let version { text += "\"version\": \"\(version)\", " }
@@ -43,8 +44,17 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
     @Test func loadsTheDefaultCatalog() throws {
         let catalog = try Catalog.load(bytes: Array(catalogJSON(version: "v7").utf8), fileName: "catalog.json")
         #expect(catalog.version == "v7")
-        #expect(catalog.summary == CatalogSummary(
-            placements: 2, offers: 1, fallbackOffers: 1, collections: 1, rules: 1, decisions: 1))
+        #expect(
+            catalog.summary
+                == CatalogSummary(
+                    placements: 2,
+                    offers: 1,
+                    fallbackOffers: 1,
+                    collections: 1,
+                    rules: 1,
+                    decisions: 1
+                )
+        )
     }
 
     @Test func versionDefaultsToAHashOfTheBytes() throws {
@@ -59,8 +69,17 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
 
     @Test func emptyObjectIsAValidEmptyCatalog() throws {
         let catalog = try Catalog.load(bytes: Array("{}".utf8), fileName: "c")
-        #expect(catalog.summary == CatalogSummary(
-            placements: 0, offers: 0, fallbackOffers: 0, collections: 0, rules: 0, decisions: 0))
+        #expect(
+            catalog.summary
+                == CatalogSummary(
+                    placements: 0,
+                    offers: 0,
+                    fallbackOffers: 0,
+                    collections: 0,
+                    rules: 0,
+                    decisions: 0
+                )
+        )
     }
 
     @Test func jsonSyntaxErrorHasLineAndColumn() {
@@ -89,10 +108,13 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
     }
 
     @Test func reportsEveryIssueAtOnce() {
-        let issues = catalogIssues(catalogJSON(
-            placements: #"[{"id": "web-banner", "channel": "tv", "contentType": "html"}]"#,
-            offers: #"[{"id": "o1", "status": "live", "priority": 5.5, "representations": []}]"#,
-            decisions: #"[{"id": "d1", "status": "live", "scopes": []}]"#))
+        let issues = catalogIssues(
+            catalogJSON(
+                placements: #"[{"id": "web-banner", "channel": "tv", "contentType": "html"}]"#,
+                offers: #"[{"id": "o1", "status": "live", "priority": 5.5, "representations": []}]"#,
+                decisions: #"[{"id": "d1", "status": "live", "scopes": []}]"#
+            )
+        )
         let paths = issues.map(\.path)
         #expect(paths.contains("placements[0].channel"))
         #expect(paths.contains("offers[0].status"))
@@ -108,136 +130,384 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         (#"[1]"#, "", "must be an object, not an array"),
         (#"{"x": 1}"#, "x", "unknown key (allowed: version, placements"),
         (catalogJSON(version: ""), "version", "must not be empty"),
-        (catalogJSON(placements: #"[{"id": "p", "channel": "web", "contentType": "html", "size": 3}]"#),
-         "placements[0].size", "unknown key (allowed: id, name, channel, contentType)"),
+        (
+            catalogJSON(placements: #"[{"id": "p", "channel": "web", "contentType": "html", "size": 3}]"#),
+            "placements[0].size", "unknown key (allowed: id, name, channel, contentType)"
+        ),
         (catalogJSON(placements: #"[{"id": "p", "contentType": "html"}]"#), "placements[0].channel", "is required"),
-        (catalogJSON(placements: #"[{"id": "p", "channel": "tv", "contentType": "html"}]"#),
-         "placements[0].channel", "\"tv\" is not one of \"web\", \"app\", \"email\", \"sms\", \"push\", \"call\", \"offline\""),
-        (catalogJSON(placements: #"[{"id": "p", "channel": "web", "contentType": "pdf"}]"#),
-         "placements[0].contentType", "\"pdf\" is not one of"),
-        (catalogJSON(placements: #"[{"id": 3, "channel": "web", "contentType": "html"}]"#),
-         "placements[0].id", "must be a string, not a number"),
-        (catalogJSON(placements: #"[{"id": "", "channel": "web", "contentType": "html"}]"#),
-         "placements[0].id", "must not be empty"),
-        (catalogJSON(placements: #"[{"id": "p", "channel": "web", "contentType": "html"}, {"id": "p", "channel": "web", "contentType": "html"}]"#),
-         "placements[1].id", "duplicate placement id \"p\" (first declared at placements[0].id)"),
+        (
+            catalogJSON(placements: #"[{"id": "p", "channel": "tv", "contentType": "html"}]"#),
+            "placements[0].channel",
+            "\"tv\" is not one of \"web\", \"app\", \"email\", \"sms\", \"push\", \"call\", \"offline\""
+        ),
+        (
+            catalogJSON(placements: #"[{"id": "p", "channel": "web", "contentType": "pdf"}]"#),
+            "placements[0].contentType", "\"pdf\" is not one of"
+        ),
+        (
+            catalogJSON(placements: #"[{"id": 3, "channel": "web", "contentType": "html"}]"#),
+            "placements[0].id", "must be a string, not a number"
+        ),
+        (
+            catalogJSON(placements: #"[{"id": "", "channel": "web", "contentType": "html"}]"#),
+            "placements[0].id", "must not be empty"
+        ),
+        (
+            catalogJSON(
+                placements:
+                    #"[{"id": "p", "channel": "web", "contentType": "html"}, {"id": "p", "channel": "web", "contentType": "html"}]"#
+            ),
+            "placements[1].id", "duplicate placement id \"p\" (first declared at placements[0].id)"
+        ),
         (catalogJSON(placements: "{}"), "placements", "must be an array, not an object"),
         (catalogJSON(placements: "[3]"), "placements[0]", "must be an object, not a number"),
         // Offers.
-        (catalogJSON(offers: #"[{"id": "o1", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].status", "is required"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "live", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].status", "\"live\" is not one of \"draft\", \"approved\", \"archived\""),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "priority": 5.5, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].priority", "must be an integer, not 5.5"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "priority": -1, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].priority", "must be at least 0 and at most 1000000, not -1"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "priority": 1000001, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].priority", "must be at least 0 and at most 1000000, not 1000001"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "priority": "5", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].priority", "must be an integer, not a string"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "startDate": "2026-01-01", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].startDate", "\"2026-01-01\" is not an RFC 3339 timestamp"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "endDate": "2026-06-30T23:59:60Z", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].endDate", "\"2026-06-30T23:59:60Z\" is not an RFC 3339 timestamp: leap seconds"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "startDate": "2026-02-01T00:00:00Z", "endDate": "2026-02-01T01:00:00+01:00", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].endDate", "must be after startDate"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "tags": ["a", ""], "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].tags[1]", "must not be empty"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "characteristics": {"margin": 3}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].characteristics[\"margin\"]", "must be a string, not a number"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "eligibility": {"rule": "gold", "anyAudiences": ["vip"]}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].eligibility", "needs exactly one of rule, condition, anyAudiences, allAudiences"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "eligibility": {"rule": "platinum"}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].eligibility.rule", "unknown rule \"platinum\""),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "eligibility": {"anyAudiences": []}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].eligibility.anyAudiences", "must not be empty"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "eligibility": {"allAudiences": [""]}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].eligibility.allAudiences[0]", "must not be empty"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "capping": [{"limit": 3, "scope": "total"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].capping[0].scope", "\"total\" capping is not supported yet"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "capping": [{"limit": 3, "scope": "session"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].capping[0].scope", "\"session\" is not one of \"profile\""),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "capping": [{"limit": 0}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].capping[0].limit", "must be at least 1"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "capping": [{"scope": "profile"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].capping[0].limit", "is required"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": []}]"#),
-         "offers[0].representations", "needs at least one representation"),
+        (
+            catalogJSON(offers: #"[{"id": "o1", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
+            "offers[0].status", "is required"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "live", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].status", "\"live\" is not one of \"draft\", \"approved\", \"archived\""
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "priority": 5.5, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].priority", "must be an integer, not 5.5"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "priority": -1, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].priority", "must be at least 0 and at most 1000000, not -1"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "priority": 1000001, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].priority", "must be at least 0 and at most 1000000, not 1000001"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "priority": "5", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].priority", "must be an integer, not a string"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "startDate": "2026-01-01", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].startDate", "\"2026-01-01\" is not an RFC 3339 timestamp"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "endDate": "2026-06-30T23:59:60Z", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].endDate", "\"2026-06-30T23:59:60Z\" is not an RFC 3339 timestamp: leap seconds"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "startDate": "2026-02-01T00:00:00Z", "endDate": "2026-02-01T01:00:00+01:00", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].endDate", "must be after startDate"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "tags": ["a", ""], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].tags[1]", "must not be empty"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "characteristics": {"margin": 3}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].characteristics[\"margin\"]", "must be a string, not a number"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "eligibility": {"rule": "gold", "anyAudiences": ["vip"]}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].eligibility", "needs exactly one of rule, condition, anyAudiences, allAudiences"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "eligibility": {"rule": "platinum"}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].eligibility.rule", "unknown rule \"platinum\""
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "eligibility": {"anyAudiences": []}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].eligibility.anyAudiences", "must not be empty"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "eligibility": {"allAudiences": [""]}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].eligibility.allAudiences[0]", "must not be empty"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "capping": [{"limit": 3, "scope": "total"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].capping[0].scope", "\"total\" capping is not supported yet"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "capping": [{"limit": 3, "scope": "session"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].capping[0].scope", "\"session\" is not one of \"profile\""
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "capping": [{"limit": 0}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].capping[0].limit", "must be at least 1"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "capping": [{"scope": "profile"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].capping[0].limit", "is required"
+        ),
+        (
+            catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": []}]"#),
+            "offers[0].representations", "needs at least one representation"
+        ),
         (catalogJSON(offers: #"[{"id": "o1", "status": "approved"}]"#), "offers[0].representations", "is required"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": [{"placement": "tv", "content": "a"}]}]"#),
-         "offers[0].representations[0].placement", "unknown placement \"tv\""),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a"}, {"placement": "web-banner", "content": "b"}]}]"#),
-         "offers[0].representations[1].placement", "a second representation for placement \"web-banner\" (first at offers[0].representations[0])"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "format": "text/html"}]}]"#),
-         "offers[0].representations[0]", "needs content or deliveryUrl"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a", "language": ["en", ""]}]}]"#),
-         "offers[0].representations[0].language[1]", "must not be empty"),
-        (catalogJSON(offers: #"[{"id": "o1", "status": "approved", "eligibility": {"condition": "profile.a >"}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
-         "offers[0].eligibility.condition", "expected a value, found the end of the expression"),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "tv", "content": "a"}]}]"#
+            ),
+            "offers[0].representations[0].placement", "unknown placement \"tv\""
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a"}, {"placement": "web-banner", "content": "b"}]}]"#
+            ),
+            "offers[0].representations[1].placement",
+            "a second representation for placement \"web-banner\" (first at offers[0].representations[0])"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "format": "text/html"}]}]"#
+            ),
+            "offers[0].representations[0]", "needs content or deliveryUrl"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a", "language": ["en", ""]}]}]"#
+            ),
+            "offers[0].representations[0].language[1]", "must not be empty"
+        ),
+        (
+            catalogJSON(
+                offers:
+                    #"[{"id": "o1", "status": "approved", "eligibility": {"condition": "profile.a >"}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            ),
+            "offers[0].eligibility.condition", "expected a value, found the end of the expression"
+        ),
         // Fallback offers.
-        (catalogJSON(fallbackOffers: #"[{"id": "o1", "representations": [{"placement": "web-banner", "content": "f"}]}]"#),
-         "fallbackOffers[0].id", "duplicate offer id \"o1\" (first declared at offers[0].id)"),
-        (catalogJSON(fallbackOffers: #"[{"id": "fb", "status": "paused", "representations": [{"placement": "web-banner", "content": "f"}]}]"#),
-         "fallbackOffers[0].status", "\"paused\" is not one of"),
-        (catalogJSON(fallbackOffers: #"[{"id": "fb", "eligibility": {"rule": "gold"}, "representations": [{"placement": "web-banner", "content": "f"}]}]"#),
-         "fallbackOffers[0].eligibility", "unknown key"),
+        (
+            catalogJSON(
+                fallbackOffers: #"[{"id": "o1", "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+            ),
+            "fallbackOffers[0].id", "duplicate offer id \"o1\" (first declared at offers[0].id)"
+        ),
+        (
+            catalogJSON(
+                fallbackOffers:
+                    #"[{"id": "fb", "status": "paused", "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+            ),
+            "fallbackOffers[0].status", "\"paused\" is not one of"
+        ),
+        (
+            catalogJSON(
+                fallbackOffers:
+                    #"[{"id": "fb", "eligibility": {"rule": "gold"}, "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+            ),
+            "fallbackOffers[0].eligibility", "unknown key"
+        ),
         // Collections.
-        (catalogJSON(collections: #"[{"id": "all", "offers": ["o1", "o9"]}]"#),
-         "collections[0].offers[1]", "unknown offer \"o9\""),
-        (catalogJSON(collections: #"[{"id": "all", "offers": ["fb"]}]"#),
-         "collections[0].offers[0]", "unknown offer \"fb\" (it is a fallback offer; collections hold offers)"),
-        (catalogJSON(collections: #"[{"id": "all", "offers": ["o1"], "anyTags": ["x"]}]"#),
-         "collections[0]", "needs exactly one of offers, anyTags, allTags"),
-        (catalogJSON(collections: #"[{"id": "all"}]"#), "collections[0]", "needs exactly one of offers, anyTags, allTags"),
+        (
+            catalogJSON(collections: #"[{"id": "all", "offers": ["o1", "o9"]}]"#),
+            "collections[0].offers[1]", "unknown offer \"o9\""
+        ),
+        (
+            catalogJSON(collections: #"[{"id": "all", "offers": ["fb"]}]"#),
+            "collections[0].offers[0]", "unknown offer \"fb\" (it is a fallback offer; collections hold offers)"
+        ),
+        (
+            catalogJSON(collections: #"[{"id": "all", "offers": ["o1"], "anyTags": ["x"]}]"#),
+            "collections[0]", "needs exactly one of offers, anyTags, allTags"
+        ),
+        (
+            catalogJSON(collections: #"[{"id": "all"}]"#), "collections[0]",
+            "needs exactly one of offers, anyTags, allTags"
+        ),
         (catalogJSON(collections: #"[{"id": "all", "allTags": []}]"#), "collections[0].allTags", "must not be empty"),
-        (catalogJSON(collections: #"[{"id": "all", "offers": []}, {"id": "all", "anyTags": ["x"]}]"#),
-         "collections[1].id", "duplicate collection id \"all\""),
+        (
+            catalogJSON(collections: #"[{"id": "all", "offers": []}, {"id": "all", "anyTags": ["x"]}]"#),
+            "collections[1].id", "duplicate collection id \"all\""
+        ),
         // Rules.
-        (catalogJSON(rules: #"[{"id": "r1", "condition": "profile.a = 1"}, {"id": "r1", "condition": "true"}]"#),
-         "rules[1].id", "duplicate rule id \"r1\""),
+        (
+            catalogJSON(rules: #"[{"id": "r1", "condition": "profile.a = 1"}, {"id": "r1", "condition": "true"}]"#),
+            "rules[1].id", "duplicate rule id \"r1\""
+        ),
         (catalogJSON(rules: #"[{"id": "r1"}]"#), "rules[0].condition", "is required"),
-        (catalogJSON(rules: #"[{"id": "r1", "condition": "profile.a +"}]"#),
-         "rules[0].condition", "rule \"r1\": expected a value"),
+        (
+            catalogJSON(rules: #"[{"id": "r1", "condition": "profile.a +"}]"#),
+            "rules[0].condition", "rule \"r1\": expected a value"
+        ),
         // Decisions.
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "on", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].status", "\"on\" is not one of \"draft\", \"live\", \"completed\", \"archived\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": []}]"#), "decisions[0].scopes", "must not be empty"),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": []}]}]"#),
-         "decisions[0].scopes[0].criteria", "must not be empty"),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "tv", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].scopes[0].placement", "unknown placement \"tv\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, {"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].scopes[1].placement", "the decision already has a scope for placement \"web-banner\" (decisions[0].scopes[0])"),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}, {"collection": "none"}]}]}]"#),
-         "decisions[0].scopes[0].criteria[1].collection", "unknown collection \"none\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "fallback": "nope", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].fallback", "unknown fallback offer \"nope\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "fallback": "o1", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].fallback", "\"o1\" is an offer, not a fallback offer"),
-        (catalogJSON(
-            fallbackOffers: #"[{"id": "fb", "representations": [{"placement": "web-banner", "content": "f"}]}]"#,
-            decisions: #"[{"id": "d1", "status": "draft", "fallback": "fb", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, {"placement": "email-hero", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].fallback", "fallback offer \"fb\" has no representation for placement \"email-hero\" (used by decisions[0].scopes[1])"),
-        (catalogJSON(
-            fallbackOffers: #"[{"id": "fb", "status": "draft", "representations": [{"placement": "web-banner", "content": "f"}]}]"#),
-         "decisions[0].fallback", "fallback offer \"fb\" is draft; a live decision's fallback must be approved"),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "startDate": "2026-03-01T00:00:00Z", "endDate": "2026-03-01T00:00:00Z", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#),
-         "decisions[0].endDate", "must be after startDate"),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "formula"}}]}]}]"#),
-         "decisions[0].scopes[0].criteria[0].ranking.formula", "is required with \"method\": \"formula\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "priority", "formula": "1"}}]}]}]"#),
-         "decisions[0].scopes[0].criteria[0].ranking.formula", "is only allowed with \"method\": \"formula\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "random"}}]}]}]"#),
-         "decisions[0].scopes[0].criteria[0].ranking.method", "\"random\" is not one of \"priority\", \"formula\""),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "formula", "formula": "offer.priority > 2"}}]}]}]"#),
-         "decisions[0].scopes[0].criteria[0].ranking.formula", "a formula must give a number, but '>' gives a boolean"),
-        (catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "eligibility": {"condition": "inAudience(\"vip\") and offer.priority > 2"}}]}]}]"#),
-         "decisions[0].scopes[0].criteria[0].eligibility.condition", "a criterion's eligibility cannot use offer.* paths"),
-        (catalogJSON(
-            rules: #"[{"id": "rich", "condition": "number(offer.characteristics.margin) > 2"}]"#,
-            decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "eligibility": {"rule": "rich"}}]}]}]"#),
-         "decisions[0].scopes[0].criteria[0].eligibility.rule", "rule \"rich\" uses offer.* paths"),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "on", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].status", "\"on\" is not one of \"draft\", \"live\", \"completed\", \"archived\""
+        ),
+        (
+            catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": []}]"#), "decisions[0].scopes",
+            "must not be empty"
+        ),
+        (
+            catalogJSON(
+                decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": []}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria", "must not be empty"
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "tv", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].scopes[0].placement", "unknown placement \"tv\""
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, {"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].scopes[1].placement",
+            "the decision already has a scope for placement \"web-banner\" (decisions[0].scopes[0])"
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}, {"collection": "none"}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[1].collection", "unknown collection \"none\""
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "fallback": "nope", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].fallback", "unknown fallback offer \"nope\""
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "fallback": "o1", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].fallback", "\"o1\" is an offer, not a fallback offer"
+        ),
+        (
+            catalogJSON(
+                fallbackOffers: #"[{"id": "fb", "representations": [{"placement": "web-banner", "content": "f"}]}]"#,
+                decisions:
+                    #"[{"id": "d1", "status": "draft", "fallback": "fb", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, {"placement": "email-hero", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].fallback",
+            "fallback offer \"fb\" has no representation for placement \"email-hero\" (used by decisions[0].scopes[1])"
+        ),
+        (
+            catalogJSON(
+                fallbackOffers:
+                    #"[{"id": "fb", "status": "draft", "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+            ),
+            "decisions[0].fallback", "fallback offer \"fb\" is draft; a live decision's fallback must be approved"
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "startDate": "2026-03-01T00:00:00Z", "endDate": "2026-03-01T00:00:00Z", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            ),
+            "decisions[0].endDate", "must be after startDate"
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "formula"}}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[0].ranking.formula", "is required with \"method\": \"formula\""
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "priority", "formula": "1"}}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[0].ranking.formula", "is only allowed with \"method\": \"formula\""
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "random"}}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[0].ranking.method", "\"random\" is not one of \"priority\", \"formula\""
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "formula", "formula": "offer.priority > 2"}}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[0].ranking.formula",
+            "a formula must give a number, but '>' gives a boolean"
+        ),
+        (
+            catalogJSON(
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "eligibility": {"condition": "inAudience(\"vip\") and offer.priority > 2"}}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[0].eligibility.condition",
+            "a criterion's eligibility cannot use offer.* paths"
+        ),
+        (
+            catalogJSON(
+                rules: #"[{"id": "rich", "condition": "number(offer.characteristics.margin) > 2"}]"#,
+                decisions:
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "eligibility": {"rule": "rich"}}]}]}]"#
+            ),
+            "decisions[0].scopes[0].criteria[0].eligibility.rule", "rule \"rich\" uses offer.* paths"
+        ),
     ])
     func reportsErrorKind(json: String, path: String, message: String) {
         let issues = catalogIssues(json)
@@ -246,8 +516,12 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
     }
 
     @Test func ruleErrorsCarryLineAndColumn() {
-        let issues = catalogIssues(catalogJSON(
-            rules: #"[{"id": "ok", "condition": "true"}, {"id": "bad", "condition": "inAudience(\"vip\") and\n  foo(1)"}]"#))
+        let issues = catalogIssues(
+            catalogJSON(
+                rules:
+                    #"[{"id": "ok", "condition": "true"}, {"id": "bad", "condition": "inAudience(\"vip\") and\n  foo(1)"}]"#
+            )
+        )
         #expect(issues.count == 1)
         #expect(issues.first?.path == "rules[1].condition")
         #expect(issues.first?.line == 2)
@@ -257,10 +531,14 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
     }
 
     @Test func criterionOfferPathErrorPointsAtThePath() {
-        let issues = catalogIssues(catalogJSON(decisions: """
-            [{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner",
-              "criteria": [{"collection": "all", "eligibility": {"condition": "true and offer.priority > 1"}}]}]}]
-            """))
+        let issues = catalogIssues(
+            catalogJSON(
+                decisions: """
+                    [{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner",
+                      "criteria": [{"collection": "all", "eligibility": {"condition": "true and offer.priority > 1"}}]}]}]
+                    """
+            )
+        )
         #expect(issues.first?.line == 1)
         #expect(issues.first?.column == 10)
     }
@@ -279,7 +557,8 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
                 [{"id": "d1", "status": "live", "fallback": "fb",
                   "scopes": [{"placement": "web-banner", "criteria": [{"collection": "none"},
                     {"collection": "all", "ranking": {"method": "formula", "formula": "offer.priority * 2"}}]}]}]
-                """)
+                """
+        )
         #expect(catalogIssues(json) == [])
     }
 }

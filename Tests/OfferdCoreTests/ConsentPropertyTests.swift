@@ -1,5 +1,6 @@
 import PropertyBased
 import Testing
+
 @testable import OfferdCore
 
 /// SplitMix64: a tiny seeded generator so one property input describes a whole random catalog.
@@ -23,20 +24,30 @@ func randomCatalog(seed: UInt64) throws -> Catalog {
     for index in 0..<offerCount {
         var extra = #""tags": ["\#(["t", "u"].randomElement(using: &random) ?? "t")"]"#
         if Bool.random(using: &random) { extra += #", "eligibility": {"anyAudiences": ["vip"]}"# }
-        if Bool.random(using: &random) { extra += #", "capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"# }
+        if Bool.random(using: &random) {
+            extra += #", "capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"#
+        }
         if Int.random(in: 0..<5, using: &random) == 0 { extra += #", "endDate": "2020-01-01T00:00:00Z""# }
         let placements = Channel.allCases.map(\.rawValue).filter { _ in Int.random(in: 0..<4, using: &random) > 0 }
-        offers.append(offerJSON(
-            "o\(index)", priority: Int.random(in: 0...3, using: &random),
-            status: Int.random(in: 0..<6, using: &random) == 0 ? "draft" : "approved",
-            placements: placements.isEmpty ? ["web"] : placements, extra: extra))
+        offers.append(
+            offerJSON(
+                "o\(index)",
+                priority: Int.random(in: 0...3, using: &random),
+                status: Int.random(in: 0..<6, using: &random) == 0 ? "draft" : "approved",
+                placements: placements.isEmpty ? ["web"] : placements,
+                extra: extra
+            )
+        )
     }
-    let criteria = #"[{"collection": "u"}, {"collection": "t", "eligibility": {"condition": "not inAudience(\"x\")"}}, "#
+    let criteria =
+        #"[{"collection": "u"}, {"collection": "t", "eligibility": {"condition": "not inAudience(\"x\")"}}, "#
         + #"{"collection": "all", "ranking": {"method": "formula", "formula": "offer.priority * 2"}}]"#
     return try engineCatalog(
         offers: offers,
         decisions: [decisionJSON("d", criteria: criteria), decisionJSON("nofb", fallback: nil, criteria: criteria)],
-        collections: #"[{"id": "all", "anyTags": ["t", "u"]}, {"id": "t", "anyTags": ["t"]}, {"id": "u", "allTags": ["u"]}]"#)
+        collections:
+            #"[{"id": "all", "anyTags": ["t", "u"]}, {"id": "t", "anyTags": ["t"]}, {"id": "u", "allTags": ["u"]}]"#
+    )
 }
 
 @Suite struct ConsentPropertyTests {
@@ -46,31 +57,52 @@ func randomCatalog(seed: UInt64) throws -> Catalog {
     @Test func consentIsNeverLeaked() async throws {
         await propertyCheck(
             count: 300,
-            input: Self.choices.array(of: 6), Gen.int(in: 0...1_000_000), Gen.int(in: 0...7), Gen.bool.array(of: 4)
+            input: Self.choices.array(of: 6),
+            Gen.int(in: 0...1_000_000),
+            Gen.int(in: 0...7),
+            Gen.bool.array(of: 4)
         ) { codes, seed, countSeed, flags in
             let consents = ConsentRecord(
-                personalizeContent: codes[0], marketingAny: codes[1], marketingEmail: codes[2],
-                marketingSMS: codes[3], marketingPush: codes[4], marketingCall: codes[5])
+                personalizeContent: codes[0],
+                marketingAny: codes[1],
+                marketingEmail: codes[2],
+                marketingSMS: codes[3],
+                marketingPush: codes[4],
+                marketingCall: codes[5]
+            )
             let options = EngineOptions(
-                consentDefault: flags[0] ? .granted : .denied, unknownProfile: flags[1] ? .decide : .fallback)
+                consentDefault: flags[0] ? .granted : .denied,
+                unknownProfile: flags[1] ? .decide : .fallback
+            )
             let known = flags[2]
             let person = profile(
-                "p\(seed)", consents: consents, audiences: ["vip"], capping: [("o0", countSeed % 3)])
+                "p\(seed)",
+                consents: consents,
+                audiences: ["vip"],
+                capping: [("o0", countSeed % 3)]
+            )
             let catalog = try randomCatalog(seed: UInt64(seed))
             let engine = DecisionEngine(catalog: catalog, options: options)
             let scopes = Channel.allCases.flatMap { channel in
-                [scope(channel.rawValue, decision: "d", items: UInt32(1 + countSeed % 3)),
-                 scope(channel.rawValue, decision: "nofb", items: 2)]
+                [
+                    scope(channel.rawValue, decision: "d", items: UInt32(1 + countSeed % 3)),
+                    scope(channel.rawValue, decision: "nofb", items: 2),
+                ]
             }
             let result = engine.decide(
                 request(scopes, allowDuplicates: flags[3], explain: countSeed % 2 == 0),
-                profile: known ? person : nil, now: testNow)
+                profile: known ? person : nil,
+                now: testNow
+            )
             let effective = known ? consents : ConsentRecord.empty
             let personalization = ConsentResolver.personalizationGranted(effective, default: options.consentDefault)
             for (scopeRequest, proposition) in zip(scopes, result.propositions) {
                 let channel = Channel(rawValue: scopeRequest.placementID) ?? .web
                 let marketing = ConsentResolver.marketingGranted(
-                    effective, channel: channel, default: options.consentDefault)
+                    effective,
+                    channel: channel,
+                    default: options.consentDefault
+                )
                 if !personalization {
                     #expect(proposition.items.allSatisfy { $0.isFallback }, "personalized item with denied consent")
                     #expect(proposition.trace.isEmpty)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import OfferdCore
 
 @Suite struct ConsentResolutionTests {
@@ -58,36 +59,67 @@ import Testing
                 let granted = ConsentResolver.marketingGranted(record, channel: channel, default: policy)
                 #expect(
                     granted == Self.expectedMarketing(any: any, own: own, policy: policy),
-                    "channel \(channel) any \(any) own \(own) default \(policy)")
+                    "channel \(channel) any \(any) own \(own) default \(policy)"
+                )
             }
         }
     }
 
     @Test func namedPrecedenceCases() {
         // any = n denies even an explicit yes.
-        #expect(!ConsentResolver.marketingGranted(
-            ConsentRecord(marketingAny: .n, marketingEmail: .y), channel: .email, default: .granted))
-        #expect(!ConsentResolver.marketingGranted(
-            ConsentRecord(marketingAny: .dn, marketingSMS: .y), channel: .sms, default: .granted))
+        #expect(
+            !ConsentResolver.marketingGranted(
+                ConsentRecord(marketingAny: .n, marketingEmail: .y),
+                channel: .email,
+                default: .granted
+            )
+        )
+        #expect(
+            !ConsentResolver.marketingGranted(
+                ConsentRecord(marketingAny: .dn, marketingSMS: .y),
+                channel: .sms,
+                default: .granted
+            )
+        )
         // any = p does not deny a channel that has its own yes.
-        #expect(ConsentResolver.marketingGranted(
-            ConsentRecord(marketingAny: .p, marketingPush: .y), channel: .push, default: .granted))
+        #expect(
+            ConsentResolver.marketingGranted(
+                ConsentRecord(marketingAny: .p, marketingPush: .y),
+                channel: .push,
+                default: .granted
+            )
+        )
         // The channel's own u is resolved alone (default), even when any says yes.
-        #expect(!ConsentResolver.marketingGranted(
-            ConsentRecord(marketingAny: .y, marketingCall: .u), channel: .call, default: .denied))
+        #expect(
+            !ConsentResolver.marketingGranted(
+                ConsentRecord(marketingAny: .y, marketingCall: .u),
+                channel: .call,
+                default: .denied
+            )
+        )
         // No channel value: any is resolved in its place.
         #expect(!ConsentResolver.marketingGranted(ConsentRecord(marketingAny: .p), channel: .email, default: .granted))
         #expect(ConsentResolver.marketingGranted(ConsentRecord(marketingAny: .y), channel: .email, default: .denied))
         // Another channel's no does not leak.
-        #expect(ConsentResolver.marketingGranted(
-            ConsentRecord(marketingSMS: .n), channel: .email, default: .granted))
+        #expect(
+            ConsentResolver.marketingGranted(
+                ConsentRecord(marketingSMS: .n),
+                channel: .email,
+                default: .granted
+            )
+        )
     }
 
     @Test(arguments: [Channel.web, .app, .offline])
     func nonMarketingChannelsNeedNoMarketingConsent(channel: Channel) {
         #expect(!channel.isMarketing)
         let deniedEverything = ConsentRecord(
-            marketingAny: .n, marketingEmail: .n, marketingSMS: .n, marketingPush: .n, marketingCall: .n)
+            marketingAny: .n,
+            marketingEmail: .n,
+            marketingSMS: .n,
+            marketingPush: .n,
+            marketingCall: .n
+        )
         #expect(ConsentResolver.marketingGranted(deniedEverything, channel: channel, default: .denied))
     }
 

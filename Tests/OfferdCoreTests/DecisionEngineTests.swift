@@ -1,4 +1,5 @@
 import Testing
+
 @testable import OfferdCore
 
 let testNow: Double = 1_800_000_000  // 2027-01-15
@@ -18,7 +19,8 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                 decisionJSON("empty", criteria: #"[{"collection": "none"}]"#),
                 decisionJSON("emptynofb", fallback: nil, criteria: #"[{"collection": "none"}]"#),
             ],
-            collections: #"[{"id": "all", "anyTags": ["t"]}, {"id": "none", "offers": []}]"#)
+            collections: #"[{"id": "all", "anyTags": ["t"]}, {"id": "none", "offers": []}]"#
+        )
         return DecisionEngine(catalog: catalog, options: options)
     }
 
@@ -37,51 +39,170 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
 
     static let cases: [Case] = [
         Case(name: "offers", scope: scope(), profile: profile(), outcome: .offers, reason: .unspecified, items: ["a"]),
-        Case(name: "no eligible, fallback", scope: scope(decision: "empty"), profile: profile(), outcome: .fallback,
-             reason: .noEligibleOffers, items: ["fb"]),
-        Case(name: "no eligible, no fallback", scope: scope(decision: "emptynofb"), profile: profile(),
-             outcome: .suppressed, reason: .noEligibleOffers, items: []),
-        Case(name: "personalization denied", scope: scope(), profile: profile(consents: .init(personalizeContent: .n)),
-             outcome: .fallback, reason: .personalizationDenied, items: ["fb"]),
-        Case(name: "personalization denied, no fallback", scope: scope(decision: "nofb"),
-             profile: profile(consents: .init(personalizeContent: .dn)), outcome: .suppressed,
-             reason: .personalizationDenied, items: []),
-        Case(name: "marketing denied", scope: scope("email"), profile: profile(consents: .init(marketingEmail: .n)),
-             outcome: .suppressed, reason: .marketingDenied, items: []),
-        Case(name: "marketing denied beats personalization", scope: scope("sms"), profile: profile(consents: denyAll),
-             outcome: .suppressed, reason: .marketingDenied, items: []),
-        Case(name: "web ignores marketing", scope: scope("web"),
-             profile: profile(consents: .init(marketingAny: .n)), outcome: .offers, reason: .unspecified, items: ["a"]),
-        Case(name: "unknown profile decides", scope: scope(), profile: nil, outcome: .offers, reason: .unspecified,
-             items: ["a"]),
-        Case(name: "unknown profile fallback", scope: scope(), profile: nil,
-             options: EngineOptions(unknownProfile: .fallback), outcome: .fallback, reason: .unknownProfile,
-             items: ["fb"]),
-        Case(name: "unknown profile, no fallback", scope: scope(decision: "nofb"), profile: nil,
-             options: EngineOptions(unknownProfile: .fallback), outcome: .suppressed, reason: .unknownProfile,
-             items: []),
-        Case(name: "unknown profile, consent default denied", scope: scope(), profile: nil,
-             options: EngineOptions(consentDefault: .denied), outcome: .fallback, reason: .personalizationDenied,
-             items: ["fb"]),
-        Case(name: "unknown profile, marketing under default denied", scope: scope("push"), profile: nil,
-             options: EngineOptions(consentDefault: .denied, unknownProfile: .fallback), outcome: .suppressed,
-             reason: .marketingDenied, items: []),
-        Case(name: "unknown decision", scope: scope(decision: "nope"), profile: profile(), outcome: .error,
-             reason: .decisionNotFound, items: []),
-        Case(name: "draft decision", scope: scope(decision: "draft"), profile: profile(), outcome: .error,
-             reason: .decisionInactive, items: []),
-        Case(name: "completed decision", scope: scope(decision: "completed"), profile: profile(), outcome: .error,
-             reason: .decisionInactive, items: []),
-        Case(name: "not started", scope: scope(decision: "later"), profile: profile(), outcome: .error,
-             reason: .decisionInactive, items: []),
-        Case(name: "ended", scope: scope(decision: "over"), profile: profile(), outcome: .error,
-             reason: .decisionInactive, items: []),
-        Case(name: "inactive beats placement", scope: scope("nowhere", decision: "draft"), profile: profile(),
-             outcome: .error, reason: .decisionInactive, items: []),
-        Case(name: "placement not in decision", scope: scope("email", decision: "webonly"), profile: profile(),
-             outcome: .error, reason: .placementNotInDecision, items: []),
-        Case(name: "unknown placement", scope: scope("nowhere"), profile: profile(), outcome: .error,
-             reason: .placementNotInDecision, items: []),
+        Case(
+            name: "no eligible, fallback",
+            scope: scope(decision: "empty"),
+            profile: profile(),
+            outcome: .fallback,
+            reason: .noEligibleOffers,
+            items: ["fb"]
+        ),
+        Case(
+            name: "no eligible, no fallback",
+            scope: scope(decision: "emptynofb"),
+            profile: profile(),
+            outcome: .suppressed,
+            reason: .noEligibleOffers,
+            items: []
+        ),
+        Case(
+            name: "personalization denied",
+            scope: scope(),
+            profile: profile(consents: .init(personalizeContent: .n)),
+            outcome: .fallback,
+            reason: .personalizationDenied,
+            items: ["fb"]
+        ),
+        Case(
+            name: "personalization denied, no fallback",
+            scope: scope(decision: "nofb"),
+            profile: profile(consents: .init(personalizeContent: .dn)),
+            outcome: .suppressed,
+            reason: .personalizationDenied,
+            items: []
+        ),
+        Case(
+            name: "marketing denied",
+            scope: scope("email"),
+            profile: profile(consents: .init(marketingEmail: .n)),
+            outcome: .suppressed,
+            reason: .marketingDenied,
+            items: []
+        ),
+        Case(
+            name: "marketing denied beats personalization",
+            scope: scope("sms"),
+            profile: profile(consents: denyAll),
+            outcome: .suppressed,
+            reason: .marketingDenied,
+            items: []
+        ),
+        Case(
+            name: "web ignores marketing",
+            scope: scope("web"),
+            profile: profile(consents: .init(marketingAny: .n)),
+            outcome: .offers,
+            reason: .unspecified,
+            items: ["a"]
+        ),
+        Case(
+            name: "unknown profile decides",
+            scope: scope(),
+            profile: nil,
+            outcome: .offers,
+            reason: .unspecified,
+            items: ["a"]
+        ),
+        Case(
+            name: "unknown profile fallback",
+            scope: scope(),
+            profile: nil,
+            options: EngineOptions(unknownProfile: .fallback),
+            outcome: .fallback,
+            reason: .unknownProfile,
+            items: ["fb"]
+        ),
+        Case(
+            name: "unknown profile, no fallback",
+            scope: scope(decision: "nofb"),
+            profile: nil,
+            options: EngineOptions(unknownProfile: .fallback),
+            outcome: .suppressed,
+            reason: .unknownProfile,
+            items: []
+        ),
+        Case(
+            name: "unknown profile, consent default denied",
+            scope: scope(),
+            profile: nil,
+            options: EngineOptions(consentDefault: .denied),
+            outcome: .fallback,
+            reason: .personalizationDenied,
+            items: ["fb"]
+        ),
+        Case(
+            name: "unknown profile, marketing under default denied",
+            scope: scope("push"),
+            profile: nil,
+            options: EngineOptions(consentDefault: .denied, unknownProfile: .fallback),
+            outcome: .suppressed,
+            reason: .marketingDenied,
+            items: []
+        ),
+        Case(
+            name: "unknown decision",
+            scope: scope(decision: "nope"),
+            profile: profile(),
+            outcome: .error,
+            reason: .decisionNotFound,
+            items: []
+        ),
+        Case(
+            name: "draft decision",
+            scope: scope(decision: "draft"),
+            profile: profile(),
+            outcome: .error,
+            reason: .decisionInactive,
+            items: []
+        ),
+        Case(
+            name: "completed decision",
+            scope: scope(decision: "completed"),
+            profile: profile(),
+            outcome: .error,
+            reason: .decisionInactive,
+            items: []
+        ),
+        Case(
+            name: "not started",
+            scope: scope(decision: "later"),
+            profile: profile(),
+            outcome: .error,
+            reason: .decisionInactive,
+            items: []
+        ),
+        Case(
+            name: "ended",
+            scope: scope(decision: "over"),
+            profile: profile(),
+            outcome: .error,
+            reason: .decisionInactive,
+            items: []
+        ),
+        Case(
+            name: "inactive beats placement",
+            scope: scope("nowhere", decision: "draft"),
+            profile: profile(),
+            outcome: .error,
+            reason: .decisionInactive,
+            items: []
+        ),
+        Case(
+            name: "placement not in decision",
+            scope: scope("email", decision: "webonly"),
+            profile: profile(),
+            outcome: .error,
+            reason: .placementNotInDecision,
+            items: []
+        ),
+        Case(
+            name: "unknown placement",
+            scope: scope("nowhere"),
+            profile: profile(),
+            outcome: .error,
+            reason: .placementNotInDecision,
+            items: []
+        ),
     ]
 
     @Test(arguments: cases)
@@ -125,8 +246,10 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
     @Test func aScopeProblemDoesNotFailTheOthers() throws {
         let engine = try Self.engine()
         let result = engine.decide(
-            request([scope(decision: "nope"), scope(), scope("email", decision: "webonly")]), profile: profile(),
-            now: testNow)
+            request([scope(decision: "nope"), scope(), scope("email", decision: "webonly")]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(result.propositions.map(\.outcome) == [.error, .offers, .error])
         #expect(result.catalogVersion == engine.catalog.version)
     }
@@ -134,8 +257,10 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
     @Test func fallbackIsNeverDeduplicated() throws {
         let engine = try Self.engine()
         let result = engine.decide(
-            request([scope("web", decision: "empty"), scope("app", decision: "empty")]), profile: profile(),
-            now: testNow)
+            request([scope("web", decision: "empty"), scope("app", decision: "empty")]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(result.propositions.map { $0.items.map(\.id) } == [["fb"], ["fb"]])
     }
 
@@ -146,8 +271,10 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
         let engine = DecisionEngine(catalog: catalog)
         for choice in [ConsentChoice.n, .dn, .p] {
             let result = engine.decide(
-                request([scope()]), profile: profile(consents: .init(personalizeContent: choice), audiences: ["vip"]),
-                now: testNow)
+                request([scope()]),
+                profile: profile(consents: .init(personalizeContent: choice), audiences: ["vip"]),
+                now: testNow
+            )
             #expect(result.propositions[0].outcome == .fallback)
             #expect(result.propositions[0].items.allSatisfy { $0.isFallback })
         }
@@ -163,7 +290,8 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                 offerJSON("mid", priority: 50, extra: #""tags": ["second"]"#),
             ],
             decisions: [decisionJSON(criteria: #"[{"collection": "first"}, {"collection": "second"}]"#)],
-            collections: #"[{"id": "first", "anyTags": ["first"]}, {"id": "second", "anyTags": ["second"]}]"#)
+            collections: #"[{"id": "first", "anyTags": ["first"]}, {"id": "second", "anyTags": ["second"]}]"#
+        )
         let engine = DecisionEngine(catalog: catalog)
         let two = engine.decide(request([scope(items: 2)]), profile: profile(), now: testNow)
         #expect(two.propositions[0].items.map(\.id) == ["low", "high"])
@@ -179,17 +307,28 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                 offerJSON("gold-only", priority: 100, extra: #""tags": ["first"]"#),
                 offerJSON("other", priority: 1, extra: #""tags": ["second"]"#),
             ],
-            decisions: [decisionJSON(criteria: """
-                [{"collection": "first", "eligibility": {"rule": "gold"}}, {"collection": "second"}]
-                """)],
+            decisions: [
+                decisionJSON(
+                    criteria: """
+                        [{"collection": "first", "eligibility": {"rule": "gold"}}, {"collection": "second"}]
+                        """
+                )
+            ],
             collections: #"[{"id": "first", "anyTags": ["first"]}, {"id": "second", "anyTags": ["second"]}]"#,
-            rules: #"[{"id": "gold", "condition": "profile.loyalty.tier = \"gold\""}]"#)
+            rules: #"[{"id": "gold", "condition": "profile.loyalty.tier = \"gold\""}]"#
+        )
         let engine = DecisionEngine(catalog: catalog)
         let silver = engine.decide(
-            request([scope(items: 2)]), profile: profile(attributes: #"{"loyalty": {"tier": "silver"}}"#), now: testNow)
+            request([scope(items: 2)]),
+            profile: profile(attributes: #"{"loyalty": {"tier": "silver"}}"#),
+            now: testNow
+        )
         #expect(silver.propositions[0].items.map(\.id) == ["other"])
         let gold = engine.decide(
-            request([scope(items: 2)]), profile: profile(attributes: #"{"loyalty": {"tier": "gold"}}"#), now: testNow)
+            request([scope(items: 2)]),
+            profile: profile(attributes: #"{"loyalty": {"tier": "gold"}}"#),
+            now: testNow
+        )
         #expect(gold.propositions[0].items.map(\.id) == ["gold-only", "other"])
     }
 
@@ -210,17 +349,26 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
     @Test func anOfferIsNotTakenTwiceInOneScopeEvenWithDuplicatesAllowed() throws {
         let catalog = try engineCatalog(
             offers: [offerJSON("a", priority: 3, extra: tagged), offerJSON("b", priority: 2, extra: tagged)],
-            decisions: [decisionJSON(criteria: #"[{"collection": "all"}, {"collection": "all"}]"#)])
+            decisions: [decisionJSON(criteria: #"[{"collection": "all"}, {"collection": "all"}]"#)]
+        )
         let engine = DecisionEngine(catalog: catalog)
         for allow in [false, true] {
-            let result = engine.decide(request([scope(items: 3)], allowDuplicates: allow), profile: profile(), now: testNow)
+            let result = engine.decide(
+                request([scope(items: 3)], allowDuplicates: allow),
+                profile: profile(),
+                now: testNow
+            )
             #expect(result.propositions[0].items.map(\.id) == ["a", "b"])
         }
     }
 
     @Test func partialFillIsOffers() throws {
         let catalog = try engineCatalog(offers: [offerJSON("a", extra: tagged), offerJSON("b", extra: tagged)])
-        let result = DecisionEngine(catalog: catalog).decide(request([scope(items: 30)]), profile: profile(), now: testNow)
+        let result = DecisionEngine(catalog: catalog).decide(
+            request([scope(items: 30)]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(result.propositions[0].outcome == .offers)
         #expect(result.propositions[0].items.count == 2)
     }
@@ -236,10 +384,17 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
             offerJSON("ending", priority: 2, extra: tagged + #", "endDate": "2027-01-15T08:00:00.5Z""#),
         ])
         // testNow is exactly 2027-01-15T08:00:00Z: a start equal to now is inside, an end equal to now is outside.
-        let result = DecisionEngine(catalog: catalog).decide(request([scope(items: 10)]), profile: profile(), now: testNow)
+        let result = DecisionEngine(catalog: catalog).decide(
+            request([scope(items: 10)]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(result.propositions[0].items.map(\.id) == ["ending", "started"])
         let email = DecisionEngine(catalog: catalog).decide(
-            request([scope("email", items: 1)]), profile: profile(), now: testNow)
+            request([scope("email", items: 1)]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(email.propositions[0].items.first?.representation.content == "emailonly@email")
     }
 
@@ -264,11 +419,21 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
         let catalog = try engineCatalog(
             offers: [
                 offerJSON("any", priority: 4, extra: tagged + #", "eligibility": {"anyAudiences": ["vip", "new"]}"#),
-                offerJSON("all", priority: 3, extra: tagged + #", "eligibility": {"allAudiences": ["vip", "cart-abandoner"]}"#),
+                offerJSON(
+                    "all",
+                    priority: 3,
+                    extra: tagged + #", "eligibility": {"allAudiences": ["vip", "cart-abandoner"]}"#
+                ),
                 offerJSON("rule", priority: 2, extra: tagged + #", "eligibility": {"rule": "paris"}"#),
-                offerJSON("inline", priority: 1, extra: tagged + #", "eligibility": {"condition": "context.page = \"home\" and offer.characteristics.kind = \"inline\""}"#),
+                offerJSON(
+                    "inline",
+                    priority: 1,
+                    extra: tagged
+                        + #", "eligibility": {"condition": "context.page = \"home\" and offer.characteristics.kind = \"inline\""}"#
+                ),
             ],
-            rules: #"[{"id": "paris", "condition": "profile.homeAddress.city = \"Paris\""}]"#)
+            rules: #"[{"id": "paris", "condition": "profile.homeAddress.city = \"Paris\""}]"#
+        )
         let engine = DecisionEngine(catalog: catalog)
         func chosen(_ person: InMemoryProfile?, context: [String: ContextValue] = [:]) -> [String] {
             engine.decide(request([scope(items: 4)], context: context), profile: person, now: testNow)
@@ -290,19 +455,29 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                 offerJSON("none", priority: 50, characteristics: #"{"margin": "n/a"}"#, extra: tagged),
             ],
             decisions: [
-                decisionJSON("formula", criteria: """
-                    [{"collection": "all", "ranking": {"method": "formula",
-                      "formula": "number(offer.characteristics.margin) * context.boost"}}]
-                    """),
+                decisionJSON(
+                    "formula",
+                    criteria: """
+                        [{"collection": "all", "ranking": {"method": "formula",
+                          "formula": "number(offer.characteristics.margin) * context.boost"}}]
+                        """
+                ),
                 decisionJSON("priority"),
-            ])
+            ]
+        )
         let engine = DecisionEngine(catalog: catalog)
         let byFormula = engine.decide(
-            request([scope(decision: "formula", items: 3)], context: ["boost": .number(2)]), profile: profile(),
-            now: testNow)
+            request([scope(decision: "formula", items: 3)], context: ["boost": .number(2)]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(byFormula.propositions[0].items.map(\.id) == ["rich", "cheap", "none"])
         #expect(byFormula.propositions[0].items.map(\.score) == [8, 3, 0])
-        let byPriority = engine.decide(request([scope(decision: "priority", items: 3)]), profile: profile(), now: testNow)
+        let byPriority = engine.decide(
+            request([scope(decision: "priority", items: 3)]),
+            profile: profile(),
+            now: testNow
+        )
         #expect(byPriority.propositions[0].items.map(\.id) == ["cheap", "none", "rich"])
         #expect(byPriority.propositions[0].items.allSatisfy { $0.score == nil && !$0.isFallback })
         #expect(byPriority.propositions[0].items.map(\.priority) == [100, 50, 1])
@@ -337,19 +512,25 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
             ],
             decisions: [
                 decisionJSON("first", criteria: #"[{"collection": "taken"}]"#),
-                decisionJSON("d", criteria: """
-                    [{"collection": "all"}, {"collection": "gated", "eligibility": {"anyAudiences": ["nobody"]}},
-                     {"collection": "all"}]
-                    """),
+                decisionJSON(
+                    "d",
+                    criteria: """
+                        [{"collection": "all"}, {"collection": "gated", "eligibility": {"anyAudiences": ["nobody"]}},
+                         {"collection": "all"}]
+                        """
+                ),
             ],
             collections: """
                 [{"id": "all", "anyTags": ["t"]}, {"id": "taken", "offers": ["taken"]},
                  {"id": "gated", "offers": ["best", "draft"]}]
-                """)
+                """
+        )
         let engine = DecisionEngine(catalog: catalog)
         let result = engine.decide(
             request([scope(decision: "first"), scope(decision: "d", items: 2)], explain: true),
-            profile: profile(capping: [("capped", 1)]), now: testNow)
+            profile: profile(capping: [("capped", 1)]),
+            now: testNow
+        )
         #expect(result.propositions[0].items.map(\.id) == ["taken"])
         #expect(result.propositions[0].trace == [TraceEntry(offerID: "taken", criterion: "0", verdict: .chosen)])
         let proposition = result.propositions[1]
@@ -359,7 +540,9 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
             ("vip", .ineligible), ("capped", .capped), ("taken", .duplicate),
         ]
         var expected: [TraceEntry] = []
-        for (id, verdict) in expectedPerOffer { expected.append(TraceEntry(offerID: id, criterion: "0", verdict: verdict)) }
+        for (id, verdict) in expectedPerOffer {
+            expected.append(TraceEntry(offerID: id, criterion: "0", verdict: verdict))
+        }
         expected += [
             TraceEntry(offerID: "best", criterion: "0", verdict: .chosen),
             TraceEntry(offerID: "second", criterion: "0", verdict: .chosen),
@@ -369,7 +552,9 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
             TraceEntry(offerID: "draft", criterion: "1", verdict: .criterionIneligible),
         ]
         // The third criterion is reached after the slots are full: earlier choices are duplicates, the rest ranked out.
-        for (id, verdict) in expectedPerOffer { expected.append(TraceEntry(offerID: id, criterion: "2", verdict: verdict)) }
+        for (id, verdict) in expectedPerOffer {
+            expected.append(TraceEntry(offerID: id, criterion: "2", verdict: verdict))
+        }
         expected += [
             TraceEntry(offerID: "best", criterion: "2", verdict: .duplicate),
             TraceEntry(offerID: "second", criterion: "2", verdict: .duplicate),
@@ -395,7 +580,9 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
         let catalog = try engineCatalog(offers: [offerJSON("a", extra: tagged)])
         let result = DecisionEngine(catalog: catalog).decide(
             request([scope(decision: "nope"), scope("email"), scope()], explain: true),
-            profile: profile(consents: .init(marketingEmail: .n)), now: testNow)
+            profile: profile(consents: .init(marketingEmail: .n)),
+            now: testNow
+        )
         #expect(result.propositions[0].trace.isEmpty)
         #expect(result.propositions[1].trace.isEmpty)
         #expect(result.propositions[2].trace == [TraceEntry(offerID: "a", criterion: "0", verdict: .chosen)])
@@ -405,7 +592,8 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
 @Suite struct TieBreakTests {
     static let tiedCatalog: Catalog = {
         // Four offers tied at priority 5, one below.
-        let offers = ["offer-a", "offer-b", "offer-c", "offer-d"].map { offerJSON($0, priority: 5, extra: tagged) }
+        let offers =
+            ["offer-a", "offer-b", "offer-c", "offer-d"].map { offerJSON($0, priority: 5, extra: tagged) }
             + [offerJSON("offer-low", priority: 4, extra: tagged)]
         return try! engineCatalog(offers: offers)
     }()
@@ -414,11 +602,15 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
         let engine = DecisionEngine(catalog: Self.tiedCatalog)
         for id in ["4711", "ana@example.com", "x"] {
             let result = engine.decide(
-                request([scope(items: 5)]), profile: profile(id, namespace: "CrmID"), now: testNow)
-            let expected = ["offer-a", "offer-b", "offer-c", "offer-d"].sorted {
-                referenceTieHash(namespace: "crmid", id: id, offerID: $0)
-                    < referenceTieHash(namespace: "crmid", id: id, offerID: $1)
-            } + ["offer-low"]
+                request([scope(items: 5)]),
+                profile: profile(id, namespace: "CrmID"),
+                now: testNow
+            )
+            let expected =
+                ["offer-a", "offer-b", "offer-c", "offer-d"].sorted {
+                    referenceTieHash(namespace: "crmid", id: id, offerID: $0)
+                        < referenceTieHash(namespace: "crmid", id: id, offerID: $1)
+                } + ["offer-low"]
             #expect(result.propositions[0].items.map(\.id) == expected)
         }
     }
@@ -434,14 +626,20 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                 Identity(namespace: "ECID", id: "primary-\(index)"), Identity(namespace: "Email", id: "e\(index)"),
             ])
             let viaEmail = engine.decide(
-                request([scope(items: 4)], identity: Identity(namespace: "EMAIL", id: "e\(index)")), profile: primary,
-                now: testNow)
+                request([scope(items: 4)], identity: Identity(namespace: "EMAIL", id: "e\(index)")),
+                profile: primary,
+                now: testNow
+            )
             let viaECID = engine.decide(
                 request([scope(items: 4)], identity: Identity(namespace: "ecid", id: "primary-\(index)")),
-                profile: primary, now: testNow)
+                profile: primary,
+                now: testNow
+            )
             #expect(viaEmail.propositions[0].items == viaECID.propositions[0].items)
             let unknownByEmail = engine.decide(
-                request([scope(items: 4)], identity: Identity(namespace: "Email", id: "e\(index)")), now: testNow)
+                request([scope(items: 4)], identity: Identity(namespace: "Email", id: "e\(index)")),
+                now: testNow
+            )
             if unknownByEmail.propositions[0].items != viaEmail.propositions[0].items { differing += 1 }
         }
         // An unknown profile hashes the request identity instead, so some orders must differ.
@@ -456,8 +654,10 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
             let again = engine.decide(request([scope()]), profile: profile("stable"), now: testNow + 1)
             #expect(again.propositions[0].items == first.propositions[0].items)
         }
-        let reloadedCatalog = try engineCatalog(offers: ["offer-d", "offer-c", "offer-b", "offer-a"]
-            .map { offerJSON($0, priority: 5, extra: tagged) })
+        let reloadedCatalog = try engineCatalog(
+            offers: ["offer-d", "offer-c", "offer-b", "offer-a"]
+                .map { offerJSON($0, priority: 5, extra: tagged) }
+        )
         let reloaded = DecisionEngine(catalog: reloadedCatalog)
         let afterReload = reloaded.decide(request([scope()]), profile: profile("stable"), now: testNow)
         #expect(afterReload.propositions[0].items.map(\.id) == first.propositions[0].items.map(\.id))

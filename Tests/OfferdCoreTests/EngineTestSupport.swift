@@ -1,26 +1,38 @@
 import Testing
+
 @testable import OfferdCore
 
 /// Every channel gets a placement named after it.
-let allPlacementsJSON = "[" + Channel.allCases.map {
-    #"{"id": "\#($0.rawValue)", "channel": "\#($0.rawValue)", "contentType": "text"}"#
-}.joined(separator: ", ") + "]"
+let allPlacementsJSON =
+    "["
+    + Channel.allCases.map {
+        #"{"id": "\#($0.rawValue)", "channel": "\#($0.rawValue)", "contentType": "text"}"#
+    }.joined(separator: ", ") + "]"
 
 /// An offer with a representation for each of `placements`.
 func offerJSON(
-    _ id: String, priority: Int = 0, status: String = "approved", placements: [String] = Channel.allCases.map(\.rawValue),
-    characteristics: String? = nil, extra: String = ""
+    _ id: String,
+    priority: Int = 0,
+    status: String = "approved",
+    placements: [String] = Channel.allCases.map(\.rawValue),
+    characteristics: String? = nil,
+    extra: String = ""
 ) -> String {
     let representations = placements.map { #"{"placement": "\#($0)", "content": "\#(id)@\#($0)"}"# }
         .joined(separator: ", ")
-    return #"{"id": "\#(id)", "status": "\#(status)", "priority": \#(priority), "characteristics": \#(characteristics ?? "{\"kind\": \"\(id)\"}"), "#
+    return
+        #"{"id": "\#(id)", "status": "\#(status)", "priority": \#(priority), "characteristics": \#(characteristics ?? "{\"kind\": \"\(id)\"}"), "#
         + #""representations": [\#(representations)]\#(extra.isEmpty ? "" : ", " + extra)}"#
 }
 
 /// A decision with one scope per placement in `placements`, each with the given criteria JSON.
 func decisionJSON(
-    _ id: String = "d", status: String = "live", fallback: String? = "fb", criteria: String = #"[{"collection": "all"}]"#,
-    placements: [String] = Channel.allCases.map(\.rawValue), extra: String = ""
+    _ id: String = "d",
+    status: String = "live",
+    fallback: String? = "fb",
+    criteria: String = #"[{"collection": "all"}]"#,
+    placements: [String] = Channel.allCases.map(\.rawValue),
+    extra: String = ""
 ) -> String {
     let scopes = placements.map { #"{"placement": "\#($0)", "criteria": \#(criteria)}"# }.joined(separator: ", ")
     let fallbackPart = fallback.map { #""fallback": "\#($0)", "# } ?? ""
@@ -30,9 +42,13 @@ func decisionJSON(
 
 /// Loads a catalog for engine tests; the collection `all` holds every offer unless `collections` says otherwise.
 func engineCatalog(
-    offers: [String], decisions: [String] = [decisionJSON()], collections: String? = nil, rules: String = "[]"
+    offers: [String],
+    decisions: [String] = [decisionJSON()],
+    collections: String? = nil,
+    rules: String = "[]"
 ) throws -> Catalog {
-    let fallback = #"{"id": "fb", "name": "Fallback", "characteristics": {"kind": "fallback"}, "representations": ["#
+    let fallback =
+        #"{"id": "fb", "name": "Fallback", "characteristics": {"kind": "fallback"}, "representations": ["#
         + Channel.allCases.map { #"{"placement": "\#($0.rawValue)", "content": "fb@\#($0.rawValue)"}"# }
         .joined(separator: ", ") + "]}"
     let json = """
@@ -45,20 +61,36 @@ func engineCatalog(
 }
 
 func profile(
-    _ id: String = "p1", namespace: String = "ECID", consents: ConsentRecord = .empty, audiences: [String] = [],
-    attributes: String = "{}", capping: [(offerID: String, count: Int)] = []
+    _ id: String = "p1",
+    namespace: String = "ECID",
+    consents: ConsentRecord = .empty,
+    audiences: [String] = [],
+    attributes: String = "{}",
+    capping: [(offerID: String, count: Int)] = []
 ) -> InMemoryProfile {
     InMemoryProfile(
-        identities: [Identity(namespace: namespace, id: id)], consents: consents, audiences: audiences,
-        attributes: (try? JSONParser.parse(attributes)) ?? .object([]), capping: capping)
+        identities: [Identity(namespace: namespace, id: id)],
+        consents: consents,
+        audiences: audiences,
+        attributes: (try? JSONParser.parse(attributes)) ?? .object([]),
+        capping: capping
+    )
 }
 
 func request(
-    _ scopes: [ScopeRequest], identity: Identity = Identity(namespace: "ECID", id: "p1"),
-    context: [String: ContextValue] = [:], allowDuplicates: Bool = false, explain: Bool = false
+    _ scopes: [ScopeRequest],
+    identity: Identity = Identity(namespace: "ECID", id: "p1"),
+    context: [String: ContextValue] = [:],
+    allowDuplicates: Bool = false,
+    explain: Bool = false
 ) -> DecisionRequest {
     DecisionRequest(
-        identity: identity, scopes: scopes, context: context, allowDuplicates: allowDuplicates, explain: explain)
+        identity: identity,
+        scopes: scopes,
+        context: context,
+        allowDuplicates: allowDuplicates,
+        explain: explain
+    )
 }
 
 func scope(_ placement: String = "web", decision: String = "d", items: UInt32 = 1) -> ScopeRequest {

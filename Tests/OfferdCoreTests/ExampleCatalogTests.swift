@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import OfferdCore
 
 /// The shipped example catalog must load and decide the way docs/catalog.md describes.
@@ -15,17 +16,32 @@ import Testing
     static let ana = InMemoryProfile(
         identities: [Identity(namespace: "ECID", id: "4711"), Identity(namespace: "Email", id: "ana@example.com")],
         consents: ConsentRecord(
-            personalizeContent: .y, marketingAny: .y, marketingEmail: .n, marketingSMS: .y, marketingPush: .y),
+            personalizeContent: .y,
+            marketingAny: .y,
+            marketingEmail: .n,
+            marketingSMS: .y,
+            marketingPush: .y
+        ),
         audiences: ["vip", "cart-abandoner"],
         attributes: (try? JSONParser.parse(#"{"loyalty":{"tier":"gold","points":1200},"homeAddress":{"city":"Paris"}}"#))
             ?? .object([]),
-        capping: [("offer-gold-10", 2)])
+        capping: [("offer-gold-10", 2)]
+    )
 
     @Test func loads() throws {
         let catalog = try Self.loadExample()
         #expect(catalog.version == "2026-11-29.1")
-        #expect(catalog.summary == CatalogSummary(
-            placements: 4, offers: 12, fallbackOffers: 2, collections: 5, rules: 4, decisions: 5))
+        #expect(
+            catalog.summary
+                == CatalogSummary(
+                    placements: 4,
+                    offers: 12,
+                    fallbackOffers: 2,
+                    collections: 5,
+                    rules: 4,
+                    decisions: 5
+                )
+        )
     }
 
     @Test func decidesForAna() throws {
@@ -39,9 +55,13 @@ import Testing
                     scope("web-banner", decision: "dec-winter-campaign"),
                     scope("web-banner", decision: "dec-summer-2026"),
                     scope("app-card", decision: "dec-homepage", items: 2),
-                ], identity: Identity(namespace: "email", id: "ana@example.com"),
-                context: ["device": .string("mobile")]),
-            profile: Self.ana, now: testNow)
+                ],
+                identity: Identity(namespace: "email", id: "ana@example.com"),
+                context: ["device": .string("mobile")]
+            ),
+            profile: Self.ana,
+            now: testNow
+        )
         let propositions = result.propositions
         #expect(propositions[0].items.map(\.id) == ["offer-vip-lounge", "offer-gold-10", "offer-points-boost"])
         #expect(propositions[1].outcome == .suppressed && propositions[1].reason == .marketingDenied)
@@ -57,12 +77,19 @@ import Testing
     @Test func decidesForAnUnknownVisitor() throws {
         let engine = DecisionEngine(catalog: try Self.loadExample())
         let result = engine.decide(
-            request([scope("web-banner", decision: "dec-homepage", items: 2)], identity: Identity(namespace: "ECID", id: "new")),
-            now: testNow)
+            request(
+                [scope("web-banner", decision: "dec-homepage", items: 2)],
+                identity: Identity(namespace: "ECID", id: "new")
+            ),
+            now: testNow
+        )
         #expect(!result.profileFound)
         #expect(result.propositions[0].items.map(\.id) == ["offer-app-download", "offer-free-shipping"])
-        let fallback = DecisionEngine(catalog: try Self.loadExample(), options: EngineOptions(unknownProfile: .fallback))
-            .decide(request([scope("web-banner", decision: "dec-homepage")]), now: testNow)
+        let fallback = DecisionEngine(
+            catalog: try Self.loadExample(),
+            options: EngineOptions(unknownProfile: .fallback)
+        )
+        .decide(request([scope("web-banner", decision: "dec-homepage")]), now: testNow)
         #expect(fallback.propositions[0].items.map(\.id) == ["fallback-brand"])
         #expect(fallback.propositions[0].reason == .unknownProfile)
     }

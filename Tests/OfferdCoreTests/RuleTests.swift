@@ -1,4 +1,5 @@
 import Testing
+
 @testable import OfferdCore
 
 /// A profile for rule tests: loyalty attributes, an object, a list and audiences.
@@ -11,12 +12,17 @@ let ruleTestProfile = InMemoryProfile(
          "tags": ["a", "b", 3, null], "name": "Ana", "flag": true, "nothing": null,
          "person": {"first-name": "Ana"}, "accent": "\u00e9", "decomposed": "e\u0301", "empty": "",
          "numbers": [1, 2]}
-        """#))
+        """#
+    )
+)
 
 /// Compiles and evaluates `source` against ``ruleTestProfile`` (or `profile`).
 func evaluateRule(
-    _ source: String, kind: RuleKind = .condition, context: [String: ContextValue] = [:],
-    profile: InMemoryProfile? = ruleTestProfile, now: Double = 1_000
+    _ source: String,
+    kind: RuleKind = .condition,
+    context: [String: ContextValue] = [:],
+    profile: InMemoryProfile? = ruleTestProfile,
+    now: Double = 1_000
 ) throws -> RuleValue {
     var symbols = RuleSymbols()
     let compiled = try RuleParser.compile(source, kind: kind, allowOfferPaths: true, symbols: &symbols)
@@ -285,7 +291,8 @@ func compileError(_ source: String, kind: RuleKind = .condition, allowOfferPaths
 
     @Test(arguments: [
         "profile.a", "now", "context.x", "offer.priority", "number(offer.characteristics.margin) * 2",
-        "if(profile.a, 1, profile.b)", "len(profile.tags)", "min(1, 2)", "-offer.priority", "offer.characteristics[\"a b\"]",
+        "if(profile.a, 1, profile.b)", "len(profile.tags)", "min(1, 2)", "-offer.priority",
+        "offer.characteristics[\"a b\"]",
     ])
     func acceptsFormulas(source: String) {
         #expect(compileError(source, kind: .formula) == nil, "\(source)")

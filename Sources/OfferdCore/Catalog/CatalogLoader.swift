@@ -105,7 +105,10 @@ struct CatalogLoader {
 
     /// Reads an object, reporting a wrong type, unknown keys and missing required keys.
     private mutating func object(
-        _ value: JSONValue, at path: String, allowed: [String], required: [String] = []
+        _ value: JSONValue,
+        at path: String,
+        allowed: [String],
+        required: [String] = []
     ) -> ObjectFields? {
         guard case .object(let members) = value else {
             report(path, "must be an object, not \(value.typeDescription)")
@@ -162,7 +165,9 @@ struct CatalogLoader {
     }
 
     private mutating func enumeration<Value: RawRepresentable & CaseIterable>(
-        _ fields: ObjectFields, _ key: String, as type: Value.Type
+        _ fields: ObjectFields,
+        _ key: String,
+        as type: Value.Type
     ) -> Value? where Value.RawValue == String {
         guard let text = string(fields, key) else { return nil }
         guard let value = Value(rawValue: text) else {
@@ -194,7 +199,10 @@ struct CatalogLoader {
     }
 
     private mutating func stringList(
-        _ fields: ObjectFields, _ key: String, nonEmptyList: Bool, itemsNonEmpty: Bool = true
+        _ fields: ObjectFields,
+        _ key: String,
+        nonEmptyList: Bool,
+        itemsNonEmpty: Bool = true
     ) -> [String]? {
         guard let value = fields[key], let items = array(value, at: fields.path(key)) else { return nil }
         if nonEmptyList && items.isEmpty {
@@ -228,7 +236,8 @@ struct CatalogLoader {
             guard case .string(let text) = member.value else {
                 report(
                     fields.path("characteristics") + "[\(quoted(member.key))]",
-                    "must be a string, not \(member.value.typeDescription)")
+                    "must be a string, not \(member.value.typeDescription)"
+                )
                 continue
             }
             result.append(Characteristic(key: member.key, value: text))
@@ -238,7 +247,10 @@ struct CatalogLoader {
 
     /// Reads a non-empty `id` and registers it in `table`, reporting duplicates.
     private mutating func declare(
-        _ fields: ObjectFields, kind: String, index: Int, in table: WritableKeyPath<CatalogLoader, [String: Declaration]>,
+        _ fields: ObjectFields,
+        kind: String,
+        index: Int,
+        in table: WritableKeyPath<CatalogLoader, [String: Declaration]>,
         alsoUnique others: [String: Declaration] = [:]
     ) -> String? {
         guard let id = string(fields, "id", nonEmpty: true) else { return nil }
@@ -258,8 +270,14 @@ struct CatalogLoader {
         do {
             document = try JSONParser.parse(bytes)
         } catch {
-            issues.append(CatalogIssue(path: "", message: "invalid JSON: \(error.message)", line: error.line,
-                                       column: error.column))
+            issues.append(
+                CatalogIssue(
+                    path: "",
+                    message: "invalid JSON: \(error.message)",
+                    line: error.line,
+                    column: error.column
+                )
+            )
             return nil
         }
         let sections = ["version", "placements", "offers", "fallbackOffers", "collections", "rules", "decisions"]
@@ -309,14 +327,19 @@ struct CatalogLoader {
         defer { placements.append(placement) }
         guard
             let fields = object(
-                value, at: path, allowed: ["id", "name", "channel", "contentType"],
-                required: ["id", "channel", "contentType"])
+                value,
+                at: path,
+                allowed: ["id", "name", "channel", "contentType"],
+                required: ["id", "channel", "contentType"]
+            )
         else { return }
         let id = declare(fields, kind: "placement", index: index, in: \.placementIDs)
         placement = Placement(
-            id: id ?? "", name: string(fields, "name"),
+            id: id ?? "",
+            name: string(fields, "name"),
             channel: enumeration(fields, "channel", as: Channel.self) ?? .web,
-            contentType: enumeration(fields, "contentType", as: ContentType.self) ?? .text)
+            contentType: enumeration(fields, "contentType", as: ContentType.self) ?? .text
+        )
     }
 
     private mutating func loadRule(_ value: JSONValue, index: Int) {
@@ -356,7 +379,8 @@ struct CatalogLoader {
                 report(
                     fields.path("rule"),
                     "rule \(quoted(ruleID)) uses offer.* paths; a criterion's eligibility is evaluated once, "
-                        + "not per offer")
+                        + "not per offer"
+                )
                 return nil
             }
             return .condition(rule.node)
@@ -364,13 +388,19 @@ struct CatalogLoader {
             guard let source = string(fields, "condition") else { return nil }
             do {
                 let compiled = try RuleParser.compile(
-                    source, kind: .condition, allowOfferPaths: true, symbols: &symbols)
+                    source,
+                    kind: .condition,
+                    allowOfferPaths: true,
+                    symbols: &symbols
+                )
                 if !perOffer, let position = compiled.firstOfferPathPosition {
                     report(
                         fields.path("condition"),
                         RuleCompileError(
                             "a criterion's eligibility cannot use offer.* paths: it is evaluated once, not per offer",
-                            at: position))
+                            at: position
+                        )
+                    )
                     return nil
                 }
                 return .condition(compiled.node)
@@ -400,9 +430,11 @@ struct CatalogLoader {
             let path = indexPath(fields.path("representations"), index)
             guard
                 let entry = object(
-                    item, at: path,
+                    item,
+                    at: path,
                     allowed: ["placement", "format", "language", "content", "deliveryUrl", "linkUrl"],
-                    required: ["placement"])
+                    required: ["placement"]
+                )
             else { continue }
             let placementID = string(entry, "placement", nonEmpty: true)
             let format = string(entry, "format")
@@ -422,15 +454,22 @@ struct CatalogLoader {
                 report(
                     entry.path("placement"),
                     "a second representation for placement \(quoted(placementID)) "
-                        + "(first at \(indexPath(fields.path("representations"), sourceIndices[existing])))")
+                        + "(first at \(indexPath(fields.path("representations"), sourceIndices[existing])))"
+                )
                 continue
             }
             byPlacement[placement.index] = result.count
             sourceIndices.append(index)
             result.append(
                 Representation(
-                    placementID: placementID, format: format, language: language, content: content,
-                    deliveryURL: deliveryURL, linkURL: linkURL))
+                    placementID: placementID,
+                    format: format,
+                    language: language,
+                    content: content,
+                    deliveryURL: deliveryURL,
+                    linkURL: linkURL
+                )
+            )
         }
         return (result, byPlacement)
     }
@@ -438,9 +477,19 @@ struct CatalogLoader {
     private mutating func loadOffer(_ value: JSONValue, index: Int) {
         let path = indexPath("offers", index)
         var draft = OfferDraft(
-            id: "", name: nil, status: .draft, priority: 0, startDate: -.infinity, endDate: .infinity, tags: [],
-            characteristics: [], eligibility: nil, cappingLimit: nil, representations: [],
-            representationByPlacement: [])
+            id: "",
+            name: nil,
+            status: .draft,
+            priority: 0,
+            startDate: -.infinity,
+            endDate: .infinity,
+            tags: [],
+            characteristics: [],
+            eligibility: nil,
+            cappingLimit: nil,
+            representations: [],
+            representationByPlacement: []
+        )
         defer { offers.append(draft) }
         let allowed = [
             "id", "name", "status", "priority", "startDate", "endDate", "tags", "characteristics", "eligibility",
@@ -469,7 +518,8 @@ struct CatalogLoader {
                         report(
                             cap.path("scope"),
                             "\"total\" capping is not supported yet: offerd has no shared counter store; "
-                                + "use \"profile\"")
+                                + "use \"profile\""
+                        )
                     } else {
                         report(cap.path("scope"), "\(quoted(scope)) is not one of \"profile\"")
                     }
@@ -486,13 +536,22 @@ struct CatalogLoader {
         let path = indexPath("fallbackOffers", index)
         guard
             let fields = object(
-                value, at: path, allowed: ["id", "name", "status", "characteristics", "representations"],
-                required: ["id", "representations"])
+                value,
+                at: path,
+                allowed: ["id", "name", "status", "characteristics", "representations"],
+                required: ["id", "representations"]
+            )
         else {
             fallbacks.append(
                 FallbackOfferDefinition(
-                    id: "", name: nil, status: .draft, characteristics: [], representations: [],
-                    representationByPlacement: []))
+                    id: "",
+                    name: nil,
+                    status: .draft,
+                    characteristics: [],
+                    representations: [],
+                    representationByPlacement: []
+                )
+            )
             return
         }
         let id = declare(fields, kind: "offer", index: index, in: \.fallbackIDs, alsoUnique: offerIDs)
@@ -500,9 +559,14 @@ struct CatalogLoader {
         let (representations, byPlacement) = representations(fields)
         fallbacks.append(
             FallbackOfferDefinition(
-                id: id ?? "", name: string(fields, "name"), status: status ?? .draft,
-                characteristics: characteristics(fields), representations: representations,
-                representationByPlacement: byPlacement))
+                id: id ?? "",
+                name: string(fields, "name"),
+                status: status ?? .draft,
+                characteristics: characteristics(fields),
+                representations: representations,
+                representationByPlacement: byPlacement
+            )
+        )
     }
 
     private mutating func loadCollection(_ value: JSONValue, index: Int) {
@@ -574,13 +638,15 @@ struct CatalogLoader {
                     report(
                         fallbackPath,
                         "fallback offer \(quoted(fallbackID)) has no representation for placement "
-                            + "\(quoted(placements[scope.placementIndex].id)) (used by \(scopePath))")
+                            + "\(quoted(placements[scope.placementIndex].id)) (used by \(scopePath))"
+                    )
                 }
                 if status == .live && fallback.status != .approved {
                     report(
                         fallbackPath,
                         "fallback offer \(quoted(fallbackID)) is \(fallback.status.rawValue); "
-                            + "a live decision's fallback must be approved")
+                            + "a live decision's fallback must be approved"
+                    )
                 }
             } else if offerIDs[fallbackID] != nil {
                 report(fallbackPath, "\(quoted(fallbackID)) is an offer, not a fallback offer")
@@ -590,14 +656,30 @@ struct CatalogLoader {
         }
         decisions.append(
             DecisionDraft(
-                id: id, name: name, status: status, startDate: start, endDate: end, fallbackIndex: fallbackIndex,
-                scopes: scopes))
+                id: id,
+                name: name,
+                status: status,
+                startDate: start,
+                endDate: end,
+                fallbackIndex: fallbackIndex,
+                scopes: scopes
+            )
+        )
     }
 
     private mutating func loadScope(
-        _ value: JSONValue, at path: String, existing: [ScopeDraft], existingPaths: [String]
+        _ value: JSONValue,
+        at path: String,
+        existing: [ScopeDraft],
+        existingPaths: [String]
     ) -> ScopeDraft? {
-        guard let fields = object(value, at: path, allowed: ["placement", "criteria"], required: ["placement", "criteria"])
+        guard
+            let fields = object(
+                value,
+                at: path,
+                allowed: ["placement", "criteria"],
+                required: ["placement", "criteria"]
+            )
         else { return nil }
         var placementIndex: Int?
         if let placementID = string(fields, "placement", nonEmpty: true) {
@@ -606,7 +688,8 @@ struct CatalogLoader {
                     report(
                         fields.path("placement"),
                         "the decision already has a scope for placement \(quoted(placementID)) "
-                            + "(\(existingPaths[duplicate]))")
+                            + "(\(existingPaths[duplicate]))"
+                    )
                 } else {
                     placementIndex = declaration.index
                 }
@@ -630,7 +713,11 @@ struct CatalogLoader {
     private mutating func loadCriterion(_ value: JSONValue, at path: String) -> CriterionDraft? {
         guard
             let fields = object(
-                value, at: path, allowed: ["collection", "eligibility", "ranking"], required: ["collection"])
+                value,
+                at: path,
+                allowed: ["collection", "eligibility", "ranking"],
+                required: ["collection"]
+            )
         else { return nil }
         var collectionIndex: Int?
         if let collectionID = string(fields, "collection", nonEmpty: true) {
@@ -647,7 +734,11 @@ struct CatalogLoader {
         var ranking = Ranking.priority
         if let rankingValue = fields["ranking"],
             let rankingFields = object(
-                rankingValue, at: fields.path("ranking"), allowed: ["method", "formula"], required: ["method"])
+                rankingValue,
+                at: fields.path("ranking"),
+                allowed: ["method", "formula"],
+                required: ["method"]
+            )
         {
             let method = string(rankingFields, "method")
             switch method {
@@ -661,7 +752,11 @@ struct CatalogLoader {
                 } else if let source = string(rankingFields, "formula") {
                     do {
                         let compiled = try RuleParser.compile(
-                            source, kind: .formula, allowOfferPaths: true, symbols: &symbols)
+                            source,
+                            kind: .formula,
+                            allowOfferPaths: true,
+                            symbols: &symbols
+                        )
                         ranking = .formula(compiled.node)
                     } catch {
                         report(rankingFields.path("formula"), error)
@@ -692,12 +787,22 @@ struct CatalogLoader {
                 return .null
             }
             return OfferDefinition(
-                index: index, id: draft.id, name: draft.name, status: draft.status, priority: draft.priority,
-                startDate: draft.startDate, endDate: draft.endDate, tags: draft.tags,
-                characteristics: draft.characteristics, characteristicValues: values,
-                eligibility: draft.eligibility, cappingLimit: draft.cappingLimit,
-                representations: draft.representations, representationByPlacement: draft.representationByPlacement,
-                idOrder: orderOfOffer[index])
+                index: index,
+                id: draft.id,
+                name: draft.name,
+                status: draft.status,
+                priority: draft.priority,
+                startDate: draft.startDate,
+                endDate: draft.endDate,
+                tags: draft.tags,
+                characteristics: draft.characteristics,
+                characteristicValues: values,
+                eligibility: draft.eligibility,
+                cappingLimit: draft.cappingLimit,
+                representations: draft.representations,
+                representationByPlacement: draft.representationByPlacement,
+                idOrder: orderOfOffer[index]
+            )
         }
 
         let collectionOffers: [[OfferDefinition]] = collections.map { collection in
@@ -723,20 +828,37 @@ struct CatalogLoader {
                         return CandidateOffer(offer: offer, representationIndex: representation)
                     }
                     return CriterionDefinition(
-                        eligibility: criterion.eligibility, ranking: criterion.ranking, collectionOffers: members,
-                        candidates: candidates)
+                        eligibility: criterion.eligibility,
+                        ranking: criterion.ranking,
+                        collectionOffers: members,
+                        candidates: candidates
+                    )
                 }
                 scopeByPlacement[scope.placementIndex] = DecisionScopeDefinition(
-                    placementIndex: scope.placementIndex, criteria: criteria)
+                    placementIndex: scope.placementIndex,
+                    criteria: criteria
+                )
             }
             return DecisionDefinition(
-                id: draft.id, name: draft.name, status: draft.status, startDate: draft.startDate,
-                endDate: draft.endDate, fallbackIndex: draft.fallbackIndex, scopeByPlacement: scopeByPlacement)
+                id: draft.id,
+                name: draft.name,
+                status: draft.status,
+                startDate: draft.startDate,
+                endDate: draft.endDate,
+                fallbackIndex: draft.fallbackIndex,
+                scopeByPlacement: scopeByPlacement
+            )
         }
 
         return Catalog(
-            version: version, placements: placements, offers: definitions, fallbackOffers: fallbacks,
-            decisions: decisionDefinitions, contextKeys: symbols.contextKeys, collectionCount: collections.count,
-            ruleCount: ruleCount)
+            version: version,
+            placements: placements,
+            offers: definitions,
+            fallbackOffers: fallbacks,
+            decisions: decisionDefinitions,
+            contextKeys: symbols.contextKeys,
+            collectionCount: collections.count,
+            ruleCount: ruleCount
+        )
     }
 }

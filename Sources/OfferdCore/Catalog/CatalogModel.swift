@@ -73,10 +73,21 @@ final class OfferDefinition: Sendable {
     let idOrder: Int
 
     init(
-        index: Int, id: String, name: String?, status: OfferStatus, priority: Int, startDate: Double,
-        endDate: Double, tags: [String], characteristics: [Characteristic], characteristicValues: [RuleValue],
-        eligibility: Eligibility?, cappingLimit: Int?, representations: [Representation],
-        representationByPlacement: [Int?], idOrder: Int
+        index: Int,
+        id: String,
+        name: String?,
+        status: OfferStatus,
+        priority: Int,
+        startDate: Double,
+        endDate: Double,
+        tags: [String],
+        characteristics: [Characteristic],
+        characteristicValues: [RuleValue],
+        eligibility: Eligibility?,
+        cappingLimit: Int?,
+        representations: [Representation],
+        representationByPlacement: [Int?],
+        idOrder: Int
     ) {
         self.index = index
         self.id = id
@@ -232,9 +243,14 @@ public final class Catalog: Sendable {
     private let counts: CatalogSummary
 
     init(
-        version: String, placements: [Placement], offers: [OfferDefinition],
-        fallbackOffers: [FallbackOfferDefinition], decisions: [DecisionDefinition], contextKeys: [String],
-        collectionCount: Int, ruleCount: Int
+        version: String,
+        placements: [Placement],
+        offers: [OfferDefinition],
+        fallbackOffers: [FallbackOfferDefinition],
+        decisions: [DecisionDefinition],
+        contextKeys: [String],
+        collectionCount: Int,
+        ruleCount: Int
     ) {
         self.version = version
         self.placements = placements
@@ -253,8 +269,13 @@ public final class Catalog: Sendable {
         }
         self.decisionIndexByID = decisionIndex
         self.counts = CatalogSummary(
-            placements: placements.count, offers: offers.count, fallbackOffers: fallbackOffers.count,
-            collections: collectionCount, rules: ruleCount, decisions: decisions.count)
+            placements: placements.count,
+            offers: offers.count,
+            fallbackOffers: fallbackOffers.count,
+            collections: collectionCount,
+            rules: ruleCount,
+            decisions: decisions.count
+        )
     }
 
     /// How many placements, offers, fallback offers, collections, rules and decisions it holds.

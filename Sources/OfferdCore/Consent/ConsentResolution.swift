@@ -33,7 +33,8 @@ public enum ConsentResolver {
     }
 
     /// Whether personalization (`personalize.content`) is granted.
-    public static func personalizationGranted(_ consents: ConsentRecord, default defaultPolicy: ConsentDefault) -> Bool {
+    public static func personalizationGranted(_ consents: ConsentRecord, default defaultPolicy: ConsentDefault) -> Bool
+    {
         isGranted(consents.personalizeContent, default: defaultPolicy)
     }
 
@@ -43,7 +44,9 @@ public enum ConsentResolver {
     /// channel's own value, when present (`u` included), is resolved alone;
     /// when the channel has none, `marketing.any` is resolved in its place.
     public static func marketingGranted(
-        _ consents: ConsentRecord, channel: Channel, default defaultPolicy: ConsentDefault
+        _ consents: ConsentRecord,
+        channel: Channel,
+        default defaultPolicy: ConsentDefault
     ) -> Bool {
         let own: ConsentChoice
         switch channel {

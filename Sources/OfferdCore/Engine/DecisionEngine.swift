@@ -38,9 +38,18 @@ public struct DecisionEngine: Sendable {
     ///   - request: a request that passed ``DecisionRequest/validationError()``.
     ///   - profile: the profile of `request.identity`; nil when it is not in the snapshot.
     ///   - now: the request time, epoch seconds.
-    public func decide<Profile: ProfileView>(_ request: DecisionRequest, profile: Profile?, now: Double) -> DecisionResult {
+    public func decide<Profile: ProfileView>(
+        _ request: DecisionRequest,
+        profile: Profile?,
+        now: Double
+    ) -> DecisionResult {
         var walk = ScopeWalker(
-            catalog: catalog, options: options, request: request, profile: profile, now: now)
+            catalog: catalog,
+            options: options,
+            request: request,
+            profile: profile,
+            now: now
+        )
         var propositions: [Proposition] = []
         propositions.reserveCapacity(request.scopes.count)
         for scope in request.scopes {
@@ -136,7 +145,11 @@ private struct ScopeWalker<Profile: ProfileView> {
     mutating func decide(_ request: ScopeRequest) -> Proposition {
         func answer(_ outcome: Outcome, _ reason: Reason) -> Proposition {
             Proposition(
-                decisionID: request.decisionID, placementID: request.placementID, outcome: outcome, reason: reason)
+                decisionID: request.decisionID,
+                placementID: request.placementID,
+                outcome: outcome,
+                reason: reason
+            )
         }
         // Step 1: the decision and its scope for the placement.
         guard let decisionIndex = catalog.decisionIndexByID[request.decisionID] else {
@@ -168,37 +181,66 @@ private struct ScopeWalker<Profile: ProfileView> {
         let items = walk(scope, wanted: request.effectiveItemCount, trace: &trace)
         if items.isEmpty {
             var proposition = fallback(
-                decision, placementIndex: placementIndex, reason: .noEligibleOffers, request: request)
+                decision,
+                placementIndex: placementIndex,
+                reason: .noEligibleOffers,
+                request: request
+            )
             proposition.trace = trace
             return proposition
         }
         return Proposition(
-            decisionID: request.decisionID, placementID: request.placementID, outcome: .offers, reason: .unspecified,
-            items: items, trace: trace)
+            decisionID: request.decisionID,
+            placementID: request.placementID,
+            outcome: .offers,
+            reason: .unspecified,
+            items: items,
+            trace: trace
+        )
     }
 
     /// The decision's fallback (FALLBACK), or SUPPRESSED with the same reason when it has none.
     private func fallback(
-        _ decision: DecisionDefinition, placementIndex: Int, reason: Reason, request: ScopeRequest
+        _ decision: DecisionDefinition,
+        placementIndex: Int,
+        reason: Reason,
+        request: ScopeRequest
     ) -> Proposition {
         guard let fallbackIndex = decision.fallbackIndex,
             let representationIndex = catalog.fallbackOffers[fallbackIndex].representationByPlacement[placementIndex]
         else {
             return Proposition(
-                decisionID: request.decisionID, placementID: request.placementID, outcome: .suppressed,
-                reason: reason)
+                decisionID: request.decisionID,
+                placementID: request.placementID,
+                outcome: .suppressed,
+                reason: reason
+            )
         }
         let offer = catalog.fallbackOffers[fallbackIndex]
         let item = DecidedItem(
-            id: offer.id, name: offer.name, priority: 0, characteristics: offer.characteristics,
-            representation: offer.representations[representationIndex], score: nil, isFallback: true)
+            id: offer.id,
+            name: offer.name,
+            priority: 0,
+            characteristics: offer.characteristics,
+            representation: offer.representations[representationIndex],
+            score: nil,
+            isFallback: true
+        )
         return Proposition(
-            decisionID: request.decisionID, placementID: request.placementID, outcome: .fallback, reason: reason,
-            items: [item])
+            decisionID: request.decisionID,
+            placementID: request.placementID,
+            outcome: .fallback,
+            reason: reason,
+            items: [item]
+        )
     }
 
     /// Walks the scope's criteria (SPEC 6 step 5) and returns the chosen offers, best first.
-    private mutating func walk(_ scope: DecisionScopeDefinition, wanted: Int, trace: inout [TraceEntry]) -> [DecidedItem] {
+    private mutating func walk(
+        _ scope: DecisionScopeDefinition,
+        wanted: Int,
+        trace: inout [TraceEntry]
+    ) -> [DecidedItem] {
         var items: [DecidedItem] = []
         var chosenThisScope: [Int] = []
         for (criterionIndex, criterion) in scope.criteria.enumerated() {
@@ -210,12 +252,21 @@ private struct ScopeWalker<Profile: ProfileView> {
             if explain {
                 traceStart = trace.count
                 traceCriterion(
-                    criterion, index: criterionIndex, eligible: criterionEligible, placementIndex: scope.placementIndex,
-                    remaining: remaining, trace: &trace)
+                    criterion,
+                    index: criterionIndex,
+                    eligible: criterionEligible,
+                    placementIndex: scope.placementIndex,
+                    remaining: remaining,
+                    trace: &trace
+                )
             } else if criterionEligible {
                 for candidate in criterion.candidates {
-                    consider(candidate.offer, representationIndex: candidate.representationIndex,
-                             ranking: criterion.ranking, remaining: remaining)
+                    consider(
+                        candidate.offer,
+                        representationIndex: candidate.representationIndex,
+                        ranking: criterion.ranking,
+                        remaining: remaining
+                    )
                 }
             }
             environment.offer = nil
@@ -227,10 +278,15 @@ private struct ScopeWalker<Profile: ProfileView> {
                 if case .formula = criterion.ranking { score = ranked.rank }
                 items.append(
                     DecidedItem(
-                        id: offer.id, name: offer.name, priority: offer.priority,
+                        id: offer.id,
+                        name: offer.name,
+                        priority: offer.priority,
                         characteristics: offer.characteristics,
-                        representation: offer.representations[ranked.representationIndex], score: score,
-                        isFallback: false))
+                        representation: offer.representations[ranked.representationIndex],
+                        score: score,
+                        isFallback: false
+                    )
+                )
                 if explain {
                     let label = String(criterionIndex)
                     for position in traceStart..<trace.count
@@ -250,7 +306,10 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// Filters one offer through dates, capping, de-duplication and eligibility
     /// (all must pass, so the cheapest run first) and offers it to the ranking.
     private mutating func consider(
-        _ offer: OfferDefinition, representationIndex: Int, ranking: Ranking, remaining: Int
+        _ offer: OfferDefinition,
+        representationIndex: Int,
+        ranking: Ranking,
+        remaining: Int
     ) {
         guard !isTaken(offer.index), offer.isInsideDates(now), !isCapped(offer) else { return }
         environment.offer = offer
@@ -276,8 +335,12 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         if best.count == remaining, let worst = best.last, rank < worst.rank { return }
         let candidate = RankedCandidate(
-            offerIndex: offer.index, representationIndex: representationIndex, rank: rank, tieHash: tieHash(offer),
-            idOrder: offer.idOrder)
+            offerIndex: offer.index,
+            representationIndex: representationIndex,
+            rank: rank,
+            tieHash: tieHash(offer),
+            idOrder: offer.idOrder
+        )
         if best.count == remaining {
             guard let worst = best.last, candidate.isBetter(than: worst) else { return }
             best.removeLast()
@@ -291,7 +354,11 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// SPEC 2.2 order; the survivors are ranked and provisionally `ranked-out`
     /// (the caller marks the chosen ones).
     private mutating func traceCriterion(
-        _ criterion: CriterionDefinition, index: Int, eligible: Bool, placementIndex: Int, remaining: Int,
+        _ criterion: CriterionDefinition,
+        index: Int,
+        eligible: Bool,
+        placementIndex: Int,
+        remaining: Int,
         trace: inout [TraceEntry]
     ) {
         let label = String(index)
@@ -306,8 +373,14 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else if offer.representationByPlacement[placementIndex] == nil {
                 verdict = .noRepresentation
             } else if let eligibility = offer.eligibility,
-                !eligibility.isEligible(in: RuleEnvironment(
-                    profile: environment.profile, context: environment.context, now: now, offer: offer))
+                !eligibility.isEligible(
+                    in: RuleEnvironment(
+                        profile: environment.profile,
+                        context: environment.context,
+                        now: now,
+                        offer: offer
+                    )
+                )
             {
                 verdict = .ineligible
             } else if isCapped(offer) {
@@ -317,8 +390,12 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else {
                 verdict = .rankedOut
                 if let representationIndex = offer.representationByPlacement[placementIndex] {
-                    rank(offer, representationIndex: representationIndex, ranking: criterion.ranking,
-                         remaining: remaining)
+                    rank(
+                        offer,
+                        representationIndex: representationIndex,
+                        ranking: criterion.ranking,
+                        remaining: remaining
+                    )
                 }
             }
             trace.append(TraceEntry(offerID: offer.id, criterion: label, verdict: verdict))

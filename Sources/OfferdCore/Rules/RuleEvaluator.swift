@@ -217,7 +217,8 @@ enum UnicodeText {
     }
 
     private static func search<H: RandomAccessCollection, N: RandomAccessCollection>(
-        _ haystack: H, _ needle: N
+        _ haystack: H,
+        _ needle: N
     ) -> Bool where H.Element == UInt8, N.Element == UInt8, H.Index == Int, N.Index == Int {
         let count = needle.count
         guard count <= haystack.count, let first = needle.first else { return count == 0 }

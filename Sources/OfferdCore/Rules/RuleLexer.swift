@@ -186,7 +186,8 @@ struct RuleLexer {
             default:
                 throw RuleCompileError(
                     "invalid escape '\\\(escaped.escaped(asASCII: false))' (allowed: \\\" \\\\ \\n \\t)",
-                    at: escapePosition)
+                    at: escapePosition
+                )
             }
             advance()
         }

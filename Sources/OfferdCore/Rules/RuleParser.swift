@@ -44,7 +44,10 @@ struct RuleParser {
     /// Compiles `source` as a `kind` expression, registering the context and
     /// characteristic keys it reads in `symbols`.
     static func compile(
-        _ source: String, kind: RuleKind, allowOfferPaths: Bool, symbols: inout RuleSymbols
+        _ source: String,
+        kind: RuleKind,
+        allowOfferPaths: Bool,
+        symbols: inout RuleSymbols
     ) throws(RuleCompileError) -> CompiledExpression {
         let tokens = try RuleLexer.tokenize(source)
         var parser = RuleParser(tokens: tokens, allowOfferPaths: allowOfferPaths, symbols: symbols)
@@ -57,19 +60,23 @@ struct RuleParser {
             guard !parsed.type.isDisjoint(with: [.boolean, .dynamic]) else {
                 throw RuleCompileError(
                     "a condition must give a boolean, but \(parsed.description) gives \(parsed.type.display)",
-                    at: parsed.position)
+                    at: parsed.position
+                )
             }
         case .formula:
             guard !parsed.type.isDisjoint(with: [.number, .dynamic]) else {
                 throw RuleCompileError(
                     "a formula must give a number, but \(parsed.description) gives \(parsed.type.display)",
-                    at: parsed.position)
+                    at: parsed.position
+                )
             }
         }
         symbols = parser.symbols
         return CompiledExpression(
-            node: parsed.node, usesOfferPaths: parser.firstOfferPathPosition != nil,
-            firstOfferPathPosition: parser.firstOfferPathPosition)
+            node: parsed.node,
+            usesOfferPaths: parser.firstOfferPathPosition != nil,
+            firstOfferPathPosition: parser.firstOfferPathPosition
+        )
     }
 
     private var current: RuleToken { tokens[index] }
@@ -83,7 +90,10 @@ struct RuleParser {
 
     private mutating func expect(_ kind: RuleTokenKind, _ context: String) throws(RuleCompileError) {
         guard current.kind == kind else {
-            throw RuleCompileError("expected \(kind.display) \(context), found \(current.kind.display)", at: current.position)
+            throw RuleCompileError(
+                "expected \(kind.display) \(context), found \(current.kind.display)",
+                at: current.position
+            )
         }
         advance()
     }
@@ -123,7 +133,9 @@ struct RuleParser {
     // MARK: - Comparisons
 
     private enum ComparisonToken {
-        case equal, notEqual, ordering(OrderingOperator), member
+        case equal, notEqual
+        case ordering(OrderingOperator)
+        case member
     }
 
     private var comparisonToken: ComparisonToken? {
@@ -148,7 +160,9 @@ struct RuleParser {
         let right = try parseAdditive()
         if comparisonToken != nil {
             throw RuleCompileError(
-                "comparisons do not chain: write 'a < b and b < c' instead of 'a < b < c'", at: current.position)
+                "comparisons do not chain: write 'a < b and b < c' instead of 'a < b < c'",
+                at: current.position
+            )
         }
         let node: RuleNode
         switch comparison {
@@ -181,8 +195,11 @@ struct RuleParser {
             advance()
             let right = try parseTerm()
             left = Parsed(
-                node: .arithmetic(operation, left.node, right.node), type: [.number, .null], position: position,
-                description: text)
+                node: .arithmetic(operation, left.node, right.node),
+                type: [.number, .null],
+                position: position,
+                description: text
+            )
         }
         return left
     }
@@ -196,8 +213,11 @@ struct RuleParser {
             advance()
             let right = try parseUnary()
             left = Parsed(
-                node: .arithmetic(operation, left.node, right.node), type: [.number, .null], position: position,
-                description: text)
+                node: .arithmetic(operation, left.node, right.node),
+                type: [.number, .null],
+                position: position,
+                description: text
+            )
         }
         return left
     }
@@ -220,10 +240,20 @@ struct RuleParser {
         switch token.kind {
         case .number(let value):
             advance()
-            return Parsed(node: .literal(.number(value)), type: .number, position: token.position, description: "a number")
+            return Parsed(
+                node: .literal(.number(value)),
+                type: .number,
+                position: token.position,
+                description: "a number"
+            )
         case .string(let value):
             advance()
-            return Parsed(node: .literal(.string(value)), type: .string, position: token.position, description: "a string")
+            return Parsed(
+                node: .literal(.string(value)),
+                type: .string,
+                position: token.position,
+                description: "a string"
+            )
         case .leftBracket:
             return try parseListLiteral()
         case .leftParen:
@@ -236,13 +266,20 @@ struct RuleParser {
             case "true", "false":
                 advance()
                 return Parsed(
-                    node: .literal(.bool(name == "true")), type: .boolean, position: token.position,
-                    description: "a boolean")
+                    node: .literal(.bool(name == "true")),
+                    type: .boolean,
+                    position: token.position,
+                    description: "a boolean"
+                )
             case "null":
                 advance()
                 return Parsed(
-                    node: .literal(.null), type: .null, position: token.position, isNullLiteral: true,
-                    description: "null")
+                    node: .literal(.null),
+                    type: .null,
+                    position: token.position,
+                    isNullLiteral: true,
+                    description: "null"
+                )
             case "now":
                 advance()
                 return Parsed(node: .now, type: .dynamic, position: token.position, isPath: true, description: "now")
@@ -262,7 +299,9 @@ struct RuleParser {
                 throw RuleCompileError("'\(name)' is a function: write \(name)(...)", at: token.position)
             }
             throw RuleCompileError(
-                "unknown name '\(name)' (paths start with profile., context. or offer.)", at: token.position)
+                "unknown name '\(name)' (paths start with profile., context. or offer.)",
+                at: token.position
+            )
         default:
             throw RuleCompileError("expected a value, found \(token.kind.display)", at: token.position)
         }
@@ -314,7 +353,9 @@ struct RuleParser {
             return .null
         default:
             throw RuleCompileError(
-                "list items must be literal scalars (strings, numbers, true, false, null)", at: token.position)
+                "list items must be literal scalars (strings, numbers, true, false, null)",
+                at: token.position
+            )
         }
     }
 
@@ -327,7 +368,9 @@ struct RuleParser {
                 guard case .identifier(let name) = current.kind else {
                     throw RuleCompileError(
                         "expected a name after '.', found \(current.kind.display) (write other names in brackets: "
-                            + "[\"name\"])", at: current.position)
+                            + "[\"name\"])",
+                        at: current.position
+                    )
                 }
                 segments.append((name, current.position))
                 advance()
@@ -335,7 +378,9 @@ struct RuleParser {
                 advance()
                 guard case .string(let name) = current.kind else {
                     throw RuleCompileError(
-                        "expected a string in brackets, found \(current.kind.display)", at: current.position)
+                        "expected a string in brackets, found \(current.kind.display)",
+                        at: current.position
+                    )
                 }
                 segments.append((name, current.position))
                 advance()
@@ -364,14 +409,23 @@ struct RuleParser {
             if segments.count > 1 {
                 throw RuleCompileError(
                     "context is flat: '\(text)' has more than one segment (write context[\"a.b\"] for a dotted key)",
-                    at: segments[1].position)
+                    at: segments[1].position
+                )
             }
             let slot = symbols.contextSlot(for: first.name)
-            return Parsed(node: .context(slot: slot), type: .dynamic, position: position, isPath: true, description: text)
+            return Parsed(
+                node: .context(slot: slot),
+                type: .dynamic,
+                position: position,
+                isPath: true,
+                description: text
+            )
         default:
             guard allowOfferPaths else {
                 throw RuleCompileError(
-                    "offer.* paths are only allowed in ranking formulas and offer eligibility", at: position)
+                    "offer.* paths are only allowed in ranking formulas and offer eligibility",
+                    at: position
+                )
             }
             if firstOfferPathPosition == nil { firstOfferPathPosition = position }
             let names = segments.map(\.name)
@@ -381,11 +435,17 @@ struct RuleParser {
             if names.count == 2, names[0] == "characteristics" {
                 let slot = symbols.characteristicSlot(for: names[1])
                 return Parsed(
-                    node: .offerCharacteristic(slot: slot), type: .dynamic, position: position, isPath: true,
-                    description: text)
+                    node: .offerCharacteristic(slot: slot),
+                    type: .dynamic,
+                    position: position,
+                    isPath: true,
+                    description: text
+                )
             }
             throw RuleCompileError(
-                "unknown offer path '\(text)': use offer.priority or offer.characteristics.KEY", at: position)
+                "unknown offer path '\(text)': use offer.priority or offer.characteristics.KEY",
+                at: position
+            )
         }
     }
 
@@ -393,7 +453,9 @@ struct RuleParser {
         guard let arity = Self.functionArity[name] else {
             throw RuleCompileError(
                 "unknown function '\(name)' (known: "
-                    + Self.functionArity.keys.sorted().joined(separator: ", ") + ")", at: position)
+                    + Self.functionArity.keys.sorted().joined(separator: ", ") + ")",
+                at: position
+            )
         }
         advance()  // "("
         var arguments: [Parsed] = []
@@ -410,7 +472,9 @@ struct RuleParser {
         try expect(.rightParen, "to close the arguments of \(name)")
         guard arguments.count == arity else {
             throw RuleCompileError(
-                "\(name) takes \(arity) argument\(arity == 1 ? "" : "s"), got \(arguments.count)", at: position)
+                "\(name) takes \(arity) argument\(arity == 1 ? "" : "s"), got \(arguments.count)",
+                at: position
+            )
         }
         let description = "\(name)(...)"
         func make(_ node: RuleNode, _ type: StaticType) -> Parsed {
@@ -419,14 +483,18 @@ struct RuleParser {
         switch name {
         case "inAudience":
             guard case .literal(.string(let audience)) = arguments[0].node else {
-                throw RuleCompileError("inAudience takes a string literal, e.g. inAudience(\"vip\")",
-                                       at: arguments[0].position)
+                throw RuleCompileError(
+                    "inAudience takes a string literal, e.g. inAudience(\"vip\")",
+                    at: arguments[0].position
+                )
             }
             return make(.inAudience(InternedName(audience)), .boolean)
         case "exists":
             guard arguments[0].isPath else {
-                throw RuleCompileError("exists takes a path, e.g. exists(profile.loyalty.tier)",
-                                       at: arguments[0].position)
+                throw RuleCompileError(
+                    "exists takes a path, e.g. exists(profile.loyalty.tier)",
+                    at: arguments[0].position
+                )
             }
             return make(.isNull(arguments[0].node, negated: true), .boolean)
         case "contains": return make(.stringTest(.contains, arguments[0].node, arguments[1].node), .boolean)
@@ -441,7 +509,8 @@ struct RuleParser {
         default:  // "if": typed by its branches
             return make(
                 .conditional(arguments[0].node, arguments[1].node, arguments[2].node),
-                arguments[1].type.union(arguments[2].type))
+                arguments[1].type.union(arguments[2].type)
+            )
         }
     }
 }
