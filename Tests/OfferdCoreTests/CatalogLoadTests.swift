@@ -30,6 +30,28 @@ func catalogJSON(
     return text
 }
 
+/// A catalog whose only offer is `{"id": "o1", FIELDS, "representations": [web-banner]}`
+/// (or `{"id": "o1", FIELDS}` when `representations` is nil).
+func offerCatalog(
+    _ fields: String,
+    representations: String? = #"[{"placement": "web-banner", "content": "a"}]"#
+)
+    -> String
+{
+    let representationPart = representations.map { #", "representations": \#($0)"# } ?? ""
+    return catalogJSON(offers: #"[{"id": "o1", \#(fields)\#(representationPart)}]"#)
+}
+
+/// A catalog whose only decision is `{"id": "d1", "status": "live", FIELDS}`.
+func liveDecisionCatalog(_ fields: String) -> String {
+    catalogJSON(decisions: #"[{"id": "d1", "status": "live", \#(fields)}]"#)
+}
+
+/// A catalog whose only decision has one `web-banner` criterion `{"collection": "all", FIELDS}`.
+func criterionCatalog(_ fields: String) -> String {
+    liveDecisionCatalog(#""scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", \#(fields)}]}]"#)
+}
+
 /// The issues of loading `json` (empty when it loads).
 func catalogIssues(_ json: String) -> [CatalogIssue] {
     do {
@@ -155,7 +177,8 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         (
             catalogJSON(
                 placements:
-                    #"[{"id": "p", "channel": "web", "contentType": "html"}, {"id": "p", "channel": "web", "contentType": "html"}]"#
+                    #"[{"id": "p", "channel": "web", "contentType": "html"}, {"id": "p", "channel": "web", "#
+                    + #""contentType": "html"}]"#
             ),
             "placements[1].id", "duplicate placement id \"p\" (first declared at placements[0].id)"
         ),
@@ -163,174 +186,121 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         (catalogJSON(placements: "[3]"), "placements[0]", "must be an object, not a number"),
         // Offers.
         (
-            catalogJSON(offers: #"[{"id": "o1", "representations": [{"placement": "web-banner", "content": "a"}]}]"#),
+            offerCatalog(#""name": "no status""#),
             "offers[0].status", "is required"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "live", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "live""#),
             "offers[0].status", "\"live\" is not one of \"draft\", \"approved\", \"archived\""
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "priority": 5.5, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "priority": 5.5"#),
             "offers[0].priority", "must be an integer, not 5.5"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "priority": -1, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "priority": -1"#),
             "offers[0].priority", "must be at least 0 and at most 1000000, not -1"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "priority": 1000001, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "priority": 1000001"#),
             "offers[0].priority", "must be at least 0 and at most 1000000, not 1000001"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "priority": "5", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "priority": "5""#),
             "offers[0].priority", "must be an integer, not a string"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "startDate": "2026-01-01", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "startDate": "2026-01-01""#),
             "offers[0].startDate", "\"2026-01-01\" is not an RFC 3339 timestamp"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "endDate": "2026-06-30T23:59:60Z", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "endDate": "2026-06-30T23:59:60Z""#),
             "offers[0].endDate", "\"2026-06-30T23:59:60Z\" is not an RFC 3339 timestamp: leap seconds"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "startDate": "2026-02-01T00:00:00Z", "endDate": "2026-02-01T01:00:00+01:00", "representations": [{"placement": "web-banner", "content": "a"}]}]"#
+            offerCatalog(
+                #""status": "approved", "startDate": "2026-02-01T00:00:00Z", "endDate": "2026-02-01T01:00:00+01:00""#
             ),
             "offers[0].endDate", "must be after startDate"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "tags": ["a", ""], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "tags": ["a", ""]"#),
             "offers[0].tags[1]", "must not be empty"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "characteristics": {"margin": 3}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "characteristics": {"margin": 3}"#),
             "offers[0].characteristics[\"margin\"]", "must be a string, not a number"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "eligibility": {"rule": "gold", "anyAudiences": ["vip"]}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "eligibility": {"rule": "gold", "anyAudiences": ["vip"]}"#),
             "offers[0].eligibility", "needs exactly one of rule, condition, anyAudiences, allAudiences"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "eligibility": {"rule": "platinum"}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "eligibility": {"rule": "platinum"}"#),
             "offers[0].eligibility.rule", "unknown rule \"platinum\""
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "eligibility": {"anyAudiences": []}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "eligibility": {"anyAudiences": []}"#),
             "offers[0].eligibility.anyAudiences", "must not be empty"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "eligibility": {"allAudiences": [""]}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "eligibility": {"allAudiences": [""]}"#),
             "offers[0].eligibility.allAudiences[0]", "must not be empty"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "capping": [{"limit": 3, "scope": "total"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "scope": "total"}]"#),
             "offers[0].capping[0].scope", "\"total\" capping is not supported yet"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "capping": [{"limit": 3, "scope": "session"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "scope": "session"}]"#),
             "offers[0].capping[0].scope", "\"session\" is not one of \"profile\""
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "capping": [{"limit": 0}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "capping": [{"limit": 0}]"#),
             "offers[0].capping[0].limit", "must be at least 1"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "capping": [{"scope": "profile"}], "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "capping": [{"scope": "profile"}]"#),
             "offers[0].capping[0].limit", "is required"
         ),
         (
-            catalogJSON(offers: #"[{"id": "o1", "status": "approved", "representations": []}]"#),
+            offerCatalog(#""status": "approved""#, representations: "[]"),
             "offers[0].representations", "needs at least one representation"
         ),
         (catalogJSON(offers: #"[{"id": "o1", "status": "approved"}]"#), "offers[0].representations", "is required"),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "tv", "content": "a"}]}]"#
+            offerCatalog(
+                #""status": "approved", "representations": [{"placement": "tv", "content": "a"}]"#,
+                representations: nil
             ),
             "offers[0].representations[0].placement", "unknown placement \"tv\""
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a"}, {"placement": "web-banner", "content": "b"}]}]"#
+            offerCatalog(
+                #""status": "approved", "representations": [{"placement": "web-banner", "content": "a"}, "#
+                    + #"{"placement": "web-banner", "content": "b"}]"#,
+                representations: nil
             ),
             "offers[0].representations[1].placement",
             "a second representation for placement \"web-banner\" (first at offers[0].representations[0])"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "format": "text/html"}]}]"#
+            offerCatalog(
+                #""status": "approved", "representations": [{"placement": "web-banner", "format": "text/html"}]"#,
+                representations: nil
             ),
             "offers[0].representations[0]", "needs content or deliveryUrl"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "representations": [{"placement": "web-banner", "content": "a", "language": ["en", ""]}]}]"#
+            offerCatalog(
+                #""status": "approved", "representations": [{"placement": "web-banner", "content": "a", "#
+                    + #""language": ["en", ""]}]"#,
+                representations: nil
             ),
             "offers[0].representations[0].language[1]", "must not be empty"
         ),
         (
-            catalogJSON(
-                offers:
-                    #"[{"id": "o1", "status": "approved", "eligibility": {"condition": "profile.a >"}, "representations": [{"placement": "web-banner", "content": "a"}]}]"#
-            ),
+            offerCatalog(#""status": "approved", "eligibility": {"condition": "profile.a >"}"#),
             "offers[0].eligibility.condition", "expected a value, found the end of the expression"
         ),
         // Fallback offers.
@@ -343,14 +313,16 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         (
             catalogJSON(
                 fallbackOffers:
-                    #"[{"id": "fb", "status": "paused", "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+                    #"[{"id": "fb", "status": "paused", "representations": [{"placement": "web-banner", "#
+                    + #""content": "f"}]}]"#
             ),
             "fallbackOffers[0].status", "\"paused\" is not one of"
         ),
         (
             catalogJSON(
                 fallbackOffers:
-                    #"[{"id": "fb", "eligibility": {"rule": "gold"}, "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+                    #"[{"id": "fb", "eligibility": {"rule": "gold"}, "#
+                    + #""representations": [{"placement": "web-banner", "content": "f"}]}]"#
             ),
             "fallbackOffers[0].eligibility", "unknown key"
         ),
@@ -390,53 +362,46 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         (
             catalogJSON(
                 decisions:
-                    #"[{"id": "d1", "status": "on", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+                    #"[{"id": "d1", "status": "on", "scopes": [{"placement": "web-banner", "#
+                    + #""criteria": [{"collection": "all"}]}]}]"#
             ),
             "decisions[0].status", "\"on\" is not one of \"draft\", \"live\", \"completed\", \"archived\""
         ),
         (
-            catalogJSON(decisions: #"[{"id": "d1", "status": "live", "scopes": []}]"#), "decisions[0].scopes",
+            liveDecisionCatalog(#""scopes": []"#), "decisions[0].scopes",
             "must not be empty"
         ),
         (
-            catalogJSON(
-                decisions: #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": []}]}]"#
-            ),
+            liveDecisionCatalog(#""scopes": [{"placement": "web-banner", "criteria": []}]"#),
             "decisions[0].scopes[0].criteria", "must not be empty"
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "tv", "criteria": [{"collection": "all"}]}]}]"#
-            ),
+            liveDecisionCatalog(#""scopes": [{"placement": "tv", "criteria": [{"collection": "all"}]}]"#),
             "decisions[0].scopes[0].placement", "unknown placement \"tv\""
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, {"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            liveDecisionCatalog(
+                #""scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, "#
+                    + #"{"placement": "web-banner", "criteria": [{"collection": "all"}]}]"#
             ),
             "decisions[0].scopes[1].placement",
             "the decision already has a scope for placement \"web-banner\" (decisions[0].scopes[0])"
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}, {"collection": "none"}]}]}]"#
+            liveDecisionCatalog(
+                #""scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}, {"collection": "none"}]}]"#
             ),
             "decisions[0].scopes[0].criteria[1].collection", "unknown collection \"none\""
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "fallback": "nope", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            liveDecisionCatalog(
+                #""fallback": "nope", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]"#
             ),
             "decisions[0].fallback", "unknown fallback offer \"nope\""
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "fallback": "o1", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            liveDecisionCatalog(
+                #""fallback": "o1", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]"#
             ),
             "decisions[0].fallback", "\"o1\" is an offer, not a fallback offer"
         ),
@@ -444,7 +409,9 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
             catalogJSON(
                 fallbackOffers: #"[{"id": "fb", "representations": [{"placement": "web-banner", "content": "f"}]}]"#,
                 decisions:
-                    #"[{"id": "d1", "status": "draft", "fallback": "fb", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}, {"placement": "email-hero", "criteria": [{"collection": "all"}]}]}]"#
+                    #"[{"id": "d1", "status": "draft", "fallback": "fb", "scopes": [{"placement": "web-banner", "#
+                    + #""criteria": [{"collection": "all"}]}, {"placement": "email-hero", "#
+                    + #""criteria": [{"collection": "all"}]}]}]"#
             ),
             "decisions[0].fallback",
             "fallback offer \"fb\" has no representation for placement \"email-hero\" (used by decisions[0].scopes[1])"
@@ -452,51 +419,37 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         (
             catalogJSON(
                 fallbackOffers:
-                    #"[{"id": "fb", "status": "draft", "representations": [{"placement": "web-banner", "content": "f"}]}]"#
+                    #"[{"id": "fb", "status": "draft", "representations": [{"placement": "web-banner", "#
+                    + #""content": "f"}]}]"#
             ),
             "decisions[0].fallback", "fallback offer \"fb\" is draft; a live decision's fallback must be approved"
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "startDate": "2026-03-01T00:00:00Z", "endDate": "2026-03-01T00:00:00Z", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]}]"#
+            liveDecisionCatalog(
+                #""startDate": "2026-03-01T00:00:00Z", "endDate": "2026-03-01T00:00:00Z", "#
+                    + #""scopes": [{"placement": "web-banner", "criteria": [{"collection": "all"}]}]"#
             ),
             "decisions[0].endDate", "must be after startDate"
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "formula"}}]}]}]"#
-            ),
+            criterionCatalog(#""ranking": {"method": "formula"}"#),
             "decisions[0].scopes[0].criteria[0].ranking.formula", "is required with \"method\": \"formula\""
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "priority", "formula": "1"}}]}]}]"#
-            ),
+            criterionCatalog(#""ranking": {"method": "priority", "formula": "1"}"#),
             "decisions[0].scopes[0].criteria[0].ranking.formula", "is only allowed with \"method\": \"formula\""
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "random"}}]}]}]"#
-            ),
+            criterionCatalog(#""ranking": {"method": "random"}"#),
             "decisions[0].scopes[0].criteria[0].ranking.method", "\"random\" is not one of \"priority\", \"formula\""
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "ranking": {"method": "formula", "formula": "offer.priority > 2"}}]}]}]"#
-            ),
+            criterionCatalog(#""ranking": {"method": "formula", "formula": "offer.priority > 2"}"#),
             "decisions[0].scopes[0].criteria[0].ranking.formula",
             "a formula must give a number, but '>' gives a boolean"
         ),
         (
-            catalogJSON(
-                decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "eligibility": {"condition": "inAudience(\"vip\") and offer.priority > 2"}}]}]}]"#
-            ),
+            criterionCatalog(#""eligibility": {"condition": "inAudience(\"vip\") and offer.priority > 2"}"#),
             "decisions[0].scopes[0].criteria[0].eligibility.condition",
             "a criterion's eligibility cannot use offer.* paths"
         ),
@@ -504,7 +457,8 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
             catalogJSON(
                 rules: #"[{"id": "rich", "condition": "number(offer.characteristics.margin) > 2"}]"#,
                 decisions:
-                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "criteria": [{"collection": "all", "eligibility": {"rule": "rich"}}]}]}]"#
+                    #"[{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner", "#
+                    + #""criteria": [{"collection": "all", "eligibility": {"rule": "rich"}}]}]}]"#
             ),
             "decisions[0].scopes[0].criteria[0].eligibility.rule", "rule \"rich\" uses offer.* paths"
         ),
@@ -519,7 +473,8 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         let issues = catalogIssues(
             catalogJSON(
                 rules:
-                    #"[{"id": "ok", "condition": "true"}, {"id": "bad", "condition": "inAudience(\"vip\") and\n  foo(1)"}]"#
+                    #"[{"id": "ok", "condition": "true"}, {"id": "bad", "#
+                    + #""condition": "inAudience(\"vip\") and\n  foo(1)"}]"#
             )
         )
         #expect(issues.count == 1)
@@ -535,7 +490,8 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
             catalogJSON(
                 decisions: """
                     [{"id": "d1", "status": "live", "scopes": [{"placement": "web-banner",
-                      "criteria": [{"collection": "all", "eligibility": {"condition": "true and offer.priority > 1"}}]}]}]
+                      "criteria": [{"collection": "all",
+                                    "eligibility": {"condition": "true and offer.priority > 1"}}]}]}]
                     """
             )
         )
@@ -549,7 +505,8 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
         let json = catalogJSON(
             offers: """
                 [{"id": "o1", "status": "approved", "priority": 5.0, "startDate": "2026-01-01t00:00:00z",
-                  "endDate": "2026-12-31T23:59:59.999+02:00", "capping": [{"limit": 2.0}, {"limit": 1, "scope": "profile"}],
+                  "endDate": "2026-12-31T23:59:59.999+02:00", 
+                  "capping": [{"limit": 2.0}, {"limit": 1, "scope": "profile"}],
                   "representations": [{"placement": "web-banner", "deliveryUrl": "https://x/y.png"}]}]
                 """,
             collections: #"[{"id": "all", "offers": ["o1", "o1"]}, {"id": "none", "offers": []}]"#,

@@ -429,7 +429,8 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                     "inline",
                     priority: 1,
                     extra: tagged
-                        + #", "eligibility": {"condition": "context.page = \"home\" and offer.characteristics.kind = \"inline\""}"#
+                        + #", "eligibility": {"condition": "#
+                        + #""context.page = \"home\" and offer.characteristics.kind = \"inline\""}"#
                 ),
             ],
             rules: #"[{"id": "paris", "condition": "profile.homeAddress.city = \"Paris\""}]"#

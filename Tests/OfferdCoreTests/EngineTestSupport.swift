@@ -21,7 +21,8 @@ func offerJSON(
     let representations = placements.map { #"{"placement": "\#($0)", "content": "\#(id)@\#($0)"}"# }
         .joined(separator: ", ")
     return
-        #"{"id": "\#(id)", "status": "\#(status)", "priority": \#(priority), "characteristics": \#(characteristics ?? "{\"kind\": \"\(id)\"}"), "#
+        #"{"id": "\#(id)", "status": "\#(status)", "priority": \#(priority), "#
+        + #""characteristics": \#(characteristics ?? "{\"kind\": \"\(id)\"}"), "#
         + #""representations": [\#(representations)]\#(extra.isEmpty ? "" : ", " + extra)}"#
 }
 

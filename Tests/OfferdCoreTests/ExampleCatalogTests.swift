@@ -23,7 +23,9 @@ import Testing
             marketingPush: .y
         ),
         audiences: ["vip", "cart-abandoner"],
-        attributes: (try? JSONParser.parse(#"{"loyalty":{"tier":"gold","points":1200},"homeAddress":{"city":"Paris"}}"#))
+        attributes: (try? JSONParser.parse(
+            #"{"loyalty": {"tier": "gold", "points": 1200}, "homeAddress": {"city": "Paris"}}"#
+        ))
             ?? .object([]),
         capping: [("offer-gold-10", 2)]
     )
