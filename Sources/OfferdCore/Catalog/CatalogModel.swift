@@ -1,0 +1,290 @@
+/// The content type of a placement (SPEC 3). Raw values are the catalog spellings.
+public enum ContentType: String, Sendable, CaseIterable {
+    case text, html, image, json
+}
+
+/// An offer's lifecycle status (SPEC 3): only `approved` is ever proposed.
+public enum OfferStatus: String, Sendable, CaseIterable {
+    case draft, approved, archived
+}
+
+/// A decision's lifecycle status (SPEC 3): only `live` decides.
+public enum DecisionStatus: String, Sendable, CaseIterable {
+    case draft, live, completed, archived
+}
+
+/// Where an offer is shown.
+public struct Placement: Sendable, Equatable {
+    public let id: String
+    public let name: String?
+    public let channel: Channel
+    public let contentType: ContentType
+}
+
+/// An eligibility test compiled at load: a rule (referenced or inline) or audiences.
+enum Eligibility: Sendable {
+    case condition(RuleNode)
+    case anyAudiences([InternedName])
+    case allAudiences([InternedName])
+
+    func isEligible<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
+        switch self {
+        case .condition(let node):
+            return node.isTrue(in: environment)
+        case .anyAudiences(let audiences):
+            guard let profile = environment.profile else { return false }
+            for audience in audiences where profile.isMember(of: audience) { return true }
+            return false
+        case .allAudiences(let audiences):
+            guard let profile = environment.profile else { return false }
+            for audience in audiences where !profile.isMember(of: audience) { return false }
+            return true
+        }
+    }
+}
+
+/// A personalized offer, with everything the engine needs pre-computed.
+///
+/// A final class so that rule environments and candidate lists refer to it
+/// without copying its arrays.
+final class OfferDefinition: Sendable {
+    /// Position in the catalog's `offers` (tag collections keep this order).
+    let index: Int
+    let id: String
+    let internedID: InternedName
+    let name: String?
+    let status: OfferStatus
+    let priority: Int
+    /// Epoch seconds; `-infinity` when absent.
+    let startDate: Double
+    /// Epoch seconds; `+infinity` when absent.
+    let endDate: Double
+    let tags: [String]
+    let characteristics: [Characteristic]
+    /// Characteristic values by the catalog's characteristic slot (`.null` when the offer has none).
+    let characteristicValues: [RuleValue]
+    let eligibility: Eligibility?
+    /// The smallest capping limit, if any: capped when the profile's count reaches it.
+    let cappingLimit: Int?
+    let representations: [Representation]
+    /// Representation index by placement index (nil: none for that placement).
+    let representationByPlacement: [Int?]
+    /// Rank of `id` in code-point order among all offers: the last tie-break.
+    let idOrder: Int
+
+    init(
+        index: Int,
+        id: String,
+        name: String?,
+        status: OfferStatus,
+        priority: Int,
+        startDate: Double,
+        endDate: Double,
+        tags: [String],
+        characteristics: [Characteristic],
+        characteristicValues: [RuleValue],
+        eligibility: Eligibility?,
+        cappingLimit: Int?,
+        representations: [Representation],
+        representationByPlacement: [Int?],
+        idOrder: Int
+    ) {
+        self.index = index
+        self.id = id
+        self.internedID = InternedName(id)
+        self.name = name
+        self.status = status
+        self.priority = priority
+        self.startDate = startDate
+        self.endDate = endDate
+        self.tags = tags
+        self.characteristics = characteristics
+        self.characteristicValues = characteristicValues
+        self.eligibility = eligibility
+        self.cappingLimit = cappingLimit
+        self.representations = representations
+        self.representationByPlacement = representationByPlacement
+        self.idOrder = idOrder
+    }
+
+    func isInsideDates(_ now: Double) -> Bool { startDate <= now && now < endDate }
+}
+
+/// A non-personalized offer shown when nothing else may be.
+struct FallbackOfferDefinition: Sendable {
+    let id: String
+    let name: String?
+    let status: OfferStatus
+    let characteristics: [Characteristic]
+    let representations: [Representation]
+    let representationByPlacement: [Int?]
+}
+
+/// How a criterion orders its candidates.
+enum Ranking: Sendable {
+    case priority
+    case formula(RuleNode)
+}
+
+/// An offer of a criterion's collection that can ever be proposed for the
+/// scope's placement (approved, with a representation there): the fast path
+/// walks only these.
+struct CandidateOffer: Sendable {
+    let offer: OfferDefinition
+    let representationIndex: Int
+}
+
+/// One evaluation criterion, bound to its decision scope's placement.
+struct CriterionDefinition: Sendable {
+    let eligibility: Eligibility?
+    let ranking: Ranking
+    /// Every offer of the collection, in collection order (for the explain trace).
+    let collectionOffers: [OfferDefinition]
+    /// The approved offers that have a representation for the placement, in collection order.
+    let candidates: [CandidateOffer]
+}
+
+/// A decision's scope for one placement.
+struct DecisionScopeDefinition: Sendable {
+    let placementIndex: Int
+    let criteria: [CriterionDefinition]
+}
+
+/// A decision: per placement, an ordered list of criteria and one fallback.
+struct DecisionDefinition: Sendable {
+    let id: String
+    let name: String?
+    let status: DecisionStatus
+    let startDate: Double
+    let endDate: Double
+    let fallbackIndex: Int?
+    /// Indexed by placement index: the decision's scope for that placement, if any.
+    let scopeByPlacement: [DecisionScopeDefinition?]
+
+    func isActive(at now: Double) -> Bool { status == .live && startDate <= now && now < endDate }
+}
+
+/// How many of each thing a catalog holds.
+public struct CatalogSummary: Sendable, Equatable, CustomStringConvertible {
+    public var placements: Int
+    public var offers: Int
+    public var fallbackOffers: Int
+    public var collections: Int
+    public var rules: Int
+    public var decisions: Int
+
+    public init(placements: Int, offers: Int, fallbackOffers: Int, collections: Int, rules: Int, decisions: Int) {
+        self.placements = placements
+        self.offers = offers
+        self.fallbackOffers = fallbackOffers
+        self.collections = collections
+        self.rules = rules
+        self.decisions = decisions
+    }
+
+    public var description: String {
+        "\(placements) placements, \(offers) offers, \(fallbackOffers) fallback offers, \(collections) collections, "
+            + "\(rules) rules, \(decisions) decisions"
+    }
+}
+
+/// One problem found while loading a catalog.
+public struct CatalogIssue: Sendable, Equatable, CustomStringConvertible {
+    /// JSON path, e.g. `offers[2].eligibility.condition`; empty for a JSON syntax error.
+    public var path: String
+    public var message: String
+    /// Inside a rule expression (or the JSON text for a syntax error), 1-based.
+    public var line: Int?
+    public var column: Int?
+
+    public init(path: String, message: String, line: Int? = nil, column: Int? = nil) {
+        self.path = path
+        self.message = message
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String {
+        var text = path.isEmpty ? "" : "\(path): "
+        if let line, let column { text += "line \(line), column \(column): " }
+        return text + message
+    }
+}
+
+/// Why a catalog could not be loaded: every issue found, not just the first.
+public struct CatalogLoadError: Error, Sendable, CustomStringConvertible {
+    public var fileName: String
+    public var issues: [CatalogIssue]
+
+    public init(fileName: String, issues: [CatalogIssue]) {
+        self.fileName = fileName
+        self.issues = issues
+    }
+
+    /// One line per issue: `FILE: PATH: MESSAGE`.
+    public var description: String {
+        issues.map { "\(fileName): \($0)" }.joined(separator: "\n")
+    }
+}
+
+/// A validated, compiled offer catalog (SPEC section 3). Immutable and shared
+/// by every request decided with it.
+public final class Catalog: Sendable {
+    /// The catalog's `version`, or 16 hex digits of a hash of the file's bytes.
+    public let version: String
+    public let placements: [Placement]
+    let offers: [OfferDefinition]
+    let fallbackOffers: [FallbackOfferDefinition]
+    let decisions: [DecisionDefinition]
+    let placementIndexByID: [String: Int]
+    let decisionIndexByID: [String: Int]
+    /// The context keys rules read, by slot.
+    let contextKeys: [String]
+    private let counts: CatalogSummary
+
+    init(
+        version: String,
+        placements: [Placement],
+        offers: [OfferDefinition],
+        fallbackOffers: [FallbackOfferDefinition],
+        decisions: [DecisionDefinition],
+        contextKeys: [String],
+        collectionCount: Int,
+        ruleCount: Int
+    ) {
+        self.version = version
+        self.placements = placements
+        self.offers = offers
+        self.fallbackOffers = fallbackOffers
+        self.decisions = decisions
+        self.contextKeys = contextKeys
+        var placementIndex: [String: Int] = [:]
+        for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
+            placementIndex[placement.id] = index
+        }
+        self.placementIndexByID = placementIndex
+        var decisionIndex: [String: Int] = [:]
+        for (index, decision) in decisions.enumerated() where decisionIndex[decision.id] == nil {
+            decisionIndex[decision.id] = index
+        }
+        self.decisionIndexByID = decisionIndex
+        self.counts = CatalogSummary(
+            placements: placements.count,
+            offers: offers.count,
+            fallbackOffers: fallbackOffers.count,
+            collections: collectionCount,
+            rules: ruleCount,
+            decisions: decisions.count
+        )
+    }
+
+    /// How many placements, offers, fallback offers, collections, rules and decisions it holds.
+    public var summary: CatalogSummary { counts }
+
+    /// Loads and validates a catalog, reporting every problem at once.
+    public static func load(bytes: [UInt8], fileName: String) throws(CatalogLoadError) -> Catalog {
+        var loader = CatalogLoader(bytes: bytes)
+        if let catalog = loader.load() { return catalog }
+        throw CatalogLoadError(fileName: fileName, issues: loader.issues)
+    }
+}

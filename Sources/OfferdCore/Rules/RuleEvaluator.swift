@@ -1,0 +1,261 @@
+/// What a rule can see while it is evaluated: the profile (nil for an unknown
+/// one: no attributes, no audiences), the request context resolved into
+/// slots, the request time, and the offer being considered (formulas and
+/// offer eligibility only).
+struct RuleEnvironment<Profile: ProfileView> {
+    var profile: Profile?
+    /// The request context, indexed by the catalog's context slots.
+    var context: [RuleValue]
+    /// Request time, epoch seconds.
+    var now: Double
+    var offer: OfferDefinition?
+}
+
+extension RuleNode {
+    /// Whether the expression evaluates to exactly `true` (SPEC 4: anything else is false).
+    /// Never throws, never traps.
+    func isTrue<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
+        switch self {
+        case .literal(let value):
+            return value == .bool(true)
+        case .not(let operand):
+            return !operand.isTrue(in: environment)
+        case .and(let left, let right):
+            return left.isTrue(in: environment) && right.isTrue(in: environment)
+        case .or(let left, let right):
+            return left.isTrue(in: environment) || right.isTrue(in: environment)
+        case .equal(let left, let right, let negated):
+            let lhs = left.evaluate(in: environment)
+            let rhs = right.evaluate(in: environment)
+            guard let equal = RuleValue.ruleEquality(lhs, rhs) else { return false }
+            return equal != negated
+        case .isNull(let operand, let negated):
+            let isNull = operand.evaluate(in: environment) == .null
+            return isNull != negated
+        case .order(let ordering, let left, let right):
+            return RuleValue.ruleOrder(ordering, left.evaluate(in: environment), right.evaluate(in: environment))
+        case .member(let element, let list):
+            return RuleValue.ruleMembership(element.evaluate(in: environment), list.evaluate(in: environment))
+        case .inAudience(let audience):
+            return environment.profile?.isMember(of: audience) ?? false
+        case .stringTest(let test, let subject, let pattern):
+            guard case .string(let text) = subject.evaluate(in: environment),
+                case .string(let part) = pattern.evaluate(in: environment)
+            else { return false }
+            switch test {
+            case .contains: return UnicodeText.contains(text, part)
+            case .startsWith: return UnicodeText.hasPrefix(text, part)
+            case .endsWith: return UnicodeText.hasSuffix(text, part)
+            }
+        case .conditional(let condition, let whenTrue, let whenFalse):
+            return condition.isTrue(in: environment)
+                ? whenTrue.isTrue(in: environment) : whenFalse.isTrue(in: environment)
+        default:
+            return evaluate(in: environment) == .bool(true)
+        }
+    }
+
+    /// The expression's value. Never throws, never traps: bad operands give null (or false).
+    func evaluate<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> RuleValue {
+        switch self {
+        case .literal(let value):
+            return value
+        case .attribute(let path):
+            return environment.profile?.attribute(at: path) ?? .null
+        case .context(let slot):
+            return slot < environment.context.count ? environment.context[slot] : .null
+        case .offerPriority:
+            guard let offer = environment.offer else { return .null }
+            return .number(Double(offer.priority))
+        case .offerCharacteristic(let slot):
+            guard let offer = environment.offer, slot < offer.characteristicValues.count else { return .null }
+            return offer.characteristicValues[slot]
+        case .now:
+            return .number(environment.now)
+        case .not, .and, .or, .equal, .isNull, .order, .member, .inAudience, .stringTest:
+            return .bool(isTrue(in: environment))
+        case .arithmetic(let operation, let left, let right):
+            guard case .number(let lhs) = left.evaluate(in: environment),
+                case .number(let rhs) = right.evaluate(in: environment)
+            else { return .null }
+            let result: Double
+            switch operation {
+            case .add: result = lhs + rhs
+            case .subtract: result = lhs - rhs
+            case .multiply: result = lhs * rhs
+            case .divide:
+                guard rhs != 0 else { return .null }
+                result = lhs / rhs
+            }
+            return result.isFinite ? .number(result) : .null
+        case .negate(let operand):
+            guard case .number(let value) = operand.evaluate(in: environment) else { return .null }
+            return .number(-value)
+        case .lower(let operand):
+            guard case .string(let text) = operand.evaluate(in: environment) else { return .null }
+            return .string(text.lowercased())
+        case .upper(let operand):
+            guard case .string(let text) = operand.evaluate(in: environment) else { return .null }
+            return .string(text.uppercased())
+        case .length(let operand):
+            switch operand.evaluate(in: environment) {
+            case .string(let text): return .number(Double(text.unicodeScalars.count))
+            case .list(let items): return .number(Double(items.count))
+            default: return .null
+            }
+        case .toNumber(let operand):
+            switch operand.evaluate(in: environment) {
+            case .number(let value): return .number(value)
+            case .string(let text): return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
+            default: return .null
+            }
+        case .conditional(let condition, let whenTrue, let whenFalse):
+            return condition.isTrue(in: environment)
+                ? whenTrue.evaluate(in: environment) : whenFalse.evaluate(in: environment)
+        case .minimum(let left, let right), .maximum(let left, let right):
+            guard case .number(let lhs) = left.evaluate(in: environment),
+                case .number(let rhs) = right.evaluate(in: environment)
+            else { return .null }
+            if case .minimum = self { return .number(Swift.min(lhs, rhs)) }
+            return .number(Swift.max(lhs, rhs))
+        }
+    }
+
+    /// A formula's score: its number, or 0 when it is not a number (SPEC 4).
+    func score<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Double {
+        if case .number(let value) = evaluate(in: environment), value.isFinite { return value }
+        return 0
+    }
+}
+
+extension RuleValue {
+    /// `=` between two values: nil when they cannot be compared (null, an
+    /// object, or mismatched types), else whether they are equal. Strings
+    /// compare by Unicode code points, with no normalization.
+    static func ruleEquality(_ lhs: RuleValue, _ rhs: RuleValue) -> Bool? {
+        switch (lhs, rhs) {
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.number(let a), .number(let b)): return a == b
+        case (.string(let a), .string(let b)): return UnicodeText.equal(a, b)
+        case (.list(let a), .list(let b)):
+            guard a.count == b.count else { return false }
+            for (itemA, itemB) in zip(a, b) {
+                if itemA == .null && itemB == .null { continue }
+                guard ruleEquality(itemA, itemB) == true else { return false }
+            }
+            return true
+        default: return nil
+        }
+    }
+
+    /// `<`, `<=`, `>`, `>=`: numbers, and strings by code points; anything else is false.
+    static func ruleOrder(_ ordering: OrderingOperator, _ lhs: RuleValue, _ rhs: RuleValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.number(let a), .number(let b)):
+            switch ordering {
+            case .less: return a < b
+            case .lessEqual: return a <= b
+            case .greater: return a > b
+            case .greaterEqual: return a >= b
+            }
+        case (.string(let a), .string(let b)):
+            switch ordering {
+            case .less: return UnicodeText.less(a, b)
+            case .lessEqual: return !UnicodeText.less(b, a)
+            case .greater: return UnicodeText.less(b, a)
+            case .greaterEqual: return !UnicodeText.less(a, b)
+            }
+        default:
+            return false
+        }
+    }
+
+    /// `x in list`: an item equals `x` (same type); a null `x` or a non-list is false.
+    static func ruleMembership(_ element: RuleValue, _ list: RuleValue) -> Bool {
+        guard case .list(let items) = list else { return false }
+        switch element {
+        case .null, .object, .list: return false
+        default: break
+        }
+        for item in items where ruleEquality(element, item) == true { return true }
+        return false
+    }
+}
+
+/// String operations by Unicode code point, never by canonical equivalence
+/// (Swift's `String ==` would call `"é"` and `"e\u{301}"` equal; SPEC 4 says
+/// they differ). UTF-8 byte order is code point order, and UTF-8 is
+/// self-synchronising, so byte-wise comparison and search are exact.
+enum UnicodeText {
+    static func equal(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+    }
+
+    static func less(_ a: String, _ b: String) -> Bool {
+        a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+
+    static func hasPrefix(_ text: String, _ prefix: String) -> Bool {
+        text.utf8.starts(with: prefix.utf8)
+    }
+
+    static func hasSuffix(_ text: String, _ suffix: String) -> Bool {
+        let textCount = text.utf8.count
+        let suffixCount = suffix.utf8.count
+        guard suffixCount <= textCount else { return false }
+        return text.utf8.dropFirst(textCount - suffixCount).elementsEqual(suffix.utf8)
+    }
+
+    static func contains(_ text: String, _ part: String) -> Bool {
+        let partCount = part.utf8.count
+        if partCount == 0 { return true }
+        let found = text.utf8.withContiguousStorageIfAvailable { haystack in
+            part.utf8.withContiguousStorageIfAvailable { needle in search(haystack, needle) }
+        }
+        if let found, let result = found { return result }
+        return search(Array(text.utf8), Array(part.utf8))
+    }
+
+    private static func search<H: RandomAccessCollection, N: RandomAccessCollection>(
+        _ haystack: H,
+        _ needle: N
+    ) -> Bool where H.Element == UInt8, N.Element == UInt8, H.Index == Int, N.Index == Int {
+        let count = needle.count
+        guard count <= haystack.count, let first = needle.first else { return count == 0 }
+        var start = haystack.startIndex
+        let last = haystack.endIndex - count
+        while start <= last {
+            if haystack[start] == first {
+                var matched = 1
+                while matched < count, haystack[start + matched] == needle[needle.startIndex + matched] {
+                    matched += 1
+                }
+                if matched == count { return true }
+            }
+            start += 1
+        }
+        return false
+    }
+
+    /// `number(s)`: `-?[0-9]+(\.[0-9]+)?` exactly, and finite; else nil.
+    static func strictNumber(_ text: String) -> Double? {
+        var sawDigit = false
+        var sawDot = false
+        var digitsAfterDot = 0
+        for (offset, byte) in text.utf8.enumerated() {
+            switch byte {
+            case UInt8(ascii: "-") where offset == 0:
+                continue
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                sawDigit = true
+                if sawDot { digitsAfterDot += 1 }
+            case UInt8(ascii: ".") where sawDigit && !sawDot:
+                sawDot = true
+            default:
+                return nil
+            }
+        }
+        guard sawDigit, !sawDot || digitsAfterDot > 0, let value = Double(text), value.isFinite else { return nil }
+        return value
+    }
+}
