@@ -4,11 +4,11 @@
 // the map's size first, so a hostile snapshot can yield wrong values but never
 // a read outside the mapping.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A whole file mapped read-only, unmapped when the last reference goes.

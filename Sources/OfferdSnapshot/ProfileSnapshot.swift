@@ -129,7 +129,8 @@ public final class ProfileSnapshot: Sendable {
         guard formatVersion == SnapshotFormat.formatVersion else {
             throw fail(
                 .unsupportedVersion,
-                "unsupported snapshot format version \(formatVersion) (this build reads \(SnapshotFormat.formatVersion))")
+                "unsupported snapshot format version \(formatVersion)"
+                    + " (this build reads \(SnapshotFormat.formatVersion))")
         }
         guard headerLength >= SnapshotFormat.versionOffset, headerLength % 8 == 0 else {
             throw fail(.malformed, "invalid header length \(headerLength)")

@@ -257,7 +257,8 @@ private struct BuildState {
                 while candidate >= 0 {
                     // Identities of this profile are not written yet; the loop above compared them.
                     if identityRecordOffsets[Int(candidate)] != UInt64(recordOffset),
-                        try identityAt(Int(candidate), hash: hash).matches(identity) {
+                        try identityAt(Int(candidate), hash: hash).matches(identity)
+                    {
                         throw .duplicateIdentity(
                             identity: identity, firstLine: Int(identityLines[Int(candidate)]), line: line)
                     }
@@ -320,7 +321,8 @@ private struct BuildState {
                 position + 8 + namespaceLength + idLength <= record.count
             else { break }
             if current == ordinal {
-                let namespace = String(decoding: record[(position + 4)..<(position + 4 + namespaceLength)], as: UTF8.self)
+                let namespace = String(
+                    decoding: record[(position + 4)..<(position + 4 + namespaceLength)], as: UTF8.self)
                 let idStart = position + 8 + namespaceLength
                 let id = String(decoding: record[idStart..<(idStart + idLength)], as: UTF8.self)
                 found = Identity(namespace: namespace, id: id)

@@ -254,7 +254,9 @@ public struct SnapshotProfile: ProfileView, Sendable {
         var capping: [(offerID: String, count: Int)] = []
         for position in 0..<cappingCount {
             let entry = cappingStart + position * SnapshotFormat.Record.cappingEntryLength
-            if let index = region.u32(entry + 8), let offerID = snapshot.string(index), let count = region.u64(entry + 12) {
+            if let index = region.u32(entry + 8), let offerID = snapshot.string(index),
+                let count = region.u64(entry + 12)
+            {
                 capping.append((offerID: offerID, count: Int(clamping: count)))
             }
         }
@@ -292,7 +294,9 @@ public struct SnapshotProfile: ProfileView, Sendable {
                 var items: [JSONValue] = []
                 var next = payload + 4
                 for _ in 0..<min(count, max(0, recordEnd - next)) {
-                    guard let kind = region.u8(next), let (item, after) = scalar(kind: kind, at: next + 1) else { break }
+                    guard let kind = region.u8(next), let (item, after) = scalar(kind: kind, at: next + 1) else {
+                        break
+                    }
                     items.append(item)
                     next = after
                 }

@@ -44,7 +44,9 @@ public enum SyntheticProfiles {
     /// The JSON of synthetic profile `index`.
     static func profile(_ index: Int, random: inout SplitMix64) -> JSONValue {
         var identities: [JSONValue] = [
-            .object([.init(key: "namespace", value: .string("ECID")), .init(key: "id", value: .string("ecid-\(index)"))])
+            .object([
+                .init(key: "namespace", value: .string("ECID")), .init(key: "id", value: .string("ecid-\(index)")),
+            ])
         ]
         if random.next(below: 3) == 0 {
             identities.append(
@@ -65,7 +67,8 @@ public enum SyntheticProfiles {
         }
         var consents: [JSONMember] = []
         if random.next(below: 10) != 0 {
-            consents.append(.init(key: "personalize", value: .object([.init(key: "content", value: consent(randomConsent()))])))
+            consents.append(
+                .init(key: "personalize", value: .object([.init(key: "content", value: consent(randomConsent()))])))
         }
         if !marketing.isEmpty { consents.append(.init(key: "marketing", value: .object(marketing))) }
         if random.next(below: 4) == 0 {

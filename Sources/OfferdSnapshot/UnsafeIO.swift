@@ -5,11 +5,11 @@
 internal import CXXHash
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A failed system call: the call's name and `strerror(errno)`.
@@ -117,7 +117,9 @@ final class PosixFile {
         var done = 0
         while done < bytes.count {
             let written = bytes.withUnsafeBytes { raw in
-                retryingOnInterrupt { pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset + done)) }
+                retryingOnInterrupt {
+                    pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
+                }
             }
             guard written >= 0 else { throw SystemCallError.last("pwrite") }
             done += written
@@ -208,15 +210,15 @@ struct FileStatus: Equatable, Sendable {
         inode = UInt64(info.st_ino)
         size = Int64(info.st_size)
         #if canImport(Darwin)
-        modificationSeconds = Int64(info.st_mtimespec.tv_sec)
-        modificationNanoseconds = Int64(info.st_mtimespec.tv_nsec)
-        changeSeconds = Int64(info.st_ctimespec.tv_sec)
-        changeNanoseconds = Int64(info.st_ctimespec.tv_nsec)
+            modificationSeconds = Int64(info.st_mtimespec.tv_sec)
+            modificationNanoseconds = Int64(info.st_mtimespec.tv_nsec)
+            changeSeconds = Int64(info.st_ctimespec.tv_sec)
+            changeNanoseconds = Int64(info.st_ctimespec.tv_nsec)
         #else
-        modificationSeconds = Int64(info.st_mtim.tv_sec)
-        modificationNanoseconds = Int64(info.st_mtim.tv_nsec)
-        changeSeconds = Int64(info.st_ctim.tv_sec)
-        changeNanoseconds = Int64(info.st_ctim.tv_nsec)
+            modificationSeconds = Int64(info.st_mtim.tv_sec)
+            modificationNanoseconds = Int64(info.st_mtim.tv_nsec)
+            changeSeconds = Int64(info.st_ctim.tv_sec)
+            changeNanoseconds = Int64(info.st_ctim.tv_nsec)
         #endif
         isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
         isRegularFile = (info.st_mode & S_IFMT) == S_IFREG

@@ -9,17 +9,33 @@ struct BuilderErrorTests {
 
     static let cases: [(name: String, text: String, line: Int, reason: String)] = [
         ("invalid JSON", good + "\n{\"identities\":\n", 2, "invalid JSON"),
-        ("wrong type", good + "\n\n" + #"{"identities":[{"namespace":"ECID","id":"2"}],"audiences":[3]}"#, 3,
-         "audiences[0] must be a string"),
-        ("bad consent", #"{"identities":[{"namespace":"ECID","id":"2"}],"consents":{"personalize":{"content":{"val":"yes"}}}}"#,
-         1, "not an XDM consent value"),
-        ("unknown key", good + "\n" + #"{"identities":[{"namespace":"ECID","id":"2"}],"segments":[]}"#, 2, "unknown key"),
-        ("duplicate identity", good + "\n" + #"{"identities":[{"namespace":"x","id":"2"}]}"# + "\n"
-            + #"{"identities":[{"namespace":"Y","id":"3"},{"namespace":"ecid","id":"1"}]}"#, 3, "first on line 1"),
-        ("duplicate in one profile", #"{"identities":[{"namespace":"A","id":"1"},{"namespace":"a","id":"1"}]}"#, 1,
-         "first on line 1"),
-        ("bad capping after good lines", good + "\n" + #"{"identities":[{"namespace":"E","id":"1"}],"capping":{"o":1.5}}"#
-            + "\n" + #"{"identities":[{"namespace":"E","id":"2"}],"capping":{"o":"x"}}"#, 2, "integer >= 0"),
+        (
+            "wrong type", good + "\n\n" + #"{"identities":[{"namespace":"ECID","id":"2"}],"audiences":[3]}"#, 3,
+            "audiences[0] must be a string"
+        ),
+        (
+            "bad consent",
+            #"{"identities":[{"namespace":"ECID","id":"2"}],"consents":{"personalize":{"content":{"val":"yes"}}}}"#,
+            1, "not an XDM consent value"
+        ),
+        (
+            "unknown key", good + "\n" + #"{"identities":[{"namespace":"ECID","id":"2"}],"segments":[]}"#, 2,
+            "unknown key"
+        ),
+        (
+            "duplicate identity",
+            good + "\n" + #"{"identities":[{"namespace":"x","id":"2"}]}"# + "\n"
+                + #"{"identities":[{"namespace":"Y","id":"3"},{"namespace":"ecid","id":"1"}]}"#, 3, "first on line 1"
+        ),
+        (
+            "duplicate in one profile", #"{"identities":[{"namespace":"A","id":"1"},{"namespace":"a","id":"1"}]}"#, 1,
+            "first on line 1"
+        ),
+        (
+            "bad capping after good lines",
+            good + "\n" + #"{"identities":[{"namespace":"E","id":"1"}],"capping":{"o":1.5}}"#
+                + "\n" + #"{"identities":[{"namespace":"E","id":"2"}],"capping":{"o":"x"}}"#, 2, "integer >= 0"
+        ),
     ]
 
     @Test(arguments: cases.indices)
@@ -41,10 +57,12 @@ struct BuilderErrorTests {
     @Test func duplicateIdentityNamesBothLines() throws {
         let directory = try TemporaryDirectory()
         let source = try directory.write(
-            "dup.jsonl", Self.good + "\n" + #"{"identities":[{"namespace":"Email","id":"a"},{"namespace":"EcId","id":"1"}]}"#)
-        #expect(throws: SnapshotBuildError.duplicateIdentity(
-            identity: Identity(namespace: "EcId", id: "1"), firstLine: 1, line: 2))
-        {
+            "dup.jsonl",
+            Self.good + "\n" + #"{"identities":[{"namespace":"Email","id":"a"},{"namespace":"EcId","id":"1"}]}"#)
+        #expect(
+            throws: SnapshotBuildError.duplicateIdentity(
+                identity: Identity(namespace: "EcId", id: "1"), firstLine: 1, line: 2)
+        ) {
             try SnapshotBuilder.build(input: source, output: directory.file("o.snap"), version: nil, progress: nil)
         }
     }
@@ -83,7 +101,8 @@ struct BuilderErrorTests {
                 input: examplesPath(), output: directory.file("missing-dir/o.snap"), version: nil, progress: nil)
         }
         #expect(throws: SnapshotBuildError.self) {
-            try SnapshotBuilder.build(input: directory.path, output: directory.file("o.snap"), version: nil, progress: nil)
+            try SnapshotBuilder.build(
+                input: directory.path, output: directory.file("o.snap"), version: nil, progress: nil)
         }
         #expect(try directory.entries() == [])
     }
@@ -92,7 +111,8 @@ struct BuilderErrorTests {
     func invalidVersionStringsAreRefused(_ version: String) throws {
         let directory = try TemporaryDirectory()
         #expect(throws: SnapshotBuildError.self) {
-            try SnapshotBuilder.build(input: examplesPath(), output: directory.file("o.snap"), version: version, progress: nil)
+            try SnapshotBuilder.build(
+                input: examplesPath(), output: directory.file("o.snap"), version: version, progress: nil)
         }
         #expect(try directory.entries() == [])
     }

@@ -114,7 +114,8 @@ struct LoaderRobustnessTests {
             var damaged = bytes
             // Corrupt a few bytes past the header, or a header field in some rounds.
             for _ in 0..<(1 + random.next(below: 4)) {
-                let position = round % 10 == 0
+                let position =
+                    round % 10 == 0
                     ? SnapshotFormat.Header.createdAt + random.next(below: 72)
                     : SnapshotFormat.headerLength + random.next(below: bytes.count - SnapshotFormat.headerLength)
                 damaged[position] = UInt8(truncatingIfNeeded: random.next())

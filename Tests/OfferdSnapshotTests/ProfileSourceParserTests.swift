@@ -17,7 +17,10 @@ struct ProfileSourceParserTests {
                 + #""audiences":["vip","cart-abandoner"],"#
                 + #""attributes":{"loyalty":{"tier":"gold","points":1200},"homeAddress":{"city":"Paris"}},"#
                 + #""capping":{"offer-gold-10":2}}"#)
-        #expect(profile.identities == [Identity(namespace: "ECID", id: "4711"), Identity(namespace: "Email", id: "ana@example.com")])
+        #expect(
+            profile.identities == [
+                Identity(namespace: "ECID", id: "4711"), Identity(namespace: "Email", id: "ana@example.com"),
+            ])
         #expect(profile.primaryIdentity == Identity(namespace: "ECID", id: "4711"))
         #expect(
             profile.consents
@@ -45,8 +48,10 @@ struct ProfileSourceParserTests {
         // Absent val means empty; ignored keys are not checked.
         #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{}}}}"#,
         #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"collect":{"val":"bogus"},"share":{"val":null}}}"#,
-        #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":{"whatsApp":{"val":""},"preferred":"email"}}}"#,
-        #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"time":"x"},"other":1}}}"#,
+        #"{"identities":[{"namespace":"ECID","id":"1"}],"#
+            + #""consents":{"marketing":{"whatsApp":{"val":""},"preferred":"email"}}}"#,
+        #"{"identities":[{"namespace":"ECID","id":"1"}],"#
+            + #""consents":{"personalize":{"content":{"time":"x"},"other":1}}}"#,
         #"{"identities":[{"namespace":"ECID","id":"1","primary":true,"authenticatedState":"ambiguous"}]}"#,
         #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":2.0,"b":0}}"#,
         #"{"identities":[{"namespace":"ECID","id":"1"}],"attributes":{"a":[1,"x",true,null],"b":{"c":{"d":null}}}}"#,
@@ -76,20 +81,47 @@ struct ProfileSourceParserTests {
         (#"{"identities":[{"namespace":"","id":"1"}]}"#, "is empty"),
         (#"{"identities":[{"namespace":"ECID","id":"1","extra":1}]}"#, "unknown key \"extra\""),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"extra":1}"#, "unknown key \"extra\""),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"identities":[{"namespace":"ECID","id":"2"}]}"#, "invalid JSON"),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"identities":[{"namespace":"ECID","id":"2"}]}"#,
+            "invalid JSON"
+        ),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":[]}"#, "\"consents\" must be an object"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":""}}}}"#, "not an XDM consent value"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":"Y"}}}}"#, "not an XDM consent value"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":"li"}}}}"#, "not an XDM consent value"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":null}}}}"#, "consents.personalize.content.val must be a string"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":{"email":{"val":true}}}}"#, "consents.marketing.email.val must be a string"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":{"sms":"y"}}}"#, "consents.marketing.sms must be an object"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":[]}}"#, "consents.marketing must be an object"),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":""}}}}"#,
+            "not an XDM consent value"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":"Y"}}}}"#,
+            "not an XDM consent value"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":"li"}}}}"#,
+            "not an XDM consent value"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"personalize":{"content":{"val":null}}}}"#,
+            "consents.personalize.content.val must be a string"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":{"email":{"val":true}}}}"#,
+            "consents.marketing.email.val must be a string"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":{"sms":"y"}}}"#,
+            "consents.marketing.sms must be an object"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"consents":{"marketing":[]}}"#,
+            "consents.marketing must be an object"
+        ),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"audiences":"vip"}"#, "\"audiences\" must be an array"),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"audiences":[1]}"#, "audiences[0] must be a string"),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"attributes":[]}"#, "\"attributes\" must be an object"),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"attributes":{"a":[[1]]}}"#, "attributes.a[0] is an array"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"attributes":{"a":{"b":[1,{"c":1}]}}}"#, "attributes.a.b[1] is an object"),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"attributes":{"a":{"b":[1,{"c":1}]}}}"#,
+            "attributes.a.b[1] is an object"
+        ),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":2.5}}"#, "integer >= 0"),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":-1}}"#, "integer >= 0"),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":"2"}}"#, "capping.a must be a number"),

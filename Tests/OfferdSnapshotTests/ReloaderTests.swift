@@ -104,7 +104,8 @@ struct ReloaderTests {
 
         // Symlink retargeted (atomically, through a rename of a new link).
         _ = try build(directory, "snap-v2", version: "v2")
-        try FileManager.default.createSymbolicLink(atPath: directory.file("tmp-link"), withDestinationPath: directory.file("snap-v2"))
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.file("tmp-link"), withDestinationPath: directory.file("snap-v2"))
         #expect(rename(directory.file("tmp-link"), link) == 0)
         #expect(await log.wait { loadedVersions($0).last == "v2" })
         #expect(reloader.current?.version == "v2")

@@ -99,8 +99,9 @@ struct RoundTripTests {
         let snapshot = try checkRoundTrip(source: examplesPath(), in: directory)
         #expect(snapshot.profile(for: Identity(namespace: "ecid", id: "4711")) != nil)
         #expect(snapshot.profile(for: Identity(namespace: "eCiD", id: "4711")) != nil)
-        #expect(snapshot.profile(for: Identity(namespace: "EMAIL", id: "ana@example.com"))?.primaryIdentity
-            == Identity(namespace: "ECID", id: "4711"))
+        #expect(
+            snapshot.profile(for: Identity(namespace: "EMAIL", id: "ana@example.com"))?.primaryIdentity
+                == Identity(namespace: "ECID", id: "4711"))
         #expect(snapshot.profile(for: Identity(namespace: "Email", id: "ANA@example.com")) == nil)
         #expect(snapshot.profile(for: Identity(namespace: "ECID", id: "9999")) == nil)
         #expect(snapshot.profile(for: Identity(namespace: "ECID ", id: "4711")) == nil)
@@ -153,7 +154,8 @@ struct RoundTripTests {
     @Test func longLinesSpanningChunksAreRead() throws {
         let directory = try TemporaryDirectory()
         let longValue = String(repeating: "x", count: 3 * SnapshotBuilder.chunkLength)
-        let text = #"{"identities":[{"namespace":"A","id":"1"}]}"# + "\n"
+        let text =
+            #"{"identities":[{"namespace":"A","id":"1"}]}"# + "\n"
             + #"{"identities":[{"namespace":"A","id":"2"}],"attributes":{"long":""# + longValue + "\"}}\n"
             + #"{"identities":[{"namespace":"A","id":"3"}]}"# + "\n"
         let source = try directory.write("long.jsonl", text)

@@ -1,5 +1,6 @@
 import Foundation
 import OfferdCore
+
 @testable import OfferdSnapshot
 
 /// A fresh temporary directory, removed when the value is dropped.
@@ -77,5 +78,7 @@ func probePaths(of attributes: JSONValue) -> [AttributePath] {
 
 /// Lines of a JSON Lines file that are not blank.
 func sourceLines(_ path: String) throws -> [[UInt8]] {
-    try readBytes(path).split(separator: 0x0A).map(Array.init).filter { !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
+    try readBytes(path).split(separator: 0x0A).map(Array.init).filter {
+        !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+    }
 }
