@@ -56,21 +56,21 @@ public final class FileChangeWatcher: Sendable {
 
     /// Records the current state of every path as the baseline and starts polling. Idempotent.
     public func start() {
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        let started = state.withLock { state -> Bool in
-            guard state.timer == nil else { return false }
+        let interval = DispatchTimeInterval.nanoseconds(Int(clamping: max(1_000_000, nanoseconds(of: pollInterval))))
+        state.withLock { state in
+            guard state.timer == nil else { return }
             for index in state.paths.indices {
                 state.paths[index].reported = Fingerprint.of(state.paths[index].path)
                 state.paths[index].candidate = nil
             }
+            // Created and resumed under the lock: libdispatch traps when a never-resumed source is
+            // released, which a concurrent stop() could otherwise cause.
+            let timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(1))
+            timer.setEventHandler { [weak self] in self?.poll() }
+            timer.resume()
             state.timer = timer
-            return true
         }
-        guard started else { return }
-        let interval = DispatchTimeInterval.nanoseconds(Int(clamping: nanoseconds(of: pollInterval)))
-        timer.schedule(deadline: .now() + interval, repeating: interval, leeway: .milliseconds(1))
-        timer.setEventHandler { [weak self] in self?.poll() }
-        timer.resume()
     }
 
     /// Stops polling; a poll already running finishes. Idempotent.
