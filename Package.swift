@@ -32,6 +32,10 @@ let package = Package(
             pkgConfig: "libnghttp2",
             providers: [.apt(["libnghttp2-dev"])]
         ),
+        .systemLibrary(
+            name: "CXXHash",
+            providers: [.apt(["libxxhash-dev"])]
+        ),
         .target(
             name: "COfferdProto",
             cSettings: [.unsafeFlags(["-Wno-everything"])],
@@ -45,10 +49,9 @@ let package = Package(
         .target(
             name: "OfferdSnapshot",
             dependencies: [
-                "OfferdCore",
+                "OfferdCore", "CXXHash",
                 .product(name: "Atomics", package: "swift-atomics"),
-            ],
-            linkerSettings: [.linkedLibrary("z")]
+            ]
         ),
 
         // protobuf-c <-> core values, gRPC message framing, status mapping.

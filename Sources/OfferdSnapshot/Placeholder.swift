@@ -1,1 +1,0 @@
-// Placeholder: module OfferdSnapshot (see the module table in README.md).

@@ -1,0 +1,258 @@
+import OfferdCore
+
+/// Why a snapshot file was refused. The message names the file and the problem.
+public struct SnapshotLoadError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of problem, for callers that react differently (tests, metrics labels).
+    public enum Kind: String, Sendable, Equatable {
+        /// The file cannot be opened or read (missing, permissions, a directory).
+        case unreadable
+        /// The file does not start with the snapshot magic number (empty, foreign).
+        case notASnapshot
+        /// A snapshot of a format version this build does not read.
+        case unsupportedVersion
+        /// Shorter than its header says.
+        case truncated
+        /// The checksum does not match the content.
+        case checksumMismatch
+        /// Structurally invalid although the checksum matched (a hostile or buggy writer).
+        case malformed
+    }
+
+    public var path: String
+    public var kind: Kind
+    public var message: String
+
+    public init(path: String, kind: Kind, message: String) {
+        self.path = path
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { "\(path): \(message)" }
+}
+
+/// A loaded, verified, immutable profile snapshot (SPEC 5.2), looked up in place.
+///
+/// The file is memory-mapped once; ``profile(for:)`` hashes the identity,
+/// probes the open-addressing index and returns a ``SnapshotProfile`` view over
+/// the record's bytes, with no per-profile objects. The mapping is released
+/// when the last reference (the store, or a ``SnapshotProfile`` still used by a
+/// request) goes away.
+///
+/// Loading checks the magic number, the format version, the file length, the
+/// XXH3 checksum over the whole content and every section bound. Records are
+/// bounds-checked on every read instead of at load, which keeps loading at
+/// checksum speed: a file with a valid checksum but hostile records yields
+/// missing values, never a read outside the mapping.
+public final class ProfileSnapshot: Sendable {
+    let region: MappedRegion
+    /// Snapshot version string (`--version`, or a content hash).
+    public let version: String
+    /// When the snapshot was built, in epoch seconds.
+    public let createdAt: Int64
+    public let profileCount: Int
+    public let identityCount: Int
+    /// Size of the file in bytes.
+    public let fileSize: Int
+    /// The stored checksum (verified at load).
+    public let checksum: UInt64
+
+    let recordsStart: Int
+    let recordsEnd: Int
+    let stringsStart: Int
+    let stringsEnd: Int
+    let stringCount: Int
+    let slotsStart: Int
+    let slotCount: Int
+
+    private init(
+        region: MappedRegion, version: String, createdAt: Int64, profileCount: Int, identityCount: Int,
+        checksum: UInt64, recordsStart: Int, recordsEnd: Int, stringsStart: Int, stringsEnd: Int,
+        stringCount: Int, slotsStart: Int, slotCount: Int
+    ) {
+        self.region = region
+        self.version = version
+        self.createdAt = createdAt
+        self.profileCount = profileCount
+        self.identityCount = identityCount
+        self.fileSize = region.count
+        self.checksum = checksum
+        self.recordsStart = recordsStart
+        self.recordsEnd = recordsEnd
+        self.stringsStart = stringsStart
+        self.stringsEnd = stringsEnd
+        self.stringCount = stringCount
+        self.slotsStart = slotsStart
+        self.slotCount = slotCount
+    }
+
+    /// Maps and verifies the snapshot at `path`.
+    public static func load(path: String) throws(SnapshotLoadError) -> ProfileSnapshot {
+        func fail(_ kind: SnapshotLoadError.Kind, _ message: String) -> SnapshotLoadError {
+            SnapshotLoadError(path: path, kind: kind, message: message)
+        }
+        let file: PosixFile
+        do {
+            file = try PosixFile.openForReading(path)
+        } catch {
+            throw fail(.unreadable, error.isNotFound ? "no such file" : "cannot open: \(error)")
+        }
+        defer { try? file.close() }
+        let status: FileStatus
+        do {
+            status = try FileStatus.of(file)
+        } catch {
+            throw fail(.unreadable, "cannot stat: \(error)")
+        }
+        guard !status.isDirectory else { throw fail(.unreadable, "is a directory, not a snapshot file") }
+        guard status.isRegularFile else { throw fail(.unreadable, "not a regular file") }
+        let size = Int(status.size)
+        guard size > 0 else { throw fail(.notASnapshot, "empty file, not a snapshot") }
+        let region: MappedRegion
+        do {
+            region = try MappedRegion(file: file, count: size)
+        } catch {
+            throw fail(.unreadable, "cannot map: \(error)")
+        }
+        return try verify(region, fail: fail)
+    }
+
+    private static func verify(
+        _ region: MappedRegion, fail: (SnapshotLoadError.Kind, String) -> SnapshotLoadError
+    ) throws(SnapshotLoadError) -> ProfileSnapshot {
+        typealias Field = SnapshotFormat.Header
+        guard let magic = region.copyBytes(0, 8), magic == SnapshotFormat.magic else {
+            throw fail(.notASnapshot, "not an offerd snapshot (wrong magic number)")
+        }
+        guard let formatVersion = region.u32(Field.formatVersion), let headerLength = region.int32(Field.headerLength)
+        else { throw fail(.truncated, "truncated header (\(region.count) bytes)") }
+        guard formatVersion == SnapshotFormat.formatVersion else {
+            throw fail(
+                .unsupportedVersion,
+                "unsupported snapshot format version \(formatVersion)"
+                    + " (this build reads \(SnapshotFormat.formatVersion))")
+        }
+        guard headerLength >= SnapshotFormat.versionOffset, headerLength % 8 == 0 else {
+            throw fail(.malformed, "invalid header length \(headerLength)")
+        }
+        guard region.count >= headerLength, let fileLength = region.int64(Field.fileLength) else {
+            throw fail(.truncated, "truncated header: file has \(region.count) bytes, header needs \(headerLength)")
+        }
+        guard fileLength == region.count else {
+            if fileLength > region.count {
+                throw fail(.truncated, "truncated: file has \(region.count) bytes, header says \(fileLength)")
+            }
+            throw fail(.malformed, "file has \(region.count) bytes, header says \(fileLength)")
+        }
+
+        // Checksum first: every later check then only guards against a hostile writer, not damage.
+        guard let storedChecksum = region.u64(Field.checksum), var header = region.copyBytes(0, headerLength) else {
+            throw fail(.truncated, "truncated header")
+        }
+        header.storeLE(UInt64(0), at: Field.checksum)
+        let bodyDigest = region.checksum(headerLength, region.count - headerLength)
+        guard xxh3(header, seed: bodyDigest) == storedChecksum else {
+            throw fail(.checksumMismatch, "checksum mismatch: the file is corrupted or was modified")
+        }
+
+        guard let createdAt = region.u64(Field.createdAt),
+            let profileCount = region.int64(Field.profileCount),
+            let identityCount = region.int64(Field.identityCount),
+            let recordsOffset = region.int64(Field.recordsOffset),
+            let recordsLength = region.int64(Field.recordsLength),
+            let stringsOffset = region.int64(Field.stringsOffset),
+            let stringsLength = region.int64(Field.stringsLength),
+            let indexOffset = region.int64(Field.indexOffset),
+            let indexLength = region.int64(Field.indexLength),
+            let versionLength = region.int32(Field.versionLength)
+        else { throw fail(.malformed, "header field out of range") }
+
+        guard versionLength <= SnapshotFormat.maximumVersionLength,
+            SnapshotFormat.versionOffset + versionLength <= headerLength,
+            let version = region.string(SnapshotFormat.versionOffset, versionLength)
+        else { throw fail(.malformed, "invalid version string length \(versionLength)") }
+
+        for (name, offset, length) in [
+            ("records", recordsOffset, recordsLength), ("strings", stringsOffset, stringsLength),
+            ("index", indexOffset, indexLength),
+        ] {
+            guard offset >= headerLength, offset + length <= fileLength else {
+                throw fail(.malformed, "\(name) section [\(offset), +\(length)) outside the file")
+            }
+        }
+
+        guard let stringCount = region.int64(stringsOffset), stringsLength >= 8,
+            stringCount <= (stringsLength - 8) / 8
+        else { throw fail(.malformed, "invalid string table") }
+
+        guard let slotCount = region.int64(indexOffset), slotCount >= 1,
+            slotCount <= (indexLength - 8) / SnapshotFormat.slotLength,
+            indexLength == 8 + slotCount * SnapshotFormat.slotLength
+        else { throw fail(.malformed, "invalid identity index") }
+        guard identityCount <= slotCount, profileCount <= identityCount else {
+            throw fail(.malformed, "inconsistent counts: \(profileCount) profiles, \(identityCount) identities")
+        }
+
+        return ProfileSnapshot(
+            region: region, version: version, createdAt: Int64(bitPattern: createdAt), profileCount: profileCount,
+            identityCount: identityCount, checksum: storedChecksum, recordsStart: recordsOffset,
+            recordsEnd: recordsOffset + recordsLength, stringsStart: stringsOffset,
+            stringsEnd: stringsOffset + stringsLength, stringCount: stringCount, slotsStart: indexOffset + 8,
+            slotCount: slotCount)
+    }
+
+    /// The profile holding `identity` (namespace compared case-insensitively in ASCII, id exactly), if any.
+    public func profile(for identity: Identity) -> SnapshotProfile? {
+        let hash = SnapshotFormat.identityHash(namespace: identity.namespace, id: identity.id)
+        var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
+        // Bounded by the slot count, so a hostile index without empty slots still terminates.
+        for _ in 0..<slotCount {
+            let slotOffset = slotsStart + slot * SnapshotFormat.slotLength
+            guard let recordOffset = region.u64(slotOffset + 8), recordOffset != SnapshotFormat.emptySlot else {
+                return nil
+            }
+            if region.u64(slotOffset) == hash, recordOffset < UInt64(recordsEnd - recordsStart),
+                let profile = SnapshotProfile(snapshot: self, recordStart: recordsStart + Int(recordOffset)),
+                profile.hasIdentity(identity)
+            {
+                return profile
+            }
+            slot += 1
+            if slot == slotCount { slot = 0 }
+        }
+        return nil
+    }
+
+    /// Every profile in file order (for tools and tests; the server only looks up).
+    public func allProfiles() -> [SnapshotProfile] {
+        var profiles: [SnapshotProfile] = []
+        var position = recordsStart
+        while position < recordsEnd, let profile = SnapshotProfile(snapshot: self, recordStart: position) {
+            profiles.append(profile)
+            position += profile.recordLength
+        }
+        return profiles
+    }
+
+    // MARK: String table
+
+    /// The absolute position and length of string `index`, bounds-checked.
+    @inline(__always)
+    func stringLocation(_ index: UInt32) -> (offset: Int, length: Int)? {
+        let index = Int(index)
+        guard index < stringCount, let relative = region.int64(stringsStart + 8 + index * 8) else { return nil }
+        let offset = stringsStart + relative
+        guard let length = region.int32(offset), offset + 4 + length <= stringsEnd else { return nil }
+        return (offset + 4, length)
+    }
+
+    func string(_ index: UInt32) -> String? {
+        guard let location = stringLocation(index) else { return nil }
+        return region.string(location.offset, location.length)
+    }
+
+    func stringEquals(_ index: UInt32, _ text: String) -> Bool {
+        guard let location = stringLocation(index) else { return false }
+        return region.equals(location.offset, location.length, text)
+    }
+}

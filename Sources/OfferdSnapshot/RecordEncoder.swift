@@ -1,0 +1,166 @@
+import OfferdCore
+
+/// The snapshot's string table while it is being built: each distinct name
+/// (audience, offer id, attribute key) stored once and referred to by index.
+struct StringTableBuilder {
+    private var indexByString: [String: UInt32] = [:]
+    private(set) var strings: [String] = []
+
+    /// The index of `text`, adding it when new.
+    mutating func intern(_ text: String) -> UInt32 {
+        if let index = indexByString[text] { return index }
+        let index = UInt32(strings.count)
+        indexByString[text] = index
+        strings.append(text)
+        return index
+    }
+
+    /// The section bytes: count (u64), one u64 offset per entry (relative to
+    /// the section start), then each entry as u32 length and UTF-8 bytes.
+    func encode() -> [UInt8] {
+        var section: [UInt8] = []
+        let tableLength = 8 + 8 * strings.count
+        section.reserveCapacity(tableLength + strings.reduce(0) { $0 + 4 + $1.utf8.count })
+        section.appendLE(UInt64(strings.count))
+        var offset = tableLength
+        for text in strings {
+            section.appendLE(UInt64(offset))
+            offset += 4 + text.utf8.count
+        }
+        for text in strings {
+            section.appendLE(UInt32(text.utf8.count))
+            section.append(contentsOf: text.utf8)
+        }
+        return section
+    }
+}
+
+/// Why a profile cannot be encoded (it exceeds a limit of the format).
+struct RecordEncodingError: Error {
+    var message: String
+}
+
+/// Encodes one profile into the record layout of docs/snapshot-format.md.
+struct RecordEncoder {
+    private var nodes: [UInt8] = []
+    private var directory: [(hash: UInt64, offset: UInt32)] = []
+    private var pathBytes: [UInt8] = []
+
+    /// Appends the record of `profile` to `output`.
+    mutating func encode(
+        _ profile: InMemoryProfile, strings: inout StringTableBuilder, into output: inout [UInt8]
+    ) throws(RecordEncodingError) {
+        let start = output.count
+        nodes.removeAll(keepingCapacity: true)
+        directory.removeAll(keepingCapacity: true)
+        pathBytes.removeAll(keepingCapacity: true)
+
+        if case .object(let members) = profile.attributes {
+            try encodeMembers(members, parent: SnapshotFormat.noParent, strings: &strings)
+        }
+        directory.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
+
+        output.append(contentsOf: repeatElement(0, count: SnapshotFormat.Record.headerLength))
+        for identity in profile.identities {
+            try appendString(identity.namespace, to: &output)
+            try appendString(identity.id, to: &output)
+        }
+        let audiencesOffset = output.count - start
+        for audience in profile.audiences {
+            output.appendLE(stableHash(audience.utf8))
+            output.appendLE(strings.intern(audience))
+        }
+        let cappingOffset = output.count - start
+        for entry in profile.capping {
+            output.appendLE(stableHash(entry.offerID.utf8))
+            output.appendLE(strings.intern(entry.offerID))
+            output.appendLE(UInt64(entry.count))
+        }
+        let directoryOffset = output.count - start
+        for entry in directory {
+            output.appendLE(entry.hash)
+            output.appendLE(entry.offset)
+        }
+        let nodesOffset = output.count - start
+        output.append(contentsOf: nodes)
+        let length = output.count - start
+        guard length <= Int(UInt32.max) else {
+            throw RecordEncodingError(message: "the profile's record exceeds 4 GiB")
+        }
+
+        typealias Field = SnapshotFormat.Record
+        output.storeLE(UInt32(length), at: start + Field.length)
+        output.storeLE(UInt32(profile.identities.count), at: start + Field.identityCount)
+        output.storeLE(UInt32(profile.audiences.count), at: start + Field.audienceCount)
+        output.storeLE(UInt32(profile.capping.count), at: start + Field.cappingCount)
+        output.storeLE(UInt32(directory.count), at: start + Field.attributeCount)
+        output.storeLE(UInt32(audiencesOffset), at: start + Field.audiencesOffset)
+        output.storeLE(UInt32(cappingOffset), at: start + Field.cappingOffset)
+        output.storeLE(UInt32(directoryOffset), at: start + Field.directoryOffset)
+        output.storeLE(UInt32(nodesOffset), at: start + Field.nodesOffset)
+        let consents = profile.consents
+        let codes = [
+            consents.personalizeContent, consents.marketingAny, consents.marketingEmail,
+            consents.marketingSMS, consents.marketingPush, consents.marketingCall,
+        ]
+        for (position, code) in codes.enumerated() {
+            output[start + Field.consents + position] = code.rawValue
+        }
+    }
+
+    private func appendString(_ text: String, to output: inout [UInt8]) throws(RecordEncodingError) {
+        output.appendLE(UInt32(text.utf8.count))
+        output.append(contentsOf: text.utf8)
+    }
+
+    /// Writes the nodes of an object's members in document order (pre-order), each
+    /// with its parent's offset and a directory entry keyed by its full path's hash.
+    private mutating func encodeMembers(
+        _ members: [JSONMember], parent: UInt32, strings: inout StringTableBuilder
+    ) throws(RecordEncodingError) {
+        for member in members {
+            guard nodes.count <= Int(UInt32.max) - 1 else {
+                throw RecordEncodingError(message: "the profile's attributes exceed 4 GiB")
+            }
+            let offset = UInt32(nodes.count)
+            let pathLength = pathBytes.count
+            let keyLength = UInt32(member.key.utf8.count)
+            pathBytes.appendLE(keyLength)
+            pathBytes.append(contentsOf: member.key.utf8)
+            directory.append((hash: stableHash(pathBytes), offset: offset))
+
+            nodes.appendLE(parent)
+            nodes.appendLE(strings.intern(member.key))
+            switch member.value {
+            case .object(let children):
+                nodes.append(SnapshotFormat.Kind.object.rawValue)
+                try encodeMembers(children, parent: offset, strings: &strings)
+            case .array(let items):
+                nodes.append(SnapshotFormat.Kind.array.rawValue)
+                nodes.appendLE(UInt32(items.count))
+                for item in items { appendScalar(item) }
+            default:
+                appendScalar(member.value)
+            }
+            pathBytes.removeSubrange(pathLength...)
+        }
+    }
+
+    /// A kind byte and payload; arrays and objects inside arrays were refused by the parser,
+    /// and are stored as null should one reach here.
+    private mutating func appendScalar(_ value: JSONValue) {
+        switch value {
+        case .bool(let flag):
+            nodes.append(flag ? SnapshotFormat.Kind.true.rawValue : SnapshotFormat.Kind.false.rawValue)
+        case .number(let number):
+            nodes.append(SnapshotFormat.Kind.number.rawValue)
+            nodes.appendLE(number.bitPattern)
+        case .string(let text):
+            nodes.append(SnapshotFormat.Kind.string.rawValue)
+            nodes.appendLE(UInt32(text.utf8.count))
+            nodes.append(contentsOf: text.utf8)
+        case .null, .array, .object:
+            nodes.append(SnapshotFormat.Kind.null.rawValue)
+        }
+    }
+}

@@ -1,0 +1,425 @@
+import OfferdCore
+
+/// Why `snapshot build` failed. The output path is never created or replaced on failure.
+public enum SnapshotBuildError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Line `line` (1-based) of the source is not a valid profile.
+    case invalidProfile(line: Int, reason: String)
+    /// `identity` appears on line `firstLine` and again on line `line` (namespaces folded).
+    case duplicateIdentity(identity: Identity, firstLine: Int, line: Int)
+    /// A line longer than ``SnapshotBuilder/maximumLineLength``.
+    case lineTooLong(line: Int, limit: Int)
+    /// The `--version` string is empty or too long.
+    case invalidVersion(String)
+    /// Reading the input or writing the output failed.
+    case io(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidProfile(let line, let reason):
+            "line \(line): \(reason)"
+        case .duplicateIdentity(let identity, let firstLine, let line):
+            "line \(line): duplicate identity \(identity) (first on line \(firstLine))"
+        case .lineTooLong(let line, let limit):
+            "line \(line): longer than \(limit) bytes"
+        case .invalidVersion(let reason):
+            "invalid version: \(reason)"
+        case .io(let path, let reason):
+            "\(path): \(reason)"
+        }
+    }
+}
+
+/// What a successful build wrote.
+public struct SnapshotBuildSummary: Sendable, Equatable {
+    public var path: String
+    public var version: String
+    public var createdAt: Int64
+    public var profileCount: Int
+    public var identityCount: Int
+    public var fileSize: Int
+    public var checksum: UInt64
+}
+
+/// Turns a JSON Lines profile source (SPEC 5.1) into a binary snapshot (SPEC 5.2).
+///
+/// The source is streamed in chunks and never held whole; memory grows with
+/// the number of profiles (identity hashes for the index and the duplicate
+/// check, the string table of distinct names) but not with the file. The
+/// output is written to a temporary file beside `output` and renamed over it
+/// only when complete, so a failed build leaves no file and never damages a
+/// snapshot already at `output`.
+public enum SnapshotBuilder {
+    /// The longest profile line accepted; checked before the line is buffered further.
+    public static let maximumLineLength = 64 << 20
+    /// Bytes read from the source per `read` call.
+    static let chunkLength = 1 << 20
+    /// Record bytes buffered before they are written out.
+    static let writeBufferLength = 4 << 20
+
+    /// Builds the snapshot at `output` from the profile source at `input`.
+    ///
+    /// - Parameters:
+    ///   - version: the snapshot version string; nil means a content hash (16 hex digits).
+    ///   - progress: called with the number of profiles read so far, every 100,000 profiles and at the end.
+    public static func build(
+        input: String, output: String, version: String?, progress: ((Int) -> Void)?
+    ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+        if let version {
+            guard !version.isEmpty else { throw .invalidVersion("empty") }
+            guard version.utf8.count <= SnapshotFormat.maximumVersionLength else {
+                throw .invalidVersion("longer than \(SnapshotFormat.maximumVersionLength) bytes")
+            }
+        }
+        let source: PosixFile
+        do {
+            source = try PosixFile.openForReading(input)
+        } catch {
+            throw .io(path: input, reason: error.description)
+        }
+        defer { try? source.close() }
+        if let status = try? FileStatus.of(source), status.isDirectory {
+            throw .io(path: input, reason: "is a directory")
+        }
+
+        let temporaryPath = temporaryName(for: output)
+        let destination: PosixFile
+        do {
+            destination = try PosixFile.createExclusive(temporaryPath)
+        } catch {
+            throw .io(path: temporaryPath, reason: error.description)
+        }
+        var succeeded = false
+        defer {
+            if !succeeded {
+                try? destination.close()
+                removeFileIfPresent(temporaryPath)
+            }
+        }
+
+        var state = BuildState(destination: destination, destinationPath: temporaryPath)
+        try state.writeHeaderPlaceholder()
+        var reader = LineReader(file: source, path: input)
+        while let line = try reader.nextLine() {
+            if isBlank(line.bytes) { continue }
+            let profile: InMemoryProfile
+            do {
+                profile = try ProfileSourceParser.parse(line: line.bytes)
+            } catch {
+                throw .invalidProfile(line: line.number, reason: error.message)
+            }
+            try state.add(profile, line: line.number)
+            if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
+        }
+        let summary = try state.finish(version: version, output: output)
+        do {
+            try destination.close()
+            try renameFile(from: temporaryPath, to: output)
+        } catch {
+            throw .io(path: output, reason: error.description)
+        }
+        succeeded = true
+        synchronizeDirectory(directoryName(of: output))
+        progress?(summary.profileCount)
+        return summary
+    }
+
+    /// A hidden name in the output's directory, so the final rename stays on one file system.
+    static func temporaryName(for output: String) -> String {
+        let directory = directoryName(of: output)
+        let base = output.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? output
+        let unique = UInt64.random(in: 0...UInt64.max)
+        let prefix = directory == "." && !output.hasPrefix("./") ? "" : directory + "/"
+        return "\(prefix).\(base).tmp-\(currentProcessID())-\(String(unique, radix: 16))"
+    }
+
+    static func directoryName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    private static func isBlank(_ line: [UInt8]) -> Bool {
+        line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+    }
+}
+
+/// Splits a file into lines, reading it in fixed-size chunks.
+struct LineReader {
+    struct Line {
+        var number: Int
+        var bytes: [UInt8]
+    }
+
+    private let file: PosixFile
+    private let path: String
+    private var buffer: [UInt8]
+    private var start = 0
+    private var end = 0
+    private var atEndOfFile = false
+    private var lineNumber = 0
+
+    init(file: PosixFile, path: String) {
+        self.file = file
+        self.path = path
+        self.buffer = [UInt8](repeating: 0, count: SnapshotBuilder.chunkLength)
+    }
+
+    /// The next line without its `\n`, or nil at end of input.
+    mutating func nextLine() throws(SnapshotBuildError) -> Line? {
+        var searchFrom = start
+        while true {
+            if let newline = buffer[searchFrom..<end].firstIndex(of: 0x0A) {
+                lineNumber += 1
+                let line = Line(number: lineNumber, bytes: Array(buffer[start..<newline]))
+                start = newline + 1
+                return line
+            }
+            if atEndOfFile {
+                guard start < end else { return nil }
+                lineNumber += 1
+                let line = Line(number: lineNumber, bytes: Array(buffer[start..<end]))
+                start = end
+                return line
+            }
+            searchFrom = end
+            let pending = end - start
+            guard pending <= SnapshotBuilder.maximumLineLength else {
+                throw .lineTooLong(line: lineNumber + 1, limit: SnapshotBuilder.maximumLineLength)
+            }
+            // Move the partial line to the front, growing the buffer only for lines longer than a chunk.
+            if start > 0 {
+                buffer.withUnsafeMutableBufferPointer { storage in
+                    for i in 0..<pending { storage[i] = storage[start + i] }
+                }
+                searchFrom -= start
+                start = 0
+                end = pending
+            }
+            if end == buffer.count {
+                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
+            }
+            let got: Int
+            do {
+                got = try file.read(into: &buffer, from: end)
+            } catch {
+                throw .io(path: path, reason: error.description)
+            }
+            if got == 0 { atEndOfFile = true } else { end += got }
+        }
+    }
+}
+
+/// The builder's growing state: the output file, the body checksum, the string
+/// table and one entry per identity for the index and the duplicate check.
+private struct BuildState {
+    let destination: PosixFile
+    let destinationPath: String
+    var profileCount = 0
+    var strings = StringTableBuilder()
+    var encoder = RecordEncoder()
+    var pending: [UInt8] = []
+    /// Bytes of the records section written so far (flushed or pending).
+    var recordsLength = 0
+    let bodyHash = XXH3Stream()
+
+    // One entry per identity, in file order.
+    var identityHashes: [UInt64] = []
+    var identityRecordOffsets: [UInt64] = []
+    var identityLines: [UInt32] = []
+    /// The first identity with each hash; further identities with the same hash chain through `sameHashNext`.
+    var firstIdentityWithHash: [UInt64: Int32] = [:]
+    var sameHashNext: [Int32] = []
+
+    init(destination: PosixFile, destinationPath: String) {
+        self.destination = destination
+        self.destinationPath = destinationPath
+        pending.reserveCapacity(SnapshotBuilder.writeBufferLength + 65536)
+    }
+
+    func writeHeaderPlaceholder() throws(SnapshotBuildError) {
+        do {
+            try destination.write([UInt8](repeating: 0, count: SnapshotFormat.headerLength)[...])
+        } catch {
+            throw .io(path: destinationPath, reason: error.description)
+        }
+    }
+
+    mutating func add(_ profile: InMemoryProfile, line: Int) throws(SnapshotBuildError) {
+        let recordOffset = recordsLength
+        for (position, identity) in profile.identities.enumerated() {
+            // Same line: an identity repeated inside one profile.
+            for earlier in profile.identities[..<position] where earlier.matches(identity) {
+                throw .duplicateIdentity(identity: identity, firstLine: line, line: line)
+            }
+            let hash = SnapshotFormat.identityHash(namespace: identity.namespace, id: identity.id)
+            if let first = firstIdentityWithHash[hash] {
+                var candidate = first
+                while candidate >= 0 {
+                    // Identities of this profile are not written yet; the loop above compared them.
+                    if identityRecordOffsets[Int(candidate)] != UInt64(recordOffset),
+                        try identityAt(Int(candidate), hash: hash).matches(identity)
+                    {
+                        throw .duplicateIdentity(
+                            identity: identity, firstLine: Int(identityLines[Int(candidate)]), line: line)
+                    }
+                    candidate = sameHashNext[Int(candidate)]
+                }
+                // A true 64-bit collision between different identities: chain it.
+                sameHashNext.append(sameHashNext[Int(first)])
+                sameHashNext[Int(first)] = Int32(identityHashes.count)
+            } else {
+                guard identityHashes.count < Int(Int32.max) else {
+                    throw .invalidProfile(line: line, reason: "more than \(Int32.max) identities")
+                }
+                firstIdentityWithHash[hash] = Int32(identityHashes.count)
+                sameHashNext.append(-1)
+            }
+            identityHashes.append(hash)
+            identityRecordOffsets.append(UInt64(recordOffset))
+            identityLines.append(UInt32(truncatingIfNeeded: line))
+        }
+
+        let before = pending.count
+        do {
+            try encoder.encode(profile, strings: &strings, into: &pending)
+        } catch {
+            throw .invalidProfile(line: line, reason: error.message)
+        }
+        recordsLength += pending.count - before
+        profileCount += 1
+        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+    }
+
+    /// The identity `index` refers to, read back from its record (only on a hash match, so rare).
+    private mutating func identityAt(_ index: Int, hash: UInt64) throws(SnapshotBuildError) -> Identity {
+        let recordOffset = Int(identityRecordOffsets[index])
+        // Which identity of its record: count the earlier identities of the same record.
+        var ordinal = 0
+        var earlier = index - 1
+        while earlier >= 0, identityRecordOffsets[earlier] == identityRecordOffsets[index] {
+            ordinal += 1
+            earlier -= 1
+        }
+        try flush()
+        let headerLength = SnapshotFormat.headerLength
+        let record: [UInt8]
+        do throws(SystemCallError) {
+            let length = try destination.read(count: 4, at: headerLength + recordOffset)
+            guard let recordLength = length.loadLE32(at: 0) else {
+                throw SystemCallError(call: "read back", errorNumber: 0)
+            }
+            record = try destination.read(count: Int(recordLength), at: headerLength + recordOffset)
+        } catch {
+            throw .io(path: destinationPath, reason: error.description)
+        }
+        var position = SnapshotFormat.Record.headerLength
+        var found: Identity?
+        for current in 0...ordinal {
+            guard let namespaceLength = record.loadLE32(at: position).map(Int.init),
+                position + 4 + namespaceLength <= record.count,
+                let idLength = record.loadLE32(at: position + 4 + namespaceLength).map(Int.init),
+                position + 8 + namespaceLength + idLength <= record.count
+            else { break }
+            if current == ordinal {
+                let namespace = String(
+                    decoding: record[(position + 4)..<(position + 4 + namespaceLength)], as: UTF8.self)
+                let idStart = position + 8 + namespaceLength
+                let id = String(decoding: record[idStart..<(idStart + idLength)], as: UTF8.self)
+                found = Identity(namespace: namespace, id: id)
+            }
+            position += 8 + namespaceLength + idLength
+        }
+        guard let found else { throw .io(path: destinationPath, reason: "could not read back identity \(index)") }
+        return found
+    }
+
+    mutating func flush() throws(SnapshotBuildError) {
+        guard !pending.isEmpty else { return }
+        bodyHash.update(pending[...])
+        do {
+            try destination.write(pending[...])
+        } catch {
+            throw .io(path: destinationPath, reason: error.description)
+        }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes the string table, the index and the header; returns the summary.
+    mutating func finish(version: String?, output: String) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+        try flush()
+        let stringsSection = strings.encode()
+        let indexSection = buildIndex()
+        bodyHash.update(stringsSection[...])
+        bodyHash.update(indexSection[...])
+        let bodyDigest = bodyHash.digest()
+
+        let headerLength = SnapshotFormat.headerLength
+        let recordsOffset = headerLength
+        let stringsOffset = recordsOffset + recordsLength
+        let indexOffset = stringsOffset + stringsSection.count
+        let fileLength = indexOffset + indexSection.count
+        let versionString = version ?? hex(bodyDigest)
+        let createdAt = currentEpochSeconds()
+
+        typealias Field = SnapshotFormat.Header
+        var header = [UInt8](repeating: 0, count: headerLength)
+        header.replaceSubrange(0..<8, with: SnapshotFormat.magic)
+        header.storeLE(SnapshotFormat.formatVersion, at: Field.formatVersion)
+        header.storeLE(UInt32(headerLength), at: Field.headerLength)
+        header.storeLE(UInt64(fileLength), at: Field.fileLength)
+        header.storeLE(UInt64(bitPattern: createdAt), at: Field.createdAt)
+        header.storeLE(UInt64(profileCount), at: Field.profileCount)
+        header.storeLE(UInt64(identityHashes.count), at: Field.identityCount)
+        header.storeLE(UInt64(recordsOffset), at: Field.recordsOffset)
+        header.storeLE(UInt64(recordsLength), at: Field.recordsLength)
+        header.storeLE(UInt64(stringsOffset), at: Field.stringsOffset)
+        header.storeLE(UInt64(stringsSection.count), at: Field.stringsLength)
+        header.storeLE(UInt64(indexOffset), at: Field.indexOffset)
+        header.storeLE(UInt64(indexSection.count), at: Field.indexLength)
+        header.storeLE(UInt32(versionString.utf8.count), at: Field.versionLength)
+        header.replaceSubrange(
+            SnapshotFormat.versionOffset..<(SnapshotFormat.versionOffset + versionString.utf8.count),
+            with: versionString.utf8)
+        let checksum = xxh3(header, seed: bodyDigest)
+        header.storeLE(checksum, at: Field.checksum)
+
+        do {
+            try destination.write(stringsSection[...])
+            try destination.write(indexSection[...])
+            try destination.write(header, at: 0)
+            try destination.synchronize()
+        } catch {
+            throw .io(path: destinationPath, reason: error.description)
+        }
+        return SnapshotBuildSummary(
+            path: output, version: versionString, createdAt: createdAt, profileCount: profileCount,
+            identityCount: identityHashes.count, fileSize: fileLength, checksum: checksum)
+    }
+
+    /// The open-addressing index: slot count (u64), then (hash u64, record offset u64) slots, linear probing.
+    private func buildIndex() -> [UInt8] {
+        let slotCount = SnapshotFormat.slotCount(for: identityHashes.count)
+        var slots = [UInt64](repeating: 0, count: slotCount * 2)
+        for slot in 0..<slotCount { slots[slot * 2 + 1] = SnapshotFormat.emptySlot }
+        for (position, hash) in identityHashes.enumerated() {
+            var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
+            while slots[slot * 2 + 1] != SnapshotFormat.emptySlot {
+                slot += 1
+                if slot == slotCount { slot = 0 }
+            }
+            slots[slot * 2] = hash
+            slots[slot * 2 + 1] = identityRecordOffsets[position]
+        }
+        var section: [UInt8] = []
+        section.reserveCapacity(8 + slotCount * SnapshotFormat.slotLength)
+        section.appendLE(UInt64(slotCount))
+        for value in slots { section.appendLE(value) }
+        return section
+    }
+}
+
+/// 16 lower-case hex digits.
+func hex(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}

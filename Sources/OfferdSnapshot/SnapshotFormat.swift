@@ -1,0 +1,139 @@
+import OfferdCore
+
+/// Constants of the binary snapshot format; docs/snapshot-format.md is the
+/// normative description, this is its code.
+enum SnapshotFormat {
+    /// The first 8 bytes of every snapshot.
+    static let magic: [UInt8] = Array("OFRDSNAP".utf8)
+    /// Bumped on any incompatible layout change; the loader accepts only this one.
+    static let formatVersion: UInt32 = 1
+    /// The header is a fixed-size block, so records can be streamed right after it
+    /// before the (content-hash) version string is known.
+    static let headerLength = 384
+    /// Longest `--version` string, in UTF-8 bytes.
+    static let maximumVersionLength = 256
+    /// Where the version string starts inside the header.
+    static let versionOffset = 112
+    /// The identity index is kept at most this full, so a linear probe stays short.
+    static let indexLoadFactor = 0.6
+    /// A slot's record offset when the slot is empty.
+    static let emptySlot = UInt64.max
+    /// A node's parent offset when it is a top-level attribute.
+    static let noParent = UInt32.max
+    /// Bytes of one index slot: hash, record offset.
+    static let slotLength = 16
+
+    // Header field offsets.
+    enum Header {
+        static let magic = 0
+        static let formatVersion = 8
+        static let headerLength = 12
+        static let checksum = 16
+        static let fileLength = 24
+        static let createdAt = 32
+        static let profileCount = 40
+        static let identityCount = 48
+        static let recordsOffset = 56
+        static let recordsLength = 64
+        static let stringsOffset = 72
+        static let stringsLength = 80
+        static let indexOffset = 88
+        static let indexLength = 96
+        static let versionLength = 104
+        static let flags = 108
+    }
+
+    // Record header field offsets (relative to the record's start).
+    enum Record {
+        static let length = 0
+        static let identityCount = 4
+        static let audienceCount = 8
+        static let cappingCount = 12
+        static let attributeCount = 16
+        static let audiencesOffset = 20
+        static let cappingOffset = 24
+        static let directoryOffset = 28
+        static let nodesOffset = 32
+        static let consents = 36
+        static let headerLength = 44
+        /// Audience entry: name hash (u64), string index (u32).
+        static let audienceEntryLength = 12
+        /// Capping entry: offer id hash (u64), string index (u32), count (u64).
+        static let cappingEntryLength = 20
+        /// Attribute directory entry: path hash (u64), node offset (u32).
+        static let directoryEntryLength = 12
+        /// Attribute node header: parent offset (u32), key string index (u32), kind (u8).
+        static let nodeHeaderLength = 9
+    }
+
+    /// The kind byte of an attribute node or array item.
+    enum Kind: UInt8 {
+        case null = 0
+        case `false` = 1
+        case `true` = 2
+        case number = 3
+        case string = 4
+        case array = 5
+        case object = 6
+    }
+
+    /// The index key of an identity: folded namespace, 0x1F, id, hashed with ``stableHash(_:)``.
+    @inline(__always)
+    static func identityHash(namespace: String, id: String) -> UInt64 {
+        var hasher = FNV1a64()
+        for byte in namespace.utf8 { hasher.combine(foldASCII(byte)) }
+        hasher.combine(0x1F)
+        for byte in id.utf8 { hasher.combine(byte) }
+        return fmix64(hasher.value)
+    }
+
+    /// Number of index slots for `identityCount` identities (at least one, so probing always terminates).
+    static func slotCount(for identityCount: Int) -> Int {
+        max(1, Int((Double(identityCount) / indexLoadFactor).rounded(.up)) + 1)
+    }
+
+    /// The slot where probing for `hash` starts: a multiply-shift range reduction (no power of two needed).
+    @inline(__always)
+    static func homeSlot(_ hash: UInt64, slotCount: Int) -> Int {
+        Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(slotCount)).high)
+    }
+}
+
+/// Little-endian appends to a byte array.
+extension Array where Element == UInt8 {
+    @inline(__always)
+    mutating func appendLE(_ value: UInt32) {
+        append(UInt8(truncatingIfNeeded: value))
+        append(UInt8(truncatingIfNeeded: value >> 8))
+        append(UInt8(truncatingIfNeeded: value >> 16))
+        append(UInt8(truncatingIfNeeded: value >> 24))
+    }
+
+    @inline(__always)
+    mutating func appendLE(_ value: UInt64) {
+        appendLE(UInt32(truncatingIfNeeded: value))
+        appendLE(UInt32(truncatingIfNeeded: value >> 32))
+    }
+
+    @inline(__always)
+    mutating func storeLE(_ value: UInt32, at offset: Int) {
+        self[offset] = UInt8(truncatingIfNeeded: value)
+        self[offset + 1] = UInt8(truncatingIfNeeded: value >> 8)
+        self[offset + 2] = UInt8(truncatingIfNeeded: value >> 16)
+        self[offset + 3] = UInt8(truncatingIfNeeded: value >> 24)
+    }
+
+    @inline(__always)
+    mutating func storeLE(_ value: UInt64, at offset: Int) {
+        storeLE(UInt32(truncatingIfNeeded: value), at: offset)
+        storeLE(UInt32(truncatingIfNeeded: value >> 32), at: offset + 4)
+    }
+
+    /// Reads a little-endian u32 from an array the builder wrote itself.
+    @inline(__always)
+    func loadLE32(at offset: Int) -> UInt32? {
+        guard offset >= 0, offset + 4 <= count else { return nil }
+        return UInt32(self[offset]) | UInt32(self[offset + 1]) << 8 | UInt32(self[offset + 2]) << 16
+            | UInt32(self[offset + 3]) << 24
+    }
+}

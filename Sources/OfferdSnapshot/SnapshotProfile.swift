@@ -1,0 +1,317 @@
+import OfferdCore
+
+/// One profile of a ``ProfileSnapshot``: a view over its record's bytes.
+///
+/// Creating one reads the record header and walks its identities (all
+/// bounds-checked); every other field is read on demand. It holds a strong
+/// reference to its snapshot, so a request that still uses it keeps the
+/// mapping alive across a reload.
+public struct SnapshotProfile: ProfileView, Sendable {
+    public let snapshot: ProfileSnapshot
+    /// Absolute file offset of the record.
+    let recordStart: Int
+    let recordLength: Int
+    let identityCount: Int
+    let audienceCount: Int
+    let cappingCount: Int
+    let attributeCount: Int
+    /// Absolute offsets of the record's parts.
+    let audiencesStart: Int
+    let cappingStart: Int
+    let directoryStart: Int
+    let nodesStart: Int
+    let recordEnd: Int
+    public let consents: ConsentRecord
+
+    /// Reads and checks the record header at `recordStart`; nil when it is inconsistent.
+    init?(snapshot: ProfileSnapshot, recordStart: Int) {
+        typealias Field = SnapshotFormat.Record
+        let region = snapshot.region
+        guard recordStart >= snapshot.recordsStart,
+            let length = region.int32(recordStart + Field.length),
+            length >= Field.headerLength, recordStart + length <= snapshot.recordsEnd,
+            let identityCount = region.int32(recordStart + Field.identityCount), identityCount >= 1,
+            let audienceCount = region.int32(recordStart + Field.audienceCount),
+            let cappingCount = region.int32(recordStart + Field.cappingCount),
+            let attributeCount = region.int32(recordStart + Field.attributeCount),
+            let audiencesOffset = region.int32(recordStart + Field.audiencesOffset),
+            let cappingOffset = region.int32(recordStart + Field.cappingOffset),
+            let directoryOffset = region.int32(recordStart + Field.directoryOffset),
+            let nodesOffset = region.int32(recordStart + Field.nodesOffset),
+            audiencesOffset >= Field.headerLength,
+            audiencesOffset + audienceCount * Field.audienceEntryLength <= cappingOffset,
+            cappingOffset + cappingCount * Field.cappingEntryLength <= directoryOffset,
+            directoryOffset + attributeCount * Field.directoryEntryLength <= nodesOffset,
+            nodesOffset <= length
+        else { return nil }
+        var codes: [ConsentChoice] = []
+        for position in 0..<6 {
+            guard let raw = region.u8(recordStart + Field.consents + position), let code = ConsentChoice(rawValue: raw)
+            else { return nil }
+            codes.append(code)
+        }
+        self.snapshot = snapshot
+        self.recordStart = recordStart
+        self.recordLength = length
+        self.recordEnd = recordStart + length
+        self.identityCount = identityCount
+        self.audienceCount = audienceCount
+        self.cappingCount = cappingCount
+        self.attributeCount = attributeCount
+        self.audiencesStart = recordStart + audiencesOffset
+        self.cappingStart = recordStart + cappingOffset
+        self.directoryStart = recordStart + directoryOffset
+        self.nodesStart = recordStart + nodesOffset
+        self.consents = ConsentRecord(
+            personalizeContent: codes[0], marketingAny: codes[1], marketingEmail: codes[2],
+            marketingSMS: codes[3], marketingPush: codes[4], marketingCall: codes[5])
+        // Every identity must lie inside the identity area, so the primary identity is always readable.
+        guard identitiesInBounds() else { return nil }
+    }
+
+    private var region: MappedRegion { snapshot.region }
+
+    private func identitiesInBounds() -> Bool {
+        var position = recordStart + SnapshotFormat.Record.headerLength
+        for _ in 0..<identityCount {
+            guard let namespaceLength = region.int32(position),
+                let idLength = region.int32(position + 4 + namespaceLength),
+                position + 8 + namespaceLength + idLength <= audiencesStart
+            else { return false }
+            position += 8 + namespaceLength + idLength
+        }
+        return true
+    }
+
+    /// (namespace offset, namespace length, id offset, id length) of each identity that lies in bounds.
+    private func identityLocations() -> [(namespace: Int, namespaceLength: Int, id: Int, idLength: Int)] {
+        var locations: [(Int, Int, Int, Int)] = []
+        var position = recordStart + SnapshotFormat.Record.headerLength
+        for _ in 0..<identityCount {
+            guard let namespaceLength = region.int32(position),
+                let idLength = region.int32(position + 4 + namespaceLength),
+                position + 8 + namespaceLength + idLength <= audiencesStart
+            else { break }
+            locations.append((position + 4, namespaceLength, position + 8 + namespaceLength, idLength))
+            position += 8 + namespaceLength + idLength
+        }
+        return locations
+    }
+
+    /// Whether one of this profile's identities is `identity` (namespace folded in ASCII, id exact).
+    func hasIdentity(_ identity: Identity) -> Bool {
+        var position = recordStart + SnapshotFormat.Record.headerLength
+        for _ in 0..<identityCount {
+            guard let namespaceLength = region.int32(position),
+                let idLength = region.int32(position + 4 + namespaceLength)
+            else { return false }
+            let idStart = position + 8 + namespaceLength
+            if region.equals(idStart, idLength, identity.id),
+                region.equalsFoldingASCII(position + 4, namespaceLength, identity.namespace)
+            {
+                return true
+            }
+            position = idStart + idLength
+        }
+        return false
+    }
+
+    /// Every identity, primary first.
+    public var identities: [Identity] {
+        identityLocations().map { location in
+            Identity(
+                namespace: region.string(location.namespace, location.namespaceLength) ?? "",
+                id: region.string(location.id, location.idLength) ?? "")
+        }
+    }
+
+    public var primaryIdentity: Identity {
+        // init guarantees at least one in-bounds identity.
+        identities[0]
+    }
+
+    public func isMember(of audience: InternedName) -> Bool {
+        for position in 0..<audienceCount {
+            let entry = audiencesStart + position * SnapshotFormat.Record.audienceEntryLength
+            if region.u64(entry) == audience.hash, let index = region.u32(entry + 8),
+                snapshot.stringEquals(index, audience.name)
+            {
+                return true
+            }
+        }
+        return false
+    }
+
+    public func cappingCount(for offer: InternedName) -> Int {
+        for position in 0..<cappingCount {
+            let entry = cappingStart + position * SnapshotFormat.Record.cappingEntryLength
+            if region.u64(entry) == offer.hash, let index = region.u32(entry + 8),
+                snapshot.stringEquals(index, offer.name), let count = region.u64(entry + 12)
+            {
+                return Int(clamping: count)
+            }
+        }
+        return 0
+    }
+
+    public func attribute(at path: AttributePath) -> RuleValue {
+        guard !path.segments.isEmpty else { return .null }
+        let entryLength = SnapshotFormat.Record.directoryEntryLength
+        // Lower bound of path.hash in the directory, which the builder sorted by hash.
+        var low = 0
+        var high = attributeCount
+        while low < high {
+            let middle = (low + high) / 2
+            guard let hash = region.u64(directoryStart + middle * entryLength) else { return .null }
+            if hash < path.hash { low = middle + 1 } else { high = middle }
+        }
+        var position = low
+        while position < attributeCount, region.u64(directoryStart + position * entryLength) == path.hash {
+            if let nodeOffset = region.u32(directoryStart + position * entryLength + 8),
+                nodeMatches(Int(nodeOffset), path.segments)
+            {
+                return value(ofNode: Int(nodeOffset))
+            }
+            position += 1
+        }
+        // Not stored: missing, or a path through a scalar (never stored below a scalar), so null.
+        return .null
+    }
+
+    /// Whether the node at `nodeOffset` has exactly the path `segments`, walking its parents up.
+    private func nodeMatches(_ nodeOffset: Int, _ segments: [String]) -> Bool {
+        var current = nodeOffset
+        for segment in segments.reversed() {
+            guard current != Int(SnapshotFormat.noParent),
+                let node = nodeHeader(current), snapshot.stringEquals(node.key, segment)
+            else { return false }
+            // Parents precede their children, which also rules out cycles.
+            guard node.parent == Int(SnapshotFormat.noParent) || node.parent < current else { return false }
+            current = node.parent
+        }
+        return current == Int(SnapshotFormat.noParent)
+    }
+
+    /// Parent offset, key string index and kind of the node at `nodeOffset` (relative to the node area).
+    private func nodeHeader(_ nodeOffset: Int) -> (parent: Int, key: UInt32, kind: UInt8)? {
+        let absolute = nodesStart + nodeOffset
+        guard absolute + SnapshotFormat.Record.nodeHeaderLength <= recordEnd,
+            let parent = region.u32(absolute), let key = region.u32(absolute + 4), let kind = region.u8(absolute + 8)
+        else { return nil }
+        return (Int(parent), key, kind)
+    }
+
+    private func value(ofNode nodeOffset: Int) -> RuleValue {
+        guard let node = nodeHeader(nodeOffset) else { return .null }
+        let payload = nodesStart + nodeOffset + SnapshotFormat.Record.nodeHeaderLength
+        switch SnapshotFormat.Kind(rawValue: node.kind) {
+        case .object:
+            return .object
+        case .array:
+            guard let count = region.int32(payload) else { return .null }
+            var items: [RuleValue] = []
+            var position = payload + 4
+            for _ in 0..<min(count, max(0, recordEnd - position)) {
+                guard let kind = region.u8(position), let (item, next) = scalar(kind: kind, at: position + 1)
+                else { return .null }
+                items.append(RuleValue(json: item))
+                position = next
+            }
+            return items.count == count ? .list(items) : .null
+        default:
+            guard let (item, _) = scalar(kind: node.kind, at: payload) else { return .null }
+            return RuleValue(json: item)
+        }
+    }
+
+    /// A scalar payload at `offset` and the offset after it.
+    private func scalar(kind: UInt8, at offset: Int) -> (JSONValue, Int)? {
+        switch SnapshotFormat.Kind(rawValue: kind) {
+        case .null: return (.null, offset)
+        case .false: return (.bool(false), offset)
+        case .true: return (.bool(true), offset)
+        case .number:
+            guard offset + 8 <= recordEnd, let bits = region.u64(offset) else { return nil }
+            return (.number(Double(bitPattern: bits)), offset + 8)
+        case .string:
+            guard let length = region.int32(offset), offset + 4 + length <= recordEnd,
+                let text = region.string(offset + 4, length)
+            else { return nil }
+            return (.string(text), offset + 4 + length)
+        case .array, .object, nil:
+            return nil
+        }
+    }
+
+    /// The whole profile as plain values (for `snapshot get` and tests). Parts of a
+    /// damaged record that cannot be read are left out.
+    public func toInMemoryProfile() -> InMemoryProfile {
+        var audiences: [String] = []
+        for position in 0..<audienceCount {
+            let entry = audiencesStart + position * SnapshotFormat.Record.audienceEntryLength
+            if let index = region.u32(entry + 8), let name = snapshot.string(index) { audiences.append(name) }
+        }
+        var capping: [(offerID: String, count: Int)] = []
+        for position in 0..<cappingCount {
+            let entry = cappingStart + position * SnapshotFormat.Record.cappingEntryLength
+            if let index = region.u32(entry + 8), let offerID = snapshot.string(index),
+                let count = region.u64(entry + 12)
+            {
+                capping.append((offerID: offerID, count: Int(clamping: count)))
+            }
+        }
+        return InMemoryProfile(
+            identities: identities, consents: consents, audiences: audiences, attributes: decodeAttributes(),
+            capping: capping)
+    }
+
+    /// Rebuilds the attributes object from the nodes, which are stored in document order.
+    private func decodeAttributes() -> JSONValue {
+        // Walk nodes in order; a node's parent is an earlier object node.
+        struct Pending {
+            var offset: Int
+            var key: String
+            var members: [JSONMember]
+        }
+        var stack: [Pending] = [Pending(offset: Int(SnapshotFormat.noParent), key: "", members: [])]
+        var position = 0
+        nodeLoop: for _ in 0..<attributeCount {
+            guard let node = nodeHeader(position), let key = snapshot.string(node.key) else { break nodeLoop }
+            // Close the open objects that are not this node's parent.
+            while stack.count > 1, stack[stack.count - 1].offset != node.parent {
+                let finished = stack.removeLast()
+                stack[stack.count - 1].members.append(JSONMember(key: finished.key, value: .object(finished.members)))
+            }
+            guard stack[stack.count - 1].offset == node.parent else { break nodeLoop }
+            let payload = nodesStart + position + SnapshotFormat.Record.nodeHeaderLength
+            switch SnapshotFormat.Kind(rawValue: node.kind) {
+            case .object:
+                guard stack.count < JSONParser.maximumDepth else { break nodeLoop }
+                stack.append(Pending(offset: position, key: key, members: []))
+                position = payload - nodesStart
+            case .array:
+                guard let count = region.int32(payload) else { break nodeLoop }
+                var items: [JSONValue] = []
+                var next = payload + 4
+                for _ in 0..<min(count, max(0, recordEnd - next)) {
+                    guard let kind = region.u8(next), let (item, after) = scalar(kind: kind, at: next + 1) else {
+                        break
+                    }
+                    items.append(item)
+                    next = after
+                }
+                stack[stack.count - 1].members.append(JSONMember(key: key, value: .array(items)))
+                position = next - nodesStart
+            default:
+                guard let (item, next) = scalar(kind: node.kind, at: payload) else { break nodeLoop }
+                stack[stack.count - 1].members.append(JSONMember(key: key, value: item))
+                position = next - nodesStart
+            }
+        }
+        while stack.count > 1 {
+            let finished = stack.removeLast()
+            stack[stack.count - 1].members.append(JSONMember(key: finished.key, value: .object(finished.members)))
+        }
+        return .object(stack[0].members)
+    }
+}

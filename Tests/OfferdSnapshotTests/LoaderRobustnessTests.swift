@@ -1,0 +1,144 @@
+import OfferdCore
+import Testing
+
+@testable import OfferdSnapshot
+
+@Suite("Snapshot loader rejects bad files cleanly")
+struct LoaderRobustnessTests {
+    /// A directory holding a good snapshot of the examples and its bytes.
+    private func goodSnapshot() throws -> (TemporaryDirectory, [UInt8]) {
+        let directory = try TemporaryDirectory()
+        let output = directory.file("good.snap")
+        _ = try SnapshotBuilder.build(input: examplesPath(), output: output, version: "v1", progress: nil)
+        return (directory, try readBytes(output))
+    }
+
+    private func loadError(_ bytes: [UInt8], in directory: TemporaryDirectory) throws -> SnapshotLoadError? {
+        let path = directory.file("candidate.snap")
+        try writeBytes(bytes, to: path)
+        do {
+            _ = try ProfileSnapshot.load(path: path)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func truncationAtEveryOffsetIsRejected() throws {
+        let (directory, bytes) = try goodSnapshot()
+        for length in 0..<bytes.count {
+            let error = try loadError(Array(bytes[0..<length]), in: directory)
+            #expect(error != nil, "truncated to \(length) bytes was accepted")
+            if length == 0 { #expect(error?.kind == .notASnapshot) }
+            if length >= 16 { #expect(error?.kind == .truncated, "\(length): \(String(describing: error))") }
+        }
+    }
+
+    @Test func everySingleBitFlipIsCaught() throws {
+        let (directory, bytes) = try goodSnapshot()
+        var random = SplitMix64(seed: 99)
+        var positions = Array(0..<min(bytes.count, 600))
+        for _ in 0..<400 { positions.append(random.next(below: bytes.count)) }
+        for position in positions {
+            var damaged = bytes
+            damaged[position] ^= UInt8(1) << UInt8(random.next(below: 8))
+            let error = try loadError(damaged, in: directory)
+            #expect(error != nil, "bit flip at \(position) was accepted")
+        }
+    }
+
+    @Test func bodyDamageIsAChecksumMismatch() throws {
+        let (directory, bytes) = try goodSnapshot()
+        var damaged = bytes
+        damaged[SnapshotFormat.headerLength + 50] ^= 0xFF
+        let error = try #require(try loadError(damaged, in: directory))
+        #expect(error.kind == .checksumMismatch)
+        #expect(error.description.contains("checksum"))
+        #expect(error.description.contains("candidate.snap"))
+    }
+
+    @Test func foreignFileIsRejected() throws {
+        let (directory, bytes) = try goodSnapshot()
+        var foreign = bytes
+        foreign.replaceSubrange(0..<8, with: Array("SQLite f".utf8))
+        #expect(try loadError(foreign, in: directory)?.kind == .notASnapshot)
+        #expect(try loadError(Array(#"{"identities":[]}"#.utf8), in: directory)?.kind == .notASnapshot)
+        #expect(try loadError([0x4F], in: directory)?.kind == .notASnapshot)
+    }
+
+    @Test func wrongFormatVersionIsRejected() throws {
+        let (directory, bytes) = try goodSnapshot()
+        var future = bytes
+        future.storeLE(UInt32(2), at: SnapshotFormat.Header.formatVersion)
+        resealChecksum(&future)
+        let error = try #require(try loadError(future, in: directory))
+        #expect(error.kind == .unsupportedVersion)
+        #expect(error.message.contains("version 2"))
+    }
+
+    @Test func emptyFileDirectoryAndMissingFileAreRejected() throws {
+        let (directory, _) = try goodSnapshot()
+        let error = try #require(try loadError([], in: directory))
+        #expect(error.kind == .notASnapshot)
+        #expect(error.message.contains("empty"))
+        #expect(throws: SnapshotLoadError.self) { try ProfileSnapshot.load(path: directory.path) }
+        do {
+            _ = try ProfileSnapshot.load(path: directory.path)
+        } catch {
+            #expect(error.kind == .unreadable)
+            #expect(error.message.contains("directory"))
+        }
+        do {
+            _ = try ProfileSnapshot.load(path: directory.file("missing.snap"))
+            Issue.record("a missing file loaded")
+        } catch {
+            #expect(error.kind == .unreadable)
+            #expect(error.description.contains("missing.snap: no such file"))
+        }
+    }
+
+    @Test func trailingBytesAreRejected() throws {
+        let (directory, bytes) = try goodSnapshot()
+        #expect(try loadError(bytes + [0], in: directory)?.kind == .malformed)
+    }
+
+    /// A hostile writer can produce any bytes with a valid checksum: loading may
+    /// fail or succeed, but reading every profile must never crash.
+    @Test func hostileContentWithValidChecksumNeverCrashes() throws {
+        let (directory, bytes) = try goodSnapshot()
+        let source = try sourceLines(examplesPath()).map { try ProfileSourceParser.parse(line: $0) }
+        var random = SplitMix64(seed: 2026)
+        let paths = source.flatMap { probePaths(of: $0.attributes) }
+        var loadedCount = 0
+        for round in 0..<300 {
+            var damaged = bytes
+            // Corrupt a few bytes past the header, or a header field in some rounds.
+            for _ in 0..<(1 + random.next(below: 4)) {
+                let position =
+                    round % 10 == 0
+                    ? SnapshotFormat.Header.createdAt + random.next(below: 72)
+                    : SnapshotFormat.headerLength + random.next(below: bytes.count - SnapshotFormat.headerLength)
+                damaged[position] = UInt8(truncatingIfNeeded: random.next())
+            }
+            resealChecksum(&damaged)
+            let path = directory.file("hostile.snap")
+            try writeBytes(damaged, to: path)
+            guard let snapshot = try? ProfileSnapshot.load(path: path) else { continue }
+            loadedCount += 1
+            for profile in snapshot.allProfiles() {
+                _ = profile.toInMemoryProfile()
+            }
+            for expected in source {
+                for identity in expected.identities {
+                    guard let profile = snapshot.profile(for: identity) else { continue }
+                    _ = profile.toInMemoryProfile()
+                    _ = profile.primaryIdentity
+                    for path in paths { _ = profile.attribute(at: path) }
+                    _ = profile.isMember(of: InternedName("vip"))
+                    _ = profile.cappingCount(for: InternedName("offer-gold-10"))
+                }
+            }
+        }
+        #expect(loadedCount > 0, "no hostile variant loaded: the test exercised nothing")
+    }
+}

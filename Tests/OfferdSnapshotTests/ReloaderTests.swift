@@ -1,0 +1,194 @@
+import Foundation
+import OfferdCore
+import Testing
+
+@testable import OfferdSnapshot
+
+/// Collects events and waits for them with a deadline.
+private final class EventLog<Event: Sendable>: Sendable {
+    private let events = LockedState<[Event]>([])
+
+    func append(_ event: Event) { events.withLock { $0.append(event) } }
+
+    var all: [Event] { events.withLock { $0 } }
+
+    /// Waits until `condition` holds for the events, or fails after `seconds`.
+    func wait(seconds: Double = 10, until condition: ([Event]) -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition(all) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition(all)
+    }
+}
+
+@Suite("File watcher and reloader", .serialized)
+struct ReloaderTests {
+    static let poll = Duration.milliseconds(20)
+
+    private func build(_ directory: TemporaryDirectory, _ name: String, version: String) throws -> String {
+        let output = directory.file(name)
+        _ = try SnapshotBuilder.build(input: examplesPath(), output: output, version: version, progress: nil)
+        return output
+    }
+
+    private func loadedVersions(_ events: [ReloadEvent]) -> [String] {
+        events.compactMap { if case .loaded(let version, _) = $0 { version } else { nil } }
+    }
+
+    private func failures(_ events: [ReloadEvent]) -> Int {
+        events.filter { if case .failed = $0 { true } else { false } }.count
+    }
+
+    @Test func watcherSeesInPlaceRewriteRenameAndRecreate() async throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write("watched.txt", "one")
+        let log = EventLog<String>()
+        let watcher = FileChangeWatcher(paths: [path], pollInterval: Self.poll) { log.append($0) }
+        watcher.start()
+        defer { watcher.stop() }
+        try await Task.sleep(for: .milliseconds(60))
+        #expect(log.all.isEmpty, "reported a change that did not happen")
+
+        try directory.write("watched.txt", "two, rewritten in place")
+        #expect(await log.wait { $0.count == 1 })
+
+        try directory.write("next.txt", "three")
+        #expect(rename(directory.file("next.txt"), path) == 0)
+        #expect(await log.wait { $0.count == 2 })
+
+        try FileManager.default.removeItem(atPath: path)
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(log.all.count == 2, "a deletion alone is not a change to load")
+        try directory.write("watched.txt", "four")
+        #expect(await log.wait { $0.count == 3 })
+        #expect(log.all.allSatisfy { $0 == path })
+
+        watcher.stop()
+        try directory.write("watched.txt", "five, after stop")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(log.all.count == 3)
+    }
+
+    @Test func watcherWaitsForAGrowingFileToSettle() async throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.write("growing.txt", "")
+        let log = EventLog<String>()
+        // Slow polls: the writer appends faster than two polls apart.
+        let watcher = FileChangeWatcher(paths: [path], pollInterval: .milliseconds(50)) { log.append($0) }
+        watcher.start()
+        defer { watcher.stop() }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        for _ in 0..<20 {
+            handle.write(Data("chunk\n".utf8))
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(log.all.isEmpty, "reported while the file was still growing")
+        try handle.close()
+        #expect(await log.wait { $0.count == 1 })
+    }
+
+    @Test func reloaderFollowsRenameSymlinkSwapRewriteRecreateAndKeepsOldOnCorruption() async throws {
+        let directory = try TemporaryDirectory()
+        let target = try build(directory, "snap-v1", version: "v1")
+        let link = directory.file("current.snap")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+
+        let log = EventLog<ReloadEvent>()
+        let reloader = SnapshotReloader(path: link, pollInterval: Self.poll) { log.append($0) }
+        try reloader.loadInitial()
+        #expect(reloader.current?.version == "v1")
+        reloader.start()
+        defer { reloader.stop() }
+
+        // Symlink retargeted (atomically, through a rename of a new link).
+        _ = try build(directory, "snap-v2", version: "v2")
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.file("tmp-link"), withDestinationPath: directory.file("snap-v2"))
+        #expect(rename(directory.file("tmp-link"), link) == 0)
+        #expect(await log.wait { loadedVersions($0).last == "v2" })
+        #expect(reloader.current?.version == "v2")
+
+        // Replaced by rename: the builder renames over the link's target.
+        _ = try build(directory, "snap-v2", version: "v3")
+        #expect(await log.wait { loadedVersions($0).last == "v3" })
+
+        // Rewritten in place (same inode).
+        _ = try build(directory, "staging", version: "v4")
+        let v4 = try readBytes(directory.file("staging"))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: directory.file("snap-v2")))
+        try handle.truncate(atOffset: 0)
+        handle.write(Data(v4))
+        try handle.close()
+        #expect(await log.wait { loadedVersions($0).last == "v4" })
+
+        // Corrupt replacement: the old version keeps serving.
+        let held = try #require(reloader.current)
+        var corrupt = v4
+        corrupt[corrupt.count / 2] ^= 0xFF
+        try writeBytes(corrupt, to: directory.file("corrupt"))
+        #expect(rename(directory.file("corrupt"), directory.file("snap-v2")) == 0)
+        #expect(await log.wait { failures($0) >= 1 })
+        #expect(reloader.current?.version == "v4")
+        #expect(reloader.current === held)
+        #expect(held.profile(for: Identity(namespace: "ECID", id: "4711")) != nil)
+
+        // Deleted, then recreated.
+        try FileManager.default.removeItem(atPath: directory.file("snap-v2"))
+        try await Task.sleep(for: .milliseconds(80))
+        #expect(reloader.current?.version == "v4")
+        _ = try build(directory, "snap-v2", version: "v5")
+        #expect(await log.wait { loadedVersions($0).last == "v5" })
+        #expect(reloader.current?.version == "v5")
+        #expect(loadedVersions(log.all) == ["v1", "v2", "v3", "v4", "v5"])
+    }
+
+    @Test func initialLoadFailureThrowsAndExplicitReloadKeepsTheOld() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("profiles.snap")
+        let log = EventLog<ReloadEvent>()
+        let reloader = SnapshotReloader(path: path, pollInterval: Self.poll) { log.append($0) }
+        #expect(throws: SnapshotLoadError.self) { try reloader.loadInitial() }
+        #expect(reloader.current == nil)
+
+        _ = try build(directory, "profiles.snap", version: "a")
+        #expect(reloader.reload())
+        #expect(reloader.current?.version == "a")
+        try writeBytes(Array("garbage".utf8), to: path)
+        #expect(!reloader.reload())
+        #expect(reloader.current?.version == "a")
+        let failure = log.all.last
+        guard case .failed(let failedPath, let message) = failure else {
+            Issue.record("expected a failure event, got \(String(describing: failure))")
+            return
+        }
+        #expect(failedPath == path)
+        #expect(message.contains("not an offerd snapshot"))
+    }
+
+    @Test func fileReloaderWorksForOtherValueTypes() throws {
+        final class Text: Sendable {
+            let content: String
+            init(_ content: String) { self.content = content }
+        }
+        struct Empty: Error {}
+        let directory = try TemporaryDirectory()
+        let path = try directory.write("catalog.json", "first")
+        let reloader = FileReloader<Text>(
+            path: path, pollInterval: Self.poll,
+            load: { path in
+                let content = try String(contentsOfFile: path, encoding: .utf8)
+                guard !content.isEmpty else { throw Empty() }
+                return Text(content)
+            },
+            version: { $0.content }, onEvent: { _ in })
+        try reloader.loadInitial()
+        try directory.write("catalog.json", "")
+        #expect(!reloader.reload())
+        #expect(reloader.current?.content == "first")
+        try directory.write("catalog.json", "second")
+        #expect(reloader.reload())
+        #expect(reloader.store.load()?.content == "second")
+    }
+}
