@@ -402,14 +402,24 @@ final class GRPCServerConnection {
         let result = headers.withFields { fields, count in
             nghttp2_submit_response(self.session, streamID, fields, count, nil)
         }
-        var resetCode = NGHTTP2_NO_ERROR.rawValue
         if result < 0 {
             self.logger.debug("could not submit answer", metadata: ["stream": "\(streamID)", "error": "\(result)"])
-            resetCode = NGHTTP2_INTERNAL_ERROR.rawValue
+            _ = nghttp2_submit_rst_stream(
+                self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_INTERNAL_ERROR.rawValue
+            )
         }
-        if !stream.requestEnded || result < 0 {
-            _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, resetCode)
+        // If the client is still sending, RST_STREAM(NO_ERROR) follows once the answer is on the wire
+        // (`answerSent`): submitted now, it would mark the stream closing and nghttp2 would drop the answer.
+    }
+
+    /// A HEADERS frame ending one of our streams went out. If that answered a request still being uploaded,
+    /// ask the client to stop sending with RST_STREAM(NO_ERROR) (RFC 9113 section 8.1).
+    fileprivate func answerSent(streamID: Int32) {
+        guard let stream = self.streams[streamID], !stream.requestEnded else {
+            return
         }
+        stream.requestEnded = true
+        _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_NO_ERROR.rawValue)
     }
 
     private static func appendTrailersOnly(_ status: GRPCStatus, to headers: inout DynamicHeaderList) {
@@ -573,6 +583,16 @@ final class GRPCServerConnection {
                 return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
             }
             connection.requestData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+            guard let connection = GRPCServerConnection.owner(userData), let frame else {
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
+            let header = frame.pointee.hd
+            if header.type == UInt8(NGHTTP2_HEADERS.rawValue), header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
+                connection.answerSent(streamID: header.stream_id)
+            }
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, userData in
