@@ -54,7 +54,8 @@ public final class GRPCServer: Sendable {
             .bind(host: configuration.host, port: configuration.port)
             .get()
         let server = GRPCServer(serverChannel: channel, registry: registry, callCounter: callCounter, logger: logger)
-        logger.info(
+        // Debug only: the lifecycle lines (listen, shutdown) are the server module's to log, once.
+        logger.debug(
             "gRPC server listening",
             metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"]
         )
@@ -83,7 +84,7 @@ public final class GRPCServer: Sendable {
         self.registry.beginShutdown()
         try? await self.serverChannel.close()
         let connections = self.registry.current()
-        self.logger.info("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])
+        self.logger.debug("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])
         for connection in connections {
             connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
@@ -97,7 +98,7 @@ public final class GRPCServer: Sendable {
             try? await connection.closeFuture.get()
         }
         forcedClose.cancel()
-        self.logger.info("gRPC server stopped")
+        self.logger.debug("gRPC server stopped")
     }
 }
 
