@@ -1,0 +1,124 @@
+import NIOCore
+
+/// Reassembles the single length-prefixed message of a unary gRPC request from DATA chunks of any size.
+///
+/// The 5-byte prefix (1 flag byte, 4 bytes big-endian length) is checked before anything is buffered: a
+/// compressed flag is refused, a length over `maxMessageBytes` is refused, and only then is exactly `length`
+/// bytes of capacity reserved. The reader never grows past that reservation.
+///
+/// Choices, fixed here for the whole transport:
+/// - a second message on a unary call is `INVALID_ARGUMENT` ("more than one message");
+/// - a stream that ends before the prefix's length has arrived is `INVALID_ARGUMENT` (the client is wrong;
+///   `INTERNAL` is kept for offerd's own bugs);
+/// - a stream with no message at all is `INVALID_ARGUMENT`;
+/// - a flag byte other than 0 or 1 is `INVALID_ARGUMENT`.
+struct GRPCMessageReader {
+    private enum Phase {
+        case readingPrefix
+        case readingMessage
+        case complete
+        case failed
+    }
+
+    private let maxMessageBytes: Int
+    private var phase: Phase = .readingPrefix
+    private var prefixBytesSeen = 0
+    private var compressionFlag: UInt8 = 0
+    private var declaredLength = 0
+    private var message: ByteBuffer?
+
+    /// Creates a reader that refuses messages longer than `maxMessageBytes`.
+    init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Takes the next bytes of the request body. Returns a rejection the first time the body turns out to be
+    /// unacceptable; after that, further bytes are ignored.
+    mutating func consume(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
+        var offset = 0
+        while offset < bytes.count {
+            switch self.phase {
+            case .readingPrefix:
+                let byte = bytes[offset]
+                offset += 1
+                if self.prefixBytesSeen == 0 {
+                    self.compressionFlag = byte
+                } else {
+                    self.declaredLength = self.declaredLength << 8 | Int(byte)
+                }
+                self.prefixBytesSeen += 1
+                if self.prefixBytesSeen == 5, let rejection = self.prefixCompleted(allocator: allocator) {
+                    self.phase = .failed
+                    return rejection
+                }
+            case .readingMessage:
+                let written = self.message?.readableBytes ?? 0
+                let take = min(self.declaredLength - written, bytes.count - offset)
+                self.message?.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+                offset += take
+                if written + take == self.declaredLength {
+                    self.phase = .complete
+                }
+            case .complete:
+                self.phase = .failed
+                self.message = nil
+                return .status(GRPCStatus(.invalidArgument, "unary request carried more than one message"))
+            case .failed:
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Convenience for tests and in-process callers.
+    mutating func consume(_ bytes: [UInt8], allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
+        bytes.withUnsafeBytes { self.consume($0, allocator: allocator) }
+    }
+
+    /// The request body has ended: returns the message, or why there is none.
+    mutating func finish() -> Result<ByteBuffer, GRPCStreamRejection> {
+        switch self.phase {
+        case .complete:
+            if let message = self.message {
+                self.message = nil
+                self.phase = .failed
+                return .success(message)
+            }
+            return .failure(.status(GRPCStatus(.invalidArgument, "unary request message was already taken")))
+        case .readingPrefix where self.prefixBytesSeen == 0:
+            return .failure(.status(GRPCStatus(.invalidArgument, "unary request carried no message")))
+        case .readingPrefix:
+            return .failure(.status(GRPCStatus(
+                .invalidArgument, "request ended inside the message prefix (\(self.prefixBytesSeen) of 5 bytes)"
+            )))
+        case .readingMessage:
+            let received = self.message?.readableBytes ?? 0
+            return .failure(.status(GRPCStatus(
+                .invalidArgument,
+                "request ended after \(received) of the \(self.declaredLength) message bytes its prefix announced"
+            )))
+        case .failed:
+            return .failure(.status(GRPCStatus(.invalidArgument, "request message was already refused")))
+        }
+    }
+
+    private mutating func prefixCompleted(allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
+        switch self.compressionFlag {
+        case 0:
+            break
+        case 1:
+            return .compressionUnsupported("compressed messages are not supported; send identity-encoded messages")
+        default:
+            return .status(GRPCStatus(.invalidArgument, "invalid message flag \(self.compressionFlag)"))
+        }
+        guard self.declaredLength <= self.maxMessageBytes else {
+            return .status(GRPCStatus(
+                .resourceExhausted,
+                "request message of \(self.declaredLength) bytes exceeds the limit of \(self.maxMessageBytes) bytes"
+            ))
+        }
+        self.message = allocator.buffer(capacity: self.declaredLength)
+        self.phase = self.declaredLength == 0 ? .complete : .readingMessage
+        return nil
+    }
+}

@@ -1,0 +1,165 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A unary gRPC server over cleartext HTTP/2 (prior knowledge), built on SwiftNIO and nghttp2.
+///
+/// Each accepted connection gets its own nghttp2 session on its channel's event loop; the service is called on
+/// that loop. The server knows nothing of protobuf: it hands the service the raw request message and sends back
+/// the raw response message or a status.
+public final class GRPCServer: Sendable {
+    private let serverChannel: any Channel
+    private let registry: ConnectionRegistry
+    private let callCounter: GRPCActiveCallCounter
+    private let logger: Logger
+
+    private init(serverChannel: any Channel, registry: ConnectionRegistry, callCounter: GRPCActiveCallCounter,
+                 logger: Logger) {
+        self.serverChannel = serverChannel
+        self.registry = registry
+        self.callCounter = callCounter
+        self.logger = logger
+    }
+
+    /// Binds `configuration.host:port` and starts serving `service`.
+    ///
+    /// - Throws: `GRPCServerConfigurationError` for an unusable configuration, or the bind error.
+    public static func start(
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> GRPCServer {
+        try configuration.validate()
+        let registry = ConnectionRegistry()
+        let callCounter = GRPCActiveCallCounter()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                guard registry.register(channel) else {
+                    // Accepted while shutting down: refuse rather than serve.
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        GRPCServerConnectionHandler(
+                            configuration: configuration, service: service, callCounter: callCounter, logger: logger
+                        )
+                    )
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        let server = GRPCServer(serverChannel: channel, registry: registry, callCounter: callCounter, logger: logger)
+        // Debug only: the lifecycle lines (listen, shutdown) are the server module's to log, once.
+        logger.debug(
+            "gRPC server listening",
+            metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"]
+        )
+        return server
+    }
+
+    /// The bound address; with port 0 it carries the port the system chose.
+    public var localAddress: SocketAddress? {
+        self.serverChannel.localAddress
+    }
+
+    /// Calls whose request headers have arrived and whose stream has not closed yet, over all connections.
+    public var activeCalls: Int {
+        self.callCounter.value
+    }
+
+    /// Number of open client connections.
+    public var connectionCount: Int {
+        self.registry.count
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection (last-stream-id = highest stream processed), lets the
+    /// calls in flight finish and closes each connection when it has none; after `grace`, closes whatever
+    /// remains. Returns when every connection and the listening socket are closed.
+    public func shutdown(grace: TimeAmount) async {
+        self.registry.beginShutdown()
+        try? await self.serverChannel.close()
+        let connections = self.registry.current()
+        self.logger.debug("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])
+        for connection in connections {
+            connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        let registry = self.registry
+        let forcedClose = self.serverChannel.eventLoop.scheduleTask(in: grace) {
+            for connection in registry.current() {
+                connection.close(promise: nil)
+            }
+        }
+        for connection in connections {
+            try? await connection.closeFuture.get()
+        }
+        forcedClose.cancel()
+        self.logger.debug("gRPC server stopped")
+    }
+}
+
+/// The open connections, so shutdown can reach them. Channels register when accepted and leave when closed.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var isShuttingDown = false
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Adds a new connection; `false` once shutdown has begun.
+    func register(_ channel: any Channel) -> Bool {
+        let key = ObjectIdentifier(channel)
+        let accepted = self.state.withLockedValue { state in
+            guard !state.isShuttingDown else {
+                return false
+            }
+            state.connections[key] = channel
+            return true
+        }
+        if accepted {
+            channel.closeFuture.whenComplete { _ in
+                self.state.withLockedValue { state in
+                    _ = state.connections.removeValue(forKey: key)
+                }
+            }
+        }
+        return accepted
+    }
+
+    func beginShutdown() {
+        self.state.withLockedValue { $0.isShuttingDown = true }
+    }
+
+    func current() -> [any Channel] {
+        self.state.withLockedValue { Array($0.connections.values) }
+    }
+
+    var count: Int {
+        self.state.withLockedValue { $0.connections.count }
+    }
+}
+
+/// Counts calls in progress across all connections, for metrics.
+final class GRPCActiveCallCounter: Sendable {
+    private let count = NIOLockedValueBox(0)
+
+    func add(_ amount: Int) {
+        self.count.withLockedValue { $0 += amount }
+    }
+
+    func subtract(_ amount: Int) {
+        guard amount != 0 else {
+            return
+        }
+        self.count.withLockedValue { $0 -= amount }
+    }
+
+    var value: Int {
+        self.count.withLockedValue { $0 }
+    }
+}

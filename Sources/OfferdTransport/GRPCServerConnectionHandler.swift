@@ -1,0 +1,231 @@
+import Logging
+import NIOCore
+
+/// The NIO side of one connection: feeds inbound bytes to `GRPCServerConnection`, writes what it produces,
+/// and owns the connection-level effects (backpressure, idle timeout, graceful shutdown, closing).
+///
+/// Output is drained from nghttp2 into one buffer and flushed once per read burst (`channelReadComplete`),
+/// once per asynchronous event (a deadline timer, an idle or shutdown GOAWAY), and right away on a fatal
+/// error. While the channel is not writable no `read` is passed on, so a client that does not read its
+/// responses stops being read from; reading resumes when the channel drains.
+final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let configuration: GRPCServerConfiguration
+    private let service: any GRPCUnaryService
+    private let callCounter: GRPCActiveCallCounter
+    private let logger: Logger
+
+    private var connection: GRPCServerConnection?
+    private var context: ChannelHandlerContext?
+    private var readPending = false
+    private var isClosing = false
+    private var lastActivity = NIODeadline.now()
+    private var idleTimer: Scheduled<Void>?
+
+    init(
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.service = service
+        self.callCounter = callCounter
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        do {
+            let connection = try GRPCServerConnection(
+                configuration: self.configuration,
+                service: self.service,
+                eventLoop: context.eventLoop,
+                allocator: context.channel.allocator,
+                callCounter: self.callCounter,
+                logger: self.logger
+            )
+            // Unowned: the handler owns the connection and clears this hook before it goes away.
+            connection.onAsynchronousOutput = { [unowned self] in
+                self.flushOutput()
+            }
+            self.connection = connection
+        } catch {
+            self.logger.error("could not create an HTTP/2 session", metadata: ["error": "\(error)"])
+            self.isClosing = true
+            context.close(promise: nil)
+            return
+        }
+        if context.channel.isActive {
+            self.connectionBecameActive(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.tearDown()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.connectionBecameActive(context: context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.tearDown()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection = self.connection, !self.isClosing else {
+            return
+        }
+        self.lastActivity = .now()
+        do {
+            try connection.receive(self.unwrapInboundIn(data))
+        } catch {
+            self.logger.debug("closing HTTP/2 connection after an error", metadata: ["error": "\(error)"])
+            connection.terminate(errorCode: error.goAwayErrorCode)
+            self.flushOutput()
+            self.closeAfterPendingWrites()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.flushOutput()
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable && self.readPending {
+            self.readPending = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.connection?.beginGracefulShutdown()
+            self.flushOutput()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.logger.debug("HTTP/2 connection error", metadata: ["error": "\(error)"])
+        self.isClosing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: - Effects
+
+    private func connectionBecameActive(context: ChannelHandlerContext) {
+        guard self.idleTimer == nil, !self.isClosing else {
+            return
+        }
+        self.lastActivity = .now()
+        self.scheduleIdleCheck(at: self.lastActivity + self.configuration.idleTimeout)
+        // The server preface (SETTINGS) goes out without waiting for the client.
+        self.flushOutput()
+    }
+
+    /// Writes everything nghttp2 has queued as one buffer, and closes the channel once nghttp2 is done with it.
+    private func flushOutput() {
+        guard let context = self.context, let connection = self.connection, !self.isClosing else {
+            return
+        }
+        do {
+            if let output = try connection.drainOutput() {
+                context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
+            }
+        } catch {
+            self.logger.debug("HTTP/2 send failed", metadata: ["error": "\(error)"])
+            self.isClosing = true
+            context.close(promise: nil)
+            return
+        }
+        if connection.isFinished {
+            self.closeAfterPendingWrites()
+        }
+    }
+
+    /// Closes once what was already written has been sent (a plain `close` would drop a final GOAWAY).
+    private func closeAfterPendingWrites() {
+        guard let context = self.context, !self.isClosing else {
+            return
+        }
+        self.isClosing = true
+        let channel = context.channel
+        context.writeAndFlush(self.wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline) {
+        guard let context = self.context else {
+            return
+        }
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            self?.idleCheck()
+        }
+    }
+
+    /// Ends the connection with GOAWAY when it has had no open stream and no input for `idleTimeout`;
+    /// otherwise looks again when it could next become idle.
+    private func idleCheck() {
+        self.idleTimer = nil
+        guard let connection = self.connection, !self.isClosing else {
+            return
+        }
+        let idleSince = self.lastActivity + self.configuration.idleTimeout
+        let now = NIODeadline.now()
+        if connection.openStreamCount > 0 {
+            self.scheduleIdleCheck(at: now + self.configuration.idleTimeout)
+        } else if now < idleSince {
+            self.scheduleIdleCheck(at: idleSince)
+        } else {
+            self.logger.debug("closing idle HTTP/2 connection")
+            connection.beginGracefulShutdown()
+            self.flushOutput()
+            if !self.isClosing {
+                // A client that never acknowledges the GOAWAY still loses the connection after one more period.
+                self.scheduleForcedClose(at: now + self.configuration.idleTimeout)
+            }
+        }
+    }
+
+    private func scheduleForcedClose(at deadline: NIODeadline) {
+        guard let context = self.context else {
+            return
+        }
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, let context = self.context, !self.isClosing else {
+                return
+            }
+            self.isClosing = true
+            context.close(promise: nil)
+        }
+    }
+
+    private func tearDown() {
+        self.idleTimer?.cancel()
+        self.idleTimer = nil
+        self.connection?.tearDown()
+    }
+}
+
+@available(*, unavailable)
+extension GRPCServerConnectionHandler: Sendable {}

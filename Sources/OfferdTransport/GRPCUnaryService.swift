@@ -1,0 +1,38 @@
+import NIOCore
+
+/// One complete unary call, as handed to a `GRPCUnaryService`.
+public struct GRPCUnaryCall {
+    /// The HTTP/2 `:path`, e.g. `/offerd.v1.Decisioning/Decide`. The transport does no routing: an unknown path
+    /// is the service's to answer (usually `UNIMPLEMENTED`).
+    public var path: String
+    /// The request message payload, without the 5-byte gRPC length prefix.
+    public var message: ByteBuffer
+    /// When the call must be answered by, from the request's `grpc-timeout`; `nil` when the client set none.
+    public var deadline: NIODeadline?
+
+    /// Creates a call; the transport builds these, tests and in-process callers may too.
+    public init(path: String, message: ByteBuffer, deadline: NIODeadline? = nil) {
+        self.path = path
+        self.message = message
+        self.deadline = deadline
+    }
+}
+
+/// What a service answers to a unary call.
+public enum GRPCUnaryReply {
+    /// The serialized response payload. The transport adds the length prefix, the response headers and the
+    /// trailers with `grpc-status: 0`.
+    case message(ByteBuffer)
+    /// A failed call, sent in the Trailers-Only form (a single HEADERS frame ending the stream).
+    case failure(GRPCStatus)
+}
+
+/// The application behind a `GRPCServer`.
+///
+/// `handle` is called on the connection's event loop, once per call, after the whole request message has
+/// arrived. It must not block: offerd's decisions take microseconds. If the call's deadline passes while
+/// `handle` runs, the transport answers `DEADLINE_EXCEEDED` instead of the reply.
+public protocol GRPCUnaryService: Sendable {
+    /// Answers one call. `allocator` is the connection's allocator, for building the response buffer.
+    func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply
+}

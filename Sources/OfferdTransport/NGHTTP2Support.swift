@@ -1,0 +1,111 @@
+internal import CNGHTTP2
+
+/// A failed nghttp2 call: the one place where nghttp2's negative return codes become Swift errors.
+struct NGHTTP2Error: Error, CustomStringConvertible {
+    /// nghttp2's error code (a negative `nghttp2_error`).
+    var code: Int32
+    /// The nghttp2 function that failed.
+    var operation: StaticString
+
+    var description: String {
+        let reason = nghttp2_strerror(self.code).map { String(cString: $0) } ?? "unknown error"
+        return "\(self.operation) failed: \(reason) (\(self.code))"
+    }
+
+    /// The GOAWAY error code that fits this failure when the connection has to end because of it.
+    var goAwayErrorCode: UInt32 {
+        switch self.code {
+        case NGHTTP2_ERR_FLOODED.rawValue: return NGHTTP2_ENHANCE_YOUR_CALM.rawValue
+        case NGHTTP2_ERR_NOMEM.rawValue, NGHTTP2_ERR_CALLBACK_FAILURE.rawValue: return NGHTTP2_INTERNAL_ERROR.rawValue
+        default: return NGHTTP2_PROTOCOL_ERROR.rawValue
+        }
+    }
+
+    /// Returns `result` when it is not an error, throws otherwise.
+    @inline(__always)
+    static func check<Result: BinaryInteger>(_ result: Result, _ operation: StaticString) throws(NGHTTP2Error) -> Result {
+        if result < 0 {
+            throw NGHTTP2Error(code: Int32(truncatingIfNeeded: result), operation: operation)
+        }
+        return result
+    }
+}
+
+/// Header fields whose bytes live as long as the process, so nghttp2 may reference them without copying
+/// (`NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE`) on the hot path.
+///
+/// The memory is allocated once and deliberately never freed: the blocks are `static let`s.
+final class StaticHeaderBlock: @unchecked Sendable {
+    // @unchecked Sendable: the fields and the bytes they point to are written in `init` only, then read-only.
+    let fields: UnsafeMutablePointer<nghttp2_nv>
+    let count: Int
+
+    init(_ pairs: [(name: String, value: String)]) {
+        self.count = pairs.count
+        self.fields = .allocate(capacity: pairs.count)
+        for (index, pair) in pairs.enumerated() {
+            let name = Self.permanentCopy(pair.name)
+            let value = Self.permanentCopy(pair.value)
+            let flags = UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue)
+            (self.fields + index).initialize(
+                to: nghttp2_nv(name: name.base, value: value.base, namelen: name.count, valuelen: value.count, flags: flags)
+            )
+        }
+    }
+
+    private static func permanentCopy(_ text: String) -> (base: UnsafeMutablePointer<UInt8>, count: Int) {
+        let bytes = Array(text.utf8)
+        // Allocate at least one byte so the pointer is valid even for an empty value.
+        let base = UnsafeMutablePointer<UInt8>.allocate(capacity: max(bytes.count, 1))
+        base.initialize(from: bytes, count: bytes.count)
+        return (base, bytes.count)
+    }
+
+    /// `:status 200` and `content-type: application/grpc`: the headers of every successful response.
+    static let successHeaders = StaticHeaderBlock([(":status", "200"), ("content-type", "application/grpc")])
+    /// `grpc-status: 0`: the trailers of every successful response.
+    static let successTrailers = StaticHeaderBlock([("grpc-status", "0")])
+}
+
+/// Header fields built per response (error answers), copied by nghttp2 during the submit call.
+struct DynamicHeaderList {
+    private var storage: [UInt8] = []
+    private var ranges: [(nameStart: Int, nameCount: Int, valueStart: Int, valueCount: Int)] = []
+
+    init() {
+        self.storage.reserveCapacity(160)
+        self.ranges.reserveCapacity(6)
+    }
+
+    mutating func append(_ name: String, _ value: String) {
+        let nameStart = self.storage.count
+        self.storage.append(contentsOf: name.utf8)
+        let valueStart = self.storage.count
+        self.storage.append(contentsOf: value.utf8)
+        self.ranges.append((nameStart, valueStart - nameStart, valueStart, self.storage.count - valueStart))
+    }
+
+    /// Calls `body` with an `nghttp2_nv` array valid only for the duration of the call.
+    func withFields<Result>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
+        // nghttp2_nv wants mutable pointers although nghttp2 only reads them; a local copy provides them.
+        var storage = self.storage
+        storage.append(0)  // never empty, so baseAddress is never nil
+        return storage.withUnsafeMutableBufferPointer { bytes in
+            guard let base = bytes.baseAddress else {
+                preconditionFailure("a non-empty array has a base address")
+            }
+            let fields = self.ranges.map { range in
+                nghttp2_nv(
+                    name: base + range.nameStart, value: base + range.valueStart,
+                    namelen: range.nameCount, valuelen: range.valueCount, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                )
+            }
+            return fields.withUnsafeBufferPointer { fieldBuffer in
+                guard let fieldBase = fieldBuffer.baseAddress else {
+                    preconditionFailure("a header list is never empty")
+                }
+                return body(fieldBase, fieldBuffer.count)
+            }
+        }
+    }
+}

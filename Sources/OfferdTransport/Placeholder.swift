@@ -1,1 +1,0 @@
-// Placeholder: module OfferdTransport (see the module table in README.md).

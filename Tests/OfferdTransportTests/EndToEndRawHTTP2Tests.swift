@@ -1,0 +1,232 @@
+import Foundation
+import NIOCore
+import OfferdTransport
+import Testing
+
+/// End-to-end behaviour that needs frame-level control: partial uploads, garbage, connection lifecycle.
+@Suite("end to end at the frame level", .serialized)
+struct EndToEndRawHTTP2Tests {
+    /// Connects, exchanges prefaces and returns the client.
+    private static func connect(port: Int) throws -> RawHTTP2Client {
+        let client = try RawHTTP2Client(port: port)
+        try client.send(RawHTTP2Client.connectionPreface())
+        return client
+    }
+
+    private static func isEnd(of streamID: Int32) -> (RawFrame) -> Bool {
+        { $0.streamID == streamID && ($0.type == RawFrame.headers || $0.type == RawFrame.rstStream) && $0.endStream }
+    }
+
+    @Test("garbage instead of the preface: GOAWAY(PROTOCOL_ERROR), close, and the next client is served")
+    func garbagePreface() async throws {
+        try await withTestServer { _, port, _ in
+            let client = try RawHTTP2Client(port: port)
+            try client.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            let frames = try client.readUntilClosed()
+            #expect(client.isClosedByPeer)
+            let goAway = frames.first { $0.type == RawFrame.goAway }?.goAwayFields
+            #expect(goAway?.errorCode == 1, "PROTOCOL_ERROR expected, frames: \(frames.map(\.type))")
+
+            let call = try await NGHTTPCall.run(port: port, path: "/test.Echo/Echo", body: grpcFrame([1, 2, 3]))
+            #expect(call.value("grpc-status") == "0")
+        }
+    }
+
+    @Test("a protocol error after the preface (DATA on stream 0) ends the connection with GOAWAY")
+    func protocolError() async throws {
+        try await withTestServer { _, port, _ in
+            let client = try Self.connect(port: port)
+            try client.send(RawHTTP2Client.dataFrame(streamID: 0, [1, 2, 3]))
+            let frames = try client.readUntilClosed()
+            #expect(client.isClosedByPeer)
+            #expect(frames.contains { $0.type == RawFrame.goAway && $0.goAwayFields?.errorCode == 1 })
+        }
+    }
+
+    @Test("an oversized prefix is answered at once, before the body, followed by RST_STREAM(NO_ERROR)")
+    func oversizedPrefixAnsweredEarly() async throws {
+        try await withTestServer(configure: { $0.maxMessageBytes = 1000 }) { _, port, service in
+            let client = try Self.connect(port: port)
+            try client.send(client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            // Announce 1 MiB but send only the prefix, without ending the stream.
+            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0x10, 0, 0]))
+            let frames = try client.readFrames { $0.streamID == 1 && $0.type == RawFrame.rstStream }
+            let answer = try #require(frames.first { $0.streamID == 1 && $0.type == RawFrame.headers })
+            #expect(answer.endStream)
+            let fields = try client.decodeHeaders(answer)
+            #expect(fields.value(":status") == "200")
+            #expect(fields.value("grpc-status") == "8")
+            let reset = frames.first { $0.streamID == 1 && $0.type == RawFrame.rstStream }
+            #expect(reset?.resetCode == 0)
+            #expect(service.callCount == 0)
+        }
+    }
+
+    @Test("a deadline passing while the body is incomplete is answered by the timer; other streams go on")
+    func deadlineTimer() async throws {
+        try await withTestServer { server, port, service in
+            let client = try Self.connect(port: port)
+            let slowFields = RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo", extra: [("grpc-timeout", "100m")])
+            try client.send(client.headersFrame(streamID: 1, fields: slowFields))
+            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 10, 1, 2, 3]))
+            let started = Date()
+            let frames = try client.readFrames(until: Self.isEnd(of: 1))
+            let elapsed = Date().timeIntervalSince(started)
+            let answer = try #require(frames.first { $0.streamID == 1 && $0.type == RawFrame.headers })
+            let fields = try client.decodeHeaders(answer)
+            #expect(fields.value("grpc-status") == "4")
+            #expect(elapsed >= 0.05 && elapsed < 3, "answered after \(elapsed) s")
+            #expect(service.callCount == 0)
+
+            // The same connection still serves a new call.
+            try client.send(client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try client.send(RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([9, 9]), endStream: true))
+            let next = try client.readFrames(until: Self.isEnd(of: 3))
+            let trailers = try #require(next.last { $0.streamID == 3 && $0.type == RawFrame.headers })
+            // Stream 3's first HEADERS block comes before the trailers: decode in order to keep HPACK in sync.
+            var lastFields: [(name: String, value: String)] = []
+            for frame in next where frame.type == RawFrame.headers {
+                lastFields = try client.decodeHeaders(frame)
+            }
+            #expect(trailers.endStream)
+            #expect(lastFields.value("grpc-status") == "0")
+            #expect(next.contains { $0.streamID == 3 && $0.type == RawFrame.data && $0.payload == grpcFrame([9, 9]) })
+            #expect(!client.isClosedByPeer)
+            #expect(server.activeCalls == 0)
+        }
+    }
+
+    @Test("many concurrent streams on one connection are all answered", arguments: [1, 99])
+    func manyStreams(streamCount: Int) async throws {
+        try await withTestServer { _, port, service in
+            let client = try Self.connect(port: port)
+            var burst: [UInt8] = []
+            for index in 0..<streamCount {
+                let streamID = Int32(2 * index + 1)
+                burst += client.headersFrame(streamID: streamID, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+                burst += RawHTTP2Client.dataFrame(streamID: streamID, grpcFrame([UInt8(index)]), endStream: true)
+            }
+            // One write: the server sees all the streams in a single read burst.
+            try client.send(burst)
+            var finished = Set<Int32>()
+            var statuses: [Int32: String] = [:]
+            var echoed: [Int32: [UInt8]] = [:]
+            _ = try client.readFrames(timeout: 10) { frame in
+                if frame.type == RawFrame.headers, let fields = try? client.decodeHeaders(frame),
+                    let status = fields.value("grpc-status")
+                {
+                    statuses[frame.streamID] = status
+                }
+                if frame.type == RawFrame.data {
+                    echoed[frame.streamID, default: []] += frame.payload
+                }
+                if frame.streamID != 0 && frame.endStream {
+                    finished.insert(frame.streamID)
+                }
+                return finished.count == streamCount
+            }
+            #expect(finished.count == streamCount)
+            #expect(statuses.values.allSatisfy { $0 == "0" } && statuses.count == streamCount)
+            for index in 0..<streamCount {
+                #expect(echoed[Int32(2 * index + 1)] == grpcFrame([UInt8(index)]))
+            }
+            #expect(service.callCount == streamCount)
+        }
+    }
+
+    @Test("streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused, the others served")
+    func concurrencyLimit() async throws {
+        try await withTestServer(configure: { $0.maxConcurrentStreams = 2 }) { _, port, _ in
+            let client = try Self.connect(port: port)
+            // Sent before the server's SETTINGS is acknowledged: nghttp2 refuses the excess stream with
+            // REFUSED_STREAM (after the acknowledgement, exceeding it is a connection error, PROTOCOL_ERROR).
+            for streamID: Int32 in [1, 3, 5] {
+                try client.send(client.headersFrame(streamID: streamID, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            }
+            let frames = try client.readFrames { $0.streamID == 5 && $0.type == RawFrame.rstStream }
+            #expect(frames.first { $0.streamID == 5 && $0.type == RawFrame.rstStream }?.resetCode == 7, "\(frames.map { ($0.type, $0.streamID, $0.payload) })")
+            // Streams 1 and 3 are still open and complete normally.
+            for streamID: Int32 in [1, 3] {
+                try client.send(RawHTTP2Client.dataFrame(streamID: streamID, grpcFrame([1]), endStream: true))
+            }
+            var ended = Set<Int32>()
+            _ = try client.readFrames { frame in
+                if frame.type == RawFrame.headers {
+                    _ = try? client.decodeHeaders(frame)
+                    if frame.endStream {
+                        ended.insert(frame.streamID)
+                    }
+                }
+                return ended.count == 2
+            }
+            #expect(ended == [1, 3])
+        }
+    }
+
+    @Test("shutdown: GOAWAY names the last stream, the in-flight call finishes, then everything closes")
+    func gracefulShutdown() async throws {
+        try await withTestServer { server, port, _ in
+            let client = try Self.connect(port: port)
+            try client.send(client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 2, 7]))
+            // Make sure the server has processed stream 1 before shutting down.
+            _ = try client.readFrames(timeout: 0.3) { _ in false }
+            let shutdown = Task { await server.shutdown(grace: .seconds(10)) }
+            let goAwayFrames = try client.readFrames { $0.type == RawFrame.goAway }
+            let goAway = try #require(goAwayFrames.last?.goAwayFields)
+            #expect(goAway.lastStreamID == 1)
+            #expect(goAway.errorCode == 0)
+            // A stream opened after the GOAWAY is not served.
+            try client.send(client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"), endStream: true))
+            // Finish stream 1: it is answered, then the server closes the connection.
+            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [8], endStream: true))
+            let rest = try client.readUntilClosed(timeout: 5)
+            var sawOK = false
+            for frame in rest where frame.type == RawFrame.headers {
+                let fields = try client.decodeHeaders(frame)
+                #expect(frame.streamID == 1)
+                sawOK = sawOK || fields.value("grpc-status") == "0"
+            }
+            #expect(sawOK)
+            #expect(rest.contains { $0.streamID == 1 && $0.type == RawFrame.data && $0.payload == grpcFrame([7, 8]) })
+            #expect(client.isClosedByPeer)
+            await shutdown.value
+            #expect(server.connectionCount == 0)
+        }
+    }
+
+    @Test("shutdown grace: a connection whose call never finishes is closed when the grace period ends")
+    func shutdownGraceExpires() async throws {
+        try await withTestServer { server, port, _ in
+            let client = try Self.connect(port: port)
+            try client.send(client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            _ = try client.readFrames(timeout: 0.3) { _ in false }
+            let started = Date()
+            await server.shutdown(grace: .milliseconds(300))
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed >= 0.25 && elapsed < 5, "shutdown took \(elapsed) s")
+            _ = try client.readUntilClosed(timeout: 2)
+            #expect(client.isClosedByPeer)
+        }
+    }
+
+    @Test("an idle connection is sent GOAWAY and closed; a busy one is not")
+    func idleTimeout() async throws {
+        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(300) }) { _, port, _ in
+            let client = try Self.connect(port: port)
+            let started = Date()
+            let frames = try client.readUntilClosed(timeout: 5)
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(client.isClosedByPeer)
+            #expect(frames.contains { $0.type == RawFrame.goAway && $0.goAwayFields?.errorCode == 0 })
+            #expect(elapsed >= 0.25, "closed after \(elapsed) s")
+
+            // A stream kept open (upload in progress) keeps the connection alive past the timeout.
+            let busy = try Self.connect(port: port)
+            try busy.send(busy.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            let during = try busy.readFrames(timeout: 0.8) { $0.type == RawFrame.goAway }
+            #expect(!during.contains { $0.type == RawFrame.goAway })
+            #expect(!busy.isClosedByPeer)
+        }
+    }
+}
