@@ -58,6 +58,6 @@ public func loadSnapshot(path: String) throws(LoadError) -> ProfileSnapshot {
     do {
         return try ProfileSnapshot.load(path: path)
     } catch {
-        throw LoadError("\(path): \(error)")
+        throw LoadError(error.description)
     }
 }

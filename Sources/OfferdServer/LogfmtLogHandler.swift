@@ -33,7 +33,11 @@ public struct LogfmtLogHandler: LogHandler {
             line += " \(key)=\(Self.quoted(merged[key]!.description))"  // key comes from merged.keys
         }
         line += "\n"
-        fputs(line, stderr)
+        // One write(2) per event keeps lines from concurrent threads whole.
+        var bytes = Array(line.utf8)
+        bytes.withUnsafeMutableBytes { buffer in
+            _ = write(STDERR_FILENO, buffer.baseAddress, buffer.count)
+        }
     }
 
     static func quoted(_ value: String) -> String {

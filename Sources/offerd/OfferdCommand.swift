@@ -90,7 +90,7 @@ struct Serve: AsyncParsableCommand {
 }
 
 /// Delivers POSIX signals as an async stream instead of running their default action.
-final class SignalStream: Sendable {
+final class SignalStream {
     let stream: AsyncStream<Int32>
     private let sources: [any DispatchSourceSignal]
 
@@ -216,7 +216,9 @@ struct SnapshotCommand: ParsableCommand {
                             printError("\(count) profiles read")
                         }
                     })
-                print("\(output): \(summary)")
+                print(
+                    "\(output): version \(summary.version), \(summary.profileCount) profiles, "
+                        + "\(summary.identityCount) identities, \(summary.fileSize) bytes")
             } catch {
                 printError("\(input): \(error)")
                 throw ExitCode(1)
@@ -265,7 +267,7 @@ struct SnapshotCommand: ParsableCommand {
                 printError("\(namespace):\(id) is not in \(file)")
                 throw ExitCode(1)
             }
-            print(ProfileJSON.render(profile.toInMemoryProfile()))
+            print(ProfileSourceWriter.line(profile.toInMemoryProfile()))
         }
     }
 }
@@ -292,5 +294,8 @@ struct ProfilesCommand: ParsableCommand {
 }
 
 func printError(_ message: String) {
-    fputs(message + "\n", stderr)
+    var bytes = Array((message + "\n").utf8)
+    bytes.withUnsafeMutableBytes { buffer in
+        _ = write(STDERR_FILENO, buffer.baseAddress, buffer.count)
+    }
 }
