@@ -19,7 +19,7 @@ def nghttp(url, body_path=None, headers=(), method="POST"):
     if body_path is not None:
         args += ["-d", str(body_path)]
     args.append(url)
-    return subprocess.run(args, capture_output=True, text=True, timeout=30)
+    return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=30)
 
 
 def test_nghttp_sees_grpc_status_zero_in_trailers(stubs, server, tmp_path):
