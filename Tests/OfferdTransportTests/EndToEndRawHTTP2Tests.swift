@@ -163,6 +163,26 @@ struct EndToEndRawHTTP2Tests {
         }
     }
 
+    @Test("rapid reset (HEADERS + RST_STREAM flood) ends the connection; the server keeps serving others")
+    func rapidReset() async throws {
+        try await withTestServer { _, port, service in
+            let client = try Self.connect(port: port)
+            var flood: [UInt8] = []
+            for index in 0..<1500 {
+                let streamID = Int32(2 * index + 1)
+                flood += client.headersFrame(streamID: streamID, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+                flood += RawHTTP2Client.frame(type: RawFrame.rstStream, streamID: streamID, payload: [0, 0, 0, 8])
+            }
+            try? client.send(flood)
+            let frames = try client.readUntilClosed(timeout: 5)
+            #expect(client.isClosedByPeer)
+            #expect(frames.contains { $0.type == RawFrame.goAway && $0.goAwayFields?.errorCode != 0 })
+            #expect(service.callCount == 0)
+            let call = try await NGHTTPCall.run(port: port, path: "/test.Echo/Echo", body: grpcFrame([5]))
+            #expect(call.value("grpc-status") == "0")
+        }
+    }
+
     @Test("shutdown: GOAWAY names the last stream, the in-flight call finishes, then everything closes")
     func gracefulShutdown() async throws {
         try await withTestServer { server, port, _ in
