@@ -14,8 +14,12 @@ public final class GRPCServer: Sendable {
     private let callCounter: GRPCActiveCallCounter
     private let logger: Logger
 
-    private init(serverChannel: any Channel, registry: ConnectionRegistry, callCounter: GRPCActiveCallCounter,
-                 logger: Logger) {
+    private init(
+        serverChannel: any Channel,
+        registry: ConnectionRegistry,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) {
         self.serverChannel = serverChannel
         self.registry = registry
         self.callCounter = callCounter
@@ -46,7 +50,10 @@ public final class GRPCServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         GRPCServerConnectionHandler(
-                            configuration: configuration, service: service, callCounter: callCounter, logger: logger
+                            configuration: configuration,
+                            service: service,
+                            callCounter: callCounter,
+                            logger: logger
                         )
                     )
                 }
