@@ -88,15 +88,25 @@ struct GRPCMessageReader {
         case .readingPrefix where self.prefixBytesSeen == 0:
             return .failure(.status(GRPCStatus(.invalidArgument, "unary request carried no message")))
         case .readingPrefix:
-            return .failure(.status(GRPCStatus(
-                .invalidArgument, "request ended inside the message prefix (\(self.prefixBytesSeen) of 5 bytes)"
-            )))
+            return .failure(
+                .status(
+                    GRPCStatus(
+                        .invalidArgument,
+                        "request ended inside the message prefix (\(self.prefixBytesSeen) of 5 bytes)"
+                    )
+                )
+            )
         case .readingMessage:
             let received = self.message?.readableBytes ?? 0
-            return .failure(.status(GRPCStatus(
-                .invalidArgument,
-                "request ended after \(received) of the \(self.declaredLength) message bytes its prefix announced"
-            )))
+            return .failure(
+                .status(
+                    GRPCStatus(
+                        .invalidArgument,
+                        "request ended after \(received) of the \(self.declaredLength) message bytes "
+                            + "its prefix announced"
+                    )
+                )
+            )
         case .failed:
             return .failure(.status(GRPCStatus(.invalidArgument, "request message was already refused")))
         }
@@ -112,10 +122,12 @@ struct GRPCMessageReader {
             return .status(GRPCStatus(.invalidArgument, "invalid message flag \(self.compressionFlag)"))
         }
         guard self.declaredLength <= self.maxMessageBytes else {
-            return .status(GRPCStatus(
-                .resourceExhausted,
-                "request message of \(self.declaredLength) bytes exceeds the limit of \(self.maxMessageBytes) bytes"
-            ))
+            return .status(
+                GRPCStatus(
+                    .resourceExhausted,
+                    "request message of \(self.declaredLength) bytes exceeds the limit of \(self.maxMessageBytes) bytes"
+                )
+            )
         }
         self.message = allocator.buffer(capacity: self.declaredLength)
         self.phase = self.declaredLength == 0 ? .complete : .readingMessage

@@ -85,9 +85,12 @@ struct GRPCRequestHead {
     /// (size, method, content-type), then gRPC-level ones (encoding, timeout).
     func validate() -> Result<Accepted, GRPCStreamRejection> {
         if self.isOverLimit {
-            return .failure(.headersTooLarge(
-                "request headers exceed the limit of \(self.maxHeaderCount) fields or \(self.maxHeaderListBytes) bytes"
-            ))
+            return .failure(
+                .headersTooLarge(
+                    "request headers exceed the limit of \(self.maxHeaderCount) fields "
+                        + "or \(self.maxHeaderListBytes) bytes"
+                )
+            )
         }
         guard self.isPost else {
             return .failure(.methodNotAllowed)

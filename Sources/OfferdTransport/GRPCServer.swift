@@ -8,14 +8,34 @@ import NIOPosix
 /// Each accepted connection gets its own nghttp2 session on its channel's event loop; the service is called on
 /// that loop. The server knows nothing of protobuf: it hands the service the raw request message and sends back
 /// the raw response message or a status.
+///
+/// ## What the transport answers by itself
+/// | request | answer |
+/// |---|---|
+/// | `:method` not POST | `:status 405`, `allow: POST` |
+/// | `content-type` not `application/grpc[+x][;x]` | `:status 415` |
+/// | more than `maxHeaderCount` fields or `maxHeaderListBytes` | `:status 431` + `grpc-status 8` |
+/// | `grpc-encoding` other than `identity`, or a compressed message | 12 UNIMPLEMENTED + `grpc-accept-encoding: identity` |
+/// | malformed `grpc-timeout` | 3 INVALID_ARGUMENT |
+/// | length prefix over `maxMessageBytes` (decided from the prefix) | 8 RESOURCE_EXHAUSTED |
+/// | no message, a truncated message, a second message, a flag byte > 1 | 3 INVALID_ARGUMENT |
+/// | deadline passed before the reply was ready (timer or after `handle`) | 4 DEADLINE_EXCEEDED |
+///
+/// Errors use the Trailers-Only form. An answer sent while the client is still uploading is followed by
+/// `RST_STREAM(NO_ERROR)`. Connection errors (bad preface, protocol errors, floods caught by nghttp2) end the
+/// connection with GOAWAY and the right error code; other connections are unaffected.
 public final class GRPCServer: Sendable {
     private let serverChannel: any Channel
     private let registry: ConnectionRegistry
     private let callCounter: GRPCActiveCallCounter
     private let logger: Logger
 
-    private init(serverChannel: any Channel, registry: ConnectionRegistry, callCounter: GRPCActiveCallCounter,
-                 logger: Logger) {
+    private init(
+        serverChannel: any Channel,
+        registry: ConnectionRegistry,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) {
         self.serverChannel = serverChannel
         self.registry = registry
         self.callCounter = callCounter
@@ -46,7 +66,10 @@ public final class GRPCServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         GRPCServerConnectionHandler(
-                            configuration: configuration, service: service, callCounter: callCounter, logger: logger
+                            configuration: configuration,
+                            service: service,
+                            callCounter: callCounter,
+                            logger: logger
                         )
                     )
                 }

@@ -39,7 +39,9 @@ public struct GRPCServerConfiguration: Sendable {
             throw GRPCServerConfigurationError("maxConcurrentStreams must be at least 1")
         }
         if self.maxHeaderListBytes < 1024 || self.maxHeaderListBytes > 1 << 20 {
-            throw GRPCServerConfigurationError("maxHeaderListBytes \(self.maxHeaderListBytes) is outside 1024...\(1 << 20)")
+            throw GRPCServerConfigurationError(
+                "maxHeaderListBytes \(self.maxHeaderListBytes) is outside 1024...\(1 << 20)"
+            )
         }
         if self.maxHeaderCount < 8 {
             throw GRPCServerConfigurationError("maxHeaderCount \(self.maxHeaderCount) is below 8")

@@ -1,6 +1,6 @@
+internal import CNGHTTP2
 import Logging
 import NIOCore
-internal import CNGHTTP2
 
 /// The server side of one HTTP/2 connection carrying unary gRPC calls: the single Swift owner of an
 /// `nghttp2_session`.
@@ -153,7 +153,12 @@ final class GRPCServerConnection {
         self.goAwaySubmitted = true
         let lastStreamID = nghttp2_session_get_last_proc_stream_id(self.session)
         let result = nghttp2_submit_goaway(
-            self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID, NGHTTP2_NO_ERROR.rawValue, nil, 0
+            self.session,
+            UInt8(NGHTTP2_FLAG_NONE.rawValue),
+            lastStreamID,
+            NGHTTP2_NO_ERROR.rawValue,
+            nil,
+            0
         )
         if result < 0 {
             self.logger.debug("could not submit GOAWAY", metadata: ["error": "\(result)"])
@@ -289,7 +294,10 @@ final class GRPCServerConnection {
             stream.responsePayload = nil
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
             let result = nghttp2_submit_trailer(
-                self.session, streamID, StaticHeaderBlock.successTrailers.fields, StaticHeaderBlock.successTrailers.count
+                self.session,
+                streamID,
+                StaticHeaderBlock.successTrailers.fields,
+                StaticHeaderBlock.successTrailers.count
             )
             if result < 0 {
                 return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
@@ -357,18 +365,26 @@ final class GRPCServerConnection {
                     return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
                 }
                 return connection.readResponse(
-                    streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buffer, count: length), flags: flags
+                    streamID: streamID,
+                    into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+                    flags: flags
                 )
             }
         )
         let result = nghttp2_submit_response(
-            self.session, streamID, StaticHeaderBlock.successHeaders.fields, StaticHeaderBlock.successHeaders.count,
+            self.session,
+            streamID,
+            StaticHeaderBlock.successHeaders.fields,
+            StaticHeaderBlock.successHeaders.count,
             &provider
         )
         if result < 0 {
             self.logger.debug("could not submit response", metadata: ["stream": "\(streamID)", "error": "\(result)"])
             _ = nghttp2_submit_rst_stream(
-                self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_INTERNAL_ERROR.rawValue
+                self.session,
+                UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                streamID,
+                NGHTTP2_INTERNAL_ERROR.rawValue
             )
         }
     }
@@ -405,7 +421,10 @@ final class GRPCServerConnection {
         if result < 0 {
             self.logger.debug("could not submit answer", metadata: ["stream": "\(streamID)", "error": "\(result)"])
             _ = nghttp2_submit_rst_stream(
-                self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_INTERNAL_ERROR.rawValue
+                self.session,
+                UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                streamID,
+                NGHTTP2_INTERNAL_ERROR.rawValue
             )
         }
         // If the client is still sending, RST_STREAM(NO_ERROR) follows once the answer is on the wire
@@ -419,7 +438,12 @@ final class GRPCServerConnection {
             return
         }
         stream.requestEnded = true
-        _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_NO_ERROR.rawValue)
+        _ = nghttp2_submit_rst_stream(
+            self.session,
+            UInt8(NGHTTP2_FLAG_NONE.rawValue),
+            streamID,
+            NGHTTP2_NO_ERROR.rawValue
+        )
     }
 
     private static func appendTrailersOnly(_ status: GRPCStatus, to headers: inout DynamicHeaderList) {
@@ -469,7 +493,8 @@ final class GRPCServerConnection {
             ),
             // One whole maximal message fits the stream window, so a request never waits for a WINDOW_UPDATE.
             nghttp2_settings_entry(
-                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: streamWindow
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                value: streamWindow
             ),
             // No priority tree: unary calls gain nothing from RFC 7540 priorities and nghttp2 then keeps no
             // closed streams around for it.
@@ -477,7 +502,12 @@ final class GRPCServerConnection {
         ]
         _ = try NGHTTP2Error.check(
             settings.withUnsafeBufferPointer { entries in
-                nghttp2_submit_settings(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), entries.baseAddress, entries.count)
+                nghttp2_submit_settings(
+                    self.session,
+                    UInt8(NGHTTP2_FLAG_NONE.rawValue),
+                    entries.baseAddress,
+                    entries.count
+                )
             },
             "nghttp2_submit_settings"
         )
@@ -503,7 +533,8 @@ final class GRPCServerConnection {
 
         var session: OpaquePointer?
         _ = try NGHTTP2Error.check(
-            nghttp2_session_server_new2(&session, callbacks, nil, options), "nghttp2_session_server_new2"
+            nghttp2_session_server_new2(&session, callbacks, nil, options),
+            "nghttp2_session_server_new2"
         )
         guard let session else {
             throw NGHTTP2Error(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_session_server_new2")
@@ -540,7 +571,14 @@ final class GRPCServerConnection {
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
-            _, frame, name, nameLength, value, valueLength, _, userData in
+            _,
+            frame,
+            name,
+            nameLength,
+            value,
+            valueLength,
+            _,
+            userData in
             guard let connection = GRPCServerConnection.owner(userData), let frame else {
                 return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
             }
@@ -578,7 +616,12 @@ final class GRPCServerConnection {
             return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
-            _, _, streamID, data, length, userData in
+            _,
+            _,
+            streamID,
+            data,
+            length,
+            userData in
             guard let connection = GRPCServerConnection.owner(userData) else {
                 return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
             }
@@ -590,7 +633,9 @@ final class GRPCServerConnection {
                 return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
             }
             let header = frame.pointee.hd
-            if header.type == UInt8(NGHTTP2_HEADERS.rawValue), header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
+            if header.type == UInt8(NGHTTP2_HEADERS.rawValue),
+                header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            {
                 connection.answerSent(streamID: header.stream_id)
             }
             return 0

@@ -8,7 +8,8 @@ import NIOCore
 public enum GRPCTimeout {
     /// Parses a `grpc-timeout` value; `nil` when it is malformed. Values too large for `TimeAmount`
     /// (e.g. `99999999H`) saturate at the largest representable amount.
-    public static func parse<Bytes: BidirectionalCollection>(_ value: Bytes) -> TimeAmount? where Bytes.Element == UInt8 {
+    public static func parse<Bytes: BidirectionalCollection>(_ value: Bytes) -> TimeAmount?
+    where Bytes.Element == UInt8 {
         let digitCount = value.count - 1
         guard digitCount >= 1, digitCount <= 8, let unitByte = value.last else {
             return nil

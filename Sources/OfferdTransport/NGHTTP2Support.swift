@@ -23,7 +23,8 @@ struct NGHTTP2Error: Error, CustomStringConvertible {
 
     /// Returns `result` when it is not an error, throws otherwise.
     @inline(__always)
-    static func check<Result: BinaryInteger>(_ result: Result, _ operation: StaticString) throws(NGHTTP2Error) -> Result {
+    static func check<Result: BinaryInteger>(_ result: Result, _ operation: StaticString) throws(NGHTTP2Error) -> Result
+    {
         if result < 0 {
             throw NGHTTP2Error(code: Int32(truncatingIfNeeded: result), operation: operation)
         }
@@ -48,7 +49,13 @@ final class StaticHeaderBlock: @unchecked Sendable {
             let value = Self.permanentCopy(pair.value)
             let flags = UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue)
             (self.fields + index).initialize(
-                to: nghttp2_nv(name: name.base, value: value.base, namelen: name.count, valuelen: value.count, flags: flags)
+                to: nghttp2_nv(
+                    name: name.base,
+                    value: value.base,
+                    namelen: name.count,
+                    valuelen: value.count,
+                    flags: flags
+                )
             )
         }
     }
@@ -96,8 +103,11 @@ struct DynamicHeaderList {
             }
             let fields = self.ranges.map { range in
                 nghttp2_nv(
-                    name: base + range.nameStart, value: base + range.valueStart,
-                    namelen: range.nameCount, valuelen: range.valueCount, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                    name: base + range.nameStart,
+                    value: base + range.valueStart,
+                    namelen: range.nameCount,
+                    valuelen: range.valueCount,
+                    flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
                 )
             }
             return fields.withUnsafeBufferPointer { fieldBuffer in

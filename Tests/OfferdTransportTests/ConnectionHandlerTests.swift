@@ -23,7 +23,9 @@ struct ConnectionHandlerTests {
         try channel.pipeline.syncOperations.addHandler(counter)
         try channel.pipeline.syncOperations.addHandler(
             GRPCServerConnectionHandler(
-                configuration: GRPCServerConfiguration(), service: EchoService(), callCounter: GRPCActiveCallCounter(),
+                configuration: GRPCServerConfiguration(),
+                service: EchoService(),
+                callCounter: GRPCActiveCallCounter(),
                 logger: Logger(label: "test")
             )
         )
@@ -75,7 +77,9 @@ struct ConnectionHandlerTests {
         }
         let bytes = Array(written.readableBytesView)
         // Somewhere in the output there is a GOAWAY frame header: length 8, type 7.
-        let hasGoAway = bytes.indices.dropLast(8).contains { bytes[$0] == 0 && bytes[$0 + 1] == 0 && bytes[$0 + 2] == 8 && bytes[$0 + 3] == 7 }
+        let hasGoAway = bytes.indices.dropLast(8).contains {
+            bytes[$0] == 0 && bytes[$0 + 1] == 0 && bytes[$0 + 2] == 8 && bytes[$0 + 3] == 7
+        }
         #expect(hasGoAway)
         #expect(!channel.isActive)
     }

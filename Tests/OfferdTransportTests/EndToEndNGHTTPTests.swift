@@ -24,7 +24,9 @@ struct EndToEndNGHTTPTests {
     func failure() async throws {
         try await withTestServer { _, port, _ in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Fail", body: grpcFrame(Array("100% wrong: café".utf8))
+                port: port,
+                path: "/test.Echo/Fail",
+                body: grpcFrame(Array("100% wrong: café".utf8))
             )
             #expect(call.value(":status") == "200")
             #expect(call.value("grpc-status") == "3")
@@ -56,7 +58,10 @@ struct EndToEndNGHTTPTests {
     func wrongContentType(contentType: String?) async throws {
         try await withTestServer { _, port, service in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Echo", contentType: contentType, body: grpcFrame([1, 2])
+                port: port,
+                path: "/test.Echo/Echo",
+                contentType: contentType,
+                body: grpcFrame([1, 2])
             )
             #expect(call.value(":status") == "415")
             #expect(service.callCount == 0)
@@ -67,7 +72,9 @@ struct EndToEndNGHTTPTests {
     func compressed() async throws {
         try await withTestServer { _, port, service in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Echo", body: grpcFrame([1, 2, 3], compressed: true)
+                port: port,
+                path: "/test.Echo/Echo",
+                body: grpcFrame([1, 2, 3], compressed: true)
             )
             #expect(call.value("grpc-status") == "12", "\(call.output.standardOutput) \(call.output.standardError)")
             #expect(call.value("grpc-accept-encoding") == "identity")
@@ -79,7 +86,10 @@ struct EndToEndNGHTTPTests {
     func gzipEncoding() async throws {
         try await withTestServer { _, port, _ in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Echo", extraHeaders: ["grpc-encoding: gzip"], body: grpcFrame([1])
+                port: port,
+                path: "/test.Echo/Echo",
+                extraHeaders: ["grpc-encoding: gzip"],
+                body: grpcFrame([1])
             )
             #expect(call.value("grpc-status") == "12")
             #expect(call.value("grpc-accept-encoding") == "identity")
@@ -90,7 +100,9 @@ struct EndToEndNGHTTPTests {
     func oversizedPrefix() async throws {
         try await withTestServer(configure: { $0.maxMessageBytes = 1024 }) { _, port, service in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Echo", body: grpcFrame(Array(repeating: 7, count: 1025))
+                port: port,
+                path: "/test.Echo/Echo",
+                body: grpcFrame(Array(repeating: 7, count: 1025))
             )
             #expect(call.value("grpc-status") == "8")
             #expect(call.value("grpc-message")?.contains("1025") == true)
@@ -101,7 +113,11 @@ struct EndToEndNGHTTPTests {
     @Test("two messages on a unary call are INVALID_ARGUMENT")
     func twoMessages() async throws {
         try await withTestServer { _, port, service in
-            let call = try await NGHTTPCall.run(port: port, path: "/test.Echo/Echo", body: grpcFrame([1]) + grpcFrame([2]))
+            let call = try await NGHTTPCall.run(
+                port: port,
+                path: "/test.Echo/Echo",
+                body: grpcFrame([1]) + grpcFrame([2])
+            )
             #expect(call.value("grpc-status") == "3")
             #expect(service.callCount == 0)
         }
@@ -120,7 +136,10 @@ struct EndToEndNGHTTPTests {
     func expiredDeadline(timeout: String) async throws {
         try await withTestServer { _, port, service in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Echo", extraHeaders: ["grpc-timeout: \(timeout)"], body: grpcFrame([1])
+                port: port,
+                path: "/test.Echo/Echo",
+                extraHeaders: ["grpc-timeout: \(timeout)"],
+                body: grpcFrame([1])
             )
             #expect(call.value("grpc-status") == "4")
             #expect(service.callCount == 0)
@@ -131,12 +150,18 @@ struct EndToEndNGHTTPTests {
     func deadlineDuringService() async throws {
         try await withTestServer { _, port, service in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Slow", extraHeaders: ["grpc-timeout: 10m"], body: grpcFrame([1])
+                port: port,
+                path: "/test.Echo/Slow",
+                extraHeaders: ["grpc-timeout: 10m"],
+                body: grpcFrame([1])
             )
             #expect(call.value("grpc-status") == "4")
             #expect(service.callCount == 1)
             let relaxed = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Slow", extraHeaders: ["grpc-timeout: 5S"], body: grpcFrame([1])
+                port: port,
+                path: "/test.Echo/Slow",
+                extraHeaders: ["grpc-timeout: 5S"],
+                body: grpcFrame([1])
             )
             #expect(relaxed.value("grpc-status") == "0")
         }
@@ -146,7 +171,10 @@ struct EndToEndNGHTTPTests {
     func malformedTimeout() async throws {
         try await withTestServer { _, port, _ in
             let call = try await NGHTTPCall.run(
-                port: port, path: "/test.Echo/Echo", extraHeaders: ["grpc-timeout: 1.5S"], body: grpcFrame([1])
+                port: port,
+                path: "/test.Echo/Echo",
+                extraHeaders: ["grpc-timeout: 1.5S"],
+                body: grpcFrame([1])
             )
             #expect(call.value("grpc-status") == "3")
             #expect(call.value("grpc-message")?.contains("grpc-timeout") == true)
@@ -157,7 +185,12 @@ struct EndToEndNGHTTPTests {
     func tooManyHeaders() async throws {
         try await withTestServer(configure: { $0.maxHeaderCount = 16 }) { _, port, service in
             let extra = (0..<20).map { "x-filler-\($0): value" }
-            let call = try await NGHTTPCall.run(port: port, path: "/test.Echo/Echo", extraHeaders: extra, body: grpcFrame([1]))
+            let call = try await NGHTTPCall.run(
+                port: port,
+                path: "/test.Echo/Echo",
+                extraHeaders: extra,
+                body: grpcFrame([1])
+            )
             #expect(call.value(":status") == "431")
             #expect(call.value("grpc-status") == "8")
             #expect(service.callCount == 0)
@@ -169,10 +202,13 @@ struct EndToEndNGHTTPTests {
         try await withTestServer { server, port, service in
             let body = try temporaryFile(grpcFrame(Array(repeating: 0x2A, count: 100)))
             defer { try? FileManager.default.removeItem(atPath: body) }
-            let output = try await runProcess("/usr/bin/h2load", [
-                "-n", "5000", "-c", "4", "-m", "32", "-H", "content-type: application/grpc", "-d", body,
-                "http://127.0.0.1:\(port)/test.Echo/Echo",
-            ])
+            let output = try await runProcess(
+                "/usr/bin/h2load",
+                [
+                    "-n", "5000", "-c", "4", "-m", "32", "-H", "content-type: application/grpc", "-d", body,
+                    "http://127.0.0.1:\(port)/test.Echo/Echo",
+                ]
+            )
             #expect(output.standardOutput.contains("5000 succeeded, 0 failed, 0 errored"), "\(output.standardOutput)")
             #expect(output.standardOutput.contains("status codes: 5000 2xx"), "\(output.standardOutput)")
             #expect(service.callCount == 5000)

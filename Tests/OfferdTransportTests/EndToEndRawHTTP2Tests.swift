@@ -47,7 +47,9 @@ struct EndToEndRawHTTP2Tests {
     func oversizedPrefixAnsweredEarly() async throws {
         try await withTestServer(configure: { $0.maxMessageBytes = 1000 }) { _, port, service in
             let client = try Self.connect(port: port)
-            try client.send(client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try client.send(
+                client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+            )
             // Announce 1 MiB but send only the prefix, without ending the stream.
             try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0x10, 0, 0]))
             let frames = try client.readFrames { $0.streamID == 1 && $0.type == RawFrame.rstStream }
@@ -66,7 +68,10 @@ struct EndToEndRawHTTP2Tests {
     func deadlineTimer() async throws {
         try await withTestServer { server, port, service in
             let client = try Self.connect(port: port)
-            let slowFields = RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo", extra: [("grpc-timeout", "100m")])
+            let slowFields = RawHTTP2Client.grpcRequestFields(
+                path: "/test.Echo/Echo",
+                extra: [("grpc-timeout", "100m")]
+            )
             try client.send(client.headersFrame(streamID: 1, fields: slowFields))
             try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 10, 1, 2, 3]))
             let started = Date()
@@ -79,7 +84,9 @@ struct EndToEndRawHTTP2Tests {
             #expect(service.callCount == 0)
 
             // The same connection still serves a new call.
-            try client.send(client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try client.send(
+                client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+            )
             try client.send(RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([9, 9]), endStream: true))
             let next = try client.readFrames(until: Self.isEnd(of: 3))
             let trailers = try #require(next.last { $0.streamID == 3 && $0.type == RawFrame.headers })
@@ -103,7 +110,10 @@ struct EndToEndRawHTTP2Tests {
             var burst: [UInt8] = []
             for index in 0..<streamCount {
                 let streamID = Int32(2 * index + 1)
-                burst += client.headersFrame(streamID: streamID, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+                burst += client.headersFrame(
+                    streamID: streamID,
+                    fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")
+                )
                 burst += RawHTTP2Client.dataFrame(streamID: streamID, grpcFrame([UInt8(index)]), endStream: true)
             }
             // One write: the server sees all the streams in a single read burst.
@@ -141,10 +151,18 @@ struct EndToEndRawHTTP2Tests {
             // Sent before the server's SETTINGS is acknowledged: nghttp2 refuses the excess stream with
             // REFUSED_STREAM (after the acknowledgement, exceeding it is a connection error, PROTOCOL_ERROR).
             for streamID: Int32 in [1, 3, 5] {
-                try client.send(client.headersFrame(streamID: streamID, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+                try client.send(
+                    client.headersFrame(
+                        streamID: streamID,
+                        fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")
+                    )
+                )
             }
             let frames = try client.readFrames { $0.streamID == 5 && $0.type == RawFrame.rstStream }
-            #expect(frames.first { $0.streamID == 5 && $0.type == RawFrame.rstStream }?.resetCode == 7, "\(frames.map { ($0.type, $0.streamID, $0.payload) })")
+            #expect(
+                frames.first { $0.streamID == 5 && $0.type == RawFrame.rstStream }?.resetCode == 7,
+                "\(frames.map { ($0.type, $0.streamID, $0.payload) })"
+            )
             // Streams 1 and 3 are still open and complete normally.
             for streamID: Int32 in [1, 3] {
                 try client.send(RawHTTP2Client.dataFrame(streamID: streamID, grpcFrame([1]), endStream: true))
@@ -163,11 +181,36 @@ struct EndToEndRawHTTP2Tests {
         }
     }
 
+    @Test("rapid reset (HEADERS + RST_STREAM flood) ends the connection; the server keeps serving others")
+    func rapidReset() async throws {
+        try await withTestServer { _, port, service in
+            let client = try Self.connect(port: port)
+            var flood: [UInt8] = []
+            for index in 0..<1500 {
+                let streamID = Int32(2 * index + 1)
+                flood += client.headersFrame(
+                    streamID: streamID,
+                    fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")
+                )
+                flood += RawHTTP2Client.frame(type: RawFrame.rstStream, streamID: streamID, payload: [0, 0, 0, 8])
+            }
+            try? client.send(flood)
+            let frames = try client.readUntilClosed(timeout: 5)
+            #expect(client.isClosedByPeer)
+            #expect(frames.contains { $0.type == RawFrame.goAway && $0.goAwayFields?.errorCode != 0 })
+            #expect(service.callCount == 0)
+            let call = try await NGHTTPCall.run(port: port, path: "/test.Echo/Echo", body: grpcFrame([5]))
+            #expect(call.value("grpc-status") == "0")
+        }
+    }
+
     @Test("shutdown: GOAWAY names the last stream, the in-flight call finishes, then everything closes")
     func gracefulShutdown() async throws {
         try await withTestServer { server, port, _ in
             let client = try Self.connect(port: port)
-            try client.send(client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try client.send(
+                client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+            )
             try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 2, 7]))
             // Make sure the server has processed stream 1 before shutting down.
             _ = try client.readFrames(timeout: 0.3) { _ in false }
@@ -177,7 +220,13 @@ struct EndToEndRawHTTP2Tests {
             #expect(goAway.lastStreamID == 1)
             #expect(goAway.errorCode == 0)
             // A stream opened after the GOAWAY is not served.
-            try client.send(client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"), endStream: true))
+            try client.send(
+                client.headersFrame(
+                    streamID: 3,
+                    fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"),
+                    endStream: true
+                )
+            )
             // Finish stream 1: it is answered, then the server closes the connection.
             try client.send(RawHTTP2Client.dataFrame(streamID: 1, [8], endStream: true))
             let rest = try client.readUntilClosed(timeout: 5)
@@ -199,7 +248,9 @@ struct EndToEndRawHTTP2Tests {
     func shutdownGraceExpires() async throws {
         try await withTestServer { server, port, _ in
             let client = try Self.connect(port: port)
-            try client.send(client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try client.send(
+                client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+            )
             _ = try client.readFrames(timeout: 0.3) { _ in false }
             let started = Date()
             await server.shutdown(grace: .milliseconds(300))
@@ -223,7 +274,9 @@ struct EndToEndRawHTTP2Tests {
 
             // A stream kept open (upload in progress) keeps the connection alive past the timeout.
             let busy = try Self.connect(port: port)
-            try busy.send(busy.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo")))
+            try busy.send(
+                busy.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+            )
             let during = try busy.readFrames(timeout: 0.8) { $0.type == RawFrame.goAway }
             #expect(!during.contains { $0.type == RawFrame.goAway })
             #expect(!busy.isClosedByPeer)

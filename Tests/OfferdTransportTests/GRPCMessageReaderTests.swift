@@ -9,8 +9,10 @@ struct GRPCMessageReaderTests {
 
     private static func framed(_ payload: [UInt8], flag: UInt8 = 0) -> [UInt8] {
         let length = UInt32(payload.count)
-        return [flag, UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
-                UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)] + payload
+        return [
+            flag, UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
+            UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length),
+        ] + payload
     }
 
     private static func bytes(_ buffer: ByteBuffer) -> [UInt8] {
@@ -88,11 +90,14 @@ struct GRPCMessageReaderTests {
         #expect(reader.consume([9, 9, 9], allocator: self.allocator) == nil)
     }
 
-    @Test("a body that ends early names what was missing", arguments: [
-        ([UInt8](), "no message"),
-        ([0, 0, 0], "message prefix (3 of 5 bytes)"),
-        ([0, 0, 0, 0, 10, 1, 2, 3], "after 3 of the 10 message bytes"),
-    ])
+    @Test(
+        "a body that ends early names what was missing",
+        arguments: [
+            ([UInt8](), "no message"),
+            ([0, 0, 0], "message prefix (3 of 5 bytes)"),
+            ([0, 0, 0, 0, 10, 1, 2, 3], "after 3 of the 10 message bytes"),
+        ]
+    )
     func truncated(body: [UInt8], expectedText: String) {
         var reader = GRPCMessageReader(maxMessageBytes: 100)
         #expect(reader.consume(body, allocator: self.allocator) == nil)

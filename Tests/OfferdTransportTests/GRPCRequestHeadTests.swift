@@ -5,7 +5,11 @@ import Testing
 
 @Suite("request head validation")
 struct GRPCRequestHeadTests {
-    private static func head(_ fields: [(String, String)], maxCount: Int = 64, maxBytes: Int = 16384)
+    private static func head(
+        _ fields: [(String, String)],
+        maxCount: Int = 64,
+        maxBytes: Int = 16384
+    )
         -> GRPCRequestHead
     {
         var head = GRPCRequestHead(maxHeaderCount: maxCount, maxHeaderListBytes: maxBytes)
@@ -41,11 +45,14 @@ struct GRPCRequestHeadTests {
         #expect(Self.head(fields).validate() == .failure(.methodNotAllowed))
     }
 
-    @Test("content-type", arguments: [
-        ("application/grpc", true), ("application/grpc+proto", true), ("application/grpc;charset=utf-8", true),
-        ("Application/GRPC", true), ("application/json", false), ("application/grpcx", false),
-        ("application/grp", false), ("", false), ("text/plain", false),
-    ])
+    @Test(
+        "content-type",
+        arguments: [
+            ("application/grpc", true), ("application/grpc+proto", true), ("application/grpc;charset=utf-8", true),
+            ("Application/GRPC", true), ("application/json", false), ("application/grpcx", false),
+            ("application/grp", false), ("", false), ("text/plain", false),
+        ]
+    )
     func contentType(value: String, accepted: Bool) {
         var fields = Self.valid
         fields[4] = ("content-type", value)

@@ -4,22 +4,28 @@ import Testing
 
 @Suite("grpc-message percent-encoding")
 struct GRPCStatusTests {
-    @Test("encoding follows the gRPC spec", arguments: [
-        ("scopes[2].item_count 31 exceeds 30", "scopes[2].item_count 31 exceeds 30"),
-        ("100% sure", "100%25 sure"),
-        ("café", "caf%C3%A9"),
-        ("line\nbreak\t", "line%0Abreak%09"),
-        ("~ and space", "~ and space"),
-        ("\u{7F}", "%7F"),
-        ("", ""),
-    ])
+    @Test(
+        "encoding follows the gRPC spec",
+        arguments: [
+            ("scopes[2].item_count 31 exceeds 30", "scopes[2].item_count 31 exceeds 30"),
+            ("100% sure", "100%25 sure"),
+            ("café", "caf%C3%A9"),
+            ("line\nbreak\t", "line%0Abreak%09"),
+            ("~ and space", "~ and space"),
+            ("\u{7F}", "%7F"),
+            ("", ""),
+        ]
+    )
     func encodes(plain: String, encoded: String) {
         #expect(GRPCStatus.percentEncoded(plain) == encoded)
     }
 
-    @Test("decoding inverts encoding", arguments: [
-        "plain", "100% sure", "emoji 🎯 and ümlauts", "%%%", "\u{0}\u{1}\u{1F}", "a%2",
-    ])
+    @Test(
+        "decoding inverts encoding",
+        arguments: [
+            "plain", "100% sure", "emoji 🎯 and ümlauts", "%%%", "\u{0}\u{1}\u{1F}", "a%2",
+        ]
+    )
     func roundTrips(plain: String) {
         #expect(GRPCStatus.percentDecoded(GRPCStatus.percentEncoded(plain)) == plain)
     }

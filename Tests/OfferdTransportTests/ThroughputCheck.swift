@@ -37,10 +37,14 @@ struct ThroughputCheck {
             let body = try temporaryFile(grpcFrame(Array(repeating: 0x2A, count: payloadBytes)))
             defer { try? FileManager.default.removeItem(atPath: body) }
             let cpuBefore = try Self.processCPUSeconds()
-            let output = try await runProcess("/usr/bin/taskset", [
-                "-c", "1", "/usr/bin/h2load", "-n", "\(requests)", "-c", "16", "-m", "32",
-                "-H", "content-type: application/grpc", "-d", body, "http://127.0.0.1:\(port)/test.Echo/Echo",
-            ], timeout: 300)
+            let output = try await runProcess(
+                "/usr/bin/taskset",
+                [
+                    "-c", "1", "/usr/bin/h2load", "-n", "\(requests)", "-c", "16", "-m", "32",
+                    "-H", "content-type: application/grpc", "-d", body, "http://127.0.0.1:\(port)/test.Echo/Echo",
+                ],
+                timeout: 300
+            )
             let cpuSeconds = try Self.processCPUSeconds() - cpuBefore
             let summary = output.standardOutput.split(separator: "\n").filter {
                 $0.hasPrefix("finished in") || $0.hasPrefix("requests:") || $0.hasPrefix("status codes:")
@@ -50,7 +54,8 @@ struct ThroughputCheck {
             for line in summary {
                 print("THROUGHPUT \(line)")
             }
-            print("THROUGHPUT server CPU \(cpuSeconds) s = \(cpuSeconds * 1e6 / Double(max(service.callCount, 1))) us/call")
+            let microsecondsPerCall = cpuSeconds * 1e6 / Double(max(service.callCount, 1))
+            print("THROUGHPUT server CPU \(cpuSeconds) s = \(microsecondsPerCall) us/call")
             #expect(output.standardOutput.contains("\(requests) succeeded, 0 failed"))
             #expect(service.callCount == requests)
         }

@@ -105,10 +105,12 @@ final class RawHTTP2Client {
     static func frame(type: UInt8, flags: UInt8 = 0, streamID: Int32, payload: [UInt8]) -> [UInt8] {
         let length = UInt32(payload.count)
         let id = UInt32(streamID)
-        return [UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8),
-                UInt8(truncatingIfNeeded: length), type, flags,
-                UInt8(truncatingIfNeeded: id >> 24), UInt8(truncatingIfNeeded: id >> 16),
-                UInt8(truncatingIfNeeded: id >> 8), UInt8(truncatingIfNeeded: id)] + payload
+        return [
+            UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8),
+            UInt8(truncatingIfNeeded: length), type, flags,
+            UInt8(truncatingIfNeeded: id >> 24), UInt8(truncatingIfNeeded: id >> 16),
+            UInt8(truncatingIfNeeded: id >> 8), UInt8(truncatingIfNeeded: id),
+        ] + payload
     }
 
     /// Client preface plus an empty SETTINGS frame.
@@ -126,10 +128,15 @@ final class RawHTTP2Client {
             for index in 0..<count {
                 pairs[index].0.withUnsafeMutableBufferPointer { name in
                     pairs[index].1.withUnsafeMutableBufferPointer { value in
-                        nameValues.append(nghttp2_nv(
-                            name: name.baseAddress, value: value.baseAddress, namelen: name.count,
-                            valuelen: value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-                        ))
+                        nameValues.append(
+                            nghttp2_nv(
+                                name: name.baseAddress,
+                                value: value.baseAddress,
+                                namelen: name.count,
+                                valuelen: value.count,
+                                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                            )
+                        )
                     }
                 }
             }
@@ -141,12 +148,19 @@ final class RawHTTP2Client {
             }
             block.removeLast(bound - max(used, 0))
         }
-        return Self.frame(type: RawFrame.headers, flags: 0x4 | (endStream ? 0x1 : 0), streamID: streamID, payload: block)
+        return Self.frame(
+            type: RawFrame.headers,
+            flags: 0x4 | (endStream ? 0x1 : 0),
+            streamID: streamID,
+            payload: block
+        )
     }
 
     static func grpcRequestFields(path: String, extra: [(String, String)] = []) -> [(String, String)] {
-        [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1"),
-         ("content-type", "application/grpc"), ("te", "trailers")] + extra
+        [
+            (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1"),
+            ("content-type", "application/grpc"), ("te", "trailers"),
+        ] + extra
     }
 
     static func dataFrame(streamID: Int32, _ payload: [UInt8], endStream: Bool = false) -> [UInt8] {
@@ -208,7 +222,10 @@ final class RawHTTP2Client {
         }
         let id = self.inbound[5..<9].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
         let frame = RawFrame(
-            type: self.inbound[3], flags: self.inbound[4], streamID: Int32(id), payload: Array(self.inbound[9..<(9 + length)])
+            type: self.inbound[3],
+            flags: self.inbound[4],
+            streamID: Int32(id),
+            payload: Array(self.inbound[9..<(9 + length)])
         )
         self.inbound.removeFirst(9 + length)
         return frame
@@ -223,7 +240,12 @@ final class RawHTTP2Client {
             var flags: Int32 = 0
             let consumed = remaining.withUnsafeBufferPointer { input in
                 nghttp2_hd_inflate_hd2(
-                    self.inflater, &nameValue, &flags, input.baseAddress, input.count, 1
+                    self.inflater,
+                    &nameValue,
+                    &flags,
+                    input.baseAddress,
+                    input.count,
+                    1
                 )
             }
             guard consumed >= 0 else {
@@ -231,9 +253,13 @@ final class RawHTTP2Client {
             }
             remaining = remaining.dropFirst(consumed)
             if flags & Int32(NGHTTP2_HD_INFLATE_EMIT.rawValue) != 0 {
-                let name = String(decoding: UnsafeBufferPointer(start: nameValue.name, count: nameValue.namelen), as: UTF8.self)
+                let name = String(
+                    decoding: UnsafeBufferPointer(start: nameValue.name, count: nameValue.namelen),
+                    as: UTF8.self
+                )
                 let value = String(
-                    decoding: UnsafeBufferPointer(start: nameValue.value, count: nameValue.valuelen), as: UTF8.self
+                    decoding: UnsafeBufferPointer(start: nameValue.value, count: nameValue.valuelen),
+                    as: UTF8.self
                 )
                 fields.append((name, value))
             }

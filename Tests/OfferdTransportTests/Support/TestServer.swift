@@ -47,7 +47,12 @@ func withTestServer<Result>(
     logger.logLevel = .warning
     let server: GRPCServer
     do {
-        server = try await GRPCServer.start(configuration: configuration, service: service, group: group, logger: logger)
+        server = try await GRPCServer.start(
+            configuration: configuration,
+            service: service,
+            group: group,
+            logger: logger
+        )
     } catch {
         try? await group.shutdownGracefully()
         throw error
@@ -80,8 +85,10 @@ struct TestFailure: Error, CustomStringConvertible {
 /// A gRPC length-prefixed message.
 func grpcFrame(_ payload: [UInt8], compressed: Bool = false) -> [UInt8] {
     let length = UInt32(payload.count)
-    return [compressed ? 1 : 0, UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
-            UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)] + payload
+    return [
+        compressed ? 1 : 0, UInt8(length >> 24), UInt8(truncatingIfNeeded: length >> 16),
+        UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length),
+    ] + payload
 }
 
 /// Output of a finished child process.
@@ -145,8 +152,12 @@ struct NGHTTPCall {
 
     /// Runs `nghttp -v` for one request and parses the header fields it reports as received.
     static func run(
-        port: Int, path: String, method: String = "POST", contentType: String? = "application/grpc",
-        extraHeaders: [String] = [], body: [UInt8]?
+        port: Int,
+        path: String,
+        method: String = "POST",
+        contentType: String? = "application/grpc",
+        extraHeaders: [String] = [],
+        body: [UInt8]?
     ) async throws -> NGHTTPCall {
         var arguments = ["-v", "-H", ":method: \(method)"]
         if let contentType {
