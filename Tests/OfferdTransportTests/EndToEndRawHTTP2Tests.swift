@@ -215,7 +215,7 @@ struct EndToEndRawHTTP2Tests {
             // Make sure the server has processed stream 1 before shutting down.
             _ = try client.readFrames(timeout: 0.3) { _ in false }
             let shutdown = Task { await server.shutdown(grace: .seconds(10)) }
-            let goAwayFrames = try client.readFrames { $0.type == RawFrame.goAway }
+            let goAwayFrames = try await offCooperativePool { try client.readFrames { $0.type == RawFrame.goAway } }
             let goAway = try #require(goAwayFrames.last?.goAwayFields)
             #expect(goAway.lastStreamID == 1)
             #expect(goAway.errorCode == 0)
@@ -229,7 +229,7 @@ struct EndToEndRawHTTP2Tests {
             )
             // Finish stream 1: it is answered, then the server closes the connection.
             try client.send(RawHTTP2Client.dataFrame(streamID: 1, [8], endStream: true))
-            let rest = try client.readUntilClosed(timeout: 5)
+            let rest = try await offCooperativePool { try client.readUntilClosed(timeout: 5) }
             var sawOK = false
             for frame in rest where frame.type == RawFrame.headers {
                 let fields = try client.decodeHeaders(frame)

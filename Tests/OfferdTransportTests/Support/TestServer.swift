@@ -200,3 +200,25 @@ struct NGHTTPCall {
         return NGHTTPCall(headers: headers, output: output)
     }
 }
+
+/// Runs a blocking call (a raw socket read) on a Dispatch thread instead of a
+/// Swift concurrency pool thread.
+///
+/// Tests run in parallel on a pool with as many threads as cores (2 here):
+/// a blocking read there can starve the very task it waits for (a shutdown
+/// that must send the GOAWAY being read).
+func offCooperativePool<T>(_ body: @escaping () throws -> T) async throws -> T {
+    let unchecked = UncheckedBox(body)
+    return try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try unchecked.value() }.map { UncheckedBox($0) })
+        }
+    }.value
+}
+
+/// Moves a non-Sendable value across the one hop `offCooperativePool` makes;
+/// the caller is suspended meanwhile, so nothing else touches it.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
