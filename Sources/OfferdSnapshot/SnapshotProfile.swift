@@ -5,7 +5,7 @@ import OfferdCore
 /// Creating one reads the record header and walks its identities (all
 /// bounds-checked); every other field is read on demand. It holds a strong
 /// reference to its snapshot, so a request that still uses it keeps the
-/// mapping alive across a reload.
+/// buffer alive across a reload.
 public struct SnapshotProfile: ProfileView, Sendable {
     public let snapshot: ProfileSnapshot
     /// Absolute file offset of the record.
@@ -69,7 +69,7 @@ public struct SnapshotProfile: ProfileView, Sendable {
         guard identitiesInBounds() else { return nil }
     }
 
-    private var region: MappedRegion { snapshot.region }
+    private var region: SnapshotBuffer { snapshot.region }
 
     private func identitiesInBounds() -> Bool {
         var position = recordStart + SnapshotFormat.Record.headerLength
