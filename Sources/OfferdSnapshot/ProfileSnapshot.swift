@@ -36,8 +36,8 @@ public struct SnapshotLoadError: Error, Sendable, Equatable, CustomStringConvert
 /// The file is read once into one buffer (see `SnapshotBuffer` for why not
 /// `mmap`); ``profile(for:)`` hashes the identity, probes the open-addressing
 /// index and returns a ``SnapshotProfile`` view over the record's bytes, with
-/// no per-profile objects. The buffer is freed when the last reference (the store, or a ``SnapshotProfile`` still used by a
-/// request) goes away.
+/// no per-profile objects. The buffer is freed when the last reference (the
+/// store, or a ``SnapshotProfile`` still used by a request) goes away.
 ///
 /// Loading checks the magic number, the format version, the file length, the
 /// XXH3 checksum over the whole content and every section bound. Records are

@@ -63,7 +63,9 @@ struct SnapshotBenchmarks {
             samples.append((cpuSeconds() - batchStart) / 1000 * 1e9)
         }
         samples.sort()
-        print("lookup: median \(format(samples[samples.count / 2])) ns, p99 \(format(samples[98])) ns (1000-lookup batches)")
+        print(
+            "lookup: median \(format(samples[samples.count / 2])) ns, p99 \(format(samples[98])) ns"
+                + " (1000-lookup batches)")
 
         // The same 1,000 identities again and again: records and index slots in cache.
         let hot = Array(identities[0..<1000])
