@@ -18,38 +18,42 @@
 /// SIGBUS on the next read of a vanished page, and one it rewrites changes
 /// under a verified snapshot. A private copy costs the same resident memory
 /// (the file size) and loads at `read` speed, and what was verified stays what
-/// is served. On Linux the buffer is 2 MiB aligned and advised for huge pages,
-/// so random lookups miss the TLB less.
+/// is served.
 final class SnapshotBuffer: @unchecked Sendable {
     let bytes: UnsafeRawBufferPointer
+    private let allocatedCount: Int
 
     /// Reads up to `count` bytes of `file` from its start; fewer when the file shrank meanwhile.
     init(file: PosixFile, count: Int) throws(SystemCallError) {
         precondition(count > 0, "a snapshot buffer is never empty")
-        let hugePage = 2 << 20
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: hugePage)
+        // Anonymous memory populated in one go: faulting the pages in one by one
+        // during the read cost more than the read itself.
         #if os(Linux)
-            if count >= hugePage {
-                _ = madvise(storage.baseAddress, count, MADV_HUGEPAGE)
-            }
+            let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE
+        #else
+            let flags = MAP_PRIVATE | MAP_ANON
         #endif
+        guard let address = mmap(nil, count, PROT_READ | PROT_WRITE, flags, -1, 0), address != MAP_FAILED else {
+            throw SystemCallError.last("mmap")
+        }
         var done = 0
         while done < count {
-            let got = pread(file.descriptor, storage.baseAddress! + done, count - done, off_t(done))
+            let got = pread(file.descriptor, address + done, count - done, off_t(done))
             if got < 0 {
                 if errno == EINTR { continue }
                 let error = SystemCallError.last("read")
-                storage.deallocate()
+                munmap(address, count)
                 throw error
             }
             if got == 0 { break }
             done += got
         }
-        bytes = UnsafeRawBufferPointer(start: storage.baseAddress, count: done)
+        allocatedCount = count
+        bytes = UnsafeRawBufferPointer(start: address, count: done)
     }
 
     deinit {
-        UnsafeMutableRawBufferPointer(mutating: bytes).deallocate()
+        munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), allocatedCount)
     }
 
     var count: Int { bytes.count }
