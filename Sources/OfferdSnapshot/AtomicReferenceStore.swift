@@ -14,7 +14,7 @@ import Atomics
 ///   at once (release/acquire ordering: all writes that built the value
 ///   happen-before any read through a reference loaded after the publish). It
 ///   gives up the store's reference to the old value; the old value is
-///   deinitialised (a snapshot unmaps its file) when the last reader drops
+///   deinitialised (a snapshot frees its buffer) when the last reader drops
 ///   it, by ordinary reference counting. Nothing is freed while a reader can
 ///   still reach it.
 /// - Versions never go backwards for one reader: a thread that loaded version

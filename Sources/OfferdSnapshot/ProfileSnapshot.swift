@@ -33,19 +33,19 @@ public struct SnapshotLoadError: Error, Sendable, Equatable, CustomStringConvert
 
 /// A loaded, verified, immutable profile snapshot (SPEC 5.2), looked up in place.
 ///
-/// The file is memory-mapped once; ``profile(for:)`` hashes the identity,
-/// probes the open-addressing index and returns a ``SnapshotProfile`` view over
-/// the record's bytes, with no per-profile objects. The mapping is released
-/// when the last reference (the store, or a ``SnapshotProfile`` still used by a
-/// request) goes away.
+/// The file is read once into one buffer (see `SnapshotBuffer` for why not
+/// `mmap`); ``profile(for:)`` hashes the identity, probes the open-addressing
+/// index and returns a ``SnapshotProfile`` view over the record's bytes, with
+/// no per-profile objects. The buffer is freed when the last reference (the
+/// store, or a ``SnapshotProfile`` still used by a request) goes away.
 ///
 /// Loading checks the magic number, the format version, the file length, the
 /// XXH3 checksum over the whole content and every section bound. Records are
 /// bounds-checked on every read instead of at load, which keeps loading at
 /// checksum speed: a file with a valid checksum but hostile records yields
-/// missing values, never a read outside the mapping.
+/// missing values, never a read outside the buffer.
 public final class ProfileSnapshot: Sendable {
-    let region: MappedRegion
+    let region: SnapshotBuffer
     /// Snapshot version string (`--version`, or a content hash).
     public let version: String
     /// When the snapshot was built, in epoch seconds.
@@ -66,7 +66,7 @@ public final class ProfileSnapshot: Sendable {
     let slotCount: Int
 
     private init(
-        region: MappedRegion, version: String, createdAt: Int64, profileCount: Int, identityCount: Int,
+        region: SnapshotBuffer, version: String, createdAt: Int64, profileCount: Int, identityCount: Int,
         checksum: UInt64, recordsStart: Int, recordsEnd: Int, stringsStart: Int, stringsEnd: Int,
         stringCount: Int, slotsStart: Int, slotCount: Int
     ) {
@@ -86,7 +86,7 @@ public final class ProfileSnapshot: Sendable {
         self.slotCount = slotCount
     }
 
-    /// Maps and verifies the snapshot at `path`.
+    /// Reads and verifies the snapshot at `path`.
     public static func load(path: String) throws(SnapshotLoadError) -> ProfileSnapshot {
         func fail(_ kind: SnapshotLoadError.Kind, _ message: String) -> SnapshotLoadError {
             SnapshotLoadError(path: path, kind: kind, message: message)
@@ -108,17 +108,17 @@ public final class ProfileSnapshot: Sendable {
         guard status.isRegularFile else { throw fail(.unreadable, "not a regular file") }
         let size = Int(status.size)
         guard size > 0 else { throw fail(.notASnapshot, "empty file, not a snapshot") }
-        let region: MappedRegion
+        let region: SnapshotBuffer
         do {
-            region = try MappedRegion(file: file, count: size)
+            region = try SnapshotBuffer(file: file, count: size)
         } catch {
-            throw fail(.unreadable, "cannot map: \(error)")
+            throw fail(.unreadable, "cannot read: \(error)")
         }
         return try verify(region, fail: fail)
     }
 
     private static func verify(
-        _ region: MappedRegion, fail: (SnapshotLoadError.Kind, String) -> SnapshotLoadError
+        _ region: SnapshotBuffer, fail: (SnapshotLoadError.Kind, String) -> SnapshotLoadError
     ) throws(SnapshotLoadError) -> ProfileSnapshot {
         typealias Field = SnapshotFormat.Header
         guard let magic = region.copyBytes(0, 8), magic == SnapshotFormat.magic else {

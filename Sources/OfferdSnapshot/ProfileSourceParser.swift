@@ -168,28 +168,37 @@ public enum ProfileSourceParser {
         guard case .object = value else {
             throw ProfileSourceError("\"attributes\" must be an object, found \(value.typeDescription)")
         }
-        try checkAttribute(value, path: "attributes")
+        if let problem = nestedArrayProblem(in: value) {
+            throw ProfileSourceError(
+                "attributes" + problem.path.reversed().joined() + " is \(problem.item.typeDescription)"
+                    + ": arrays may only hold scalars")
+        }
         return value
     }
 
-    /// Refuses arrays holding arrays or objects: rules only compare lists of scalars.
-    private static func checkAttribute(_ value: JSONValue, path: String) throws(ProfileSourceError) {
+    /// The first array item that is an array or an object (rules only compare lists of
+    /// scalars), with its path as reversed components (".key", "[3]"): built only on failure,
+    /// since this runs for every attribute of every profile.
+    private static func nestedArrayProblem(in value: JSONValue) -> (path: [String], item: JSONValue)? {
         switch value {
         case .object(let members):
             for member in members {
-                try checkAttribute(member.value, path: path + "." + member.key)
+                if var problem = nestedArrayProblem(in: member.value) {
+                    problem.path.append("." + member.key)
+                    return problem
+                }
             }
+            return nil
         case .array(let items):
             for (position, item) in items.enumerated() {
                 switch item {
-                case .array, .object:
-                    throw ProfileSourceError(
-                        "\(path)[\(position)] is \(item.typeDescription): arrays may only hold scalars")
+                case .array, .object: return (["[\(position)]"], item)
                 default: continue
                 }
             }
+            return nil
         default:
-            return
+            return nil
         }
     }
 

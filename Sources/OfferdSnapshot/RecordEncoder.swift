@@ -67,12 +67,12 @@ struct RecordEncoder {
         }
         let audiencesOffset = output.count - start
         for audience in profile.audiences {
-            output.appendLE(stableHash(audience.utf8))
+            output.appendLE(SnapshotHash.of(audience))
             output.appendLE(strings.intern(audience))
         }
         let cappingOffset = output.count - start
         for entry in profile.capping {
-            output.appendLE(stableHash(entry.offerID.utf8))
+            output.appendLE(SnapshotHash.of(entry.offerID))
             output.appendLE(strings.intern(entry.offerID))
             output.appendLE(UInt64(entry.count))
         }
@@ -127,7 +127,7 @@ struct RecordEncoder {
             let keyLength = UInt32(member.key.utf8.count)
             pathBytes.appendLE(keyLength)
             pathBytes.append(contentsOf: member.key.utf8)
-            directory.append((hash: stableHash(pathBytes), offset: offset))
+            directory.append((hash: SnapshotHash.of(pathBytes), offset: offset))
 
             nodes.appendLE(parent)
             nodes.appendLE(strings.intern(member.key))

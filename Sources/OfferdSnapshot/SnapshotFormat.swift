@@ -80,11 +80,11 @@ enum SnapshotFormat {
     /// The index key of an identity: folded namespace, 0x1F, id, hashed with ``stableHash(_:)``.
     @inline(__always)
     static func identityHash(namespace: String, id: String) -> UInt64 {
-        var hasher = FNV1a64()
-        for byte in namespace.utf8 { hasher.combine(foldASCII(byte)) }
-        hasher.combine(0x1F)
-        for byte in id.utf8 { hasher.combine(byte) }
-        return fmix64(hasher.value)
+        var hash = SnapshotHash.basis
+        for byte in namespace.utf8 { hash = SnapshotHash.step(hash, foldASCII(byte)) }
+        hash = SnapshotHash.step(hash, 0x1F)
+        for byte in id.utf8 { hash = SnapshotHash.step(hash, byte) }
+        return fmix64(hash)
     }
 
     /// Number of index slots for `identityCount` identities (at least one, so probing always terminates).
@@ -96,6 +96,33 @@ enum SnapshotFormat {
     @inline(__always)
     static func homeSlot(_ hash: UInt64, slotCount: Int) -> Int {
         Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(slotCount)).high)
+    }
+}
+
+/// OfferdCore's ``stableHash(_:)`` (`fmix64(fnv1a64(bytes))`), specialised for this module.
+///
+/// Core's version is generic over `Sequence` and not inlinable, so from another
+/// module every byte went through a protocol witness: a third of the builder's
+/// time. The results are identical (a test checks it), which the format relies on.
+enum SnapshotHash {
+    static let basis: UInt64 = 0xcbf2_9ce4_8422_2325
+    static let prime: UInt64 = 0x0000_0100_0000_01b3
+
+    @inline(__always)
+    static func step(_ hash: UInt64, _ byte: UInt8) -> UInt64 {
+        (hash ^ UInt64(byte)) &* prime
+    }
+
+    static func of(_ bytes: [UInt8]) -> UInt64 {
+        var hash = basis
+        for byte in bytes { hash = step(hash, byte) }
+        return fmix64(hash)
+    }
+
+    static func of(_ text: String) -> UInt64 {
+        var hash = basis
+        for byte in text.utf8 { hash = step(hash, byte) }
+        return fmix64(hash)
     }
 }
 

@@ -5,7 +5,7 @@ import OfferdCore
 /// Creating one reads the record header and walks its identities (all
 /// bounds-checked); every other field is read on demand. It holds a strong
 /// reference to its snapshot, so a request that still uses it keeps the
-/// mapping alive across a reload.
+/// buffer alive across a reload.
 public struct SnapshotProfile: ProfileView, Sendable {
     public let snapshot: ProfileSnapshot
     /// Absolute file offset of the record.
@@ -44,12 +44,12 @@ public struct SnapshotProfile: ProfileView, Sendable {
             directoryOffset + attributeCount * Field.directoryEntryLength <= nodesOffset,
             nodesOffset <= length
         else { return nil }
-        var codes: [ConsentChoice] = []
-        for position in 0..<6 {
-            guard let raw = region.u8(recordStart + Field.consents + position), let code = ConsentChoice(rawValue: raw)
-            else { return nil }
-            codes.append(code)
+        func consent(_ position: Int) -> ConsentChoice? {
+            region.u8(recordStart + Field.consents + position).flatMap(ConsentChoice.init(rawValue:))
         }
+        guard let personalizeContent = consent(0), let marketingAny = consent(1), let marketingEmail = consent(2),
+            let marketingSMS = consent(3), let marketingPush = consent(4), let marketingCall = consent(5)
+        else { return nil }
         self.snapshot = snapshot
         self.recordStart = recordStart
         self.recordLength = length
@@ -63,13 +63,13 @@ public struct SnapshotProfile: ProfileView, Sendable {
         self.directoryStart = recordStart + directoryOffset
         self.nodesStart = recordStart + nodesOffset
         self.consents = ConsentRecord(
-            personalizeContent: codes[0], marketingAny: codes[1], marketingEmail: codes[2],
-            marketingSMS: codes[3], marketingPush: codes[4], marketingCall: codes[5])
+            personalizeContent: personalizeContent, marketingAny: marketingAny, marketingEmail: marketingEmail,
+            marketingSMS: marketingSMS, marketingPush: marketingPush, marketingCall: marketingCall)
         // Every identity must lie inside the identity area, so the primary identity is always readable.
         guard identitiesInBounds() else { return nil }
     }
 
-    private var region: MappedRegion { snapshot.region }
+    private var region: SnapshotBuffer { snapshot.region }
 
     private func identitiesInBounds() -> Bool {
         var position = recordStart + SnapshotFormat.Record.headerLength
@@ -126,8 +126,13 @@ public struct SnapshotProfile: ProfileView, Sendable {
     }
 
     public var primaryIdentity: Identity {
-        // init guarantees at least one in-bounds identity.
-        identities[0]
+        // init checked that every identity, so the first, lies in bounds; the fallbacks are never taken.
+        let position = recordStart + SnapshotFormat.Record.headerLength
+        let namespaceLength = region.int32(position) ?? 0
+        let idLength = region.int32(position + 4 + namespaceLength) ?? 0
+        return Identity(
+            namespace: region.string(position + 4, namespaceLength) ?? "",
+            id: region.string(position + 8 + namespaceLength, idLength) ?? "")
     }
 
     public func isMember(of audience: InternedName) -> Bool {

@@ -1,5 +1,5 @@
 // The POSIX file and checksum calls of the snapshot module. Together with
-// MappedRegion.swift, this is the only file of OfferdSnapshot that touches raw
+// SnapshotBuffer.swift, this is the only file of OfferdSnapshot that touches raw
 // pointers or C: everything else works on Swift arrays and bounds-checked
 // reads.
 internal import CXXHash
@@ -256,7 +256,7 @@ func xxh3(_ bytes: [UInt8], seed: UInt64) -> UInt64 {
     bytes.withUnsafeBytes { raw in UInt64(XXH3_64bits_withSeed(raw.baseAddress, raw.count, XXH64_hash_t(seed))) }
 }
 
-/// XXH3-64 of raw memory (the mapped snapshot body).
+/// XXH3-64 of raw memory (the loaded snapshot body).
 func xxh3(_ raw: UnsafeRawBufferPointer) -> UInt64 {
     UInt64(XXH3_64bits(raw.baseAddress, raw.count))
 }

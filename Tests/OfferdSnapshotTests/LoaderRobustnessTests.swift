@@ -1,3 +1,4 @@
+import Foundation
 import OfferdCore
 import Testing
 
@@ -95,6 +96,22 @@ struct LoaderRobustnessTests {
             #expect(error.kind == .unreadable)
             #expect(error.description.contains("missing.snap: no such file"))
         }
+    }
+
+    /// A snapshot rewritten in place under a loaded one (SPEC 5.3): with a memory map, reading
+    /// a page the truncation removed would be a SIGBUS; the loaded snapshot must not notice.
+    @Test func loadedSnapshotSurvivesItsFileBeingTruncatedAndRewritten() throws {
+        let (directory, bytes) = try goodSnapshot()
+        let path = directory.file("good.snap")
+        let snapshot = try ProfileSnapshot.load(path: path)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 0)
+        handle.write(Data(repeating: 0xAB, count: 100))
+        try handle.close()
+        let profiles = snapshot.allProfiles()
+        #expect(profiles.count == 12)
+        #expect(profiles.last?.attribute(at: AttributePath(["loyalty", "tier"])) == .string("bronze"))
+        #expect(snapshot.fileSize == bytes.count)
     }
 
     @Test func trailingBytesAreRejected() throws {

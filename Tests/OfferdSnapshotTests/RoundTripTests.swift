@@ -189,3 +189,22 @@ struct RoundTripTests {
         #expect(weakSnapshot == nil)
     }
 }
+
+@Suite("Format hashes match OfferdCore")
+struct SnapshotHashTests {
+    @Test(arguments: ["", "vip", "offer-gold-10", "é✓😀", String(repeating: "long key ", count: 20)])
+    func snapshotHashEqualsStableHash(_ text: String) {
+        #expect(SnapshotHash.of(text) == stableHash(text.utf8))
+        #expect(SnapshotHash.of(Array(text.utf8)) == stableHash(text.utf8))
+        #expect(InternedName(text).hash == SnapshotHash.of(text))
+        let path = AttributePath([text, "x"])
+        #expect(SnapshotHash.of(path.canonicalBytes) == path.hash)
+    }
+
+    @Test func identityHashFoldsTheNamespaceOnly() {
+        let expected = stableHash(Array("ecid".utf8) + [0x1F] + Array("Ab-1".utf8))
+        #expect(SnapshotFormat.identityHash(namespace: "ECID", id: "Ab-1") == expected)
+        #expect(SnapshotFormat.identityHash(namespace: "eCid", id: "Ab-1") == expected)
+        #expect(SnapshotFormat.identityHash(namespace: "ECID", id: "ab-1") != expected)
+    }
+}

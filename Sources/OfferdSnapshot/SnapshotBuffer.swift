@@ -1,8 +1,8 @@
-// The read-only memory map of a snapshot file and its bounds-checked readers.
-// This file and UnsafeIO.swift hold all the pointer code of the module: every
-// read from the map goes through a method here that checks the offset against
-// the map's size first, so a hostile snapshot can yield wrong values but never
-// a read outside the mapping.
+// The snapshot's bytes, read once into one buffer, and their bounds-checked
+// readers. This file and UnsafeIO.swift hold all the pointer code of the
+// module: every read goes through a method here that checks the offset against
+// the buffer's size first, so a hostile snapshot can yield wrong values but
+// never a read outside the buffer.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -11,29 +11,52 @@
     import Darwin
 #endif
 
-/// A whole file mapped read-only, unmapped when the last reference goes.
+/// A whole snapshot file read into one immutable buffer, freed when the last reference goes.
 ///
-/// Immutable after init (the mapping is `PROT_READ`, `MAP_PRIVATE`), so
-/// sharing it between threads is safe.
-final class MappedRegion: @unchecked Sendable {
+/// Why not `mmap`: the server must survive a snapshot rewritten in place
+/// (SPEC 5.3). A mapping of a file that another process truncates faults with
+/// SIGBUS on the next read of a vanished page, and one it rewrites changes
+/// under a verified snapshot. A private copy costs the same resident memory
+/// (the file size) and loads at `read` speed, and what was verified stays what
+/// is served.
+final class SnapshotBuffer: @unchecked Sendable {
     let bytes: UnsafeRawBufferPointer
+    private let allocatedCount: Int
 
-    var count: Int { bytes.count }
-
-    /// Maps `count` bytes of `file` (count > 0).
+    /// Reads up to `count` bytes of `file` from its start; fewer when the file shrank meanwhile.
     init(file: PosixFile, count: Int) throws(SystemCallError) {
-        precondition(count > 0, "mmap of an empty file")
-        guard let address = mmap(nil, count, PROT_READ, MAP_PRIVATE, file.descriptor, 0),
-            address != MAP_FAILED
-        else { throw SystemCallError.last("mmap") }
-        bytes = UnsafeRawBufferPointer(start: address, count: count)
+        precondition(count > 0, "a snapshot buffer is never empty")
+        // Anonymous memory populated in one go: faulting the pages in one by one
+        // during the read cost more than the read itself.
+        #if os(Linux)
+            let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE
+        #else
+            let flags = MAP_PRIVATE | MAP_ANON
+        #endif
+        guard let address = mmap(nil, count, PROT_READ | PROT_WRITE, flags, -1, 0), address != MAP_FAILED else {
+            throw SystemCallError.last("mmap")
+        }
+        var done = 0
+        while done < count {
+            let got = pread(file.descriptor, address + done, count - done, off_t(done))
+            if got < 0 {
+                if errno == EINTR { continue }
+                let error = SystemCallError.last("read")
+                munmap(address, count)
+                throw error
+            }
+            if got == 0 { break }
+            done += got
+        }
+        allocatedCount = count
+        bytes = UnsafeRawBufferPointer(start: address, count: done)
     }
 
     deinit {
-        if let base = bytes.baseAddress {
-            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
-        }
+        munmap(UnsafeMutableRawPointer(mutating: bytes.baseAddress), allocatedCount)
     }
+
+    var count: Int { bytes.count }
 
     @inline(__always)
     func contains(_ offset: Int, _ length: Int) -> Bool {
