@@ -75,14 +75,27 @@ struct ReloaderTests {
         let directory = try TemporaryDirectory()
         let path = try directory.write("growing.txt", "")
         let log = EventLog<String>()
-        // Slow polls: the writer appends faster than two polls apart.
-        let watcher = FileChangeWatcher(paths: [path], pollInterval: .milliseconds(50)) { log.append($0) }
+        // The writer appends every 2 ms while polls are 100 ms apart, so no two polls can see the same size. It runs
+        // on its own thread, not the test's concurrency pool, which parallel tests keep busy on a 2-core machine.
+        let watcher = FileChangeWatcher(paths: [path], pollInterval: .milliseconds(100)) { log.append($0) }
         watcher.start()
         defer { watcher.stop() }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        for _ in 0..<20 {
-            handle.write(Data("chunk\n".utf8))
-            try await Task.sleep(for: .milliseconds(10))
+        let writerDone = DispatchSemaphore(value: 0)
+        let writer = Thread {
+            let end = Date().addingTimeInterval(0.6)
+            while Date() < end {
+                handle.write(Data("chunk\n".utf8))
+                usleep(2_000)
+            }
+            writerDone.signal()
+        }
+        writer.start()
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                writerDone.wait()
+                continuation.resume()
+            }
         }
         #expect(log.all.isEmpty, "reported while the file was still growing")
         try handle.close()
