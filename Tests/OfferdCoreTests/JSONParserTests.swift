@@ -32,6 +32,26 @@ import Testing
         }
     }
 
+    @Test(arguments: [
+        ("0", 0.0), ("-0", -0.0), ("42", 42.0), ("-17", -17.0), ("999999999999999", 999_999_999_999_999.0),
+        ("12345678901234567", 12_345_678_901_234_567.0), ("1.5", 1.5), ("-2e3", -2000.0), ("7E-1", 0.7),
+    ])
+    func parsesNumbersExactly(text: String, expected: Double) throws {
+        guard case .number(let value) = try JSONParser.parse(text) else {
+            Issue.record("not a number")
+            return
+        }
+        #expect(value == expected)
+        #expect(value.sign == expected.sign)
+    }
+
+    @Test func findsDuplicateKeysInLargeObjects() {
+        let members = (0..<40).map { "\"k\($0)\": \($0)" }.joined(separator: ", ")
+        #expect(throws: JSONParseError.self) { try JSONParser.parse("{\(members), \"k33\": 1}") }
+        #expect(throws: JSONParseError.self) { try JSONParser.parse("{\(members), \"k3\": 1}") }
+        #expect((try? JSONParser.parse("{\(members), \"k40\": 1}")) != nil)
+    }
+
     @Test func reportsLineAndColumn() {
         do {
             _ = try JSONParser.parse("{\n  \"a\": tru\n}")

@@ -101,7 +101,8 @@ public struct JSONParser {
         defer { depth -= 1 }
         index += 1  // "{"
         var members: [JSONMember] = []
-        var seen = Set<String>()
+        // Most objects are small: a linear scan finds duplicates without hashing; a set takes over past 16 keys.
+        var seen: Set<String>? = nil
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -114,7 +115,7 @@ public struct JSONParser {
             }
             let keyStart = index
             let key = try parseString()
-            if !seen.insert(key).inserted {
+            if isDuplicate(key, in: members, seen: &seen) {
                 throw error("duplicate key \"\(key)\"", at: keyStart)
             }
             skipWhitespace()
@@ -187,11 +188,44 @@ public struct JSONParser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number", at: start) }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
+        if let exact = exactInteger(start..<index) { return exact }
         var text = ""
         text.reserveCapacity(index - start)
         for i in start..<index { text.unicodeScalars.append(Unicode.Scalar(bytes[i])) }
         guard let value = Double(text), value.isFinite else { throw error("number out of range", at: start) }
         return value
+    }
+
+    /// The value of a plain integer literal of at most 15 digits, which a
+    /// Double holds exactly, without building a String (the common case in
+    /// profile sources: counts, points, ids).
+    private func exactInteger(_ range: Range<Int>) -> Double? {
+        var position = range.lowerBound
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        guard range.upperBound - position <= 15 else { return nil }
+        var value: Int64 = 0
+        while position < range.upperBound {
+            let byte = bytes[position]
+            guard isDigit(byte) else { return nil }
+            value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+            position += 1
+        }
+        if negative && value == 0 { return -0.0 }
+        return Double(negative ? -value : value)
+    }
+
+    private func isDuplicate(_ key: String, in members: [JSONMember], seen: inout Set<String>?)
+        -> Bool
+    {
+        if seen == nil {
+            if members.count < 16 {
+                for member in members where member.key == key { return true }
+                return false
+            }
+            seen = Set(members.map(\.key))
+        }
+        return !seen!.insert(key).inserted  // set just above when it was nil
     }
 
     private func isDigit(_ byte: UInt8) -> Bool {
