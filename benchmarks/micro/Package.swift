@@ -16,9 +16,18 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The catalog, profile and messages every benchmark measures against.
+        .target(
+            name: "BenchmarkFixtures",
+            dependencies: [
+                .product(name: "OfferdCore", package: "offerd"),
+                .product(name: "OfferdWire", package: "offerd"),
+            ]
+        ),
         .executableTarget(
             name: "OfferdBenchmarks",
             dependencies: [
+                "BenchmarkFixtures",
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "OfferdCore", package: "offerd"),
                 .product(name: "OfferdWire", package: "offerd"),
@@ -27,6 +36,18 @@ let package = Package(
             plugins: [
                 .plugin(name: "BenchmarkPlugin", package: "benchmark")
             ]
-        )
+        ),
+        // A plain loop over one hot path, for `perf record` and `valgrind --tool=callgrind`, which cannot attach
+        // to the benchmark runner's host/child protocol.
+        .executableTarget(
+            name: "offerd-profile-loop",
+            dependencies: [
+                "BenchmarkFixtures",
+                .product(name: "OfferdCore", package: "offerd"),
+                .product(name: "OfferdWire", package: "offerd"),
+            ],
+            // OfferdCore's rounding calls libm's `trunc`; nothing else here pulls libm in.
+            linkerSettings: [.linkedLibrary("m")]
+        ),
     ]
 )

@@ -28,15 +28,19 @@ enum Eligibility: Sendable {
     case allAudiences([InternedName])
 
     func isEligible<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
+        environment.withInputs { profile, inputs in isEligible(profile: profile, inputs: inputs) }
+    }
+
+    /// The decision loop's form: see ``RuleInputs`` for why the profile is a separate generic argument.
+    /// An unknown profile is an ``AbsentProfile``, which belongs to no audience.
+    func isEligible<Profile: ProfileView>(profile: Profile, inputs: RuleInputs) -> Bool {
         switch self {
         case .condition(let node):
-            return node.isTrue(in: environment)
+            return node.isTrue(profile: profile, inputs: inputs)
         case .anyAudiences(let audiences):
-            guard let profile = environment.profile else { return false }
             for audience in audiences where profile.isMember(of: audience) { return true }
             return false
         case .allAudiences(let audiences):
-            guard let profile = environment.profile else { return false }
             for audience in audiences where !profile.isMember(of: audience) { return false }
             return true
         }

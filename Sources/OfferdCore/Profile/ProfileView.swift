@@ -179,7 +179,7 @@ public struct AttributePath: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A rule value (SPEC section 4): what a path, literal or operator yields.
-public indirect enum RuleValue: Sendable, Equatable {
+public enum RuleValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(Double)

@@ -1,6 +1,7 @@
 import Benchmark
 import OfferdCore
 import OfferdWire
+import BenchmarkFixtures
 
 let benchmarks: @Sendable () -> Void = {
     // Each iteration runs `scaledIterations` (1,000) calls so that clock and counter reads stay small next to

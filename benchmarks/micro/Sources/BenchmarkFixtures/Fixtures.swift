@@ -7,23 +7,23 @@ import OfferdWire
 /// eligibility rule on every offer (four kinds, a quarter through named rules), a capping limit on every offer,
 /// three placements, and one live decision whose scopes rank a first collection by formula and a second one by
 /// priority.
-struct Fixtures: Sendable {
-    static let offerCount = 1_000
-    static let collectionCount = 10
+public struct Fixtures: Sendable {
+    public static let offerCount = 1_000
+    public static let collectionCount = 10
     /// 2026-11-29T12:00:00Z, inside every date window of the catalog (it has none).
-    static let now: Double = 1_795_953_600
+    public static let now: Double = 1_795_953_600
 
-    let engine: DecisionEngine
-    let profile: InMemoryProfile
-    let oneScopeRequest: DecisionRequest
-    let threeScopeRequest: DecisionRequest
-    let oneScopeRequestBytes: [UInt8]
-    let threeScopeRequestBytes: [UInt8]
-    let oneScopeResult: DecisionResult
-    let threeScopeResult: DecisionResult
+    public let engine: DecisionEngine
+    public let profile: InMemoryProfile
+    public let oneScopeRequest: DecisionRequest
+    public let threeScopeRequest: DecisionRequest
+    public let oneScopeRequestBytes: [UInt8]
+    public let threeScopeRequestBytes: [UInt8]
+    public let oneScopeResult: DecisionResult
+    public let threeScopeResult: DecisionResult
 
     /// Built on first use; `setup` touches it so that the cost never lands in a measurement.
-    static let shared: Fixtures = {
+    public static let shared: Fixtures = {
         do {
             return try Fixtures()
         } catch {
@@ -83,7 +83,7 @@ struct Fixtures: Sendable {
     }
 
     /// The benchmark catalog as JSON text, shaped like `benchmarks/load/make_catalog.py`.
-    static func catalogJSON() -> String {
+    public static func catalogJSON() -> String {
         let placements = ["web-banner": "web", "email-hero": "email", "app-card": "app"]
         let placementIDs = ["web-banner", "email-hero", "app-card"]
         var json = #"{"version":"bench-1","placements":["#
@@ -131,7 +131,7 @@ struct Fixtures: Sendable {
     }
 }
 
-struct FixtureError: Error, CustomStringConvertible {
-    var message: String
-    var description: String { message }
+public struct FixtureError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
