@@ -67,6 +67,9 @@ final class OfferDefinition: Sendable {
     let characteristics: [Characteristic]
     /// Characteristic values by the catalog's characteristic slot (`.null` when the offer has none).
     let characteristicValues: [RuleValue]
+    /// `number(...)` of each characteristic value, parsed once at load: formulas such as
+    /// `number(offer.characteristics.margin) * 2` run per candidate, and `strtod` was a tenth of a decide.
+    let characteristicNumbers: [RuleValue]
     let eligibility: Eligibility?
     /// The smallest capping limit, if any: capped when the profile's count reaches it.
     let cappingLimit: Int?
@@ -104,6 +107,10 @@ final class OfferDefinition: Sendable {
         self.tags = tags
         self.characteristics = characteristics
         self.characteristicValues = characteristicValues
+        self.characteristicNumbers = characteristicValues.map { value in
+            guard case .string(let text) = value else { return .null }
+            return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
+        }
         self.eligibility = eligibility
         self.cappingLimit = cappingLimit
         self.representations = representations

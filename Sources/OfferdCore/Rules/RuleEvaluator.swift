@@ -153,6 +153,11 @@ extension RuleNode {
             default: return .null
             }
         case .toNumber(let operand):
+            if case .offerCharacteristic(let slot) = operand {
+                // Characteristic values are strings; their numbers were parsed at load.
+                guard let offer = inputs.offer, slot < offer.characteristicNumbers.count else { return .null }
+                return offer.characteristicNumbers[slot]
+            }
             switch operand.evaluate(profile: profile, inputs: inputs) {
             case .number(let value): return .number(value)
             case .string(let text): return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
@@ -237,7 +242,7 @@ extension RuleValue {
 /// self-synchronising, so byte-wise comparison and search are exact.
 enum UnicodeText {
     static func equal(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+        sameCodePoints(a, b)
     }
 
     static func less(_ a: String, _ b: String) -> Bool {
