@@ -1,10 +1,11 @@
 /// Random (version 4) UUIDs for proposition ids and generated request ids.
 public enum UUIDv4 {
-    /// A fresh UUID v4 in lower-case canonical form (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`), from
-    /// `SystemRandomNumberGenerator`.
+    /// A fresh UUID v4 in lower-case canonical form (`xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`), from this
+    /// thread's xoshiro256** generator, seeded once from `SystemRandomNumberGenerator` (see
+    /// `Xoshiro256StarStar` for why not the system generator on every call).
     public static func random() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return random(using: &generator)
+        let state = WireThreadState.current
+        return random(using: &state.random)
     }
 
     /// A UUID v4 drawn from `generator`; a seeded generator makes it reproducible in tests.
