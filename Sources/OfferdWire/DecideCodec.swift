@@ -57,7 +57,7 @@ public enum DecideCodec {
             response.propositions = arena.pointerArray(result.propositions) { proposition in
                 let message = arena.allocate(Offerd__V1__Proposition.self, count: 1)
                 offerd__v1__proposition__init(message)
-                message.pointee.proposition_id = arena.cString(UUIDv4.random())
+                message.pointee.proposition_id = UUIDv4.randomCString(in: arena)
                 message.pointee.decision_id = arena.cString(proposition.decisionID)
                 message.pointee.placement_id = arena.cString(proposition.placementID)
                 message.pointee.outcome = Offerd__V1__Outcome(rawValue: numericCast(proposition.outcome.rawValue))
