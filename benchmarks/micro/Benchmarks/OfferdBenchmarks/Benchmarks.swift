@@ -14,8 +14,9 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(2),
         maxIterations: 1_000,
         thresholds: [
-            // Allocations are deterministic: any extra malloc per call is a regression.
-            .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 0, .p90: 0])
+            // Allocations are deterministic; counts are per 1,000 calls, so 100 catches one extra malloc per call
+            // while allowing for the runner's own few allocations.
+            .mallocCountTotal: BenchmarkThresholds(absolute: [.p50: 100, .p90: 100])
         ]
     )
     // Fixtures are built in setup, never inside a measurement.
