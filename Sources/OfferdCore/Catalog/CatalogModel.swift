@@ -251,6 +251,8 @@ public final class Catalog: Sendable {
     let decisionIndexByID: [String: Int]
     /// The context keys rules read, by slot.
     let contextKeys: [String]
+    /// The profile attribute paths rules read, by slot.
+    let attributePaths: [AttributePath]
     private let counts: CatalogSummary
 
     init(
@@ -260,6 +262,7 @@ public final class Catalog: Sendable {
         fallbackOffers: [FallbackOfferDefinition],
         decisions: [DecisionDefinition],
         contextKeys: [String],
+        attributePaths: [AttributePath],
         collectionCount: Int,
         ruleCount: Int
     ) {
@@ -269,6 +272,7 @@ public final class Catalog: Sendable {
         self.fallbackOffers = fallbackOffers
         self.decisions = decisions
         self.contextKeys = contextKeys
+        self.attributePaths = attributePaths
         var placementIndex: [String: Int] = [:]
         for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
             placementIndex[placement.id] = index

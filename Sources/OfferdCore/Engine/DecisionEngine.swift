@@ -116,13 +116,21 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.profile = profile
         self.profileFound = profileFound
         self.consents = profileFound ? profile.consents : .empty
-        var context = ContextSlots()
+        var context = RuleValueSlots()
         if !request.context.isEmpty {
             for key in catalog.contextKeys {
                 context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
             }
         }
-        self.inputs = RuleInputs(context: context, now: now, offer: nil)
+        // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
+        // every use asks the profile.
+        var attributes: RuleValueSlots?
+        if catalog.attributePaths.count <= RuleValueSlots.inlineCapacity {
+            var values = RuleValueSlots()
+            for path in catalog.attributePaths { values.append(profile.attribute(at: path)) }
+            attributes = values
+        }
+        self.inputs = RuleInputs(context: context, attributes: attributes, now: now, offer: nil)
         let identity = profileFound ? profile.primaryIdentity : request.identity
         var hasher = FNV1a64()
         for byte in identity.namespace.utf8 {
@@ -135,6 +143,14 @@ private struct ScopeWalker<Profile: ProfileView> {
     }
 
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
+        // Over the contiguous UTF-8 when there is some (always, for native strings): walking `UTF8View`
+        // indices costs several times more per byte.
+        let contiguous = offer.id.utf8.withContiguousStorageIfAvailable { bytes in
+            var hasher = tieHashPrefix
+            for byte in bytes { hasher.combine(byte) }
+            return hasher.value
+        }
+        if let contiguous { return fmix64(contiguous) }
         var hasher = tieHashPrefix
         hasher.combine(contentsOf: offer.id.utf8)
         return fmix64(hasher.value)
@@ -373,7 +389,7 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else if let eligibility = offer.eligibility,
                 !eligibility.isEligible(
                     profile: profile,
-                    inputs: RuleInputs(context: inputs.context, now: now, offer: offer)
+                    inputs: inputs.with(offer: offer)
                 )
             {
                 verdict = .ineligible

@@ -6,16 +6,21 @@
 // is unusually large. OfferdCore uses no unsafe code, so the inline slots are plain fields reached through a
 // switch; the compiler turns the switch into a jump table or a computed offset.
 
-/// The request context resolved into the catalog's context slots: the first four inline, the rest spilled.
-struct ContextSlots {
+/// Rule values by slot (the request context, the profile's attributes): the first eight inline, the rest
+/// spilled.
+struct RuleValueSlots {
     private var slot0: RuleValue = .null
     private var slot1: RuleValue = .null
     private var slot2: RuleValue = .null
     private var slot3: RuleValue = .null
+    private var slot4: RuleValue = .null
+    private var slot5: RuleValue = .null
+    private var slot6: RuleValue = .null
+    private var slot7: RuleValue = .null
     private var spilled: [RuleValue] = []
     private(set) var count = 0
 
-    static let inlineCapacity = 4
+    static let inlineCapacity = 8
 
     init() {}
 
@@ -29,6 +34,10 @@ struct ContextSlots {
         case 1: slot1 = value
         case 2: slot2 = value
         case 3: slot3 = value
+        case 4: slot4 = value
+        case 5: slot5 = value
+        case 6: slot6 = value
+        case 7: slot7 = value
         default: spilled.append(value)
         }
         count += 1
@@ -42,6 +51,10 @@ struct ContextSlots {
         case 1: return slot1
         case 2: return slot2
         case 3: return slot3
+        case 4: return slot4
+        case 5: return slot5
+        case 6: return slot6
+        case 7: return slot7
         default: return spilled[slot - Self.inlineCapacity]
         }
     }

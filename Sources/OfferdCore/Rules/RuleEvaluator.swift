@@ -15,7 +15,7 @@ struct RuleEnvironment<Profile: ProfileView> {
 
     /// Calls `body` with the profile (an ``AbsentProfile`` when there is none) and the rule inputs.
     func withInputs<Result>(_ body: (any ProfileView, RuleInputs) -> Result) -> Result {
-        let inputs = RuleInputs(context: ContextSlots(context), now: now, offer: offer)
+        let inputs = RuleInputs(context: RuleValueSlots(context), attributes: nil, now: now, offer: offer)
         if let profile { return body(profile, inputs) }
         return body(AbsentProfile(), inputs)
     }
@@ -29,11 +29,33 @@ struct RuleEnvironment<Profile: ProfileView> {
 /// was the top of the decide profile. Generic *functions* over a plain `Profile` argument only pass the
 /// caller's metadata and witness table along, at no cost.
 struct RuleInputs {
+    init(context: RuleValueSlots, attributes: RuleValueSlots?, now: Double, offer: OfferDefinition?) {
+        self.context = context
+        self.attributes = attributes ?? RuleValueSlots()
+        self.attributesResolved = attributes != nil
+        self.now = now
+        self.offer = offer
+    }
+
     /// The request context, indexed by the catalog's context slots.
-    var context: ContextSlots
+    var context: RuleValueSlots
+    /// The profile's value at each of the catalog's attribute paths, read once per request when the catalog
+    /// has few enough paths to keep them inline (a rule reads the same few attributes for every candidate);
+    /// nil: ask the profile at each use. Kept as a flag and a plain table so that a read does not copy it.
+    private(set) var attributes: RuleValueSlots
+    private(set) var attributesResolved: Bool
     /// Request time, epoch seconds.
     var now: Double
     var offer: OfferDefinition?
+}
+
+extension RuleInputs {
+    /// The same inputs, for `offer`.
+    func with(offer: OfferDefinition?) -> RuleInputs {
+        var copy = self
+        copy.offer = offer
+        return copy
+    }
 }
 
 /// The profile of an identity that is not in the snapshot: no attributes, no audiences, no capping counts.
@@ -109,7 +131,8 @@ extension RuleNode {
         switch self {
         case .literal(let value):
             return value
-        case .attribute(let path):
+        case .attribute(let path, let slot):
+            if inputs.attributesResolved { return inputs.attributes[slot] }
             return profile.attribute(at: path)
         case .context(let slot):
             return inputs.context[slot]
