@@ -4,8 +4,8 @@ import OfferdCore
 /// Converts `offerd.v1.DecideRequest` / `DecideResponse` protobuf messages (gRPC payloads without the 5-byte
 /// prefix) to and from OfferdCore values, with protobuf-c doing the protobuf work.
 ///
-/// Every C object graph lives in a ``ProtoArena`` scoped to one call, so no C pointer escapes and nothing
-/// needs `free_unpacked`.
+/// Every C object graph lives in a ``ProtoArena`` lent for one call (the hot paths reuse a per-thread one), so
+/// no C pointer escapes and nothing needs `free_unpacked`.
 public enum DecideCodec {
     /// Decodes one DecideRequest message (the gRPC payload, without the 5-byte prefix).
     ///
@@ -16,8 +16,8 @@ public enum DecideCodec {
     /// protobuf maps do. Unknown fields are ignored.
     public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> DecisionRequest {
         try WireStringCheck.check(bytes, schema: .decideRequest)
-        let arena = ProtoArena(initialCapacity: 1024 + 2 * bytes.count)
-        return try withExtendedLifetime(arena) { () throws(WireDecodeError) -> DecisionRequest in
+        // This thread's arena: reused, so a decode allocates only the Swift values it returns.
+        return try WireThreadState.withScratchArena { (arena) throws(WireDecodeError) -> DecisionRequest in
             var allocator = arena.allocator
             let unpacked = withNonNullBase(bytes) { base, count in
                 offerd__v1__decide_request__unpack(&allocator, count, base)
@@ -45,8 +45,8 @@ public enum DecideCodec {
         _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
         includeMetadata: Bool
     ) -> [UInt8] {
-        let arena = ProtoArena(initialCapacity: 2048)
-        return withExtendedLifetime(arena) {
+        // This thread's arena: reused, so an encode allocates only the packed bytes it returns.
+        return WireThreadState.withScratchArena { arena in
             var response = Offerd__V1__DecideResponse()
             offerd__v1__decide_response__init(&response)
             response.request_id = arena.cString(requestID)
@@ -57,7 +57,7 @@ public enum DecideCodec {
             response.propositions = arena.pointerArray(result.propositions) { proposition in
                 let message = arena.allocate(Offerd__V1__Proposition.self, count: 1)
                 offerd__v1__proposition__init(message)
-                message.pointee.proposition_id = arena.cString(UUIDv4.random())
+                message.pointee.proposition_id = UUIDv4.randomCString(in: arena)
                 message.pointee.decision_id = arena.cString(proposition.decisionID)
                 message.pointee.placement_id = arena.cString(proposition.placementID)
                 message.pointee.outcome = Offerd__V1__Outcome(rawValue: numericCast(proposition.outcome.rawValue))

@@ -31,6 +31,16 @@ final class ProtoArena {
         }
     }
 
+    /// Forgets every allocation and keeps only the newest (largest) chunk for the next use, so that a reused
+    /// arena settles at zero `malloc` calls per message. Every pointer handed out before becomes invalid.
+    func reset() {
+        if chunks.count > 1 {
+            for chunk in chunks.dropLast() { chunk.deallocate() }
+            chunks.removeFirst(chunks.count - 1)
+        }
+        offsetInCurrentChunk = 0
+    }
+
     /// Uninitialized, 16-byte aligned memory for `byteCount` bytes (at least one byte is reserved).
     func allocate(byteCount: Int) -> UnsafeMutableRawPointer {
         let size = (max(byteCount, 1) + Self.alignment - 1) & ~(Self.alignment - 1)

@@ -857,6 +857,7 @@ struct CatalogLoader {
             fallbackOffers: fallbacks,
             decisions: decisionDefinitions,
             contextKeys: symbols.contextKeys,
+            attributePaths: symbols.attributePaths,
             collectionCount: collections.count,
             ruleCount: ruleCount
         )

@@ -28,15 +28,19 @@ enum Eligibility: Sendable {
     case allAudiences([InternedName])
 
     func isEligible<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
+        environment.withInputs { profile, inputs in isEligible(profile: profile, inputs: inputs) }
+    }
+
+    /// The decision loop's form: see ``RuleInputs`` for why the profile is a separate generic argument.
+    /// An unknown profile is an ``AbsentProfile``, which belongs to no audience.
+    func isEligible<Profile: ProfileView>(profile: Profile, inputs: RuleInputs) -> Bool {
         switch self {
         case .condition(let node):
-            return node.isTrue(in: environment)
+            return node.isTrue(profile: profile, inputs: inputs)
         case .anyAudiences(let audiences):
-            guard let profile = environment.profile else { return false }
             for audience in audiences where profile.isMember(of: audience) { return true }
             return false
         case .allAudiences(let audiences):
-            guard let profile = environment.profile else { return false }
             for audience in audiences where !profile.isMember(of: audience) { return false }
             return true
         }
@@ -63,6 +67,9 @@ final class OfferDefinition: Sendable {
     let characteristics: [Characteristic]
     /// Characteristic values by the catalog's characteristic slot (`.null` when the offer has none).
     let characteristicValues: [RuleValue]
+    /// `number(...)` of each characteristic value, parsed once at load: formulas such as
+    /// `number(offer.characteristics.margin) * 2` run per candidate, and `strtod` was a tenth of a decide.
+    let characteristicNumbers: [RuleValue]
     let eligibility: Eligibility?
     /// The smallest capping limit, if any: capped when the profile's count reaches it.
     let cappingLimit: Int?
@@ -100,6 +107,10 @@ final class OfferDefinition: Sendable {
         self.tags = tags
         self.characteristics = characteristics
         self.characteristicValues = characteristicValues
+        self.characteristicNumbers = characteristicValues.map { value in
+            guard case .string(let text) = value else { return .null }
+            return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
+        }
         self.eligibility = eligibility
         self.cappingLimit = cappingLimit
         self.representations = representations
@@ -240,6 +251,8 @@ public final class Catalog: Sendable {
     let decisionIndexByID: [String: Int]
     /// The context keys rules read, by slot.
     let contextKeys: [String]
+    /// The profile attribute paths rules read, by slot.
+    let attributePaths: [AttributePath]
     private let counts: CatalogSummary
 
     init(
@@ -249,6 +262,7 @@ public final class Catalog: Sendable {
         fallbackOffers: [FallbackOfferDefinition],
         decisions: [DecisionDefinition],
         contextKeys: [String],
+        attributePaths: [AttributePath],
         collectionCount: Int,
         ruleCount: Int
     ) {
@@ -258,6 +272,7 @@ public final class Catalog: Sendable {
         self.fallbackOffers = fallbackOffers
         self.decisions = decisions
         self.contextKeys = contextKeys
+        self.attributePaths = attributePaths
         var placementIndex: [String: Int] = [:]
         for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
             placementIndex[placement.id] = index

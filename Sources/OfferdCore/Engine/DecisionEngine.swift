@@ -43,11 +43,30 @@ public struct DecisionEngine: Sendable {
         profile: Profile?,
         now: Double
     ) -> DecisionResult {
+        // The walker takes a non-optional profile (see `RuleInputs`): an unknown one is an `AbsentProfile`.
+        if let profile {
+            return decide(request, profile: profile, found: true, now: now)
+        }
+        return decide(request, profile: AbsentProfile(), found: false, now: now)
+    }
+
+    /// Decides `request` for an identity that is not in the snapshot.
+    public func decide(_ request: DecisionRequest, now: Double) -> DecisionResult {
+        decide(request, profile: AbsentProfile(), found: false, now: now)
+    }
+
+    private func decide<Profile: ProfileView>(
+        _ request: DecisionRequest,
+        profile: Profile,
+        found: Bool,
+        now: Double
+    ) -> DecisionResult {
         var walk = ScopeWalker(
             catalog: catalog,
             options: options,
             request: request,
             profile: profile,
+            profileFound: found,
             now: now
         )
         var propositions: [Proposition] = []
@@ -55,65 +74,64 @@ public struct DecisionEngine: Sendable {
         for scope in request.scopes {
             propositions.append(walk.decide(scope))
         }
-        return DecisionResult(propositions: propositions, profileFound: profile != nil, catalogVersion: catalog.version)
-    }
-
-    /// Decides `request` for an identity that is not in the snapshot.
-    public func decide(_ request: DecisionRequest, now: Double) -> DecisionResult {
-        decide(request, profile: nil as InMemoryProfile?, now: now)
+        return DecisionResult(propositions: propositions, profileFound: found, catalogVersion: catalog.version)
     }
 }
 
-/// One candidate kept by the top-k selection.
-private struct RankedCandidate {
-    var offerIndex: Int
-    var representationIndex: Int
-    var rank: Double
-    var tieHash: UInt64
-    var idOrder: Int
-
-    /// Higher rank first; equal ranks by ascending tie hash, then by offer id.
-    func isBetter(than other: RankedCandidate) -> Bool {
-        if rank != other.rank { return rank > other.rank }
-        if tieHash != other.tieHash { return tieHash < other.tieHash }
-        return idOrder < other.idOrder
-    }
-}
-
-/// The state of deciding one request: the rule environment, the offers
-/// already proposed, the tie-break hash prefix and a reusable candidate buffer.
+/// The state of deciding one request: the rule inputs, the offers already
+/// proposed, the tie-break hash prefix and the top-k buffer.
+///
+/// Holds no heap storage of its own in the common case (see `InlineBuffers.swift`): one scope costs exactly the
+/// result's proposition array and its item array.
 private struct ScopeWalker<Profile: ProfileView> {
     let catalog: Catalog
     let options: EngineOptions
     let allowDuplicates: Bool
     let explain: Bool
     let now: Double
+    let profile: Profile
+    /// False for an identity that is not in the snapshot (`profile` is then an `AbsentProfile`).
+    let profileFound: Bool
     let consents: ConsentRecord
-    var environment: RuleEnvironment<Profile>
-    /// One bit per catalog offer: proposed earlier in this response (or, with
-    /// `allowDuplicates`, earlier in this scope).
-    var taken: [UInt64]
+    var inputs: RuleInputs
+    /// The offers proposed earlier in this response (with `allowDuplicates`, earlier in this scope only).
+    var chosen = ChosenOffers()
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
-    var best: [RankedCandidate] = []
+    var best = TopCandidates()
 
-    init(catalog: Catalog, options: EngineOptions, request: DecisionRequest, profile: Profile?, now: Double) {
+    init(
+        catalog: Catalog,
+        options: EngineOptions,
+        request: DecisionRequest,
+        profile: Profile,
+        profileFound: Bool,
+        now: Double
+    ) {
         self.catalog = catalog
         self.options = options
         self.allowDuplicates = request.allowDuplicates
         self.explain = request.explain
         self.now = now
-        self.consents = profile?.consents ?? .empty
-        var contextValues: [RuleValue] = []
-        if !catalog.contextKeys.isEmpty {
-            contextValues.reserveCapacity(catalog.contextKeys.count)
+        self.profile = profile
+        self.profileFound = profileFound
+        self.consents = profileFound ? profile.consents : .empty
+        var context = RuleValueSlots()
+        if !request.context.isEmpty {
             for key in catalog.contextKeys {
-                contextValues.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
+                context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
             }
         }
-        self.environment = RuleEnvironment(profile: profile, context: contextValues, now: now, offer: nil)
-        self.taken = [UInt64](repeating: 0, count: (catalog.offers.count + 63) / 64)
-        let identity = profile?.primaryIdentity ?? request.identity
+        // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
+        // every use asks the profile.
+        var attributes: RuleValueSlots?
+        if catalog.attributePaths.count <= RuleValueSlots.inlineCapacity {
+            var values = RuleValueSlots()
+            for path in catalog.attributePaths { values.append(profile.attribute(at: path)) }
+            attributes = values
+        }
+        self.inputs = RuleInputs(context: context, attributes: attributes, now: now, offer: nil)
+        let identity = profileFound ? profile.primaryIdentity : request.identity
         var hasher = FNV1a64()
         for byte in identity.namespace.utf8 {
             hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
@@ -124,19 +142,15 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.tieHashPrefix = hasher
     }
 
-    private func isTaken(_ offerIndex: Int) -> Bool {
-        taken[offerIndex >> 6] & (1 << UInt64(offerIndex & 63)) != 0
-    }
-
-    private mutating func setTaken(_ offerIndex: Int, _ value: Bool) {
-        if value {
-            taken[offerIndex >> 6] |= 1 << UInt64(offerIndex & 63)
-        } else {
-            taken[offerIndex >> 6] &= ~(1 << UInt64(offerIndex & 63))
-        }
-    }
-
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
+        // Over the contiguous UTF-8 when there is some (always, for native strings): walking `UTF8View`
+        // indices costs several times more per byte.
+        let contiguous = offer.id.utf8.withContiguousStorageIfAvailable { bytes in
+            var hasher = tieHashPrefix
+            for byte in bytes { hasher.combine(byte) }
+            return hasher.value
+        }
+        if let contiguous { return fmix64(contiguous) }
         var hasher = tieHashPrefix
         hasher.combine(contentsOf: offer.id.utf8)
         return fmix64(hasher.value)
@@ -169,7 +183,7 @@ private struct ScopeWalker<Profile: ProfileView> {
             return answer(.suppressed, .marketingDenied)
         }
         // Step 3: unknown profile under `--unknown-profile fallback`.
-        if environment.profile == nil && options.unknownProfile == .fallback {
+        if !profileFound && options.unknownProfile == .fallback {
             return fallback(decision, placementIndex: placementIndex, reason: .unknownProfile, request: request)
         }
         // Step 4: personalization consent; no profile data is used past this point when denied.
@@ -242,12 +256,14 @@ private struct ScopeWalker<Profile: ProfileView> {
         trace: inout [TraceEntry]
     ) -> [DecidedItem] {
         var items: [DecidedItem] = []
-        var chosenThisScope: [Int] = []
+        let chosenBeforeScope = chosen.count
         for (criterionIndex, criterion) in scope.criteria.enumerated() {
             let remaining = wanted - items.count
             if remaining == 0 && !explain { break }
-            let criterionEligible = criterion.eligibility.map { $0.isEligible(in: environment) } ?? true
-            best.removeAll(keepingCapacity: true)
+            inputs.offer = nil
+            let criterionEligible =
+                criterion.eligibility.map { $0.isEligible(profile: profile, inputs: inputs) } ?? true
+            best.removeAll()
             var traceStart = trace.count
             if explain {
                 traceStart = trace.count
@@ -259,7 +275,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                     remaining: remaining,
                     trace: &trace
                 )
-            } else if criterionEligible {
+            } else if criterionEligible && remaining > 0 {
                 for candidate in criterion.candidates {
                     consider(
                         candidate.offer,
@@ -269,11 +285,12 @@ private struct ScopeWalker<Profile: ProfileView> {
                     )
                 }
             }
-            environment.offer = nil
-            for ranked in best {
+            inputs.offer = nil
+            if best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
+            for position in 0..<best.count {
+                let ranked = best[position]
                 let offer = catalog.offers[ranked.offerIndex]
-                setTaken(ranked.offerIndex, true)
-                chosenThisScope.append(ranked.offerIndex)
+                chosen.append(ranked.offerIndex)
                 var score: Double?
                 if case .formula = criterion.ranking { score = ranked.rank }
                 items.append(
@@ -298,7 +315,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         if allowDuplicates {
             // Only this scope may not repeat an offer; the next scope ranks independently.
-            for offerIndex in chosenThisScope { setTaken(offerIndex, false) }
+            chosen.truncate(to: chosenBeforeScope)
         }
         return items
     }
@@ -311,14 +328,14 @@ private struct ScopeWalker<Profile: ProfileView> {
         ranking: Ranking,
         remaining: Int
     ) {
-        guard !isTaken(offer.index), offer.isInsideDates(now), !isCapped(offer) else { return }
-        environment.offer = offer
-        if let eligibility = offer.eligibility, !eligibility.isEligible(in: environment) { return }
+        guard offer.isInsideDates(now), !chosen.contains(offer.index), !isCapped(offer) else { return }
+        inputs.offer = offer
+        if let eligibility = offer.eligibility, !eligibility.isEligible(profile: profile, inputs: inputs) { return }
         rank(offer, representationIndex: representationIndex, ranking: ranking, remaining: remaining)
     }
 
     private func isCapped(_ offer: OfferDefinition) -> Bool {
-        guard let limit = offer.cappingLimit, let profile = environment.profile else { return false }
+        guard let limit = offer.cappingLimit, profileFound else { return false }
         return profile.cappingCount(for: offer.internedID) >= limit
     }
 
@@ -330,24 +347,21 @@ private struct ScopeWalker<Profile: ProfileView> {
         case .priority:
             rank = Double(offer.priority)
         case .formula(let formula):
-            environment.offer = offer
-            rank = formula.score(in: environment)
+            inputs.offer = offer
+            rank = formula.score(profile: profile, inputs: inputs)
         }
-        if best.count == remaining, let worst = best.last, rank < worst.rank { return }
-        let candidate = RankedCandidate(
-            offerIndex: offer.index,
-            representationIndex: representationIndex,
-            rank: rank,
-            tieHash: tieHash(offer),
-            idOrder: offer.idOrder
+        // Strictly worse than the worst kept: no need for the tie hash.
+        if let worst = best.worstRank(capacity: remaining), rank < worst { return }
+        best.offer(
+            RankedCandidate(
+                offerIndex: offer.index,
+                representationIndex: representationIndex,
+                rank: rank,
+                tieHash: tieHash(offer),
+                idOrder: offer.idOrder
+            ),
+            capacity: remaining
         )
-        if best.count == remaining {
-            guard let worst = best.last, candidate.isBetter(than: worst) else { return }
-            best.removeLast()
-        }
-        var position = best.count
-        while position > 0 && candidate.isBetter(than: best[position - 1]) { position -= 1 }
-        best.insert(candidate, at: position)
     }
 
     /// The explain path: every offer of the collection gets a verdict, in
@@ -374,18 +388,14 @@ private struct ScopeWalker<Profile: ProfileView> {
                 verdict = .noRepresentation
             } else if let eligibility = offer.eligibility,
                 !eligibility.isEligible(
-                    in: RuleEnvironment(
-                        profile: environment.profile,
-                        context: environment.context,
-                        now: now,
-                        offer: offer
-                    )
+                    profile: profile,
+                    inputs: inputs.with(offer: offer)
                 )
             {
                 verdict = .ineligible
             } else if isCapped(offer) {
                 verdict = .capped
-            } else if isTaken(offer.index) {
+            } else if chosen.contains(offer.index) {
                 verdict = .duplicate
             } else {
                 verdict = .rankedOut

@@ -179,7 +179,7 @@ public struct AttributePath: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A rule value (SPEC section 4): what a path, literal or operator yields.
-public indirect enum RuleValue: Sendable, Equatable {
+public enum RuleValue: Sendable, Equatable {
     case null
     case bool(Bool)
     case number(Double)
@@ -215,11 +215,20 @@ public protocol ProfileView {
 public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     public var identities: [Identity]
     public var consents: ConsentRecord
-    public var audiences: [String]
+    public var audiences: [String] {
+        didSet { audienceHashes = audiences.map { stableHash($0.utf8) } }
+    }
     /// The `attributes` object (always a `.object`, possibly empty).
     public var attributes: JSONValue
     /// Offer id -> times already proposed, in source order.
-    public var capping: [(offerID: String, count: Int)]
+    public var capping: [(offerID: String, count: Int)] {
+        didSet { cappingHashes = capping.map { stableHash($0.offerID.utf8) } }
+    }
+    /// `stableHash` of each audience and capping offer id, kept in step with the arrays: the engine asks for
+    /// every candidate offer, and comparing a precomputed 64-bit hash (``InternedName/hash``) first keeps a
+    /// lookup from comparing strings except on a real match.
+    private var audienceHashes: [UInt64]
+    private var cappingHashes: [UInt64]
 
     public init(
         identities: [Identity],
@@ -234,6 +243,8 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         self.audiences = audiences
         self.attributes = attributes
         self.capping = capping
+        self.audienceHashes = audiences.map { stableHash($0.utf8) }
+        self.cappingHashes = capping.map { stableHash($0.offerID.utf8) }
     }
 
     public var primaryIdentity: Identity { identities[0] }
@@ -241,18 +252,27 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     public func attribute(at path: AttributePath) -> RuleValue {
         var node = attributes
         for segment in path.segments {
-            guard case .object = node, let next = node[segment] else { return .null }
-            node = next
+            guard case .object(let members) = node,
+                let member = members.first(where: { sameCodePoints($0.key, segment) })
+            else { return .null }
+            node = member.value
         }
         return RuleValue(json: node)
     }
 
     public func isMember(of audience: InternedName) -> Bool {
-        audiences.contains(audience.name)
+        for (position, hash) in audienceHashes.enumerated()
+        where hash == audience.hash && sameCodePoints(audiences[position], audience.name) {
+            return true
+        }
+        return false
     }
 
     public func cappingCount(for offer: InternedName) -> Int {
-        for entry in capping where entry.offerID == offer.name { return entry.count }
+        for (position, hash) in cappingHashes.enumerated()
+        where hash == offer.hash && sameCodePoints(capping[position].offerID, offer.name) {
+            return capping[position].count
+        }
         return 0
     }
 
@@ -262,6 +282,27 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
             && lhs.capping.map(\.offerID) == rhs.capping.map(\.offerID)
             && lhs.capping.map(\.count) == rhs.capping.map(\.count)
     }
+}
+
+/// Exact comparison by Unicode code points (SPEC 4: ids and keys are not normalized). Cheaper than `String ==`,
+/// which checks canonical equivalence: the length test rejects most mismatches without a call into the runtime.
+/// Reads both strings' contiguous UTF-8 (native and small strings have it) rather than walking `UTF8View`
+/// indices, which costs a runtime call per byte.
+func sameCodePoints(_ lhs: String, _ rhs: String) -> Bool {
+    guard lhs.utf8.count == rhs.utf8.count else { return false }
+    let contiguous = lhs.utf8.withContiguousStorageIfAvailable { left in
+        rhs.utf8.withContiguousStorageIfAvailable { right in
+            // From the end: ids and keys often share a prefix ("offer-"), so a mismatch shows at once.
+            var position = left.count
+            while position > 0 {
+                position -= 1
+                if left[position] != right[position] { return false }
+            }
+            return true
+        }
+    }
+    if let contiguous, let equal = contiguous { return equal }
+    return lhs.utf8.elementsEqual(rhs.utf8)
 }
 
 extension RuleValue {

@@ -2,6 +2,9 @@
 /// one: no attributes, no audiences), the request context resolved into
 /// slots, the request time, and the offer being considered (formulas and
 /// offer eligibility only).
+///
+/// The convenient form for tests and the explain path; the decision loop uses
+/// ``RuleInputs`` and a non-optional profile instead (see there for why).
 struct RuleEnvironment<Profile: ProfileView> {
     var profile: Profile?
     /// The request context, indexed by the catalog's context slots.
@@ -9,38 +12,106 @@ struct RuleEnvironment<Profile: ProfileView> {
     /// Request time, epoch seconds.
     var now: Double
     var offer: OfferDefinition?
+
+    /// Calls `body` with the profile (an ``AbsentProfile`` when there is none) and the rule inputs.
+    func withInputs<Result>(_ body: (any ProfileView, RuleInputs) -> Result) -> Result {
+        let inputs = RuleInputs(context: RuleValueSlots(context), attributes: nil, now: now, offer: offer)
+        if let profile { return body(profile, inputs) }
+        return body(AbsentProfile(), inputs)
+    }
+}
+
+/// Everything but the profile that a rule reads: a non-generic struct.
+///
+/// Why the profile travels separately: `DecisionEngine.decide` is generic over the profile type and is called
+/// from other modules, so its body runs unspecialized. Every generic *type* instantiated in unspecialized code
+/// (`RuleEnvironment<Profile>`, `Optional<Profile>`) costs a runtime metadata-cache lookup at each use, which
+/// was the top of the decide profile. Generic *functions* over a plain `Profile` argument only pass the
+/// caller's metadata and witness table along, at no cost.
+struct RuleInputs {
+    init(context: RuleValueSlots, attributes: RuleValueSlots?, now: Double, offer: OfferDefinition?) {
+        self.context = context
+        self.attributes = attributes ?? RuleValueSlots()
+        self.attributesResolved = attributes != nil
+        self.now = now
+        self.offer = offer
+    }
+
+    /// The request context, indexed by the catalog's context slots.
+    var context: RuleValueSlots
+    /// The profile's value at each of the catalog's attribute paths, read once per request when the catalog
+    /// has few enough paths to keep them inline (a rule reads the same few attributes for every candidate);
+    /// nil: ask the profile at each use. Kept as a flag and a plain table so that a read does not copy it.
+    private(set) var attributes: RuleValueSlots
+    private(set) var attributesResolved: Bool
+    /// Request time, epoch seconds.
+    var now: Double
+    var offer: OfferDefinition?
+}
+
+extension RuleInputs {
+    /// The same inputs, for `offer`.
+    func with(offer: OfferDefinition?) -> RuleInputs {
+        var copy = self
+        copy.offer = offer
+        return copy
+    }
+}
+
+/// The profile of an identity that is not in the snapshot: no attributes, no audiences, no capping counts.
+struct AbsentProfile: ProfileView {
+    var primaryIdentity: Identity { Identity(namespace: "", id: "") }
+    var consents: ConsentRecord { .empty }
+    func attribute(at path: AttributePath) -> RuleValue { .null }
+    func isMember(of audience: InternedName) -> Bool { false }
+    func cappingCount(for offer: InternedName) -> Int { 0 }
 }
 
 extension RuleNode {
+    /// Whether the expression evaluates to exactly `true`; see ``isTrue(profile:inputs:)``.
+    func isTrue<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
+        environment.withInputs { profile, inputs in isTrue(profile: profile, inputs: inputs) }
+    }
+
+    /// The expression's value; see ``evaluate(profile:inputs:)``.
+    func evaluate<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> RuleValue {
+        environment.withInputs { profile, inputs in evaluate(profile: profile, inputs: inputs) }
+    }
+
+    /// A formula's score; see ``score(profile:inputs:)``.
+    func score<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Double {
+        environment.withInputs { profile, inputs in score(profile: profile, inputs: inputs) }
+    }
+
     /// Whether the expression evaluates to exactly `true` (SPEC 4: anything else is false).
     /// Never throws, never traps.
-    func isTrue<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
+    func isTrue<Profile: ProfileView>(profile: Profile, inputs: RuleInputs) -> Bool {
         switch self {
         case .literal(let value):
             return value == .bool(true)
         case .not(let operand):
-            return !operand.isTrue(in: environment)
+            return !operand.isTrue(profile: profile, inputs: inputs)
         case .and(let left, let right):
-            return left.isTrue(in: environment) && right.isTrue(in: environment)
+            return left.isTrue(profile: profile, inputs: inputs) && right.isTrue(profile: profile, inputs: inputs)
         case .or(let left, let right):
-            return left.isTrue(in: environment) || right.isTrue(in: environment)
+            return left.isTrue(profile: profile, inputs: inputs) || right.isTrue(profile: profile, inputs: inputs)
         case .equal(let left, let right, let negated):
-            let lhs = left.evaluate(in: environment)
-            let rhs = right.evaluate(in: environment)
+            let lhs = left.evaluate(profile: profile, inputs: inputs)
+            let rhs = right.evaluate(profile: profile, inputs: inputs)
             guard let equal = RuleValue.ruleEquality(lhs, rhs) else { return false }
             return equal != negated
         case .isNull(let operand, let negated):
-            let isNull = operand.evaluate(in: environment) == .null
+            let isNull = operand.evaluate(profile: profile, inputs: inputs) == .null
             return isNull != negated
         case .order(let ordering, let left, let right):
-            return RuleValue.ruleOrder(ordering, left.evaluate(in: environment), right.evaluate(in: environment))
+            return RuleValue.ruleOrder(ordering, left.evaluate(profile: profile, inputs: inputs), right.evaluate(profile: profile, inputs: inputs))
         case .member(let element, let list):
-            return RuleValue.ruleMembership(element.evaluate(in: environment), list.evaluate(in: environment))
+            return RuleValue.ruleMembership(element.evaluate(profile: profile, inputs: inputs), list.evaluate(profile: profile, inputs: inputs))
         case .inAudience(let audience):
-            return environment.profile?.isMember(of: audience) ?? false
+            return profile.isMember(of: audience)
         case .stringTest(let test, let subject, let pattern):
-            guard case .string(let text) = subject.evaluate(in: environment),
-                case .string(let part) = pattern.evaluate(in: environment)
+            guard case .string(let text) = subject.evaluate(profile: profile, inputs: inputs),
+                case .string(let part) = pattern.evaluate(profile: profile, inputs: inputs)
             else { return false }
             switch test {
             case .contains: return UnicodeText.contains(text, part)
@@ -48,35 +119,36 @@ extension RuleNode {
             case .endsWith: return UnicodeText.hasSuffix(text, part)
             }
         case .conditional(let condition, let whenTrue, let whenFalse):
-            return condition.isTrue(in: environment)
-                ? whenTrue.isTrue(in: environment) : whenFalse.isTrue(in: environment)
+            return condition.isTrue(profile: profile, inputs: inputs)
+                ? whenTrue.isTrue(profile: profile, inputs: inputs) : whenFalse.isTrue(profile: profile, inputs: inputs)
         default:
-            return evaluate(in: environment) == .bool(true)
+            return evaluate(profile: profile, inputs: inputs) == .bool(true)
         }
     }
 
     /// The expression's value. Never throws, never traps: bad operands give null (or false).
-    func evaluate<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> RuleValue {
+    func evaluate<Profile: ProfileView>(profile: Profile, inputs: RuleInputs) -> RuleValue {
         switch self {
         case .literal(let value):
             return value
-        case .attribute(let path):
-            return environment.profile?.attribute(at: path) ?? .null
+        case .attribute(let path, let slot):
+            if inputs.attributesResolved { return inputs.attributes[slot] }
+            return profile.attribute(at: path)
         case .context(let slot):
-            return slot < environment.context.count ? environment.context[slot] : .null
+            return inputs.context[slot]
         case .offerPriority:
-            guard let offer = environment.offer else { return .null }
+            guard let offer = inputs.offer else { return .null }
             return .number(Double(offer.priority))
         case .offerCharacteristic(let slot):
-            guard let offer = environment.offer, slot < offer.characteristicValues.count else { return .null }
+            guard let offer = inputs.offer, slot < offer.characteristicValues.count else { return .null }
             return offer.characteristicValues[slot]
         case .now:
-            return .number(environment.now)
+            return .number(inputs.now)
         case .not, .and, .or, .equal, .isNull, .order, .member, .inAudience, .stringTest:
-            return .bool(isTrue(in: environment))
+            return .bool(isTrue(profile: profile, inputs: inputs))
         case .arithmetic(let operation, let left, let right):
-            guard case .number(let lhs) = left.evaluate(in: environment),
-                case .number(let rhs) = right.evaluate(in: environment)
+            guard case .number(let lhs) = left.evaluate(profile: profile, inputs: inputs),
+                case .number(let rhs) = right.evaluate(profile: profile, inputs: inputs)
             else { return .null }
             let result: Double
             switch operation {
@@ -89,32 +161,37 @@ extension RuleNode {
             }
             return result.isFinite ? .number(result) : .null
         case .negate(let operand):
-            guard case .number(let value) = operand.evaluate(in: environment) else { return .null }
+            guard case .number(let value) = operand.evaluate(profile: profile, inputs: inputs) else { return .null }
             return .number(-value)
         case .lower(let operand):
-            guard case .string(let text) = operand.evaluate(in: environment) else { return .null }
+            guard case .string(let text) = operand.evaluate(profile: profile, inputs: inputs) else { return .null }
             return .string(text.lowercased())
         case .upper(let operand):
-            guard case .string(let text) = operand.evaluate(in: environment) else { return .null }
+            guard case .string(let text) = operand.evaluate(profile: profile, inputs: inputs) else { return .null }
             return .string(text.uppercased())
         case .length(let operand):
-            switch operand.evaluate(in: environment) {
+            switch operand.evaluate(profile: profile, inputs: inputs) {
             case .string(let text): return .number(Double(text.unicodeScalars.count))
             case .list(let items): return .number(Double(items.count))
             default: return .null
             }
         case .toNumber(let operand):
-            switch operand.evaluate(in: environment) {
+            if case .offerCharacteristic(let slot) = operand {
+                // Characteristic values are strings; their numbers were parsed at load.
+                guard let offer = inputs.offer, slot < offer.characteristicNumbers.count else { return .null }
+                return offer.characteristicNumbers[slot]
+            }
+            switch operand.evaluate(profile: profile, inputs: inputs) {
             case .number(let value): return .number(value)
             case .string(let text): return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
             default: return .null
             }
         case .conditional(let condition, let whenTrue, let whenFalse):
-            return condition.isTrue(in: environment)
-                ? whenTrue.evaluate(in: environment) : whenFalse.evaluate(in: environment)
+            return condition.isTrue(profile: profile, inputs: inputs)
+                ? whenTrue.evaluate(profile: profile, inputs: inputs) : whenFalse.evaluate(profile: profile, inputs: inputs)
         case .minimum(let left, let right), .maximum(let left, let right):
-            guard case .number(let lhs) = left.evaluate(in: environment),
-                case .number(let rhs) = right.evaluate(in: environment)
+            guard case .number(let lhs) = left.evaluate(profile: profile, inputs: inputs),
+                case .number(let rhs) = right.evaluate(profile: profile, inputs: inputs)
             else { return .null }
             if case .minimum = self { return .number(Swift.min(lhs, rhs)) }
             return .number(Swift.max(lhs, rhs))
@@ -122,8 +199,8 @@ extension RuleNode {
     }
 
     /// A formula's score: its number, or 0 when it is not a number (SPEC 4).
-    func score<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Double {
-        if case .number(let value) = evaluate(in: environment), value.isFinite { return value }
+    func score<Profile: ProfileView>(profile: Profile, inputs: RuleInputs) -> Double {
+        if case .number(let value) = evaluate(profile: profile, inputs: inputs), value.isFinite { return value }
         return 0
     }
 }
@@ -188,7 +265,7 @@ extension RuleValue {
 /// self-synchronising, so byte-wise comparison and search are exact.
 enum UnicodeText {
     static func equal(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
+        sameCodePoints(a, b)
     }
 
     static func less(_ a: String, _ b: String) -> Bool {

@@ -18,8 +18,9 @@ enum StringTest: Sendable, Equatable {
 /// never hashes a string and never looks a name up in a dictionary.
 indirect enum RuleNode: Sendable {
     case literal(RuleValue)
-    /// `profile.a.b`, resolved to the key the profile store understands.
-    case attribute(AttributePath)
+    /// `profile.a.b`, resolved to the key the profile store understands, and to a slot of the catalog's
+    /// attribute table (see `RuleInputs.attributes`).
+    case attribute(AttributePath, slot: Int)
     /// `context.key`, resolved to a slot of the request's context table.
     case context(slot: Int)
     case offerPriority
@@ -94,6 +95,8 @@ struct CompiledExpression: Sendable {
 struct RuleSymbols: Sendable {
     private(set) var contextKeys: [String] = []
     private(set) var characteristicKeys: [String] = []
+    private(set) var attributePaths: [AttributePath] = []
+    private var attributeSlots: [AttributePath: Int] = [:]
     private var contextSlots: [String: Int] = [:]
     private var characteristicSlots: [String: Int] = [:]
 
@@ -102,6 +105,13 @@ struct RuleSymbols: Sendable {
         contextKeys.append(key)
         contextSlots[key] = contextKeys.count - 1
         return contextKeys.count - 1
+    }
+
+    mutating func attributeSlot(for path: AttributePath) -> Int {
+        if let slot = attributeSlots[path] { return slot }
+        attributePaths.append(path)
+        attributeSlots[path] = attributePaths.count - 1
+        return attributePaths.count - 1
     }
 
     mutating func characteristicSlot(for key: String) -> Int {

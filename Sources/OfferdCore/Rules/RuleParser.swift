@@ -401,7 +401,8 @@ struct RuleParser {
                 throw RuleCompileError("'profile' needs an attribute name, e.g. profile.loyalty.tier", at: position)
             }
             let path = AttributePath(segments.map(\.name))
-            return Parsed(node: .attribute(path), type: .dynamic, position: position, isPath: true, description: text)
+            let slot = symbols.attributeSlot(for: path)
+            return Parsed(node: .attribute(path, slot: slot), type: .dynamic, position: position, isPath: true, description: text)
         case "context":
             guard let first = segments.first else {
                 throw RuleCompileError("'context' needs a key, e.g. context.channel", at: position)
