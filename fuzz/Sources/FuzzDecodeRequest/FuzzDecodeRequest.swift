@@ -1,0 +1,18 @@
+import OfferdCore
+import OfferdWire
+
+/// The request decode path of a Decide call: wire bytes -> DecisionRequest -> validation. Any input must end in
+/// a value or a thrown `WireDecodeError`, never a crash.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzDecodeRequest(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    let bytes = UnsafeRawBufferPointer(start: data, count: count)
+    do {
+        let request = try DecideCodec.decodeRequest(bytes)
+        _ = request.validationError()
+        // Round trip what decoded: the encoder must accept anything the decoder produced.
+        _ = DecideCodec.encodeRequest(request)
+    } catch {
+        _ = error.message
+    }
+    return 0
+}
