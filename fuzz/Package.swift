@@ -8,7 +8,9 @@ let package = Package(
     name: "offerd-fuzz",
     dependencies: [
         // Named explicitly so the package resolves wherever the repository is cloned.
-        .package(name: "offerd", path: "../")
+        .package(name: "offerd", path: "../"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
