@@ -13,19 +13,21 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
+        // libFuzzer's entry, called from each target's `<Target>_main` (see FuzzDriver.h).
+        .target(name: "FuzzDriver"),
         .executableTarget(
             name: "FuzzDecodeRequest",
-            dependencies: [
+            dependencies: ["FuzzDriver", 
                 .product(name: "OfferdWire", package: "offerd"), .product(name: "OfferdCore", package: "offerd"),
             ]
         ),
-        .executableTarget(name: "FuzzRuleExpression", dependencies: [.product(name: "OfferdCore", package: "offerd")]),
-        .executableTarget(name: "FuzzCatalog", dependencies: [.product(name: "OfferdCore", package: "offerd")]),
+        .executableTarget(name: "FuzzRuleExpression", dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]),
+        .executableTarget(name: "FuzzCatalog", dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]),
         // The snapshot target re-seals fuzzed bytes with a valid checksum so the fuzzer reaches past it.
         .systemLibrary(name: "FuzzXXHash"),
         .executableTarget(
             name: "FuzzSnapshot",
-            dependencies: [
+            dependencies: ["FuzzDriver", 
                 "FuzzXXHash", .product(name: "OfferdSnapshot", package: "offerd"),
                 .product(name: "OfferdCore", package: "offerd"),
             ]
@@ -34,7 +36,7 @@ let package = Package(
         // not a product; it is reached through OfferdServer and imported with @testable (debug builds).
         .executableTarget(
             name: "FuzzHTTP2",
-            dependencies: [
+            dependencies: ["FuzzDriver", 
                 .product(name: "OfferdServer", package: "offerd"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -146,6 +146,11 @@ class RawH2:
             self._parse()
         return condition(self)
 
+    def drain(self):
+        """Reads whatever has already arrived, without waiting (attack loops call it between bursts so a GOAWAY
+        is seen before the server's close turns into a TCP reset that discards it)."""
+        self.read_until(lambda c: False, timeout=0.001)
+
     def read_until_closed(self, timeout=5.0):
         return self.read_until(lambda c: c.closed, timeout)
 

@@ -1,3 +1,4 @@
+import FuzzDriver
 import OfferdCore
 
 /// The catalog loader on arbitrary bytes: a `Catalog` or a `CatalogLoadError`, never a crash.
@@ -10,4 +11,10 @@ public func fuzzCatalog(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         _ = "\(error)"
     }
     return 0
+}
+
+/// The executable's entry (SwiftPM aliases `main` to it): hands the arguments and the target to libFuzzer.
+@_cdecl("FuzzCatalog_main")
+public func fuzzCatalogMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    offerd_fuzz_run(argc, argv) { data, size in fuzzCatalog(data, size) }
 }

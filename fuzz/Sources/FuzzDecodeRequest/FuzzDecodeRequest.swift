@@ -1,3 +1,4 @@
+import FuzzDriver
 import OfferdCore
 import OfferdWire
 
@@ -15,4 +16,10 @@ public func fuzzDecodeRequest(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CI
         _ = error.message
     }
     return 0
+}
+
+/// The executable's entry (SwiftPM aliases `main` to it): hands the arguments and the target to libFuzzer.
+@_cdecl("FuzzDecodeRequest_main")
+public func fuzzDecodeRequestMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    offerd_fuzz_run(argc, argv) { data, size in fuzzDecodeRequest(data, size) }
 }

@@ -1,3 +1,4 @@
+import FuzzDriver
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -61,4 +62,10 @@ public func fuzzHTTP2(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     while (try? channel.readOutbound(as: ByteBuffer.self)) != nil {}
     _ = try? channel.finish()
     return 0
+}
+
+/// The executable's entry (SwiftPM aliases `main` to it): hands the arguments and the target to libFuzzer.
+@_cdecl("FuzzHTTP2_main")
+public func fuzzHTTP2Main(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    offerd_fuzz_run(argc, argv) { data, size in fuzzHTTP2(data, size) }
 }

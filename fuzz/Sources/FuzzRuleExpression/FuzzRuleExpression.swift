@@ -1,3 +1,4 @@
+import FuzzDriver
 import OfferdCore
 
 /// The rule language end to end: the fuzzed text becomes the condition of a rule, an offer's eligibility and a
@@ -92,4 +93,10 @@ enum FuzzFixture {
     }()
 
     static let emptyProfile = InMemoryProfile(identities: [Identity(namespace: "ECID", id: "2")])
+}
+
+/// The executable's entry (SwiftPM aliases `main` to it): hands the arguments and the target to libFuzzer.
+@_cdecl("FuzzRuleExpression_main")
+public func fuzzRuleExpressionMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    offerd_fuzz_run(argc, argv) { data, size in fuzzRuleExpression(data, size) }
 }

@@ -1,3 +1,4 @@
+import FuzzDriver
 import FuzzXXHash
 import OfferdCore
 import OfferdSnapshot
@@ -70,4 +71,10 @@ private func reseal(_ bytes: inout [UInt8]) {
         XXH3_64bits_withSeed(raw.baseAddress, headerLength, XXH64_hash_t(bodyDigest))
     }
     storeLE(UInt64(checksum), at: 16, in: &bytes)
+}
+
+/// The executable's entry (SwiftPM aliases `main` to it): hands the arguments and the target to libFuzzer.
+@_cdecl("FuzzSnapshot_main")
+public func fuzzSnapshotMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    offerd_fuzz_run(argc, argv) { data, size in fuzzSnapshot(data, size) }
 }
