@@ -92,7 +92,7 @@ def grpc_status_counts(server):
         if m:
             status = re.search(r'status="(\d+)"', m.group(1)).group(1)
             counts[status] = counts.get(status, 0) + int(m.group(2))
-    return counts
+    return {status: count for status, count in counts.items() if count}
 
 
 def atomic_write(path, data):
@@ -178,6 +178,8 @@ def reload_under_load(args):
         else:
             atomic_write(work / "profiles.snap", snapshots[k][:len(snapshots[k]) // 2])
             atomic_write(work / "catalog.json", catalog_bytes(k)[:len(catalog_bytes(k)) // 2])
+        if args.trigger == "sighup":
+            server.proc.send_signal(signal.SIGHUP)
         time.sleep(args.interval)
         peak_rss = max(peak_rss, rss_kib(server.proc.pid))
     load.join()
@@ -194,6 +196,7 @@ def reload_under_load(args):
     def index(version):
         return int(version.rsplit("-", 1)[1])
 
+    distinct = len(set(seen))
     backwards = sum(1 for a, b in zip(seen, seen[1:])
                     if index(b[0]) < index(a[0]) or index(b[1]) < index(a[1]))
     last = seen[-1] if seen else None
@@ -201,12 +204,13 @@ def reload_under_load(args):
         "replacements": args.replacements, "corrupt": args.corrupt, "truncated": args.truncated,
         "capacity_rps": capacity, "load_rps_target": rps * clients, "h2load": load_result,
         "grpc_statuses": statuses, "poller_calls": len(seen), "poller_errors": poll_errors[:5],
-        "poller_error_count": len(poll_errors), "versions_backwards": backwards, "last_versions": last,
+        "poller_error_count": len(poll_errors), "versions_backwards": backwards, "distinct_version_pairs_seen": distinct,
+        "last_versions": last, "trigger": args.trigger,
         "reload_counters": reloads, "rss_kib": {"baseline": baseline_rss, "peak": peak_rss, "end": end_rss},
         "exit_code": exit_code,
     }, indent=2))
     ok = (load_result.get("failed") == 0 and load_result.get("errored") == 0 and not poll_errors
-          and backwards == 0 and set(statuses) <= {"0"} and exit_code == 0
+          and backwards == 0 and set(statuses) <= {"0"} and exit_code == 0 and distinct > 1
           and end_rss <= baseline_rss * 1.10 + 4096)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
@@ -256,10 +260,12 @@ def shutdown_under_load(args):
     sigterm_at = time.time()
     server.proc.send_signal(signal.SIGTERM)
     refused = accepted = 0
+    last_accepted_ms = None
     while server.proc.poll() is None and time.time() - sigterm_at < args.grace + 5:
         try:
             with socket.create_connection(("127.0.0.1", server.port), timeout=0.5):
                 accepted += 1
+                last_accepted_ms = round(1000 * (time.time() - sigterm_at), 1)
         except OSError:
             refused += 1
         time.sleep(0.02)
@@ -273,7 +279,8 @@ def shutdown_under_load(args):
     allowed = {"OK", "UNAVAILABLE"}
     print(json.dumps({
         "grace_s": args.grace, "outcomes_before_sigterm": before, "outcomes_total": outcomes,
-        "h2load": load_result, "connects_after_sigterm": {"refused": refused, "accepted": accepted},
+        "h2load": load_result, "connects_after_sigterm": {"refused": refused, "accepted": accepted,
+                                   "last_accepted_ms_after_sigterm": last_accepted_ms},
         "exit_code": exit_code, "exit_seconds": round(exit_seconds, 3),
     }, indent=2))
     ok = exit_code == 0 and exit_seconds <= args.grace + 1 and set(outcomes) <= allowed and refused > 0
@@ -317,7 +324,11 @@ def main():
     reload_.add_argument("--replacements", type=int, default=100)
     reload_.add_argument("--corrupt", type=int, default=10)
     reload_.add_argument("--truncated", type=int, default=10)
-    reload_.add_argument("--interval", type=float, default=0.15, help="seconds between replacements")
+    reload_.add_argument("--interval", type=float, default=None,
+                         help="seconds between replacements (default 0.2 with sighup, 2.5 with watch)")
+    reload_.add_argument("--trigger", choices=["sighup", "watch"], default="sighup",
+                         help="reload by SIGHUP after each replacement, or leave it to the file watcher (which "
+                              "polls every second and publishes a file only once it is unchanged for two polls)")
     shutdown = commands.add_parser("shutdown", help="SIGTERM during load")
     shutdown.add_argument("--grace", type=int, default=5)
     shutdown.add_argument("--callers", type=int, default=4)
@@ -325,6 +336,8 @@ def main():
     soak_.add_argument("--calls", type=int, default=10_000_000)
     soak_.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
+    if args.command == "reload" and args.interval is None:
+        args.interval = 0.2 if args.trigger == "sighup" else 2.5
     return {"reload": reload_under_load, "shutdown": shutdown_under_load, "soak": soak}[args.command](args)
 
 
