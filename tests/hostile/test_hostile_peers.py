@@ -152,7 +152,8 @@ def test_continuation_flood_ends_the_connection(server, control):
     filler = attacker.encoder.encode([("x-filler", "a" * 8)])
     burst = b"".join(frame(CONTINUATION, 0, 1, filler) for _ in range(2000))
     attacker.try_send(burst)
-    assert_goaway(attacker, {ENHANCE_YOUR_CALM, PROTOCOL_ERROR, COMPRESSION_ERROR}, required=False)
+    # nghttp2 stops after 8 CONTINUATION frames; the transport names it a flood.
+    assert_goaway(attacker, {ENHANCE_YOUR_CALM}, required=False)
     attacker.close()
 
 
@@ -160,7 +161,7 @@ def test_empty_continuation_flood_ends_the_connection(server, control):
     attacker = RawH2(server.target)
     attacker.send(frame(HEADERS, 0, 1, attacker.encoder.encode(request_headers())))
     attacker.try_send(b"".join(frame(CONTINUATION, 0, 1) for _ in range(20000)))
-    assert_goaway(attacker, {ENHANCE_YOUR_CALM, PROTOCOL_ERROR, COMPRESSION_ERROR}, required=False)
+    assert_goaway(attacker, {ENHANCE_YOUR_CALM}, required=False)
     attacker.close()
 
 
@@ -304,19 +305,29 @@ def test_zero_window_update_is_protocol_error(server, control):
     attacker.close()
 
 
-def test_empty_data_frames_flood(server, control, message):
-    """50 000 empty DATA frames on an open request stream, then the message: answered, or the connection is
-    ended with a flood code; never a hang."""
+def test_empty_data_frames_flood_is_enhance_your_calm(server, control):
+    """CVE-2019-9518: 50 000 empty DATA frames on an open request stream. nghttp2 has no limit of its own; the
+    transport ends the connection after 100 in a row."""
     attacker = RawH2(server.target)
     attacker.send(attacker.headers_frame(1, request_headers()))
     attacker.next_stream_id = 3
-    attacker.try_send(frame(DATA, 0, 1) * 50000)
-    attacker.try_send(frame(DATA, END_STREAM, 1, grpc_message(message)))
-    attacker.read_until(lambda c: c.ended(1) or c.closed, timeout=10)
-    if attacker.goaway is not None and attacker.goaway[1] != NO_ERROR:
-        assert attacker.goaway[1] in (ENHANCE_YOUR_CALM, PROTOCOL_ERROR), attacker.goaway
-    else:
-        assert attacker.responses[1].grpc_status == 0, attacker.responses[1].headers
+    for _ in range(10):
+        if not attacker.try_send(frame(DATA, 0, 1) * 5000):
+            break
+        attacker.drain()
+    assert_goaway(attacker, {ENHANCE_YOUR_CALM}, required=False)
+    assert not attacker.ended(1) or attacker.responses[1].grpc_status is None
+    attacker.close()
+
+
+def test_a_few_empty_data_frames_are_harmless(server, control, message):
+    attacker = RawH2(server.target)
+    attacker.send(attacker.headers_frame(1, request_headers()) + frame(DATA, 0, 1) * 50
+                  + frame(DATA, END_STREAM, 1, grpc_message(message)))
+    attacker.next_stream_id = 3
+    assert attacker.read_until(lambda c: c.ended(1))
+    assert attacker.responses[1].grpc_status == 0
+    assert attacker.goaway is None
     attacker.close()
 
 
