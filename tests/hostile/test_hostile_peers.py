@@ -352,6 +352,20 @@ def test_client_that_never_reads_with_zero_window(server, control, stubs):
         except (socket.timeout, BrokenPipeError, ConnectionResetError):
             break  # the server stopped reading from us: backpressure works
     print(f"\nzero-window client sent {sent_calls} calls before the server stopped reading or the time ran out")
+    # Only now read. We never acknowledged the server's SETTINGS while sending, so nghttp2 refuses the streams
+    # beyond MAX_CONCURRENT_STREAMS one by one (RST_STREAM REFUSED_STREAM); the responses of the first 100 are
+    # stuck at our zero window, their streams open.
+    attacker.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    attacker.read_until(lambda c: False, timeout=3)
+    refused = sum(1 for r in attacker.responses.values() if r.rst_code == REFUSED_STREAM)
+    stalled = sum(1 for r in attacker.responses.values() if r.headers and not r.ended)
+    print(f"zero-window client: GOAWAY {attacker.goaway}, closed {attacker.closed}, "
+          f"{refused} streams refused, {stalled} answers stalled at the zero window")
+    if attacker.goaway is not None:
+        assert attacker.goaway[1] in (PROTOCOL_ERROR, ENHANCE_YOUR_CALM), attacker.goaway
+    else:
+        assert refused > 0
+    assert stalled <= 100, "more streams open than MAX_CONCURRENT_STREAMS"
     attacker.close()
 
 
