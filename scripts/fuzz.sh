@@ -40,6 +40,7 @@ if [[ -f "fuzz/dictionaries/$short.dict" ]]; then
 fi
 # Sanitizer reports need symbols, not the Swift runtime's backtracer.
 export SWIFT_BACKTRACE=enable=no
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 # LeakSanitizer is off: Swift keeps enum case tags in the spare bits of pointers (indirect enums such as
 # JSONValue), which LSan cannot recognise as pointers, so it reports reachable objects as direct leaks.
 # -rss_limit_mb still catches memory that grows without bound.
