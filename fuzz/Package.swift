@@ -17,17 +17,25 @@ let package = Package(
         .target(name: "FuzzDriver"),
         .executableTarget(
             name: "FuzzDecodeRequest",
-            dependencies: ["FuzzDriver", 
+            dependencies: [
+                "FuzzDriver",
                 .product(name: "OfferdWire", package: "offerd"), .product(name: "OfferdCore", package: "offerd"),
             ]
         ),
-        .executableTarget(name: "FuzzRuleExpression", dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]),
-        .executableTarget(name: "FuzzCatalog", dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]),
+        .executableTarget(
+            name: "FuzzRuleExpression",
+            dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]
+        ),
+        .executableTarget(
+            name: "FuzzCatalog",
+            dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]
+        ),
         // The snapshot target re-seals fuzzed bytes with a valid checksum so the fuzzer reaches past it.
         .systemLibrary(name: "FuzzXXHash"),
         .executableTarget(
             name: "FuzzSnapshot",
-            dependencies: ["FuzzDriver", 
+            dependencies: [
+                "FuzzDriver",
                 "FuzzXXHash", .product(name: "OfferdSnapshot", package: "offerd"),
                 .product(name: "OfferdCore", package: "offerd"),
             ]
@@ -36,7 +44,8 @@ let package = Package(
         // not a product; it is reached through OfferdServer and imported with @testable (debug builds).
         .executableTarget(
             name: "FuzzHTTP2",
-            dependencies: ["FuzzDriver", 
+            dependencies: [
+                "FuzzDriver",
                 .product(name: "OfferdServer", package: "offerd"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

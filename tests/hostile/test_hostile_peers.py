@@ -102,7 +102,8 @@ def test_more_streams_than_max_concurrent_streams(server, control, message):
     # Our SETTINGS were acknowledged, so nghttp2 treats the excess as a connection error (RFC 9113 5.1.2 allows
     # PROTOCOL_ERROR or REFUSED_STREAM); before the ACK it would refuse the excess streams one by one.
     attacker.read_until(lambda c: c.closed or all(c.ended(s) for s in opened[limit:]), timeout=5)
-    print(f"\nGOAWAY {attacker.goaway}, resets {sum(1 for s in opened if attacker.responses.get(s) and attacker.responses[s].rst_code is not None)}")
+    resets = sum(1 for s in opened if s in attacker.responses and attacker.responses[s].rst_code is not None)
+    print(f"\nGOAWAY {attacker.goaway}, resets {resets}")
     if attacker.goaway is not None:
         assert attacker.goaway[1] == PROTOCOL_ERROR, attacker.goaway
         assert attacker.goaway[0] < opened[limit], "GOAWAY names a stream beyond the limit as processed"
@@ -225,7 +226,8 @@ def test_hpack_table_size_update_over_the_limit_is_compression_error(server, con
         update.append(rest % 128 + 128)
         rest //= 128
     update.append(rest)
-    attacker.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, bytes(update) + attacker.encoder.encode(request_headers())))
+    block = bytes(update) + attacker.encoder.encode(request_headers())
+    attacker.send(frame(HEADERS, END_STREAM | END_HEADERS, 1, block))
     assert_goaway(attacker, {COMPRESSION_ERROR})
     attacker.close()
 

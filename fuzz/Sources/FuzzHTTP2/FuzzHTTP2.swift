@@ -44,7 +44,9 @@ public func fuzzHTTP2(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     var piece = 0
     while offset < count && channel.isActive {
         let remaining = count - offset
-        let length = piece < 3 ? max(1, min(remaining, (remaining * ((splitSeed >> (2 * piece)) & 3 + 1)) / 4)) : remaining
+        // Pieces 0...2 take 1/4 to 4/4 of what remains (two bits of the first byte each); piece 3 the rest.
+        let quarters = (splitSeed >> (2 * piece)) & 3 + 1
+        let length = piece < 3 ? max(1, min(remaining, remaining * quarters / 4)) : remaining
         var buffer = channel.allocator.buffer(capacity: length)
         buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + length)]))
         offset += length

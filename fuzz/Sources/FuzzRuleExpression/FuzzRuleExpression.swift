@@ -62,7 +62,8 @@ func formulaCatalog(_ expression: String) -> String {
                   {"id":"o2","status":"approved","representations":[{"placement":"p","content":"b"}]}],
         "collections":[{"id":"c","offers":["o1","o2"]}],
         "decisions":[{"id":"d","status":"live","fallback":"fb","scopes":[{"placement":"p",
-                      "criteria":[{"collection":"c","ranking":{"method":"formula","formula":\(jsonString(expression))}}]}]}]}
+                      "criteria":[{"collection":"c",
+                                   "ranking":{"method":"formula","formula":\(jsonString(expression))}}]}]}]}
         """
 }
 

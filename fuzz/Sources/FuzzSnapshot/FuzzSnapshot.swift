@@ -4,7 +4,7 @@ import OfferdCore
 import OfferdSnapshot
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The snapshot loader on fuzzed files. Inputs that start like a snapshot (magic, plausible header length) are
@@ -64,6 +64,7 @@ private func reseal(_ bytes: inout [UInt8]) {
     }
     storeLE(UInt64(bytes.count), at: 24, in: &bytes)
     storeLE(0, at: 16, in: &bytes)
+    // `bytes` holds at least 112 bytes here, so its base address exists.
     let bodyDigest = bytes.withUnsafeBytes { raw in
         XXH3_64bits(raw.baseAddress! + headerLength, raw.count - headerLength)
     }
