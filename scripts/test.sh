@@ -13,3 +13,4 @@ swift build --build-tests
 swift test --skip-build --parallel
 
 OFFERD_BIN="$(swift build --show-bin-path)/offerd" python3 -m pytest -q -p no:cacheprovider tests/interop
+OFFERD_BIN="$(swift build --show-bin-path)/offerd" python3 -m pytest -q -p no:cacheprovider tests/hostile

@@ -9,7 +9,9 @@ public struct GRPCServerConfiguration: Sendable {
     /// Largest request message, in bytes, without the 5-byte prefix. A larger message is answered
     /// `RESOURCE_EXHAUSTED` as soon as its length prefix arrives, before any of it is buffered.
     public var maxMessageBytes: Int = 65536
-    /// Advertised `SETTINGS_MAX_CONCURRENT_STREAMS`; nghttp2 refuses streams beyond it with `REFUSED_STREAM`.
+    /// Advertised `SETTINGS_MAX_CONCURRENT_STREAMS`. nghttp2 refuses streams beyond it with `REFUSED_STREAM` until
+    /// the client acknowledged our SETTINGS, and ends the connection with GOAWAY `PROTOCOL_ERROR` after that
+    /// (RFC 9113 section 5.1.2 allows either; tests/hostile checks both).
     public var maxConcurrentStreams: UInt32 = 100
     /// Advertised `SETTINGS_MAX_HEADER_LIST_SIZE` and enforced per request: the sum over the request's header
     /// fields of name length + value length + 32 (RFC 9113 section 6.5.2). Over it the stream is answered

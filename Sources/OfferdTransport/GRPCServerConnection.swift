@@ -65,6 +65,15 @@ final class GRPCServerConnection {
     private var readyStreams: [Int32] = []
     private var isInsideNGHTTP2 = false
     private var goAwaySubmitted = false
+    /// Empty DATA frames (no payload, no END_STREAM) received since the last frame that carried something.
+    /// nghttp2 does not limit them, and each costs a callback round for nothing (CVE-2019-9518, "empty frames
+    /// flood"); over `maxConsecutiveEmptyDataFrames` the connection ends with ENHANCE_YOUR_CALM.
+    private var consecutiveEmptyDataFrames = 0
+    private var floodDetected = false
+
+    /// A client has no reason to send empty DATA frames back to back; a few are tolerated (some clients flush
+    /// an empty frame before ending a stream; frames ending a stream are never counted), thousands are a flood.
+    static let maxConsecutiveEmptyDataFrames = 100
 
     /// Called when something other than incoming bytes (a deadline timer) produced output to write.
     var onAsynchronousOutput: (() -> Void)?
@@ -111,6 +120,11 @@ final class GRPCServerConnection {
             nghttp2_session_mem_recv(self.session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
         }
         self.isInsideNGHTTP2 = false
+        // Checked first: the flood check stops nghttp2 through a failing callback, which it reports as a
+        // callback failure (INTERNAL_ERROR) rather than the flood it is.
+        if self.floodDetected {
+            throw NGHTTP2Error(code: NGHTTP2_ERR_FLOODED.rawValue, operation: "nghttp2_session_mem_recv")
+        }
         _ = try NGHTTP2Error.check(result, "nghttp2_session_mem_recv")
         self.dispatchReadyStreams()
     }
@@ -184,6 +198,21 @@ final class GRPCServerConnection {
     }
 
     // MARK: - Events from nghttp2 callbacks
+
+    /// Counts a received frame for the empty-frame flood check. Returns false once the connection is flooding:
+    /// the callback then fails, nghttp2 stops parsing, and `receive` ends the connection.
+    fileprivate func frameReceived(type: UInt8, length: Int, endStream: Bool) -> Bool {
+        if type == UInt8(NGHTTP2_DATA.rawValue) && length == 0 && !endStream {
+            self.consecutiveEmptyDataFrames += 1
+            if self.consecutiveEmptyDataFrames > Self.maxConsecutiveEmptyDataFrames {
+                self.floodDetected = true
+                return false
+            }
+        } else if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue) {
+            self.consecutiveEmptyDataFrames = 0
+        }
+        return true
+    }
 
     fileprivate func requestHeadersBegan(streamID: Int32) {
         let stream = Stream(
@@ -599,6 +628,9 @@ final class GRPCServerConnection {
             }
             let header = frame.pointee.hd
             let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            guard connection.frameReceived(type: header.type, length: header.length, endStream: endStream) else {
+                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            }
             switch header.type {
             case UInt8(NGHTTP2_HEADERS.rawValue):
                 if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {

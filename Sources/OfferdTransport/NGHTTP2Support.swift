@@ -15,7 +15,9 @@ struct NGHTTP2Error: Error, CustomStringConvertible {
     /// The GOAWAY error code that fits this failure when the connection has to end because of it.
     var goAwayErrorCode: UInt32 {
         switch self.code {
-        case NGHTTP2_ERR_FLOODED.rawValue: return NGHTTP2_ENHANCE_YOUR_CALM.rawValue
+        // Floods: the peer is generating excessive load (RFC 9113 section 7), whether nghttp2 or offerd saw it.
+        case NGHTTP2_ERR_FLOODED.rawValue, NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue:
+            return NGHTTP2_ENHANCE_YOUR_CALM.rawValue
         case NGHTTP2_ERR_NOMEM.rawValue, NGHTTP2_ERR_CALLBACK_FAILURE.rawValue: return NGHTTP2_INTERNAL_ERROR.rawValue
         default: return NGHTTP2_PROTOCOL_ERROR.rawValue
         }
