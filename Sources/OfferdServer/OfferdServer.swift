@@ -143,11 +143,11 @@ public final class OfferdServer: Sendable {
         var extra = ""
         if let catalog = service.catalogs.load() {
             extra += "# TYPE offerd_catalog_info gauge\n"
-            extra += "offerd_catalog_info{version=\"\(prometheusEscaped(catalog.version))\"} 1\n"
+            extra += "offerd_catalog_info{version=\"\(escapedForQuotes(catalog.version))\"} 1\n"
         }
         if let snapshot = service.snapshots.load() {
             extra += "# TYPE offerd_snapshot_info gauge\n"
-            extra += "offerd_snapshot_info{version=\"\(prometheusEscaped(snapshot.version))\"} 1\n"
+            extra += "offerd_snapshot_info{version=\"\(escapedForQuotes(snapshot.version))\"} 1\n"
             extra += "# TYPE offerd_snapshot_profiles gauge\n"
             extra += "offerd_snapshot_profiles \(snapshot.profileCount)\n"
             extra += "# TYPE offerd_snapshot_age_seconds gauge\n"
@@ -160,8 +160,9 @@ public final class OfferdServer: Sendable {
     }
 }
 
-/// Escapes a Prometheus label value (backslash, double quote, newline).
-func prometheusEscaped(_ value: String) -> String {
+/// Escapes backslash, double quote and newline, as both Prometheus label
+/// values and logfmt quoted values require.
+func escapedForQuotes(_ value: String) -> String {
     var escaped = ""
     for character in value {
         switch character {

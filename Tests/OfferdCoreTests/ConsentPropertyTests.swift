@@ -3,17 +3,6 @@ import Testing
 
 @testable import OfferdCore
 
-/// SplitMix64: a tiny seeded generator so one property input describes a whole random catalog.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
 
 /// A random catalog: every channel's placement, 1 to 8 offers with random priority, status, dates, audiences and
 /// capping, and decisions with and without a fallback over several criteria.
