@@ -51,7 +51,9 @@ private struct RandomCase {
             offerIDs.append(id)
             var fields: [String] = [random.chance(0.5) ? #""tags": ["t"]"# : #""tags": ["t", "u"]"#]
             if random.chance(0.3) { fields.append(Self.eligibilities.randomElement(using: &random) ?? "") }
-            if random.chance(0.3) { fields.append(#""capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"#) }
+            if random.chance(0.3) {
+                fields.append(#""capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"#)
+            }
             if random.chance(0.05) {
                 fields.append(#""endDate": "2020-01-01T00:00:00Z""#)
             } else if random.chance(0.05) { fields.append(#""startDate": "2030-01-01T00:00:00Z""#) }
@@ -86,7 +88,9 @@ private struct RandomCase {
         }
         catalog = try engineCatalog(
             offers: offers,
-            decisions: [decisionJSON(criteria: "[" + criteria.joined(separator: ", ") + "]", placements: ["web", "app"])],
+            decisions: [
+                decisionJSON(criteria: "[" + criteria.joined(separator: ", ") + "]", placements: ["web", "app"])
+            ],
             collections: #"[{"id": "all", "anyTags": ["t"]}, {"id": "some", "allTags": ["u"]}]"#,
             rules: #"[{"id": "r1", "condition": "profile.points >= 2"}]"#
         )
@@ -163,12 +167,14 @@ private func jsonEscaped(_ text: String) -> String {
             ("if(inAudience(\"a\"), 1, 2)", false),
         ]
         for (formula, folded) in formulas {
-            let criteria = #"[{"collection": "all", "ranking": {"method": "formula", "formula": "\#(jsonEscaped(formula))"}}]"#
+            let ranking = #"{"method": "formula", "formula": "\#(jsonEscaped(formula))"}"#
+            let criteria = #"[{"collection": "all", "ranking": \#(ranking)}]"#
             let catalog = try engineCatalog(
                 offers: [offerJSON("a", extra: tagged)],
                 decisions: [decisionJSON(criteria: criteria, placements: ["web"])]
             )
-            let criterion = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria.first)
+            let scope = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first)
+            let criterion = try #require(scope.criteria.first)
             #expect((criterion.staticRanking != nil) == folded, "\(formula)")
         }
     }
@@ -179,10 +185,14 @@ private func jsonEscaped(_ text: String) -> String {
             offerJSON("c", priority: 1, extra: tagged), offerJSON("d", priority: 2, extra: tagged),
         ]
         // -0.0 for the two offers of priority 2, 0.0 for the others: one tie group.
-        let criteria = #"[{"collection": "all", "ranking": {"method": "formula", "formula": "if(offer.priority > 1, -0, 0)"}},"#
-            + #" {"collection": "all"}]"#
-        let catalog = try engineCatalog(offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
-        let criteriaDefinitions = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria)
+        let formula = #"{"method": "formula", "formula": "if(offer.priority > 1, -0, 0)"}"#
+        let criteria = #"[{"collection": "all", "ranking": \#(formula)}, {"collection": "all"}]"#
+        let catalog = try engineCatalog(
+            offers: offers,
+            decisions: [decisionJSON(criteria: criteria, placements: ["web"])]
+        )
+        let scope = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first)
+        let criteriaDefinitions = scope.criteria
         let folded = try #require(criteriaDefinitions[0].staticRanking)
         #expect(folded.groupEnds == [4])
         let byPriority = try #require(criteriaDefinitions[1].staticRanking)
