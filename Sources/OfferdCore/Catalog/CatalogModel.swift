@@ -153,6 +153,81 @@ struct CriterionDefinition: Sendable {
     let collectionOffers: [OfferDefinition]
     /// The approved offers that have a representation for the placement, in collection order.
     let candidates: [CandidateOffer]
+    /// The candidates by a rank known at load, when there is one (see ``StaticRanking``); nil when the ranking
+    /// formula reads the request, so every candidate is scored per request.
+    let staticRanking: StaticRanking?
+
+    init(
+        eligibility: Eligibility?,
+        ranking: Ranking,
+        collectionOffers: [OfferDefinition],
+        candidates: [CandidateOffer]
+    ) {
+        self.eligibility = eligibility
+        self.ranking = ranking
+        self.collectionOffers = collectionOffers
+        self.candidates = candidates
+        self.staticRanking = StaticRanking(ranking: ranking, candidates: candidates)
+    }
+}
+
+/// A candidate with its rank folded at load.
+struct StaticallyRankedCandidate: Sendable {
+    let offer: OfferDefinition
+    let representationIndex: Int
+    /// The offer's priority, or its formula score (the value an item's `score` carries).
+    let rank: Double
+}
+
+/// A criterion's candidates sorted by a rank that no request can change (the priority, or a formula of literals
+/// and `offer.*` only), best first, cut into runs of equal rank.
+///
+/// Lets the decision loop test candidates one tie group at a time and stop once the scope's slots are full,
+/// instead of testing the eligibility of every offer of the collection and then ranking.
+struct StaticRanking: Sendable {
+    /// Best rank first; equal ranks (`==`, so -0.0 ties 0.0) are contiguous.
+    let candidates: [StaticallyRankedCandidate]
+    /// The end (exclusive) of each tie group in `candidates`, in order; the last is `candidates.count`.
+    let groupEnds: [Int]
+
+    /// Nil when `ranking` is a formula that reads the profile, the context, `now` or an audience.
+    init?(ranking: Ranking, candidates: [CandidateOffer]) {
+        let ranks: [Double]
+        switch ranking {
+        case .priority:
+            ranks = candidates.map { Double($0.offer.priority) }
+        case .formula(let formula):
+            guard formula.isRequestIndependent else { return nil }
+            // The formula reads nothing of the request, so an empty one gives the score every request would.
+            ranks = candidates.map { candidate in
+                formula.score(
+                    profile: AbsentProfile(),
+                    inputs: RuleInputs(context: RuleValueSlots(), attributes: nil, now: 0, offer: candidate.offer)
+                )
+            }
+        }
+        // Stable by collection position (order inside a group does not matter: the tie-break is per person).
+        let order = candidates.indices.sorted { lhs, rhs in
+            ranks[lhs] != ranks[rhs] ? ranks[lhs] > ranks[rhs] : lhs < rhs
+        }
+        var sorted: [StaticallyRankedCandidate] = []
+        sorted.reserveCapacity(candidates.count)
+        var groupEnds: [Int] = []
+        for position in order {
+            if let last = sorted.last, last.rank != ranks[position] { groupEnds.append(sorted.count) }
+            let candidate = candidates[position]
+            sorted.append(
+                StaticallyRankedCandidate(
+                    offer: candidate.offer,
+                    representationIndex: candidate.representationIndex,
+                    rank: ranks[position]
+                )
+            )
+        }
+        if !sorted.isEmpty { groupEnds.append(sorted.count) }
+        self.candidates = sorted
+        self.groupEnds = groupEnds
+    }
 }
 
 /// A decision's scope for one placement.

@@ -275,6 +275,8 @@ private struct ScopeWalker<Profile: ProfileView> {
                     remaining: remaining,
                     trace: &trace
                 )
+            } else if criterionEligible && remaining > 0, let staticRanking = criterion.staticRanking {
+                considerByGroups(staticRanking, remaining: remaining)
             } else if criterionEligible && remaining > 0 {
                 for candidate in criterion.candidates {
                     consider(
@@ -332,6 +334,36 @@ private struct ScopeWalker<Profile: ProfileView> {
         inputs.offer = offer
         if let eligibility = offer.eligibility, !eligibility.isEligible(profile: profile, inputs: inputs) { return }
         rank(offer, representationIndex: representationIndex, ranking: ranking, remaining: remaining)
+    }
+
+    /// The fast path of a statically ranked criterion: tests candidates one tie group at a time, best group
+    /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
+    /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
+    private mutating func considerByGroups(_ ranking: StaticRanking, remaining: Int) {
+        var groupStart = 0
+        for groupEnd in ranking.groupEnds {
+            for position in groupStart..<groupEnd {
+                let candidate = ranking.candidates[position]
+                let offer = candidate.offer
+                guard offer.isInsideDates(now), !chosen.contains(offer.index), !isCapped(offer) else { continue }
+                if let eligibility = offer.eligibility {
+                    inputs.offer = offer
+                    guard eligibility.isEligible(profile: profile, inputs: inputs) else { continue }
+                }
+                best.offer(
+                    RankedCandidate(
+                        offerIndex: offer.index,
+                        representationIndex: candidate.representationIndex,
+                        rank: candidate.rank,
+                        tieHash: tieHash(offer),
+                        idOrder: offer.idOrder
+                    ),
+                    capacity: remaining
+                )
+            }
+            if best.count == remaining { return }
+            groupStart = groupEnd
+        }
     }
 
     private func isCapped(_ offer: OfferDefinition) -> Bool {

@@ -121,3 +121,25 @@ struct RuleSymbols: Sendable {
         return characteristicKeys.count - 1
     }
 }
+
+extension RuleNode {
+    /// Whether the value depends only on literals and `offer.*`, never on the profile, the context, `now` or
+    /// audiences: such a formula gives each offer the same score in every request, so it is folded at load.
+    var isRequestIndependent: Bool {
+        switch self {
+        case .literal, .offerPriority, .offerCharacteristic:
+            return true
+        case .attribute, .context, .now, .inAudience:
+            return false
+        case .not(let operand), .isNull(let operand, _), .negate(let operand), .lower(let operand),
+            .upper(let operand), .length(let operand), .toNumber(let operand):
+            return operand.isRequestIndependent
+        case .and(let lhs, let rhs), .or(let lhs, let rhs), .equal(let lhs, let rhs, _), .order(_, let lhs, let rhs),
+            .member(let lhs, let rhs), .arithmetic(_, let lhs, let rhs), .stringTest(_, let lhs, let rhs),
+            .minimum(let lhs, let rhs), .maximum(let lhs, let rhs):
+            return lhs.isRequestIndependent && rhs.isRequestIndependent
+        case .conditional(let condition, let then, let otherwise):
+            return condition.isRequestIndependent && then.isRequestIndependent && otherwise.isRequestIndependent
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import Testing
+
+@testable import OfferdCore
+
+/// SplitMix64: a small seeded generator, so a failing seed can be replayed.
+private struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94d0_49bb_1331_11eb
+        return mixed ^ (mixed >> 31)
+    }
+
+    mutating func chance(_ probability: Double) -> Bool { Double.random(in: 0..<1, using: &self) < probability }
+}
+
+/// One random catalog, profile and request: small offer counts and few priorities, so ties, full slots,
+/// partial fills and empty answers all happen often.
+private struct RandomCase {
+    let catalog: Catalog
+    let profile: InMemoryProfile
+    let request: DecisionRequest
+
+    static let requestFormulas = ["profile.points * offer.priority", "if(inAudience(\"a1\"), offer.priority, 1)",
+                                  "number(context.boost) + offer.priority", "now - now + offer.priority"]
+    static let constantFormulas = ["number(offer.characteristics.margin) * 2", "offer.priority - 1",
+                                   "0 - offer.priority", "-offer.priority * 0", "1",
+                                   "number(offer.characteristics.margin) / offer.priority",
+                                   "max(offer.priority, number(offer.characteristics.margin))",
+                                   "if(offer.characteristics.kind = \"a\", 2, offer.priority)",
+                                   "if(offer.priority > 1, -0, 0)"]
+    static let eligibilities = [
+        #""eligibility": {"condition": "profile.tier = \"gold\""}"#,
+        #""eligibility": {"condition": "profile.points > 5 or offer.priority > 1"}"#,
+        #""eligibility": {"anyAudiences": ["a1", "a2"]}"#,
+        #""eligibility": {"allAudiences": ["a1", "a2"]}"#,
+        #""eligibility": {"rule": "r1"}"#,
+        #""eligibility": {"condition": "context.page = \"home\""}"#,
+    ]
+
+    init(seed: UInt64) throws {
+        var random = SeededGenerator(state: seed)
+        let offerCount = Int.random(in: 1...14, using: &random)
+        var offers: [String] = []
+        var offerIDs: [String] = []
+        for index in 0..<offerCount {
+            let id = "o\(Int.random(in: 0...999, using: &random))-\(index)"
+            offerIDs.append(id)
+            var fields: [String] = [random.chance(0.5) ? #""tags": ["t"]"# : #""tags": ["t", "u"]"#]
+            if random.chance(0.3) { fields.append(Self.eligibilities.randomElement(using: &random) ?? "") }
+            if random.chance(0.3) {
+                fields.append(#""capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"#)
+            }
+            if random.chance(0.05) {
+                fields.append(#""endDate": "2020-01-01T00:00:00Z""#)
+            } else if random.chance(0.05) { fields.append(#""startDate": "2030-01-01T00:00:00Z""#) }
+            let margin = random.chance(0.8) ? #", "margin": "\#(Int.random(in: 0...3, using: &random))""# : ""
+            let kind = ["a", "b"].randomElement(using: &random) ?? "a"
+            offers.append(
+                offerJSON(
+                    id,
+                    priority: Int.random(in: 0...3, using: &random),
+                    status: random.chance(0.9) ? "approved" : "draft",
+                    placements: random.chance(0.85) ? ["web", "app"] : ["app"],
+                    characteristics: #"{"kind": "\#(kind)"\#(margin)}"#,
+                    extra: fields.joined(separator: ", ")
+                )
+            )
+        }
+        var criteria: [String] = []
+        for _ in 0..<Int.random(in: 1...3, using: &random) {
+            var fields = [#""collection": "\#(random.chance(0.6) ? "all" : "some")""#]
+            switch Int.random(in: 0..<3, using: &random) {
+            case 0:
+                fields.append(#""ranking": {"method": "priority"}"#)
+            case 1:
+                let formula = Self.constantFormulas.randomElement(using: &random) ?? "1"
+                fields.append(#""ranking": {"method": "formula", "formula": "\#(jsonEscaped(formula))"}"#)
+            default:
+                let formula = Self.requestFormulas.randomElement(using: &random) ?? "1"
+                fields.append(#""ranking": {"method": "formula", "formula": "\#(jsonEscaped(formula))"}"#)
+            }
+            if random.chance(0.15) { fields.append(#""eligibility": {"condition": "profile.points > 3"}"#) }
+            criteria.append("{" + fields.joined(separator: ", ") + "}")
+        }
+        catalog = try engineCatalog(
+            offers: offers,
+            decisions: [
+                decisionJSON(criteria: "[" + criteria.joined(separator: ", ") + "]", placements: ["web", "app"])
+            ],
+            collections: #"[{"id": "all", "anyTags": ["t"]}, {"id": "some", "allTags": ["u"]}]"#,
+            rules: #"[{"id": "r1", "condition": "profile.points >= 2"}]"#
+        )
+        let capping = offerIDs.filter { _ in random.chance(0.3) }.map {
+            (offerID: $0, count: Int.random(in: 0...3, using: &random))
+        }
+        let tier = ["gold", "silver"].randomElement(using: &random) ?? "gold"
+        profile = OfferdCoreTests.profile(
+            "p\(Int.random(in: 0...99, using: &random))",
+            audiences: ["a1", "a2", "a3"].filter { _ in random.chance(0.5) },
+            attributes: #"{"tier": "\#(tier)", "points": \#(Int.random(in: 0...10, using: &random))}"#,
+            capping: capping
+        )
+        var scopes: [ScopeRequest] = []
+        for _ in 0..<Int.random(in: 1...3, using: &random) {
+            scopes.append(scope(random.chance(0.7) ? "web" : "app", items: UInt32.random(in: 1...4, using: &random)))
+        }
+        var context: [String: ContextValue] = [:]
+        if random.chance(0.5) { context["page"] = .string("home") }
+        if random.chance(0.5) { context["boost"] = .number(Double(Int.random(in: -2...2, using: &random))) }
+        request = OfferdCoreTests.request(
+            scopes,
+            identity: Identity(namespace: "ECID", id: profile.primaryIdentity.id),
+            context: context,
+            allowDuplicates: random.chance(0.3)
+        )
+    }
+}
+
+private func jsonEscaped(_ text: String) -> String {
+    text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+}
+
+@Suite struct StaticRankingTests {
+    /// The fast path (tie groups, stop when full) against the explain path, which tests and ranks every offer.
+    @Test(arguments: 0..<4)
+    func fastPathAnswersLikeTheFullEvaluation(block: Int) throws {
+        var comparedItems = 0
+        var staticCriteria = 0
+        for seed in UInt64(block * 1000)..<UInt64(block * 1000 + 1000) {
+            let random = try RandomCase(seed: seed)
+            let engine = DecisionEngine(catalog: random.catalog)
+            var explained = random.request
+            explained.explain = true
+            let now = 1_800_000_000.0
+            let fast = engine.decide(random.request, profile: random.profile, now: now)
+            var full = engine.decide(explained, profile: random.profile, now: now)
+            for index in full.propositions.indices { full.propositions[index].trace = [] }
+            #expect(fast == full, "seed \(seed)")
+            // `==` on Double ties -0.0 and 0.0; the folded score must be the very value the formula gives.
+            let fastScores = fast.propositions.flatMap { $0.items.map { $0.score?.bitPattern } }
+            let fullScores = full.propositions.flatMap { $0.items.map { $0.score?.bitPattern } }
+            #expect(fastScores == fullScores, "seed \(seed)")
+            if fast != full { return }
+            comparedItems += fast.propositions.reduce(0) { $0 + $1.items.count }
+            for decision in random.catalog.decisions {
+                for scope in decision.scopeByPlacement.compactMap({ $0 }) {
+                    staticCriteria += scope.criteria.filter { $0.staticRanking != nil }.count
+                }
+            }
+        }
+        // The generator must exercise the fast path, not just fall back everywhere.
+        #expect(comparedItems > 1000)
+        #expect(staticCriteria > 1000)
+    }
+
+    @Test func requestDependentFormulasAreNotFolded() throws {
+        let formulas: [(String, Bool)] = [
+            ("number(offer.characteristics.margin) * 2 + offer.priority", true),
+            ("1", true),
+            ("profile.points + offer.priority", false),
+            ("number(context.boost)", false),
+            ("now", false),
+            ("if(inAudience(\"a\"), 1, 2)", false),
+        ]
+        for (formula, folded) in formulas {
+            let ranking = #"{"method": "formula", "formula": "\#(jsonEscaped(formula))"}"#
+            let criteria = #"[{"collection": "all", "ranking": \#(ranking)}]"#
+            let catalog = try engineCatalog(
+                offers: [offerJSON("a", extra: tagged)],
+                decisions: [decisionJSON(criteria: criteria, placements: ["web"])]
+            )
+            let scope = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first)
+            let criterion = try #require(scope.criteria.first)
+            #expect((criterion.staticRanking != nil) == folded, "\(formula)")
+        }
+    }
+
+    @Test func groupsAreDescendingAndNegativeZeroTiesZero() throws {
+        let offers = [
+            offerJSON("a", priority: 0, extra: tagged), offerJSON("b", priority: 2, extra: tagged),
+            offerJSON("c", priority: 1, extra: tagged), offerJSON("d", priority: 2, extra: tagged),
+        ]
+        // -0.0 for the two offers of priority 2, 0.0 for the others: one tie group.
+        let formula = #"{"method": "formula", "formula": "if(offer.priority > 1, -0, 0)"}"#
+        let criteria = #"[{"collection": "all", "ranking": \#(formula)}, {"collection": "all"}]"#
+        let catalog = try engineCatalog(
+            offers: offers,
+            decisions: [decisionJSON(criteria: criteria, placements: ["web"])]
+        )
+        let scope = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first)
+        let criteriaDefinitions = scope.criteria
+        let folded = try #require(criteriaDefinitions[0].staticRanking)
+        #expect(folded.groupEnds == [4])
+        let byPriority = try #require(criteriaDefinitions[1].staticRanking)
+        #expect(byPriority.candidates.map(\.offer.id) == ["b", "d", "c", "a"])
+        #expect(byPriority.groupEnds == [2, 3, 4])
+    }
+}
