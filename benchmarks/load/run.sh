@@ -39,12 +39,17 @@ command -v taskset >/dev/null || { echo "taskset (util-linux) is needed"; exit 1
 
 # offerd and the peer are built in the peers package, which depends on this one by path: one compilation of the
 # shared sources, same release settings as the root package's build.
+# OFFERD_BIN / PEER_BIN use prebuilt executables instead.
 peers=benchmarks/peers
-swift build -c release --package-path "$peers" --product offerd-grpc-swift-peer >/dev/null
-swift build -c release --package-path "$peers" --product offerd >/dev/null
-bin="$(swift build -c release --package-path "$peers" --show-bin-path)"
-offerd="$bin/offerd"
-peer="$bin/offerd-grpc-swift-peer"
+if [ -z "${OFFERD_BIN:-}" ] || { [ -z "${PEER_BIN:-}" ] && [[ " $SERVERS " == *" grpc-swift "* ]]; }; then
+    bin="$(swift build -c release --package-path "$peers" --show-bin-path)"
+fi
+if [ -z "${OFFERD_BIN:-}" ]; then swift build -c release --package-path "$peers" --product offerd >/dev/null; fi
+if [ -z "${PEER_BIN:-}" ] && [[ " $SERVERS " == *" grpc-swift "* ]]; then
+    swift build -c release --package-path "$peers" --product offerd-grpc-swift-peer >/dev/null
+fi
+offerd="${OFFERD_BIN:-${bin:-}/offerd}"
+peer="${PEER_BIN:-${bin:-}/offerd-grpc-swift-peer}"
 mkdir -p "$WORK"
 
 if [ ! -f "$WORK/profiles-$PROFILES.snap" ]; then
