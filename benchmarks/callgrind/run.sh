@@ -22,16 +22,21 @@ WORK=${WORK:-/tmp/offerd-callgrind}
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
 scripts/install-deps.sh --with-python
+# DECIDE_LOOP_BIN / OFFERD_BIN use prebuilt executables instead of building benchmarks/peers.
 peers=benchmarks/peers
-swift build -c release --package-path "$peers" --product offerd-decide-loop >/dev/null
-swift build -c release --package-path "$peers" --product offerd >/dev/null
-bin="$(swift build -c release --package-path "$peers" --show-bin-path)"
+if [ -z "${DECIDE_LOOP_BIN:-}" ] || [ -z "${OFFERD_BIN:-}" ]; then
+    swift build -c release --package-path "$peers" --product offerd-decide-loop >/dev/null
+    swift build -c release --package-path "$peers" --product offerd >/dev/null
+    bin="$(swift build -c release --package-path "$peers" --show-bin-path)"
+fi
+decide_loop="${DECIDE_LOOP_BIN:-$bin/offerd-decide-loop}"
+offerd="${OFFERD_BIN:-$bin/offerd}"
 mkdir -p "$WORK"
-objcopy --strip-debug "$bin/offerd-decide-loop" "$WORK/offerd-decide-loop"
+objcopy --strip-debug "$decide_loop" "$WORK/offerd-decide-loop"
 
 if [ ! -f "$WORK/profiles-$PROFILES.snap" ]; then
-    "$bin/offerd" profiles generate --count "$PROFILES" --seed 42 --output "$WORK/profiles-$PROFILES.jsonl"
-    "$bin/offerd" snapshot build --input "$WORK/profiles-$PROFILES.jsonl" --output "$WORK/profiles-$PROFILES.snap" \
+    "$offerd" profiles generate --count "$PROFILES" --seed 42 --output "$WORK/profiles-$PROFILES.jsonl"
+    "$offerd" snapshot build --input "$WORK/profiles-$PROFILES.jsonl" --output "$WORK/profiles-$PROFILES.snap" \
         --version "callgrind-$PROFILES"
 fi
 python3 benchmarks/load/make_catalog.py "$WORK/catalog.json"
