@@ -24,7 +24,8 @@ struct DecisioningPeerService: RegistrableRPCService {
                 return StreamingServerResponse(single: ServerResponse(message: payload))
             case .failure(let status):
                 let code = Status.Code(rawValue: status.code.rawValue).flatMap(RPCError.Code.init) ?? .unknown
-                return StreamingServerResponse(single: ServerResponse(error: RPCError(code: code, message: status.message)))
+                let error = RPCError(code: code, message: status.message)
+                return StreamingServerResponse(single: ServerResponse(error: error))
             }
         }
     }
