@@ -106,7 +106,7 @@ if [[ " $SERVERS " == *" nghttpd "* ]]; then
     wait_for_port "$nghttpd_port"
 fi
 
-rm -f "$WORK"/cpu.txt "$WORK"/memory.txt "$WORK"/trailers.txt "$WORK"/rates.txt "$WORK"/out-*.txt "$WORK"/*.log "$WORK"/rate-*.txt
+rm -f "$WORK"/{cpu,memory,trailers,rates}.txt "$WORK"/out-*.txt "$WORK"/*.log "$WORK"/rate-*.txt "$WORK"/nghttp-*.txt
 for name in $SERVERS; do echo "$name idle $(rss_kib "${pid[$name]}")" >> "$WORK/memory.txt"; done
 
 data_args_for() {  # name body: h2load/nghttp arguments for a gRPC call (none for the static file)
