@@ -186,14 +186,33 @@ struct RuleParser {
 
     // MARK: - Arithmetic
 
+    /// The two binary arithmetic precedence levels, loosest first.
+    private enum ArithmeticLevel {
+        case additive, multiplicative
+
+        func operation(for kind: RuleTokenKind) -> ArithmeticOperator? {
+            switch (self, kind) {
+            case (.additive, .plus): .add
+            case (.additive, .minus): .subtract
+            case (.multiplicative, .star): .multiply
+            case (.multiplicative, .slash): .divide
+            default: nil
+            }
+        }
+    }
+
     private mutating func parseAdditive() throws(RuleCompileError) -> Parsed {
-        var left = try parseTerm()
-        while current.kind == .plus || current.kind == .minus {
-            let operation: ArithmeticOperator = current.kind == .plus ? .add : .subtract
+        try parseArithmetic(.additive)
+    }
+
+    /// One left-associative level: `operand (operator operand)*`.
+    private mutating func parseArithmetic(_ level: ArithmeticLevel) throws(RuleCompileError) -> Parsed {
+        var left = try parseArithmeticOperand(level)
+        while let operation = level.operation(for: current.kind) {
             let position = current.position
             let text = current.kind.display
             advance()
-            let right = try parseTerm()
+            let right = try parseArithmeticOperand(level)
             left = Parsed(
                 node: .arithmetic(operation, left.node, right.node),
                 type: [.number, .null],
@@ -204,22 +223,11 @@ struct RuleParser {
         return left
     }
 
-    private mutating func parseTerm() throws(RuleCompileError) -> Parsed {
-        var left = try parseUnary()
-        while current.kind == .star || current.kind == .slash {
-            let operation: ArithmeticOperator = current.kind == .star ? .multiply : .divide
-            let position = current.position
-            let text = current.kind.display
-            advance()
-            let right = try parseUnary()
-            left = Parsed(
-                node: .arithmetic(operation, left.node, right.node),
-                type: [.number, .null],
-                position: position,
-                description: text
-            )
+    private mutating func parseArithmeticOperand(_ level: ArithmeticLevel) throws(RuleCompileError) -> Parsed {
+        switch level {
+        case .additive: try parseArithmetic(.multiplicative)
+        case .multiplicative: try parseUnary()
         }
-        return left
     }
 
     private mutating func parseUnary() throws(RuleCompileError) -> Parsed {
