@@ -9,18 +9,9 @@
 /// Rule values by slot (the request context, the profile's attributes): the first eight inline, the rest
 /// spilled.
 struct RuleValueSlots {
-    private var slot0: RuleValue = .null
-    private var slot1: RuleValue = .null
-    private var slot2: RuleValue = .null
-    private var slot3: RuleValue = .null
-    private var slot4: RuleValue = .null
-    private var slot5: RuleValue = .null
-    private var slot6: RuleValue = .null
-    private var slot7: RuleValue = .null
-    private var spilled: [RuleValue] = []
-    private(set) var count = 0
+    private var storage = SmallArray<RuleValue>(filler: .null)
 
-    static let inlineCapacity = 8
+    static let inlineCapacity = SmallArray<RuleValue>.inlineCapacity
 
     init() {}
 
@@ -28,35 +19,16 @@ struct RuleValueSlots {
         for value in values { append(value) }
     }
 
+    var count: Int { storage.count }
+
     mutating func append(_ value: RuleValue) {
-        switch count {
-        case 0: slot0 = value
-        case 1: slot1 = value
-        case 2: slot2 = value
-        case 3: slot3 = value
-        case 4: slot4 = value
-        case 5: slot5 = value
-        case 6: slot6 = value
-        case 7: slot7 = value
-        default: spilled.append(value)
-        }
-        count += 1
+        storage.append(value)
     }
 
     /// The value of `slot`, or null outside the table.
     subscript(slot: Int) -> RuleValue {
-        guard slot >= 0 && slot < count else { return .null }
-        switch slot {
-        case 0: return slot0
-        case 1: return slot1
-        case 2: return slot2
-        case 3: return slot3
-        case 4: return slot4
-        case 5: return slot5
-        case 6: return slot6
-        case 7: return slot7
-        default: return spilled[slot - Self.inlineCapacity]
-        }
+        guard slot >= 0 && slot < storage.count else { return .null }
+        return storage[slot]
     }
 }
 
@@ -65,58 +37,22 @@ struct RuleValueSlots {
 /// A response proposes a handful of offers, so a linear scan of eight inline slots beats a bitset over the
 /// whole catalog (which would cost an allocation per request); past eight the indices spill to an array.
 struct ChosenOffers {
-    private var index0 = 0
-    private var index1 = 0
-    private var index2 = 0
-    private var index3 = 0
-    private var index4 = 0
-    private var index5 = 0
-    private var index6 = 0
-    private var index7 = 0
-    private var spilled: [Int] = []
-    private(set) var count = 0
+    private var storage = SmallArray<Int>(filler: 0)
 
-    static let inlineCapacity = 8
+    var count: Int { storage.count }
 
     mutating func append(_ offerIndex: Int) {
-        switch count {
-        case 0: index0 = offerIndex
-        case 1: index1 = offerIndex
-        case 2: index2 = offerIndex
-        case 3: index3 = offerIndex
-        case 4: index4 = offerIndex
-        case 5: index5 = offerIndex
-        case 6: index6 = offerIndex
-        case 7: index7 = offerIndex
-        default: spilled.append(offerIndex)
-        }
-        count += 1
+        storage.append(offerIndex)
     }
 
     func contains(_ offerIndex: Int) -> Bool {
-        // Unrolled over the inline slots: no bounds checks, no loop-carried switch.
-        if count > 0 && index0 == offerIndex { return true }
-        if count > 1 && index1 == offerIndex { return true }
-        if count > 2 && index2 == offerIndex { return true }
-        if count > 3 && index3 == offerIndex { return true }
-        if count > 4 && index4 == offerIndex { return true }
-        if count > 5 && index5 == offerIndex { return true }
-        if count > 6 && index6 == offerIndex { return true }
-        if count > 7 && index7 == offerIndex { return true }
-        if count > Self.inlineCapacity {
-            for spilledIndex in spilled where spilledIndex == offerIndex { return true }
-        }
+        for position in 0..<storage.count where storage[position] == offerIndex { return true }
         return false
     }
 
     /// Forgets the offers chosen after the first `newCount` (`allow_duplicates`: the next scope starts afresh).
     mutating func truncate(to newCount: Int) {
-        guard newCount < count else { return }
-        let spilledToKeep = max(newCount - Self.inlineCapacity, 0)
-        if spilled.count > spilledToKeep {
-            spilled.removeLast(spilled.count - spilledToKeep)
-        }
-        count = newCount
+        storage.truncate(to: newCount)
     }
 }
 
@@ -138,22 +74,87 @@ struct RankedCandidate {
 
 /// The best candidates of one criterion, best first: eight inline (item counts are usually small), then spilled.
 struct TopCandidates {
-    private var slot0 = TopCandidates.placeholder
-    private var slot1 = TopCandidates.placeholder
-    private var slot2 = TopCandidates.placeholder
-    private var slot3 = TopCandidates.placeholder
-    private var slot4 = TopCandidates.placeholder
-    private var slot5 = TopCandidates.placeholder
-    private var slot6 = TopCandidates.placeholder
-    private var slot7 = TopCandidates.placeholder
-    private var spilled: [RankedCandidate] = []
+    private var storage = SmallArray<RankedCandidate>(
+        filler: RankedCandidate(offerIndex: 0, representationIndex: 0, rank: 0, tieHash: 0, idOrder: 0))
+
+    var count: Int { storage.count }
+
+    subscript(position: Int) -> RankedCandidate { storage[position] }
+
+    mutating func removeAll() {
+        storage.truncate(to: 0)
+    }
+
+    /// Keeps `candidate` if it is among the best `capacity` seen so far (insertion into a sorted run: k is small).
+    mutating func offer(_ candidate: RankedCandidate, capacity: Int) {
+        if storage.count == capacity {
+            guard capacity > 0, candidate.isBetter(than: storage[storage.count - 1]) else { return }
+            storage.truncate(to: storage.count - 1)
+        }
+        storage.append(candidate)
+        var position = storage.count - 1
+        while position > 0 {
+            let previous = storage[position - 1]
+            guard candidate.isBetter(than: previous) else { break }
+            storage[position] = previous
+            position -= 1
+        }
+        storage[position] = candidate
+    }
+
+    /// The worst kept rank, when `capacity` candidates are kept: anything ranked strictly lower cannot enter.
+    func worstRank(capacity: Int) -> Double? {
+        storage.count == capacity && storage.count > 0 ? storage[storage.count - 1].rank : nil
+    }
+}
+
+/// A growable array whose first eight elements live inline, so the per-request scratch of a decision
+/// (context values, chosen offers, top-k candidates) costs no heap allocation in the common case; past
+/// eight, elements spill to an ordinary array.
+struct SmallArray<Element> {
+    private var slot0: Element
+    private var slot1: Element
+    private var slot2: Element
+    private var slot3: Element
+    private var slot4: Element
+    private var slot5: Element
+    private var slot6: Element
+    private var slot7: Element
+    private var spilled: [Element] = []
     private(set) var count = 0
 
-    static let inlineCapacity = 8
-    private static let placeholder = RankedCandidate(
-        offerIndex: 0, representationIndex: 0, rank: 0, tieHash: 0, idOrder: 0)
+    static var inlineCapacity: Int { 8 }
 
-    subscript(position: Int) -> RankedCandidate {
+    /// `filler` occupies unused inline slots; it is never read back.
+    init(filler: Element) {
+        slot0 = filler
+        slot1 = filler
+        slot2 = filler
+        slot3 = filler
+        slot4 = filler
+        slot5 = filler
+        slot6 = filler
+        slot7 = filler
+    }
+
+    mutating func append(_ element: Element) {
+        let position = count
+        count += 1
+        self[position] = element
+    }
+
+    /// Drops the elements after the first `newCount`, keeping the spill array's capacity.
+    mutating func truncate(to newCount: Int) {
+        guard newCount < count else { return }
+        let spilledToKeep = max(newCount - Self.inlineCapacity, 0)
+        if spilled.count > spilledToKeep {
+            spilled.removeLast(spilled.count - spilledToKeep)
+        }
+        count = newCount
+    }
+
+    /// The element at `position` (0 ..< count).
+    subscript(position: Int) -> Element {
         get {
             switch position {
             case 0: return slot0
@@ -186,32 +187,5 @@ struct TopCandidates {
                 }
             }
         }
-    }
-
-    mutating func removeAll() {
-        count = 0
-        spilled.removeAll(keepingCapacity: true)
-    }
-
-    /// Keeps `candidate` if it is among the best `capacity` seen so far (insertion into a sorted run: k is small).
-    mutating func offer(_ candidate: RankedCandidate, capacity: Int) {
-        if count == capacity {
-            guard capacity > 0, candidate.isBetter(than: self[count - 1]) else { return }
-            count -= 1
-        }
-        var position = count
-        while position > 0 {
-            let previous = self[position - 1]
-            guard candidate.isBetter(than: previous) else { break }
-            self[position] = previous
-            position -= 1
-        }
-        self[position] = candidate
-        count += 1
-    }
-
-    /// The worst kept rank, when `capacity` candidates are kept: anything ranked strictly lower cannot enter.
-    func worstRank(capacity: Int) -> Double? {
-        count == capacity && count > 0 ? self[count - 1].rank : nil
     }
 }
