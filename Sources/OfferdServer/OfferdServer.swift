@@ -72,6 +72,7 @@ public final class OfferdServer: Sendable {
         grpcConfiguration.port = configuration.port
         grpcConfiguration.maxMessageBytes = configuration.maxMessageBytes
         grpcConfiguration.maxConcurrentStreams = configuration.maxConcurrentStreams
+        grpcConfiguration.idleTimeout = TimeAmount(configuration.idleTimeout)
         let grpcServer: GRPCServer
         do {
             grpcServer = try await GRPCServer.start(

@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var unknownProfile: UnknownProfilePolicy = .decide
     public var allowExplain: Bool = false
     public var shutdownGrace: Duration = .seconds(10)
+    /// A connection with no open stream for this long gets GOAWAY and is closed (not in SPEC 7; see docs/server.md).
+    public var idleTimeout: Duration = .seconds(300)
     /// How often the catalog and snapshot paths are checked for replacement.
     public var reloadPollInterval: Duration = .seconds(1)
 

@@ -38,6 +38,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, warning or error.") var logLevel: LogLevelArgument = .info
     @Option(help: "Time in-flight calls get to finish on SIGTERM/SIGINT (e.g. 10s, 500ms).")
     var shutdownGrace: DurationArgument = DurationArgument(.seconds(10), text: "10s")
+    @Option(help: "Close a connection that has had no open stream for this long, after GOAWAY (e.g. 300s, 2m).")
+    var idleTimeout: DurationArgument = DurationArgument(.seconds(300), text: "300s")
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -63,6 +65,7 @@ struct Serve: AsyncParsableCommand {
         configuration.unknownProfile = unknownProfile
         configuration.allowExplain = allowExplain
         configuration.shutdownGrace = shutdownGrace.duration
+        configuration.idleTimeout = idleTimeout.duration
 
         // Signals are taken over before anything starts, so an early SIGTERM is handled, not fatal.
         let signals = SignalStream(signals: [SIGTERM, SIGINT, SIGHUP])

@@ -372,9 +372,8 @@ def test_client_that_never_reads_with_zero_window(server, control, stubs):
 
 
 def test_slowloris_connections_do_not_hurt_others(server, control):
-    """Preface then nothing, and half a frame then nothing, on 300 connections held for 3 s. `offerd serve` has
-    no flag for the transport's idle timeout (300 s), so this checks that the idle peers cost other clients
-    nothing rather than waiting for the timeout."""
+    """Preface then nothing, and half a frame then nothing, on 300 connections held for 3 s: the idle peers cost
+    other clients nothing even before the idle timeout (`--idle-timeout`, 300 s by default) ends them."""
     held = []
     for i in range(300):
         s = socket.create_connection(tuple([server.target.split(":")[0], int(server.target.split(":")[1])]))

@@ -4,6 +4,7 @@ import re
 import socket
 import struct
 import subprocess
+import time
 
 from helpers import decide, request
 
@@ -91,3 +92,74 @@ def test_disconnect_mid_frame_does_not_hurt(stubs, server):
             settings = struct.pack(">I", 0)[1:] + b"\x04\x00" + struct.pack(">I", 0)
             s.sendall((preface + settings + b"\x00\x00\x10\x01\x04")[:cut])
     assert decide(stubs, server.target, request(stubs.pb)).profile_found
+
+
+
+def h2_events_until(sock, connection, done, timeout):
+    """Feeds the socket into an h2 client connection until done(events so far) or the peer closes."""
+    import h2.events
+
+    events = []
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while not done(events) and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            events.append(h2.events.ConnectionTerminated())
+            break
+        events += connection.receive_data(chunk)
+        sock.sendall(connection.data_to_send())
+    return events
+
+
+def test_idle_timeout_flag_closes_idle_connections_only(stubs, tmp_path):
+    import h2.config
+    import h2.connection
+    import h2.events
+    from conftest import Server
+
+    idle_server = Server(tmp_path, extra_args=["--idle-timeout", "1s"])
+    try:
+        host, port = idle_server.target.split(":")
+        body = grpc_frame(request(stubs.pb).SerializeToString())
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            connection.initiate_connection()
+            s.sendall(connection.data_to_send())
+            # In use: a call every 0.5 s for 2.5 s on this one connection, each answered, no GOAWAY.
+            for _ in range(5):
+                stream = connection.get_next_available_stream_id()
+                connection.send_headers(stream, [
+                    (":method", "POST"), (":scheme", "http"), (":path", "/offerd.v1.Decisioning/Decide"),
+                    (":authority", idle_server.target), ("content-type", "application/grpc"), ("te", "trailers")])
+                connection.send_data(stream, body, end_stream=True)
+                s.sendall(connection.data_to_send())
+                events = h2_events_until(s, connection, lambda ev: any(
+                    isinstance(e, (h2.events.StreamEnded, h2.events.ConnectionTerminated)) for e in ev), 5)
+                assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in events), events
+                trailers = [dict(e.headers) for e in events if isinstance(e, h2.events.TrailersReceived)]
+                assert trailers and trailers[0].get(b"grpc-status") == b"0", events
+                time.sleep(0.5)
+            # Idle: GOAWAY(NO_ERROR) and the close come about a second after the last stream ended.
+            started = time.monotonic()
+            events = h2_events_until(s, connection, lambda ev: any(
+                isinstance(e, h2.events.ConnectionTerminated) for e in ev), 10)
+            waited = time.monotonic() - started
+        terminated = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert terminated, f"connection still open 10 s after its last call, events {events}"
+        assert terminated[0].error_code == 0, f"expected GOAWAY(NO_ERROR) before the close, got {terminated[0]}"
+        assert 0.3 <= waited < 5, f"closed {waited:.2f} s after the last call with --idle-timeout 1s"
+    finally:
+        assert idle_server.stop() == 0, idle_server.log_path.read_text()
+
+
+def test_idle_timeout_flag_rejects_bad_values(tmp_path):
+    from conftest import FIXTURES, OFFERD
+
+    out = subprocess.run([OFFERD, "serve", "--catalog", str(FIXTURES / "catalog.json"), "--snapshot", "x.snap",
+                          "--idle-timeout", "soon"], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "idle-timeout" in out.stderr, out.stderr
