@@ -116,15 +116,25 @@ public final class DecisioningService: GRPCUnaryService {
         let result = catalog.engine.decide(request, profile: profile, now: now())
         metrics.recordDecisions(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
-        let encoded = DecideCodec.encodeResponse(
+        let message = DecideCodec.encodeResponse(
             result, requestID: requestID, snapshotVersion: snapshot.version,
-            includeContent: request.includeContent, includeMetadata: request.includeMetadata)
+            includeContent: request.includeContent, includeMetadata: request.includeMetadata
+        ) { size, pack in
+            var buffer = allocator.buffer(capacity: size)
+            if size > 0 {
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+                    // Safe: at least `size` > 0 writable bytes have a base address.
+                    let written = pack(raw.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: UInt8.self))
+                    precondition(written == size, "protobuf-c packed \(written) bytes, announced \(size)")
+                    return written
+                }
+            }
+            return buffer
+        }
         if let deadline = call.deadline, deadline <= .now() {
             return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired while deciding"))
         }
-        var buffer = allocator.buffer(capacity: encoded.count)
-        buffer.writeBytes(encoded)
-        return .message(buffer)
+        return .message(message)
     }
 
     private func healthCheck(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {

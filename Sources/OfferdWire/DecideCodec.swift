@@ -45,7 +45,19 @@ public enum DecideCodec {
         _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
         includeMetadata: Bool
     ) -> [UInt8] {
-        // This thread's arena: reused, so an encode allocates only the packed bytes it returns.
+        encodeResponse(
+            result, requestID: requestID, snapshotVersion: snapshotVersion, includeContent: includeContent,
+            includeMetadata: includeMetadata, output: packed)
+    }
+
+    /// Encodes the response like ``encodeResponse(_:requestID:snapshotVersion:includeContent:includeMetadata:)``
+    /// into memory the caller provides, so a server can pack straight into its send buffer: `output` is
+    /// given the exact packed size and a function that packs into `size` writable bytes and returns `size`.
+    public static func encodeResponse<Output>(
+        _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
+        includeMetadata: Bool, output: (_ size: Int, _ pack: (UnsafeMutablePointer<UInt8>) -> Int) -> Output
+    ) -> Output {
+        // This thread's arena: reused, so an encode allocates nothing but what `output` does.
         return WireThreadState.withScratchArena { arena in
             var response = Offerd__V1__DecideResponse()
             offerd__v1__decide_response__init(&response)
@@ -79,7 +91,7 @@ public enum DecideCodec {
             }
             return withUnsafePointer(to: &response) { pointer in
                 let size = offerd__v1__decide_response__get_packed_size(pointer)
-                return packed(size: size) { offerd__v1__decide_response__pack(pointer, $0) }
+                return output(size) { offerd__v1__decide_response__pack(pointer, $0) }
             }
         }
     }
