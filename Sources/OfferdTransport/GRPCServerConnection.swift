@@ -61,7 +61,12 @@ final class GRPCServerConnection {
     private let allocator: ByteBufferAllocator
     private let callCounter: GRPCActiveCallCounter
     private var logger: Logger
+    /// Open streams by id. Read through ``stream(_:)``: nghttp2 reports a request as a run of callbacks for one
+    /// stream (headers began, each header, headers ended, data, end), so the last stream looked up answers most
+    /// lookups without hashing.
     private var streams: [Int32: Stream] = [:]
+    private var recentStreamID: Int32 = 0
+    private var recentStream: Stream?
     private var readyStreams: [Int32] = []
     private var isInsideNGHTTP2 = false
     private var goAwaySubmitted = false
@@ -195,6 +200,7 @@ final class GRPCServerConnection {
         }
         self.callCounter.subtract(self.streams.count)
         self.streams.removeAll()
+        self.recentStream = nil
         self.readyStreams.removeAll()
         self.onAsynchronousOutput = nil
     }
@@ -216,6 +222,16 @@ final class GRPCServerConnection {
         return true
     }
 
+    private func stream(_ streamID: Int32) -> Stream? {
+        if streamID == self.recentStreamID, let stream = self.recentStream {
+            return stream
+        }
+        let stream = self.streams[streamID]
+        self.recentStreamID = streamID
+        self.recentStream = stream
+        return stream
+    }
+
     fileprivate func requestHeadersBegan(streamID: Int32) {
         let stream = Stream(
             head: GRPCRequestHead(
@@ -225,18 +241,20 @@ final class GRPCServerConnection {
             reader: GRPCMessageReader(maxMessageBytes: self.configuration.maxMessageBytes)
         )
         self.streams[streamID] = stream
+        self.recentStreamID = streamID
+        self.recentStream = stream
         self.callCounter.add(1)
     }
 
     fileprivate func requestHeaderField(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard let stream = self.streams[streamID], stream.phase == .receivingHeaders else {
+        guard let stream = self.stream(streamID), stream.phase == .receivingHeaders else {
             return
         }
         stream.head.add(name: name, value: value)
     }
 
     fileprivate func requestHeadersEnded(streamID: Int32, endStream: Bool) {
-        guard let stream = self.streams[streamID], stream.phase == .receivingHeaders else {
+        guard let stream = self.stream(streamID), stream.phase == .receivingHeaders else {
             return
         }
         stream.requestEnded = endStream
@@ -256,7 +274,7 @@ final class GRPCServerConnection {
     }
 
     fileprivate func requestData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let stream = self.streams[streamID], stream.phase == .receivingMessage else {
+        guard let stream = self.stream(streamID), stream.phase == .receivingMessage else {
             return
         }
         if let rejection = stream.reader.consume(bytes, allocator: self.allocator) {
@@ -265,7 +283,7 @@ final class GRPCServerConnection {
     }
 
     fileprivate func requestEnded(streamID: Int32) {
-        guard let stream = self.streams[streamID] else {
+        guard let stream = self.stream(streamID) else {
             return
         }
         stream.requestEnded = true
@@ -276,6 +294,9 @@ final class GRPCServerConnection {
     }
 
     fileprivate func streamClosed(streamID: Int32) {
+        if streamID == self.recentStreamID {
+            self.recentStream = nil
+        }
         guard let stream = self.streams.removeValue(forKey: streamID) else {
             return
         }
@@ -290,7 +311,7 @@ final class GRPCServerConnection {
         into destination: UnsafeMutableRawBufferPointer,
         flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let stream = self.streams[streamID], var payload = stream.responsePayload else {
+        guard let stream = self.stream(streamID), var payload = stream.responsePayload else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         var written = 0
@@ -346,7 +367,7 @@ final class GRPCServerConnection {
             return
         }
         for streamID in self.readyStreams {
-            guard let stream = self.streams[streamID], stream.phase == .readyToDispatch else {
+            guard let stream = self.stream(streamID), stream.phase == .readyToDispatch else {
                 continue
             }
             switch stream.reader.finish() {
@@ -465,7 +486,7 @@ final class GRPCServerConnection {
     /// A HEADERS frame ending one of our streams went out. If that answered a request still being uploaded,
     /// ask the client to stop sending with RST_STREAM(NO_ERROR) (RFC 9113 section 8.1).
     fileprivate func answerSent(streamID: Int32) {
-        guard let stream = self.streams[streamID], !stream.requestEnded else {
+        guard let stream = self.stream(streamID), !stream.requestEnded else {
             return
         }
         stream.requestEnded = true
@@ -497,7 +518,7 @@ final class GRPCServerConnection {
     /// The deadline passed before the stream was answered: the request has not fully arrived (otherwise it would
     /// have been answered already), so answer DEADLINE_EXCEEDED now; other streams are untouched.
     private func deadlineExpired(streamID: Int32) {
-        guard let stream = self.streams[streamID] else {
+        guard let stream = self.stream(streamID) else {
             return
         }
         stream.deadlineTimer = nil
