@@ -6,7 +6,8 @@
 #
 # Work files go to $WORK (default /tmp/offerd-snapbench); the generated source is reused when present (delete it to
 # regenerate). The build and the measurements run pinned to the CPUs in $CPUS (default: core 1, the "server core"),
-# so that other work on core 0 disturbs them less. Results are printed and appended to $WORK/results.txt.
+# so that other work on core 0 disturbs them less (CPUS=0,1 lets the load use both cores). Results are printed and
+# appended to $WORK/results.txt.
 set -euo pipefail
 
 PROFILES=${PROFILES:-1000000}
@@ -19,11 +20,14 @@ SNAPSHOT="$WORK/profiles-$PROFILES.snap"
 RESULTS="$WORK/results.txt"
 mkdir -p "$WORK"
 
-echo "== building release binaries" >&2
-(cd "$ROOT" && swift build -c release --product offerd >&2)
-(cd "$ROOT/benchmarks/micro" && swift build -c release --product offerd-snapshot-bench >&2)
-OFFERD="$ROOT/.build/release/offerd"
-BENCH="$ROOT/benchmarks/micro/.build/release/offerd-snapshot-bench"
+# OFFERD and BENCH may name prebuilt binaries (e.g. an older build, to compare); otherwise both are built here.
+if [[ -z "${OFFERD:-}" || -z "${BENCH:-}" ]]; then
+    echo "== building release binaries" >&2
+    (cd "$ROOT" && swift build -c release --product offerd >&2)
+    (cd "$ROOT/benchmarks/micro" && swift build -c release --product offerd-snapshot-bench >&2)
+    OFFERD="$ROOT/.build/release/offerd"
+    BENCH="$ROOT/benchmarks/micro/.build/release/offerd-snapshot-bench"
+fi
 
 now() { date +%s.%N; }
 
@@ -35,7 +39,7 @@ fi
 SOURCE_BYTES=$(stat -c %s "$SOURCE")
 
 {
-    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $PROFILES profiles, commit $(git -C "$ROOT" rev-parse --short HEAD)"
+    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $PROFILES profiles, commit $(git -C "$ROOT" rev-parse --short HEAD), offerd $OFFERD, cpus $CPUS"
     echo "source: $SOURCE_BYTES bytes"
     # Warm the page cache with the source so the build measures parsing and writing, not the disk.
     cat "$SOURCE" > /dev/null
