@@ -1,4 +1,4 @@
-// Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES]
+// Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES]   (SAMPLES 0: load figures only)
 //
 // Loads and verifies SNAPSHOT, publishes it into an AtomicReferenceStore, reports the resident memory after the
 // load, then times identity lookups: SAMPLES (default 200,000) identities taken at random from SOURCE (hits) and as
@@ -33,12 +33,17 @@ func monotonicNanoseconds() -> UInt64 {
 
 /// VmRSS of this process in bytes, from /proc/self/status (0 where there is no procfs).
 func residentBytes() -> Int {
-    guard let file = fopen("/proc/self/status", "r") else { return 0 }
+    procfsKilobytes(file: "/proc/self/status", field: "VmRSS:")
+}
+
+/// A "Name: N kB" field of a procfs file, in bytes.
+func procfsKilobytes(file path: String, field: String) -> Int {
+    guard let file = fopen(path, "r") else { return 0 }
     defer { fclose(file) }
     var line = [CChar](repeating: 0, count: 256)
     while fgets(&line, Int32(line.count), file) != nil {
         let text = String(cString: line)
-        if text.hasPrefix("VmRSS:") {
+        if text.hasPrefix(field) {
             let digits = text.filter { $0.isNumber }
             return (Int(digits) ?? 0) * 1024
         }
@@ -146,6 +151,37 @@ func timeDependentChain(_ snapshot: ProfileSnapshot, _ identities: [Identity]) -
     return median(perLookup)
 }
 
+/// The machine's floor for a lookup: nanoseconds per dependent random 8-byte read over `bytes` of anonymous
+/// memory with transparent huge pages requested (a pointer chase through a random cycle), median of batches.
+func randomReadLatency(bytes: Int) -> (nanoseconds: Double, end: Int) {
+    let hugePage = 2 << 20
+    let count = bytes / 8
+    guard let raw = mmap(nil, bytes + hugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+        raw != MAP_FAILED
+    else { return (.nan, 0) }
+    defer { munmap(raw, bytes + hugePage) }
+    let aligned = raw + (hugePage - Int(bitPattern: raw) % hugePage) % hugePage
+    _ = madvise(aligned, bytes, MADV_HUGEPAGE)
+    let next = aligned.bindMemory(to: Int.self, capacity: count)
+    // Sattolo's algorithm: one cycle through every slot, in random order.
+    for index in 0..<count { next[index] = index }
+    var random = SplitMix64(state: 7)
+    for index in stride(from: count - 1, to: 0, by: -1) {
+        let other = random.next(below: index)
+        let swapped = next[index]
+        next[index] = next[other]
+        next[other] = swapped
+    }
+    var position = 0
+    var perRead: [Double] = []
+    for _ in 0..<200 {
+        let began = monotonicNanoseconds()
+        for _ in 0..<batchLength { position = next[position] }
+        perRead.append(Double(monotonicNanoseconds() - began) / Double(batchLength))
+    }
+    return (median(perRead), position)
+}
+
 print("date: \(String(cString: ctime([time(nil)])!).filter { $0 != "\n" })")
 let residentBefore = residentBytes()
 let loadBegan = monotonicNanoseconds()
@@ -170,8 +206,12 @@ print(
 print(
     "RSS after load: \(residentAfter) bytes = \(format(Double(residentAfter) / Double(fileSize)))x file size "
         + "(growth over the load: \(format(Double(residentAfter - residentBefore) / Double(fileSize)))x)")
+let hugeBytes = procfsKilobytes(file: "/proc/self/smaps_rollup", field: "AnonHugePages:")
+print("transparent huge pages: \(hugeBytes / 1_048_576) MiB (\(format(Double(hugeBytes) / Double(fileSize), 2))x file size)")
 
 guard let current = store.load() else { exit(1) }
+// SAMPLES 0: load figures only (for repeated load measurements).
+if sampleCount == 0 { exit(0) }
 var random = SplitMix64(state: 42)
 let sampleBegan = monotonicNanoseconds()
 let hits = sampleIdentities(from: sourcePath, lineCount: current.profileCount, random: &random)
@@ -190,6 +230,10 @@ let chain = timeDependentChain(current, hits)
 print("lookup hit: \(format(hit.median, 1)) ns median (found \(hit.found) of \(hits.count / batchLength * batchLength))")
 print("lookup miss: \(format(miss.median, 1)) ns median (found \(miss.found))")
 print("lookup hit, dependent chain: \(format(chain, 1)) ns median")
+let floor = randomReadLatency(bytes: max(1 << 26, min(fileSize, 1 << 30)) / 8 * 8)
+print(
+    "machine floor: \(format(floor.nanoseconds, 1)) ns per dependent random read over a huge-page buffer"
+        + " of min(file size, 1 GiB) (chase ended at \(floor.end))")
 if hit.found != hits.count / batchLength * batchLength || miss.found != 0 {
     print("ERROR: lookups returned wrong results")
     exit(1)
