@@ -183,7 +183,20 @@ func randomReadLatency(bytes: Int) -> (nanoseconds: Double, end: Int) {
 }
 
 print("date: \(String(cString: ctime([time(nil)])!).filter { $0 != "\n" })")
+/// CPU seconds (user + system) of the whole process, all threads.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+        getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 let residentBefore = residentBytes()
+let cpuBefore = processCPUSeconds()
 let loadBegan = monotonicNanoseconds()
 let snapshot: ProfileSnapshot
 do {
@@ -193,6 +206,7 @@ do {
     exit(1)
 }
 let loadSeconds = Double(monotonicNanoseconds() - loadBegan) / 1e9
+let loadCPUSeconds = processCPUSeconds() - cpuBefore
 let store = AtomicReferenceStore<ProfileSnapshot>(nil)
 let publishBegan = monotonicNanoseconds()
 store.publish(snapshot)
@@ -202,7 +216,8 @@ let fileSize = snapshot.fileSize
 print("profiles: \(snapshot.profileCount), identities: \(snapshot.identityCount), file: \(fileSize) bytes")
 print(
     "load+verify: \(format(loadSeconds)) s (\(format(Double(fileSize) / loadSeconds / 1e9, 2)) GB/s); "
-        + "publish: \(format(publishSeconds * 1e6, 1)) us; load+publish: \(format(loadSeconds + publishSeconds)) s")
+        + "publish: \(format(publishSeconds * 1e6, 1)) us; load+publish: \(format(loadSeconds + publishSeconds)) s; "
+        + "load CPU time (all threads): \(format(loadCPUSeconds)) s")
 print(
     "RSS after load: \(residentAfter) bytes = \(format(Double(residentAfter) / Double(fileSize)))x file size "
         + "(growth over the load: \(format(Double(residentAfter - residentBefore) / Double(fileSize)))x)")
