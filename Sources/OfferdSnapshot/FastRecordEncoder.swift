@@ -34,6 +34,9 @@ struct FastRecordEncoder {
     private var directory: [(hash: UInt64, offset: UInt32)] = []
     /// Key hashes of the objects being parsed, for the duplicate-key check (one run per open object).
     private var keyHashes: [UInt64] = []
+    /// The unfinished FNV-1a state of the key ``asciiKey()`` returned last (shared by the duplicate check and
+    /// the string table, so each key is hashed once).
+    private var lastKeyHash: UInt64 = 0
 
     /// Appends the record of `line` to `output` and returns true, or returns false having appended nothing.
     /// On success ``identities`` holds the line's identities (ranges into `line`).
@@ -248,8 +251,11 @@ struct FastRecordEncoder {
             skipWhitespace()
             guard let text = string() else { return false }
             let name = UnsafeBufferPointer(rebasing: bytes[text.range])
-            audiences.appendLE(hashOf(name))
-            audiences.appendLE(strings.intern(name, isASCII: text.isASCII))
+            var hash = SnapshotHash.basis
+            for byte in name { hash = SnapshotHash.step(hash, byte) }
+            audiences.appendLE(fmix64(hash))
+            audiences.appendLE(
+                text.isASCII ? strings.intern(asciiBytes: name, hash: hash) : strings.intern(name, isASCII: false))
             audienceCount += 1
             skipWhitespace()
             if consume(0x5D) { return true }
@@ -268,6 +274,7 @@ struct FastRecordEncoder {
             if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
             first = false
             guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            let keyHash = lastKeyHash
             skipWhitespace()
             guard consume(0x3A) else { return false }
             skipWhitespace()
@@ -275,8 +282,8 @@ struct FastRecordEncoder {
                 count <= ProfileSourceParser.maximumCappingCount
             else { return false }
             let offerID = UnsafeBufferPointer(rebasing: bytes[key])
-            capping.appendLE(hashOf(offerID))
-            capping.appendLE(strings.intern(offerID, isASCII: true))
+            capping.appendLE(fmix64(keyHash))
+            capping.appendLE(strings.intern(asciiBytes: offerID, hash: keyHash))
             capping.appendLE(UInt64(Int(count)))
             cappingCount += 1
         }
@@ -301,6 +308,7 @@ struct FastRecordEncoder {
             guard consume(0x3A) else { return false }
             skipWhitespace()
 
+            let keyHash = lastKeyHash
             guard nodes.count < Int(UInt32.max) else { return false }
             let offset = UInt32(nodes.count)
             var hash = pathHash
@@ -311,7 +319,7 @@ struct FastRecordEncoder {
             for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
             directory.append((hash: fmix64(hash), offset: offset))
             nodes.appendLE(parent)
-            nodes.appendLE(strings.intern(UnsafeBufferPointer(rebasing: bytes[key]), isASCII: true))
+            nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
 
             switch peek() {
             case 0x7B:
@@ -478,14 +486,15 @@ struct FastRecordEncoder {
     /// Swift Strings, under Unicode canonical equivalence).
     private mutating func asciiKey() -> Range<Int>? {
         guard let key = string(), key.isASCII else { return nil }
+        var hash = SnapshotHash.basis
+        for position in key.range { hash = SnapshotHash.step(hash, bytes[position]) }
+        lastKeyHash = hash
         return key.range
     }
 
     /// Records `key` among the keys of the current object; false when it is already there (a duplicate key).
     private mutating func isNewKey(_ key: Range<Int>, since start: Int) -> Bool {
-        var hash = SnapshotHash.basis
-        for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
-        hash = hash &+ UInt64(key.count)
+        let hash = lastKeyHash &+ UInt64(key.count)
         for earlier in keyHashes[start...] where earlier == hash {
             // Equal hashes: treat as a duplicate and let the general path decide (a true collision is harmless).
             return false
@@ -606,12 +615,5 @@ struct FastRecordEncoder {
             position += length
         }
         return true
-    }
-
-    @inline(__always)
-    private func hashOf(_ text: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var hash = SnapshotHash.basis
-        for byte in text { hash = SnapshotHash.step(hash, byte) }
-        return fmix64(hash)
     }
 }

@@ -34,6 +34,11 @@ struct StringTableBuilder {
         guard isASCII else { return intern(String(decoding: bytes, as: UTF8.self)) }
         var hash = SnapshotHash.basis
         for byte in bytes { hash = SnapshotHash.step(hash, byte) }
+        return intern(asciiBytes: bytes, hash: hash)
+    }
+
+    /// ``intern(_:isASCII:)`` of ASCII `bytes` whose unfinished FNV-1a state (before `fmix64`) is `hash`.
+    mutating func intern(asciiBytes bytes: UnsafeBufferPointer<UInt8>, hash: UInt64) -> UInt32 {
         let mask = cacheSlots.count - 1
         var slot = Int(truncatingIfNeeded: fmix64(hash)) & mask
         while true {
