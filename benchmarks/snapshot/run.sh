@@ -55,7 +55,7 @@ SOURCE_BYTES=$(stat -c %s "$SOURCE")
         -v y="$system_seconds" 'BEGIN {
         printf "build: %.2f s wall, %.0f profiles/s; CPU %.2f s user + %.2f s sys, %.0f profiles per CPU second\n",
             f - s, n / (f - s), u, y, n / (u + y)
-        printf "file size: %d bytes (%.1f MiB, %.0f bytes/profile)\n", b, b / 1048576, b / n }'
+        printf "file size: %.0f bytes (%.1f MiB, %.0f bytes/profile)\n", b, b / 1048576, b / n }'
     # Page cache warm, as after a build or a copy onto the server.
     cat "$SNAPSHOT" > /dev/null
     taskset -c "$CPUS" "$BENCH" "$SNAPSHOT" "$SOURCE" "$SAMPLES"
