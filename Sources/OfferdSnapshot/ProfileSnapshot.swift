@@ -40,7 +40,8 @@ public struct SnapshotLoadError: Error, Sendable, Equatable, CustomStringConvert
 /// store, or a ``SnapshotProfile`` still used by a request) goes away.
 ///
 /// Loading checks the magic number, the format version, the file length, the
-/// XXH3 checksum over the whole content and every section bound. Records are
+/// XXH3 checksum over the whole content (computed while reading, two threads
+/// for large files) and every section bound. Records are
 /// bounds-checked on every read instead of at load, which keeps loading at
 /// checksum speed: a file with a valid checksum but hostile records yields
 /// missing values, never a read outside the buffer.
@@ -108,9 +109,14 @@ public final class ProfileSnapshot: Sendable {
         guard status.isRegularFile else { throw fail(.unreadable, "not a regular file") }
         let size = Int(status.size)
         guard size > 0 else { throw fail(.notASnapshot, "empty file, not a snapshot") }
+        // The header length first, so that the body's chunks can be digested while they are read.
+        var expectedHeaderLength = SnapshotFormat.headerLength
+        if let start = try? file.read(count: min(size, 16), at: 0), let length = start.loadLE32(at: 12) {
+            expectedHeaderLength = Int(length)
+        }
         let region: SnapshotBuffer
         do {
-            region = try SnapshotBuffer(file: file, count: size)
+            region = try SnapshotBuffer(file: file, count: size, chunkedFrom: expectedHeaderLength)
         } catch {
             throw fail(.unreadable, "cannot read: \(error)")
         }
@@ -150,7 +156,7 @@ public final class ProfileSnapshot: Sendable {
             throw fail(.truncated, "truncated header")
         }
         header.storeLE(UInt64(0), at: Field.checksum)
-        let bodyDigest = region.checksum(headerLength, region.count - headerLength)
+        let bodyDigest = region.bodyDigest(from: headerLength)
         guard xxh3(header, seed: bodyDigest) == storedChecksum else {
             throw fail(.checksumMismatch, "checksum mismatch: the file is corrupted or was modified")
         }

@@ -6,13 +6,74 @@ struct StringTableBuilder {
     private var indexByString: [String: UInt32] = [:]
     private(set) var strings: [String] = []
 
+    /// The byte-keyed cache in front of `indexByString` for ASCII text, so that the builder's fast path interns
+    /// without making a String: open addressing over (FNV-1a hash, string index), a power-of-two slot count.
+    private var cacheSlots: [(hash: UInt64, index: UInt32)] = Array(repeating: (0, UInt32.max), count: 1024)
+    private var cacheCount = 0
+    /// The UTF-8 of each interned string, back to back, and where each starts (one more entry than strings).
+    private var storage: [UInt8] = []
+    private var storageStarts: [Int] = [0]
+
     /// The index of `text`, adding it when new.
     mutating func intern(_ text: String) -> UInt32 {
         if let index = indexByString[text] { return index }
         let index = UInt32(strings.count)
         indexByString[text] = index
         strings.append(text)
+        storage.append(contentsOf: text.utf8)
+        storageStarts.append(storage.count)
         return index
+    }
+
+    /// The index of the string with the UTF-8 `bytes`, adding it when new; the same index as ``intern(_:)``
+    /// of that string gives.
+    ///
+    /// Only ASCII is answered from the byte cache: `indexByString` compares Strings under Unicode canonical
+    /// equivalence, and a cache miss goes through it, so the cache never disagrees with it.
+    mutating func intern(_ bytes: UnsafeBufferPointer<UInt8>, isASCII: Bool) -> UInt32 {
+        guard isASCII else { return intern(String(decoding: bytes, as: UTF8.self)) }
+        var hash = SnapshotHash.basis
+        for byte in bytes { hash = SnapshotHash.step(hash, byte) }
+        return intern(asciiBytes: bytes, hash: hash)
+    }
+
+    /// ``intern(_:isASCII:)`` of ASCII `bytes` whose unfinished FNV-1a state (before `fmix64`) is `hash`.
+    mutating func intern(asciiBytes bytes: UnsafeBufferPointer<UInt8>, hash: UInt64) -> UInt32 {
+        let mask = cacheSlots.count - 1
+        var slot = Int(truncatingIfNeeded: fmix64(hash)) & mask
+        while true {
+            let entry = cacheSlots[slot]
+            if entry.index == UInt32.max { break }
+            if entry.hash == hash, storedBytesEqual(Int(entry.index), bytes) { return entry.index }
+            slot = (slot + 1) & mask
+        }
+        let index = intern(String(decoding: bytes, as: UTF8.self))
+        cacheSlots[slot] = (hash, index)
+        cacheCount += 1
+        if cacheCount * 2 > cacheSlots.count { growCache() }
+        return index
+    }
+
+    private func storedBytesEqual(_ index: Int, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let start = storageStarts[index]
+        guard storageStarts[index + 1] - start == bytes.count else { return false }
+        var position = start
+        for byte in bytes {
+            if storage[position] != byte { return false }
+            position += 1
+        }
+        return true
+    }
+
+    private mutating func growCache() {
+        let old = cacheSlots
+        cacheSlots = Array(repeating: (0, UInt32.max), count: old.count * 2)
+        let mask = cacheSlots.count - 1
+        for entry in old where entry.index != UInt32.max {
+            var slot = Int(truncatingIfNeeded: fmix64(entry.hash)) & mask
+            while cacheSlots[slot].index != UInt32.max { slot = (slot + 1) & mask }
+            cacheSlots[slot] = entry
+        }
     }
 
     /// The section bytes: count (u64), one u64 offset per entry (relative to

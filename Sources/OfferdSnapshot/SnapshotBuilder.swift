@@ -64,6 +64,13 @@ public enum SnapshotBuilder {
     public static func build(
         input: String, output: String, version: String?, progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+        try build(input: input, output: output, version: version, progress: progress, useFastPath: true)
+    }
+
+    /// ``build(input:output:version:progress:)``, with the fast line parser switchable off (tests compare).
+    static func build(
+        input: String, output: String, version: String?, progress: ((Int) -> Void)?, useFastPath: Bool
+    ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         if let version {
             guard !version.isEmpty else { throw .invalidVersion("empty") }
             guard version.utf8.count <= SnapshotFormat.maximumVersionLength else {
@@ -99,8 +106,13 @@ public enum SnapshotBuilder {
         var state = BuildState(destination: destination, destinationPath: temporaryPath)
         try state.writeHeaderPlaceholder()
         var reader = LineReader(file: source, path: input)
+        var fastEncoder = FastRecordEncoder()
         while let line = try reader.nextLine() {
             if isBlank(line.bytes) { continue }
+            if useFastPath, try state.addFast(line.bytes, encoder: &fastEncoder, line: line.number) {
+                if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
+                continue
+            }
             let profile: InMemoryProfile
             do {
                 profile = try ProfileSourceParser.parse(line: line.bytes)
@@ -220,7 +232,7 @@ private struct BuildState {
     var pending: [UInt8] = []
     /// Bytes of the records section written so far (flushed or pending).
     var recordsLength = 0
-    let bodyHash = XXH3Stream()
+    let bodyHash = ChunkedDigestStream()
 
     // One entry per identity, in file order.
     var identityHashes: [UInt64] = []
@@ -252,31 +264,7 @@ private struct BuildState {
                 throw .duplicateIdentity(identity: identity, firstLine: line, line: line)
             }
             let hash = SnapshotFormat.identityHash(namespace: identity.namespace, id: identity.id)
-            if let first = firstIdentityWithHash[hash] {
-                var candidate = first
-                while candidate >= 0 {
-                    // Identities of this profile are not written yet; the loop above compared them.
-                    if identityRecordOffsets[Int(candidate)] != UInt64(recordOffset),
-                        try identityAt(Int(candidate), hash: hash).matches(identity)
-                    {
-                        throw .duplicateIdentity(
-                            identity: identity, firstLine: Int(identityLines[Int(candidate)]), line: line)
-                    }
-                    candidate = sameHashNext[Int(candidate)]
-                }
-                // A true 64-bit collision between different identities: chain it.
-                sameHashNext.append(sameHashNext[Int(first)])
-                sameHashNext[Int(first)] = Int32(identityHashes.count)
-            } else {
-                guard identityHashes.count < Int(Int32.max) else {
-                    throw .invalidProfile(line: line, reason: "more than \(Int32.max) identities")
-                }
-                firstIdentityWithHash[hash] = Int32(identityHashes.count)
-                sameHashNext.append(-1)
-            }
-            identityHashes.append(hash)
-            identityRecordOffsets.append(UInt64(recordOffset))
-            identityLines.append(UInt32(truncatingIfNeeded: line))
+            try register(hash: hash, recordOffset: recordOffset, line: line) { identity }
         }
 
         let before = pending.count
@@ -288,6 +276,69 @@ private struct BuildState {
         recordsLength += pending.count - before
         profileCount += 1
         if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+    }
+
+    /// Adds the record of the source line `bytes` through the fast parser; false (nothing added) when the
+    /// line needs the general path. Checks identities exactly as ``add(_:line:)`` does.
+    mutating func addFast(
+        _ bytes: [UInt8], encoder: inout FastRecordEncoder, line: Int
+    ) throws(SnapshotBuildError) -> Bool {
+        let recordOffset = recordsLength
+        let before = pending.count
+        guard encoder.encode(bytes, strings: &strings, into: &pending) else { return false }
+        recordsLength += pending.count - before
+        profileCount += 1
+        // The fast path accepts ASCII identities only, so comparing bytes (namespaces folded) is `matches`.
+        func identity(_ fast: FastIdentity) -> Identity {
+            Identity(
+                namespace: String(decoding: bytes[fast.namespace], as: UTF8.self),
+                id: String(decoding: bytes[fast.id], as: UTF8.self))
+        }
+        let identities = encoder.identities
+        for (position, current) in identities.enumerated() {
+            for earlier in identities[..<position] where earlier.hash == current.hash {
+                if bytes[earlier.id].elementsEqual(bytes[current.id]),
+                    bytes[earlier.namespace].map(foldASCII).elementsEqual(bytes[current.namespace].map(foldASCII))
+                {
+                    throw .duplicateIdentity(identity: identity(current), firstLine: line, line: line)
+                }
+            }
+            try register(hash: current.hash, recordOffset: recordOffset, line: line) { identity(current) }
+        }
+        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+        return true
+    }
+
+    /// Enters one identity of the record at `recordOffset` in the index; throws when an earlier profile has it.
+    private mutating func register(
+        hash: UInt64, recordOffset: Int, line: Int, identity: () -> Identity
+    ) throws(SnapshotBuildError) {
+        if let first = firstIdentityWithHash[hash] {
+            let identity = identity()
+            var candidate = first
+            while candidate >= 0 {
+                // Identities of this profile are not entered yet; the caller compared them.
+                if identityRecordOffsets[Int(candidate)] != UInt64(recordOffset),
+                    try identityAt(Int(candidate), hash: hash).matches(identity)
+                {
+                    throw .duplicateIdentity(
+                        identity: identity, firstLine: Int(identityLines[Int(candidate)]), line: line)
+                }
+                candidate = sameHashNext[Int(candidate)]
+            }
+            // A true 64-bit collision between different identities: chain it.
+            sameHashNext.append(sameHashNext[Int(first)])
+            sameHashNext[Int(first)] = Int32(identityHashes.count)
+        } else {
+            guard identityHashes.count < Int(Int32.max) else {
+                throw .invalidProfile(line: line, reason: "more than \(Int32.max) identities")
+            }
+            firstIdentityWithHash[hash] = Int32(identityHashes.count)
+            sameHashNext.append(-1)
+        }
+        identityHashes.append(hash)
+        identityRecordOffsets.append(UInt64(recordOffset))
+        identityLines.append(UInt32(truncatingIfNeeded: line))
     }
 
     /// The identity `index` refers to, read back from its record (only on a hash match, so rare).

@@ -6,7 +6,10 @@ enum SnapshotFormat {
     /// The first 8 bytes of every snapshot.
     static let magic: [UInt8] = Array("OFRDSNAP".utf8)
     /// Bumped on any incompatible layout change; the loader accepts only this one.
-    static let formatVersion: UInt32 = 1
+    /// Version 2 changed the body checksum to a digest of chunk digests (parallel verification).
+    static let formatVersion: UInt32 = 2
+    /// The body is checksummed in chunks of this many bytes (the last one shorter), see ``SnapshotChecksum``.
+    static let checksumChunkLength = 1 << 20
     /// The header is a fixed-size block, so records can be streamed right after it
     /// before the (content-hash) version string is known.
     static let headerLength = 384
@@ -96,6 +99,63 @@ enum SnapshotFormat {
     @inline(__always)
     static func homeSlot(_ hash: UInt64, slotCount: Int) -> Int {
         Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(slotCount)).high)
+    }
+}
+
+/// The body digest of format 2: XXH3-64 over the little-endian XXH3-64 digests of the body's
+/// ``SnapshotFormat/checksumChunkLength`` chunks, so that the chunks can be verified in parallel.
+enum SnapshotChecksum {
+    /// The body digest from the chunk digests, in order.
+    static func combine(_ chunkDigests: [UInt64]) -> UInt64 {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(chunkDigests.count * 8)
+        for digest in chunkDigests { bytes.appendLE(digest) }
+        return xxh3(bytes, seed: 0)
+    }
+
+    /// The body digest of `body`, computed in one go (tests, and a header that changed while loading).
+    static func bodyDigest(_ body: UnsafeRawBufferPointer) -> UInt64 {
+        let chunkLength = SnapshotFormat.checksumChunkLength
+        var digests: [UInt64] = []
+        var start = 0
+        while start < body.count {
+            let end = min(body.count, start + chunkLength)
+            digests.append(xxh3(UnsafeRawBufferPointer(rebasing: body[start..<end])))
+            start = end
+        }
+        return combine(digests)
+    }
+}
+
+/// The builder's side of ``SnapshotChecksum``: chunk digests of bytes streamed in pieces of any size.
+final class ChunkedDigestStream {
+    private let stream = XXH3Stream()
+    private var pendingInChunk = 0
+    private var digests: [UInt64] = []
+
+    func update(_ bytes: ArraySlice<UInt8>) {
+        var rest = bytes
+        while !rest.isEmpty {
+            let take = min(rest.count, SnapshotFormat.checksumChunkLength - pendingInChunk)
+            stream.update(rest.prefix(take))
+            pendingInChunk += take
+            rest = rest.dropFirst(take)
+            if pendingInChunk == SnapshotFormat.checksumChunkLength {
+                digests.append(stream.digest())
+                stream.reset()
+                pendingInChunk = 0
+            }
+        }
+    }
+
+    /// The body digest of everything streamed (call once, at the end).
+    func digest() -> UInt64 {
+        if pendingInChunk > 0 {
+            digests.append(stream.digest())
+            stream.reset()
+            pendingInChunk = 0
+        }
+        return SnapshotChecksum.combine(digests)
     }
 }
 

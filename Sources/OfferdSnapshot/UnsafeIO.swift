@@ -249,6 +249,9 @@ final class XXH3Stream {
     }
 
     func digest() -> UInt64 { UInt64(XXH3_64bits_digest(state)) }
+
+    /// Starts over, as if just created.
+    func reset() { XXH3_64bits_reset(state) }
 }
 
 /// XXH3-64 of `bytes` with `seed`.

@@ -70,11 +70,26 @@ struct LoaderRobustnessTests {
     @Test func wrongFormatVersionIsRejected() throws {
         let (directory, bytes) = try goodSnapshot()
         var future = bytes
-        future.storeLE(UInt32(2), at: SnapshotFormat.Header.formatVersion)
+        future.storeLE(SnapshotFormat.formatVersion + 1, at: SnapshotFormat.Header.formatVersion)
         resealChecksum(&future)
         let error = try #require(try loadError(future, in: directory))
         #expect(error.kind == .unsupportedVersion)
-        #expect(error.message.contains("version 2"))
+        #expect(error.message.contains("version \(SnapshotFormat.formatVersion + 1)"))
+    }
+
+    /// Format 1 (one XXH3 over the whole body) is refused with a message naming both versions.
+    @Test func formatVersionOneIsRefusedClearly() throws {
+        let (directory, bytes) = try goodSnapshot()
+        var old = bytes
+        old.storeLE(UInt32(1), at: SnapshotFormat.Header.formatVersion)
+        var header = Array(old[0..<SnapshotFormat.headerLength])
+        header.storeLE(UInt64(0), at: SnapshotFormat.Header.checksum)
+        let bodyDigest = Array(old[SnapshotFormat.headerLength...]).withUnsafeBytes { xxh3($0) }
+        old.storeLE(xxh3(header, seed: bodyDigest), at: SnapshotFormat.Header.checksum)
+        let error = try #require(try loadError(old, in: directory))
+        #expect(error.kind == .unsupportedVersion)
+        #expect(error.message.contains("version 1"))
+        #expect(error.message.contains("reads \(SnapshotFormat.formatVersion)"))
     }
 
     @Test func emptyFileDirectoryAndMissingFileAreRejected() throws {

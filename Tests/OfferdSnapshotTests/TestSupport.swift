@@ -55,7 +55,7 @@ func resealChecksum(_ bytes: inout [UInt8]) {
     var header = Array(bytes[0..<headerLength])
     header.storeLE(UInt64(0), at: SnapshotFormat.Header.checksum)
     let body = Array(bytes[headerLength...])
-    let bodyDigest = body.withUnsafeBytes { xxh3($0) }
+    let bodyDigest = body.withUnsafeBytes { SnapshotChecksum.bodyDigest($0) }
     bytes.storeLE(xxh3(header, seed: bodyDigest), at: SnapshotFormat.Header.checksum)
 }
 

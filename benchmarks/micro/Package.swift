@@ -49,5 +49,14 @@ let package = Package(
             // OfferdCore's rounding calls libm's `trunc`; nothing else here pulls libm in.
             linkerSettings: [.linkedLibrary("m")]
         ),
+        // Snapshot load, publish, memory and lookup figures (benchmarks/snapshot/run.sh).
+        .executableTarget(
+            name: "offerd-snapshot-bench",
+            dependencies: [
+                .product(name: "OfferdCore", package: "offerd"),
+                .product(name: "OfferdSnapshot", package: "offerd"),
+            ],
+            linkerSettings: [.linkedLibrary("m")]
+        ),
     ]
 )

@@ -1,0 +1,619 @@
+import OfferdCore
+
+/// One identity of a line parsed by ``FastRecordEncoder``: its index hash and where its text lies in the line.
+struct FastIdentity {
+    var hash: UInt64
+    var namespace: Range<Int>
+    var id: Range<Int>
+}
+
+/// Parses one profile source line straight into its record bytes, without a JSON tree or per-value objects.
+///
+/// The builder's fast path. It handles the common shape of a line completely: any JSON it does not fully
+/// understand (string escapes, exponents, more than 15 digits, non-ASCII keys or identities, deep nesting)
+/// and every invalid line make it return nil having written nothing, and the builder then takes the general
+/// path (``ProfileSourceParser`` and ``RecordEncoder``), which accepts or refuses the line with the exact
+/// SPEC 5.1 message. So it never has to produce an error itself: it must only never accept a line the general
+/// path refuses, and encode what it accepts to the same profile (the differential tests check both).
+///
+/// Strings may be interned into `strings` by a line that then falls back; such entries are unused, harmless.
+struct FastRecordEncoder {
+    /// Nesting the fast path follows (the general parser allows 128; deeper lines fall back).
+    static let maximumDepth = 48
+
+    private var bytes: UnsafeBufferPointer<UInt8> = UnsafeBufferPointer(start: nil, count: 0)
+    private var index = 0
+
+    private(set) var identities: [FastIdentity] = []
+    private var consents: [UInt8] = [0, 0, 0, 0, 0, 0]
+    private var audiences: [UInt8] = []
+    private var audienceCount = 0
+    private var capping: [UInt8] = []
+    private var cappingCount = 0
+    private var nodes: [UInt8] = []
+    private var directory: [(hash: UInt64, offset: UInt32)] = []
+    /// Key hashes of the objects being parsed, for the duplicate-key check (one run per open object).
+    private var keyHashes: [UInt64] = []
+    /// The unfinished FNV-1a state of the key ``asciiKey()`` returned last (shared by the duplicate check and
+    /// the string table, so each key is hashed once).
+    private var lastKeyHash: UInt64 = 0
+
+    /// Appends the record of `line` to `output` and returns true, or returns false having appended nothing.
+    /// On success ``identities`` holds the line's identities (ranges into `line`).
+    mutating func encode(_ line: [UInt8], strings: inout StringTableBuilder, into output: inout [UInt8]) -> Bool {
+        line.withUnsafeBufferPointer { buffer in
+            bytes = buffer
+            index = 0
+            defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
+            guard parseProfile(strings: &strings) else { return false }
+            assemble(line: buffer, into: &output)
+            return true
+        }
+    }
+
+    // MARK: Profile structure (SPEC 5.1)
+
+    private mutating func parseProfile(strings: inout StringTableBuilder) -> Bool {
+        identities.removeAll(keepingCapacity: true)
+        for position in 0..<6 { consents[position] = 0 }
+        audiences.removeAll(keepingCapacity: true)
+        capping.removeAll(keepingCapacity: true)
+        nodes.removeAll(keepingCapacity: true)
+        directory.removeAll(keepingCapacity: true)
+        keyHashes.removeAll(keepingCapacity: true)
+        audienceCount = 0
+        cappingCount = 0
+
+        skipWhitespace()
+        guard consume(0x7B) else { return false }  // {
+        var seen: UInt8 = 0
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { break }  // }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = asciiKey() else { return false }
+            skipWhitespace()
+            guard consume(0x3A) else { return false }  // :
+            skipWhitespace()
+            let bit: UInt8
+            switch key.count {
+            case 10 where keyEquals(key, "identities"):
+                bit = 1
+                guard parseIdentities() else { return false }
+            case 8 where keyEquals(key, "consents"):
+                bit = 2
+                guard parseConsents() else { return false }
+            case 9 where keyEquals(key, "audiences"):
+                bit = 4
+                guard parseAudiences(strings: &strings) else { return false }
+            case 10 where keyEquals(key, "attributes"):
+                bit = 8
+                guard peek() == 0x7B else { return false }
+                index += 1
+                guard parseAttributeMembers(
+                    parent: SnapshotFormat.noParent, pathHash: SnapshotHash.basis, depth: 2, strings: &strings)
+                else { return false }
+            case 7 where keyEquals(key, "capping"):
+                bit = 16
+                guard parseCapping(strings: &strings) else { return false }
+            default:
+                return false
+            }
+            // A repeated top-level key is a duplicate key: the general path words the error.
+            guard seen & bit == 0 else { return false }
+            seen |= bit
+        }
+        skipWhitespace()
+        return index == bytes.count && !identities.isEmpty
+    }
+
+    private mutating func parseIdentities() -> Bool {
+        guard consume(0x5B) else { return false }  // [
+        skipWhitespace()
+        guard peek() != 0x5D else { return false }  // empty: refused
+        while true {
+            skipWhitespace()
+            guard consume(0x7B) else { return false }
+            var namespace: Range<Int>?
+            var id: Range<Int>?
+            var seen: UInt8 = 0
+            var first = true
+            while true {
+                skipWhitespace()
+                if consume(0x7D) { break }
+                if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+                first = false
+                guard let key = asciiKey() else { return false }
+                skipWhitespace()
+                guard consume(0x3A) else { return false }
+                skipWhitespace()
+                let bit: UInt8
+                if keyEquals(key, "namespace") || keyEquals(key, "id") {
+                    // Identities are compared with String equality by the general path: ASCII keeps bytes
+                    // equality identical to it.
+                    guard let text = string(), text.isASCII, !text.range.isEmpty else { return false }
+                    if key.count == 2 { id = text.range; bit = 1 } else { namespace = text.range; bit = 2 }
+                } else if keyEquals(key, "primary") || keyEquals(key, "authenticatedState") {
+                    guard skipValue(depth: 3) else { return false }
+                    bit = key.count == 7 ? 4 : 8
+                } else {
+                    return false
+                }
+                guard seen & bit == 0 else { return false }
+                seen |= bit
+            }
+            guard let namespace, let id else { return false }
+            identities.append(FastIdentity(hash: identityHash(namespace: namespace, id: id), namespace: namespace, id: id))
+            skipWhitespace()
+            if consume(0x5D) { return true }
+            guard consume(0x2C) else { return false }
+        }
+    }
+
+    private func identityHash(namespace: Range<Int>, id: Range<Int>) -> UInt64 {
+        var hash = SnapshotHash.basis
+        for position in namespace { hash = SnapshotHash.step(hash, foldASCII(bytes[position])) }
+        hash = SnapshotHash.step(hash, 0x1F)
+        for position in id { hash = SnapshotHash.step(hash, bytes[position]) }
+        return fmix64(hash)
+    }
+
+    private mutating func parseConsents() -> Bool {
+        guard consume(0x7B) else { return false }
+        let keysStart = keyHashes.count
+        defer { keyHashes.removeSubrange(keysStart...) }
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return true }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            skipWhitespace()
+            guard consume(0x3A) else { return false }
+            skipWhitespace()
+            if keyEquals(key, "personalize") {
+                guard parseConsentGroup(channels: ["content"], firstSlot: 0) else { return false }
+            } else if keyEquals(key, "marketing") {
+                guard parseConsentGroup(channels: ["any", "email", "sms", "push", "call"], firstSlot: 1) else {
+                    return false
+                }
+            } else {
+                // collect, share, metadata...: valid XDM that offerd does not read.
+                guard skipValue(depth: 3) else { return false }
+            }
+        }
+    }
+
+    /// An object whose `channels` members are consent entries (stored at `firstSlot` on); other members ignored.
+    private mutating func parseConsentGroup(channels: StaticString..., firstSlot: Int) -> Bool {
+        parseConsentGroup(channels: channels, firstSlot: firstSlot)
+    }
+
+    private mutating func parseConsentGroup(channels: [StaticString], firstSlot: Int) -> Bool {
+        guard consume(0x7B) else { return false }
+        let keysStart = keyHashes.count
+        defer { keyHashes.removeSubrange(keysStart...) }
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return true }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            skipWhitespace()
+            guard consume(0x3A) else { return false }
+            skipWhitespace()
+            if let channel = channels.firstIndex(where: { keyEquals(key, $0) }) {
+                guard let choice = parseConsentEntry() else { return false }
+                consents[firstSlot + channel] = choice
+            } else {
+                guard skipValue(depth: 4) else { return false }
+            }
+        }
+    }
+
+    /// A consent entry object; its `val` (absent: empty) as a ConsentChoice code.
+    private mutating func parseConsentEntry() -> UInt8? {
+        guard consume(0x7B) else { return nil }
+        let keysStart = keyHashes.count
+        defer { keyHashes.removeSubrange(keysStart...) }
+        var choice = ConsentChoice.empty
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return choice.rawValue }
+            if !first { guard consume(0x2C) else { return nil }; skipWhitespace() }
+            first = false
+            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return nil }
+            skipWhitespace()
+            guard consume(0x3A) else { return nil }
+            skipWhitespace()
+            if keyEquals(key, "val") {
+                guard let text = string(), text.isASCII, text.range.count <= 2,
+                    let parsed = ConsentChoice(
+                        xdmValue: String(decoding: UnsafeBufferPointer(rebasing: bytes[text.range]), as: UTF8.self))
+                else { return nil }
+                choice = parsed
+            } else {
+                guard skipValue(depth: 5) else { return nil }
+            }
+        }
+    }
+
+    private mutating func parseAudiences(strings: inout StringTableBuilder) -> Bool {
+        guard consume(0x5B) else { return false }
+        skipWhitespace()
+        if consume(0x5D) { return true }
+        while true {
+            skipWhitespace()
+            guard let text = string() else { return false }
+            let name = UnsafeBufferPointer(rebasing: bytes[text.range])
+            var hash = SnapshotHash.basis
+            for byte in name { hash = SnapshotHash.step(hash, byte) }
+            audiences.appendLE(fmix64(hash))
+            audiences.appendLE(
+                text.isASCII ? strings.intern(asciiBytes: name, hash: hash) : strings.intern(name, isASCII: false))
+            audienceCount += 1
+            skipWhitespace()
+            if consume(0x5D) { return true }
+            guard consume(0x2C) else { return false }
+        }
+    }
+
+    private mutating func parseCapping(strings: inout StringTableBuilder) -> Bool {
+        guard consume(0x7B) else { return false }
+        let keysStart = keyHashes.count
+        defer { keyHashes.removeSubrange(keysStart...) }
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return true }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            let keyHash = lastKeyHash
+            skipWhitespace()
+            guard consume(0x3A) else { return false }
+            skipWhitespace()
+            guard let count = number(), count >= 0, count == count.rounded(.towardZero),
+                count <= ProfileSourceParser.maximumCappingCount
+            else { return false }
+            let offerID = UnsafeBufferPointer(rebasing: bytes[key])
+            capping.appendLE(fmix64(keyHash))
+            capping.appendLE(strings.intern(asciiBytes: offerID, hash: keyHash))
+            capping.appendLE(UInt64(Int(count)))
+            cappingCount += 1
+        }
+    }
+
+    /// The members of an attributes object (its `{` consumed), as nodes in document order, each with a directory
+    /// entry keyed by its path hash. `pathHash` is the unfinished FNV-1a state of the parent's canonical path.
+    private mutating func parseAttributeMembers(
+        parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
+    ) -> Bool {
+        guard depth <= Self.maximumDepth else { return false }
+        let keysStart = keyHashes.count
+        defer { keyHashes.removeSubrange(keysStart...) }
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return true }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            skipWhitespace()
+            guard consume(0x3A) else { return false }
+            skipWhitespace()
+
+            let keyHash = lastKeyHash
+            guard nodes.count < Int(UInt32.max) else { return false }
+            let offset = UInt32(nodes.count)
+            var hash = pathHash
+            let keyLength = UInt32(key.count)
+            for shift in stride(from: 0, to: 32, by: 8) {
+                hash = SnapshotHash.step(hash, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
+            }
+            for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
+            directory.append((hash: fmix64(hash), offset: offset))
+            nodes.appendLE(parent)
+            nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
+
+            switch peek() {
+            case 0x7B:
+                index += 1
+                nodes.append(SnapshotFormat.Kind.object.rawValue)
+                guard parseAttributeMembers(parent: offset, pathHash: hash, depth: depth + 1, strings: &strings)
+                else { return false }
+            case 0x5B:
+                index += 1
+                nodes.append(SnapshotFormat.Kind.array.rawValue)
+                let countAt = nodes.count
+                nodes.appendLE(UInt32(0))
+                var count: UInt32 = 0
+                skipWhitespace()
+                if !consume(0x5D) {
+                    while true {
+                        skipWhitespace()
+                        // Arrays may only hold scalars: a nested array or object is refused by the general path.
+                        guard peek() != 0x5B, peek() != 0x7B, appendScalar() else { return false }
+                        count += 1
+                        skipWhitespace()
+                        if consume(0x5D) { break }
+                        guard consume(0x2C) else { return false }
+                    }
+                }
+                nodes.storeLE(count, at: countAt)
+            default:
+                guard appendScalar() else { return false }
+            }
+        }
+    }
+
+    /// A scalar value as a node kind byte and payload.
+    private mutating func appendScalar() -> Bool {
+        switch peek() {
+        case 0x22:
+            guard let text = string() else { return false }
+            nodes.append(SnapshotFormat.Kind.string.rawValue)
+            nodes.appendLE(UInt32(text.range.count))
+            nodes.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[text.range]))
+        case 0x74:
+            guard literal("true") else { return false }
+            nodes.append(SnapshotFormat.Kind.true.rawValue)
+        case 0x66:
+            guard literal("false") else { return false }
+            nodes.append(SnapshotFormat.Kind.false.rawValue)
+        case 0x6E:
+            guard literal("null") else { return false }
+            nodes.append(SnapshotFormat.Kind.null.rawValue)
+        default:
+            guard let value = number() else { return false }
+            nodes.append(SnapshotFormat.Kind.number.rawValue)
+            nodes.appendLE(value.bitPattern)
+        }
+        return true
+    }
+
+    // MARK: Record
+
+    /// Writes the record: header, identities, audiences, capping, sorted directory, nodes.
+    private mutating func assemble(line: UnsafeBufferPointer<UInt8>, into output: inout [UInt8]) {
+        typealias Field = SnapshotFormat.Record
+        directory.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: Field.headerLength))
+        for identity in identities {
+            output.appendLE(UInt32(identity.namespace.count))
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: line[identity.namespace]))
+            output.appendLE(UInt32(identity.id.count))
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: line[identity.id]))
+        }
+        let audiencesOffset = output.count - start
+        output.append(contentsOf: audiences)
+        let cappingOffset = output.count - start
+        output.append(contentsOf: capping)
+        let directoryOffset = output.count - start
+        for entry in directory {
+            output.appendLE(entry.hash)
+            output.appendLE(entry.offset)
+        }
+        let nodesOffset = output.count - start
+        output.append(contentsOf: nodes)
+        output.storeLE(UInt32(output.count - start), at: start + Field.length)
+        output.storeLE(UInt32(identities.count), at: start + Field.identityCount)
+        output.storeLE(UInt32(audienceCount), at: start + Field.audienceCount)
+        output.storeLE(UInt32(cappingCount), at: start + Field.cappingCount)
+        output.storeLE(UInt32(directory.count), at: start + Field.attributeCount)
+        output.storeLE(UInt32(audiencesOffset), at: start + Field.audiencesOffset)
+        output.storeLE(UInt32(cappingOffset), at: start + Field.cappingOffset)
+        output.storeLE(UInt32(directoryOffset), at: start + Field.directoryOffset)
+        output.storeLE(UInt32(nodesOffset), at: start + Field.nodesOffset)
+        for position in 0..<6 { output[start + Field.consents + position] = consents[position] }
+    }
+
+    // MARK: JSON lexing (the subset the fast path accepts)
+
+    @inline(__always)
+    private func peek() -> UInt8 {
+        index < bytes.count ? bytes[index] : 0
+    }
+
+    @inline(__always)
+    private mutating func consume(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    @inline(__always)
+    private mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func literal(_ text: StaticString) -> Bool {
+        let length = text.utf8CodeUnitCount
+        guard index + length <= bytes.count else { return false }
+        let matches = text.withUTF8Buffer { expected in
+            (0..<length).allSatisfy { bytes[index + $0] == expected[$0] }
+        }
+        guard matches else { return false }
+        index += length
+        return true
+    }
+
+    @inline(__always)
+    private func keyEquals(_ key: Range<Int>, _ text: StaticString) -> Bool {
+        guard key.count == text.utf8CodeUnitCount else { return false }
+        return text.withUTF8Buffer { expected in
+            var position = 0
+            for byte in bytes[key] {
+                if byte != expected[position] { return false }
+                position += 1
+            }
+            return true
+        }
+    }
+
+    /// A string without escapes; nil for anything else (escapes, control characters, invalid UTF-8).
+    private mutating func string() -> (range: Range<Int>, isASCII: Bool)? {
+        guard consume(0x22) else { return nil }
+        let start = index
+        var high: UInt8 = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x22 {
+                let range = start..<index
+                index += 1
+                if high < 0x80 { return (range, true) }
+                return isValidUTF8(range) ? (range, false) : nil
+            }
+            if byte == 0x5C || byte < 0x20 { return nil }
+            high |= byte
+            index += 1
+        }
+        return nil
+    }
+
+    /// An object key: a string of printable ASCII (others fall back, since the general path compares keys as
+    /// Swift Strings, under Unicode canonical equivalence).
+    private mutating func asciiKey() -> Range<Int>? {
+        guard let key = string(), key.isASCII else { return nil }
+        var hash = SnapshotHash.basis
+        for position in key.range { hash = SnapshotHash.step(hash, bytes[position]) }
+        lastKeyHash = hash
+        return key.range
+    }
+
+    /// Records `key` among the keys of the current object; false when it is already there (a duplicate key).
+    private mutating func isNewKey(_ key: Range<Int>, since start: Int) -> Bool {
+        let hash = lastKeyHash &+ UInt64(key.count)
+        for earlier in keyHashes[start...] where earlier == hash {
+            // Equal hashes: treat as a duplicate and let the general path decide (a true collision is harmless).
+            return false
+        }
+        keyHashes.append(hash)
+        return true
+    }
+
+    /// A JSON number of at most 15 significant digits and no exponent, converted exactly as a correctly
+    /// rounded parser does (an integer mantissa below 2^53 divided by an exact power of ten).
+    private mutating func number() -> Double? {
+        let negative = consume(0x2D)
+        var mantissa: Int64 = 0
+        var digits = 0
+        guard index < bytes.count, bytes[index] &- 0x30 < 10 else { return nil }
+        if bytes[index] == 0x30 {
+            index += 1
+        } else {
+            while index < bytes.count, bytes[index] &- 0x30 < 10 {
+                mantissa = mantissa &* 10 &+ Int64(bytes[index] &- 0x30)
+                digits += 1
+                index += 1
+            }
+        }
+        var fractionDigits = 0
+        if index < bytes.count, bytes[index] == 0x2E {
+            index += 1
+            guard index < bytes.count, bytes[index] &- 0x30 < 10 else { return nil }
+            while index < bytes.count, bytes[index] &- 0x30 < 10 {
+                mantissa = mantissa &* 10 &+ Int64(bytes[index] &- 0x30)
+                digits += 1
+                fractionDigits += 1
+                index += 1
+            }
+        }
+        guard digits <= 15, index >= bytes.count || (bytes[index] != 0x65 && bytes[index] != 0x45) else {
+            return nil
+        }
+        var value = Double(mantissa)
+        if fractionDigits > 0 { value /= Self.powersOfTen[fractionDigits] }
+        if negative { value = -value }
+        return value
+    }
+
+    private static let powersOfTen: [Double] = (0...15).map { exponent in
+        var value = 1.0
+        for _ in 0..<exponent { value *= 10 }
+        return value
+    }
+
+    /// Skips any JSON value the profile ignores, checking it as strictly as the general parser; nil
+    /// (fall back) for what the fast lexer does not handle.
+    private mutating func skipValue(depth: Int) -> Bool {
+        guard depth <= Self.maximumDepth else { return false }
+        switch peek() {
+        case 0x7B:
+            index += 1
+            let keysStart = keyHashes.count
+            defer { keyHashes.removeSubrange(keysStart...) }
+            var first = true
+            while true {
+                skipWhitespace()
+                if consume(0x7D) { return true }
+                if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+                first = false
+                guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+                skipWhitespace()
+                guard consume(0x3A) else { return false }
+                skipWhitespace()
+                guard skipValue(depth: depth + 1) else { return false }
+            }
+        case 0x5B:
+            index += 1
+            skipWhitespace()
+            if consume(0x5D) { return true }
+            while true {
+                skipWhitespace()
+                guard skipValue(depth: depth + 1) else { return false }
+                skipWhitespace()
+                if consume(0x5D) { return true }
+                guard consume(0x2C) else { return false }
+            }
+        case 0x22: return string() != nil
+        case 0x74: return literal("true")
+        case 0x66: return literal("false")
+        case 0x6E: return literal("null")
+        default: return number() != nil
+        }
+    }
+
+    /// Whether `range` is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF).
+    private func isValidUTF8(_ range: Range<Int>) -> Bool {
+        var position = range.lowerBound
+        let end = range.upperBound
+        while position < end {
+            let lead = bytes[position]
+            if lead < 0x80 {
+                position += 1
+                continue
+            }
+            let length: Int
+            var lower: UInt8 = 0x80
+            var upper: UInt8 = 0xBF
+            switch lead {
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; lower = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; upper = 0x9F
+            case 0xF0: length = 4; lower = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; upper = 0x8F
+            default: return false
+            }
+            guard position + length <= end else { return false }
+            let second = bytes[position + 1]
+            guard second >= lower, second <= upper else { return false }
+            for offset in 2..<max(2, length) where bytes[position + offset] & 0xC0 != 0x80 { return false }
+            position += length
+        }
+        return true
+    }
+}

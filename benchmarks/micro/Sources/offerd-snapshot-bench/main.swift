@@ -1,0 +1,255 @@
+// Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES]   (SAMPLES 0: load figures only)
+//
+// Loads and verifies SNAPSHOT, publishes it into an AtomicReferenceStore, reports the resident memory after the
+// load, then times identity lookups: SAMPLES (default 200,000) identities taken at random from SOURCE (hits) and as
+// many made-up ones (misses). Lookups are timed in batches of 1,000 with the monotonic clock; the figure quoted is
+// the median over batches of the per-lookup time. A dependent chain (each lookup's identity chosen from the
+// previous lookup's result) gives the latency without overlap between lookups.
+//
+// Only the public API of OfferdSnapshot and OfferdCore is used, so this measures what the server sees.
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import OfferdCore
+import OfferdSnapshot
+
+let arguments = CommandLine.arguments
+guard arguments.count >= 3 else {
+    print("usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES]")
+    exit(2)
+}
+let snapshotPath = arguments[1]
+let sourcePath = arguments[2]
+let sampleCount = arguments.count > 3 ? Int(arguments[3]) ?? 200_000 : 200_000
+let batchLength = 1_000
+
+func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+/// VmRSS of this process in bytes, from /proc/self/status (0 where there is no procfs).
+func residentBytes() -> Int {
+    procfsKilobytes(file: "/proc/self/status", field: "VmRSS:")
+}
+
+/// A "Name: N kB" field of a procfs file, in bytes.
+func procfsKilobytes(file path: String, field: String) -> Int {
+    guard let file = fopen(path, "r") else { return 0 }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(cString: line)
+        if text.hasPrefix(field) {
+            let digits = text.filter { $0.isNumber }
+            return (Int(digits) ?? 0) * 1024
+        }
+    }
+    return 0
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+}
+
+func format(_ value: Double, _ digits: Int = 3) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    return String((value * scale).rounded() / scale)
+}
+
+/// Deterministic random numbers (SplitMix64), so every run looks up the same identities.
+struct SplitMix64 {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func next(below bound: Int) -> Int { Int(next() % UInt64(bound)) }
+}
+
+/// The first identity of `sampleCount` lines of the source, chosen at random (by line number) and shuffled.
+func sampleIdentities(from path: String, lineCount: Int, random: inout SplitMix64) -> [Identity] {
+    var wanted = [Bool](repeating: false, count: lineCount)
+    var chosen = 0
+    let target = min(sampleCount, lineCount)
+    while chosen < target {
+        let line = random.next(below: lineCount)
+        if !wanted[line] {
+            wanted[line] = true
+            chosen += 1
+        }
+    }
+    guard let file = fopen(path, "r") else {
+        print("cannot open \(path)")
+        exit(1)
+    }
+    defer { fclose(file) }
+    var identities: [Identity] = []
+    identities.reserveCapacity(target)
+    var lineNumber = 0
+    var linePointer: UnsafeMutablePointer<CChar>? = nil
+    var capacity = 0
+    while true {
+        let length = getline(&linePointer, &capacity, file)
+        if length < 0 { break }
+        defer { lineNumber += 1 }
+        guard lineNumber < lineCount, wanted[lineNumber], let linePointer else { continue }
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: linePointer, count: length))
+        guard let document = try? JSONParser.parse(Array(bytes.prefix { $0 != 0x0A })),
+            case .array(let items)? = document["identities"], let first = items.first,
+            case .string(let namespace)? = first["namespace"], case .string(let id)? = first["id"]
+        else { continue }
+        identities.append(Identity(namespace: namespace, id: id))
+    }
+    free(linePointer)
+    for index in stride(from: identities.count - 1, to: 0, by: -1) {
+        identities.swapAt(index, random.next(below: index + 1))
+    }
+    return identities
+}
+
+/// Median per-lookup nanoseconds over batches of `batchLength` independent lookups; `found` counts the hits.
+func timeLookups(_ snapshot: ProfileSnapshot, _ identities: [Identity]) -> (median: Double, found: Int) {
+    var perLookup: [Double] = []
+    var found = 0
+    var start = 0
+    while start + batchLength <= identities.count {
+        let began = monotonicNanoseconds()
+        for index in start..<(start + batchLength) {
+            if let profile = snapshot.profile(for: identities[index]) {
+                found &+= 1 &+ Int(profile.consents.personalizeContent.rawValue & 0)
+            }
+        }
+        perLookup.append(Double(monotonicNanoseconds() - began) / Double(batchLength))
+        start += batchLength
+    }
+    return (median(perLookup), found)
+}
+
+/// Median per-lookup nanoseconds when each lookup's identity depends on the previous result (no overlap).
+func timeDependentChain(_ snapshot: ProfileSnapshot, _ identities: [Identity]) -> Double {
+    var perLookup: [Double] = []
+    var index = 0
+    for _ in 0..<(identities.count / batchLength) {
+        let began = monotonicNanoseconds()
+        for _ in 0..<batchLength {
+            let profile = snapshot.profile(for: identities[index])
+            // The consent code is data the CPU must load before it knows the next identity.
+            let code = Int(profile?.consents.personalizeContent.rawValue ?? 0)
+            index = (index &+ 7919 &+ (code & 1)) % identities.count
+        }
+        perLookup.append(Double(monotonicNanoseconds() - began) / Double(batchLength))
+    }
+    return median(perLookup)
+}
+
+/// The machine's floor for a lookup: nanoseconds per dependent random 8-byte read over `bytes` of anonymous
+/// memory with transparent huge pages requested (a pointer chase through a random cycle), median of batches.
+func randomReadLatency(bytes: Int) -> (nanoseconds: Double, end: Int) {
+    let hugePage = 2 << 20
+    let count = bytes / 8
+    guard let raw = mmap(nil, bytes + hugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+        raw != MAP_FAILED
+    else { return (.nan, 0) }
+    defer { munmap(raw, bytes + hugePage) }
+    let aligned = raw + (hugePage - Int(bitPattern: raw) % hugePage) % hugePage
+    _ = madvise(aligned, bytes, MADV_HUGEPAGE)
+    let next = aligned.bindMemory(to: Int.self, capacity: count)
+    // Sattolo's algorithm: one cycle through every slot, in random order.
+    for index in 0..<count { next[index] = index }
+    var random = SplitMix64(state: 7)
+    for index in stride(from: count - 1, to: 0, by: -1) {
+        let other = random.next(below: index)
+        let swapped = next[index]
+        next[index] = next[other]
+        next[other] = swapped
+    }
+    var position = 0
+    var perRead: [Double] = []
+    for _ in 0..<200 {
+        let began = monotonicNanoseconds()
+        for _ in 0..<batchLength { position = next[position] }
+        perRead.append(Double(monotonicNanoseconds() - began) / Double(batchLength))
+    }
+    return (median(perRead), position)
+}
+
+print("date: \(String(cString: ctime([time(nil)])!).filter { $0 != "\n" })")
+/// CPU seconds (user + system) of the whole process, all threads.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+        getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+let residentBefore = residentBytes()
+let cpuBefore = processCPUSeconds()
+let loadBegan = monotonicNanoseconds()
+let snapshot: ProfileSnapshot
+do {
+    snapshot = try ProfileSnapshot.load(path: snapshotPath)
+} catch {
+    print("load failed: \(error)")
+    exit(1)
+}
+let loadSeconds = Double(monotonicNanoseconds() - loadBegan) / 1e9
+let loadCPUSeconds = processCPUSeconds() - cpuBefore
+let store = AtomicReferenceStore<ProfileSnapshot>(nil)
+let publishBegan = monotonicNanoseconds()
+store.publish(snapshot)
+let publishSeconds = Double(monotonicNanoseconds() - publishBegan) / 1e9
+let residentAfter = residentBytes()
+let fileSize = snapshot.fileSize
+print("profiles: \(snapshot.profileCount), identities: \(snapshot.identityCount), file: \(fileSize) bytes")
+print(
+    "load+verify: \(format(loadSeconds)) s (\(format(Double(fileSize) / loadSeconds / 1e9, 2)) GB/s); "
+        + "publish: \(format(publishSeconds * 1e6, 1)) us; load+publish: \(format(loadSeconds + publishSeconds)) s; "
+        + "load CPU time (all threads): \(format(loadCPUSeconds)) s")
+print(
+    "RSS after load: \(residentAfter) bytes = \(format(Double(residentAfter) / Double(fileSize)))x file size "
+        + "(growth over the load: \(format(Double(residentAfter - residentBefore) / Double(fileSize)))x)")
+let hugeBytes = procfsKilobytes(file: "/proc/self/smaps_rollup", field: "AnonHugePages:")
+print("transparent huge pages: \(hugeBytes / 1_048_576) MiB (\(format(Double(hugeBytes) / Double(fileSize), 2))x file size)")
+
+guard let current = store.load() else { exit(1) }
+// SAMPLES 0: load figures only (for repeated load measurements).
+if sampleCount == 0 { exit(0) }
+var random = SplitMix64(state: 42)
+let sampleBegan = monotonicNanoseconds()
+let hits = sampleIdentities(from: sourcePath, lineCount: current.profileCount, random: &random)
+var misses: [Identity] = []
+misses.reserveCapacity(hits.count)
+for _ in 0..<hits.count {
+    misses.append(Identity(namespace: "ECID", id: "missing-\(random.next())"))
+}
+print("sampled \(hits.count) identities in \(format(Double(monotonicNanoseconds() - sampleBegan) / 1e9)) s")
+
+// One warm-up pass, then the measured ones.
+_ = timeLookups(current, hits)
+let hit = timeLookups(current, hits)
+let miss = timeLookups(current, misses)
+let chain = timeDependentChain(current, hits)
+print("lookup hit: \(format(hit.median, 1)) ns median (found \(hit.found) of \(hits.count / batchLength * batchLength))")
+print("lookup miss: \(format(miss.median, 1)) ns median (found \(miss.found))")
+print("lookup hit, dependent chain: \(format(chain, 1)) ns median")
+let floor = randomReadLatency(bytes: max(1 << 26, min(fileSize, 1 << 30)) / 8 * 8)
+print(
+    "machine floor: \(format(floor.nanoseconds, 1)) ns per dependent random read over a huge-page buffer"
+        + " of min(file size, 1 GiB) (chase ended at \(floor.end))")
+if hit.found != hits.count / batchLength * batchLength || miss.found != 0 {
+    print("ERROR: lookups returned wrong results")
+    exit(1)
+}
