@@ -52,7 +52,7 @@ private func storeLE(_ value: UInt64, at offset: Int, in bytes: inout [UInt8]) {
     }
 }
 
-/// Mirrors the loader's check: XXH3(header with a zero checksum field, seed: XXH3(body)).
+/// Mirrors the loader's check: XXH3(header with a zero checksum field, seed: the chunked body digest).
 private func reseal(_ bytes: inout [UInt8]) {
     guard bytes.count >= 112, bytes.starts(with: Array("OFRDSNAP".utf8)) else {
         return
@@ -65,9 +65,16 @@ private func reseal(_ bytes: inout [UInt8]) {
     storeLE(UInt64(bytes.count), at: 24, in: &bytes)
     storeLE(0, at: 16, in: &bytes)
     // `bytes` holds at least 112 bytes here, so its base address exists.
-    let bodyDigest = bytes.withUnsafeBytes { raw in
-        XXH3_64bits(raw.baseAddress! + headerLength, raw.count - headerLength)
+    // Format 2: the body digest is XXH3 over the little-endian XXH3 digests of the body's 1 MiB chunks.
+    var chunkDigests: [UInt8] = []
+    var chunkStart = headerLength
+    while chunkStart < bytes.count {
+        let chunkEnd = min(bytes.count, chunkStart + (1 << 20))
+        let digest = bytes.withUnsafeBytes { raw in UInt64(XXH3_64bits(raw.baseAddress! + chunkStart, chunkEnd - chunkStart)) }
+        for i in 0..<8 { chunkDigests.append(UInt8(truncatingIfNeeded: digest >> (8 * UInt64(i)))) }
+        chunkStart = chunkEnd
     }
+    let bodyDigest = chunkDigests.withUnsafeBytes { raw in XXH3_64bits(raw.baseAddress, raw.count) }
     let checksum = bytes.withUnsafeBytes { raw in
         XXH3_64bits_withSeed(raw.baseAddress, headerLength, XXH64_hash_t(bodyDigest))
     }
