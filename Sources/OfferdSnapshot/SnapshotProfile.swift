@@ -216,21 +216,23 @@ public struct SnapshotProfile: ProfileView, Sendable {
             guard let count = region.int32(payload) else { return .null }
             var items: [RuleValue] = []
             var position = payload + 4
+            items.reserveCapacity(min(count, 64))
             for _ in 0..<min(count, max(0, recordEnd - position)) {
-                guard let kind = region.u8(position), let (item, next) = scalar(kind: kind, at: position + 1)
+                guard let kind = region.u8(position), let (item, next) = ruleScalar(kind: kind, at: position + 1)
                 else { return .null }
-                items.append(RuleValue(json: item))
+                items.append(item)
                 position = next
             }
             return items.count == count ? .list(items) : .null
         default:
-            guard let (item, _) = scalar(kind: node.kind, at: payload) else { return .null }
-            return RuleValue(json: item)
+            guard let (item, _) = ruleScalar(kind: node.kind, at: payload) else { return .null }
+            return item
         }
     }
 
-    /// A scalar payload at `offset` and the offset after it.
-    private func scalar(kind: UInt8, at offset: Int) -> (JSONValue, Int)? {
+    /// A scalar payload at `offset` and the offset after it, as the rules read it. Straight to `RuleValue`:
+    /// `JSONValue` is an indirect enum, so going through it would box every value a request reads.
+    private func ruleScalar(kind: UInt8, at offset: Int) -> (RuleValue, Int)? {
         switch SnapshotFormat.Kind(rawValue: kind) {
         case .null: return (.null, offset)
         case .false: return (.bool(false), offset)
@@ -245,6 +247,18 @@ public struct SnapshotProfile: ProfileView, Sendable {
             return (.string(text), offset + 4 + length)
         case .array, .object, nil:
             return nil
+        }
+    }
+
+    /// A scalar payload as JSON (for ``toInMemoryProfile()``).
+    private func scalar(kind: UInt8, at offset: Int) -> (JSONValue, Int)? {
+        guard let (value, next) = ruleScalar(kind: kind, at: offset) else { return nil }
+        switch value {
+        case .null: return (.null, next)
+        case .bool(let flag): return (.bool(flag), next)
+        case .number(let number): return (.number(number), next)
+        case .string(let text): return (.string(text), next)
+        case .list, .object: return nil
         }
     }
 
