@@ -162,6 +162,22 @@ struct FastRecordEncoder {
 
     private mutating func parseConsents() -> Bool {
         guard consume(0x7B) else { return false }
+        return forEachMember { parser, key in
+            if parser.keyEquals(key, "personalize") {
+                return parser.parseConsentGroup(channels: ["content"], firstSlot: 0)
+            } else if parser.keyEquals(key, "marketing") {
+                return parser.parseConsentGroup(channels: ["any", "email", "sms", "push", "call"], firstSlot: 1)
+            } else {
+                // collect, share, metadata...: valid XDM that offerd does not read.
+                return parser.skipValue(depth: 3)
+            }
+        }
+    }
+
+    /// Walks the members of an object whose `{` is consumed, as strictly as the general parser: separators,
+    /// printable-ASCII keys, no duplicate key. `member` gets each key with the parser at its value and returns
+    /// false to fall back; the walk returns true after the closing `}`.
+    private mutating func forEachMember(_ member: (inout Self, Range<Int>) -> Bool) -> Bool {
         let keysStart = keyHashes.count
         defer { keyHashes.removeSubrange(keysStart...) }
         var first = true
@@ -174,16 +190,7 @@ struct FastRecordEncoder {
             skipWhitespace()
             guard consume(0x3A) else { return false }
             skipWhitespace()
-            if keyEquals(key, "personalize") {
-                guard parseConsentGroup(channels: ["content"], firstSlot: 0) else { return false }
-            } else if keyEquals(key, "marketing") {
-                guard parseConsentGroup(channels: ["any", "email", "sms", "push", "call"], firstSlot: 1) else {
-                    return false
-                }
-            } else {
-                // collect, share, metadata...: valid XDM that offerd does not read.
-                guard skipValue(depth: 3) else { return false }
-            }
+            guard member(&self, key) else { return false }
         }
     }
 
@@ -194,53 +201,30 @@ struct FastRecordEncoder {
 
     private mutating func parseConsentGroup(channels: [StaticString], firstSlot: Int) -> Bool {
         guard consume(0x7B) else { return false }
-        let keysStart = keyHashes.count
-        defer { keyHashes.removeSubrange(keysStart...) }
-        var first = true
-        while true {
-            skipWhitespace()
-            if consume(0x7D) { return true }
-            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
-            first = false
-            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
-            skipWhitespace()
-            guard consume(0x3A) else { return false }
-            skipWhitespace()
-            if let channel = channels.firstIndex(where: { keyEquals(key, $0) }) {
-                guard let choice = parseConsentEntry() else { return false }
-                consents[firstSlot + channel] = choice
-            } else {
-                guard skipValue(depth: 4) else { return false }
+        return forEachMember { parser, key in
+            if let channel = channels.firstIndex(where: { parser.keyEquals(key, $0) }) {
+                guard let choice = parser.parseConsentEntry() else { return false }
+                parser.consents[firstSlot + channel] = choice
+                return true
             }
+            return parser.skipValue(depth: 4)
         }
     }
 
     /// A consent entry object; its `val` (absent: empty) as a ConsentChoice code.
     private mutating func parseConsentEntry() -> UInt8? {
         guard consume(0x7B) else { return nil }
-        let keysStart = keyHashes.count
-        defer { keyHashes.removeSubrange(keysStart...) }
         var choice = ConsentChoice.empty
-        var first = true
-        while true {
-            skipWhitespace()
-            if consume(0x7D) { return choice.rawValue }
-            if !first { guard consume(0x2C) else { return nil }; skipWhitespace() }
-            first = false
-            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return nil }
-            skipWhitespace()
-            guard consume(0x3A) else { return nil }
-            skipWhitespace()
-            if keyEquals(key, "val") {
-                guard let text = string(), text.isASCII, text.range.count <= 2,
-                    let parsed = ConsentChoice(
-                        xdmValue: String(decoding: UnsafeBufferPointer(rebasing: bytes[text.range]), as: UTF8.self))
-                else { return nil }
-                choice = parsed
-            } else {
-                guard skipValue(depth: 5) else { return nil }
-            }
+        let parsed = forEachMember { parser, key in
+            guard parser.keyEquals(key, "val") else { return parser.skipValue(depth: 5) }
+            guard let text = parser.string(), text.isASCII, text.range.count <= 2,
+                let value = ConsentChoice(
+                    xdmValue: String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[text.range]), as: UTF8.self))
+            else { return false }
+            choice = value
+            return true
         }
+        return parsed ? choice.rawValue : nil
     }
 
     private mutating func parseAudiences(strings: inout StringTableBuilder) -> Bool {
@@ -265,27 +249,17 @@ struct FastRecordEncoder {
 
     private mutating func parseCapping(strings: inout StringTableBuilder) -> Bool {
         guard consume(0x7B) else { return false }
-        let keysStart = keyHashes.count
-        defer { keyHashes.removeSubrange(keysStart...) }
-        var first = true
-        while true {
-            skipWhitespace()
-            if consume(0x7D) { return true }
-            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
-            first = false
-            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
-            let keyHash = lastKeyHash
-            skipWhitespace()
-            guard consume(0x3A) else { return false }
-            skipWhitespace()
-            guard let count = number(), count >= 0, count == count.rounded(.towardZero),
+        return forEachMember { parser, key in
+            let keyHash = parser.lastKeyHash
+            guard let count = parser.number(), count >= 0, count == count.rounded(.towardZero),
                 count <= ProfileSourceParser.maximumCappingCount
             else { return false }
-            let offerID = UnsafeBufferPointer(rebasing: bytes[key])
-            capping.appendLE(fmix64(keyHash))
-            capping.appendLE(strings.intern(asciiBytes: offerID, hash: keyHash))
-            capping.appendLE(UInt64(Int(count)))
-            cappingCount += 1
+            let offerID = UnsafeBufferPointer(rebasing: parser.bytes[key])
+            parser.capping.appendLE(fmix64(keyHash))
+            parser.capping.appendLE(strings.intern(asciiBytes: offerID, hash: keyHash))
+            parser.capping.appendLE(UInt64(Int(count)))
+            parser.cappingCount += 1
+            return true
         }
     }
 
@@ -295,60 +269,56 @@ struct FastRecordEncoder {
         parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
         guard depth <= Self.maximumDepth else { return false }
-        let keysStart = keyHashes.count
-        defer { keyHashes.removeSubrange(keysStart...) }
-        var first = true
-        while true {
-            skipWhitespace()
-            if consume(0x7D) { return true }
-            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
-            first = false
-            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
-            skipWhitespace()
-            guard consume(0x3A) else { return false }
-            skipWhitespace()
+        return forEachMember { parser, key in
+            parser.appendAttribute(key: key, parent: parent, pathHash: pathHash, depth: depth, strings: &strings)
+        }
+    }
 
-            let keyHash = lastKeyHash
-            guard nodes.count < Int(UInt32.max) else { return false }
-            let offset = UInt32(nodes.count)
-            var hash = pathHash
-            let keyLength = UInt32(key.count)
-            for shift in stride(from: 0, to: 32, by: 8) {
-                hash = SnapshotHash.step(hash, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
-            }
-            for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
-            directory.append((hash: fmix64(hash), offset: offset))
-            nodes.appendLE(parent)
-            nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
+    /// One attributes member whose key was just read: its node, its directory entry, and its value (an object's
+    /// members recursively, an array of scalars, or a scalar).
+    private mutating func appendAttribute(
+        key: Range<Int>, parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
+    ) -> Bool {
+        let keyHash = lastKeyHash
+        guard nodes.count < Int(UInt32.max) else { return false }
+        let offset = UInt32(nodes.count)
+        var hash = pathHash
+        let keyLength = UInt32(key.count)
+        for shift in stride(from: 0, to: 32, by: 8) {
+            hash = SnapshotHash.step(hash, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
+        }
+        for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
+        directory.append((hash: fmix64(hash), offset: offset))
+        nodes.appendLE(parent)
+        nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
 
-            switch peek() {
-            case 0x7B:
-                index += 1
-                nodes.append(SnapshotFormat.Kind.object.rawValue)
-                guard parseAttributeMembers(parent: offset, pathHash: hash, depth: depth + 1, strings: &strings)
-                else { return false }
-            case 0x5B:
-                index += 1
-                nodes.append(SnapshotFormat.Kind.array.rawValue)
-                let countAt = nodes.count
-                nodes.appendLE(UInt32(0))
-                var count: UInt32 = 0
-                skipWhitespace()
-                if !consume(0x5D) {
-                    while true {
-                        skipWhitespace()
-                        // Arrays may only hold scalars: a nested array or object is refused by the general path.
-                        guard peek() != 0x5B, peek() != 0x7B, appendScalar() else { return false }
-                        count += 1
-                        skipWhitespace()
-                        if consume(0x5D) { break }
-                        guard consume(0x2C) else { return false }
-                    }
+        switch peek() {
+        case 0x7B:
+            index += 1
+            nodes.append(SnapshotFormat.Kind.object.rawValue)
+            return parseAttributeMembers(parent: offset, pathHash: hash, depth: depth + 1, strings: &strings)
+        case 0x5B:
+            index += 1
+            nodes.append(SnapshotFormat.Kind.array.rawValue)
+            let countAt = nodes.count
+            nodes.appendLE(UInt32(0))
+            var count: UInt32 = 0
+            skipWhitespace()
+            if !consume(0x5D) {
+                while true {
+                    skipWhitespace()
+                    // Arrays may only hold scalars: a nested array or object is refused by the general path.
+                    guard peek() != 0x5B, peek() != 0x7B, appendScalar() else { return false }
+                    count += 1
+                    skipWhitespace()
+                    if consume(0x5D) { break }
+                    guard consume(0x2C) else { return false }
                 }
-                nodes.storeLE(count, at: countAt)
-            default:
-                guard appendScalar() else { return false }
             }
+            nodes.storeLE(count, at: countAt)
+            return true
+        default:
+            return appendScalar()
         }
     }
 
@@ -395,23 +365,10 @@ struct FastRecordEncoder {
         output.append(contentsOf: audiences)
         let cappingOffset = output.count - start
         output.append(contentsOf: capping)
-        let directoryOffset = output.count - start
-        for entry in directory {
-            output.appendLE(entry.hash)
-            output.appendLE(entry.offset)
-        }
-        let nodesOffset = output.count - start
-        output.append(contentsOf: nodes)
-        output.storeLE(UInt32(output.count - start), at: start + Field.length)
-        output.storeLE(UInt32(identities.count), at: start + Field.identityCount)
-        output.storeLE(UInt32(audienceCount), at: start + Field.audienceCount)
-        output.storeLE(UInt32(cappingCount), at: start + Field.cappingCount)
-        output.storeLE(UInt32(directory.count), at: start + Field.attributeCount)
-        output.storeLE(UInt32(audiencesOffset), at: start + Field.audiencesOffset)
-        output.storeLE(UInt32(cappingOffset), at: start + Field.cappingOffset)
-        output.storeLE(UInt32(directoryOffset), at: start + Field.directoryOffset)
-        output.storeLE(UInt32(nodesOffset), at: start + Field.nodesOffset)
-        for position in 0..<6 { output[start + Field.consents + position] = consents[position] }
+        RecordTail(
+            identityCount: identities.count, audienceCount: audienceCount, cappingCount: cappingCount,
+            audiencesOffset: audiencesOffset, cappingOffset: cappingOffset, consentCodes: consents
+        ).finish(recordAt: start, directory: directory, nodes: nodes, into: &output)
     }
 
     // MARK: JSON lexing (the subset the fast path accepts)
@@ -552,20 +509,7 @@ struct FastRecordEncoder {
         switch peek() {
         case 0x7B:
             index += 1
-            let keysStart = keyHashes.count
-            defer { keyHashes.removeSubrange(keysStart...) }
-            var first = true
-            while true {
-                skipWhitespace()
-                if consume(0x7D) { return true }
-                if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
-                first = false
-                guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
-                skipWhitespace()
-                guard consume(0x3A) else { return false }
-                skipWhitespace()
-                guard skipValue(depth: depth + 1) else { return false }
-            }
+            return forEachMember { parser, _ in parser.skipValue(depth: depth + 1) }
         case 0x5B:
             index += 1
             skipWhitespace()

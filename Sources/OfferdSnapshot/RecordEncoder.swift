@@ -101,6 +101,44 @@ struct RecordEncodingError: Error {
     var message: String
 }
 
+/// The part of a record both encoders write the same way: once the header placeholder, the identities, the
+/// audiences and the capping entries are in `output`, the sorted attribute directory, the nodes, and the header
+/// fields (docs/snapshot-format.md, Records).
+struct RecordTail {
+    var identityCount: Int
+    var audienceCount: Int
+    var cappingCount: Int
+    var audiencesOffset: Int
+    var cappingOffset: Int
+    /// The six ConsentChoice codes in record order (personalize.content, marketing.any, email, sms, push, call).
+    var consentCodes: [UInt8]
+
+    func finish(
+        recordAt start: Int, directory: [(hash: UInt64, offset: UInt32)], nodes: [UInt8], into output: inout [UInt8]
+    ) {
+        typealias Field = SnapshotFormat.Record
+        let directoryOffset = output.count - start
+        for entry in directory {
+            output.appendLE(entry.hash)
+            output.appendLE(entry.offset)
+        }
+        let nodesOffset = output.count - start
+        output.append(contentsOf: nodes)
+        output.storeLE(UInt32(truncatingIfNeeded: output.count - start), at: start + Field.length)
+        output.storeLE(UInt32(identityCount), at: start + Field.identityCount)
+        output.storeLE(UInt32(audienceCount), at: start + Field.audienceCount)
+        output.storeLE(UInt32(cappingCount), at: start + Field.cappingCount)
+        output.storeLE(UInt32(directory.count), at: start + Field.attributeCount)
+        output.storeLE(UInt32(audiencesOffset), at: start + Field.audiencesOffset)
+        output.storeLE(UInt32(cappingOffset), at: start + Field.cappingOffset)
+        output.storeLE(UInt32(directoryOffset), at: start + Field.directoryOffset)
+        output.storeLE(UInt32(nodesOffset), at: start + Field.nodesOffset)
+        for (position, code) in consentCodes.prefix(6).enumerated() {
+            output[start + Field.consents + position] = code
+        }
+    }
+}
+
 /// Encodes one profile into the record layout of docs/snapshot-format.md.
 struct RecordEncoder {
     private var nodes: [UInt8] = []
@@ -137,35 +175,18 @@ struct RecordEncoder {
             output.appendLE(strings.intern(entry.offerID))
             output.appendLE(UInt64(entry.count))
         }
-        let directoryOffset = output.count - start
-        for entry in directory {
-            output.appendLE(entry.hash)
-            output.appendLE(entry.offset)
-        }
-        let nodesOffset = output.count - start
-        output.append(contentsOf: nodes)
-        let length = output.count - start
-        guard length <= Int(UInt32.max) else {
-            throw RecordEncodingError(message: "the profile's record exceeds 4 GiB")
-        }
-
-        typealias Field = SnapshotFormat.Record
-        output.storeLE(UInt32(length), at: start + Field.length)
-        output.storeLE(UInt32(profile.identities.count), at: start + Field.identityCount)
-        output.storeLE(UInt32(profile.audiences.count), at: start + Field.audienceCount)
-        output.storeLE(UInt32(profile.capping.count), at: start + Field.cappingCount)
-        output.storeLE(UInt32(directory.count), at: start + Field.attributeCount)
-        output.storeLE(UInt32(audiencesOffset), at: start + Field.audiencesOffset)
-        output.storeLE(UInt32(cappingOffset), at: start + Field.cappingOffset)
-        output.storeLE(UInt32(directoryOffset), at: start + Field.directoryOffset)
-        output.storeLE(UInt32(nodesOffset), at: start + Field.nodesOffset)
         let consents = profile.consents
         let codes = [
             consents.personalizeContent, consents.marketingAny, consents.marketingEmail,
             consents.marketingSMS, consents.marketingPush, consents.marketingCall,
         ]
-        for (position, code) in codes.enumerated() {
-            output[start + Field.consents + position] = code.rawValue
+        RecordTail(
+            identityCount: profile.identities.count, audienceCount: profile.audiences.count,
+            cappingCount: profile.capping.count, audiencesOffset: audiencesOffset, cappingOffset: cappingOffset,
+            consentCodes: codes.map(\.rawValue)
+        ).finish(recordAt: start, directory: directory, nodes: nodes, into: &output)
+        guard output.count - start <= Int(UInt32.max) else {
+            throw RecordEncodingError(message: "the profile's record exceeds 4 GiB")
         }
     }
 
