@@ -383,7 +383,7 @@ struct CatalogLoader {
                 )
                 return nil
             }
-            return .condition(rule.node)
+            return .condition(CompiledRule(rule.node))
         case "condition":
             guard let source = string(fields, "condition") else { return nil }
             do {
@@ -403,7 +403,7 @@ struct CatalogLoader {
                     )
                     return nil
                 }
-                return .condition(compiled.node)
+                return .condition(CompiledRule(compiled.node))
             } catch {
                 report(fields.path("condition"), error)
                 return nil
@@ -757,7 +757,7 @@ struct CatalogLoader {
                             allowOfferPaths: true,
                             symbols: &symbols
                         )
-                        ranking = .formula(compiled.node)
+                        ranking = .formula(CompiledRule(compiled.node))
                     } catch {
                         report(rankingFields.path("formula"), error)
                     }

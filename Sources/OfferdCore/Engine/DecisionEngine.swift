@@ -93,7 +93,9 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// False for an identity that is not in the snapshot (`profile` is then an `AbsentProfile`).
     let profileFound: Bool
     let consents: ConsentRecord
-    var inputs: RuleInputs
+    /// Fixed for the whole request (its `offer` stays nil): rules get the candidate as a separate argument, so
+    /// that the loop never copies the inputs per candidate.
+    let inputs: RuleInputs
     /// The offers proposed earlier in this response (with `allowDuplicates`, earlier in this scope only).
     var chosen = ChosenOffers()
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
@@ -260,9 +262,8 @@ private struct ScopeWalker<Profile: ProfileView> {
         for (criterionIndex, criterion) in scope.criteria.enumerated() {
             let remaining = wanted - items.count
             if remaining == 0 && !explain { break }
-            inputs.offer = nil
             let criterionEligible =
-                criterion.eligibility.map { $0.isEligible(profile: profile, inputs: inputs) } ?? true
+                criterion.eligibility.map { $0.isEligible(profile: profile, inputs: inputs, offer: nil) } ?? true
             best.removeAll()
             var traceStart = trace.count
             if explain {
@@ -287,7 +288,6 @@ private struct ScopeWalker<Profile: ProfileView> {
                     )
                 }
             }
-            inputs.offer = nil
             if best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
             for position in 0..<best.count {
                 let ranked = best[position]
@@ -331,8 +331,11 @@ private struct ScopeWalker<Profile: ProfileView> {
         remaining: Int
     ) {
         guard offer.isInsideDates(now), !chosen.contains(offer.index), !isCapped(offer) else { return }
-        inputs.offer = offer
-        if let eligibility = offer.eligibility, !eligibility.isEligible(profile: profile, inputs: inputs) { return }
+        if let eligibility = offer.eligibility,
+            !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer)
+        {
+            return
+        }
         rank(offer, representationIndex: representationIndex, ranking: ranking, remaining: remaining)
     }
 
@@ -340,6 +343,10 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private mutating func considerByGroups(_ ranking: StaticRanking, remaining: Int) {
+        // Local copies, once per criterion: passing a stored property of `self` (inout here) to a call makes Swift
+        // copy it at every call, and `inputs` is a few hundred bytes.
+        let inputs = self.inputs
+        let profile = self.profile
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
@@ -347,8 +354,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 let offer = candidate.offer
                 guard offer.isInsideDates(now), !chosen.contains(offer.index), !isCapped(offer) else { continue }
                 if let eligibility = offer.eligibility {
-                    inputs.offer = offer
-                    guard eligibility.isEligible(profile: profile, inputs: inputs) else { continue }
+                    guard eligibility.isEligible(profile: profile, inputs: inputs, offer: offer) else { continue }
                 }
                 best.offer(
                     RankedCandidate(
@@ -379,8 +385,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         case .priority:
             rank = Double(offer.priority)
         case .formula(let formula):
-            inputs.offer = offer
-            rank = formula.score(profile: profile, inputs: inputs)
+            rank = formula.score(profile: profile, inputs: inputs, offer: offer)
         }
         // Strictly worse than the worst kept: no need for the tie hash.
         if let worst = best.worstRank(capacity: remaining), rank < worst { return }
@@ -419,10 +424,7 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else if offer.representationByPlacement[placementIndex] == nil {
                 verdict = .noRepresentation
             } else if let eligibility = offer.eligibility,
-                !eligibility.isEligible(
-                    profile: profile,
-                    inputs: inputs.with(offer: offer)
-                )
+                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer)
             {
                 verdict = .ineligible
             } else if isCapped(offer) {
