@@ -35,9 +35,20 @@ enum Eligibility: Sendable {
     /// stands in for `inputs.offer`, so the loop passes the candidate without copying the inputs.
     /// An unknown profile is an ``AbsentProfile``, which belongs to no audience.
     func isEligible<Profile: ProfileView>(profile: Profile, inputs: RuleInputs, offer: OfferDefinition?) -> Bool {
+        var memo = ConditionMemo()
+        return isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo)
+    }
+
+    /// ``isEligible(profile:inputs:offer:)`` with the request's memo of offer-independent conditions.
+    func isEligible<Profile: ProfileView>(
+        profile: Profile,
+        inputs: RuleInputs,
+        offer: OfferDefinition?,
+        memo: inout ConditionMemo
+    ) -> Bool {
         switch self {
         case .condition(let rule):
-            return rule.isTrue(profile: profile, inputs: inputs, offer: offer)
+            return rule.isTrue(profile: profile, inputs: inputs, offer: offer, memo: &memo)
         case .anyAudiences(let audiences):
             for audience in audiences where profile.isMember(of: audience) { return true }
             return false
