@@ -117,14 +117,20 @@ private struct ConditionGenerator {
         for _ in 0..<400 {
             let source = generator.condition(depth: 3)
             var symbols = RuleSymbols()
-            guard let compiled = try? RuleParser.compile(source, kind: .condition, allowOfferPaths: true, symbols: &symbols)
+            guard
+                let compiled = try? RuleParser.compile(
+                    source,
+                    kind: .condition,
+                    allowOfferPaths: true,
+                    symbols: &symbols
+                )
             else { continue }
             let program = ConditionProgram(compiled.node)
             if program != nil { programs += 1 }
             for _ in 0..<8 {
                 let profile = try generator.profile()
                 let context = generator.context()
-                let contextSlots = symbols.contextKeys.map { key in context[key].map(RuleValue.init(context:)) ?? .null }
+                let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
                 let offer = generator.offer(characteristicKeys: symbols.characteristicKeys)
                 let attributes = RuleValueSlots(symbols.attributePaths.map { profile.attribute(at: $0) })
                 for resolved in [true, false] {
@@ -174,9 +180,19 @@ private struct ConditionGenerator {
 
     @Test func literalsOnTheLeftMirrorTheComparison() throws {
         var symbols = RuleSymbols()
-        let compiled = try RuleParser.compile("2 < profile.a", kind: .condition, allowOfferPaths: true, symbols: &symbols)
+        let compiled = try RuleParser.compile(
+            "2 < profile.a",
+            kind: .condition,
+            allowOfferPaths: true,
+            symbols: &symbols
+        )
         let program = try #require(ConditionProgram(compiled.node))
-        #expect(program.instructions.contains(.test(.order(.attribute(slot: 0, path: 0), .greater, 2), jumpIf: false, target: 2)))
+        let mirrored = ConditionInstruction.test(
+            .order(.attribute(slot: 0, path: 0), .greater, 2),
+            jumpIf: false,
+            target: 2
+        )
+        #expect(program.instructions.contains(mirrored))
     }
 
     @Test(arguments: [0, 1, 63, 64, 100, 127])
