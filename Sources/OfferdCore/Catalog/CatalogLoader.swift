@@ -78,6 +78,10 @@ struct CatalogLoader {
     private var placements: [Placement] = []
     private var placementIDs: [String: Declaration] = [:]
     private var rules: [String: CompiledExpression] = [:]
+    /// One ``CompiledRule`` per named rule and per distinct inline condition text, so that offers sharing a
+    /// condition share its memo slot (see ``ConditionMemo``).
+    private var sharedConditions: [String: CompiledRule] = [:]
+    private var memoSlotsUsed = 0
     private var ruleDeclarations: [String: Declaration] = [:]
     private var offers: [OfferDraft] = []
     private var offerIDs: [String: Declaration] = [:]
@@ -357,6 +361,21 @@ struct CatalogLoader {
         }
     }
 
+    /// The condition compiled for `key`, made once. A condition that does not read `offer.*` gives the same result
+    /// for every candidate of a request, so it gets a memo slot while slots remain (first come: a slot used by one
+    /// offer only costs a little more than evaluating).
+    private mutating func sharedCondition(key: String, _ compiled: CompiledExpression) -> CompiledRule {
+        if let shared = sharedConditions[key] { return shared }
+        var memoSlot: Int?
+        if !compiled.usesOfferPaths && memoSlotsUsed < ConditionMemo.capacity {
+            memoSlot = memoSlotsUsed
+            memoSlotsUsed += 1
+        }
+        let rule = CompiledRule(compiled.node, kind: .condition, memoSlot: memoSlot)
+        sharedConditions[key] = rule
+        return rule
+    }
+
     /// Reads an Eligibility object. `perOffer` is false for a criterion's own
     /// eligibility, which is evaluated once and so cannot read `offer.*`.
     private mutating func eligibility(_ value: JSONValue, at path: String, perOffer: Bool) -> Eligibility? {
@@ -383,7 +402,7 @@ struct CatalogLoader {
                 )
                 return nil
             }
-            return .condition(rule.node)
+            return .condition(sharedCondition(key: "rule:" + ruleID, rule))
         case "condition":
             guard let source = string(fields, "condition") else { return nil }
             do {
@@ -403,7 +422,7 @@ struct CatalogLoader {
                     )
                     return nil
                 }
-                return .condition(compiled.node)
+                return .condition(sharedCondition(key: "condition:" + source, compiled))
             } catch {
                 report(fields.path("condition"), error)
                 return nil
@@ -757,7 +776,7 @@ struct CatalogLoader {
                             allowOfferPaths: true,
                             symbols: &symbols
                         )
-                        ranking = .formula(compiled.node)
+                        ranking = .formula(CompiledRule(compiled.node, kind: .formula))
                     } catch {
                         report(rankingFields.path("formula"), error)
                     }

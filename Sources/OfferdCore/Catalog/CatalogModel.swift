@@ -23,20 +23,32 @@ public struct Placement: Sendable, Equatable {
 
 /// An eligibility test compiled at load: a rule (referenced or inline) or audiences.
 enum Eligibility: Sendable {
-    case condition(RuleNode)
+    case condition(CompiledRule)
     case anyAudiences([InternedName])
     case allAudiences([InternedName])
 
     func isEligible<Profile: ProfileView>(in environment: RuleEnvironment<Profile>) -> Bool {
-        environment.withInputs { profile, inputs in isEligible(profile: profile, inputs: inputs) }
+        environment.withInputs { profile, inputs in isEligible(profile: profile, inputs: inputs, offer: inputs.offer) }
     }
 
-    /// The decision loop's form: see ``RuleInputs`` for why the profile is a separate generic argument.
+    /// The decision loop's form: see ``RuleInputs`` for why the profile is a separate generic argument. `offer`
+    /// stands in for `inputs.offer`, so the loop passes the candidate without copying the inputs.
     /// An unknown profile is an ``AbsentProfile``, which belongs to no audience.
-    func isEligible<Profile: ProfileView>(profile: Profile, inputs: RuleInputs) -> Bool {
+    func isEligible<Profile: ProfileView>(profile: Profile, inputs: RuleInputs, offer: OfferDefinition?) -> Bool {
+        var memo = ConditionMemo()
+        return isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo)
+    }
+
+    /// ``isEligible(profile:inputs:offer:)`` with the request's memo of offer-independent conditions.
+    func isEligible<Profile: ProfileView>(
+        profile: Profile,
+        inputs: RuleInputs,
+        offer: OfferDefinition?,
+        memo: inout ConditionMemo
+    ) -> Bool {
         switch self {
-        case .condition(let node):
-            return node.isTrue(profile: profile, inputs: inputs)
+        case .condition(let rule):
+            return rule.isTrue(profile: profile, inputs: inputs, offer: offer, memo: &memo)
         case .anyAudiences(let audiences):
             for audience in audiences where profile.isMember(of: audience) { return true }
             return false
@@ -134,7 +146,7 @@ struct FallbackOfferDefinition: Sendable {
 /// How a criterion orders its candidates.
 enum Ranking: Sendable {
     case priority
-    case formula(RuleNode)
+    case formula(CompiledRule)
 }
 
 /// An offer of a criterion's collection that can ever be proposed for the
@@ -197,10 +209,10 @@ struct StaticRanking: Sendable {
         case .priority:
             ranks = candidates.map { Double($0.offer.priority) }
         case .formula(let formula):
-            guard formula.isRequestIndependent else { return nil }
+            guard formula.node.isRequestIndependent else { return nil }
             // The formula reads nothing of the request, so an empty one gives the score every request would.
             ranks = candidates.map { candidate in
-                formula.score(
+                formula.node.score(
                     profile: AbsentProfile(),
                     inputs: RuleInputs(context: RuleValueSlots(), attributes: nil, now: 0, offer: candidate.offer)
                 )

@@ -93,12 +93,16 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// False for an identity that is not in the snapshot (`profile` is then an `AbsentProfile`).
     let profileFound: Bool
     let consents: ConsentRecord
-    var inputs: RuleInputs
+    /// Fixed for the whole request (its `offer` stays nil): rules get the candidate as a separate argument, so
+    /// that the loop never copies the inputs per candidate.
+    let inputs: RuleInputs
     /// The offers proposed earlier in this response (with `allowDuplicates`, earlier in this scope only).
     var chosen = ChosenOffers()
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
     var best = TopCandidates()
+    /// Results of the offer-independent conditions evaluated so far in this request.
+    var memo = ConditionMemo()
 
     init(
         catalog: Catalog,
@@ -137,21 +141,33 @@ private struct ScopeWalker<Profile: ProfileView> {
             hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
         }
         hasher.combine(0x1F)
-        hasher.combine(contentsOf: identity.id.utf8)
+        // Contiguous UTF-8 when there is some: iterating `UTF8View` costs a runtime call per byte.
+        let idHasher = identity.id.utf8.withContiguousStorageIfAvailable { bytes in
+            var copy = hasher
+            for byte in bytes { copy.combine(byte) }
+            return copy
+        }
+        if let idHasher { hasher = idHasher } else { hasher.combine(contentsOf: identity.id.utf8) }
         hasher.combine(0x1F)
         self.tieHashPrefix = hasher
     }
 
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
+        Self.tieHash(offer, prefix: tieHashPrefix)
+    }
+
+    /// Static, like ``isCapped(_:profile:found:)``: the hot loop is a mutating method, and calling a
+    /// non-mutating method of `self` there made Swift copy the whole walker (about 1 KB) at every call.
+    private static func tieHash(_ offer: OfferDefinition, prefix: FNV1a64) -> UInt64 {
         // Over the contiguous UTF-8 when there is some (always, for native strings): walking `UTF8View`
         // indices costs several times more per byte.
         let contiguous = offer.id.utf8.withContiguousStorageIfAvailable { bytes in
-            var hasher = tieHashPrefix
+            var hasher = prefix
             for byte in bytes { hasher.combine(byte) }
             return hasher.value
         }
         if let contiguous { return fmix64(contiguous) }
-        var hasher = tieHashPrefix
+        var hasher = prefix
         hasher.combine(contentsOf: offer.id.utf8)
         return fmix64(hasher.value)
     }
@@ -260,9 +276,10 @@ private struct ScopeWalker<Profile: ProfileView> {
         for (criterionIndex, criterion) in scope.criteria.enumerated() {
             let remaining = wanted - items.count
             if remaining == 0 && !explain { break }
-            inputs.offer = nil
-            let criterionEligible =
-                criterion.eligibility.map { $0.isEligible(profile: profile, inputs: inputs) } ?? true
+            var criterionEligible = true
+            if let eligibility = criterion.eligibility {
+                criterionEligible = eligibility.isEligible(profile: profile, inputs: inputs, offer: nil, memo: &memo)
+            }
             best.removeAll()
             var traceStart = trace.count
             if explain {
@@ -278,16 +295,8 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else if criterionEligible && remaining > 0, let staticRanking = criterion.staticRanking {
                 considerByGroups(staticRanking, remaining: remaining)
             } else if criterionEligible && remaining > 0 {
-                for candidate in criterion.candidates {
-                    consider(
-                        candidate.offer,
-                        representationIndex: candidate.representationIndex,
-                        ranking: criterion.ranking,
-                        remaining: remaining
-                    )
-                }
+                considerAll(criterion, remaining: remaining)
             }
-            inputs.offer = nil
             if best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
             for position in 0..<best.count {
                 let ranked = best[position]
@@ -322,40 +331,65 @@ private struct ScopeWalker<Profile: ProfileView> {
         return items
     }
 
-    /// Filters one offer through dates, capping, de-duplication and eligibility
-    /// (all must pass, so the cheapest run first) and offers it to the ranking.
-    private mutating func consider(
-        _ offer: OfferDefinition,
-        representationIndex: Int,
-        ranking: Ranking,
-        remaining: Int
-    ) {
-        guard offer.isInsideDates(now), !chosen.contains(offer.index), !isCapped(offer) else { return }
-        inputs.offer = offer
-        if let eligibility = offer.eligibility, !eligibility.isEligible(profile: profile, inputs: inputs) { return }
-        rank(offer, representationIndex: representationIndex, ranking: ranking, remaining: remaining)
+    /// Filters every candidate through dates, capping, de-duplication and eligibility (all must pass, so the
+    /// cheapest run first) and offers the survivors to the ranking.
+    private mutating func considerAll(_ criterion: CriterionDefinition, remaining: Int) {
+        // Local copies, as in `considerByGroups`.
+        let inputs = self.inputs
+        let profile = self.profile
+        let profileFound = self.profileFound
+        let now = self.now
+        for candidate in criterion.candidates {
+            let offer = candidate.offer
+            guard offer.isInsideDates(now), !chosen.contains(offer.index),
+                !Self.isCapped(offer, profile: profile, found: profileFound)
+            else { continue }
+            if let eligibility = offer.eligibility,
+                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo)
+            {
+                continue
+            }
+            rank(
+                offer,
+                representationIndex: candidate.representationIndex,
+                ranking: criterion.ranking,
+                remaining: remaining,
+                profile: profile,
+                inputs: inputs
+            )
+        }
     }
 
     /// The fast path of a statically ranked criterion: tests candidates one tie group at a time, best group
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private mutating func considerByGroups(_ ranking: StaticRanking, remaining: Int) {
+        // Local copies, once per criterion: passing a stored property of `self` (inout here) to a call makes Swift
+        // copy it at every call, and `inputs` is a few hundred bytes.
+        let inputs = self.inputs
+        let profile = self.profile
+        let profileFound = self.profileFound
+        let tieHashPrefix = self.tieHashPrefix
+        let now = self.now
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
                 let candidate = ranking.candidates[position]
                 let offer = candidate.offer
-                guard offer.isInsideDates(now), !chosen.contains(offer.index), !isCapped(offer) else { continue }
+                guard offer.isInsideDates(now), !chosen.contains(offer.index),
+                    !Self.isCapped(offer, profile: profile, found: profileFound)
+                else { continue }
                 if let eligibility = offer.eligibility {
-                    inputs.offer = offer
-                    guard eligibility.isEligible(profile: profile, inputs: inputs) else { continue }
+                    guard eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo) else {
+                        continue
+                    }
                 }
                 best.offer(
                     RankedCandidate(
                         offerIndex: offer.index,
                         representationIndex: candidate.representationIndex,
                         rank: candidate.rank,
-                        tieHash: tieHash(offer),
+                        tieHash: Self.tieHash(offer, prefix: tieHashPrefix),
                         idOrder: offer.idOrder
                     ),
                     capacity: remaining
@@ -367,20 +401,30 @@ private struct ScopeWalker<Profile: ProfileView> {
     }
 
     private func isCapped(_ offer: OfferDefinition) -> Bool {
-        guard let limit = offer.cappingLimit, profileFound else { return false }
+        Self.isCapped(offer, profile: profile, found: profileFound)
+    }
+
+    private static func isCapped(_ offer: OfferDefinition, profile: Profile, found: Bool) -> Bool {
+        guard let limit = offer.cappingLimit, found else { return false }
         return profile.cappingCount(for: offer.internedID) >= limit
     }
 
     /// Keeps the `remaining` best candidates in `best`, best first, without sorting them all.
-    private mutating func rank(_ offer: OfferDefinition, representationIndex: Int, ranking: Ranking, remaining: Int) {
+    private mutating func rank(
+        _ offer: OfferDefinition,
+        representationIndex: Int,
+        ranking: Ranking,
+        remaining: Int,
+        profile: Profile,
+        inputs: RuleInputs
+    ) {
         guard remaining > 0 else { return }
         let rank: Double
         switch ranking {
         case .priority:
             rank = Double(offer.priority)
         case .formula(let formula):
-            inputs.offer = offer
-            rank = formula.score(profile: profile, inputs: inputs)
+            rank = formula.score(profile: profile, inputs: inputs, offer: offer)
         }
         // Strictly worse than the worst kept: no need for the tie hash.
         if let worst = best.worstRank(capacity: remaining), rank < worst { return }
@@ -389,7 +433,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 offerIndex: offer.index,
                 representationIndex: representationIndex,
                 rank: rank,
-                tieHash: tieHash(offer),
+                tieHash: Self.tieHash(offer, prefix: tieHashPrefix),
                 idOrder: offer.idOrder
             ),
             capacity: remaining
@@ -419,10 +463,7 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else if offer.representationByPlacement[placementIndex] == nil {
                 verdict = .noRepresentation
             } else if let eligibility = offer.eligibility,
-                !eligibility.isEligible(
-                    profile: profile,
-                    inputs: inputs.with(offer: offer)
-                )
+                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo)
             {
                 verdict = .ineligible
             } else if isCapped(offer) {
@@ -436,7 +477,9 @@ private struct ScopeWalker<Profile: ProfileView> {
                         offer,
                         representationIndex: representationIndex,
                         ranking: criterion.ranking,
-                        remaining: remaining
+                        remaining: remaining,
+                        profile: profile,
+                        inputs: inputs
                     )
                 }
             }

@@ -222,13 +222,14 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     public var attributes: JSONValue
     /// Offer id -> times already proposed, in source order.
     public var capping: [(offerID: String, count: Int)] {
-        didSet { cappingHashes = capping.map { stableHash($0.offerID.utf8) } }
+        didSet { cappingIndex = Self.cappingIndex(capping) }
     }
-    /// `stableHash` of each audience and capping offer id, kept in step with the arrays: the engine asks for
-    /// every candidate offer, and comparing a precomputed 64-bit hash (``InternedName/hash``) first keeps a
-    /// lookup from comparing strings except on a real match.
+    /// `stableHash` of each audience, and of each capping offer id with its position sorted by hash, kept in step
+    /// with the arrays: the engine asks for every candidate offer, and comparing a precomputed 64-bit hash
+    /// (``InternedName/hash``) first keeps a lookup from comparing strings except on a real match. Capping
+    /// lists are the longer ones (tens of counters), so they are binary-searched.
     private var audienceHashes: [UInt64]
-    private var cappingHashes: [UInt64]
+    private var cappingIndex: [(hash: UInt64, position: Int)]
 
     public init(
         identities: [Identity],
@@ -244,7 +245,13 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         self.attributes = attributes
         self.capping = capping
         self.audienceHashes = audiences.map { stableHash($0.utf8) }
-        self.cappingHashes = capping.map { stableHash($0.offerID.utf8) }
+        self.cappingIndex = Self.cappingIndex(capping)
+    }
+
+    private static func cappingIndex(_ capping: [(offerID: String, count: Int)]) -> [(hash: UInt64, position: Int)] {
+        capping.enumerated()
+            .map { (hash: stableHash($0.element.offerID.utf8), position: $0.offset) }
+            .sorted { $0.hash != $1.hash ? $0.hash < $1.hash : $0.position < $1.position }
     }
 
     public var primaryIdentity: Identity { identities[0] }
@@ -269,9 +276,18 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     }
 
     public func cappingCount(for offer: InternedName) -> Int {
-        for (position, hash) in cappingHashes.enumerated()
-        where hash == offer.hash && sameCodePoints(capping[position].offerID, offer.name) {
-            return capping[position].count
+        // The first entry whose hash is not below the offer's; equal hashes are in source order, so the first
+        // matching id wins, as in a scan of `capping`.
+        var low = 0
+        var high = cappingIndex.count
+        while low < high {
+            let middle = (low + high) / 2
+            if cappingIndex[middle].hash < offer.hash { low = middle + 1 } else { high = middle }
+        }
+        while low < cappingIndex.count && cappingIndex[low].hash == offer.hash {
+            let position = cappingIndex[low].position
+            if sameCodePoints(capping[position].offerID, offer.name) { return capping[position].count }
+            low += 1
         }
         return 0
     }

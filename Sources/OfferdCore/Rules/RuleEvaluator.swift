@@ -110,14 +110,11 @@ extension RuleNode {
         case .inAudience(let audience):
             return profile.isMember(of: audience)
         case .stringTest(let test, let subject, let pattern):
-            guard case .string(let text) = subject.evaluate(profile: profile, inputs: inputs),
-                case .string(let part) = pattern.evaluate(profile: profile, inputs: inputs)
-            else { return false }
-            switch test {
-            case .contains: return UnicodeText.contains(text, part)
-            case .startsWith: return UnicodeText.hasPrefix(text, part)
-            case .endsWith: return UnicodeText.hasSuffix(text, part)
-            }
+            return RuleValue.ruleStringTest(
+                test,
+                subject.evaluate(profile: profile, inputs: inputs),
+                pattern.evaluate(profile: profile, inputs: inputs)
+            )
         case .conditional(let condition, let whenTrue, let whenFalse):
             return condition.isTrue(profile: profile, inputs: inputs)
                 ? whenTrue.isTrue(profile: profile, inputs: inputs) : whenFalse.isTrue(profile: profile, inputs: inputs)
@@ -147,19 +144,11 @@ extension RuleNode {
         case .not, .and, .or, .equal, .isNull, .order, .member, .inAudience, .stringTest:
             return .bool(isTrue(profile: profile, inputs: inputs))
         case .arithmetic(let operation, let left, let right):
-            guard case .number(let lhs) = left.evaluate(profile: profile, inputs: inputs),
-                case .number(let rhs) = right.evaluate(profile: profile, inputs: inputs)
-            else { return .null }
-            let result: Double
-            switch operation {
-            case .add: result = lhs + rhs
-            case .subtract: result = lhs - rhs
-            case .multiply: result = lhs * rhs
-            case .divide:
-                guard rhs != 0 else { return .null }
-                result = lhs / rhs
-            }
-            return result.isFinite ? .number(result) : .null
+            return RuleValue.ruleArithmetic(
+                operation,
+                left.evaluate(profile: profile, inputs: inputs),
+                right.evaluate(profile: profile, inputs: inputs)
+            )
         case .negate(let operand):
             guard case .number(let value) = operand.evaluate(profile: profile, inputs: inputs) else { return .null }
             return .number(-value)
@@ -170,31 +159,29 @@ extension RuleNode {
             guard case .string(let text) = operand.evaluate(profile: profile, inputs: inputs) else { return .null }
             return .string(text.uppercased())
         case .length(let operand):
-            switch operand.evaluate(profile: profile, inputs: inputs) {
-            case .string(let text): return .number(Double(text.unicodeScalars.count))
-            case .list(let items): return .number(Double(items.count))
-            default: return .null
-            }
+            return RuleValue.ruleLength(operand.evaluate(profile: profile, inputs: inputs))
         case .toNumber(let operand):
             if case .offerCharacteristic(let slot) = operand {
                 // Characteristic values are strings; their numbers were parsed at load.
                 guard let offer = inputs.offer, slot < offer.characteristicNumbers.count else { return .null }
                 return offer.characteristicNumbers[slot]
             }
-            switch operand.evaluate(profile: profile, inputs: inputs) {
-            case .number(let value): return .number(value)
-            case .string(let text): return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
-            default: return .null
-            }
+            return RuleValue.ruleNumber(operand.evaluate(profile: profile, inputs: inputs))
         case .conditional(let condition, let whenTrue, let whenFalse):
             return condition.isTrue(profile: profile, inputs: inputs)
                 ? whenTrue.evaluate(profile: profile, inputs: inputs) : whenFalse.evaluate(profile: profile, inputs: inputs)
-        case .minimum(let left, let right), .maximum(let left, let right):
-            guard case .number(let lhs) = left.evaluate(profile: profile, inputs: inputs),
-                case .number(let rhs) = right.evaluate(profile: profile, inputs: inputs)
-            else { return .null }
-            if case .minimum = self { return .number(Swift.min(lhs, rhs)) }
-            return .number(Swift.max(lhs, rhs))
+        case .minimum(let left, let right):
+            return RuleValue.ruleExtremum(
+                left.evaluate(profile: profile, inputs: inputs),
+                right.evaluate(profile: profile, inputs: inputs),
+                minimum: true
+            )
+        case .maximum(let left, let right):
+            return RuleValue.ruleExtremum(
+                left.evaluate(profile: profile, inputs: inputs),
+                right.evaluate(profile: profile, inputs: inputs),
+                minimum: false
+            )
         }
     }
 
@@ -244,6 +231,55 @@ extension RuleValue {
             }
         default:
             return false
+        }
+    }
+
+    /// `+`, `-`, `*`, `/` of two numbers; null for any other operand, a division by zero or a non-finite result.
+    static func ruleArithmetic(_ operation: ArithmeticOperator, _ left: RuleValue, _ right: RuleValue) -> RuleValue {
+        guard case .number(let lhs) = left, case .number(let rhs) = right else { return .null }
+        let result: Double
+        switch operation {
+        case .add: result = lhs + rhs
+        case .subtract: result = lhs - rhs
+        case .multiply: result = lhs * rhs
+        case .divide:
+            guard rhs != 0 else { return .null }
+            result = lhs / rhs
+        }
+        return result.isFinite ? .number(result) : .null
+    }
+
+    /// `min` or `max` of two numbers; null for any other operand.
+    static func ruleExtremum(_ left: RuleValue, _ right: RuleValue, minimum: Bool) -> RuleValue {
+        guard case .number(let lhs) = left, case .number(let rhs) = right else { return .null }
+        return .number(minimum ? Swift.min(lhs, rhs) : Swift.max(lhs, rhs))
+    }
+
+    /// `contains`, `startsWith`, `endsWith` of two strings; false for any other operand.
+    static func ruleStringTest(_ test: StringTest, _ subject: RuleValue, _ pattern: RuleValue) -> Bool {
+        guard case .string(let text) = subject, case .string(let part) = pattern else { return false }
+        switch test {
+        case .contains: return UnicodeText.contains(text, part)
+        case .startsWith: return UnicodeText.hasPrefix(text, part)
+        case .endsWith: return UnicodeText.hasSuffix(text, part)
+        }
+    }
+
+    /// `len`: a string's code points or a list's items; null for anything else.
+    static func ruleLength(_ value: RuleValue) -> RuleValue {
+        switch value {
+        case .string(let text): return .number(Double(text.unicodeScalars.count))
+        case .list(let items): return .number(Double(items.count))
+        default: return .null
+        }
+    }
+
+    /// `number(x)`: a number as is, a strictly numeric string converted (SPEC 4), else null.
+    static func ruleNumber(_ value: RuleValue) -> RuleValue {
+        switch value {
+        case .number(let number): return .number(number)
+        case .string(let text): return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
+        default: return .null
         }
     }
 
