@@ -375,6 +375,9 @@ private struct ScopeWalker<Profile: ProfileView> {
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
                 let candidate = ranking.candidates[position]
+                // Eligibility is one of the tests every candidate must pass, so a shared condition this request
+                // already found false settles it before the offer itself is read.
+                if let slot = candidate.eligibilityMemoSlot, memo[slot] == false { continue }
                 let offer = candidate.offer
                 guard offer.isInsideDates(now), !chosen.contains(offer.index),
                     !Self.isCapped(offer, profile: profile, found: profileFound)
