@@ -4,15 +4,22 @@ import Testing
 @testable import OfferdCore
 
 
-/// A random catalog: every channel's placement, 1 to 8 offers with random priority, status, dates, audiences and
-/// capping, and decisions with and without a fallback over several criteria.
+/// A random catalog: every channel's placement, 1 to 8 offers with random priority, status, dates, audiences or
+/// shared conditions, and capping, and decisions with and without a fallback over several criteria.
 func randomCatalog(seed: UInt64) throws -> Catalog {
     var random = SplitMix64(state: seed)
     let offerCount = Int.random(in: 1...8, using: &random)
     var offers: [String] = []
     for index in 0..<offerCount {
         var extra = #""tags": ["\#(["t", "u"].randomElement(using: &random) ?? "t")"]"#
-        if Bool.random(using: &random) { extra += #", "eligibility": {"anyAudiences": ["vip"]}"# }
+        // Shared profile-only conditions are memoised per request, and the decision loop passes over a candidate
+        // whose memoised condition failed without reading the offer: that path must not leak either.
+        switch Int.random(in: 0..<4, using: &random) {
+        case 0: extra += #", "eligibility": {"anyAudiences": ["vip"]}"#
+        case 1: extra += #", "eligibility": {"condition": "inAudience(\"vip\")"}"#
+        case 2: extra += #", "eligibility": {"condition": "not inAudience(\"vip\")"}"#
+        default: break
+        }
         if Bool.random(using: &random) {
             extra += #", "capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"#
         }
