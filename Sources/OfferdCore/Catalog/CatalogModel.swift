@@ -86,6 +86,8 @@ final class OfferDefinition: Sendable {
     /// The smallest capping limit, if any: capped when the profile's count reaches it.
     let cappingLimit: Int?
     let representations: [Representation]
+    /// What an item of this offer carries, per representation (same indices), built once here.
+    let itemContents: [DecidedItemContent]
     /// Representation index by placement index (nil: none for that placement).
     let representationByPlacement: [Int?]
     /// Rank of `id` in code-point order among all offers: the last tie-break.
@@ -126,6 +128,9 @@ final class OfferDefinition: Sendable {
         self.eligibility = eligibility
         self.cappingLimit = cappingLimit
         self.representations = representations
+        self.itemContents = representations.map { representation in
+            DecidedItemContent(id: id, name: name, characteristics: characteristics, representation: representation)
+        }
         self.representationByPlacement = representationByPlacement
         self.idOrder = idOrder
     }
@@ -141,6 +146,23 @@ struct FallbackOfferDefinition: Sendable {
     let characteristics: [Characteristic]
     let representations: [Representation]
     let representationByPlacement: [Int?]
+    /// What an item of this offer carries, per representation (same indices).
+    let itemContents: [DecidedItemContent]
+
+    init(
+        id: String, name: String?, status: OfferStatus, characteristics: [Characteristic],
+        representations: [Representation], representationByPlacement: [Int?]
+    ) {
+        self.id = id
+        self.name = name
+        self.status = status
+        self.characteristics = characteristics
+        self.representations = representations
+        self.representationByPlacement = representationByPlacement
+        self.itemContents = representations.map { representation in
+            DecidedItemContent(id: id, name: name, characteristics: characteristics, representation: representation)
+        }
+    }
 }
 
 /// How a criterion orders its candidates.
@@ -157,8 +179,9 @@ struct CandidateOffer: Sendable {
     let representationIndex: Int
 }
 
-/// One evaluation criterion, bound to its decision scope's placement.
-struct CriterionDefinition: Sendable {
+/// One evaluation criterion, bound to its decision scope's placement. A class so that the decision loop holds
+/// it by one reference instead of copying its arrays.
+final class CriterionDefinition: Sendable {
     let eligibility: Eligibility?
     let ranking: Ranking
     /// Every offer of the collection, in collection order (for the explain trace).
@@ -214,6 +237,13 @@ struct StaticallyRankedCandidate: Sendable {
 struct StaticRanking: Sendable {
     /// Best rank first; equal ranks (`==`, so -0.0 ties 0.0) are contiguous.
     let candidates: [StaticallyRankedCandidate]
+    /// What the decision loop tests of `candidates[i]`, at the same positions, as plain values: the loop reads
+    /// these without loading the offer object (a retain, a release and a cache miss per candidate otherwise).
+    let screens: [CandidateScreen]
+    /// The UTF-8 of every candidate's offer id, back to back (`CandidateScreen.idBytes`), for the tie hash.
+    let offerIDBytes: [UInt8]
+    /// Each candidate's offer id, interned, at the same positions: the capping lookup's key.
+    let offerIDs: [InternedName]
     /// The end (exclusive) of each tie group in `candidates`, in order; the last is `candidates.count`.
     let groupEnds: [Int]
 
@@ -252,9 +282,55 @@ struct StaticRanking: Sendable {
             )
         }
         if !sorted.isEmpty { groupEnds.append(sorted.count) }
+        var offerIDBytes: [UInt8] = []
+        self.screens = sorted.map { candidate in
+            let start = offerIDBytes.count
+            offerIDBytes.append(contentsOf: candidate.offer.id.utf8)
+            return CandidateScreen(candidate, idBytes: start..<offerIDBytes.count)
+        }
+        self.offerIDBytes = offerIDBytes
+        self.offerIDs = sorted.map(\.offer.internedID)
         self.candidates = sorted
         self.groupEnds = groupEnds
     }
+}
+
+/// The per-candidate facts the decision loop checks before it needs the offer itself, copied from the offer
+/// at load. Holds no reference, so reading one costs no reference counting.
+struct CandidateScreen: Sendable {
+    let offerIndex: Int
+    let representationIndex: Int
+    let rank: Double
+    /// Epoch seconds; `-infinity` when absent.
+    let startDate: Double
+    /// Epoch seconds; `+infinity` when absent.
+    let endDate: Double
+    /// The offer's smallest capping limit; `Int.max` when it has none.
+    let cappingLimit: Int
+    /// The memo slot of the offer's eligibility condition; -1 when it has none (see
+    /// ``StaticallyRankedCandidate/eligibilityMemoSlot``).
+    let eligibilityMemoSlot: Int
+    /// True when the offer has no eligibility at all.
+    let alwaysEligible: Bool
+    let idOrder: Int
+    /// Where the offer id's UTF-8 sits in ``StaticRanking/offerIDBytes``.
+    let idBytes: Range<Int>
+
+    init(_ candidate: StaticallyRankedCandidate, idBytes: Range<Int>) {
+        let offer = candidate.offer
+        self.offerIndex = offer.index
+        self.representationIndex = candidate.representationIndex
+        self.rank = candidate.rank
+        self.startDate = offer.startDate
+        self.endDate = offer.endDate
+        self.cappingLimit = offer.cappingLimit ?? Int.max
+        self.eligibilityMemoSlot = candidate.eligibilityMemoSlot ?? -1
+        self.alwaysEligible = offer.eligibility == nil
+        self.idOrder = offer.idOrder
+        self.idBytes = idBytes
+    }
+
+    func isInsideDates(_ now: Double) -> Bool { startDate <= now && now < endDate }
 }
 
 /// A decision's scope for one placement.
@@ -264,7 +340,9 @@ struct DecisionScopeDefinition: Sendable {
 }
 
 /// A decision: per placement, an ordered list of criteria and one fallback.
-struct DecisionDefinition: Sendable {
+///
+/// A class so that the decision path holds it by one reference instead of copying its fields.
+final class DecisionDefinition: Sendable {
     let id: String
     let name: String?
     let status: DecisionStatus
@@ -273,6 +351,19 @@ struct DecisionDefinition: Sendable {
     let fallbackIndex: Int?
     /// Indexed by placement index: the decision's scope for that placement, if any.
     let scopeByPlacement: [DecisionScopeDefinition?]
+
+    init(
+        id: String, name: String?, status: DecisionStatus, startDate: Double, endDate: Double, fallbackIndex: Int?,
+        scopeByPlacement: [DecisionScopeDefinition?]
+    ) {
+        self.id = id
+        self.name = name
+        self.status = status
+        self.startDate = startDate
+        self.endDate = endDate
+        self.fallbackIndex = fallbackIndex
+        self.scopeByPlacement = scopeByPlacement
+    }
 
     func isActive(at now: Double) -> Bool { status == .live && startDate <= now && now < endDate }
 }

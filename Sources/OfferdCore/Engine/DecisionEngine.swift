@@ -61,7 +61,7 @@ public struct DecisionEngine: Sendable {
         found: Bool,
         now: Double
     ) -> DecisionResult {
-        var walk = ScopeWalker(
+        let walker = ScopeWalker(
             catalog: catalog,
             options: options,
             request: request,
@@ -71,18 +71,30 @@ public struct DecisionEngine: Sendable {
         )
         var propositions: [Proposition] = []
         propositions.reserveCapacity(request.scopes.count)
+        var state = WalkState()
         for scope in request.scopes {
-            propositions.append(walk.decide(scope))
+            propositions.append(walker.decide(scope, state: &state))
         }
         return DecisionResult(propositions: propositions, profileFound: found, catalogVersion: catalog.version)
     }
 }
 
-/// The state of deciding one request: the rule inputs, the offers already
-/// proposed, the tie-break hash prefix and the top-k buffer.
+/// What changes while one request is decided: the offers already proposed, the top-k buffer and the memo.
 ///
-/// Holds no heap storage of its own in the common case (see `InlineBuffers.swift`): one scope costs exactly the
-/// result's proposition array and its item array.
+/// Kept apart from ``ScopeWalker`` so that the walker's methods are non-mutating: Swift then reads the profile and
+/// the rule inputs in place, where a mutating method copied them (a retain per reference they hold) first.
+/// Holds no heap storage in the common case (see `InlineBuffers.swift`).
+private struct WalkState {
+    /// The offers proposed earlier in this response (with `allowDuplicates`, earlier in this scope only).
+    var chosen = ChosenOffers()
+    var best = TopCandidates()
+    /// Results of the offer-independent conditions evaluated so far in this request.
+    var memo = ConditionMemo()
+}
+
+/// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.
+///
+/// One scope costs exactly the result's proposition array and its item array.
 private struct ScopeWalker<Profile: ProfileView> {
     let catalog: Catalog
     let options: EngineOptions
@@ -96,13 +108,8 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// Fixed for the whole request (its `offer` stays nil): rules get the candidate as a separate argument, so
     /// that the loop never copies the inputs per candidate.
     let inputs: RuleInputs
-    /// The offers proposed earlier in this response (with `allowDuplicates`, earlier in this scope only).
-    var chosen = ChosenOffers()
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
-    var best = TopCandidates()
-    /// Results of the offer-independent conditions evaluated so far in this request.
-    var memo = ConditionMemo()
 
     init(
         catalog: Catalog,
@@ -152,13 +159,9 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.tieHashPrefix = hasher
     }
 
+    /// The SPEC 6 step 6 tie-break hash of `offer` for this request's profile.
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
-        Self.tieHash(offer, prefix: tieHashPrefix)
-    }
-
-    /// Static, like ``isCapped(_:profile:found:)``: the hot loop is a mutating method, and calling a
-    /// non-mutating method of `self` there made Swift copy the whole walker (about 1 KB) at every call.
-    private static func tieHash(_ offer: OfferDefinition, prefix: FNV1a64) -> UInt64 {
+        let prefix = tieHashPrefix
         // Over the contiguous UTF-8 when there is some (always, for native strings): walking `UTF8View`
         // indices costs several times more per byte.
         let contiguous = offer.id.utf8.withContiguousStorageIfAvailable { bytes in
@@ -172,7 +175,14 @@ private struct ScopeWalker<Profile: ProfileView> {
         return fmix64(hasher.value)
     }
 
-    mutating func decide(_ request: ScopeRequest) -> Proposition {
+    /// ``tieHash(_:)`` of an offer id stored as `bytes[range]`.
+    private func tieHash(_ bytes: [UInt8], _ range: Range<Int>) -> UInt64 {
+        var hasher = tieHashPrefix
+        for position in range { hasher.combine(bytes[position]) }
+        return fmix64(hasher.value)
+    }
+
+    func decide(_ request: ScopeRequest, state: inout WalkState) -> Proposition {
         func answer(_ outcome: Outcome, _ reason: Reason) -> Proposition {
             Proposition(
                 decisionID: request.decisionID,
@@ -208,7 +218,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         // Steps 5 to 7.
         var trace: [TraceEntry] = []
-        let items = walk(scope, wanted: request.effectiveItemCount, trace: &trace)
+        let items = walk(scope, wanted: request.effectiveItemCount, trace: &trace, state: &state)
         if items.isEmpty {
             var proposition = fallback(
                 decision,
@@ -246,13 +256,9 @@ private struct ScopeWalker<Profile: ProfileView> {
                 reason: reason
             )
         }
-        let offer = catalog.fallbackOffers[fallbackIndex]
         let item = DecidedItem(
-            id: offer.id,
-            name: offer.name,
+            content: catalog.fallbackOffers[fallbackIndex].itemContents[representationIndex],
             priority: 0,
-            characteristics: offer.characteristics,
-            representation: offer.representations[representationIndex],
             score: nil,
             isFallback: true
         )
@@ -266,21 +272,23 @@ private struct ScopeWalker<Profile: ProfileView> {
     }
 
     /// Walks the scope's criteria (SPEC 6 step 5) and returns the chosen offers, best first.
-    private mutating func walk(
+    private func walk(
         _ scope: DecisionScopeDefinition,
         wanted: Int,
-        trace: inout [TraceEntry]
+        trace: inout [TraceEntry],
+        state: inout WalkState
     ) -> [DecidedItem] {
         var items: [DecidedItem] = []
-        let chosenBeforeScope = chosen.count
+        let chosenBeforeScope = state.chosen.count
         for (criterionIndex, criterion) in scope.criteria.enumerated() {
             let remaining = wanted - items.count
             if remaining == 0 && !explain { break }
             var criterionEligible = true
             if let eligibility = criterion.eligibility {
-                criterionEligible = eligibility.isEligible(profile: profile, inputs: inputs, offer: nil, memo: &memo)
+                criterionEligible = eligibility.isEligible(
+                    profile: profile, inputs: inputs, offer: nil, memo: &state.memo)
             }
-            best.removeAll()
+            state.best.removeAll()
             var traceStart = trace.count
             if explain {
                 traceStart = trace.count
@@ -290,27 +298,26 @@ private struct ScopeWalker<Profile: ProfileView> {
                     eligible: criterionEligible,
                     placementIndex: scope.placementIndex,
                     remaining: remaining,
-                    trace: &trace
+                    trace: &trace,
+                    state: &state
                 )
             } else if criterionEligible && remaining > 0, let staticRanking = criterion.staticRanking {
-                considerByGroups(staticRanking, remaining: remaining)
+                considerByGroups(staticRanking, remaining: remaining, state: &state)
             } else if criterionEligible && remaining > 0 {
-                considerAll(criterion, remaining: remaining)
+                considerAll(criterion, remaining: remaining, state: &state)
             }
-            if best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
-            for position in 0..<best.count {
-                let ranked = best[position]
+            state.best.sortBestFirst()
+            if state.best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
+            for position in 0..<state.best.count {
+                let ranked = state.best[position]
                 let offer = catalog.offers[ranked.offerIndex]
-                chosen.append(ranked.offerIndex)
+                state.chosen.append(ranked.offerIndex)
                 var score: Double?
                 if case .formula = criterion.ranking { score = ranked.rank }
                 items.append(
                     DecidedItem(
-                        id: offer.id,
-                        name: offer.name,
+                        content: offer.itemContents[ranked.representationIndex],
                         priority: offer.priority,
-                        characteristics: offer.characteristics,
-                        representation: offer.representations[ranked.representationIndex],
                         score: score,
                         isFallback: false
                     )
@@ -326,26 +333,21 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         if allowDuplicates {
             // Only this scope may not repeat an offer; the next scope ranks independently.
-            chosen.truncate(to: chosenBeforeScope)
+            state.chosen.truncate(to: chosenBeforeScope)
         }
         return items
     }
 
     /// Filters every candidate through dates, capping, de-duplication and eligibility (all must pass, so the
     /// cheapest run first) and offers the survivors to the ranking.
-    private mutating func considerAll(_ criterion: CriterionDefinition, remaining: Int) {
-        // Local copies, as in `considerByGroups`.
-        let inputs = self.inputs
-        let profile = self.profile
-        let profileFound = self.profileFound
-        let now = self.now
+    private func considerAll(_ criterion: CriterionDefinition, remaining: Int, state: inout WalkState) {
         for candidate in criterion.candidates {
             let offer = candidate.offer
-            guard offer.isInsideDates(now), !chosen.contains(offer.index),
-                !Self.isCapped(offer, profile: profile, found: profileFound)
+            guard offer.isInsideDates(now), !state.chosen.contains(offer.index),
+                !isCapped(offer)
             else { continue }
             if let eligibility = offer.eligibility,
-                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo)
+                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
             {
                 continue
             }
@@ -354,8 +356,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 representationIndex: candidate.representationIndex,
                 ranking: criterion.ranking,
                 remaining: remaining,
-                profile: profile,
-                inputs: inputs
+                best: &state.best
             )
         }
     }
@@ -363,63 +364,63 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// The fast path of a statically ranked criterion: tests candidates one tie group at a time, best group
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
-    private mutating func considerByGroups(_ ranking: StaticRanking, remaining: Int) {
-        // Local copies, once per criterion: passing a stored property of `self` (inout here) to a call makes Swift
-        // copy it at every call, and `inputs` is a few hundred bytes.
-        let inputs = self.inputs
-        let profile = self.profile
-        let profileFound = self.profileFound
-        let tieHashPrefix = self.tieHashPrefix
-        let now = self.now
+    private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
+        let screens = ranking.screens
+        let offerIDBytes = ranking.offerIDBytes
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
-                let candidate = ranking.candidates[position]
-                // Eligibility is one of the tests every candidate must pass, so a shared condition this request
-                // already found false settles it before the offer itself is read.
-                if let slot = candidate.eligibilityMemoSlot, memo[slot] == false { continue }
-                let offer = candidate.offer
-                guard offer.isInsideDates(now), !chosen.contains(offer.index),
-                    !Self.isCapped(offer, profile: profile, found: profileFound)
-                else { continue }
-                if let eligibility = offer.eligibility {
-                    guard eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo) else {
+                // Every test below must pass, so the cheap ones on plain values run first and the offer object is
+                // loaded only for an eligibility the request has not settled yet, or for a capping lookup.
+                let screen = screens[position]
+                var eligible = screen.alwaysEligible
+                if screen.eligibilityMemoSlot >= 0, let known = state.memo[screen.eligibilityMemoSlot] {
+                    guard known else { continue }
+                    eligible = true
+                }
+                guard screen.isInsideDates(now), !state.chosen.contains(screen.offerIndex) else { continue }
+                if screen.cappingLimit != Int.max && profileFound
+                    && profile.cappingCount(for: ranking.offerIDs[position]) >= screen.cappingLimit
+                {
+                    continue
+                }
+                if !eligible {
+                    let offer = ranking.candidates[position].offer
+                    if let eligibility = offer.eligibility,
+                        !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
+                    {
                         continue
                     }
                 }
-                best.offer(
+                let tieHash = tieHash(offerIDBytes, screen.idBytes)
+                state.best.offer(
                     RankedCandidate(
-                        offerIndex: offer.index,
-                        representationIndex: candidate.representationIndex,
-                        rank: candidate.rank,
-                        tieHash: Self.tieHash(offer, prefix: tieHashPrefix),
-                        idOrder: offer.idOrder
+                        offerIndex: screen.offerIndex,
+                        representationIndex: screen.representationIndex,
+                        rank: screen.rank,
+                        tieHash: tieHash,
+                        idOrder: screen.idOrder
                     ),
                     capacity: remaining
                 )
             }
-            if best.count == remaining { return }
+            if state.best.count == remaining { return }
             groupStart = groupEnd
         }
     }
 
     private func isCapped(_ offer: OfferDefinition) -> Bool {
-        Self.isCapped(offer, profile: profile, found: profileFound)
-    }
-
-    private static func isCapped(_ offer: OfferDefinition, profile: Profile, found: Bool) -> Bool {
-        guard let limit = offer.cappingLimit, found else { return false }
+        guard let limit = offer.cappingLimit, profileFound else { return false }
         return profile.cappingCount(for: offer.internedID) >= limit
     }
 
     /// Keeps the `remaining` best candidates in `best`, best first, without sorting them all.
-    private mutating func rank(
+    private func rank(
         _ offer: OfferDefinition,
         representationIndex: Int,
         ranking: Ranking,
         remaining: Int,
-        profile: Profile,
-        inputs: RuleInputs
+        best: inout TopCandidates
     ) {
         guard remaining > 0 else { return }
         let rank: Double
@@ -436,7 +437,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 offerIndex: offer.index,
                 representationIndex: representationIndex,
                 rank: rank,
-                tieHash: Self.tieHash(offer, prefix: tieHashPrefix),
+                tieHash: tieHash(offer),
                 idOrder: offer.idOrder
             ),
             capacity: remaining
@@ -446,13 +447,14 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// The explain path: every offer of the collection gets a verdict, in
     /// SPEC 2.2 order; the survivors are ranked and provisionally `ranked-out`
     /// (the caller marks the chosen ones).
-    private mutating func traceCriterion(
+    private func traceCriterion(
         _ criterion: CriterionDefinition,
         index: Int,
         eligible: Bool,
         placementIndex: Int,
         remaining: Int,
-        trace: inout [TraceEntry]
+        trace: inout [TraceEntry],
+        state: inout WalkState
     ) {
         let label = String(index)
         for offer in criterion.collectionOffers {
@@ -466,12 +468,12 @@ private struct ScopeWalker<Profile: ProfileView> {
             } else if offer.representationByPlacement[placementIndex] == nil {
                 verdict = .noRepresentation
             } else if let eligibility = offer.eligibility,
-                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &memo)
+                !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
             {
                 verdict = .ineligible
             } else if isCapped(offer) {
                 verdict = .capped
-            } else if chosen.contains(offer.index) {
+            } else if state.chosen.contains(offer.index) {
                 verdict = .duplicate
             } else {
                 verdict = .rankedOut
@@ -481,8 +483,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                         representationIndex: representationIndex,
                         ranking: criterion.ranking,
                         remaining: remaining,
-                        profile: profile,
-                        inputs: inputs
+                        best: &state.best
                     )
                 }
             }

@@ -55,28 +55,96 @@ public struct Characteristic: Sendable, Equatable {
 /// One proposed item: an offer or a fallback offer, with its representation
 /// for the proposition's placement.
 public struct DecidedItem: Sendable, Equatable {
-    public var id: String
-    public var name: String?
+    /// The offer's part of the item, shared: the catalog builds one per offer and representation at load, so an
+    /// item costs one reference to copy instead of one per string it carries.
+    private var content: DecidedItemContent
     /// The offer's priority; 0 for a fallback offer.
     public var priority: Int
-    public var characteristics: [Characteristic]
-    public var representation: Representation
     /// Present exactly when the offer was ranked by a formula.
     public var score: Double?
     /// Whether this is the decision's fallback offer (never personalized).
     public var isFallback: Bool
 
+    // `_read` lends the shared content's fields to readers (the wire encoder) without copying them.
+    public var id: String {
+        _read { yield content.id }
+        set { content = content.with { $0.id = newValue } }
+    }
+
+    public var name: String? {
+        _read { yield content.name }
+        set { content = content.with { $0.name = newValue } }
+    }
+
+    public var characteristics: [Characteristic] {
+        _read { yield content.characteristics }
+        set { content = content.with { $0.characteristics = newValue } }
+    }
+
+    public var representation: Representation {
+        _read { yield content.representation }
+        set { content = content.with { $0.representation = newValue } }
+    }
+
     public init(
         id: String, name: String?, priority: Int, characteristics: [Characteristic],
         representation: Representation, score: Double?, isFallback: Bool
     ) {
-        self.id = id
-        self.name = name
+        self.init(
+            content: DecidedItemContent(
+                id: id, name: name, characteristics: characteristics, representation: representation),
+            priority: priority,
+            score: score,
+            isFallback: isFallback
+        )
+    }
+
+    init(content: DecidedItemContent, priority: Int, score: Double?, isFallback: Bool) {
+        self.content = content
         self.priority = priority
-        self.characteristics = characteristics
-        self.representation = representation
         self.score = score
         self.isFallback = isFallback
+    }
+
+    public static func == (lhs: DecidedItem, rhs: DecidedItem) -> Bool {
+        lhs.priority == rhs.priority && lhs.score == rhs.score && lhs.isFallback == rhs.isFallback
+            && (lhs.content === rhs.content || lhs.content.hasSameValues(as: rhs.content))
+    }
+}
+
+/// The offer-given fields of a ``DecidedItem``: immutable, so items share it.
+final class DecidedItemContent: Sendable {
+    let id: String
+    let name: String?
+    let characteristics: [Characteristic]
+    let representation: Representation
+
+    init(id: String, name: String?, characteristics: [Characteristic], representation: Representation) {
+        self.id = id
+        self.name = name
+        self.characteristics = characteristics
+        self.representation = representation
+    }
+
+    /// A copy with one field changed (the setters of ``DecidedItem``).
+    func with(_ change: (inout Fields) -> Void) -> DecidedItemContent {
+        var fields = Fields(id: id, name: name, characteristics: characteristics, representation: representation)
+        change(&fields)
+        return DecidedItemContent(
+            id: fields.id, name: fields.name, characteristics: fields.characteristics,
+            representation: fields.representation)
+    }
+
+    func hasSameValues(as other: DecidedItemContent) -> Bool {
+        id == other.id && name == other.name && characteristics == other.characteristics
+            && representation == other.representation
+    }
+
+    struct Fields {
+        var id: String
+        var name: String?
+        var characteristics: [Characteristic]
+        var representation: Representation
     }
 }
 

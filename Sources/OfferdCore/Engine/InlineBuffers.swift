@@ -72,10 +72,18 @@ struct RankedCandidate {
     }
 }
 
-/// The best candidates of one criterion, best first: eight inline (item counts are usually small), then spilled.
+/// The best candidates of one criterion: eight inline (item counts are usually small), then spilled.
+///
+/// Kept unordered while candidates arrive, with the worst of them beside: a candidate that enters replaces the
+/// worst in place, so an entry costs one store and a scan of k instead of shifting a sorted run. Call
+/// ``sortBestFirst()`` before reading the result.
 struct TopCandidates {
-    private var storage = SmallArray<RankedCandidate>(
-        filler: RankedCandidate(offerIndex: 0, representationIndex: 0, rank: 0, tieHash: 0, idOrder: 0))
+    private var storage = SmallArray<RankedCandidate>(filler: Self.filler)
+    /// The worst kept candidate and its position, meaningful once `capacity` candidates are kept.
+    private var worst = Self.filler
+    private var worstPosition = 0
+
+    private static let filler = RankedCandidate(offerIndex: 0, representationIndex: 0, rank: 0, tieHash: 0, idOrder: 0)
 
     var count: Int { storage.count }
 
@@ -85,26 +93,49 @@ struct TopCandidates {
         storage.truncate(to: 0)
     }
 
-    /// Keeps `candidate` if it is among the best `capacity` seen so far (insertion into a sorted run: k is small).
+    /// Keeps `candidate` if it is among the best `capacity` seen so far (`capacity` is fixed until `removeAll`).
+    @inline(__always)
     mutating func offer(_ candidate: RankedCandidate, capacity: Int) {
-        if storage.count == capacity {
-            guard capacity > 0, candidate.isBetter(than: storage[storage.count - 1]) else { return }
-            storage.truncate(to: storage.count - 1)
+        if storage.count < capacity {
+            storage.append(candidate)
+            if storage.count == capacity { findWorst() }
+        } else if capacity > 0 && candidate.isBetter(than: worst) {
+            storage[worstPosition] = candidate
+            findWorst()
         }
-        storage.append(candidate)
-        var position = storage.count - 1
-        while position > 0 {
-            let previous = storage[position - 1]
-            guard candidate.isBetter(than: previous) else { break }
-            storage[position] = previous
-            position -= 1
+    }
+
+    private mutating func findWorst() {
+        worstPosition = 0
+        worst = storage[0]
+        for position in 1..<storage.count {
+            let candidate = storage[position]
+            if worst.isBetter(than: candidate) {
+                worst = candidate
+                worstPosition = position
+            }
         }
-        storage[position] = candidate
+    }
+
+    /// Orders the kept candidates best first (insertion sort: k is small).
+    mutating func sortBestFirst() {
+        guard storage.count > 1 else { return }
+        for end in 1..<storage.count {
+            let candidate = storage[end]
+            var position = end
+            while position > 0 {
+                let previous = storage[position - 1]
+                guard candidate.isBetter(than: previous) else { break }
+                storage[position] = previous
+                position -= 1
+            }
+            storage[position] = candidate
+        }
     }
 
     /// The worst kept rank, when `capacity` candidates are kept: anything ranked strictly lower cannot enter.
     func worstRank(capacity: Int) -> Double? {
-        storage.count == capacity && storage.count > 0 ? storage[storage.count - 1].rank : nil
+        storage.count == capacity && storage.count > 0 ? worst.rank : nil
     }
 }
 

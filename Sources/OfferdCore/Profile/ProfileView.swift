@@ -229,7 +229,7 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     /// (``InternedName/hash``) first keeps a lookup from comparing strings except on a real match. Capping
     /// lists are the longer ones (tens of counters), so they are binary-searched.
     private var audienceHashes: [UInt64]
-    private var cappingIndex: [(hash: UInt64, position: Int)]
+    private var cappingIndex: CappingIndex
 
     public init(
         identities: [Identity],
@@ -248,10 +248,8 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         self.cappingIndex = Self.cappingIndex(capping)
     }
 
-    private static func cappingIndex(_ capping: [(offerID: String, count: Int)]) -> [(hash: UInt64, position: Int)] {
-        capping.enumerated()
-            .map { (hash: stableHash($0.element.offerID.utf8), position: $0.offset) }
-            .sorted { $0.hash != $1.hash ? $0.hash < $1.hash : $0.position < $1.position }
+    private static func cappingIndex(_ capping: [(offerID: String, count: Int)]) -> CappingIndex {
+        CappingIndex(capping.map { stableHash($0.offerID.utf8) })
     }
 
     public var primaryIdentity: Identity { identities[0] }
@@ -276,18 +274,12 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     }
 
     public func cappingCount(for offer: InternedName) -> Int {
-        // The first entry whose hash is not below the offer's; equal hashes are in source order, so the first
-        // matching id wins, as in a scan of `capping`.
-        var low = 0
-        var high = cappingIndex.count
-        while low < high {
-            let middle = (low + high) / 2
-            if cappingIndex[middle].hash < offer.hash { low = middle + 1 } else { high = middle }
-        }
-        while low < cappingIndex.count && cappingIndex[low].hash == offer.hash {
-            let position = cappingIndex[low].position
-            if sameCodePoints(capping[position].offerID, offer.name) { return capping[position].count }
-            low += 1
+        var slot = cappingIndex.firstSlot(offer.hash)
+        while let position = cappingIndex.position(at: slot, hash: offer.hash) {
+            if position >= 0 && sameCodePoints(capping[position].offerID, offer.name) {
+                return capping[position].count
+            }
+            slot = cappingIndex.nextSlot(slot)
         }
         return 0
     }
@@ -340,5 +332,42 @@ extension RuleValue {
                     }
                 })
         }
+    }
+}
+
+/// An open-addressing table from 64-bit hashes to positions in a list, for the engine's per-candidate capping
+/// lookup: one probe answers most questions, where a binary search over tens of counters took five.
+///
+/// Entries are inserted in list order and probed in insertion order, so among equal ids the first in the list
+/// wins, as in a scan.
+struct CappingIndex: Sendable {
+    /// `hashes[slot]` and `positions[slot]`; a position of -1 marks an empty slot.
+    private var hashes: [UInt64]
+    private var positions: [Int]
+    private let mask: Int
+
+    init(_ entryHashes: [UInt64]) {
+        var size = 4
+        while size < entryHashes.count * 2 { size *= 2 }
+        mask = size - 1
+        hashes = Array(repeating: 0, count: size)
+        positions = Array(repeating: -1, count: size)
+        for (position, hash) in entryHashes.enumerated() {
+            var slot = Int(truncatingIfNeeded: hash) & mask
+            while positions[slot] >= 0 { slot = (slot + 1) & mask }
+            hashes[slot] = hash
+            positions[slot] = position
+        }
+    }
+
+    func firstSlot(_ hash: UInt64) -> Int { Int(truncatingIfNeeded: hash) & mask }
+
+    func nextSlot(_ slot: Int) -> Int { (slot + 1) & mask }
+
+    /// Nil at an empty slot (the end of the probe); -1 at a slot holding another hash; else the list position.
+    func position(at slot: Int, hash: UInt64) -> Int? {
+        let position = positions[slot]
+        if position < 0 { return nil }
+        return hashes[slot] == hash ? position : -1
     }
 }
