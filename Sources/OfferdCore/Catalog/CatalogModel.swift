@@ -233,17 +233,22 @@ struct StaticallyRankedCandidate: Sendable {
 /// and `offer.*` only), best first, cut into runs of equal rank.
 ///
 /// Lets the decision loop test candidates one tie group at a time and stop once the scope's slots are full,
-/// instead of testing the eligibility of every offer of the collection and then ranking.
-struct StaticRanking: Sendable {
+/// instead of testing the eligibility of every offer of the collection and then ranking. A class, so the loop holds
+/// it by one reference.
+final class StaticRanking: Sendable {
     /// Best rank first; equal ranks (`==`, so -0.0 ties 0.0) are contiguous.
     let candidates: [StaticallyRankedCandidate]
     /// What the decision loop tests of `candidates[i]`, at the same positions, as plain values: the loop reads
     /// these without loading the offer object (a retain, a release and a cache miss per candidate otherwise).
     let screens: [CandidateScreen]
-    /// The UTF-8 of every candidate's offer id, back to back (`CandidateScreen.idBytes`), for the tie hash.
+    /// The UTF-8 of every candidate's offer id, back to back, for the tie hash.
     let offerIDBytes: [UInt8]
     /// Each candidate's offer id, interned, at the same positions: the capping lookup's key.
     let offerIDs: [InternedName]
+    /// The bytes every candidate's offer id starts with (often a naming scheme's `offer-`), in `offerIDBytes`:
+    /// the loop continues the tie hash over them once per request, then each candidate over the rest
+    /// (``CandidateScreen/idSuffix``).
+    let sharedIDPrefix: Range<Int>
     /// The end (exclusive) of each tie group in `candidates`, in order; the last is `candidates.count`.
     let groupEnds: [Int]
 
@@ -282,12 +287,20 @@ struct StaticRanking: Sendable {
             )
         }
         if !sorted.isEmpty { groupEnds.append(sorted.count) }
-        var offerIDBytes: [UInt8] = []
-        self.screens = sorted.map { candidate in
-            let start = offerIDBytes.count
-            offerIDBytes.append(contentsOf: candidate.offer.id.utf8)
-            return CandidateScreen(candidate, idBytes: start..<offerIDBytes.count)
+        let ids = sorted.map { Array($0.offer.id.utf8) }
+        var sharedLength = ids.first?.count ?? 0
+        for id in ids.dropFirst() {
+            sharedLength = min(sharedLength, zip(ids[0], id).prefix { $0 == $1 }.count)
         }
+        var offerIDBytes: [UInt8] = []
+        var screens: [CandidateScreen] = []
+        for (candidate, id) in zip(sorted, ids) {
+            let start = offerIDBytes.count
+            offerIDBytes.append(contentsOf: id)
+            screens.append(CandidateScreen(candidate, idSuffix: (start + sharedLength)..<offerIDBytes.count))
+        }
+        self.screens = screens
+        self.sharedIDPrefix = 0..<(ids.isEmpty ? 0 : sharedLength)
         self.offerIDBytes = offerIDBytes
         self.offerIDs = sorted.map(\.offer.internedID)
         self.candidates = sorted
@@ -313,10 +326,10 @@ struct CandidateScreen: Sendable {
     /// True when the offer has no eligibility at all.
     let alwaysEligible: Bool
     let idOrder: Int
-    /// Where the offer id's UTF-8 sits in ``StaticRanking/offerIDBytes``.
-    let idBytes: Range<Int>
+    /// Where the offer id's UTF-8 sits in ``StaticRanking/offerIDBytes``, past ``StaticRanking/sharedIDPrefix``.
+    let idSuffix: Range<Int>
 
-    init(_ candidate: StaticallyRankedCandidate, idBytes: Range<Int>) {
+    init(_ candidate: StaticallyRankedCandidate, idSuffix: Range<Int>) {
         let offer = candidate.offer
         self.offerIndex = offer.index
         self.representationIndex = candidate.representationIndex
@@ -327,7 +340,7 @@ struct CandidateScreen: Sendable {
         self.eligibilityMemoSlot = candidate.eligibilityMemoSlot ?? -1
         self.alwaysEligible = offer.eligibility == nil
         self.idOrder = offer.idOrder
-        self.idBytes = idBytes
+        self.idSuffix = idSuffix
     }
 
     func isInsideDates(_ now: Double) -> Bool { startDate <= now && now < endDate }

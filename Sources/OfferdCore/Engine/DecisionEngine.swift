@@ -40,12 +40,14 @@ public struct DecisionEngine: Sendable {
     ///   - now: the request time, epoch seconds.
     public func decide<Profile: ProfileView>(
         _ request: DecisionRequest,
-        profile: Profile?,
+        profile: consuming Profile?,
         now: Double
     ) -> DecisionResult {
         // The walker takes a non-optional profile (see `RuleInputs`): an unknown one is an `AbsentProfile`.
-        if let profile {
-            return decide(request, profile: profile, found: true, now: now)
+        // Consumed all the way into the walker, so that deciding copies the profile value (a retain per
+        // reference it holds) only where the caller keeps its own.
+        if let profile = consume profile {
+            return decide(request, profile: consume profile, found: true, now: now)
         }
         return decide(request, profile: AbsentProfile(), found: false, now: now)
     }
@@ -57,7 +59,7 @@ public struct DecisionEngine: Sendable {
 
     private func decide<Profile: ProfileView>(
         _ request: DecisionRequest,
-        profile: Profile,
+        profile: consuming Profile,
         found: Bool,
         now: Double
     ) -> DecisionResult {
@@ -65,7 +67,7 @@ public struct DecisionEngine: Sendable {
             catalog: catalog,
             options: options,
             request: request,
-            profile: profile,
+            profile: consume profile,
             profileFound: found,
             now: now
         )
@@ -115,7 +117,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         catalog: Catalog,
         options: EngineOptions,
         request: DecisionRequest,
-        profile: Profile,
+        profile: consuming Profile,
         profileFound: Bool,
         now: Double
     ) {
@@ -124,9 +126,9 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.allowDuplicates = request.allowDuplicates
         self.explain = request.explain
         self.now = now
-        self.profile = profile
+        self.profile = consume profile
         self.profileFound = profileFound
-        self.consents = profileFound ? profile.consents : .empty
+        self.consents = profileFound ? self.profile.consents : .empty
         var context = RuleValueSlots()
         if !request.context.isEmpty {
             for key in catalog.contextKeys {
@@ -138,11 +140,11 @@ private struct ScopeWalker<Profile: ProfileView> {
         var attributes: RuleValueSlots?
         if catalog.attributePaths.count <= RuleValueSlots.inlineCapacity {
             var values = RuleValueSlots()
-            for path in catalog.attributePaths { values.append(profile.attribute(at: path)) }
+            for path in catalog.attributePaths { values.append(self.profile.attribute(at: path)) }
             attributes = values
         }
         self.inputs = RuleInputs(context: context, attributes: attributes, now: now, offer: nil)
-        let identity = profileFound ? profile.primaryIdentity : request.identity
+        let identity = profileFound ? self.profile.primaryIdentity : request.identity
         var hasher = FNV1a64()
         for byte in identity.namespace.utf8 {
             hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
@@ -175,10 +177,11 @@ private struct ScopeWalker<Profile: ProfileView> {
         return fmix64(hasher.value)
     }
 
-    /// ``tieHash(_:)`` of an offer id stored as `bytes[range]`.
-    private func tieHash(_ bytes: [UInt8], _ range: Range<Int>) -> UInt64 {
-        var hasher = tieHashPrefix
-        for position in range { hasher.combine(bytes[position]) }
+    /// ``tieHash(_:)`` of an offer id whose first bytes `prefix` has hashed already and whose rest is
+    /// `bytes[suffix]`.
+    private static func tieHash(_ bytes: [UInt8], _ suffix: Range<Int>, prefix: FNV1a64) -> UInt64 {
+        var hasher = prefix
+        for position in suffix { hasher.combine(bytes[position]) }
         return fmix64(hasher.value)
     }
 
@@ -367,6 +370,8 @@ private struct ScopeWalker<Profile: ProfileView> {
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
         let screens = ranking.screens
         let offerIDBytes = ranking.offerIDBytes
+        var idPrefixHash = tieHashPrefix
+        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
@@ -392,7 +397,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                         continue
                     }
                 }
-                let tieHash = tieHash(offerIDBytes, screen.idBytes)
+                let tieHash = Self.tieHash(offerIDBytes, screen.idSuffix, prefix: idPrefixHash)
                 state.best.offer(
                     RankedCandidate(
                         offerIndex: screen.offerIndex,
