@@ -455,6 +455,11 @@ public final class Catalog: Sendable {
     let decisions: [DecisionDefinition]
     let placementIndexByID: [String: Int]
     let decisionIndexByID: [String: Int]
+    /// Byte-exact fast paths in front of the two dictionaries (see ``placementIndex(of:)``).
+    private let placementIDs: [String]
+    private let placementTable: HashPositionTable
+    private let decisionIDs: [String]
+    private let decisionTable: HashPositionTable
     /// The context keys rules read, by slot.
     let contextKeys: [String]
     /// The profile attribute paths rules read, by slot.
@@ -489,6 +494,10 @@ public final class Catalog: Sendable {
             decisionIndex[decision.id] = index
         }
         self.decisionIndexByID = decisionIndex
+        self.placementIDs = placements.map(\.id)
+        self.placementTable = HashPositionTable(ids: placementIDs)
+        self.decisionIDs = decisions.map(\.id)
+        self.decisionTable = HashPositionTable(ids: decisionIDs)
         self.counts = CatalogSummary(
             placements: placements.count,
             offers: offers.count,
@@ -497,6 +506,17 @@ public final class Catalog: Sendable {
             rules: ruleCount,
             decisions: decisions.count
         )
+    }
+
+    /// The index of the placement `id`. A request's id is almost always byte-for-byte the catalog's, which the
+    /// table finds with a cheap hash; the dictionary (Swift string equality) answers the rest.
+    func placementIndex(of id: String) -> Int? {
+        placementTable.position(of: id, in: placementIDs) ?? placementIndexByID[id]
+    }
+
+    /// The index of the decision `id` (as ``placementIndex(of:)``).
+    func decisionIndex(of id: String) -> Int? {
+        decisionTable.position(of: id, in: decisionIDs) ?? decisionIndexByID[id]
     }
 
     /// How many placements, offers, fallback offers, collections, rules and decisions it holds.

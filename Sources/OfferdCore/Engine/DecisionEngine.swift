@@ -195,12 +195,12 @@ private struct ScopeWalker<Profile: ProfileView> {
             )
         }
         // Step 1: the decision and its scope for the placement.
-        guard let decisionIndex = catalog.decisionIndexByID[request.decisionID] else {
+        guard let decisionIndex = catalog.decisionIndex(of: request.decisionID) else {
             return answer(.error, .decisionNotFound)
         }
         let decision = catalog.decisions[decisionIndex]
         guard decision.isActive(at: now) else { return answer(.error, .decisionInactive) }
-        guard let placementIndex = catalog.placementIndexByID[request.placementID],
+        guard let placementIndex = catalog.placementIndex(of: request.placementID),
             let scope = decision.scopeByPlacement[placementIndex]
         else { return answer(.error, .placementNotInDecision) }
         let placement = catalog.placements[placementIndex]

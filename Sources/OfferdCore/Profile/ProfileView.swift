@@ -224,12 +224,12 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     public var capping: [(offerID: String, count: Int)] {
         didSet { cappingIndex = Self.cappingIndex(capping) }
     }
-    /// `stableHash` of each audience, and of each capping offer id with its position sorted by hash, kept in step
-    /// with the arrays: the engine asks for every candidate offer, and comparing a precomputed 64-bit hash
-    /// (``InternedName/hash``) first keeps a lookup from comparing strings except on a real match. Capping
-    /// lists are the longer ones (tens of counters), so they are binary-searched.
+    /// `stableHash` of each audience, and a hash table of the capping offer ids, kept in step with the arrays: the
+    /// engine asks for every candidate offer, and comparing a precomputed 64-bit hash (``InternedName/hash``)
+    /// first keeps a lookup from comparing strings except on a real match. Capping lists are the longer ones
+    /// (tens of counters), so they get the table.
     private var audienceHashes: [UInt64]
-    private var cappingIndex: CappingIndex
+    private var cappingIndex: HashPositionTable
 
     public init(
         identities: [Identity],
@@ -248,8 +248,8 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         self.cappingIndex = Self.cappingIndex(capping)
     }
 
-    private static func cappingIndex(_ capping: [(offerID: String, count: Int)]) -> CappingIndex {
-        CappingIndex(capping.map { stableHash($0.offerID.utf8) })
+    private static func cappingIndex(_ capping: [(offerID: String, count: Int)]) -> HashPositionTable {
+        HashPositionTable(capping.map { stableHash($0.offerID.utf8) })
     }
 
     public var primaryIdentity: Identity { identities[0] }
@@ -335,12 +335,13 @@ extension RuleValue {
     }
 }
 
-/// An open-addressing table from 64-bit hashes to positions in a list, for the engine's per-candidate capping
-/// lookup: one probe answers most questions, where a binary search over tens of counters took five.
+/// An open-addressing table from 64-bit hashes to positions in a list, for lookups the engine makes per
+/// candidate or per scope: one probe answers most questions, where a binary search over tens of counters took
+/// five and a `Dictionary<String, _>` hashed the whole string with SipHash.
 ///
 /// Entries are inserted in list order and probed in insertion order, so among equal ids the first in the list
 /// wins, as in a scan.
-struct CappingIndex: Sendable {
+struct HashPositionTable: Sendable {
     /// `hashes[slot]` and `positions[slot]`; a position of -1 marks an empty slot.
     private var hashes: [UInt64]
     private var positions: [Int]
@@ -370,4 +371,33 @@ struct CappingIndex: Sendable {
         if position < 0 { return nil }
         return hashes[slot] == hash ? position : -1
     }
+}
+
+extension HashPositionTable {
+    /// A table of `ids` by ``stableHash(_:)`` of their UTF-8.
+    init(ids: [String]) {
+        self.init(ids.map { stableHash($0.utf8) })
+    }
+
+    /// The position of the first of `ids` (the list this table was built from) whose UTF-8 equals `id`'s.
+    func position(of id: String, in ids: [String]) -> Int? {
+        let hash = contiguousStableHash(id)
+        var slot = firstSlot(hash)
+        while let position = position(at: slot, hash: hash) {
+            if position >= 0 && sameCodePoints(ids[position], id) { return position }
+            slot = nextSlot(slot)
+        }
+        return nil
+    }
+}
+
+/// ``stableHash(_:)`` of `text`'s UTF-8, over its contiguous storage when it has some (walking `UTF8View` costs a
+/// runtime call per byte).
+func contiguousStableHash(_ text: String) -> UInt64 {
+    let contiguous = text.utf8.withContiguousStorageIfAvailable { bytes in
+        var hasher = FNV1a64()
+        for byte in bytes { hasher.combine(byte) }
+        return fmix64(hasher.value)
+    }
+    return contiguous ?? stableHash(text.utf8)
 }
