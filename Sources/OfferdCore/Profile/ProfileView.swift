@@ -216,20 +216,19 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     public var identities: [Identity]
     public var consents: ConsentRecord
     public var audiences: [String] {
-        didSet { audienceHashes = audiences.map { stableHash($0.utf8) } }
+        didSet { index = Index(audiences: audiences, attributes: attributes, capping: capping) }
     }
     /// The `attributes` object (always a `.object`, possibly empty).
-    public var attributes: JSONValue
+    public var attributes: JSONValue {
+        didSet { index = Index(audiences: audiences, attributes: attributes, capping: capping) }
+    }
     /// Offer id -> times already proposed, in source order.
     public var capping: [(offerID: String, count: Int)] {
-        didSet { cappingIndex = Self.cappingIndex(capping) }
+        didSet { index = Index(audiences: audiences, attributes: attributes, capping: capping) }
     }
-    /// `stableHash` of each audience, and a hash table of the capping offer ids, kept in step with the arrays: the
-    /// engine asks for every candidate offer, and comparing a precomputed 64-bit hash (``InternedName/hash``)
-    /// first keeps a lookup from comparing strings except on a real match. Capping lists are the longer ones
-    /// (tens of counters), so they get the table.
-    private var audienceHashes: [UInt64]
-    private var cappingIndex: HashPositionTable
+    /// Lookup structures kept in step with the three lists above, in one shared object so that copying a profile
+    /// costs one reference more, not one per table.
+    private var index: Index
 
     public init(
         identities: [Identity],
@@ -244,29 +243,66 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         self.audiences = audiences
         self.attributes = attributes
         self.capping = capping
-        self.audienceHashes = audiences.map { stableHash($0.utf8) }
-        self.cappingIndex = Self.cappingIndex(capping)
+        self.index = Index(audiences: audiences, attributes: attributes, capping: capping)
     }
 
-    private static func cappingIndex(_ capping: [(offerID: String, count: Int)]) -> HashPositionTable {
-        HashPositionTable(capping.map { stableHash($0.offerID.utf8) })
+    /// The engine asks for every candidate offer and for every attribute path a rule reads, so each answer is a
+    /// precomputed 64-bit hash compared first (``InternedName/hash``, ``AttributePath/hash``), and strings only on
+    /// a real match.
+    private final class Index: Sendable {
+        /// `stableHash` of each audience (a handful: scanned).
+        let audienceHashes: [UInt64]
+        /// Capping offer ids (tens of counters): a table.
+        let capping: HashPositionTable
+        /// Every path that leads somewhere in `attributes` (``AttributePath/canonicalBytes``) with its value, in
+        /// document order, and a table of their ``AttributePath/hash``.
+        let attributePaths: [[UInt8]]
+        let attributeValues: [RuleValue]
+        let attributeTable: HashPositionTable
+
+        init(audiences: [String], attributes: JSONValue, capping: [(offerID: String, count: Int)]) {
+            audienceHashes = audiences.map { stableHash($0.utf8) }
+            self.capping = HashPositionTable(capping.map { stableHash($0.offerID.utf8) })
+            var paths: [[UInt8]] = []
+            var values: [RuleValue] = []
+            Self.flatten(attributes, prefix: [], paths: &paths, values: &values)
+            attributePaths = paths
+            attributeValues = values
+            attributeTable = HashPositionTable(paths.map { stableHash($0) })
+        }
+
+        /// Records every member of `node` (an object) and, depth first, what lies below it. A repeated key is
+        /// skipped with its subtree: a walk by key would only ever reach the first.
+        private static func flatten(_ node: JSONValue, prefix: [UInt8], paths: inout [[UInt8]], values: inout [RuleValue]) {
+            guard case .object(let members) = node else { return }
+            var seen: [String] = []
+            for member in members where !seen.contains(where: { sameCodePoints($0, member.key) }) {
+                seen.append(member.key)
+                let path = prefix + AttributePath.encode([member.key])
+                paths.append(path)
+                values.append(RuleValue(json: member.value))
+                flatten(member.value, prefix: path, paths: &paths, values: &values)
+            }
+        }
     }
 
     public var primaryIdentity: Identity { identities[0] }
 
     public func attribute(at path: AttributePath) -> RuleValue {
-        var node = attributes
-        for segment in path.segments {
-            guard case .object(let members) = node,
-                let member = members.first(where: { sameCodePoints($0.key, segment) })
-            else { return .null }
-            node = member.value
+        if path.segments.isEmpty { return RuleValue(json: attributes) }
+        let table = index.attributeTable
+        var slot = table.firstSlot(path.hash)
+        while let position = table.position(at: slot, hash: path.hash) {
+            if position >= 0 && index.attributePaths[position] == path.canonicalBytes {
+                return index.attributeValues[position]
+            }
+            slot = table.nextSlot(slot)
         }
-        return RuleValue(json: node)
+        return .null
     }
 
     public func isMember(of audience: InternedName) -> Bool {
-        for (position, hash) in audienceHashes.enumerated()
+        for (position, hash) in index.audienceHashes.enumerated()
         where hash == audience.hash && sameCodePoints(audiences[position], audience.name) {
             return true
         }
@@ -274,12 +310,13 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     }
 
     public func cappingCount(for offer: InternedName) -> Int {
-        var slot = cappingIndex.firstSlot(offer.hash)
-        while let position = cappingIndex.position(at: slot, hash: offer.hash) {
+        let table = index.capping
+        var slot = table.firstSlot(offer.hash)
+        while let position = table.position(at: slot, hash: offer.hash) {
             if position >= 0 && sameCodePoints(capping[position].offerID, offer.name) {
                 return capping[position].count
             }
-            slot = cappingIndex.nextSlot(slot)
+            slot = table.nextSlot(slot)
         }
         return 0
     }

@@ -2,8 +2,8 @@ import Testing
 
 @testable import OfferdCore
 
-/// The engine's small hand-made containers against the plain code they replace.
-@Suite struct InlineBufferTests {
+/// The engine's small hand-made containers and lookup tables against the plain code they replace.
+@Suite struct LookupStructureTests {
     /// `TopCandidates` keeps exactly the `capacity` best of a stream, best first, as a full sort would, whatever
     /// the arrival order, with many ties (few distinct ranks and tie hashes) and capacities past the inline eight.
     @Test(arguments: [1, 2, 3, 8, 9, 20])
@@ -55,6 +55,47 @@ import Testing
                 let offerID = "offer-\(id)"
                 let expected = entries.first { $0.offerID == offerID }?.count ?? 0
                 #expect(profile.cappingCount(for: InternedName(offerID)) == expected)
+            }
+        }
+    }
+
+    /// `InMemoryProfile.attribute(at:)` through its flattened table answers as a walk of the JSON by key: objects,
+    /// scalars, lists, paths through scalars or lists, missing keys, and repeated keys (the first wins).
+    @Test func attributeLookupAnswersLikeAWalk() {
+        var random = SplitMix64(seed: 11)
+        let keys = ["a", "b", "c", "a.b", ""]
+        func randomValue(depth: Int) -> JSONValue {
+            switch Int.random(in: 0...(depth > 2 ? 4 : 6), using: &random) {
+            case 0: return .null
+            case 1: return .bool(Bool.random(using: &random))
+            case 2: return .number(Double(Int.random(in: -5...5, using: &random)))
+            case 3: return .string(keys.randomElement(using: &random) ?? "")
+            case 4: return .array([.number(1), .string("x")])
+            default:
+                return .object((0..<Int.random(in: 0...4, using: &random)).map { _ in
+                    JSONMember(key: keys.randomElement(using: &random) ?? "", value: randomValue(depth: depth + 1))
+                })
+            }
+        }
+        func walk(_ node: JSONValue, _ segments: [String]) -> RuleValue {
+            var node = node
+            for segment in segments {
+                guard case .object(let members) = node, let member = members.first(where: { $0.key == segment })
+                else { return .null }
+                node = member.value
+            }
+            return RuleValue(json: node)
+        }
+        for _ in 0..<300 {
+            let attributes = JSONValue.object((0..<Int.random(in: 0...5, using: &random)).map { _ in
+                JSONMember(key: keys.randomElement(using: &random) ?? "", value: randomValue(depth: 0))
+            })
+            let profile = InMemoryProfile(identities: [Identity(namespace: "ECID", id: "1")], attributes: attributes)
+            for length in 1...3 {
+                for _ in 0..<10 {
+                    let segments = (0..<length).map { _ in keys.randomElement(using: &random) ?? "" }
+                    #expect(profile.attribute(at: AttributePath(segments)) == walk(attributes, segments))
+                }
             }
         }
     }
