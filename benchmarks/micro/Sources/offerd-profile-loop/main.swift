@@ -28,4 +28,6 @@ for _ in 0..<iterations {
     }
 }
 let elapsed = ContinuousClock.now - start
-print("\(path): \(iterations) iterations, \(elapsed / iterations) each (sink \(sink))")
+// A run of 0 iterations is the baseline for instruction counts: nothing to divide.
+let each = iterations > 0 ? "\(elapsed / iterations)" : "-"
+print("\(path): \(iterations) iterations, \(each) each (sink \(sink))")
