@@ -128,9 +128,8 @@ final class OfferDefinition: Sendable {
         self.eligibility = eligibility
         self.cappingLimit = cappingLimit
         self.representations = representations
-        self.itemContents = representations.map { representation in
-            DecidedItemContent(id: id, name: name, characteristics: characteristics, representation: representation)
-        }
+        self.itemContents = DecidedItemContent.forEach(
+            of: representations, id: id, name: name, characteristics: characteristics)
         self.representationByPlacement = representationByPlacement
         self.idOrder = idOrder
     }
@@ -159,9 +158,8 @@ struct FallbackOfferDefinition: Sendable {
         self.characteristics = characteristics
         self.representations = representations
         self.representationByPlacement = representationByPlacement
-        self.itemContents = representations.map { representation in
-            DecidedItemContent(id: id, name: name, characteristics: characteristics, representation: representation)
-        }
+        self.itemContents = DecidedItemContent.forEach(
+            of: representations, id: id, name: name, characteristics: characteristics)
     }
 }
 

@@ -126,6 +126,15 @@ final class DecidedItemContent: Sendable {
         self.representation = representation
     }
 
+    /// One content per representation of an offer, in the same order (built at catalog load).
+    static func forEach(
+        of representations: [Representation], id: String, name: String?, characteristics: [Characteristic]
+    ) -> [DecidedItemContent] {
+        representations.map { representation in
+            DecidedItemContent(id: id, name: name, characteristics: characteristics, representation: representation)
+        }
+    }
+
     /// A copy with one field changed (the setters of ``DecidedItem``).
     func with(_ change: (inout Fields) -> Void) -> DecidedItemContent {
         var fields = Fields(id: id, name: name, characteristics: characteristics, representation: representation)
