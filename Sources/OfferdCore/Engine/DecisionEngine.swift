@@ -137,13 +137,13 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
         // every use asks the profile.
-        var attributes: RuleValueSlots?
-        if catalog.attributePaths.count <= RuleValueSlots.inlineCapacity {
-            var values = RuleValueSlots()
-            for path in catalog.attributePaths { values.append(self.profile.attribute(at: path)) }
-            attributes = values
+        let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
+        var attributes = RuleValueSlots()
+        if attributesResolved {
+            for path in catalog.attributePaths { attributes.append(self.profile.attribute(at: path)) }
         }
-        self.inputs = RuleInputs(context: context, attributes: attributes, now: now, offer: nil)
+        self.inputs = RuleInputs(
+            context: context, attributes: attributes, attributesResolved: attributesResolved, now: now, offer: nil)
         let identity = profileFound ? self.profile.primaryIdentity : request.identity
         var hasher = FNV1a64()
         for byte in identity.namespace.utf8 {

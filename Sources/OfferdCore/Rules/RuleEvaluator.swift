@@ -30,9 +30,19 @@ struct RuleEnvironment<Profile: ProfileView> {
 /// caller's metadata and witness table along, at no cost.
 struct RuleInputs {
     init(context: RuleValueSlots, attributes: RuleValueSlots?, now: Double, offer: OfferDefinition?) {
+        self.init(
+            context: context, attributes: attributes ?? RuleValueSlots(), attributesResolved: attributes != nil,
+            now: now, offer: offer)
+    }
+
+    /// The decision loop's form: the slot tables are moved in, not copied (each copy retains every value).
+    init(
+        context: consuming RuleValueSlots, attributes: consuming RuleValueSlots, attributesResolved: Bool,
+        now: Double, offer: OfferDefinition?
+    ) {
         self.context = context
-        self.attributes = attributes ?? RuleValueSlots()
-        self.attributesResolved = attributes != nil
+        self.attributes = attributes
+        self.attributesResolved = attributesResolved
         self.now = now
         self.offer = offer
     }
