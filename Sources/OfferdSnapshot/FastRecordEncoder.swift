@@ -25,15 +25,19 @@ struct FastRecordEncoder {
     private var index = 0
 
     private(set) var identities: [FastIdentity] = []
-    private var consents: [UInt8] = [0, 0, 0, 0, 0, 0]
-    private var audiences: [UInt8] = []
+    /// The six ConsentChoice codes in record order, one per byte (personalize.content in the lowest).
+    private var consents: UInt64 = 0
+    // Scratch for the record's sections, reused from line to line (ByteScratch: no per-byte capacity checks).
+    private let audiences = ByteScratch(capacity: 256)
     private var audienceCount = 0
-    private var capping: [UInt8] = []
+    private let capping = ByteScratch(capacity: 256)
     private var cappingCount = 0
-    private var nodes: [UInt8] = []
-    private var directory: [(hash: UInt64, offset: UInt32)] = []
-    /// Key hashes of the objects being parsed, for the duplicate-key check (one run per open object).
-    private var keyHashes: [UInt64] = []
+    private let nodes = ByteScratch(capacity: 2048)
+    /// Directory entries exactly as in the record: path hash (u64), node offset (u32); sorted in ``assemble``.
+    private let directory = ByteScratch(capacity: 1024)
+    private var directoryCount = 0
+    /// Key hashes (u64) of the objects being parsed, for the duplicate-key check (one run per open object).
+    private let keyHashes = ByteScratch(capacity: 512)
     /// The unfinished FNV-1a state of the key ``asciiKey()`` returned last (shared by the duplicate check and
     /// the string table, so each key is hashed once).
     private var lastKeyHash: UInt64 = 0
@@ -42,25 +46,61 @@ struct FastRecordEncoder {
     /// On success ``identities`` holds the line's identities (ranges into `line`).
     mutating func encode(_ line: [UInt8], strings: inout StringTableBuilder, into output: inout [UInt8]) -> Bool {
         line.withUnsafeBufferPointer { buffer in
-            bytes = buffer
-            index = 0
-            defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
-            guard parseProfile(strings: &strings) else { return false }
-            assemble(line: buffer, into: &output)
+            let record = ByteScratch(capacity: 1024)
+            guard encode(line: buffer, strings: &strings, into: record) else { return false }
+            output.append(contentsOf: record.bytes)
             return true
         }
+    }
+
+    /// Appends the record of `line` to `output` and returns true, or returns false having appended nothing.
+    /// On success ``identities`` holds the line's identities (ranges into `line`), valid while `line` is.
+    mutating func encode(
+        line: UnsafeBufferPointer<UInt8>, strings: inout StringTableBuilder, into output: ByteScratch
+    ) -> Bool {
+        bytes = line
+        defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
+        guard parse(strings: &strings) else { return false }
+        let start = output.appendZeros(recordLength)
+        writeRecord(to: output.base + start)
+        return true
+    }
+
+    /// Appends the record of `line` to `output` (the builder's write buffer); see ``encode(line:strings:into:)``.
+    mutating func encode(
+        line: UnsafeBufferPointer<UInt8>, strings: inout StringTableBuilder, into output: inout [UInt8]
+    ) -> Bool {
+        bytes = line
+        defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
+        guard parse(strings: &strings) else { return false }
+        let length = recordLength
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: length))
+        output.withUnsafeMutableBufferPointer { buffer in
+            // Just grown by `length` bytes from `start`: the base address exists.
+            writeRecord(to: buffer.baseAddress.unsafelyUnwrapped + start)
+        }
+        return true
+    }
+
+    /// Parses the line in ``bytes``, leaving the record's parts in the scratch buffers; false for a line the fast
+    /// path leaves to the general path.
+    private mutating func parse(strings: inout StringTableBuilder) -> Bool {
+        index = 0
+        return parseProfile(strings: &strings)
     }
 
     // MARK: Profile structure (SPEC 5.1)
 
     private mutating func parseProfile(strings: inout StringTableBuilder) -> Bool {
         identities.removeAll(keepingCapacity: true)
-        for position in 0..<6 { consents[position] = 0 }
-        audiences.removeAll(keepingCapacity: true)
-        capping.removeAll(keepingCapacity: true)
-        nodes.removeAll(keepingCapacity: true)
-        directory.removeAll(keepingCapacity: true)
-        keyHashes.removeAll(keepingCapacity: true)
+        consents = 0
+        audiences.removeAll()
+        capping.removeAll()
+        nodes.removeAll()
+        directory.removeAll()
+        directoryCount = 0
+        keyHashes.removeAll()
         audienceCount = 0
         cappingCount = 0
 
@@ -164,9 +204,9 @@ struct FastRecordEncoder {
         guard consume(0x7B) else { return false }
         return forEachMember { parser, key in
             if parser.keyEquals(key, "personalize") {
-                return parser.parseConsentGroup(channels: ["content"], firstSlot: 0)
+                return parser.parseConsentGroup(firstSlot: 0)
             } else if parser.keyEquals(key, "marketing") {
-                return parser.parseConsentGroup(channels: ["any", "email", "sms", "push", "call"], firstSlot: 1)
+                return parser.parseConsentGroup(firstSlot: 1)
             } else {
                 // collect, share, metadata...: valid XDM that offerd does not read.
                 return parser.skipValue(depth: 3)
@@ -179,14 +219,16 @@ struct FastRecordEncoder {
     /// false to fall back; the walk returns true after the closing `}`.
     private mutating func forEachMember(_ member: (inout Self, Range<Int>) -> Bool) -> Bool {
         let keysStart = keyHashes.count
-        defer { keyHashes.removeSubrange(keysStart...) }
+        defer { keyHashes.truncate(to: keysStart) }
+        // A 64-bit Bloom filter of this object's key hashes: the list is only scanned when its bit is set.
+        var seenKeys: UInt64 = 0
         var first = true
         while true {
             skipWhitespace()
             if consume(0x7D) { return true }
             if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
             first = false
-            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            guard let key = asciiKey(), isNewKey(key, since: keysStart, seenKeys: &seenKeys) else { return false }
             skipWhitespace()
             guard consume(0x3A) else { return false }
             skipWhitespace()
@@ -194,17 +236,26 @@ struct FastRecordEncoder {
         }
     }
 
-    /// An object whose `channels` members are consent entries (stored at `firstSlot` on); other members ignored.
-    private mutating func parseConsentGroup(channels: StaticString..., firstSlot: Int) -> Bool {
-        parseConsentGroup(channels: channels, firstSlot: firstSlot)
+    /// The slot (0-5) of a consent channel key of the group starting at `firstSlot` (0: personalize,
+    /// 1: marketing); nil for a member offerd does not read.
+    private func consentSlot(_ key: Range<Int>, firstSlot: Int) -> Int? {
+        if firstSlot == 0 { return keyEquals(key, "content") ? 0 : nil }
+        switch key.count {
+        case 3: return keyEquals(key, "any") ? 1 : keyEquals(key, "sms") ? 3 : nil
+        case 4: return keyEquals(key, "push") ? 4 : keyEquals(key, "call") ? 5 : nil
+        case 5: return keyEquals(key, "email") ? 2 : nil
+        default: return nil
+        }
     }
 
-    private mutating func parseConsentGroup(channels: [StaticString], firstSlot: Int) -> Bool {
+    /// An object whose channel members are consent entries (stored at `firstSlot` on); other members ignored.
+    private mutating func parseConsentGroup(firstSlot: Int) -> Bool {
         guard consume(0x7B) else { return false }
         return forEachMember { parser, key in
-            if let channel = channels.firstIndex(where: { parser.keyEquals(key, $0) }) {
+            if let slot = parser.consentSlot(key, firstSlot: firstSlot) {
                 guard let choice = parser.parseConsentEntry() else { return false }
-                parser.consents[firstSlot + channel] = choice
+                let shift = UInt64(slot * 8)
+                parser.consents = parser.consents & ~(0xFF << shift) | UInt64(choice) << shift
                 return true
             }
             return parser.skipValue(depth: 4)
@@ -217,14 +268,31 @@ struct FastRecordEncoder {
         var choice = ConsentChoice.empty
         let parsed = forEachMember { parser, key in
             guard parser.keyEquals(key, "val") else { return parser.skipValue(depth: 5) }
-            guard let text = parser.string(), text.isASCII, text.range.count <= 2,
-                let value = ConsentChoice(
-                    xdmValue: String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[text.range]), as: UTF8.self))
-            else { return false }
+            guard let text = parser.string(), let value = parser.consentChoice(text.range) else { return false }
             choice = value
             return true
         }
         return parsed ? choice.rawValue : nil
+    }
+
+    /// `ConsentChoice(xdmValue:)` of the bytes at `range`, without making a String.
+    private func consentChoice(_ range: Range<Int>) -> ConsentChoice? {
+        let first = range.count >= 1 ? bytes[range.lowerBound] : 0
+        let second = range.count == 2 ? bytes[range.lowerBound + 1] : 0
+        switch (range.count, first, second) {
+        case (1, 0x79, _): return .y  // y
+        case (1, 0x6E, _): return .n  // n
+        case (1, 0x70, _): return .p  // p
+        case (1, 0x75, _): return .u  // u
+        case (2, 0x64, 0x79): return .dy
+        case (2, 0x64, 0x6E): return .dn
+        case (2, 0x4C, 0x49): return .LI
+        case (2, 0x43, 0x54): return .CT
+        case (2, 0x43, 0x50): return .CP
+        case (2, 0x56, 0x49): return .VI
+        case (2, 0x50, 0x49): return .PI
+        default: return nil
+        }
     }
 
     private mutating func parseAudiences(strings: inout StringTableBuilder) -> Bool {
@@ -288,7 +356,9 @@ struct FastRecordEncoder {
             hash = SnapshotHash.step(hash, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
         }
         for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
-        directory.append((hash: fmix64(hash), offset: offset))
+        directory.appendLE(fmix64(hash))
+        directory.appendLE(offset)
+        directoryCount += 1
         nodes.appendLE(parent)
         nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
 
@@ -329,7 +399,7 @@ struct FastRecordEncoder {
             guard let text = string() else { return false }
             nodes.append(SnapshotFormat.Kind.string.rawValue)
             nodes.appendLE(UInt32(text.range.count))
-            nodes.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[text.range]))
+            nodes.append(UnsafeBufferPointer(rebasing: bytes[text.range]))
         case 0x74:
             guard literal("true") else { return false }
             nodes.append(SnapshotFormat.Kind.true.rawValue)
@@ -349,26 +419,91 @@ struct FastRecordEncoder {
 
     // MARK: Record
 
-    /// Writes the record: header, identities, audiences, capping, sorted directory, nodes.
-    private mutating func assemble(line: UnsafeBufferPointer<UInt8>, into output: inout [UInt8]) {
+    /// The length of the record of the line just parsed.
+    private var recordLength: Int {
+        var length = SnapshotFormat.Record.headerLength + audiences.count + capping.count + directory.count
+            + nodes.count
+        for identity in identities { length += 8 + identity.namespace.count + identity.id.count }
+        return length
+    }
+
+    /// Writes the record of the line just parsed (``recordLength`` bytes, zeroed) at `record`: header, identities,
+    /// audiences, capping, sorted directory, nodes (docs/snapshot-format.md, Records; the same bytes as
+    /// ``RecordTail`` writes, which the differential tests check).
+    private mutating func writeRecord(to record: UnsafeMutablePointer<UInt8>) {
         typealias Field = SnapshotFormat.Record
-        directory.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
-        let start = output.count
-        output.append(contentsOf: repeatElement(0, count: Field.headerLength))
-        for identity in identities {
-            output.appendLE(UInt32(identity.namespace.count))
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: line[identity.namespace]))
-            output.appendLE(UInt32(identity.id.count))
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: line[identity.id]))
+        sortDirectory()
+        let raw = UnsafeMutableRawPointer(record)
+        func store(_ value: UInt32, at offset: Int) {
+            (raw + offset).storeBytes(of: value.littleEndian, as: UInt32.self)
         }
-        let audiencesOffset = output.count - start
-        output.append(contentsOf: audiences)
-        let cappingOffset = output.count - start
-        output.append(contentsOf: capping)
-        RecordTail(
-            identityCount: identities.count, audienceCount: audienceCount, cappingCount: cappingCount,
-            audiencesOffset: audiencesOffset, cappingOffset: cappingOffset, consentCodes: consents
-        ).finish(recordAt: start, directory: directory, nodes: nodes, into: &output)
+        func copy(_ source: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int {
+            if let base = source.baseAddress, source.count > 0 { (record + offset).update(from: base, count: source.count) }
+            return offset + source.count
+        }
+        var position = Field.headerLength
+        for identity in identities {
+            store(UInt32(identity.namespace.count), at: position)
+            position = copy(UnsafeBufferPointer(rebasing: bytes[identity.namespace]), at: position + 4)
+            store(UInt32(identity.id.count), at: position)
+            position = copy(UnsafeBufferPointer(rebasing: bytes[identity.id]), at: position + 4)
+        }
+        let audiencesOffset = position
+        position = copy(audiences.bytes, at: position)
+        let cappingOffset = position
+        position = copy(capping.bytes, at: position)
+        let directoryOffset = position
+        position = copy(directory.bytes, at: position)
+        let nodesOffset = position
+        position = copy(nodes.bytes, at: position)
+        store(UInt32(truncatingIfNeeded: position), at: Field.length)
+        store(UInt32(identities.count), at: Field.identityCount)
+        store(UInt32(audienceCount), at: Field.audienceCount)
+        store(UInt32(cappingCount), at: Field.cappingCount)
+        store(UInt32(directoryCount), at: Field.attributeCount)
+        store(UInt32(audiencesOffset), at: Field.audiencesOffset)
+        store(UInt32(cappingOffset), at: Field.cappingOffset)
+        store(UInt32(directoryOffset), at: Field.directoryOffset)
+        store(UInt32(nodesOffset), at: Field.nodesOffset)
+        for slot in 0..<6 { record[Field.consents + slot] = UInt8(truncatingIfNeeded: consents >> UInt64(slot * 8)) }
+    }
+
+    /// Sorts the directory entries by (path hash, node offset) in place.
+    ///
+    /// Entries were appended in increasing node offset, so a stable sort by hash alone gives that order: an
+    /// insertion sort (a profile has tens of attributes; the generic sort's closure calls were 5 % of the build),
+    /// or, for large directories, the standard sort on (hash, offset) pairs.
+    private func sortDirectory() {
+        let entryLength = SnapshotFormat.Record.directoryEntryLength
+        let count = directoryCount
+        let raw = UnsafeMutableRawPointer(directory.base)
+        func hash(_ entry: Int) -> UInt64 {
+            UInt64(littleEndian: UnsafeRawPointer(raw + entry * entryLength).loadUnaligned(as: UInt64.self))
+        }
+        func offset(_ entry: Int) -> UInt32 {
+            UInt32(littleEndian: UnsafeRawPointer(raw + entry * entryLength + 8).loadUnaligned(as: UInt32.self))
+        }
+        func store(_ entry: Int, _ value: (hash: UInt64, offset: UInt32)) {
+            (raw + entry * entryLength).storeBytes(of: value.hash.littleEndian, as: UInt64.self)
+            (raw + entry * entryLength + 8).storeBytes(of: value.offset.littleEndian, as: UInt32.self)
+        }
+        if count <= 64 {
+            var sorted = 1
+            while sorted < count {
+                let moving = (hash: hash(sorted), offset: offset(sorted))
+                var hole = sorted
+                while hole > 0, hash(hole - 1) > moving.hash {
+                    store(hole, (hash(hole - 1), offset(hole - 1)))
+                    hole -= 1
+                }
+                if hole != sorted { store(hole, moving) }
+                sorted += 1
+            }
+        } else {
+            var entries = (0..<count).map { (hash: hash($0), offset: offset($0)) }
+            entries.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
+            for (entry, value) in entries.enumerated() { store(entry, value) }
+        }
     }
 
     // MARK: JSON lexing (the subset the fast path accepts)
@@ -449,14 +584,22 @@ struct FastRecordEncoder {
         return key.range
     }
 
-    /// Records `key` among the keys of the current object; false when it is already there (a duplicate key).
-    private mutating func isNewKey(_ key: Range<Int>, since start: Int) -> Bool {
+    /// Records `key` among the keys of the current object (those from `start` on in ``keyHashes``, summarised
+    /// in the Bloom filter `seenKeys`); false when it is already there (a duplicate key).
+    @inline(__always)
+    private mutating func isNewKey(_ key: Range<Int>, since start: Int, seenKeys: inout UInt64) -> Bool {
         let hash = lastKeyHash &+ UInt64(key.count)
-        for earlier in keyHashes[start...] where earlier == hash {
-            // Equal hashes: treat as a duplicate and let the general path decide (a true collision is harmless).
-            return false
+        let bit: UInt64 = 1 << ((hash &* 0x9E37_79B9_7F4A_7C15) >> 58)
+        if seenKeys & bit != 0 {
+            var position = start
+            while position < keyHashes.count {
+                // Equal hashes: treat as a duplicate and let the general path decide (a true collision is harmless).
+                if keyHashes.loadLE64(at: position) == hash { return false }
+                position += 8
+            }
         }
-        keyHashes.append(hash)
+        seenKeys |= bit
+        keyHashes.appendLE(hash)
         return true
     }
 

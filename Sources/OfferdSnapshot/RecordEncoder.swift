@@ -41,12 +41,15 @@ struct StringTableBuilder {
     mutating func intern(asciiBytes bytes: UnsafeBufferPointer<UInt8>, hash: UInt64) -> UInt32 {
         let mask = cacheSlots.count - 1
         var slot = Int(truncatingIfNeeded: fmix64(hash)) & mask
-        while true {
-            let entry = cacheSlots[slot]
-            if entry.index == UInt32.max { break }
-            if entry.hash == hash, storedBytesEqual(Int(entry.index), bytes) { return entry.index }
-            slot = (slot + 1) & mask
+        let found: UInt32? = cacheSlots.withUnsafeBufferPointer { slots in
+            while true {
+                let entry = slots[slot]
+                if entry.index == UInt32.max { return nil }
+                if entry.hash == hash, storedBytesEqual(Int(entry.index), bytes) { return entry.index }
+                slot = (slot + 1) & mask
+            }
         }
+        if let found { return found }
         let index = intern(String(decoding: bytes, as: UTF8.self))
         cacheSlots[slot] = (hash, index)
         cacheCount += 1
@@ -54,15 +57,41 @@ struct StringTableBuilder {
         return index
     }
 
+    /// The number of strings interned so far.
+    var count: Int { strings.count }
+
+    /// Calls `body` with the UTF-8 of the string at `index` (the bytes it was first interned with).
+    func withBytes<Result>(of index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        storage.withUnsafeBufferPointer { all in
+            body(UnsafeBufferPointer(rebasing: all[storageStarts[index]..<storageStarts[index + 1]]))
+        }
+    }
+
+    /// Interns the string at `index` of `other` here and returns its index here: how a batch-local table's
+    /// strings join the global one, in the same order (so with the same indices) as interning them directly.
+    mutating func intern(_ index: Int, of other: StringTableBuilder) -> UInt32 {
+        other.withBytes(of: index) { bytes in
+            var hash = SnapshotHash.basis
+            var high: UInt8 = 0
+            for byte in bytes {
+                hash = SnapshotHash.step(hash, byte)
+                high |= byte
+            }
+            return high < 0x80 ? intern(asciiBytes: bytes, hash: hash) : intern(bytes, isASCII: false)
+        }
+    }
+
     private func storedBytesEqual(_ index: Int, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         let start = storageStarts[index]
         guard storageStarts[index + 1] - start == bytes.count else { return false }
-        var position = start
-        for byte in bytes {
-            if storage[position] != byte { return false }
-            position += 1
+        return storage.withUnsafeBufferPointer { stored in
+            var position = 0
+            while position < bytes.count {
+                if stored[start + position] != bytes[position] { return false }
+                position += 1
+            }
+            return true
         }
-        return true
     }
 
     private mutating func growCache() {

@@ -113,13 +113,7 @@ public enum SnapshotBuilder {
                 if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
                 continue
             }
-            let profile: InMemoryProfile
-            do {
-                profile = try ProfileSourceParser.parse(line: line.bytes)
-            } catch {
-                throw .invalidProfile(line: line.number, reason: error.message)
-            }
-            try state.add(profile, line: line.number)
+            try state.addGeneral(line.bytes, line: line.number)
             if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
         }
         let summary = try state.finish(version: version, output: output)
@@ -150,7 +144,7 @@ public enum SnapshotBuilder {
         return String(path[..<slash])
     }
 
-    private static func isBlank(_ line: [UInt8]) -> Bool {
+    static func isBlank(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
         line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 }
@@ -159,64 +153,53 @@ public enum SnapshotBuilder {
 struct LineReader {
     struct Line {
         var number: Int
-        var bytes: [UInt8]
+        /// The line without its `\n`, inside the reader's buffer: valid until the next ``LineReader/nextLine()``.
+        var bytes: UnsafeBufferPointer<UInt8>
     }
 
     private let file: PosixFile
     private let path: String
-    private var buffer: [UInt8]
+    private let buffer = ByteScratch(capacity: SnapshotBuilder.chunkLength)
     private var start = 0
-    private var end = 0
     private var atEndOfFile = false
     private var lineNumber = 0
 
     init(file: PosixFile, path: String) {
         self.file = file
         self.path = path
-        self.buffer = [UInt8](repeating: 0, count: SnapshotBuilder.chunkLength)
     }
 
     /// The next line without its `\n`, or nil at end of input.
     mutating func nextLine() throws(SnapshotBuildError) -> Line? {
         var searchFrom = start
         while true {
-            if let newline = buffer[searchFrom..<end].firstIndex(of: 0x0A) {
+            if let newline = findNewline(in: buffer.base, from: searchFrom, to: buffer.count) {
                 lineNumber += 1
-                let line = Line(number: lineNumber, bytes: Array(buffer[start..<newline]))
+                let line = Line(number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: newline - start))
                 start = newline + 1
                 return line
             }
             if atEndOfFile {
-                guard start < end else { return nil }
+                guard start < buffer.count else { return nil }
                 lineNumber += 1
-                let line = Line(number: lineNumber, bytes: Array(buffer[start..<end]))
-                start = end
+                let line = Line(
+                    number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: buffer.count - start))
+                start = buffer.count
                 return line
             }
-            searchFrom = end
-            let pending = end - start
+            let pending = buffer.count - start
             guard pending <= SnapshotBuilder.maximumLineLength else {
                 throw .lineTooLong(line: lineNumber + 1, limit: SnapshotBuilder.maximumLineLength)
             }
-            // Move the partial line to the front, growing the buffer only for lines longer than a chunk.
-            if start > 0 {
-                buffer.withUnsafeMutableBufferPointer { storage in
-                    for i in 0..<pending { storage[i] = storage[start + i] }
-                }
-                searchFrom -= start
-                start = 0
-                end = pending
-            }
-            if end == buffer.count {
-                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
-            }
-            let got: Int
+            // Move the partial line to the front; the buffer grows only for lines longer than a chunk.
+            buffer.removeFront(start)
+            start = 0
+            searchFrom = pending
             do {
-                got = try file.read(into: &buffer, from: end)
+                if try buffer.appendRead(from: file, upTo: SnapshotBuilder.chunkLength) == 0 { atEndOfFile = true }
             } catch {
                 throw .io(path: path, reason: error.description)
             }
-            if got == 0 { atEndOfFile = true } else { end += got }
         }
     }
 }
@@ -239,7 +222,7 @@ private struct BuildState {
     var identityRecordOffsets: [UInt64] = []
     var identityLines: [UInt32] = []
     /// The first identity with each hash; further identities with the same hash chain through `sameHashNext`.
-    var firstIdentityWithHash: [UInt64: Int32] = [:]
+    var firstIdentityWithHash = IdentityHashTable()
     var sameHashNext: [Int32] = []
 
     init(destination: PosixFile, destinationPath: String) {
@@ -278,25 +261,61 @@ private struct BuildState {
         if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
     }
 
+    /// Parses `bytes` with the general parser (``ProfileSourceParser``) and adds its record.
+    mutating func addGeneral(_ bytes: UnsafeBufferPointer<UInt8>, line: Int) throws(SnapshotBuildError) {
+        let profile: InMemoryProfile
+        do {
+            profile = try ProfileSourceParser.parse(line: Array(bytes))
+        } catch {
+            throw .invalidProfile(line: line, reason: error.message)
+        }
+        try add(profile, line: line)
+    }
+
     /// Adds the record of the source line `bytes` through the fast parser; false (nothing added) when the
     /// line needs the general path. Checks identities exactly as ``add(_:line:)`` does.
     mutating func addFast(
-        _ bytes: [UInt8], encoder: inout FastRecordEncoder, line: Int
+        _ bytes: UnsafeBufferPointer<UInt8>, encoder: inout FastRecordEncoder, line: Int
     ) throws(SnapshotBuildError) -> Bool {
         let recordOffset = recordsLength
         let before = pending.count
-        guard encoder.encode(bytes, strings: &strings, into: &pending) else { return false }
+        guard encoder.encode(line: bytes, strings: &strings, into: &pending) else { return false }
         recordsLength += pending.count - before
         profileCount += 1
+        try register(encoder.identities, of: bytes, recordOffset: recordOffset, line: line)
+        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+        return true
+    }
+
+    /// Appends a record the fast parser wrote elsewhere (a worker of the parallel build) whose string indices are
+    /// already this table's; `identities` are ranges into `lineBytes`. Checks identities as ``addFast`` does.
+    mutating func addEncoded(
+        _ record: UnsafeBufferPointer<UInt8>, identities: ArraySlice<FastIdentity>,
+        lineBytes: UnsafeBufferPointer<UInt8>, line: Int
+    ) throws(SnapshotBuildError) {
+        let recordOffset = recordsLength
+        pending.append(contentsOf: record)
+        recordsLength += record.count
+        profileCount += 1
+        try register(identities, of: lineBytes, recordOffset: recordOffset, line: line)
+        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+    }
+
+    /// Checks and enters the identities of one fast-path line (ranges into `bytes`).
+    private mutating func register(
+        _ identities: some RandomAccessCollection<FastIdentity>, of bytes: UnsafeBufferPointer<UInt8>,
+        recordOffset: Int, line: Int
+    ) throws(SnapshotBuildError) {
         // The fast path accepts ASCII identities only, so comparing bytes (namespaces folded) is `matches`.
         func identity(_ fast: FastIdentity) -> Identity {
             Identity(
-                namespace: String(decoding: bytes[fast.namespace], as: UTF8.self),
-                id: String(decoding: bytes[fast.id], as: UTF8.self))
+                namespace: String(decoding: UnsafeBufferPointer(rebasing: bytes[fast.namespace]), as: UTF8.self),
+                id: String(decoding: UnsafeBufferPointer(rebasing: bytes[fast.id]), as: UTF8.self))
         }
-        let identities = encoder.identities
-        for (position, current) in identities.enumerated() {
-            for earlier in identities[..<position] where earlier.hash == current.hash {
+        var position = identities.startIndex
+        while position < identities.endIndex {
+            let current = identities[position]
+            for earlier in identities[identities.startIndex..<position] where earlier.hash == current.hash {
                 if bytes[earlier.id].elementsEqual(bytes[current.id]),
                     bytes[earlier.namespace].map(foldASCII).elementsEqual(bytes[current.namespace].map(foldASCII))
                 {
@@ -304,16 +323,15 @@ private struct BuildState {
                 }
             }
             try register(hash: current.hash, recordOffset: recordOffset, line: line) { identity(current) }
+            position = identities.index(after: position)
         }
-        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
-        return true
     }
 
     /// Enters one identity of the record at `recordOffset` in the index; throws when an earlier profile has it.
     private mutating func register(
         hash: UInt64, recordOffset: Int, line: Int, identity: () -> Identity
     ) throws(SnapshotBuildError) {
-        if let first = firstIdentityWithHash[hash] {
+        if let first = firstIdentityWithHash.first(withHash: hash) {
             let identity = identity()
             var candidate = first
             while candidate >= 0 {
@@ -333,7 +351,7 @@ private struct BuildState {
             guard identityHashes.count < Int(Int32.max) else {
                 throw .invalidProfile(line: line, reason: "more than \(Int32.max) identities")
             }
-            firstIdentityWithHash[hash] = Int32(identityHashes.count)
+            firstIdentityWithHash.insert(hash: hash, first: Int32(identityHashes.count))
             sameHashNext.append(-1)
         }
         identityHashes.append(hash)
