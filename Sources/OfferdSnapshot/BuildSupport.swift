@@ -7,6 +7,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import Foundation
 
 /// The position of the first `\n` in `base[from..<to]`, or nil (`memchr`: the generic `firstIndex(of:)` was
 /// most of the line splitting's time).
@@ -111,4 +112,10 @@ struct IdentityHashTable {
             place(hash: oldHashes[slot], first: oldFirsts[slot])
         }
     }
+}
+
+/// The number of processors this process may run on, at least 1 (Foundation reads the affinity mask on Linux,
+/// so `taskset` counts).
+func usableProcessorCount() -> Int {
+    max(1, ProcessInfo.processInfo.activeProcessorCount)
 }

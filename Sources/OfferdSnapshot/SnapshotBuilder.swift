@@ -64,12 +64,41 @@ public enum SnapshotBuilder {
     public static func build(
         input: String, output: String, version: String?, progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
-        try build(input: input, output: output, version: version, progress: progress, useFastPath: true)
+        try build(input: input, output: output, version: version, progress: progress, options: BuildOptions())
     }
 
     /// ``build(input:output:version:progress:)``, with the fast line parser switchable off (tests compare).
     static func build(
         input: String, output: String, version: String?, progress: ((Int) -> Void)?, useFastPath: Bool
+    ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+        try build(
+            input: input, output: output, version: version, progress: progress,
+            options: BuildOptions(useFastPath: useFastPath))
+    }
+
+    /// How a build runs; the defaults are what `offerd snapshot build` uses, the rest is for tests and
+    /// measurements. Every choice writes the same file for the same input (the tests check it).
+    struct BuildOptions {
+        /// Whether lines go through ``FastRecordEncoder`` first (off: every line takes the general path).
+        var useFastPath = true
+        /// Threads that parse batches of lines while the calling thread reads and writes; 0 parses on the calling
+        /// thread, line by line.
+        var workerCount = defaultWorkerCount
+        /// Bytes of source per batch handed to a worker (whole lines; a longer line makes a longer batch).
+        var batchLength = 4 << 20
+        /// The header's creation time; nil means now.
+        var createdAt: Int64? = nil
+    }
+
+    /// Workers for this process: one per core it may run on (the calling thread's reading and writing is light
+    /// beside them), none when it has a single core (a pipeline there only adds switching).
+    static var defaultWorkerCount: Int {
+        let cores = usableProcessorCount()
+        return cores <= 1 ? 0 : min(8, cores)
+    }
+
+    static func build(
+        input: String, output: String, version: String?, progress: ((Int) -> Void)?, options: BuildOptions
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         if let version {
             guard !version.isEmpty else { throw .invalidVersion("empty") }
@@ -105,18 +134,23 @@ public enum SnapshotBuilder {
 
         var state = BuildState(destination: destination, destinationPath: temporaryPath)
         try state.writeHeaderPlaceholder()
-        var reader = LineReader(file: source, path: input)
-        var fastEncoder = FastRecordEncoder()
-        while let line = try reader.nextLine() {
-            if isBlank(line.bytes) { continue }
-            if useFastPath, try state.addFast(line.bytes, encoder: &fastEncoder, line: line.number) {
+        if options.workerCount > 0 {
+            try ParallelBuild.run(
+                source: source, path: input, state: &state, options: options, progress: progress)
+        } else {
+            var reader = LineReader(file: source, path: input)
+            var fastEncoder = FastRecordEncoder()
+            while let line = try reader.nextLine() {
+                if isBlank(line.bytes) { continue }
+                if options.useFastPath, try state.addFast(line.bytes, encoder: &fastEncoder, line: line.number) {
+                    if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
+                    continue
+                }
+                try state.addGeneral(line.bytes, line: line.number)
                 if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
-                continue
             }
-            try state.addGeneral(line.bytes, line: line.number)
-            if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
         }
-        let summary = try state.finish(version: version, output: output)
+        let summary = try state.finish(version: version, output: output, createdAt: options.createdAt)
         do {
             try destination.close()
             try renameFile(from: temporaryPath, to: output)
@@ -206,7 +240,7 @@ struct LineReader {
 
 /// The builder's growing state: the output file, the body checksum, the string
 /// table and one entry per identity for the index and the duplicate check.
-private struct BuildState {
+struct BuildState {
     let destination: PosixFile
     let destinationPath: String
     var profileCount = 0
@@ -414,7 +448,9 @@ private struct BuildState {
     }
 
     /// Writes the string table, the index and the header; returns the summary.
-    mutating func finish(version: String?, output: String) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+    mutating func finish(
+        version: String?, output: String, createdAt fixedCreatedAt: Int64?
+    ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         try flush()
         let stringsSection = strings.encode()
         let indexSection = buildIndex()
@@ -428,7 +464,7 @@ private struct BuildState {
         let indexOffset = stringsOffset + stringsSection.count
         let fileLength = indexOffset + indexSection.count
         let versionString = version ?? hex(bodyDigest)
-        let createdAt = currentEpochSeconds()
+        let createdAt = fixedCreatedAt ?? currentEpochSeconds()
 
         typealias Field = SnapshotFormat.Header
         var header = [UInt8](repeating: 0, count: headerLength)
