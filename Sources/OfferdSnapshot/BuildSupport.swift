@@ -17,6 +17,12 @@ func findNewline(in base: UnsafeMutablePointer<UInt8>, from: Int, to: Int) -> In
     return UnsafeMutableRawPointer(base).distance(to: found)
 }
 
+/// Whether `count` bytes at `first` and `second` are equal (`memcmp`).
+@inline(__always)
+func bytesEqual(_ first: UnsafePointer<UInt8>, _ second: UnsafePointer<UInt8>, count: Int) -> Bool {
+    memcmp(first, second, count) == 0
+}
+
 /// The position of the last `\n` in `base[from..<to]`, or nil (a line is short: the scan is too).
 func findLastNewline(in base: UnsafeMutablePointer<UInt8>, from: Int, to: Int) -> Int? {
     var position = to
@@ -59,58 +65,69 @@ extension ByteScratch {
 /// Replaces a `[UInt64: Int32]`, whose SipHash, lookups and resizes were about 8 % of the build. The keys are
 /// already `fmix64` outputs, so their low bits pick the slot directly.
 struct IdentityHashTable {
-    private var hashes: [UInt64]
-    private var firsts: [Int32]
+    /// One slot: a hash and the first identity with it (-1: empty). Together, so a probe is one cache miss.
+    private struct Slot {
+        var hash: UInt64
+        var first: Int32
+    }
+
+    private var slots: [Slot]
     private var mask: Int
     private var count = 0
 
     init(capacity: Int = 1 << 16) {
-        var slots = 16
-        while slots < capacity * 2 { slots *= 2 }
-        hashes = Array(repeating: 0, count: slots)
-        firsts = Array(repeating: -1, count: slots)
-        mask = slots - 1
+        var slotCount = 16
+        while slotCount < capacity * 2 { slotCount *= 2 }
+        slots = Array(repeating: Slot(hash: 0, first: -1), count: slotCount)
+        mask = slotCount - 1
     }
 
     /// The first identity with `hash`, or nil.
     @inline(__always)
     func first(withHash hash: UInt64) -> Int32? {
         var slot = Int(truncatingIfNeeded: hash) & mask
-        return firsts.withUnsafeBufferPointer { firsts in
-            hashes.withUnsafeBufferPointer { hashes in
-                while true {
-                    let first = firsts[slot]
-                    if first < 0 { return nil }
-                    if hashes[slot] == hash { return first }
-                    slot = (slot + 1) & mask
-                }
+        return slots.withUnsafeBufferPointer { slots in
+            while true {
+                let entry = slots[slot]
+                if entry.first < 0 { return nil }
+                if entry.hash == hash { return entry.first }
+                slot = (slot + 1) & mask
             }
+        }
+    }
+
+    /// Reads the home slots of `hashes` (a batch's identities) in one tight loop, before they are looked up one
+    /// by one: the table is far larger than the caches, and independent reads overlap their misses where the
+    /// lookups, each behind a record's worth of work, would wait for one miss after another.
+    func warm(_ hashes: some Sequence<UInt64>) -> UInt64 {
+        slots.withUnsafeBufferPointer { slots in
+            var sum: UInt64 = 0
+            for hash in hashes { sum &+= slots[Int(truncatingIfNeeded: hash) & mask].hash }
+            return sum
         }
     }
 
     /// Enters `hash` (not present yet) for the identity at `first`.
     mutating func insert(hash: UInt64, first: Int32) {
-        if (count + 1) * 2 > firsts.count { grow() }
-        place(hash: hash, first: first)
+        if (count + 1) * 2 > slots.count { grow() }
+        place(Slot(hash: hash, first: first))
         count += 1
     }
 
-    private mutating func place(hash: UInt64, first: Int32) {
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        while firsts[slot] >= 0 { slot = (slot + 1) & mask }
-        hashes[slot] = hash
-        firsts[slot] = first
+    private mutating func place(_ entry: Slot) {
+        let mask = mask
+        slots.withUnsafeMutableBufferPointer { slots in
+            var slot = Int(truncatingIfNeeded: entry.hash) & mask
+            while slots[slot].first >= 0 { slot = (slot + 1) & mask }
+            slots[slot] = entry
+        }
     }
 
     private mutating func grow() {
-        let oldHashes = hashes
-        let oldFirsts = firsts
-        hashes = Array(repeating: 0, count: oldFirsts.count * 2)
-        firsts = Array(repeating: -1, count: oldFirsts.count * 2)
-        mask = firsts.count - 1
-        for slot in oldFirsts.indices where oldFirsts[slot] >= 0 {
-            place(hash: oldHashes[slot], first: oldFirsts[slot])
-        }
+        let old = slots
+        slots = Array(repeating: Slot(hash: 0, first: -1), count: old.count * 2)
+        mask = slots.count - 1
+        for entry in old where entry.first >= 0 { place(entry) }
     }
 }
 

@@ -488,16 +488,20 @@ struct FastRecordEncoder {
             (raw + entry * entryLength + 8).storeBytes(of: value.offset.littleEndian, as: UInt32.self)
         }
         if count <= 64 {
-            var sorted = 1
-            while sorted < count {
-                let moving = (hash: hash(sorted), offset: offset(sorted))
-                var hole = sorted
-                while hole > 0, hash(hole - 1) > moving.hash {
-                    store(hole, (hash(hole - 1), offset(hole - 1)))
-                    hole -= 1
+            // Sorted in aligned scratch on the stack, not in place in the unaligned 12-byte entries.
+            withUnsafeTemporaryAllocation(of: (hash: UInt64, offset: UInt32).self, capacity: count) { entries in
+                var sorted = 0
+                while sorted < count {
+                    let moving = (hash: hash(sorted), offset: offset(sorted))
+                    var hole = sorted
+                    while hole > 0, entries[hole - 1].hash > moving.hash {
+                        entries[hole] = entries[hole - 1]
+                        hole -= 1
+                    }
+                    entries[hole] = moving
+                    sorted += 1
                 }
-                if hole != sorted { store(hole, moving) }
-                sorted += 1
+                for entry in 0..<count { store(entry, entries[entry]) }
             }
         } else {
             var entries = (0..<count).map { (hash: hash($0), offset: offset($0)) }

@@ -21,6 +21,9 @@ enum ParallelBuild {
     /// (each batch holds its source bytes and about as many record bytes).
     static let batchesInFlightPerWorker = 2
 
+    /// Where ``IdentityHashTable/warm(_:)`` results go, so its reads are not optimised away.
+    nonisolated(unsafe) static var warmSink: UInt64 = 0
+
     static func run(
         source: PosixFile, path: String, state: inout BuildState, options: SnapshotBuilder.BuildOptions,
         progress: ((Int) -> Void)?
@@ -141,6 +144,7 @@ enum ParallelBuild {
         progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) {
         localToGlobal.removeAll(keepingCapacity: true)
+        warmSink &+= state.firstIdentityWithHash.warm(batch.identities.lazy.map(\.hash))
         for entry in batch.lines {
             let line = linesBefore + entry.lineIndex + 1
             // The strings this line introduced, in the order it did: the same global indices as the

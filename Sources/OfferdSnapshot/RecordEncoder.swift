@@ -85,12 +85,8 @@ struct StringTableBuilder {
         let start = storageStarts[index]
         guard storageStarts[index + 1] - start == bytes.count else { return false }
         return storage.withUnsafeBufferPointer { stored in
-            var position = 0
-            while position < bytes.count {
-                if stored[start + position] != bytes[position] { return false }
-                position += 1
-            }
-            return true
+            guard let storedBase = stored.baseAddress, let base = bytes.baseAddress else { return bytes.isEmpty }
+            return bytesEqual(storedBase + start, base, count: bytes.count)
         }
     }
 
