@@ -131,8 +131,22 @@ struct IdentityHashTable {
     }
 }
 
-/// The number of processors this process may run on, at least 1 (Foundation reads the affinity mask on Linux,
-/// so `taskset` counts).
+/// The number of processors this process may run on, at least 1: on Linux its affinity mask (so `taskset`
+/// counts; Foundation's `activeProcessorCount` does not look at it), elsewhere the active processors.
 func usableProcessorCount() -> Int {
-    max(1, ProcessInfo.processInfo.activeProcessorCount)
+    let active = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    #if os(Linux)
+        // "Cpus_allowed:\t3" or "Cpus_allowed:\tff,ffffffff": the mask in hex, 32-bit groups separated by commas.
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed:") })
+        else { return active }
+        var allowed = 0
+        for character in line.dropFirst("Cpus_allowed:".count) {
+            guard let digit = character.hexDigitValue else { continue }
+            allowed += digit.nonzeroBitCount
+        }
+        return allowed > 0 ? min(allowed, active) : active
+    #else
+        return active
+    #endif
 }

@@ -61,8 +61,12 @@ struct FastRecordEncoder {
         bytes = line
         defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
         guard parse(strings: &strings) else { return false }
-        let start = output.appendZeros(recordLength)
+        let length = recordLength
+        output.reserve(length)
+        let start = output.count
+        // writeRecord writes every byte of the record.
         writeRecord(to: output.base + start)
+        output.setCount(start + length)
         return true
     }
 
@@ -333,29 +337,52 @@ struct FastRecordEncoder {
 
     /// The members of an attributes object (its `{` consumed), as nodes in document order, each with a directory
     /// entry keyed by its path hash. `pathHash` is the unfinished FNV-1a state of the parent's canonical path.
+    ///
+    /// ``forEachMember(_:)`` with the key's own hash and its path's hash computed in one pass over the key (two
+    /// independent multiply chains, which the CPU overlaps).
     private mutating func parseAttributeMembers(
         parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
         guard depth <= Self.maximumDepth else { return false }
-        return forEachMember { parser, key in
-            parser.appendAttribute(key: key, parent: parent, pathHash: pathHash, depth: depth, strings: &strings)
+        let keysStart = keyHashes.count
+        defer { keyHashes.truncate(to: keysStart) }
+        var seenKeys: UInt64 = 0
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return true }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = string(), key.isASCII else { return false }
+            var keyHash = SnapshotHash.basis
+            var path = pathHash
+            let keyLength = UInt32(key.range.count)
+            for shift in stride(from: 0, to: 32, by: 8) {
+                path = SnapshotHash.step(path, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
+            }
+            for position in key.range {
+                let byte = bytes[position]
+                keyHash = SnapshotHash.step(keyHash, byte)
+                path = SnapshotHash.step(path, byte)
+            }
+            lastKeyHash = keyHash
+            guard isNewKey(key.range, since: keysStart, seenKeys: &seenKeys) else { return false }
+            skipWhitespace()
+            guard consume(0x3A) else { return false }
+            skipWhitespace()
+            guard appendAttribute(key: key.range, parent: parent, pathHash: path, depth: depth, strings: &strings)
+            else { return false }
         }
     }
 
     /// One attributes member whose key was just read: its node, its directory entry, and its value (an object's
-    /// members recursively, an array of scalars, or a scalar).
+    /// members recursively, an array of scalars, or a scalar). `pathHash` is the unfinished state of its path.
     private mutating func appendAttribute(
-        key: Range<Int>, parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
+        key: Range<Int>, parent: UInt32, pathHash hash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
         let keyHash = lastKeyHash
         guard nodes.count < Int(UInt32.max) else { return false }
         let offset = UInt32(nodes.count)
-        var hash = pathHash
-        let keyLength = UInt32(key.count)
-        for shift in stride(from: 0, to: 32, by: 8) {
-            hash = SnapshotHash.step(hash, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
-        }
-        for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
         directory.appendLE(fmix64(hash))
         directory.appendLE(offset)
         directoryCount += 1
@@ -427,7 +454,7 @@ struct FastRecordEncoder {
         return length
     }
 
-    /// Writes the record of the line just parsed (``recordLength`` bytes, zeroed) at `record`: header, identities,
+    /// Writes the record of the line just parsed (all of its ``recordLength`` bytes) at `record`: header, identities,
     /// audiences, capping, sorted directory, nodes (docs/snapshot-format.md, Records; the same bytes as
     /// ``RecordTail`` writes, which the differential tests check).
     private mutating func writeRecord(to record: UnsafeMutablePointer<UInt8>) {
@@ -466,6 +493,8 @@ struct FastRecordEncoder {
         store(UInt32(directoryOffset), at: Field.directoryOffset)
         store(UInt32(nodesOffset), at: Field.nodesOffset)
         for slot in 0..<6 { record[Field.consents + slot] = UInt8(truncatingIfNeeded: consents >> UInt64(slot * 8)) }
+        // The header's padding after the six consent codes.
+        for padding in (Field.consents + 6)..<Field.headerLength { record[padding] = 0 }
     }
 
     /// Sorts the directory entries by (path hash, node offset) in place.
@@ -562,6 +591,21 @@ struct FastRecordEncoder {
     private mutating func string() -> (range: Range<Int>, isASCII: Bool)? {
         guard consume(0x22) else { return nil }
         let start = index
+        // Eight bytes at a time while none is a quote, a backslash, a control or a non-ASCII byte (SWAR tests;
+        // a false positive only ends the fast loop early), then byte by byte.
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highBits: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= bytes.count {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+                    | ((word &- ones &* 0x20) & ~word) | word
+                if special & highBits != 0 { break }
+                index += 8
+            }
+        }
         var high: UInt8 = 0
         while index < bytes.count {
             let byte = bytes[index]

@@ -21,6 +21,9 @@ enum ParallelBuild {
     /// (each batch holds its source bytes and about as many record bytes).
     static let batchesInFlightPerWorker = 2
 
+    /// Lines whose identity slots are read ahead together.
+    static let warmAhead = 32
+
     /// Where ``IdentityHashTable/warm(_:)`` results go, so its reads are not optimised away.
     nonisolated(unsafe) static var warmSink: UInt64 = 0
 
@@ -121,14 +124,16 @@ enum ParallelBuild {
                 batch.lines.append(
                     BatchLine(
                         kind: .general, lineIndex: lineIndex, lineStart: position, lineLength: line.count,
-                        recordStart: 0, recordLength: 0, identitiesStart: 0, identitiesEnd: 0,
+                        recordStart: 0, recordLength: 0, identitiesStart: batch.identities.count,
+                        identitiesEnd: batch.identities.count,
                         stringsEnd: batch.strings.count, profileIndex: batch.profiles.count - 1))
             } catch {
                 batch.failure = error.message
                 batch.lines.append(
                     BatchLine(
                         kind: .invalid, lineIndex: lineIndex, lineStart: position, lineLength: line.count,
-                        recordStart: 0, recordLength: 0, identitiesStart: 0, identitiesEnd: 0,
+                        recordStart: 0, recordLength: 0, identitiesStart: batch.identities.count,
+                        identitiesEnd: batch.identities.count,
                         stringsEnd: batch.strings.count, profileIndex: 0))
                 // The writer stops here: later lines of this batch (and later batches) do not matter.
                 break
@@ -144,8 +149,15 @@ enum ParallelBuild {
         progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) {
         localToGlobal.removeAll(keepingCapacity: true)
-        warmSink &+= state.firstIdentityWithHash.warm(batch.identities.lazy.map(\.hash))
-        for entry in batch.lines {
+        var warmedLines = 0
+        for (position, entry) in batch.lines.enumerated() {
+            if position == warmedLines {
+                // The identity slots of the next lines, read together (a few at a time, so they stay cached).
+                warmedLines = min(batch.lines.count, position + warmAhead)
+                let last = batch.lines[warmedLines - 1]
+                let identities = batch.identities[entry.identitiesStart..<max(entry.identitiesStart, last.identitiesEnd)]
+                warmSink &+= state.firstIdentityWithHash.warm(identities.lazy.map(\.hash))
+            }
             let line = linesBefore + entry.lineIndex + 1
             // The strings this line introduced, in the order it did: the same global indices as the
             // single-threaded path gives.
@@ -219,6 +231,7 @@ struct BatchLine {
     var lineLength: Int
     var recordStart: Int
     var recordLength: Int
+    /// The line's identities in the batch's `identities` (an empty range, in order, for other kinds).
     var identitiesStart: Int
     var identitiesEnd: Int
     /// The batch-local strings interned up to and including this line.
