@@ -38,6 +38,11 @@ struct FastRecordEncoder {
     private var directoryCount = 0
     /// Key hashes (u64) of the objects being parsed, for the duplicate-key check (one run per open object).
     private let keyHashes = ByteScratch(capacity: 512)
+    /// A direct-mapped memo of short ASCII strings' indices in the string table: keys, audiences and offer ids
+    /// repeat on nearly every line, and the table's own lookup (hash probe, then `memcmp`) was 8 % of the build.
+    private var internMemo = [InternMemoEntry](repeating: InternMemoEntry(), count: Self.internMemoSize)
+    private static let internMemoSize = 256
+
     /// The unfinished FNV-1a state of the key ``asciiKey()`` returned last (shared by the duplicate check and
     /// the string table, so each key is hashed once).
     private var lastKeyHash: UInt64 = 0
@@ -92,6 +97,35 @@ struct FastRecordEncoder {
     private mutating func parse(strings: inout StringTableBuilder) -> Bool {
         index = 0
         return parseProfile(strings: &strings)
+    }
+
+    /// ``StringTableBuilder/intern(asciiBytes:hash:)`` of `bytes[range]` (ASCII) through ``internMemo``.
+    @inline(__always)
+    private mutating func internASCII(
+        _ range: Range<Int>, hash: UInt64, strings: inout StringTableBuilder
+    ) -> UInt32 {
+        let length = range.count
+        // The memo holds strings of at most 16 bytes, compared as two masked words read from the line (only
+        // where 16 bytes can be read without passing its end).
+        guard length <= 16, range.lowerBound + 16 <= bytes.count, let base = bytes.baseAddress else {
+            return strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[range]), hash: hash)
+        }
+        let raw = UnsafeRawPointer(base + range.lowerBound)
+        let lowMask: UInt64 = length >= 8 ? ~0 : (1 << UInt64(length * 8)) &- 1
+        let highMask: UInt64 = length >= 16 ? ~0 : length <= 8 ? 0 : (1 << UInt64((length - 8) * 8)) &- 1
+        let low = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)) & lowMask
+        let high = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) & highMask
+        let slot = Int(truncatingIfNeeded: (hash &* 0x9E37_79B9_7F4A_7C15) >> 56) & (Self.internMemoSize - 1)
+        let entry = internMemo[slot]
+        if entry.token == strings.token, entry.hash == hash, entry.length == UInt32(length), entry.low == low,
+            entry.high == high
+        {
+            return entry.index
+        }
+        let index = strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[range]), hash: hash)
+        internMemo[slot] = InternMemoEntry(
+            token: strings.token, hash: hash, low: low, high: high, length: UInt32(length), index: index)
+        return index
     }
 
     // MARK: Profile structure (SPEC 5.1)
@@ -311,7 +345,8 @@ struct FastRecordEncoder {
             for byte in name { hash = SnapshotHash.step(hash, byte) }
             audiences.appendLE(fmix64(hash))
             audiences.appendLE(
-                text.isASCII ? strings.intern(asciiBytes: name, hash: hash) : strings.intern(name, isASCII: false))
+                text.isASCII
+                    ? internASCII(text.range, hash: hash, strings: &strings) : strings.intern(name, isASCII: false))
             audienceCount += 1
             skipWhitespace()
             if consume(0x5D) { return true }
@@ -326,9 +361,8 @@ struct FastRecordEncoder {
             guard let count = parser.number(), count >= 0, count == count.rounded(.towardZero),
                 count <= ProfileSourceParser.maximumCappingCount
             else { return false }
-            let offerID = UnsafeBufferPointer(rebasing: parser.bytes[key])
             parser.capping.appendLE(fmix64(keyHash))
-            parser.capping.appendLE(strings.intern(asciiBytes: offerID, hash: keyHash))
+            parser.capping.appendLE(parser.internASCII(key, hash: keyHash, strings: &strings))
             parser.capping.appendLE(UInt64(Int(count)))
             parser.cappingCount += 1
             return true
@@ -387,7 +421,7 @@ struct FastRecordEncoder {
         directory.appendLE(offset)
         directoryCount += 1
         nodes.appendLE(parent)
-        nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
+        nodes.appendLE(internASCII(key, hash: keyHash, strings: &strings))
 
         switch peek() {
         case 0x7B:
@@ -499,9 +533,9 @@ struct FastRecordEncoder {
 
     /// Sorts the directory entries by (path hash, node offset) in place.
     ///
-    /// Entries were appended in increasing node offset, so a stable sort by hash alone gives that order: an
-    /// insertion sort (a profile has tens of attributes; the generic sort's closure calls were 5 % of the build),
-    /// or, for large directories, the standard sort on (hash, offset) pairs.
+    /// Entries were appended in increasing node offset, so a stable sort by hash alone gives that order: for the
+    /// usual tens of attributes a bucket pass and an insertion sort (the generic sort's closure calls were 5 % of
+    /// the build), for large directories the standard sort on (hash, offset) pairs.
     private func sortDirectory() {
         let entryLength = SnapshotFormat.Record.directoryEntryLength
         let count = directoryCount
@@ -517,11 +551,24 @@ struct FastRecordEncoder {
             (raw + entry * entryLength + 8).storeBytes(of: value.offset.littleEndian, as: UInt32.self)
         }
         if count <= 64 {
-            // Sorted in aligned scratch on the stack, not in place in the unaligned 12-byte entries.
+            // Scattered by the top 6 bits of the hash into aligned scratch (a counting sort, stable), which leaves
+            // the entries nearly sorted, then an insertion sort finishes with few moves. The hashes are random,
+            // so a plain insertion sort mispredicted a branch for nearly every entry (5 % of the build).
             withUnsafeTemporaryAllocation(of: (hash: UInt64, offset: UInt32).self, capacity: count) { entries in
-                var sorted = 0
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65) { starts in
+                    starts.initialize(repeating: 0)
+                    for entry in 0..<count { starts[Int(hash(entry) >> 58) + 1] &+= 1 }
+                    for bucket in 1..<65 { starts[bucket] &+= starts[bucket - 1] }
+                    for entry in 0..<count {
+                        let value = (hash: hash(entry), offset: offset(entry))
+                        let bucket = Int(value.hash >> 58)
+                        entries[Int(starts[bucket])] = value
+                        starts[bucket] &+= 1
+                    }
+                }
+                var sorted = 1
                 while sorted < count {
-                    let moving = (hash: hash(sorted), offset: offset(sorted))
+                    let moving = entries[sorted]
                     var hole = sorted
                     while hole > 0, entries[hole - 1].hash > moving.hash {
                         entries[hole] = entries[hole - 1]
@@ -589,37 +636,46 @@ struct FastRecordEncoder {
 
     /// A string without escapes; nil for anything else (escapes, control characters, invalid UTF-8).
     private mutating func string() -> (range: Range<Int>, isASCII: Bool)? {
-        guard consume(0x22) else { return nil }
+        guard consume(0x22), let base = bytes.baseAddress else { return nil }
         let start = index
-        // Eight bytes at a time while none is a quote, a backslash, a control or a non-ASCII byte (SWAR tests;
-        // a false positive only ends the fast loop early), then byte by byte.
-        if let base = bytes.baseAddress {
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let highBits: UInt64 = 0x8080_8080_8080_8080
-            while index + 8 <= bytes.count {
-                let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+        let end = bytes.count
+        var cursor = start
+        var high: UInt8 = 0
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        while true {
+            // Eight bytes at a time up to the first quote, backslash, control or non-ASCII byte. The SWAR tests
+            // can flag a byte above a flagged one wrongly, never below: the lowest flag is exact.
+            while cursor + 8 <= end {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + cursor).loadUnaligned(as: UInt64.self))
                 let quote = word ^ (ones &* 0x22)
                 let backslash = word ^ (ones &* 0x5C)
-                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
-                    | ((word &- ones &* 0x20) & ~word) | word
-                if special & highBits != 0 { break }
-                index += 8
+                let special = (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+                    | ((word &- ones &* 0x20) & ~word) | word) & highBits
+                if special != 0 {
+                    cursor += special.trailingZeroBitCount >> 3
+                    break
+                }
+                cursor += 8
             }
-        }
-        var high: UInt8 = 0
-        while index < bytes.count {
-            let byte = bytes[index]
+            guard cursor < end else {
+                index = cursor
+                return nil
+            }
+            let byte = base[cursor]
             if byte == 0x22 {
-                let range = start..<index
-                index += 1
+                let range = start..<cursor
+                index = cursor + 1
                 if high < 0x80 { return (range, true) }
                 return isValidUTF8(range) ? (range, false) : nil
             }
-            if byte == 0x5C || byte < 0x20 { return nil }
+            if byte == 0x5C || byte < 0x20 {
+                index = cursor
+                return nil
+            }
             high |= byte
-            index += 1
+            cursor += 1
         }
-        return nil
     }
 
     /// An object key: a string of printable ASCII (others fall back, since the general path compares keys as
@@ -751,4 +807,15 @@ struct FastRecordEncoder {
         }
         return true
     }
+}
+
+/// One entry of ``FastRecordEncoder``'s string memo: a string of at most 16 ASCII bytes (as two little-endian
+/// words, zero-padded) and its index in the table with `token` (0: empty).
+struct InternMemoEntry {
+    var token: UInt64 = 0
+    var hash: UInt64 = 0
+    var low: UInt64 = 0
+    var high: UInt64 = 0
+    var length: UInt32 = 0
+    var index: UInt32 = 0
 }

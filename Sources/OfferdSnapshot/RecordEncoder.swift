@@ -3,6 +3,9 @@ import OfferdCore
 /// The snapshot's string table while it is being built: each distinct name
 /// (audience, offer id, attribute key) stored once and referred to by index.
 struct StringTableBuilder {
+    /// Tells tables apart, so a memo of (string, index) pairs kept outside (``FastRecordEncoder``) is only used
+    /// with the table it came from. Tables only grow, so such a pair stays true.
+    let token = UInt64.random(in: 1...UInt64.max)
     private var indexByString: [String: UInt32] = [:]
     private(set) var strings: [String] = []
 
