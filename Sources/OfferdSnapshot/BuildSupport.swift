@@ -7,6 +7,8 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import Atomics
+import Dispatch
 import Foundation
 
 /// The position of the first `\n` in `base[from..<to]`, or nil (`memchr`: the generic `firstIndex(of:)` was
@@ -149,4 +151,62 @@ func usableProcessorCount() -> Int {
     #else
         return active
     #endif
+}
+
+/// Pushes the snapshot being written to the disk in the background (`fdatasync` on its own thread, every
+/// ``interval`` bytes), so the build's final `fsync` has only the tail to wait for: it took 1.4 s of a 4.7 s
+/// build of 1M profiles when the whole file waited for it.
+///
+/// A failed background sync is kept and reported by ``stop()``: Linux reports a write-back error once per open
+/// file description, so the final `fsync` on the same descriptor might not see it again.
+final class BackgroundSync: @unchecked Sendable {
+    // `@unchecked Sendable`: the descriptor is immutable, the rest is atomics and semaphores.
+    static let interval = 64 << 20
+
+    private let descriptor: Int32
+    private let wake = DispatchSemaphore(value: 0)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let requested = ManagedAtomic(false)
+    private let stopping = ManagedAtomic(false)
+    private let failure = ManagedAtomic<Int32>(0)
+    /// Bytes written since the last request (the writer's thread only).
+    private var unsynced = 0
+    private var isStopped = false
+
+    /// Starts the thread; `file` must stay open until ``stop()`` returns.
+    init(file: PosixFile) {
+        descriptor = file.descriptor
+        let thread = Thread { [self] in
+            while true {
+                wake.wait()
+                if stopping.load(ordering: .acquiring) { break }
+                requested.store(false, ordering: .releasing)
+                if fdatasync(descriptor) != 0 {
+                    _ = failure.compareExchange(expected: 0, desired: errno, ordering: .relaxed)
+                }
+            }
+            stopped.signal()
+        }
+        thread.name = "snapshot-sync"
+        thread.start()
+    }
+
+    /// Notes `count` more bytes written; starts a background sync every ``interval`` bytes.
+    func wrote(_ count: Int) {
+        unsynced += count
+        guard unsynced >= Self.interval else { return }
+        unsynced = 0
+        if !requested.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
+    }
+
+    /// Stops the thread (waiting for a sync in progress); throws the first background sync's error, if any.
+    func stop() throws(SystemCallError) {
+        guard !isStopped else { return }
+        isStopped = true
+        stopping.store(true, ordering: .releasing)
+        wake.signal()
+        stopped.wait()
+        let errorNumber = failure.load(ordering: .relaxed)
+        if errorNumber != 0 { throw SystemCallError(call: "fdatasync", errorNumber: errorNumber) }
+    }
 }

@@ -125,14 +125,16 @@ public enum SnapshotBuilder {
             throw .io(path: temporaryPath, reason: error.description)
         }
         var succeeded = false
+        let backgroundSync = BackgroundSync(file: destination)
         defer {
             if !succeeded {
+                try? backgroundSync.stop()
                 try? destination.close()
                 removeFileIfPresent(temporaryPath)
             }
         }
 
-        var state = BuildState(destination: destination, destinationPath: temporaryPath)
+        var state = BuildState(destination: destination, destinationPath: temporaryPath, backgroundSync: backgroundSync)
         try state.writeHeaderPlaceholder()
         if options.workerCount > 0 {
             try ParallelBuild.run(
@@ -151,6 +153,11 @@ public enum SnapshotBuilder {
             }
         }
         let summary = try state.finish(version: version, output: output, createdAt: options.createdAt)
+        do {
+            try backgroundSync.stop()
+        } catch {
+            throw .io(path: temporaryPath, reason: error.description)
+        }
         do {
             try destination.close()
             try renameFile(from: temporaryPath, to: output)
@@ -259,9 +266,13 @@ struct BuildState {
     var firstIdentityWithHash = IdentityHashTable()
     var sameHashNext: [Int32] = []
 
-    init(destination: PosixFile, destinationPath: String) {
+    /// Started on the records as they are written; the final `fsync` in ``finish`` does the rest.
+    let backgroundSync: BackgroundSync?
+
+    init(destination: PosixFile, destinationPath: String, backgroundSync: BackgroundSync? = nil) {
         self.destination = destination
         self.destinationPath = destinationPath
+        self.backgroundSync = backgroundSync
         pending.reserveCapacity(SnapshotBuilder.writeBufferLength + 65536)
     }
 
@@ -444,6 +455,7 @@ struct BuildState {
         } catch {
             throw .io(path: destinationPath, reason: error.description)
         }
+        backgroundSync?.wrote(pending.count)
         pending.removeAll(keepingCapacity: true)
     }
 
