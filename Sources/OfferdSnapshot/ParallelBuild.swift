@@ -21,6 +21,10 @@ enum ParallelBuild {
     /// (each batch holds its source bytes and about as many record bytes).
     static let batchesInFlightPerWorker = 2
 
+    /// Batches start from a copy of the global string table while it has at most this many strings (the copy is
+    /// shared until the worker adds a string; a table of millions of distinct names would be copied per batch).
+    static let seedLimit = 1 << 16
+
     /// Lines whose identity slots are read ahead together.
     static let warmAhead = 32
 
@@ -67,6 +71,13 @@ enum ParallelBuild {
             while !reachedEnd && inFlight.count < maximumInFlight {
                 let batch = spare.popLast() ?? BuildBatch(batchLength: options.batchLength)
                 batch.reset()
+                if state.strings.count <= seedLimit {
+                    // The worker starts from the strings known now, whose indices are final: usually a batch
+                    // brings no new string, and its records need no rewriting.
+                    batch.strings = state.strings
+                    batch.strings.renewToken()
+                    batch.seededStrings = batch.strings.count
+                }
                 switch try reader.fill(batch) {
                 case .batch:
                     inFlight.append(batch)
@@ -148,7 +159,11 @@ enum ParallelBuild {
         _ batch: BuildBatch, linesBefore: Int, state: inout BuildState, localToGlobal: inout [UInt32],
         progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) {
+        // Local indices below `seeded` are global already; the others map through `localToGlobal` (from
+        // `seeded` on). Records are rewritten only once some local string got another global index.
+        let seeded = batch.seededStrings
         localToGlobal.removeAll(keepingCapacity: true)
+        var indicesAreGlobal = true
         var warmedLines = 0
         for (position, entry) in batch.lines.enumerated() {
             if position == warmedLines {
@@ -161,13 +176,16 @@ enum ParallelBuild {
             let line = linesBefore + entry.lineIndex + 1
             // The strings this line introduced, in the order it did: the same global indices as the
             // single-threaded path gives.
-            while localToGlobal.count < entry.stringsEnd {
-                localToGlobal.append(state.strings.intern(localToGlobal.count, of: batch.strings))
+            while seeded + localToGlobal.count < entry.stringsEnd {
+                let local = seeded + localToGlobal.count
+                let global = state.strings.intern(local, of: batch.strings)
+                if global != UInt32(local) { indicesAreGlobal = false }
+                localToGlobal.append(global)
             }
             switch entry.kind {
             case .fast:
                 let record = batch.records.base + entry.recordStart
-                remapStrings(in: record, localToGlobal: localToGlobal)
+                if !indicesAreGlobal { remapStrings(in: record, seeded: seeded, localToGlobal: localToGlobal) }
                 try state.addEncoded(
                     UnsafeBufferPointer(start: record, count: entry.recordLength),
                     identities: batch.identities[entry.identitiesStart..<entry.identitiesEnd],
@@ -183,16 +201,18 @@ enum ParallelBuild {
     }
 
     /// Rewrites the batch-local string indices of a fast-path record (audience and capping entries, attribute
-    /// keys) to global ones.
-    static func remapStrings(in record: UnsafeMutablePointer<UInt8>, localToGlobal: [UInt32]) {
+    /// keys) to global ones: those below `seeded` are kept, the others are `localToGlobal[index - seeded]`.
+    static func remapStrings(in record: UnsafeMutablePointer<UInt8>, seeded: Int, localToGlobal: [UInt32]) {
         typealias Field = SnapshotFormat.Record
         let raw = UnsafeMutableRawPointer(record)
         func load(_ offset: Int) -> Int {
             Int(UInt32(littleEndian: UnsafeRawPointer(raw + offset).loadUnaligned(as: UInt32.self)))
         }
         func remap(at offset: Int) {
+            let local = load(offset)
+            guard local >= seeded else { return }
             // Indexing checks the local index: the worker wrote it, so it is in range.
-            let global = localToGlobal[load(offset)]
+            let global = localToGlobal[local - seeded]
             (raw + offset).storeBytes(of: global.littleEndian, as: UInt32.self)
         }
         let audiencesOffset = load(Field.audiencesOffset)
@@ -248,6 +268,8 @@ final class BuildBatch: @unchecked Sendable {
     let input: ByteScratch
     let records: ByteScratch
     var strings = StringTableBuilder()
+    /// How many of `strings` were copied from the global table (their indices are global).
+    var seededStrings = 0
     var lines: [BatchLine] = []
     var identities: [FastIdentity] = []
     var profiles: [InMemoryProfile] = []
@@ -267,6 +289,7 @@ final class BuildBatch: @unchecked Sendable {
         input.removeAll()
         records.removeAll()
         strings = StringTableBuilder()
+        seededStrings = 0
         lines.removeAll(keepingCapacity: true)
         identities.removeAll(keepingCapacity: true)
         profiles.removeAll(keepingCapacity: true)

@@ -5,7 +5,7 @@ import OfferdCore
 struct StringTableBuilder {
     /// Tells tables apart, so a memo of (string, index) pairs kept outside (``FastRecordEncoder``) is only used
     /// with the table it came from. Tables only grow, so such a pair stays true.
-    let token = UInt64.random(in: 1...UInt64.max)
+    private(set) var token = UInt64.random(in: 1...UInt64.max)
     private var indexByString: [String: UInt32] = [:]
     private(set) var strings: [String] = []
 
@@ -58,6 +58,11 @@ struct StringTableBuilder {
         cacheCount += 1
         if cacheCount * 2 > cacheSlots.count { growCache() }
         return index
+    }
+
+    /// Gives this copy its own token: a copy that grows apart from the original is another table.
+    mutating func renewToken() {
+        token = UInt64.random(in: 1...UInt64.max)
     }
 
     /// The number of strings interned so far.
