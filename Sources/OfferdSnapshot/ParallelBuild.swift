@@ -71,7 +71,7 @@ enum ParallelBuild {
             while !reachedEnd && inFlight.count < maximumInFlight {
                 let batch = spare.popLast() ?? BuildBatch(batchLength: options.batchLength)
                 batch.reset()
-                if state.strings.count <= seedLimit {
+                if state.strings.count <= options.stringSeedLimit {
                     // The worker starts from the strings known now, whose indices are final: usually a batch
                     // brings no new string, and its records need no rewriting.
                     batch.strings = state.strings

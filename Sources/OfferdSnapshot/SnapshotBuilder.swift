@@ -86,6 +86,8 @@ public enum SnapshotBuilder {
         var workerCount = defaultWorkerCount
         /// Bytes of source per batch handed to a worker (whole lines; a longer line makes a longer batch).
         var batchLength = 4 << 20
+        /// Batches start from a copy of the global string table while it has at most this many strings.
+        var stringSeedLimit = ParallelBuild.seedLimit
         /// The header's creation time; nil means now.
         var createdAt: Int64? = nil
     }

@@ -71,6 +71,21 @@ struct ParallelBuildTests {
         #expect(try ProfileSnapshot.load(path: snapshotPath).profileCount == (batchLength == 1 ? 300 : 1_200) + 4)
     }
 
+    /// Batches that start from the global string table (the usual case), from an empty one (a table too large to
+    /// copy), and a table that crosses the limit during the build: the same bytes.
+    @Test(arguments: [0, 40, 1 << 16])
+    func stringTableSeedingDoesNotChangeTheBytes(_ seedLimit: Int) throws {
+        let directory = try TemporaryDirectory()
+        let source = try mixedSource(in: directory, count: 600, seed: 21)
+        let sequential = try build(source, in: directory, workers: 0).get()
+        let output = directory.file("seeded.snap")
+        _ = try SnapshotBuilder.build(
+            input: source, output: output, version: nil, progress: nil,
+            options: SnapshotBuilder.BuildOptions(
+                workerCount: 2, batchLength: 2_000, stringSeedLimit: seedLimit, createdAt: Self.createdAt))
+        #expect(try readBytes(output) == sequential)
+    }
+
     @Test func parallelBuildWithoutTheFastPathWritesTheSameBytes() throws {
         let directory = try TemporaryDirectory()
         let source = try mixedSource(in: directory, count: 400, seed: 3)
