@@ -25,15 +25,24 @@ struct FastRecordEncoder {
     private var index = 0
 
     private(set) var identities: [FastIdentity] = []
-    private var consents: [UInt8] = [0, 0, 0, 0, 0, 0]
-    private var audiences: [UInt8] = []
+    /// The six ConsentChoice codes in record order, one per byte (personalize.content in the lowest).
+    private var consents: UInt64 = 0
+    // Scratch for the record's sections, reused from line to line (ByteScratch: no per-byte capacity checks).
+    private let audiences = ByteScratch(capacity: 256)
     private var audienceCount = 0
-    private var capping: [UInt8] = []
+    private let capping = ByteScratch(capacity: 256)
     private var cappingCount = 0
-    private var nodes: [UInt8] = []
-    private var directory: [(hash: UInt64, offset: UInt32)] = []
-    /// Key hashes of the objects being parsed, for the duplicate-key check (one run per open object).
-    private var keyHashes: [UInt64] = []
+    private let nodes = ByteScratch(capacity: 2048)
+    /// Directory entries exactly as in the record: path hash (u64), node offset (u32); sorted in ``assemble``.
+    private let directory = ByteScratch(capacity: 1024)
+    private var directoryCount = 0
+    /// Key hashes (u64) of the objects being parsed, for the duplicate-key check (one run per open object).
+    private let keyHashes = ByteScratch(capacity: 512)
+    /// A direct-mapped memo of short ASCII strings' indices in the string table: keys, audiences and offer ids
+    /// repeat on nearly every line, and the table's own lookup (hash probe, then `memcmp`) was 8 % of the build.
+    private var internMemo = [InternMemoEntry](repeating: InternMemoEntry(), count: Self.internMemoSize)
+    private static let internMemoSize = 256
+
     /// The unfinished FNV-1a state of the key ``asciiKey()`` returned last (shared by the duplicate check and
     /// the string table, so each key is hashed once).
     private var lastKeyHash: UInt64 = 0
@@ -42,25 +51,94 @@ struct FastRecordEncoder {
     /// On success ``identities`` holds the line's identities (ranges into `line`).
     mutating func encode(_ line: [UInt8], strings: inout StringTableBuilder, into output: inout [UInt8]) -> Bool {
         line.withUnsafeBufferPointer { buffer in
-            bytes = buffer
-            index = 0
-            defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
-            guard parseProfile(strings: &strings) else { return false }
-            assemble(line: buffer, into: &output)
+            let record = ByteScratch(capacity: 1024)
+            guard encode(line: buffer, strings: &strings, into: record) else { return false }
+            output.append(contentsOf: record.bytes)
             return true
         }
+    }
+
+    /// Appends the record of `line` to `output` and returns true, or returns false having appended nothing.
+    /// On success ``identities`` holds the line's identities (ranges into `line`), valid while `line` is.
+    mutating func encode(
+        line: UnsafeBufferPointer<UInt8>, strings: inout StringTableBuilder, into output: ByteScratch
+    ) -> Bool {
+        bytes = line
+        defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
+        guard parse(strings: &strings) else { return false }
+        let length = recordLength
+        output.reserve(length)
+        let start = output.count
+        // writeRecord writes every byte of the record.
+        writeRecord(to: output.base + start)
+        output.setCount(start + length)
+        return true
+    }
+
+    /// Appends the record of `line` to `output` (the builder's write buffer); see ``encode(line:strings:into:)``.
+    mutating func encode(
+        line: UnsafeBufferPointer<UInt8>, strings: inout StringTableBuilder, into output: inout [UInt8]
+    ) -> Bool {
+        bytes = line
+        defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
+        guard parse(strings: &strings) else { return false }
+        let length = recordLength
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: length))
+        output.withUnsafeMutableBufferPointer { buffer in
+            // Just grown by `length` bytes from `start`: the base address exists.
+            writeRecord(to: buffer.baseAddress.unsafelyUnwrapped + start)
+        }
+        return true
+    }
+
+    /// Parses the line in ``bytes``, leaving the record's parts in the scratch buffers; false for a line the fast
+    /// path leaves to the general path.
+    private mutating func parse(strings: inout StringTableBuilder) -> Bool {
+        index = 0
+        return parseProfile(strings: &strings)
+    }
+
+    /// ``StringTableBuilder/intern(asciiBytes:hash:)`` of `bytes[range]` (ASCII) through ``internMemo``.
+    @inline(__always)
+    private mutating func internASCII(
+        _ range: Range<Int>, hash: UInt64, strings: inout StringTableBuilder
+    ) -> UInt32 {
+        let length = range.count
+        // The memo holds strings of at most 16 bytes, compared as two masked words read from the line (only
+        // where 16 bytes can be read without passing its end).
+        guard length <= 16, range.lowerBound + 16 <= bytes.count, let base = bytes.baseAddress else {
+            return strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[range]), hash: hash)
+        }
+        let raw = UnsafeRawPointer(base + range.lowerBound)
+        let lowMask: UInt64 = length >= 8 ? ~0 : (1 << UInt64(length * 8)) &- 1
+        let highMask: UInt64 = length >= 16 ? ~0 : length <= 8 ? 0 : (1 << UInt64((length - 8) * 8)) &- 1
+        let low = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)) & lowMask
+        let high = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) & highMask
+        let slot = Int(truncatingIfNeeded: (hash &* 0x9E37_79B9_7F4A_7C15) >> 56) & (Self.internMemoSize - 1)
+        let entry = internMemo[slot]
+        if entry.token == strings.token, entry.hash == hash, entry.length == UInt32(length), entry.low == low,
+            entry.high == high
+        {
+            return entry.index
+        }
+        let index = strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[range]), hash: hash)
+        internMemo[slot] = InternMemoEntry(
+            token: strings.token, hash: hash, low: low, high: high, length: UInt32(length), index: index)
+        return index
     }
 
     // MARK: Profile structure (SPEC 5.1)
 
     private mutating func parseProfile(strings: inout StringTableBuilder) -> Bool {
         identities.removeAll(keepingCapacity: true)
-        for position in 0..<6 { consents[position] = 0 }
-        audiences.removeAll(keepingCapacity: true)
-        capping.removeAll(keepingCapacity: true)
-        nodes.removeAll(keepingCapacity: true)
-        directory.removeAll(keepingCapacity: true)
-        keyHashes.removeAll(keepingCapacity: true)
+        consents = 0
+        audiences.removeAll()
+        capping.removeAll()
+        nodes.removeAll()
+        directory.removeAll()
+        directoryCount = 0
+        keyHashes.removeAll()
         audienceCount = 0
         cappingCount = 0
 
@@ -164,9 +242,9 @@ struct FastRecordEncoder {
         guard consume(0x7B) else { return false }
         return forEachMember { parser, key in
             if parser.keyEquals(key, "personalize") {
-                return parser.parseConsentGroup(channels: ["content"], firstSlot: 0)
+                return parser.parseConsentGroup(firstSlot: 0)
             } else if parser.keyEquals(key, "marketing") {
-                return parser.parseConsentGroup(channels: ["any", "email", "sms", "push", "call"], firstSlot: 1)
+                return parser.parseConsentGroup(firstSlot: 1)
             } else {
                 // collect, share, metadata...: valid XDM that offerd does not read.
                 return parser.skipValue(depth: 3)
@@ -179,14 +257,16 @@ struct FastRecordEncoder {
     /// false to fall back; the walk returns true after the closing `}`.
     private mutating func forEachMember(_ member: (inout Self, Range<Int>) -> Bool) -> Bool {
         let keysStart = keyHashes.count
-        defer { keyHashes.removeSubrange(keysStart...) }
+        defer { keyHashes.truncate(to: keysStart) }
+        // A 64-bit Bloom filter of this object's key hashes: the list is only scanned when its bit is set.
+        var seenKeys: UInt64 = 0
         var first = true
         while true {
             skipWhitespace()
             if consume(0x7D) { return true }
             if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
             first = false
-            guard let key = asciiKey(), isNewKey(key, since: keysStart) else { return false }
+            guard let key = asciiKey(), isNewKey(key, since: keysStart, seenKeys: &seenKeys) else { return false }
             skipWhitespace()
             guard consume(0x3A) else { return false }
             skipWhitespace()
@@ -194,17 +274,26 @@ struct FastRecordEncoder {
         }
     }
 
-    /// An object whose `channels` members are consent entries (stored at `firstSlot` on); other members ignored.
-    private mutating func parseConsentGroup(channels: StaticString..., firstSlot: Int) -> Bool {
-        parseConsentGroup(channels: channels, firstSlot: firstSlot)
+    /// The slot (0-5) of a consent channel key of the group starting at `firstSlot` (0: personalize,
+    /// 1: marketing); nil for a member offerd does not read.
+    private func consentSlot(_ key: Range<Int>, firstSlot: Int) -> Int? {
+        if firstSlot == 0 { return keyEquals(key, "content") ? 0 : nil }
+        switch key.count {
+        case 3: return keyEquals(key, "any") ? 1 : keyEquals(key, "sms") ? 3 : nil
+        case 4: return keyEquals(key, "push") ? 4 : keyEquals(key, "call") ? 5 : nil
+        case 5: return keyEquals(key, "email") ? 2 : nil
+        default: return nil
+        }
     }
 
-    private mutating func parseConsentGroup(channels: [StaticString], firstSlot: Int) -> Bool {
+    /// An object whose channel members are consent entries (stored at `firstSlot` on); other members ignored.
+    private mutating func parseConsentGroup(firstSlot: Int) -> Bool {
         guard consume(0x7B) else { return false }
         return forEachMember { parser, key in
-            if let channel = channels.firstIndex(where: { parser.keyEquals(key, $0) }) {
+            if let slot = parser.consentSlot(key, firstSlot: firstSlot) {
                 guard let choice = parser.parseConsentEntry() else { return false }
-                parser.consents[firstSlot + channel] = choice
+                let shift = UInt64(slot * 8)
+                parser.consents = parser.consents & ~(0xFF << shift) | UInt64(choice) << shift
                 return true
             }
             return parser.skipValue(depth: 4)
@@ -217,14 +306,31 @@ struct FastRecordEncoder {
         var choice = ConsentChoice.empty
         let parsed = forEachMember { parser, key in
             guard parser.keyEquals(key, "val") else { return parser.skipValue(depth: 5) }
-            guard let text = parser.string(), text.isASCII, text.range.count <= 2,
-                let value = ConsentChoice(
-                    xdmValue: String(decoding: UnsafeBufferPointer(rebasing: parser.bytes[text.range]), as: UTF8.self))
-            else { return false }
+            guard let text = parser.string(), let value = parser.consentChoice(text.range) else { return false }
             choice = value
             return true
         }
         return parsed ? choice.rawValue : nil
+    }
+
+    /// `ConsentChoice(xdmValue:)` of the bytes at `range`, without making a String.
+    private func consentChoice(_ range: Range<Int>) -> ConsentChoice? {
+        let first = range.count >= 1 ? bytes[range.lowerBound] : 0
+        let second = range.count == 2 ? bytes[range.lowerBound + 1] : 0
+        switch (range.count, first, second) {
+        case (1, 0x79, _): return .y  // y
+        case (1, 0x6E, _): return .n  // n
+        case (1, 0x70, _): return .p  // p
+        case (1, 0x75, _): return .u  // u
+        case (2, 0x64, 0x79): return .dy
+        case (2, 0x64, 0x6E): return .dn
+        case (2, 0x4C, 0x49): return .LI
+        case (2, 0x43, 0x54): return .CT
+        case (2, 0x43, 0x50): return .CP
+        case (2, 0x56, 0x49): return .VI
+        case (2, 0x50, 0x49): return .PI
+        default: return nil
+        }
     }
 
     private mutating func parseAudiences(strings: inout StringTableBuilder) -> Bool {
@@ -239,7 +345,8 @@ struct FastRecordEncoder {
             for byte in name { hash = SnapshotHash.step(hash, byte) }
             audiences.appendLE(fmix64(hash))
             audiences.appendLE(
-                text.isASCII ? strings.intern(asciiBytes: name, hash: hash) : strings.intern(name, isASCII: false))
+                text.isASCII
+                    ? internASCII(text.range, hash: hash, strings: &strings) : strings.intern(name, isASCII: false))
             audienceCount += 1
             skipWhitespace()
             if consume(0x5D) { return true }
@@ -254,9 +361,8 @@ struct FastRecordEncoder {
             guard let count = parser.number(), count >= 0, count == count.rounded(.towardZero),
                 count <= ProfileSourceParser.maximumCappingCount
             else { return false }
-            let offerID = UnsafeBufferPointer(rebasing: parser.bytes[key])
             parser.capping.appendLE(fmix64(keyHash))
-            parser.capping.appendLE(strings.intern(asciiBytes: offerID, hash: keyHash))
+            parser.capping.appendLE(parser.internASCII(key, hash: keyHash, strings: &strings))
             parser.capping.appendLE(UInt64(Int(count)))
             parser.cappingCount += 1
             return true
@@ -265,32 +371,57 @@ struct FastRecordEncoder {
 
     /// The members of an attributes object (its `{` consumed), as nodes in document order, each with a directory
     /// entry keyed by its path hash. `pathHash` is the unfinished FNV-1a state of the parent's canonical path.
+    ///
+    /// ``forEachMember(_:)`` with the key's own hash and its path's hash computed in one pass over the key (two
+    /// independent multiply chains, which the CPU overlaps).
     private mutating func parseAttributeMembers(
         parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
         guard depth <= Self.maximumDepth else { return false }
-        return forEachMember { parser, key in
-            parser.appendAttribute(key: key, parent: parent, pathHash: pathHash, depth: depth, strings: &strings)
+        let keysStart = keyHashes.count
+        defer { keyHashes.truncate(to: keysStart) }
+        var seenKeys: UInt64 = 0
+        var first = true
+        while true {
+            skipWhitespace()
+            if consume(0x7D) { return true }
+            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            first = false
+            guard let key = string(), key.isASCII else { return false }
+            var keyHash = SnapshotHash.basis
+            var path = pathHash
+            let keyLength = UInt32(key.range.count)
+            for shift in stride(from: 0, to: 32, by: 8) {
+                path = SnapshotHash.step(path, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
+            }
+            for position in key.range {
+                let byte = bytes[position]
+                keyHash = SnapshotHash.step(keyHash, byte)
+                path = SnapshotHash.step(path, byte)
+            }
+            lastKeyHash = keyHash
+            guard isNewKey(key.range, since: keysStart, seenKeys: &seenKeys) else { return false }
+            skipWhitespace()
+            guard consume(0x3A) else { return false }
+            skipWhitespace()
+            guard appendAttribute(key: key.range, parent: parent, pathHash: path, depth: depth, strings: &strings)
+            else { return false }
         }
     }
 
     /// One attributes member whose key was just read: its node, its directory entry, and its value (an object's
-    /// members recursively, an array of scalars, or a scalar).
+    /// members recursively, an array of scalars, or a scalar). `pathHash` is the unfinished state of its path.
     private mutating func appendAttribute(
-        key: Range<Int>, parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
+        key: Range<Int>, parent: UInt32, pathHash hash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
         let keyHash = lastKeyHash
         guard nodes.count < Int(UInt32.max) else { return false }
         let offset = UInt32(nodes.count)
-        var hash = pathHash
-        let keyLength = UInt32(key.count)
-        for shift in stride(from: 0, to: 32, by: 8) {
-            hash = SnapshotHash.step(hash, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
-        }
-        for position in key { hash = SnapshotHash.step(hash, bytes[position]) }
-        directory.append((hash: fmix64(hash), offset: offset))
+        directory.appendLE(fmix64(hash))
+        directory.appendLE(offset)
+        directoryCount += 1
         nodes.appendLE(parent)
-        nodes.appendLE(strings.intern(asciiBytes: UnsafeBufferPointer(rebasing: bytes[key]), hash: keyHash))
+        nodes.appendLE(internASCII(key, hash: keyHash, strings: &strings))
 
         switch peek() {
         case 0x7B:
@@ -329,7 +460,7 @@ struct FastRecordEncoder {
             guard let text = string() else { return false }
             nodes.append(SnapshotFormat.Kind.string.rawValue)
             nodes.appendLE(UInt32(text.range.count))
-            nodes.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[text.range]))
+            nodes.append(UnsafeBufferPointer(rebasing: bytes[text.range]))
         case 0x74:
             guard literal("true") else { return false }
             nodes.append(SnapshotFormat.Kind.true.rawValue)
@@ -349,26 +480,110 @@ struct FastRecordEncoder {
 
     // MARK: Record
 
-    /// Writes the record: header, identities, audiences, capping, sorted directory, nodes.
-    private mutating func assemble(line: UnsafeBufferPointer<UInt8>, into output: inout [UInt8]) {
+    /// The length of the record of the line just parsed.
+    private var recordLength: Int {
+        var length = SnapshotFormat.Record.headerLength + audiences.count + capping.count + directory.count
+            + nodes.count
+        for identity in identities { length += 8 + identity.namespace.count + identity.id.count }
+        return length
+    }
+
+    /// Writes the record of the line just parsed (all of its ``recordLength`` bytes) at `record`: header, identities,
+    /// audiences, capping, sorted directory, nodes (docs/snapshot-format.md, Records; the same bytes as
+    /// ``RecordTail`` writes, which the differential tests check).
+    private mutating func writeRecord(to record: UnsafeMutablePointer<UInt8>) {
         typealias Field = SnapshotFormat.Record
-        directory.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
-        let start = output.count
-        output.append(contentsOf: repeatElement(0, count: Field.headerLength))
-        for identity in identities {
-            output.appendLE(UInt32(identity.namespace.count))
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: line[identity.namespace]))
-            output.appendLE(UInt32(identity.id.count))
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: line[identity.id]))
+        sortDirectory()
+        let raw = UnsafeMutableRawPointer(record)
+        func store(_ value: UInt32, at offset: Int) {
+            (raw + offset).storeBytes(of: value.littleEndian, as: UInt32.self)
         }
-        let audiencesOffset = output.count - start
-        output.append(contentsOf: audiences)
-        let cappingOffset = output.count - start
-        output.append(contentsOf: capping)
-        RecordTail(
-            identityCount: identities.count, audienceCount: audienceCount, cappingCount: cappingCount,
-            audiencesOffset: audiencesOffset, cappingOffset: cappingOffset, consentCodes: consents
-        ).finish(recordAt: start, directory: directory, nodes: nodes, into: &output)
+        func copy(_ source: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int {
+            if let base = source.baseAddress, source.count > 0 { (record + offset).update(from: base, count: source.count) }
+            return offset + source.count
+        }
+        var position = Field.headerLength
+        for identity in identities {
+            store(UInt32(identity.namespace.count), at: position)
+            position = copy(UnsafeBufferPointer(rebasing: bytes[identity.namespace]), at: position + 4)
+            store(UInt32(identity.id.count), at: position)
+            position = copy(UnsafeBufferPointer(rebasing: bytes[identity.id]), at: position + 4)
+        }
+        let audiencesOffset = position
+        position = copy(audiences.bytes, at: position)
+        let cappingOffset = position
+        position = copy(capping.bytes, at: position)
+        let directoryOffset = position
+        position = copy(directory.bytes, at: position)
+        let nodesOffset = position
+        position = copy(nodes.bytes, at: position)
+        store(UInt32(truncatingIfNeeded: position), at: Field.length)
+        store(UInt32(identities.count), at: Field.identityCount)
+        store(UInt32(audienceCount), at: Field.audienceCount)
+        store(UInt32(cappingCount), at: Field.cappingCount)
+        store(UInt32(directoryCount), at: Field.attributeCount)
+        store(UInt32(audiencesOffset), at: Field.audiencesOffset)
+        store(UInt32(cappingOffset), at: Field.cappingOffset)
+        store(UInt32(directoryOffset), at: Field.directoryOffset)
+        store(UInt32(nodesOffset), at: Field.nodesOffset)
+        for slot in 0..<6 { record[Field.consents + slot] = UInt8(truncatingIfNeeded: consents >> UInt64(slot * 8)) }
+        // The header's padding after the six consent codes.
+        for padding in (Field.consents + 6)..<Field.headerLength { record[padding] = 0 }
+    }
+
+    /// Sorts the directory entries by (path hash, node offset) in place.
+    ///
+    /// Entries were appended in increasing node offset, so a stable sort by hash alone gives that order: for the
+    /// usual tens of attributes a bucket pass and an insertion sort (the generic sort's closure calls were 5 % of
+    /// the build), for large directories the standard sort on (hash, offset) pairs.
+    private func sortDirectory() {
+        let entryLength = SnapshotFormat.Record.directoryEntryLength
+        let count = directoryCount
+        let raw = UnsafeMutableRawPointer(directory.base)
+        func hash(_ entry: Int) -> UInt64 {
+            UInt64(littleEndian: UnsafeRawPointer(raw + entry * entryLength).loadUnaligned(as: UInt64.self))
+        }
+        func offset(_ entry: Int) -> UInt32 {
+            UInt32(littleEndian: UnsafeRawPointer(raw + entry * entryLength + 8).loadUnaligned(as: UInt32.self))
+        }
+        func store(_ entry: Int, _ value: (hash: UInt64, offset: UInt32)) {
+            (raw + entry * entryLength).storeBytes(of: value.hash.littleEndian, as: UInt64.self)
+            (raw + entry * entryLength + 8).storeBytes(of: value.offset.littleEndian, as: UInt32.self)
+        }
+        if count <= 64 {
+            // Scattered by the top 6 bits of the hash into aligned scratch (a counting sort, stable), which leaves
+            // the entries nearly sorted, then an insertion sort finishes with few moves. The hashes are random,
+            // so a plain insertion sort mispredicted a branch for nearly every entry (5 % of the build).
+            withUnsafeTemporaryAllocation(of: (hash: UInt64, offset: UInt32).self, capacity: count) { entries in
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65) { starts in
+                    starts.initialize(repeating: 0)
+                    for entry in 0..<count { starts[Int(hash(entry) >> 58) + 1] &+= 1 }
+                    for bucket in 1..<65 { starts[bucket] &+= starts[bucket - 1] }
+                    for entry in 0..<count {
+                        let value = (hash: hash(entry), offset: offset(entry))
+                        let bucket = Int(value.hash >> 58)
+                        entries[Int(starts[bucket])] = value
+                        starts[bucket] &+= 1
+                    }
+                }
+                var sorted = 1
+                while sorted < count {
+                    let moving = entries[sorted]
+                    var hole = sorted
+                    while hole > 0, entries[hole - 1].hash > moving.hash {
+                        entries[hole] = entries[hole - 1]
+                        hole -= 1
+                    }
+                    entries[hole] = moving
+                    sorted += 1
+                }
+                for entry in 0..<count { store(entry, entries[entry]) }
+            }
+        } else {
+            var entries = (0..<count).map { (hash: hash($0), offset: offset($0)) }
+            entries.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
+            for (entry, value) in entries.enumerated() { store(entry, value) }
+        }
     }
 
     // MARK: JSON lexing (the subset the fast path accepts)
@@ -421,22 +636,46 @@ struct FastRecordEncoder {
 
     /// A string without escapes; nil for anything else (escapes, control characters, invalid UTF-8).
     private mutating func string() -> (range: Range<Int>, isASCII: Bool)? {
-        guard consume(0x22) else { return nil }
+        guard consume(0x22), let base = bytes.baseAddress else { return nil }
         let start = index
+        let end = bytes.count
+        var cursor = start
         var high: UInt8 = 0
-        while index < bytes.count {
-            let byte = bytes[index]
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        while true {
+            // Eight bytes at a time up to the first quote, backslash, control or non-ASCII byte. The SWAR tests
+            // can flag a byte above a flagged one wrongly, never below: the lowest flag is exact.
+            while cursor + 8 <= end {
+                let word = UInt64(littleEndian: UnsafeRawPointer(base + cursor).loadUnaligned(as: UInt64.self))
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                let special = (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+                    | ((word &- ones &* 0x20) & ~word) | word) & highBits
+                if special != 0 {
+                    cursor += special.trailingZeroBitCount >> 3
+                    break
+                }
+                cursor += 8
+            }
+            guard cursor < end else {
+                index = cursor
+                return nil
+            }
+            let byte = base[cursor]
             if byte == 0x22 {
-                let range = start..<index
-                index += 1
+                let range = start..<cursor
+                index = cursor + 1
                 if high < 0x80 { return (range, true) }
                 return isValidUTF8(range) ? (range, false) : nil
             }
-            if byte == 0x5C || byte < 0x20 { return nil }
+            if byte == 0x5C || byte < 0x20 {
+                index = cursor
+                return nil
+            }
             high |= byte
-            index += 1
+            cursor += 1
         }
-        return nil
     }
 
     /// An object key: a string of printable ASCII (others fall back, since the general path compares keys as
@@ -449,14 +688,22 @@ struct FastRecordEncoder {
         return key.range
     }
 
-    /// Records `key` among the keys of the current object; false when it is already there (a duplicate key).
-    private mutating func isNewKey(_ key: Range<Int>, since start: Int) -> Bool {
+    /// Records `key` among the keys of the current object (those from `start` on in ``keyHashes``, summarised
+    /// in the Bloom filter `seenKeys`); false when it is already there (a duplicate key).
+    @inline(__always)
+    private mutating func isNewKey(_ key: Range<Int>, since start: Int, seenKeys: inout UInt64) -> Bool {
         let hash = lastKeyHash &+ UInt64(key.count)
-        for earlier in keyHashes[start...] where earlier == hash {
-            // Equal hashes: treat as a duplicate and let the general path decide (a true collision is harmless).
-            return false
+        let bit: UInt64 = 1 << ((hash &* 0x9E37_79B9_7F4A_7C15) >> 58)
+        if seenKeys & bit != 0 {
+            var position = start
+            while position < keyHashes.count {
+                // Equal hashes: treat as a duplicate and let the general path decide (a true collision is harmless).
+                if keyHashes.loadLE64(at: position) == hash { return false }
+                position += 8
+            }
         }
-        keyHashes.append(hash)
+        seenKeys |= bit
+        keyHashes.appendLE(hash)
         return true
     }
 
@@ -560,4 +807,15 @@ struct FastRecordEncoder {
         }
         return true
     }
+}
+
+/// One entry of ``FastRecordEncoder``'s string memo: a string of at most 16 ASCII bytes (as two little-endian
+/// words, zero-padded) and its index in the table with `token` (0: empty).
+struct InternMemoEntry {
+    var token: UInt64 = 0
+    var hash: UInt64 = 0
+    var low: UInt64 = 0
+    var high: UInt64 = 0
+    var length: UInt32 = 0
+    var index: UInt32 = 0
 }

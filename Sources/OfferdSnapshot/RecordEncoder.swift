@@ -3,6 +3,9 @@ import OfferdCore
 /// The snapshot's string table while it is being built: each distinct name
 /// (audience, offer id, attribute key) stored once and referred to by index.
 struct StringTableBuilder {
+    /// Tells tables apart, so a memo of (string, index) pairs kept outside (``FastRecordEncoder``) is only used
+    /// with the table it came from. Tables only grow, so such a pair stays true.
+    private(set) var token = UInt64.random(in: 1...UInt64.max)
     private var indexByString: [String: UInt32] = [:]
     private(set) var strings: [String] = []
 
@@ -41,12 +44,15 @@ struct StringTableBuilder {
     mutating func intern(asciiBytes bytes: UnsafeBufferPointer<UInt8>, hash: UInt64) -> UInt32 {
         let mask = cacheSlots.count - 1
         var slot = Int(truncatingIfNeeded: fmix64(hash)) & mask
-        while true {
-            let entry = cacheSlots[slot]
-            if entry.index == UInt32.max { break }
-            if entry.hash == hash, storedBytesEqual(Int(entry.index), bytes) { return entry.index }
-            slot = (slot + 1) & mask
+        let found: UInt32? = cacheSlots.withUnsafeBufferPointer { slots in
+            while true {
+                let entry = slots[slot]
+                if entry.index == UInt32.max { return nil }
+                if entry.hash == hash, storedBytesEqual(Int(entry.index), bytes) { return entry.index }
+                slot = (slot + 1) & mask
+            }
         }
+        if let found { return found }
         let index = intern(String(decoding: bytes, as: UTF8.self))
         cacheSlots[slot] = (hash, index)
         cacheCount += 1
@@ -54,15 +60,42 @@ struct StringTableBuilder {
         return index
     }
 
+    /// Gives this copy its own token: a copy that grows apart from the original is another table.
+    mutating func renewToken() {
+        token = UInt64.random(in: 1...UInt64.max)
+    }
+
+    /// The number of strings interned so far.
+    var count: Int { strings.count }
+
+    /// Calls `body` with the UTF-8 of the string at `index` (the bytes it was first interned with).
+    func withBytes<Result>(of index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> Result) -> Result {
+        storage.withUnsafeBufferPointer { all in
+            body(UnsafeBufferPointer(rebasing: all[storageStarts[index]..<storageStarts[index + 1]]))
+        }
+    }
+
+    /// Interns the string at `index` of `other` here and returns its index here: how a batch-local table's
+    /// strings join the global one, in the same order (so with the same indices) as interning them directly.
+    mutating func intern(_ index: Int, of other: StringTableBuilder) -> UInt32 {
+        other.withBytes(of: index) { bytes in
+            var hash = SnapshotHash.basis
+            var high: UInt8 = 0
+            for byte in bytes {
+                hash = SnapshotHash.step(hash, byte)
+                high |= byte
+            }
+            return high < 0x80 ? intern(asciiBytes: bytes, hash: hash) : intern(bytes, isASCII: false)
+        }
+    }
+
     private func storedBytesEqual(_ index: Int, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         let start = storageStarts[index]
         guard storageStarts[index + 1] - start == bytes.count else { return false }
-        var position = start
-        for byte in bytes {
-            if storage[position] != byte { return false }
-            position += 1
+        return storage.withUnsafeBufferPointer { stored in
+            guard let storedBase = stored.baseAddress, let base = bytes.baseAddress else { return bytes.isEmpty }
+            return bytesEqual(storedBase + start, base, count: bytes.count)
         }
-        return true
     }
 
     private mutating func growCache() {

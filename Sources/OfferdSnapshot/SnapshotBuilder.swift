@@ -64,12 +64,43 @@ public enum SnapshotBuilder {
     public static func build(
         input: String, output: String, version: String?, progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
-        try build(input: input, output: output, version: version, progress: progress, useFastPath: true)
+        try build(input: input, output: output, version: version, progress: progress, options: BuildOptions())
     }
 
     /// ``build(input:output:version:progress:)``, with the fast line parser switchable off (tests compare).
     static func build(
         input: String, output: String, version: String?, progress: ((Int) -> Void)?, useFastPath: Bool
+    ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+        try build(
+            input: input, output: output, version: version, progress: progress,
+            options: BuildOptions(useFastPath: useFastPath))
+    }
+
+    /// How a build runs; the defaults are what `offerd snapshot build` uses, the rest is for tests and
+    /// measurements. Every choice writes the same file for the same input (the tests check it).
+    struct BuildOptions {
+        /// Whether lines go through ``FastRecordEncoder`` first (off: every line takes the general path).
+        var useFastPath = true
+        /// Threads that parse batches of lines while the calling thread reads and writes; 0 parses on the calling
+        /// thread, line by line.
+        var workerCount = defaultWorkerCount
+        /// Bytes of source per batch handed to a worker (whole lines; a longer line makes a longer batch).
+        var batchLength = 4 << 20
+        /// Batches start from a copy of the global string table while it has at most this many strings.
+        var stringSeedLimit = ParallelBuild.seedLimit
+        /// The header's creation time; nil means now.
+        var createdAt: Int64? = nil
+    }
+
+    /// Workers for this process: one per core it may run on (the calling thread's reading and writing is light
+    /// beside them), none when it has a single core (a pipeline there only adds switching).
+    static var defaultWorkerCount: Int {
+        let cores = usableProcessorCount()
+        return cores <= 1 ? 0 : min(8, cores)
+    }
+
+    static func build(
+        input: String, output: String, version: String?, progress: ((Int) -> Void)?, options: BuildOptions
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         if let version {
             guard !version.isEmpty else { throw .invalidVersion("empty") }
@@ -96,33 +127,39 @@ public enum SnapshotBuilder {
             throw .io(path: temporaryPath, reason: error.description)
         }
         var succeeded = false
+        let backgroundSync = BackgroundSync(file: destination)
         defer {
             if !succeeded {
+                try? backgroundSync.stop()
                 try? destination.close()
                 removeFileIfPresent(temporaryPath)
             }
         }
 
-        var state = BuildState(destination: destination, destinationPath: temporaryPath)
+        var state = BuildState(destination: destination, destinationPath: temporaryPath, backgroundSync: backgroundSync)
         try state.writeHeaderPlaceholder()
-        var reader = LineReader(file: source, path: input)
-        var fastEncoder = FastRecordEncoder()
-        while let line = try reader.nextLine() {
-            if isBlank(line.bytes) { continue }
-            if useFastPath, try state.addFast(line.bytes, encoder: &fastEncoder, line: line.number) {
+        if options.workerCount > 0 {
+            try ParallelBuild.run(
+                source: source, path: input, state: &state, options: options, progress: progress)
+        } else {
+            var reader = LineReader(file: source, path: input)
+            var fastEncoder = FastRecordEncoder()
+            while let line = try reader.nextLine() {
+                if isBlank(line.bytes) { continue }
+                if options.useFastPath, try state.addFast(line.bytes, encoder: &fastEncoder, line: line.number) {
+                    if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
+                    continue
+                }
+                try state.addGeneral(line.bytes, line: line.number)
                 if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
-                continue
             }
-            let profile: InMemoryProfile
-            do {
-                profile = try ProfileSourceParser.parse(line: line.bytes)
-            } catch {
-                throw .invalidProfile(line: line.number, reason: error.message)
-            }
-            try state.add(profile, line: line.number)
-            if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
         }
-        let summary = try state.finish(version: version, output: output)
+        let summary = try state.finish(version: version, output: output, createdAt: options.createdAt)
+        do {
+            try backgroundSync.stop()
+        } catch {
+            throw .io(path: temporaryPath, reason: error.description)
+        }
         do {
             try destination.close()
             try renameFile(from: temporaryPath, to: output)
@@ -150,7 +187,7 @@ public enum SnapshotBuilder {
         return String(path[..<slash])
     }
 
-    private static func isBlank(_ line: [UInt8]) -> Bool {
+    static func isBlank(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
         line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 }
@@ -159,71 +196,60 @@ public enum SnapshotBuilder {
 struct LineReader {
     struct Line {
         var number: Int
-        var bytes: [UInt8]
+        /// The line without its `\n`, inside the reader's buffer: valid until the next ``LineReader/nextLine()``.
+        var bytes: UnsafeBufferPointer<UInt8>
     }
 
     private let file: PosixFile
     private let path: String
-    private var buffer: [UInt8]
+    private let buffer = ByteScratch(capacity: SnapshotBuilder.chunkLength)
     private var start = 0
-    private var end = 0
     private var atEndOfFile = false
     private var lineNumber = 0
 
     init(file: PosixFile, path: String) {
         self.file = file
         self.path = path
-        self.buffer = [UInt8](repeating: 0, count: SnapshotBuilder.chunkLength)
     }
 
     /// The next line without its `\n`, or nil at end of input.
     mutating func nextLine() throws(SnapshotBuildError) -> Line? {
         var searchFrom = start
         while true {
-            if let newline = buffer[searchFrom..<end].firstIndex(of: 0x0A) {
+            if let newline = findNewline(in: buffer.base, from: searchFrom, to: buffer.count) {
                 lineNumber += 1
-                let line = Line(number: lineNumber, bytes: Array(buffer[start..<newline]))
+                let line = Line(number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: newline - start))
                 start = newline + 1
                 return line
             }
             if atEndOfFile {
-                guard start < end else { return nil }
+                guard start < buffer.count else { return nil }
                 lineNumber += 1
-                let line = Line(number: lineNumber, bytes: Array(buffer[start..<end]))
-                start = end
+                let line = Line(
+                    number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: buffer.count - start))
+                start = buffer.count
                 return line
             }
-            searchFrom = end
-            let pending = end - start
+            let pending = buffer.count - start
             guard pending <= SnapshotBuilder.maximumLineLength else {
                 throw .lineTooLong(line: lineNumber + 1, limit: SnapshotBuilder.maximumLineLength)
             }
-            // Move the partial line to the front, growing the buffer only for lines longer than a chunk.
-            if start > 0 {
-                buffer.withUnsafeMutableBufferPointer { storage in
-                    for i in 0..<pending { storage[i] = storage[start + i] }
-                }
-                searchFrom -= start
-                start = 0
-                end = pending
-            }
-            if end == buffer.count {
-                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
-            }
-            let got: Int
+            // Move the partial line to the front; the buffer grows only for lines longer than a chunk.
+            buffer.removeFront(start)
+            start = 0
+            searchFrom = pending
             do {
-                got = try file.read(into: &buffer, from: end)
+                if try buffer.appendRead(from: file, upTo: SnapshotBuilder.chunkLength) == 0 { atEndOfFile = true }
             } catch {
                 throw .io(path: path, reason: error.description)
             }
-            if got == 0 { atEndOfFile = true } else { end += got }
         }
     }
 }
 
 /// The builder's growing state: the output file, the body checksum, the string
 /// table and one entry per identity for the index and the duplicate check.
-private struct BuildState {
+struct BuildState {
     let destination: PosixFile
     let destinationPath: String
     var profileCount = 0
@@ -239,12 +265,16 @@ private struct BuildState {
     var identityRecordOffsets: [UInt64] = []
     var identityLines: [UInt32] = []
     /// The first identity with each hash; further identities with the same hash chain through `sameHashNext`.
-    var firstIdentityWithHash: [UInt64: Int32] = [:]
+    var firstIdentityWithHash = IdentityHashTable()
     var sameHashNext: [Int32] = []
 
-    init(destination: PosixFile, destinationPath: String) {
+    /// Started on the records as they are written; the final `fsync` in ``finish`` does the rest.
+    let backgroundSync: BackgroundSync?
+
+    init(destination: PosixFile, destinationPath: String, backgroundSync: BackgroundSync? = nil) {
         self.destination = destination
         self.destinationPath = destinationPath
+        self.backgroundSync = backgroundSync
         pending.reserveCapacity(SnapshotBuilder.writeBufferLength + 65536)
     }
 
@@ -278,25 +308,61 @@ private struct BuildState {
         if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
     }
 
+    /// Parses `bytes` with the general parser (``ProfileSourceParser``) and adds its record.
+    mutating func addGeneral(_ bytes: UnsafeBufferPointer<UInt8>, line: Int) throws(SnapshotBuildError) {
+        let profile: InMemoryProfile
+        do {
+            profile = try ProfileSourceParser.parse(line: Array(bytes))
+        } catch {
+            throw .invalidProfile(line: line, reason: error.message)
+        }
+        try add(profile, line: line)
+    }
+
     /// Adds the record of the source line `bytes` through the fast parser; false (nothing added) when the
     /// line needs the general path. Checks identities exactly as ``add(_:line:)`` does.
     mutating func addFast(
-        _ bytes: [UInt8], encoder: inout FastRecordEncoder, line: Int
+        _ bytes: UnsafeBufferPointer<UInt8>, encoder: inout FastRecordEncoder, line: Int
     ) throws(SnapshotBuildError) -> Bool {
         let recordOffset = recordsLength
         let before = pending.count
-        guard encoder.encode(bytes, strings: &strings, into: &pending) else { return false }
+        guard encoder.encode(line: bytes, strings: &strings, into: &pending) else { return false }
         recordsLength += pending.count - before
         profileCount += 1
+        try register(encoder.identities, of: bytes, recordOffset: recordOffset, line: line)
+        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+        return true
+    }
+
+    /// Appends a record the fast parser wrote elsewhere (a worker of the parallel build) whose string indices are
+    /// already this table's; `identities` are ranges into `lineBytes`. Checks identities as ``addFast`` does.
+    mutating func addEncoded(
+        _ record: UnsafeBufferPointer<UInt8>, identities: ArraySlice<FastIdentity>,
+        lineBytes: UnsafeBufferPointer<UInt8>, line: Int
+    ) throws(SnapshotBuildError) {
+        let recordOffset = recordsLength
+        pending.append(contentsOf: record)
+        recordsLength += record.count
+        profileCount += 1
+        try register(identities, of: lineBytes, recordOffset: recordOffset, line: line)
+        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
+    }
+
+    /// Checks and enters the identities of one fast-path line (ranges into `bytes`).
+    private mutating func register(
+        _ identities: some RandomAccessCollection<FastIdentity>, of bytes: UnsafeBufferPointer<UInt8>,
+        recordOffset: Int, line: Int
+    ) throws(SnapshotBuildError) {
         // The fast path accepts ASCII identities only, so comparing bytes (namespaces folded) is `matches`.
         func identity(_ fast: FastIdentity) -> Identity {
             Identity(
-                namespace: String(decoding: bytes[fast.namespace], as: UTF8.self),
-                id: String(decoding: bytes[fast.id], as: UTF8.self))
+                namespace: String(decoding: UnsafeBufferPointer(rebasing: bytes[fast.namespace]), as: UTF8.self),
+                id: String(decoding: UnsafeBufferPointer(rebasing: bytes[fast.id]), as: UTF8.self))
         }
-        let identities = encoder.identities
-        for (position, current) in identities.enumerated() {
-            for earlier in identities[..<position] where earlier.hash == current.hash {
+        var position = identities.startIndex
+        while position < identities.endIndex {
+            let current = identities[position]
+            for earlier in identities[identities.startIndex..<position] where earlier.hash == current.hash {
                 if bytes[earlier.id].elementsEqual(bytes[current.id]),
                     bytes[earlier.namespace].map(foldASCII).elementsEqual(bytes[current.namespace].map(foldASCII))
                 {
@@ -304,16 +370,15 @@ private struct BuildState {
                 }
             }
             try register(hash: current.hash, recordOffset: recordOffset, line: line) { identity(current) }
+            position = identities.index(after: position)
         }
-        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
-        return true
     }
 
     /// Enters one identity of the record at `recordOffset` in the index; throws when an earlier profile has it.
     private mutating func register(
         hash: UInt64, recordOffset: Int, line: Int, identity: () -> Identity
     ) throws(SnapshotBuildError) {
-        if let first = firstIdentityWithHash[hash] {
+        if let first = firstIdentityWithHash.first(withHash: hash) {
             let identity = identity()
             var candidate = first
             while candidate >= 0 {
@@ -333,7 +398,7 @@ private struct BuildState {
             guard identityHashes.count < Int(Int32.max) else {
                 throw .invalidProfile(line: line, reason: "more than \(Int32.max) identities")
             }
-            firstIdentityWithHash[hash] = Int32(identityHashes.count)
+            firstIdentityWithHash.insert(hash: hash, first: Int32(identityHashes.count))
             sameHashNext.append(-1)
         }
         identityHashes.append(hash)
@@ -392,11 +457,14 @@ private struct BuildState {
         } catch {
             throw .io(path: destinationPath, reason: error.description)
         }
+        backgroundSync?.wrote(pending.count)
         pending.removeAll(keepingCapacity: true)
     }
 
     /// Writes the string table, the index and the header; returns the summary.
-    mutating func finish(version: String?, output: String) throws(SnapshotBuildError) -> SnapshotBuildSummary {
+    mutating func finish(
+        version: String?, output: String, createdAt fixedCreatedAt: Int64?
+    ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         try flush()
         let stringsSection = strings.encode()
         let indexSection = buildIndex()
@@ -410,7 +478,7 @@ private struct BuildState {
         let indexOffset = stringsOffset + stringsSection.count
         let fileLength = indexOffset + indexSection.count
         let versionString = version ?? hex(bodyDigest)
-        let createdAt = currentEpochSeconds()
+        let createdAt = fixedCreatedAt ?? currentEpochSeconds()
 
         typealias Field = SnapshotFormat.Header
         var header = [UInt8](repeating: 0, count: headerLength)

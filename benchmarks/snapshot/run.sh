@@ -3,16 +3,19 @@
 #
 #   benchmarks/snapshot/run.sh                     # 1,000,000 profiles
 #   PROFILES=10000000 benchmarks/snapshot/run.sh   # 10,000,000 profiles
+#   BUILD_CPUS=0,1 benchmarks/snapshot/run.sh      # build on both cores (the build parses on every core it may use)
 #
 # Work files go to $WORK (default /tmp/offerd-snapbench); the generated source is reused when present (delete it to
 # regenerate). The build and the measurements run pinned to the CPUs in $CPUS (default: core 1, the "server core"),
-# so that other work on core 0 disturbs them less (CPUS=0,1 lets the load use both cores). Results are printed and
+# so that other work on core 0 disturbs them less (CPUS=0,1 lets the load use both cores); $BUILD_CPUS (default
+# $CPUS) overrides it for the build alone. Results are printed and
 # appended to $WORK/results.txt.
 set -euo pipefail
 
 PROFILES=${PROFILES:-1000000}
 WORK=${WORK:-/tmp/offerd-snapbench}
 CPUS=${CPUS:-1}
+BUILD_CPUS=${BUILD_CPUS:-$CPUS}
 SAMPLES=${SAMPLES:-200000}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SOURCE="$WORK/profiles-$PROFILES.jsonl"
@@ -39,7 +42,7 @@ fi
 SOURCE_BYTES=$(stat -c %s "$SOURCE")
 
 {
-    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $PROFILES profiles, commit $(git -C "$ROOT" rev-parse --short HEAD), offerd $OFFERD, cpus $CPUS"
+    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $PROFILES profiles, commit $(git -C "$ROOT" rev-parse --short HEAD), offerd $OFFERD, cpus $CPUS, build cpus $BUILD_CPUS"
     echo "source: $SOURCE_BYTES bytes"
     # Warm the page cache with the source so the build measures parsing and writing, not the disk.
     cat "$SOURCE" > /dev/null
@@ -47,7 +50,7 @@ SOURCE_BYTES=$(stat -c %s "$SOURCE")
     started=$(now)
     # CPU time too: on a shared machine the wall time also counts waiting for a core.
     /usr/bin/time -f "%U %S" -o "$WORK/build-cpu.txt" \
-        taskset -c "$CPUS" "$OFFERD" snapshot build --input "$SOURCE" --output "$SNAPSHOT" --version bench
+        taskset -c "$BUILD_CPUS" "$OFFERD" snapshot build --input "$SOURCE" --output "$SNAPSHOT" --version bench
     finished=$(now)
     SNAPSHOT_BYTES=$(stat -c %s "$SNAPSHOT")
     read -r user_seconds system_seconds < "$WORK/build-cpu.txt"
