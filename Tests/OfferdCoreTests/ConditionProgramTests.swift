@@ -114,6 +114,7 @@ private struct ConditionGenerator {
         var compared = 0
         var programs = 0
         var trueResults = 0
+        var inlineAnswers = 0
         for _ in 0..<400 {
             let source = generator.condition(depth: 3)
             var symbols = RuleSymbols()
@@ -151,6 +152,11 @@ private struct ConditionGenerator {
                     )
                     if let program {
                         #expect(program.isTrue(profile: profile, inputs: programInputs, offer: offer) == expected)
+                        // The decision loop's inline form of one-test conditions, where it answers at all.
+                        if let inline = InlineCondition(program), let answer = inline.isTrue(inputs: programInputs) {
+                            #expect(answer == expected, "inline \(source), resolved \(resolved)")
+                            inlineAnswers += 1
+                        }
                     }
                     compared += 1
                 }
@@ -159,6 +165,7 @@ private struct ConditionGenerator {
         // The generator must exercise both forms and both answers, or the comparison proves little.
         #expect(compared > 2_000)
         #expect(programs > 150)
+        #expect(inlineAnswers > 100)
         #expect(trueResults > compared / 10 && trueResults < compared * 9 / 10)
     }
 

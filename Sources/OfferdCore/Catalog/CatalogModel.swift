@@ -323,6 +323,8 @@ struct CandidateScreen: Sendable {
     let eligibilityMemoSlot: Int
     /// True when the offer has no eligibility at all.
     let alwaysEligible: Bool
+    /// The offer's eligibility condition when it is one self-contained test (see ``InlineCondition``).
+    let inlineEligibility: InlineCondition?
     let idOrder: Int
     /// Where the offer id's UTF-8 sits in ``StaticRanking/offerIDBytes``, past ``StaticRanking/sharedIDPrefix``.
     let idSuffix: Range<Int>
@@ -337,6 +339,11 @@ struct CandidateScreen: Sendable {
         self.cappingLimit = offer.cappingLimit ?? Int.max
         self.eligibilityMemoSlot = candidate.eligibilityMemoSlot ?? -1
         self.alwaysEligible = offer.eligibility == nil
+        if case .condition(let rule)? = offer.eligibility, let program = rule.condition {
+            self.inlineEligibility = InlineCondition(program)
+        } else {
+            self.inlineEligibility = nil
+        }
         self.idOrder = offer.idOrder
         self.idSuffix = idSuffix
     }

@@ -376,7 +376,8 @@ private struct ScopeWalker<Profile: ProfileView> {
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
                 // Every test below must pass, so the cheap ones on plain values run first and the offer object is
-                // loaded only for an eligibility the request has not settled yet, or for a capping lookup.
+                // loaded only for an eligibility neither the memo nor an inline condition settles, or for a
+                // capping lookup.
                 let screen = screens[position]
                 var eligible = screen.alwaysEligible
                 if screen.eligibilityMemoSlot >= 0, let known = state.memo[screen.eligibilityMemoSlot] {
@@ -384,6 +385,11 @@ private struct ScopeWalker<Profile: ProfileView> {
                     eligible = true
                 }
                 guard screen.isInsideDates(now), !state.chosen.contains(screen.offerIndex) else { continue }
+                if !eligible, let condition = screen.inlineEligibility, let value = condition.isTrue(inputs: inputs) {
+                    if screen.eligibilityMemoSlot >= 0 { state.memo[screen.eligibilityMemoSlot] = value }
+                    guard value else { continue }
+                    eligible = true
+                }
                 if screen.cappingLimit != Int.max && profileFound
                     && profile.cappingCount(for: ranking.offerIDs[position]) >= screen.cappingLimit
                 {

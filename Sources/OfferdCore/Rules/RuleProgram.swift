@@ -28,6 +28,85 @@ enum RuleTest: Sendable, Equatable {
     case inAudience(Int)
 }
 
+extension RuleTest {
+    /// The operand of a test that needs nothing but its operand's value (no literal table, no audience).
+    var selfContainedOperand: RuleOperand? {
+        switch self {
+        case .isTrue(let operand), .order(let operand, _, _), .isNull(let operand, _): return operand
+        case .equal, .member, .inAudience: return nil
+        }
+    }
+
+    /// The result of a self-contained test (``selfContainedOperand``) whose operand reads `value`; false for the
+    /// others.
+    func passes(_ value: RuleValue) -> Bool {
+        switch self {
+        case .isTrue:
+            if case .bool(true) = value { return true }
+            return false
+        case .order(_, let ordering, let right):
+            guard case .number(let left) = value else { return false }
+            switch ordering {
+            case .less: return left < right
+            case .lessEqual: return left <= right
+            case .greater: return left > right
+            case .greaterEqual: return left >= right
+            }
+        case .isNull(_, let negated):
+            if case .null = value { return !negated }
+            return negated
+        case .equal, .member, .inAudience:
+            return false
+        }
+    }
+}
+
+/// A condition that is one self-contained test of a request value, such as `profile.loyalty.points >= 1200`,
+/// kept by value beside a candidate (``CandidateScreen``): the decision loop answers it from the request's
+/// resolved slots without loading the offer, its rule or the program, three dependent cache misses per
+/// candidate under load.
+struct InlineCondition: Sendable {
+    private let test: RuleTest
+    private let whenPassed: Bool
+    private let whenFailed: Bool
+
+    /// Nil unless `program` is exactly one self-contained test of the profile, the context or `now` followed by
+    /// its two results (what ``ConditionProgram`` makes of such a condition, negated or not).
+    init?(_ program: ConditionProgram) {
+        guard program.instructions.count == 3,
+            case .test(let test, let jumpIf, let target) = program.instructions[0], target == 2,
+            case .result(let fallThrough) = program.instructions[1],
+            case .result(let jumped) = program.instructions[2],
+            let operand = test.selfContainedOperand
+        else { return nil }
+        switch operand {
+        case .attribute, .context, .now: break
+        case .offerPriority, .characteristic, .characteristicNumber: return nil
+        }
+        self.test = test
+        self.whenPassed = jumpIf ? jumped : fallThrough
+        self.whenFailed = jumpIf ? fallThrough : jumped
+    }
+
+    /// The condition's value, as ``ConditionProgram/isTrue(profile:inputs:offer:)`` gives it; nil when the request
+    /// did not resolve the profile's attributes into slots (the program then asks the profile).
+    func isTrue(inputs: RuleInputs) -> Bool? {
+        let value: RuleValue
+        switch test.selfContainedOperand {
+        case .attribute(let slot, _)?:
+            guard inputs.attributesResolved else { return nil }
+            value = inputs.attributes[slot]
+        case .context(let slot)?:
+            value = inputs.context[slot]
+        case .now?:
+            value = .number(inputs.now)
+        default:
+            return nil
+        }
+        return test.passes(value) ? whenPassed : whenFailed
+    }
+}
+
 /// One step of a ``ConditionProgram``. Plain data (no indirect payload), so walking a program retains nothing;
 /// the `RuleNode` tree is an indirect enum, whose every visited node costs a retain and a release of its box.
 enum ConditionInstruction: Sendable, Equatable {
@@ -93,35 +172,19 @@ struct ConditionProgram: Sendable {
         inputs: RuleInputs,
         offer: OfferDefinition?
     ) -> Bool {
+        if let operand = test.selfContainedOperand {
+            return test.passes(read(operand, profile: profile, inputs: inputs, offer: offer))
+        }
         switch test {
-        case .isTrue(let operand):
-            if case .bool(true) = read(operand, profile: profile, inputs: inputs, offer: offer) { return true }
-            return false
+        case .isTrue, .order, .isNull:
+            return false  // not reached: answered above
         case .equal(let operand, let index, let negated):
             let value = read(operand, profile: profile, inputs: inputs, offer: offer)
             guard let equal = RuleValue.ruleEquality(value, constants[index]) else { return false }
             return equal != negated
-        case .order(let operand, let ordering, let right):
-            guard case .number(let left) = read(operand, profile: profile, inputs: inputs, offer: offer) else {
-                return false
-            }
-            switch ordering {
-            case .less: return left < right
-            case .lessEqual: return left <= right
-            case .greater: return left > right
-            case .greaterEqual: return left >= right
-            }
         case .member(let operand, let index):
             let element = read(operand, profile: profile, inputs: inputs, offer: offer)
             return RuleValue.ruleMembership(element, constants[index])
-        case .isNull(let operand, let negated):
-            let isNull: Bool
-            if case .null = read(operand, profile: profile, inputs: inputs, offer: offer) {
-                isNull = true
-            } else {
-                isNull = false
-            }
-            return isNull != negated
         case .inAudience(let index):
             return profile.isMember(of: audiences[index])
         }
