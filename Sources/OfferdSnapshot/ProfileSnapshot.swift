@@ -31,10 +31,35 @@ public struct SnapshotLoadError: Error, Sendable, Equatable, CustomStringConvert
     public var description: String { "\(path): \(message)" }
 }
 
+/// How a snapshot's bytes came into memory.
+public enum SnapshotLoadMethod: Sendable, Equatable, CustomStringConvertible {
+    /// Mapped in place under a read lease: loading costs one checksum pass over the page cache. A writer that
+    /// later opens or truncates the file waits until the mapping has moved to a private copy (same bytes,
+    /// same addresses), which readers do not notice.
+    case mapped
+    /// Read into a private buffer; `reason` says why the file was not mapped (e.g. it was open for writing).
+    case copied(reason: String)
+
+    public var description: String {
+        switch self {
+        case .mapped: "mapped under a read lease"
+        case .copied(let reason): "copied into memory (\(reason))"
+        }
+    }
+}
+
+/// How ``ProfileSnapshot/load(path:loading:)`` may bring the file into memory.
+public enum SnapshotLoading: Sendable, Equatable {
+    /// Map the file under a read lease when one can be had, else read it into memory (the default).
+    case mapWhenLeased
+    /// Always read the file into private memory.
+    case copy
+}
+
 /// A loaded, verified, immutable profile snapshot (SPEC 5.2), looked up in place.
 ///
-/// The file is read once into one buffer (see `SnapshotBuffer` for why not
-/// `mmap`); ``profile(for:)`` hashes the identity, probes the open-addressing
+/// The file is mapped under a read lease, or read once into one buffer when no
+/// lease can be had (see `SnapshotBuffer`); ``profile(for:)`` hashes the identity, probes the open-addressing
 /// index and returns a ``SnapshotProfile`` view over the record's bytes, with
 /// no per-profile objects. The buffer is freed when the last reference (the
 /// store, or a ``SnapshotProfile`` still used by a request) goes away.
@@ -87,8 +112,18 @@ public final class ProfileSnapshot: Sendable {
         self.slotCount = slotCount
     }
 
-    /// Reads and verifies the snapshot at `path`.
-    public static func load(path: String) throws(SnapshotLoadError) -> ProfileSnapshot {
+    /// How the bytes were loaded (for logs: "mapped under a read lease" or "copied into memory (why)").
+    public var loadMethod: SnapshotLoadMethod { region.loadMethod }
+
+    /// Whether lookups read the file's own pages right now: true for a mapped snapshot until a writer of the
+    /// file made it move to a private copy.
+    public var isFileMapped: Bool { region.isFileMapped }
+
+    /// Reads and verifies the snapshot at `path`: maps it under a read lease when `loading` allows and a lease
+    /// can be had, else reads it into memory.
+    public static func load(
+        path: String, loading: SnapshotLoading = .mapWhenLeased
+    ) throws(SnapshotLoadError) -> ProfileSnapshot {
         func fail(_ kind: SnapshotLoadError.Kind, _ message: String) -> SnapshotLoadError {
             SnapshotLoadError(path: path, kind: kind, message: message)
         }
@@ -98,7 +133,9 @@ public final class ProfileSnapshot: Sendable {
         } catch {
             throw fail(.unreadable, error.isNotFound ? "no such file" : "cannot open: \(error)")
         }
-        defer { try? file.close() }
+        // A mapping keeps the descriptor: its lease lives as long as the descriptor stays open.
+        var descriptorOwnedByMapping = false
+        defer { if !descriptorOwnedByMapping { try? file.close() } }
         let status: FileStatus
         do {
             status = try FileStatus.of(file)
@@ -107,8 +144,23 @@ public final class ProfileSnapshot: Sendable {
         }
         guard !status.isDirectory else { throw fail(.unreadable, "is a directory, not a snapshot file") }
         guard status.isRegularFile else { throw fail(.unreadable, "not a regular file") }
+        guard status.size > 0 else { throw fail(.notASnapshot, "empty file, not a snapshot") }
+        var whyNotMapped = "mapping not requested"
+        if loading == .mapWhenLeased {
+            // The size and the header length are read again under the lease: from then on no writer can change
+            // them without first making the mapping move to a private copy.
+            switch LeasedFileMapping.map(file: file, count: { file throws(SystemCallError) in
+                Int(try FileStatus.of(file).size)
+            }) {
+            case .success(let mapping):
+                descriptorOwnedByMapping = true
+                let region = SnapshotBuffer(mapping: mapping, chunkedFrom: headerLength(of: mapping))
+                return try verify(region, fail: fail)
+            case .failure(let unavailable):
+                whyNotMapped = unavailable.description
+            }
+        }
         let size = Int(status.size)
-        guard size > 0 else { throw fail(.notASnapshot, "empty file, not a snapshot") }
         // The header length first, so that the body's chunks can be digested while they are read.
         var expectedHeaderLength = SnapshotFormat.headerLength
         if let start = try? file.read(count: min(size, 16), at: 0), let length = start.loadLE32(at: 12) {
@@ -116,11 +168,19 @@ public final class ProfileSnapshot: Sendable {
         }
         let region: SnapshotBuffer
         do {
-            region = try SnapshotBuffer(file: file, count: size, chunkedFrom: expectedHeaderLength)
+            region = try SnapshotBuffer(
+                file: file, count: size, chunkedFrom: expectedHeaderLength, whyNotMapped: whyNotMapped)
         } catch {
             throw fail(.unreadable, "cannot read: \(error)")
         }
         return try verify(region, fail: fail)
+    }
+
+    /// The header length a mapped file declares (checked later by `verify`), or the standard one.
+    private static func headerLength(of mapping: LeasedFileMapping) -> Int {
+        guard mapping.count >= 16 else { return SnapshotFormat.headerLength }
+        let bytes = UnsafeRawBufferPointer(start: mapping.start, count: 16)
+        return Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
     }
 
     private static func verify(

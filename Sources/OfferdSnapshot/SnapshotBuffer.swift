@@ -1,8 +1,9 @@
-// The snapshot's bytes, read once into one buffer, and their bounds-checked
-// readers. This file and UnsafeIO.swift hold all the pointer code of the
-// module: every read goes through a method here that checks the offset against
-// the buffer's size first, so a hostile snapshot can yield wrong values but
-// never a read outside the buffer.
+// The snapshot's bytes, mapped under a lease or read once into one buffer, and
+// their bounds-checked readers. This file, LeasedFileMapping.swift and
+// UnsafeIO.swift hold all the pointer code of the module: every read goes
+// through a method here that checks the offset against the buffer's size
+// first, so a hostile snapshot can yield wrong values but never a read outside
+// the buffer.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -12,15 +13,17 @@
 #endif
 import Dispatch
 
-/// A whole snapshot file read into one immutable buffer, freed when the last reference goes.
+/// A whole snapshot file in one immutable buffer, freed (or unmapped) when the last reference goes.
 ///
-/// Why not `mmap` of the file: the server must survive a snapshot rewritten in
-/// place (SPEC 5.3). A mapping of a file that another process truncates faults
-/// with SIGBUS on the next read of a vanished page, and one it rewrites changes
-/// under a verified snapshot. A private copy costs the same resident memory
-/// (the file size), and what was verified stays what is served.
+/// Two ways to get there. **Mapped** (``LeasedFileMapping``): the file is mapped in place under a read lease, so
+/// loading costs only the checksum pass over pages already in the page cache; a writer that later opens or
+/// truncates the file first makes the mapping move to a private copy at the same addresses. **Copied**, when no
+/// lease can be had (the file is open for writing, another owner, a file system without leases): the file is
+/// read into private memory, because a plain mapping of a file that another process truncates faults with
+/// SIGBUS on the next read of a vanished page, and one it rewrites changes under a verified snapshot (SPEC 5.3).
+/// Both cost the same resident memory (the file size), and what was verified stays what is served.
 ///
-/// Why it is fast: the buffer is anonymous memory on 2 MiB boundaries with
+/// Why the copy is fast: the buffer is anonymous memory on 2 MiB boundaries with
 /// transparent huge pages requested, so random lookups over a gigabyte miss
 /// the TLB far less, and faulting it in costs one fault per 2 MiB. The file is
 /// read in 1 MiB chunks, each hashed (XXH3) right after its read while it is
@@ -32,8 +35,15 @@ final class SnapshotBuffer: @unchecked Sendable {
     let chunkDigests: [UInt64]
     /// Where the chunked digests start (the header length the loader expected).
     let chunkedFrom: Int
-    private let mapping: UnsafeMutableRawPointer
-    private let mappingLength: Int
+    private let storage: Storage
+    /// How the bytes were obtained, for the snapshot's description.
+    let loadMethod: SnapshotLoadMethod
+
+    private enum Storage {
+        /// Anonymous memory of this length, unmapped at the end.
+        case copy(UnsafeMutableRawPointer, Int)
+        case leased(LeasedFileMapping)
+    }
 
     /// Huge page size on x86-64 and arm64 Linux; also the alignment of the buffer.
     static let hugePageLength = 2 << 20
@@ -42,7 +52,7 @@ final class SnapshotBuffer: @unchecked Sendable {
 
     /// Reads up to `count` bytes of `file` from its start (fewer when the file shrank meanwhile), and
     /// digests the chunks from `chunkedFrom` on.
-    init(file: PosixFile, count: Int, chunkedFrom: Int) throws(SystemCallError) {
+    init(file: PosixFile, count: Int, chunkedFrom: Int, whyNotMapped: String) throws(SystemCallError) {
         precondition(count > 0, "a snapshot buffer is never empty")
         let hugePage = Self.hugePageLength
         let large = count >= Self.parallelThreshold
@@ -74,7 +84,7 @@ final class SnapshotBuffer: @unchecked Sendable {
         let outcome = digests.withUnsafeMutableBufferPointer { digestStorage in
             ChunkedReader(
                 descriptor: file.descriptor, destination: start, count: count, chunkedFrom: chunkedFrom,
-                digests: digestStorage
+                digests: digestStorage, readsFile: true
             ).run(threads: large ? 2 : 1)
         }
         switch outcome {
@@ -82,8 +92,8 @@ final class SnapshotBuffer: @unchecked Sendable {
             munmap(mapping, mappingLength)
             throw error
         case .success(let readCount):
-            self.mapping = mapping
-            self.mappingLength = mappingLength
+            self.storage = .copy(mapping, mappingLength)
+            self.loadMethod = .copied(reason: whyNotMapped)
             self.bytes = UnsafeRawBufferPointer(start: start, count: readCount)
             self.chunkedFrom = chunkedFrom
             // A short read (the file shrank) leaves digests of bytes never read: drop them, the
@@ -92,8 +102,35 @@ final class SnapshotBuffer: @unchecked Sendable {
         }
     }
 
+    /// Digests the chunks of a leased mapping from `chunkedFrom` on, in place (two threads for large files):
+    /// the first touch of each page maps it from the page cache, so this pass is the whole load.
+    init(mapping: LeasedFileMapping, chunkedFrom: Int) {
+        let count = mapping.count
+        let chunkedFrom = min(max(0, chunkedFrom), count)
+        let chunkLength = SnapshotFormat.checksumChunkLength
+        var digests = [UInt64](repeating: 0, count: (count - chunkedFrom + chunkLength - 1) / chunkLength)
+        digests.withUnsafeMutableBufferPointer { digestStorage in
+            // Nothing is read from the descriptor, so the outcome is always the full length.
+            _ = ChunkedReader(
+                descriptor: -1, destination: mapping.start, count: count, chunkedFrom: chunkedFrom,
+                digests: digestStorage, readsFile: false
+            ).run(threads: count >= Self.parallelThreshold ? 2 : 1)
+        }
+        self.storage = .leased(mapping)
+        self.loadMethod = .mapped
+        self.bytes = UnsafeRawBufferPointer(start: mapping.start, count: count)
+        self.chunkedFrom = chunkedFrom
+        self.chunkDigests = digests
+    }
+
     deinit {
-        munmap(mapping, mappingLength)
+        if case .copy(let mapping, let mappingLength) = storage { munmap(mapping, mappingLength) }
+        // A leased mapping unmaps itself and releases its lease when it goes, right after this.
+    }
+
+    /// Whether reads are served by the file's own pages (mapped, and not yet handed over to a private copy).
+    var isFileMapped: Bool {
+        if case .leased(let mapping) = storage { mapping.isFileMapped } else { false }
     }
 
     var count: Int { bytes.count }
@@ -197,6 +234,8 @@ private struct ChunkedReader: @unchecked Sendable {
     let count: Int
     let chunkedFrom: Int
     let digests: UnsafeMutableBufferPointer<UInt64>
+    /// False when `destination` already holds the file (a mapping): chunks are only digested.
+    let readsFile: Bool
 
     /// The number of bytes read (less than `count` if the file shrank), or the first read error.
     func run(threads: Int) -> Result<Int, SystemCallError> {
@@ -250,6 +289,7 @@ private struct ChunkedReader: @unchecked Sendable {
 
     /// Reads `[from, to)`; returns where it stopped (before `to` only at end of file).
     private func readFully(from: Int, to: Int) -> Result<Int, SystemCallError> {
+        guard readsFile else { return .success(to) }
         var done = from
         while done < to {
             let got = pread(descriptor, destination + done, to - done, off_t(done))

@@ -129,7 +129,65 @@ final class PosixFile {
     func synchronize() throws(SystemCallError) {
         guard fsync(descriptor) == 0 else { throw SystemCallError.last("fsync") }
     }
+
+    #if os(Linux)
+        /// Takes a read lease (`F_SETLEASE`, `F_RDLCK`): until it is released, another open of the file for
+        /// writing and any truncation first notify this process (SIGIO) and then wait for the release (at most
+        /// `/proc/sys/fs/lease-break-time` seconds). Throws when no lease can be had: EAGAIN (someone has the
+        /// file open for writing), EACCES (not the file's owner), EINVAL or ENOLCK (no leases on that file
+        /// system, or leases disabled).
+        func takeReadLease() throws(SystemCallError) {
+            guard fcntl(descriptor, LinuxFileLease.setLease, Int32(F_RDLCK)) == 0 else {
+                throw SystemCallError.last("fcntl(F_SETLEASE)")
+            }
+        }
+
+        /// Gives the lease up: a writer waiting for it proceeds.
+        func releaseLease() {
+            _ = fcntl(descriptor, LinuxFileLease.setLease, Int32(F_UNLCK))
+        }
+
+        /// Whether the lease is no longer a plain read lease: a writer is waiting for it (the kernel then reports
+        /// the type the lease is being broken to), or it was already broken or released.
+        var leaseIsBreakingOrGone: Bool {
+            fcntl(descriptor, LinuxFileLease.getLease) != Int32(F_RDLCK)
+        }
+    #endif
 }
+
+#if os(Linux)
+    /// Linux constants and calls that Swift's Glibc module does not import (they sit behind `_GNU_SOURCE`).
+    enum LinuxFileLease {
+        /// `F_SETLEASE` and `F_GETLEASE` of <linux/fcntl.h> (`F_LINUX_SPECIFIC_BASE` + 0 and + 1).
+        static let setLease: Int32 = 1024
+        static let getLease: Int32 = 1025
+        /// `MREMAP_MAYMOVE | MREMAP_FIXED` of <linux/mman.h>.
+        static let remapFixed: Int32 = 1 | 2
+
+        private typealias MremapFunction = @convention(c) (
+            UnsafeMutableRawPointer?, Int, Int, Int32, UnsafeMutableRawPointer?
+        ) -> UnsafeMutableRawPointer?
+
+        /// glibc's `mremap`, looked up once: it is not imported into Swift. Declared variadic in C, it is called
+        /// here with its five arguments in registers, which is how the x86-64 and arm64 Linux calling
+        /// conventions pass them to a variadic callee too.
+        private static let mremapFunction: MremapFunction? = {
+            guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mremap") else { return nil }
+            return unsafeBitCast(symbol, to: MremapFunction.self)
+        }()
+
+        /// Moves the pages of `[source, source + length)` to `destination`, replacing whatever was mapped there in
+        /// one step (under the kernel's mmap lock: a concurrent reader of `destination` sees the old pages or the
+        /// new ones, never a hole).
+        static func movePages(from source: UnsafeMutableRawPointer, length: Int, to destination: UnsafeMutableRawPointer)
+            throws(SystemCallError)
+        {
+            guard let mremapFunction else { throw SystemCallError(call: "mremap", errorNumber: ENOSYS) }
+            let moved = mremapFunction(source, length, length, remapFixed, destination)
+            guard let moved, moved != MAP_FAILED, moved == destination else { throw SystemCallError.last("mremap") }
+        }
+    }
+#endif
 
 // Name the libc functions explicitly: inside PosixFile, `read`, `write` and
 // `close` would otherwise resolve to the methods.

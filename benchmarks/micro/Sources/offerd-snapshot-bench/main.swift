@@ -1,4 +1,5 @@
-// Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES]   (SAMPLES 0: load figures only)
+// Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES] [copy]   (SAMPLES 0: load figures only; "copy": read the
+// file into memory instead of mapping it under a lease)
 //
 // Loads and verifies SNAPSHOT, publishes it into an AtomicReferenceStore, reports the resident memory after the
 // load, then times identity lookups: SAMPLES (default 200,000) identities taken at random from SOURCE (hits) and as
@@ -23,6 +24,7 @@ guard arguments.count >= 3 else {
 let snapshotPath = arguments[1]
 let sourcePath = arguments[2]
 let sampleCount = arguments.count > 3 ? Int(arguments[3]) ?? 200_000 : 200_000
+let loading: SnapshotLoading = arguments.count > 4 && arguments[4] == "copy" ? .copy : .mapWhenLeased
 let batchLength = 1_000
 
 func monotonicNanoseconds() -> UInt64 {
@@ -200,7 +202,7 @@ let cpuBefore = processCPUSeconds()
 let loadBegan = monotonicNanoseconds()
 let snapshot: ProfileSnapshot
 do {
-    snapshot = try ProfileSnapshot.load(path: snapshotPath)
+    snapshot = try ProfileSnapshot.load(path: snapshotPath, loading: loading)
 } catch {
     print("load failed: \(error)")
     exit(1)
@@ -214,6 +216,7 @@ let publishSeconds = Double(monotonicNanoseconds() - publishBegan) / 1e9
 let residentAfter = residentBytes()
 let fileSize = snapshot.fileSize
 print("profiles: \(snapshot.profileCount), identities: \(snapshot.identityCount), file: \(fileSize) bytes")
+print("load method: \(snapshot.loadMethod)")
 print(
     "load+verify: \(format(loadSeconds)) s (\(format(Double(fileSize) / loadSeconds / 1e9, 2)) GB/s); "
         + "publish: \(format(publishSeconds * 1e6, 1)) us; load+publish: \(format(loadSeconds + publishSeconds)) s; "
@@ -223,6 +226,11 @@ print(
         + "(growth over the load: \(format(Double(residentAfter - residentBefore) / Double(fileSize)))x)")
 let hugeBytes = procfsKilobytes(file: "/proc/self/smaps_rollup", field: "AnonHugePages:")
 print("transparent huge pages: \(hugeBytes / 1_048_576) MiB (\(format(Double(hugeBytes) / Double(fileSize), 2))x file size)")
+// A mapped snapshot's pages are file pages: resident as RssFile, and 2 MiB-mapped where the page cache holds large
+// folios (FilePmdMapped).
+let fileResident = procfsKilobytes(file: "/proc/self/status", field: "RssFile:")
+let filePmd = procfsKilobytes(file: "/proc/self/smaps_rollup", field: "FilePmdMapped:")
+print("file pages resident: \(fileResident / 1_048_576) MiB, of which mapped by 2 MiB entries: \(filePmd / 1_048_576) MiB")
 
 guard let current = store.load() else { exit(1) }
 // SAMPLES 0: load figures only (for repeated load measurements).
