@@ -58,7 +58,7 @@ public final class OfferdServer: Sendable {
             "snapshot loaded",
             metadata: [
                 "path": "\(configuration.snapshotPath)", "version": "\(snapshot.version)",
-                "profiles": "\(snapshot.profileCount)",
+                "profiles": "\(snapshot.profileCount)", "load": "\(snapshot.loadMethod)",
             ])
 
         let metrics = ServerMetrics()
@@ -204,7 +204,10 @@ struct ReloadTarget: Sendable {
                 metrics.recordReload(.snapshot, succeeded: true)
                 logger.info(
                     "snapshot reloaded",
-                    metadata: ["path": "\(path)", "version": "\(snapshot.version)", "profiles": "\(snapshot.profileCount)"])
+                    metadata: [
+                        "path": "\(path)", "version": "\(snapshot.version)", "profiles": "\(snapshot.profileCount)",
+                        "load": "\(snapshot.loadMethod)",
+                    ])
             } catch {
                 metrics.recordReload(.snapshot, succeeded: false)
                 logger.error(
