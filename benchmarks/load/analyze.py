@@ -152,7 +152,7 @@ def report(work, calls, snapshot_bytes):
                 print(f"\nofferd / {other} CPU per call: {base / median(rows[other]['cpu_us']):.2f}x", end="")
         print()
     print(f"\nRSS under load is the peak (VmHWM); the snapshot file is {int(snapshot_bytes) / 1048576:.1f} MiB "
-          "(read into one buffer at load, so idle RSS is about the file size).")
+          "(mapped, or copied when no read lease can be had: either way idle RSS is about the file size).")
     open_rows = open_loop_rows(work)
     if open_rows:
         print()
