@@ -252,6 +252,29 @@ struct FastRecordEncoder {
         }
     }
 
+    /// Steps over the whitespace and the separator before an object's next member: true at its key, false after
+    /// the closing `}`, nil on anything else.
+    @inline(__always)
+    private mutating func advanceToMember(first: inout Bool) -> Bool? {
+        skipWhitespace()
+        if consume(0x7D) { return false }
+        if !first {
+            guard consume(0x2C) else { return nil }
+            skipWhitespace()
+        }
+        first = false
+        return true
+    }
+
+    /// Steps over a member's `:` and the whitespace around it; false when the separator is missing.
+    @inline(__always)
+    private mutating func consumeNameSeparator() -> Bool {
+        skipWhitespace()
+        guard consume(0x3A) else { return false }
+        skipWhitespace()
+        return true
+    }
+
     /// Walks the members of an object whose `{` is consumed, as strictly as the general parser: separators,
     /// printable-ASCII keys, no duplicate key. `member` gets each key with the parser at its value and returns
     /// false to fall back; the walk returns true after the closing `}`.
@@ -262,14 +285,10 @@ struct FastRecordEncoder {
         var seenKeys: UInt64 = 0
         var first = true
         while true {
-            skipWhitespace()
-            if consume(0x7D) { return true }
-            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
-            first = false
+            guard let atMember = advanceToMember(first: &first) else { return false }
+            if !atMember { return true }
             guard let key = asciiKey(), isNewKey(key, since: keysStart, seenKeys: &seenKeys) else { return false }
-            skipWhitespace()
-            guard consume(0x3A) else { return false }
-            skipWhitespace()
+            guard consumeNameSeparator() else { return false }
             guard member(&self, key) else { return false }
         }
     }
@@ -383,10 +402,8 @@ struct FastRecordEncoder {
         var seenKeys: UInt64 = 0
         var first = true
         while true {
-            skipWhitespace()
-            if consume(0x7D) { return true }
-            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
-            first = false
+            guard let atMember = advanceToMember(first: &first) else { return false }
+            if !atMember { return true }
             guard let key = string(), key.isASCII else { return false }
             var keyHash = SnapshotHash.basis
             var path = pathHash
@@ -401,9 +418,7 @@ struct FastRecordEncoder {
             }
             lastKeyHash = keyHash
             guard isNewKey(key.range, since: keysStart, seenKeys: &seenKeys) else { return false }
-            skipWhitespace()
-            guard consume(0x3A) else { return false }
-            skipWhitespace()
+            guard consumeNameSeparator() else { return false }
             guard appendAttribute(key: key.range, parent: parent, pathHash: path, depth: depth, strings: &strings)
             else { return false }
         }
