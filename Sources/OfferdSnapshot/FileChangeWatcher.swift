@@ -18,8 +18,10 @@ public final class FileChangeWatcher: Sendable {
         var path: String
         /// The state last reported (or seen at start); nil once the path has disappeared.
         var reported: Fingerprint?
-        /// A new state seen on the previous poll, waiting for a second identical one.
+        /// A new state seen on an earlier poll, waiting for an identical one at least a poll interval later.
         var candidate: Fingerprint?
+        /// When `candidate` was first seen (`DispatchTime` uptime nanoseconds).
+        var candidateSince: UInt64 = 0
     }
 
     /// The stat of the target and of the link itself.
@@ -86,6 +88,9 @@ public final class FileChangeWatcher: Sendable {
     private func poll() {
         let changed = state.withLock { state -> [String] in
             guard state.timer != nil else { return [] }
+            let now = DispatchTime.now().uptimeNanoseconds
+            // Three quarters of the interval: on-time polls pass despite timer jitter, back-to-back ones do not.
+            let settleNanoseconds = UInt64(max(1_000_000, nanoseconds(of: pollInterval))) / 4 * 3
             var changed: [String] = []
             for index in state.paths.indices {
                 let current = Fingerprint.of(state.paths[index].path)
@@ -98,11 +103,15 @@ public final class FileChangeWatcher: Sendable {
                 if current == state.paths[index].reported {
                     state.paths[index].candidate = nil
                 } else if current == state.paths[index].candidate {
+                    // A late timer can run two polls back to back (a busy process, a stopped machine); the file
+                    // counts as settled only once it stayed the same for most of an interval of real time.
+                    guard now - state.paths[index].candidateSince >= settleNanoseconds else { continue }
                     state.paths[index].reported = current
                     state.paths[index].candidate = nil
                     changed.append(state.paths[index].path)
                 } else {
                     state.paths[index].candidate = current
+                    state.paths[index].candidateSince = now
                 }
             }
             return changed
