@@ -425,7 +425,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         return profile.cappingCount(for: offer.internedID) >= limit
     }
 
-    /// Keeps the `remaining` best candidates in `best`, best first, without sorting them all.
+    /// Offers `offer` to `best`, which keeps the `remaining` best candidates without sorting them all.
     private func rank(
         _ offer: OfferDefinition,
         representationIndex: Int,
