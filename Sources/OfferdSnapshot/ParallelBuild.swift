@@ -28,9 +28,6 @@ enum ParallelBuild {
     /// Lines whose identity slots are read ahead together.
     static let warmAhead = 32
 
-    /// Where ``IdentityHashTable/warm(_:)`` results go, so its reads are not optimised away.
-    nonisolated(unsafe) static var warmSink: UInt64 = 0
-
     static func run(
         source: PosixFile, path: String, state: inout BuildState, options: SnapshotBuilder.BuildOptions,
         progress: ((Int) -> Void)?
@@ -171,7 +168,7 @@ enum ParallelBuild {
                 warmedLines = min(batch.lines.count, position + warmAhead)
                 let last = batch.lines[warmedLines - 1]
                 let identities = batch.identities[entry.identitiesStart..<max(entry.identitiesStart, last.identitiesEnd)]
-                warmSink &+= state.firstIdentityWithHash.warm(identities.lazy.map(\.hash))
+                state.warmSink &+= state.firstIdentityWithHash.warm(identities.lazy.map(\.hash))
             }
             let line = linesBefore + entry.lineIndex + 1
             // The strings this line introduced, in the order it did: the same global indices as the

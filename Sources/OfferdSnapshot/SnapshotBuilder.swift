@@ -258,6 +258,9 @@ struct BuildState {
     var pending: [UInt8] = []
     /// Bytes of the records section written so far (flushed or pending).
     var recordsLength = 0
+    /// Where ``IdentityHashTable/warm(_:)`` results go, so that its reads are not optimised away. Per build (a
+    /// shared global was a data race between concurrent builds).
+    var warmSink: UInt64 = 0
     let bodyHash = ChunkedDigestStream()
 
     // One entry per identity, in file order.
