@@ -115,8 +115,19 @@ def test_compressed_message_is_unimplemented(stubs, server):
 
 
 def test_client_deadline(stubs, server):
-    e = decide_error(stubs, server.target, request(stubs.pb), timeout=0.000001)
-    assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # A microsecond deadline through grpcio: the client's own deadline timer races the server's answer (tens of
+    # microseconds on loopback), so now and then a call completes first. Every call that fails must fail with
+    # DEADLINE_EXCEEDED, and most must fail. The server's own enforcement of grpc-timeout is tested exactly, with
+    # a raw client, in test_transport.py.
+    codes = []
+    for _ in range(20):
+        try:
+            decide(stubs, server.target, request(stubs.pb), timeout=0.000001)
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as e:
+            codes.append(e.code())
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED}, codes
+    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 15, codes
 
 
 def test_health(stubs, server):
