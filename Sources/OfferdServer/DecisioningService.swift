@@ -90,7 +90,7 @@ public final class DecisioningService: GRPCUnaryService {
             Result { () throws(WireDecodeError) in try DecideCodec.decodeRequest(bytes) }
         }
         let request: DecisionRequest
-        switch decoded {
+        switch consume decoded {
         case .success(let value): request = value
         case .failure(let error): return .failure(GRPCStatus(.invalidArgument, error.message))
         }

@@ -135,6 +135,21 @@ public struct SnapshotProfile: ProfileView, Sendable {
             id: region.string(position + 8 + namespaceLength, idLength) ?? "")
     }
 
+    public func withPrimaryIdentityUTF8<Result>(
+        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        // init checked that every identity, so the first, lies in bounds; the fallbacks are never taken.
+        let position = recordStart + SnapshotFormat.Record.headerLength
+        let namespaceLength = region.int32(position) ?? 0
+        let idLength = region.int32(position + 4 + namespaceLength) ?? 0
+        guard region.contains(position + 4, namespaceLength), region.contains(position + 8 + namespaceLength, idLength)
+        else { return primaryIdentity.withUTF8(body) }
+        return body(
+            UnsafeRawBufferPointer(rebasing: region.bytes[(position + 4)..<(position + 4 + namespaceLength)]),
+            UnsafeRawBufferPointer(
+                rebasing: region.bytes[(position + 8 + namespaceLength)..<(position + 8 + namespaceLength + idLength)]))
+    }
+
     public func isMember(of audience: InternedName) -> Bool {
         for position in 0..<audienceCount {
             let entry = audiencesStart + position * SnapshotFormat.Record.audienceEntryLength

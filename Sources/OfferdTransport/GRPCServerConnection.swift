@@ -413,14 +413,14 @@ final class GRPCServerConnection {
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: nil),
             read_callback: { session, streamID, buffer, length, flags, _, userData in
-                guard let connection = GRPCServerConnection.owner(userData), let buffer, let flags else {
-                    return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+                guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                return GRPCServerConnection.withOwner(userData, orElse: Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)) {
+                    $0.readResponse(
+                        streamID: streamID,
+                        into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+                        flags: flags
+                    )
                 }
-                return connection.readResponse(
-                    streamID: streamID,
-                    into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
-                    flags: flags
-                )
             }
         )
         let result = nghttp2_submit_response(
@@ -612,15 +612,15 @@ final class GRPCServerConnection {
 
     private static func installCallbacks(_ callbacks: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-            guard let connection = GRPCServerConnection.owner(userData), let frame else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            guard let frame else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+            return GRPCServerConnection.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
+                if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+                    frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+                {
+                    $0.requestHeadersBegan(streamID: frame.pointee.hd.stream_id)
+                }
+                return 0
             }
-            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
-                frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
-            {
-                connection.requestHeadersBegan(streamID: frame.pointee.hd.stream_id)
-            }
-            return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
             _,
@@ -631,44 +631,46 @@ final class GRPCServerConnection {
             valueLength,
             _,
             userData in
-            guard let connection = GRPCServerConnection.owner(userData), let frame else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
+            guard let frame else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+            return GRPCServerConnection.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
+                if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+                    frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
+                {
+                    $0.requestHeaderField(
+                        streamID: frame.pointee.hd.stream_id,
+                        name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                        value: UnsafeRawBufferPointer(start: value, count: valueLength)
+                    )
+                }
+                return 0
             }
-            if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
-                frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
-            {
-                connection.requestHeaderField(
-                    streamID: frame.pointee.hd.stream_id,
-                    name: UnsafeRawBufferPointer(start: name, count: nameLength),
-                    value: UnsafeRawBufferPointer(start: value, count: valueLength)
-                )
-            }
-            return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-            guard let connection = GRPCServerConnection.owner(userData), let frame else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-            }
-            let header = frame.pointee.hd
-            let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            guard connection.frameReceived(type: header.type, length: header.length, endStream: endStream) else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-            }
-            switch header.type {
-            case UInt8(NGHTTP2_HEADERS.rawValue):
-                if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
-                    connection.requestHeadersEnded(streamID: header.stream_id, endStream: endStream)
-                } else if endStream {
-                    connection.requestEnded(streamID: header.stream_id)
+            guard let frame else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+            return GRPCServerConnection.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
+                connection in
+                let header = frame.pointee.hd
+                let endStream = header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                guard connection.frameReceived(type: header.type, length: header.length, endStream: endStream)
+                else {
+                    return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
                 }
-            case UInt8(NGHTTP2_DATA.rawValue):
-                if endStream {
-                    connection.requestEnded(streamID: header.stream_id)
+                switch header.type {
+                case UInt8(NGHTTP2_HEADERS.rawValue):
+                    if frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+                        connection.requestHeadersEnded(streamID: header.stream_id, endStream: endStream)
+                    } else if endStream {
+                        connection.requestEnded(streamID: header.stream_id)
+                    }
+                case UInt8(NGHTTP2_DATA.rawValue):
+                    if endStream {
+                        connection.requestEnded(streamID: header.stream_id)
+                    }
+                default:
+                    break
                 }
-            default:
-                break
+                return 0
             }
-            return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
             _,
@@ -677,40 +679,45 @@ final class GRPCServerConnection {
             data,
             length,
             userData in
-            guard let connection = GRPCServerConnection.owner(userData) else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-            }
-            connection.requestData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
-            return 0
-        }
-        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            guard let connection = GRPCServerConnection.owner(userData), let frame else {
-                return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue
-            }
-            let header = frame.pointee.hd
-            if header.type == UInt8(NGHTTP2_HEADERS.rawValue),
-                header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            {
-                connection.answerSent(streamID: header.stream_id)
-            }
-            return 0
-        }
-        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, userData in
-            guard let connection = GRPCServerConnection.owner(userData) else {
-                // Reached only while the session is being freed after its owner detached: nothing to do.
+            GRPCServerConnection.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
+                $0.requestData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
                 return 0
             }
-            connection.streamClosed(streamID: streamID)
-            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+            guard let frame else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
+            return GRPCServerConnection.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
+                let header = frame.pointee.hd
+                if header.type == UInt8(NGHTTP2_HEADERS.rawValue),
+                    header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                {
+                    $0.answerSent(streamID: header.stream_id)
+                }
+                return 0
+            }
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, userData in
+            // Without an owner the session is being freed after its owner detached: nothing to do.
+            GRPCServerConnection.withOwner(userData, orElse: 0) {
+                $0.streamClosed(streamID: streamID)
+                return 0
+            }
         }
     }
 
-    /// Recovers the connection from nghttp2's `user_data`; `nil` only after `deinit` detached it.
-    fileprivate static func owner(_ userData: UnsafeMutableRawPointer?) -> GRPCServerConnection? {
+    /// Calls `body` with the connection recovered from nghttp2's `user_data`, or returns `orElse` once `deinit`
+    /// has detached it.
+    ///
+    /// The connection is borrowed, not retained: nghttp2 calls back only from inside a method of the connection
+    /// (receive, send, submit), which keeps it alive, and a retain/release
+    /// pair on every callback was a measurable share of a call.
+    fileprivate static func withOwner<Result>(
+        _ userData: UnsafeMutableRawPointer?, orElse failure: Result, _ body: (GRPCServerConnection) -> Result
+    ) -> Result {
         guard let userData else {
-            return nil
+            return failure
         }
-        return Unmanaged<GRPCServerConnection>.fromOpaque(userData).takeUnretainedValue()
+        return Unmanaged<GRPCServerConnection>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
     }
 }
 

@@ -204,7 +204,6 @@ public enum DecideCodec {
         }
         var context: [String: ContextValue] = [:]
         if message.n_context > 0, let entries = message.context {
-            context.reserveCapacity(message.n_context)
             for index in 0..<message.n_context {
                 guard let entry = entries[index]?.pointee else { continue }
                 context[swiftString(entry.key)] = contextValue(entry.value?.pointee)

@@ -8,13 +8,36 @@ struct WireStringSchema: Sendable {
         enum Kind: Sendable {
             case string
             case message(WireStringSchema)
+
+            var isString: Bool {
+                if case .string = self { return true }
+                return false
+            }
         }
 
         var number: UInt64
         /// The proto field name, used in error messages.
         var name: String
         var isRepeated: Bool
-        var kind: Kind
+        var kind: Kind {
+            didSet { isString = kind.isString }
+        }
+        /// `kind` is `.string`; a plain flag, so that the walk tests it without copying the kind.
+        private(set) var isString: Bool
+
+        init(number: UInt64, name: String, isRepeated: Bool, kind: Kind) {
+            self.number = number
+            self.name = name
+            self.isRepeated = isRepeated
+            self.kind = kind
+            self.isString = kind.isString
+        }
+
+        /// The sub-message schema of a `.message` field.
+        var nested: WireStringSchema? {
+            if case .message(let schema) = kind { return schema }
+            return nil
+        }
     }
 
     var fields: [Field]
@@ -104,20 +127,24 @@ enum WireStringCheck {
                 try reader.skip(4)
             case 2:
                 let payload = try reader.readLengthDelimited()
-                guard let fieldIndex = schema.fields.firstIndex(where: { $0.number == fieldNumber }) else {
-                    continue
+                // Fields are read in place by index: copying one out of the array retains its name and schema.
+                var fieldIndex = 0
+                while fieldIndex < schema.fields.count && schema.fields[fieldIndex].number != fieldNumber {
+                    fieldIndex += 1
                 }
-                let field = schema.fields[fieldIndex]
+                guard fieldIndex < schema.fields.count else { continue }
                 let occurrence = repeatedIndices[fieldIndex]
                 repeatedIndices[fieldIndex] += 1
                 // Built only on failure: `scopes[3]` for a repeated field, `identity` otherwise.
-                var component: String { field.isRepeated ? "\(field.name)[\(occurrence)]" : field.name }
-                switch field.kind {
-                case .string:
+                var component: String {
+                    let field = schema.fields[fieldIndex]
+                    return field.isRepeated ? "\(field.name)[\(occurrence)]" : field.name
+                }
+                if schema.fields[fieldIndex].isString {
                     if let problem = stringProblem(payload) {
                         throw Failure(path: [component], problem: problem)
                     }
-                case .message(let nested):
+                } else if let nested = schema.fields[fieldIndex].nested {
                     do {
                         try walk(payload, schema: nested)
                     } catch {

@@ -24,6 +24,10 @@ struct RoundTripTests {
                 let found = try #require(snapshot.profile(for: identity), "\(identity) not found")
                 #expect(found.toInMemoryProfile() == profile)
                 #expect(found.primaryIdentity == profile.primaryIdentity)
+                // The bytes the tie-break hash reads in place must be the identity's, namespace case included.
+                let lent = found.withPrimaryIdentityUTF8 { namespace, id in (Array(namespace), Array(id)) }
+                #expect(lent.0 == Array(profile.primaryIdentity.namespace.utf8))
+                #expect(lent.1 == Array(profile.primaryIdentity.id.utf8))
                 #expect(found.consents == profile.consents)
                 for path in probePaths(of: profile.attributes) {
                     #expect(found.attribute(at: path) == profile.attribute(at: path), "\(path) of \(identity)")

@@ -307,7 +307,7 @@ final class StaticRanking: Sendable {
 }
 
 /// The per-candidate facts the decision loop checks before it needs the offer itself, copied from the offer
-/// at load. Holds no reference, so reading one costs no reference counting.
+/// at load. Only the inline condition holds references; the loop reads screens in place, so none is copied.
 struct CandidateScreen: Sendable {
     let offerIndex: Int
     let representationIndex: Int

@@ -142,22 +142,23 @@ private struct ScopeWalker<Profile: ProfileView> {
         if attributesResolved {
             for path in catalog.attributePaths { attributes.append(self.profile.attribute(at: path)) }
         }
+        // Moved, not copied: a copy of a slot table retains every value in it.
         self.inputs = RuleInputs(
-            context: context, attributes: attributes, attributesResolved: attributesResolved, now: now, offer: nil)
-        let identity = profileFound ? self.profile.primaryIdentity : request.identity
-        var hasher = FNV1a64()
-        for byte in identity.namespace.utf8 {
-            hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
+            context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
+            now: now, offer: nil)
+        func tieHashPrefix(namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> FNV1a64 {
+            var hasher = FNV1a64()
+            for byte in namespace {
+                hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
+            }
+            hasher.combine(0x1F)
+            for byte in id { hasher.combine(byte) }
+            hasher.combine(0x1F)
+            return hasher
         }
-        hasher.combine(0x1F)
-        // Contiguous UTF-8 when there is some: iterating `UTF8View` costs a runtime call per byte.
-        let idHasher = identity.id.utf8.withContiguousStorageIfAvailable { bytes in
-            var copy = hasher
-            for byte in bytes { copy.combine(byte) }
-            return copy
-        }
-        if let idHasher { hasher = idHasher } else { hasher.combine(contentsOf: identity.id.utf8) }
-        hasher.combine(0x1F)
+        let hasher =
+            profileFound
+            ? self.profile.withPrimaryIdentityUTF8(tieHashPrefix) : request.identity.withUTF8(tieHashPrefix)
         self.tieHashPrefix = hasher
     }
 
@@ -368,7 +369,24 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        let screens = ranking.screens
+        // Screens and capping keys are read in place through buffer pointers: copying an element out of its array
+        // costs a retain and a release per candidate for the references it holds (the inline condition's
+        // operands, the interned id's string). Every position below is under `groupEnds.last`, which is the
+        // arrays' common count (checked).
+        precondition(
+            ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
+                && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
+        ranking.screens.withUnsafeBufferPointer { screens in
+            ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
+                considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+            }
+        }
+    }
+
+    private func considerByGroups(
+        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
+        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+    ) {
         let offerIDBytes = ranking.offerIDBytes
         var idPrefixHash = tieHashPrefix
         for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
@@ -378,39 +396,42 @@ private struct ScopeWalker<Profile: ProfileView> {
                 // Every test below must pass, so the cheap ones on plain values run first and the offer object is
                 // loaded only for an eligibility neither the memo nor an inline condition settles, or for a
                 // capping lookup.
-                let screen = screens[position]
-                var eligible = screen.alwaysEligible
-                if screen.eligibilityMemoSlot >= 0, let known = state.memo[screen.eligibilityMemoSlot] {
+                var eligible = screens[position].alwaysEligible
+                let memoSlot = screens[position].eligibilityMemoSlot
+                if memoSlot >= 0, let known = state.memo[memoSlot] {
                     guard known else { continue }
                     eligible = true
                 }
-                guard screen.isInsideDates(now), !state.chosen.contains(screen.offerIndex) else { continue }
-                if !eligible, let condition = screen.inlineEligibility, let value = condition.isTrue(inputs: inputs) {
-                    if screen.eligibilityMemoSlot >= 0 { state.memo[screen.eligibilityMemoSlot] = value }
+                guard screens[position].isInsideDates(now), !state.chosen.contains(screens[position].offerIndex)
+                else { continue }
+                if !eligible, let value = screens[position].inlineEligibility?.isTrue(inputs: inputs) {
+                    if memoSlot >= 0 { state.memo[memoSlot] = value }
                     guard value else { continue }
                     eligible = true
                 }
-                if screen.cappingLimit != Int.max && profileFound
-                    && profile.cappingCount(for: ranking.offerIDs[position]) >= screen.cappingLimit
+                let cappingLimit = screens[position].cappingLimit
+                if cappingLimit != Int.max && profileFound
+                    && profile.cappingCount(for: offerIDs[position]) >= cappingLimit
                 {
                     continue
                 }
                 if !eligible {
                     let offer = ranking.candidates[position].offer
-                    if let eligibility = offer.eligibility,
-                        !eligibility.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
+                    // Called through the optional in place: binding it would copy the rule (a retain per reference).
+                    if offer.eligibility?.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
+                        == false
                     {
                         continue
                     }
                 }
-                let tieHash = Self.tieHash(offerIDBytes, screen.idSuffix, prefix: idPrefixHash)
+                let tieHash = Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
                 state.best.offer(
                     RankedCandidate(
-                        offerIndex: screen.offerIndex,
-                        representationIndex: screen.representationIndex,
-                        rank: screen.rank,
+                        offerIndex: screens[position].offerIndex,
+                        representationIndex: screens[position].representationIndex,
+                        rank: screens[position].rank,
                         tieHash: tieHash,
-                        idOrder: screen.idOrder
+                        idOrder: screens[position].idOrder
                     ),
                     capacity: remaining
                 )

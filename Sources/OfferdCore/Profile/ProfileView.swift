@@ -206,6 +206,32 @@ public protocol ProfileView {
     func isMember(of audience: InternedName) -> Bool
     /// How many times `offer` was already proposed to this profile (0 when unknown).
     func cappingCount(for offer: InternedName) -> Int
+    /// Lends the UTF-8 of ``primaryIdentity``'s namespace and id to `body`, so that the tie-break hash can read
+    /// them where they are stored instead of building two strings per request.
+    func withPrimaryIdentityUTF8<Result>(
+        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+    ) -> Result
+}
+
+extension ProfileView {
+    public func withPrimaryIdentityUTF8<Result>(
+        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        primaryIdentity.withUTF8(body)
+    }
+}
+
+extension Identity {
+    /// Lends the UTF-8 of the namespace and the id to `body`.
+    public func withUTF8<Result>(
+        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+    ) -> Result {
+        var namespace = self.namespace
+        var id = self.id
+        return namespace.withUTF8 { namespaceBytes in
+            id.withUTF8 { idBytes in body(UnsafeRawBufferPointer(namespaceBytes), UnsafeRawBufferPointer(idBytes)) }
+        }
+    }
 }
 
 /// A profile held as plain Swift values.
