@@ -162,6 +162,18 @@ public struct SnapshotProfile: ProfileView, Sendable {
         return false
     }
 
+    public var cappingSummary: UInt64 {
+        var summary: UInt64 = 0
+        for position in 0..<cappingCount {
+            // An unreadable entry could still be asked about: claim nothing then.
+            guard let hash = region.u64(cappingStart + position * SnapshotFormat.Record.cappingEntryLength) else {
+                return UInt64.max
+            }
+            summary |= cappingSummaryBit(hash)
+        }
+        return summary
+    }
+
     public func cappingCount(for offer: InternedName) -> Int {
         for position in 0..<cappingCount {
             let entry = cappingStart + position * SnapshotFormat.Record.cappingEntryLength

@@ -13,7 +13,9 @@ internal import COfferdProto
 final class ProtoArena {
     /// Every chunk, oldest first; the last one is the one being filled.
     private var chunks: [UnsafeMutableRawBufferPointer] = []
-    private var offsetInCurrentChunk = 0
+    /// The free part of the last chunk: its start and length (nil and 0 before the first chunk).
+    private var cursor: UnsafeMutableRawPointer?
+    private var remaining = 0
     private var nextChunkSize: Int
 
     /// Matches `max_align_t` on the platforms we build for, as `malloc` would.
@@ -38,18 +40,26 @@ final class ProtoArena {
             for chunk in chunks.dropLast() { chunk.deallocate() }
             chunks.removeFirst(chunks.count - 1)
         }
-        offsetInCurrentChunk = 0
+        cursor = chunks.last?.baseAddress
+        remaining = chunks.last?.count ?? 0
     }
 
     /// Uninitialized, 16-byte aligned memory for `byteCount` bytes (at least one byte is reserved).
+    @inline(__always)
     func allocate(byteCount: Int) -> UnsafeMutableRawPointer {
         let size = (max(byteCount, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
-        if let current = chunks.last, current.count - offsetInCurrentChunk >= size {
-            // Safe: the check above keeps offset + size within the chunk.
-            let pointer = current.baseAddress.unsafelyUnwrapped + offsetInCurrentChunk
-            offsetInCurrentChunk += size
+        // The common case, a bump inside the current chunk, is a compare and two stores.
+        if size <= remaining, let pointer = cursor {
+            cursor = pointer + size
+            remaining -= size
             return pointer
         }
+        return allocateSlowly(size: size)
+    }
+
+    /// ``allocate(byteCount:)`` when the current chunk is full: a new chunk, or a dedicated one for a large block.
+    @inline(never)
+    private func allocateSlowly(size: Int) -> UnsafeMutableRawPointer {
         if size >= nextChunkSize && !chunks.isEmpty {
             // A large block gets a chunk of its own, so the current chunk's free space is not wasted.
             let dedicated = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: Self.alignment)
@@ -60,8 +70,10 @@ final class ProtoArena {
             byteCount: max(size, nextChunkSize), alignment: Self.alignment)
         nextChunkSize = min(nextChunkSize * 2, Self.maximumChunkSize)
         chunks.append(chunk)
-        offsetInCurrentChunk = size
-        return chunk.baseAddress.unsafelyUnwrapped
+        let base = chunk.baseAddress.unsafelyUnwrapped
+        cursor = base + size
+        remaining = chunk.count - size
+        return base
     }
 
     /// Uninitialized memory for `count` values of `type`.

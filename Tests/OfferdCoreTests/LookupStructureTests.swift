@@ -55,7 +55,12 @@ import Testing
                 let offerID = "offer-\(id)"
                 let expected = entries.first { $0.offerID == offerID }?.count ?? 0
                 #expect(profile.cappingCount(for: InternedName(offerID)) == expected)
+                // The loop skips the lookup when the summary bit is clear: that must never hide a counter.
+                let bitSet = profile.cappingSummary & cappingSummaryBit(InternedName(offerID).hash) != 0
+                #expect(bitSet || expected == 0, "\(offerID) has a counter but a clear summary bit")
+                if entries.contains(where: { $0.offerID == offerID }) { #expect(bitSet) }
             }
+            if entries.isEmpty { #expect(profile.cappingSummary == 0) }
         }
     }
 

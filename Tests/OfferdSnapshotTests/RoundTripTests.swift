@@ -40,6 +40,12 @@ struct RoundTripTests {
                     let name = InternedName(offer)
                     #expect(found.cappingCount(for: name) == profile.cappingCount(for: name))
                 }
+                // The summary the decision loop filters with may not miss a counter, in either kind of profile.
+                #expect(found.cappingSummary == profile.cappingSummary)
+                for offer in profile.capping.map(\.offerID) {
+                    #expect(found.cappingSummary & cappingSummaryBit(InternedName(offer).hash) != 0, "\(offer)")
+                }
+                if profile.capping.isEmpty { #expect(found.cappingSummary == 0) }
             }
         }
         return snapshot

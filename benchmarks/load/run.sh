@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Load benchmark, three servers side by side in one run:
+# Load benchmark, servers side by side in one run:
 #   offerd          Decide on a real catalog and snapshot (nghttp2 + SwiftNIO transport)
+#   offerd-health   the same offerd process answering grpc.health.v1.Health/Check: a trivial unary RPC through the
+#                   same transport, so offerd minus offerd-health is what deciding costs per call
 #   grpc-swift      the same DecisioningService behind grpc-swift-2 (benchmarks/peers): same decode, decide and
 #                   encode work, so the difference between the two is the transport
 #   nghttpd         a static file of a Decide response's size: the HTTP/2 floor
@@ -30,7 +32,7 @@ RATE_SECONDS=${RATE_SECONDS:-10}  # duration of each open-loop round
 RATE_CLIENTS=${RATE_CLIENTS:-8}   # h2load connections in the open-loop rounds, each at rate/RATE_CLIENTS
 RATE_STREAMS=${RATE_STREAMS:-64}  # streams per connection: high enough that the rate, not -m, is the limit
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-300}  # seconds; a stuck h2load is killed and its round reported as missing
-SERVERS=${SERVERS:-"offerd grpc-swift nghttpd"}
+SERVERS=${SERVERS:-"offerd offerd-health grpc-swift nghttpd"}
 WORK=${WORK:-/tmp/offerd-bench}
 
 scripts/install-deps.sh --with-python
@@ -61,6 +63,8 @@ if [ ! -f "$WORK/profiles-$PROFILES.snap" ]; then
 fi
 python3 benchmarks/load/make_catalog.py "$WORK/catalog.json"
 rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES"
+# An empty HealthCheckRequest (service ""), gRPC-framed: flag 0, length 0.
+printf '\x00\x00\x00\x00\x00' > "$WORK/bodies/health.bin"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for_port() {  # port: up to 60 s, loading a 1M-profile snapshot takes a moment
@@ -84,6 +88,9 @@ taskset -c 0 "$offerd" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/pr
 pid[offerd]=$!; pids+=($!)
 url[offerd]="http://127.0.0.1:$offerd_port/offerd.v1.Decisioning/Decide"
 wait_for_port "$offerd_port"
+# The same process: its CPU ticks are read around its own rounds only.
+pid[offerd-health]=${pid[offerd]}
+url[offerd-health]="http://127.0.0.1:$offerd_port/grpc.health.v1.Health/Check"
 
 if [[ " $SERVERS " == *" grpc-swift "* ]]; then
     peer_port=$(free_port)
@@ -109,9 +116,13 @@ fi
 rm -f "$WORK"/{cpu,memory,trailers,rates}.txt "$WORK"/out-*.txt "$WORK"/*.log "$WORK"/rate-*.txt "$WORK"/nghttp-*.txt
 for name in $SERVERS; do echo "$name idle $(rss_kib "${pid[$name]}")" >> "$WORK/memory.txt"; done
 
+request_body() {  # name body: the body `name` is sent (Decide servers: `body`)
+    if [ "$1" = offerd-health ]; then echo "$WORK/bodies/health.bin"; else echo "$2"; fi
+}
+
 data_args_for() {  # name body: h2load/nghttp arguments for a gRPC call (none for the static file)
     if [ "$1" = nghttpd ]; then return; fi
-    echo "-d $2 -H content-type:application/grpc -H te:trailers"
+    echo "-d $(request_body "$1" "$2") -H content-type:application/grpc -H te:trailers"
 }
 
 h2load_bounded() { timeout "$ROUND_TIMEOUT" taskset -c 1 h2load "$@" || echo "h2load: exit $? (timeout or failure)"; }
@@ -122,7 +133,8 @@ check_trailers() {  # name body round: one verbose call; gRPC servers must end w
         timeout 10 nghttp -v "${url[$name]}" > "$WORK/nghttp-$name-$round.txt" 2>&1 || true
         grep -q ':status: 200' "$WORK/nghttp-$name-$round.txt" && verdict=ok || verdict=bad
     else
-        timeout 10 nghttp -v -d "$body" -H "content-type: application/grpc" -H "te: trailers" "${url[$name]}" \
+        timeout 10 nghttp -v -d "$(request_body "$name" "$body")" -H "content-type: application/grpc" \
+            -H "te: trailers" "${url[$name]}" \
             > "$WORK/nghttp-$name-$round.txt" 2>&1 || true
         grep -q 'grpc-status: 0' "$WORK/nghttp-$name-$round.txt" && verdict=ok || verdict=bad
     fi

@@ -112,6 +112,9 @@ private struct ScopeWalker<Profile: ProfileView> {
     let inputs: RuleInputs
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
+    /// The profile's ``ProfileView/cappingSummary`` (0 when it was not found): only offers with their bit set
+    /// can be capped.
+    let cappingSummary: UInt64
 
     init(
         catalog: Catalog,
@@ -129,6 +132,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.profile = consume profile
         self.profileFound = profileFound
         self.consents = profileFound ? self.profile.consents : .empty
+        self.cappingSummary = profileFound ? self.profile.cappingSummary : 0
         var context = RuleValueSlots()
         if !request.context.isEmpty {
             for key in catalog.contextKeys {
@@ -410,7 +414,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                     eligible = true
                 }
                 let cappingLimit = screens[position].cappingLimit
-                if cappingLimit != Int.max && profileFound
+                if cappingLimit != Int.max && cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0
                     && profile.cappingCount(for: offerIDs[position]) >= cappingLimit
                 {
                     continue
@@ -442,7 +446,9 @@ private struct ScopeWalker<Profile: ProfileView> {
     }
 
     private func isCapped(_ offer: OfferDefinition) -> Bool {
-        guard let limit = offer.cappingLimit, profileFound else { return false }
+        guard let limit = offer.cappingLimit, cappingSummary & cappingSummaryBit(offer.internedID.hash) != 0 else {
+            return false
+        }
         return profile.cappingCount(for: offer.internedID) >= limit
     }
 

@@ -206,6 +206,11 @@ public protocol ProfileView {
     func isMember(of audience: InternedName) -> Bool
     /// How many times `offer` was already proposed to this profile (0 when unknown).
     func cappingCount(for offer: InternedName) -> Int
+    /// A 64-bit summary of the offers this profile has capping counters for: bit `hash % 64` is set for the
+    /// ``InternedName/hash`` of each. A clear bit proves ``cappingCount(for:)`` is 0 for every offer with such a
+    /// hash, so the decision loop asks only about offers whose bit is set (a handful of counters leave most bits
+    /// clear). `UInt64.max`, the default, claims nothing.
+    var cappingSummary: UInt64 { get }
     /// Lends the UTF-8 of ``primaryIdentity``'s namespace and id to `body`, so that the tie-break hash can read
     /// them where they are stored instead of building two strings per request.
     func withPrimaryIdentityUTF8<Result>(
@@ -213,7 +218,13 @@ public protocol ProfileView {
     ) -> Result
 }
 
+/// The ``ProfileView/cappingSummary`` bit of an offer hash.
+@inline(__always)
+public func cappingSummaryBit(_ hash: UInt64) -> UInt64 { 1 &<< (hash & 63) }
+
 extension ProfileView {
+    public var cappingSummary: UInt64 { UInt64.max }
+
     public func withPrimaryIdentityUTF8<Result>(
         _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
     ) -> Result {
@@ -280,6 +291,8 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         let audienceHashes: [UInt64]
         /// Capping offer ids (tens of counters): a table.
         let capping: HashPositionTable
+        /// See ``ProfileView/cappingSummary``.
+        let cappingSummary: UInt64
         /// Every path that leads somewhere in `attributes` (``AttributePath/canonicalBytes``) with its value, in
         /// document order, and a table of their ``AttributePath/hash``.
         let attributePaths: [[UInt8]]
@@ -288,7 +301,9 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
 
         init(audiences: [String], attributes: JSONValue, capping: [(offerID: String, count: Int)]) {
             audienceHashes = audiences.map { stableHash($0.utf8) }
-            self.capping = HashPositionTable(capping.map { stableHash($0.offerID.utf8) })
+            let cappingHashes = capping.map { stableHash($0.offerID.utf8) }
+            self.capping = HashPositionTable(cappingHashes)
+            cappingSummary = cappingHashes.reduce(0) { $0 | cappingSummaryBit($1) }
             var paths: [[UInt8]] = []
             var values: [RuleValue] = []
             Self.flatten(attributes, prefix: [], paths: &paths, values: &values)
@@ -334,6 +349,8 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         }
         return false
     }
+
+    public var cappingSummary: UInt64 { index.cappingSummary }
 
     public func cappingCount(for offer: InternedName) -> Int {
         let table = index.capping

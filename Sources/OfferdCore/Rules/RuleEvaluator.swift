@@ -75,6 +75,7 @@ struct AbsentProfile: ProfileView {
     func attribute(at path: AttributePath) -> RuleValue { .null }
     func isMember(of audience: InternedName) -> Bool { false }
     func cappingCount(for offer: InternedName) -> Int { 0 }
+    var cappingSummary: UInt64 { 0 }
 }
 
 extension RuleNode {
