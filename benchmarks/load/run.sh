@@ -5,6 +5,8 @@
 #                   same transport, so offerd minus offerd-health is what deciding costs per call
 #   grpc-swift      the same DecisioningService behind grpc-swift-2 (benchmarks/peers): same decode, decide and
 #                   encode work, so the difference between the two is the transport
+#   grpc-cpp        C++ gRPC (Debian libgrpc++, benchmarks/peers/cpp): async, one completion queue, answering a fixed
+#                   Decide response built at startup: what a general-purpose gRPC stack costs doing trivial work
 #   nghttpd         a static file of a Decide response's size: the HTTP/2 floor
 # Every server is pinned to core 0 with one event loop thread, h2load to core 1. Rounds are interleaved
 # (A B C A B C ...) because the machine is shared and noisy; the report quotes medians over rounds.
@@ -32,11 +34,15 @@ RATE_SECONDS=${RATE_SECONDS:-10}  # duration of each open-loop round
 RATE_CLIENTS=${RATE_CLIENTS:-8}   # h2load connections in the open-loop rounds, each at rate/RATE_CLIENTS
 RATE_STREAMS=${RATE_STREAMS:-64}  # streams per connection: high enough that the rate, not -m, is the limit
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-300}  # seconds; a stuck h2load is killed and its round reported as missing
-SERVERS=${SERVERS:-"offerd offerd-health grpc-swift nghttpd"}
+SERVERS=${SERVERS:-"offerd offerd-health grpc-swift grpc-cpp nghttpd"}
 WORK=${WORK:-/tmp/offerd-bench}
 
 scripts/install-deps.sh --with-python
 command -v nghttpd >/dev/null || { apt-get install -y -qq nghttp2-server >/dev/null; }
+if [[ " $SERVERS " == *" grpc-cpp "* ]] && ! { command -v grpc_cpp_plugin && command -v protoc \
+        && pkg-config --exists grpc++ protobuf; } >/dev/null 2>&1; then
+    apt-get install -y -qq libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler pkg-config >/dev/null
+fi
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed"; exit 1; }
 
 # offerd and the peer are built in the peers package, which depends on this one by path: one compilation of the
@@ -50,6 +56,9 @@ if [ -z "${OFFERD_BIN:-}" ]; then swift build -c release --package-path "$peers"
 if [ -z "${PEER_BIN:-}" ] && [[ " $SERVERS " == *" grpc-swift "* ]]; then
     swift build -c release --package-path "$peers" --product offerd-grpc-swift-peer >/dev/null
 fi
+# The C++ peer: about 20 s of g++ the first time, then make finds it up to date.
+cpp_peer=benchmarks/peers/cpp/.build/decide_server
+if [[ " $SERVERS " == *" grpc-cpp "* ]]; then make -s -C benchmarks/peers/cpp >/dev/null; fi
 offerd="${OFFERD_BIN:-${bin:-}/offerd}"
 peer="${PEER_BIN:-${bin:-}/offerd-grpc-swift-peer}"
 mkdir -p "$WORK"
@@ -99,6 +108,14 @@ if [[ " $SERVERS " == *" grpc-swift "* ]]; then
     pid[grpc-swift]=$!; pids+=($!)
     url[grpc-swift]="http://127.0.0.1:$peer_port/offerd.v1.Decisioning/Decide"
     wait_for_port "$peer_port"
+fi
+
+if [[ " $SERVERS " == *" grpc-cpp "* ]]; then
+    cpp_port=$(free_port)
+    taskset -c 0 "$cpp_peer" --port "$cpp_port" 2>/dev/null &
+    pid[grpc-cpp]=$!; pids+=($!)
+    url[grpc-cpp]="http://127.0.0.1:$cpp_port/offerd.v1.Decisioning/Decide"
+    wait_for_port "$cpp_port"
 fi
 
 if [[ " $SERVERS " == *" nghttpd "* ]]; then
