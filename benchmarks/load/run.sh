@@ -204,6 +204,6 @@ for percent in $RATES; do
 done
 
 for name in $SERVERS; do echo "$name peak $(peak_rss_kib "${pid[$name]}")" >> "$WORK/memory.txt"; done
-snapshot_bytes=$(stat -c %s "$WORK/profiles-$PROFILES.snap")
+snapshot_bytes=$(stat -L -c %s "$WORK/profiles-$PROFILES.snap")
 python3 benchmarks/load/analyze.py report "$WORK" "$CALLS" "$snapshot_bytes"
 python3 benchmarks/load/analyze.py plot "$WORK" "$WORK/latency.png" || echo "no plot (matplotlib missing?)"
