@@ -90,6 +90,9 @@ public enum SnapshotBuilder {
         var stringSeedLimit = ParallelBuild.seedLimit
         /// The header's creation time; nil means now.
         var createdAt: Int64? = nil
+        /// Whether a regular source file is mapped and parsed in place (off: always `read()`, as for a pipe).
+        /// Only the parallel build maps.
+        var mapInput = true
     }
 
     /// Workers for this process: one per core it may run on (the calling thread's reading and writing is light
@@ -261,7 +264,12 @@ struct BuildState {
     /// Where ``IdentityHashTable/warm(_:)`` results go, so that its reads are not optimised away. Per build (a
     /// shared global was a data race between concurrent builds).
     var warmSink: UInt64 = 0
-    let bodyHash = ChunkedDigestStream()
+    let bodyHash = RawChunkedDigest()
+    /// Records written by a worker and not yet written out, in place in its batch (consecutive records of one
+    /// batch): written straight from there by ``flush()``, which the parallel build calls before it reuses the
+    /// batch. At most one of `pending` and the run holds bytes, so the file order is kept.
+    private var run: UnsafePointer<UInt8>?
+    private var runLength = 0
 
     // One entry per identity, in file order.
     var identityHashes: [UInt64] = []
@@ -300,6 +308,7 @@ struct BuildState {
             try register(hash: hash, recordOffset: recordOffset, line: line) { identity }
         }
 
+        try flushRun()
         let before = pending.count
         do {
             try encoder.encode(profile, strings: &strings, into: &pending)
@@ -328,6 +337,7 @@ struct BuildState {
         _ bytes: UnsafeBufferPointer<UInt8>, encoder: inout FastRecordEncoder, line: Int
     ) throws(SnapshotBuildError) -> Bool {
         let recordOffset = recordsLength
+        try flushRun()
         let before = pending.count
         guard encoder.encode(line: bytes, strings: &strings, into: &pending) else { return false }
         recordsLength += pending.count - before
@@ -339,16 +349,27 @@ struct BuildState {
 
     /// Appends a record the fast parser wrote elsewhere (a worker of the parallel build) whose string indices are
     /// already this table's; `identities` are ranges into `lineBytes`. Checks identities as ``addFast`` does.
+    ///
+    /// The record is not copied: it joins the run of records written out from where they are by the next
+    /// ``flush()``, so `record` must stay valid and unchanged until then.
     mutating func addEncoded(
         _ record: UnsafeBufferPointer<UInt8>, identities: ArraySlice<FastIdentity>,
         lineBytes: UnsafeBufferPointer<UInt8>, line: Int
     ) throws(SnapshotBuildError) {
         let recordOffset = recordsLength
-        pending.append(contentsOf: record)
+        if !pending.isEmpty { try flushPending() }
+        if let base = record.baseAddress {
+            if let run, run + runLength == base {
+                runLength += record.count
+            } else {
+                try flushRun()
+                run = base
+                runLength = record.count
+            }
+        }
         recordsLength += record.count
         profileCount += 1
         try register(identities, of: lineBytes, recordOffset: recordOffset, line: line)
-        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
     }
 
     /// Checks and enters the identities of one fast-path line (ranges into `bytes`).
@@ -452,16 +473,38 @@ struct BuildState {
         return found
     }
 
+    /// Writes out every record added so far.
     mutating func flush() throws(SnapshotBuildError) {
+        try flushPending()
+        try flushRun()
+    }
+
+    private mutating func flushPending() throws(SnapshotBuildError) {
         guard !pending.isEmpty else { return }
-        bodyHash.update(pending[...])
+        let written = pending.withUnsafeBytes { bytes in
+            Result { () throws(SnapshotBuildError) in try writeBody(bytes) }
+        }
+        try written.get()
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func flushRun() throws(SnapshotBuildError) {
+        guard let run else { return }
+        let bytes = UnsafeRawBufferPointer(start: run, count: runLength)
+        self.run = nil
+        runLength = 0
+        try writeBody(bytes)
+    }
+
+    /// Appends `bytes` to the body: checksum, file, background sync.
+    private func writeBody(_ bytes: UnsafeRawBufferPointer) throws(SnapshotBuildError) {
+        bodyHash.update(bytes)
         do {
-            try destination.write(pending[...])
+            try destination.write(bytes)
         } catch {
             throw .io(path: destinationPath, reason: error.description)
         }
-        backgroundSync?.wrote(pending.count)
-        pending.removeAll(keepingCapacity: true)
+        backgroundSync?.wrote(bytes.count)
     }
 
     /// Writes the string table, the index and the header; returns the summary.
@@ -471,8 +514,8 @@ struct BuildState {
         try flush()
         let stringsSection = strings.encode()
         let indexSection = buildIndex()
-        bodyHash.update(stringsSection[...])
-        bodyHash.update(indexSection[...])
+        bodyHash.update(stringsSection)
+        bodyHash.update(indexSection)
         let bodyDigest = bodyHash.digest()
 
         let headerLength = SnapshotFormat.headerLength
