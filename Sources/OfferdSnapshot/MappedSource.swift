@@ -7,6 +7,8 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import Dispatch
+import Foundation
 
 /// A regular source file mapped read-only (`MAP_PRIVATE`), so the builder parses its lines in place.
 ///
@@ -98,5 +100,47 @@ final class RawChunkedDigest {
             pendingInChunk = 0
         }
         return SnapshotChecksum.combine(digests)
+    }
+}
+
+/// Drops the page cache of the snapshot that a build will replace, on a background thread while the build runs.
+///
+/// When the final rename replaces the last name of the old file, the kernel evicts its cached pages inside
+/// `rename` (about 0.6 s for a 900 MB snapshot, a third of the build's serial end). Evicting them at the start
+/// instead (`POSIX_FADV_DONTNEED`: a hint, the file is unchanged) overlaps that with parsing and frees memory the
+/// new file's pages can use. Pages mapped by a running server are not dropped (the kernel skips mapped pages), and
+/// a failed build leaves the old snapshot intact, only no longer cached.
+final class ReplacedFileEviction: @unchecked Sendable {
+    // `@unchecked Sendable`: the file is used by the eviction thread only, until `finished` is signalled.
+    private let file: PosixFile
+    private let finished = DispatchSemaphore(value: 0)
+    private var isFinished = false
+
+    private init(file: PosixFile) {
+        self.file = file
+    }
+
+    /// Starts dropping the cache of the regular file at `path`; nil when there is none (nothing to wait for).
+    static func start(replacing path: String) -> ReplacedFileEviction? {
+        guard let status = FileStatus.of(path, followSymlinks: true), status.isRegularFile, status.size > 0,
+            let file = try? PosixFile.openForReading(path)
+        else { return nil }
+        let eviction = ReplacedFileEviction(file: file)
+        let thread = Thread { [eviction] in
+            _ = posix_fadvise(eviction.file.descriptor, 0, 0, POSIX_FADV_DONTNEED)
+            try? eviction.file.close()
+            eviction.finished.signal()
+        }
+        thread.name = "snapshot-evict"
+        thread.start()
+        return eviction
+    }
+
+    /// Waits for the eviction to end (once; later calls return at once). Call it before the rename: while this
+    /// process holds the old file open, the rename does not evict it, and the close would.
+    func wait() {
+        guard !isFinished else { return }
+        isFinished = true
+        finished.wait()
     }
 }

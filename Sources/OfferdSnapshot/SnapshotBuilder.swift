@@ -93,6 +93,9 @@ public enum SnapshotBuilder {
         /// Whether a regular source file is mapped and parsed in place (off: always `read()`, as for a pipe).
         /// Only the parallel build maps.
         var mapInput = true
+        /// Whether the page cache of a file at the output path is dropped while the build runs (see
+        /// ``ReplacedFileEviction``) rather than inside the final rename.
+        var evictReplacedFile = true
     }
 
     /// Workers for this process: one per core it may run on (the calling thread's reading and writing is light
@@ -122,6 +125,8 @@ public enum SnapshotBuilder {
             throw .io(path: input, reason: "is a directory")
         }
 
+        let replacedFileEviction = options.evictReplacedFile ? ReplacedFileEviction.start(replacing: output) : nil
+        defer { replacedFileEviction?.wait() }
         let temporaryPath = temporaryName(for: output)
         let destination: PosixFile
         do {
@@ -163,6 +168,7 @@ public enum SnapshotBuilder {
         } catch {
             throw .io(path: temporaryPath, reason: error.description)
         }
+        replacedFileEviction?.wait()
         do {
             try destination.close()
             try renameFile(from: temporaryPath, to: output)
@@ -564,21 +570,31 @@ struct BuildState {
     /// The open-addressing index: slot count (u64), then (hash u64, record offset u64) slots, linear probing.
     private func buildIndex() -> [UInt8] {
         let slotCount = SnapshotFormat.slotCount(for: identityHashes.count)
-        var slots = [UInt64](repeating: 0, count: slotCount * 2)
-        for slot in 0..<slotCount { slots[slot * 2 + 1] = SnapshotFormat.emptySlot }
-        for (position, hash) in identityHashes.enumerated() {
-            var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
-            while slots[slot * 2 + 1] != SnapshotFormat.emptySlot {
-                slot += 1
-                if slot == slotCount { slot = 0 }
+        let slotLength = SnapshotFormat.slotLength
+        let empty = SnapshotFormat.emptySlot.littleEndian
+        // Filled in place (a [UInt64] of slots then appended value by value was a tenth of the build's serial end).
+        var section = [UInt8](repeating: 0, count: 8 + slotCount * slotLength)
+        section.withUnsafeMutableBytes { bytes in
+            guard let base = bytes.baseAddress else { return }
+            base.storeBytes(of: UInt64(slotCount).littleEndian, as: UInt64.self)
+            let slots = base + 8
+            for slot in 0..<slotCount { (slots + slot * slotLength + 8).storeBytes(of: empty, as: UInt64.self) }
+            identityHashes.withUnsafeBufferPointer { hashes in
+                identityRecordOffsets.withUnsafeBufferPointer { recordOffsets in
+                    for position in hashes.indices {
+                        let hash = hashes[position]
+                        var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
+                        while UnsafeRawPointer(slots + slot * slotLength + 8).loadUnaligned(as: UInt64.self) != empty {
+                            slot += 1
+                            if slot == slotCount { slot = 0 }
+                        }
+                        (slots + slot * slotLength).storeBytes(of: hash.littleEndian, as: UInt64.self)
+                        (slots + slot * slotLength + 8).storeBytes(
+                            of: recordOffsets[position].littleEndian, as: UInt64.self)
+                    }
+                }
             }
-            slots[slot * 2] = hash
-            slots[slot * 2 + 1] = identityRecordOffsets[position]
         }
-        var section: [UInt8] = []
-        section.reserveCapacity(8 + slotCount * SnapshotFormat.slotLength)
-        section.appendLE(UInt64(slotCount))
-        for value in slots { section.appendLE(value) }
         return section
     }
 }
