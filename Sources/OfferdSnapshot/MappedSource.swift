@@ -103,44 +103,55 @@ final class RawChunkedDigest {
     }
 }
 
-/// Drops the page cache of the snapshot that a build will replace, on a background thread while the build runs.
+/// Drops the page cache of the snapshot that a build will replace, a little ahead of the new file's writes.
 ///
 /// When the final rename replaces the last name of the old file, the kernel evicts its cached pages inside
-/// `rename` (about 0.6 s for a 900 MB snapshot, a third of the build's serial end). Evicting them at the start
-/// instead (`POSIX_FADV_DONTNEED`: a hint, the file is unchanged) overlaps that with parsing and frees memory the
-/// new file's pages can use. Pages mapped by a running server are not dropped (the kernel skips mapped pages), and
-/// a failed build leaves the old snapshot intact, only no longer cached.
-final class ReplacedFileEviction: @unchecked Sendable {
-    // `@unchecked Sendable`: the file is used by the eviction thread only, until `finished` is signalled.
+/// `rename`. Evicting them while the build writes (`POSIX_FADV_DONTNEED`: a hint, the file is unchanged) takes that
+/// out of the build's serial end, and the new file's page cache then reuses the pages just freed: on a virtual
+/// machine whose freed memory goes back to the host (free page reporting), writing into memory the guest has not
+/// touched for a while cost twice as much (the page-cache copy was 20 % of a build's samples, 9 % with this).
+/// Pages mapped by a running server are not dropped (the kernel skips mapped pages), and a failed build leaves the
+/// old snapshot intact, only partly uncached.
+final class ReplacedFileEviction {
+    /// How far ahead of the bytes written the old file's cache is dropped, and in what steps.
+    static let lead = 64 << 20
+    static let step = 16 << 20
+
     private let file: PosixFile
-    private let finished = DispatchSemaphore(value: 0)
+    /// The old file's cache is dropped below this offset.
+    private var evicted = 0
+    /// Bytes of the new file written so far.
+    private var written = 0
     private var isFinished = false
 
     private init(file: PosixFile) {
         self.file = file
     }
 
-    /// Starts dropping the cache of the regular file at `path`; nil when there is none (nothing to wait for).
+    /// Opens the regular file at `path` to drop its cache as the build goes; nil when there is none.
     static func start(replacing path: String) -> ReplacedFileEviction? {
         guard let status = FileStatus.of(path, followSymlinks: true), status.isRegularFile, status.size > 0,
             let file = try? PosixFile.openForReading(path)
         else { return nil }
-        let eviction = ReplacedFileEviction(file: file)
-        let thread = Thread { [eviction] in
-            _ = posix_fadvise(eviction.file.descriptor, 0, 0, POSIX_FADV_DONTNEED)
-            try? eviction.file.close()
-            eviction.finished.signal()
-        }
-        thread.name = "snapshot-evict"
-        thread.start()
-        return eviction
+        return ReplacedFileEviction(file: file)
     }
 
-    /// Waits for the eviction to end (once; later calls return at once). Call it before the rename: while this
-    /// process holds the old file open, the rename does not evict it, and the close would.
-    func wait() {
+    /// Notes `count` more bytes of the new file written; drops the old file's cache up to ``lead`` bytes past them.
+    func wrote(_ count: Int) {
+        written += count
+        guard !isFinished else { return }
+        while evicted < written + Self.lead {
+            _ = posix_fadvise(file.descriptor, off_t(evicted), off_t(Self.step), POSIX_FADV_DONTNEED)
+            evicted += Self.step
+        }
+    }
+
+    /// Drops the rest of the old file's cache and closes it (once; later calls do nothing). Call it before the
+    /// rename: while this process holds the old file open, the rename does not evict it, and the close would.
+    func finish() {
         guard !isFinished else { return }
         isFinished = true
-        finished.wait()
+        _ = posix_fadvise(file.descriptor, off_t(evicted), 0, POSIX_FADV_DONTNEED)
+        try? file.close()
     }
 }

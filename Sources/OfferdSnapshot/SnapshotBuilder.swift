@@ -126,7 +126,7 @@ public enum SnapshotBuilder {
         }
 
         let replacedFileEviction = options.evictReplacedFile ? ReplacedFileEviction.start(replacing: output) : nil
-        defer { replacedFileEviction?.wait() }
+        defer { replacedFileEviction?.finish() }
         let temporaryPath = temporaryName(for: output)
         let destination: PosixFile
         do {
@@ -144,7 +144,9 @@ public enum SnapshotBuilder {
             }
         }
 
-        var state = BuildState(destination: destination, destinationPath: temporaryPath, backgroundSync: backgroundSync)
+        var state = BuildState(
+            destination: destination, destinationPath: temporaryPath, backgroundSync: backgroundSync,
+            replacedFileEviction: replacedFileEviction)
         try state.writeHeaderPlaceholder()
         if options.workerCount > 0 {
             try ParallelBuild.run(
@@ -168,7 +170,7 @@ public enum SnapshotBuilder {
         } catch {
             throw .io(path: temporaryPath, reason: error.description)
         }
-        replacedFileEviction?.wait()
+        replacedFileEviction?.finish()
         do {
             try destination.close()
             try renameFile(from: temporaryPath, to: output)
@@ -287,11 +289,17 @@ struct BuildState {
 
     /// Started on the records as they are written; the final `fsync` in ``finish`` does the rest.
     let backgroundSync: BackgroundSync?
+    /// Drops the cache of the file the build replaces as the new one grows.
+    let replacedFileEviction: ReplacedFileEviction?
 
-    init(destination: PosixFile, destinationPath: String, backgroundSync: BackgroundSync? = nil) {
+    init(
+        destination: PosixFile, destinationPath: String, backgroundSync: BackgroundSync? = nil,
+        replacedFileEviction: ReplacedFileEviction? = nil
+    ) {
         self.destination = destination
         self.destinationPath = destinationPath
         self.backgroundSync = backgroundSync
+        self.replacedFileEviction = replacedFileEviction
         pending.reserveCapacity(SnapshotBuilder.writeBufferLength + 65536)
     }
 
@@ -504,6 +512,7 @@ struct BuildState {
 
     /// Appends `bytes` to the body: checksum, file, background sync.
     private func writeBody(_ bytes: UnsafeRawBufferPointer) throws(SnapshotBuildError) {
+        replacedFileEviction?.wrote(bytes.count)
         bodyHash.update(bytes)
         do {
             try destination.write(bytes)

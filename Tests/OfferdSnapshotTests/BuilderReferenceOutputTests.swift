@@ -66,14 +66,19 @@ struct BuilderReferenceOutputTests {
         #expect(try directory.entries() == ["bad.jsonl", "out.snap", "source.jsonl"])
     }
 
-    @Test func evictionStartsOnlyForAnExistingRegularFile() throws {
+    @Test func evictionStartsOnlyForAnExistingRegularFileAndLeavesItUnchanged() throws {
         let directory = try TemporaryDirectory()
         #expect(ReplacedFileEviction.start(replacing: directory.file("missing")) == nil)
         #expect(ReplacedFileEviction.start(replacing: directory.path) == nil)
-        let path = try directory.write("old.snap", "old contents")
+        let contents = [UInt8]((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let path = directory.file("old.snap")
+        try writeBytes(contents, to: path)
         let eviction = try #require(ReplacedFileEviction.start(replacing: path))
-        eviction.wait()
-        eviction.wait()
-        #expect(try readBytes(path) == Array("old contents".utf8))
+        eviction.wrote(100)
+        eviction.wrote(200 << 20)
+        eviction.finish()
+        eviction.finish()
+        eviction.wrote(300 << 20)
+        #expect(try readBytes(path) == contents)
     }
 }
