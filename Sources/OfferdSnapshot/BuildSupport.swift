@@ -217,6 +217,13 @@ final class BackgroundSync: @unchecked Sendable {
         if !requested.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
     }
 
+    /// Starts a background sync of everything written so far, whatever the interval says: the records are complete,
+    /// and the disk can take them while the string table and the index are built.
+    func syncNow() {
+        unsynced = 0
+        if !requested.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
+    }
+
     /// Stops the thread (waiting for a sync in progress); throws the first background sync's error, if any.
     func stop() throws(SystemCallError) {
         guard !isStopped else { return }

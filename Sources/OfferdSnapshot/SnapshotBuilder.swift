@@ -527,6 +527,7 @@ struct BuildState {
         version: String?, output: String, createdAt fixedCreatedAt: Int64?
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         try flush()
+        backgroundSync?.syncNow()
         let stringsSection = strings.encode()
         let indexSection = buildIndex()
         bodyHash.update(stringsSection)
@@ -577,33 +578,53 @@ struct BuildState {
     }
 
     /// The open-addressing index: slot count (u64), then (hash u64, record offset u64) slots, linear probing.
-    private func buildIndex() -> [UInt8] {
+    private mutating func buildIndex() -> [UInt8] {
         let slotCount = SnapshotFormat.slotCount(for: identityHashes.count)
         let slotLength = SnapshotFormat.slotLength
         let empty = SnapshotFormat.emptySlot.littleEndian
+        let sectionLength = 8 + slotCount * slotLength
         // Filled in place (a [UInt64] of slots then appended value by value was a tenth of the build's serial end).
-        var section = [UInt8](repeating: 0, count: 8 + slotCount * slotLength)
-        section.withUnsafeMutableBytes { bytes in
+        var sink: UInt64 = 0
+        let section = [UInt8](unsafeUninitializedCapacity: sectionLength) { bytes, initializedCount in
             guard let base = bytes.baseAddress else { return }
-            base.storeBytes(of: UInt64(slotCount).littleEndian, as: UInt64.self)
-            let slots = base + 8
-            for slot in 0..<slotCount { (slots + slot * slotLength + 8).storeBytes(of: empty, as: UInt64.self) }
+            let raw = UnsafeMutableRawPointer(base)
+            raw.storeBytes(of: UInt64(slotCount).littleEndian, as: UInt64.self)
+            let slots = raw + 8
+            for slot in 0..<slotCount {
+                (slots + slot * slotLength).storeBytes(of: 0, as: UInt64.self)
+                (slots + slot * slotLength + 8).storeBytes(of: empty, as: UInt64.self)
+            }
             identityHashes.withUnsafeBufferPointer { hashes in
                 identityRecordOffsets.withUnsafeBufferPointer { recordOffsets in
-                    for position in hashes.indices {
-                        let hash = hashes[position]
-                        var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
-                        while UnsafeRawPointer(slots + slot * slotLength + 8).loadUnaligned(as: UInt64.self) != empty {
-                            slot += 1
-                            if slot == slotCount { slot = 0 }
+                    var blockStart = 0
+                    while blockStart < hashes.count {
+                        let blockEnd = min(hashes.count, blockStart + 32)
+                        // The home slots of the next identities read together first: the table is far larger than
+                        // the caches, and independent reads overlap their misses.
+                        for position in blockStart..<blockEnd {
+                            let slot = SnapshotFormat.homeSlot(hashes[position], slotCount: slotCount)
+                            sink &+= UnsafeRawPointer(slots + slot * slotLength).loadUnaligned(as: UInt64.self)
                         }
-                        (slots + slot * slotLength).storeBytes(of: hash.littleEndian, as: UInt64.self)
-                        (slots + slot * slotLength + 8).storeBytes(
-                            of: recordOffsets[position].littleEndian, as: UInt64.self)
+                        for position in blockStart..<blockEnd {
+                            let hash = hashes[position]
+                            var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
+                            while UnsafeRawPointer(slots + slot * slotLength + 8).loadUnaligned(as: UInt64.self)
+                                != empty
+                            {
+                                slot += 1
+                                if slot == slotCount { slot = 0 }
+                            }
+                            (slots + slot * slotLength).storeBytes(of: hash.littleEndian, as: UInt64.self)
+                            (slots + slot * slotLength + 8).storeBytes(
+                                of: recordOffsets[position].littleEndian, as: UInt64.self)
+                        }
+                        blockStart = blockEnd
                     }
                 }
             }
+            initializedCount = sectionLength
         }
+        warmSink &+= sink
         return section
     }
 }
