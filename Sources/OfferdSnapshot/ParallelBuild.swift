@@ -59,6 +59,10 @@ enum ParallelBuild {
             withExtendedLifetime(mapping) {}
         }
 
+        if let mapping {
+            // Generated profiles take about 600 source bytes per identity; a smaller guess only means growing later.
+            state.reserveIdentities(mapping.bytes.count / 512)
+        }
         var reader = BatchReader(file: source, path: path, batchLength: options.batchLength, mapping: mapping)
         var inFlight: [BuildBatch] = []
         var spare: [BuildBatch] = []

@@ -303,6 +303,17 @@ struct BuildState {
         pending.reserveCapacity(SnapshotBuilder.writeBufferLength + 65536)
     }
 
+    /// Makes room for about `count` identities up front (a source of known size), so the identity lists and the
+    /// duplicate check's table do not grow and rehash step by step while the build runs.
+    mutating func reserveIdentities(_ count: Int) {
+        guard count > identityHashes.capacity else { return }
+        identityHashes.reserveCapacity(count)
+        identityRecordOffsets.reserveCapacity(count)
+        identityLines.reserveCapacity(count)
+        sameHashNext.reserveCapacity(count)
+        if identityHashes.isEmpty { firstIdentityWithHash = IdentityHashTable(capacity: count) }
+    }
+
     func writeHeaderPlaceholder() throws(SnapshotBuildError) {
         do {
             try destination.write([UInt8](repeating: 0, count: SnapshotFormat.headerLength)[...])
