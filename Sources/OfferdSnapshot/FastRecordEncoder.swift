@@ -482,20 +482,17 @@ struct FastRecordEncoder {
     ) -> Bool {
         guard nodes.count < Int(UInt32.max) else { return false }
         let offset = UInt32(nodes.count)
-        directory.appendLE(fmix64(hash))
-        directory.appendLE(offset)
+        directory.appendLE(fmix64(hash), offset)
         directoryCount += 1
-        nodes.appendLE(parent)
-        nodes.appendLE(keyIndex)
 
         switch peek() {
         case 0x7B:
             index += 1
-            nodes.append(SnapshotFormat.Kind.object.rawValue)
+            nodes.appendLE(parent, keyIndex, SnapshotFormat.Kind.object.rawValue)
             return parseAttributeMembers(parent: offset, pathHash: hash, depth: depth + 1, strings: &strings)
         case 0x5B:
             index += 1
-            nodes.append(SnapshotFormat.Kind.array.rawValue)
+            nodes.appendLE(parent, keyIndex, SnapshotFormat.Kind.array.rawValue)
             let countAt = nodes.count
             nodes.appendLE(UInt32(0))
             var count: UInt32 = 0
@@ -514,6 +511,8 @@ struct FastRecordEncoder {
             nodes.storeLE(count, at: countAt)
             return true
         default:
+            // The scalar's kind byte follows at once (appendScalar writes it).
+            nodes.appendLE(parent, keyIndex)
             return appendScalar()
         }
     }
@@ -523,9 +522,8 @@ struct FastRecordEncoder {
         switch peek() {
         case 0x22:
             guard let text = string() else { return false }
-            nodes.append(SnapshotFormat.Kind.string.rawValue)
-            nodes.appendLE(UInt32(text.range.count))
-            nodes.append(UnsafeBufferPointer(rebasing: bytes[text.range]))
+            nodes.append(
+                SnapshotFormat.Kind.string.rawValue, lengthPrefixed: UnsafeBufferPointer(rebasing: bytes[text.range]))
         case 0x74:
             guard literal("true") else { return false }
             nodes.append(SnapshotFormat.Kind.true.rawValue)
@@ -537,8 +535,7 @@ struct FastRecordEncoder {
             nodes.append(SnapshotFormat.Kind.null.rawValue)
         default:
             guard let value = number() else { return false }
-            nodes.append(SnapshotFormat.Kind.number.rawValue)
-            nodes.appendLE(value.bitPattern)
+            nodes.append(SnapshotFormat.Kind.number.rawValue, value.bitPattern)
         }
         return true
     }
