@@ -118,7 +118,9 @@ final class ByteScratch {
         let raw = UnsafeMutableRawPointer(base + count)
         raw.storeBytes(of: kind, as: UInt8.self)
         raw.storeBytes(of: UInt32(truncatingIfNeeded: bytes.count).littleEndian, toByteOffset: 1, as: UInt32.self)
-        if let source = bytes.baseAddress, bytes.count > 0 { (base + count + 5).update(from: source, count: bytes.count) }
+        if let source = bytes.baseAddress, bytes.count > 0 {
+            (base + count + 5).update(from: source, count: bytes.count)
+        }
         count += 5 + bytes.count
     }
 

@@ -15,10 +15,15 @@ struct BuilderReferenceOutputTests {
     /// or offer ids, a key too near the end of its line for the memo's 16-byte read, and lines the fast path hands
     /// to the general path.
     static let extraLines = [
-        #"{"identities":[{"namespace":"ECID","id":"memo-1"}],"audiences":["k","attr1","a-key-of-17-bytes"],"attributes":{"k":1,"kk":{"k":2,"kk":{"k":3}},"abcdefgh":1,"abcdefghi":2,"abcdefghijklmnop":3,"abcdefghijklmnopq":4,"abcdefghijklmnopr":5,"a-key-of-17-bytes":{"abcdefgh":true}},"capping":{"k":1,"abcdefghijklmnop":2}}"#,
-        #"{"identities":[{"namespace":"ECID","id":"memo-2"}],"attributes":{"kk":{"kk":{"k":"x"},"k":[1,2]},"k":null,"abcdefghijklmnopq":{"abcdefghijklmnopq":0}}}"#,
+        #"{"identities":[{"namespace":"ECID","id":"memo-1"}],"audiences":["k","attr1","#
+            + #""a-key-of-17-bytes"],"attributes":{"k":1,"kk":{"k":2,"kk":{"k":3}},"abcdefgh":1,"abcdefghi":2,"#
+            + #""abcdefghijklmnop":3,"abcdefghijklmnopq":4,"abcdefghijklmnopr":5,"#
+            + #""a-key-of-17-bytes":{"abcdefgh":true}},"capping":{"k":1,"abcdefghijklmnop":2}}"#,
+        #"{"identities":[{"namespace":"ECID","id":"memo-2"}],"attributes":{"kk":{"kk":{"k":"x"},"k":[1,"#
+            + #"2]},"k":null,"abcdefghijklmnopq":{"abcdefghijklmnopq":0}}}"#,
         #"{"identities":[{"namespace":"ECID","id":"memo-3"}],"attributes":{"k":{"z":1}}}"#,
-        #"{"identities":[{"namespace":"ECID","id":"esc\"aped"}],"audiences":["vip","new-\u00e9"],"attributes":{"clé":{"k":1},"e":1e3}}"#
+        #"{"identities":[{"namespace":"ECID","id":"esc\"aped"}],"audiences":["vip","new-\u00e9"],"#
+            + #""attributes":{"clé":{"k":1},"e":1e3}}"#,
     ]
 
     static let expectedVersion = "a12df11dd03ee9f0"

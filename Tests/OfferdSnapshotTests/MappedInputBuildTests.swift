@@ -53,7 +53,8 @@ struct MappedInputBuildTests {
             ("invalid last byte", good.joined(separator: "\n") + "\n" + line("z") + "}", "line 41:"),
             (
                 "duplicate on the last line without newline",
-                good.joined(separator: "\n") + "\n\n" + line("p3"), "line 42: duplicate identity ECID:p3 (first on line 4)"
+                good.joined(separator: "\n") + "\n\n" + line("p3"),
+                "line 42: duplicate identity ECID:p3 (first on line 4)"
             ),
             ("invalid first line", "[]\n" + good.joined(separator: "\n"), "line 1:"),
         ]
