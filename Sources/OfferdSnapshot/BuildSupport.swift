@@ -19,6 +19,24 @@ func findNewline(in base: UnsafeMutablePointer<UInt8>, from: Int, to: Int) -> In
     return UnsafeMutableRawPointer(base).distance(to: found)
 }
 
+/// The position of the first `\n` in `bytes[from...]`, or nil.
+@inline(__always)
+func findNewline(in bytes: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+    guard let base = bytes.baseAddress, bytes.count > from, let found = memchr(base + from, 0x0A, bytes.count - from)
+    else { return nil }
+    return UnsafeRawPointer(base).distance(to: found)
+}
+
+/// The position of the last `\n` in `bytes[from..<to]`, or nil (a line is short: the scan is too).
+func findLastNewline(in bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Int? {
+    var position = min(to, bytes.count)
+    while position > from {
+        position -= 1
+        if bytes[position] == 0x0A { return position }
+    }
+    return nil
+}
+
 /// Whether `count` bytes at `first` and `second` are equal (`memcmp`).
 @inline(__always)
 func bytesEqual(_ first: UnsafePointer<UInt8>, _ second: UnsafePointer<UInt8>, count: Int) -> Bool {
@@ -195,6 +213,13 @@ final class BackgroundSync: @unchecked Sendable {
     func wrote(_ count: Int) {
         unsynced += count
         guard unsynced >= Self.interval else { return }
+        unsynced = 0
+        if !requested.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
+    }
+
+    /// Starts a background sync of everything written so far, whatever the interval says: the records are complete,
+    /// and the disk can take them while the string table and the index are built.
+    func syncNow() {
         unsynced = 0
         if !requested.exchange(true, ordering: .acquiringAndReleasing) { wake.signal() }
     }

@@ -79,6 +79,61 @@ final class ByteScratch {
         count += 8
     }
 
+    /// Appends a u64 and a u32 (an attribute directory entry) with one capacity check.
+    @inline(__always)
+    func appendLE(_ first: UInt64, _ second: UInt32) {
+        reserve(12)
+        let raw = UnsafeMutableRawPointer(base + count)
+        raw.storeBytes(of: first.littleEndian, as: UInt64.self)
+        raw.storeBytes(of: second.littleEndian, toByteOffset: 8, as: UInt32.self)
+        count += 12
+    }
+
+    /// Appends two u32 (an attribute node's parent and key) with one capacity check.
+    @inline(__always)
+    func appendLE(_ first: UInt32, _ second: UInt32) {
+        reserve(8)
+        let raw = UnsafeMutableRawPointer(base + count)
+        raw.storeBytes(of: first.littleEndian, as: UInt32.self)
+        raw.storeBytes(of: second.littleEndian, toByteOffset: 4, as: UInt32.self)
+        count += 8
+    }
+
+    /// Appends two u32 and a byte (an attribute node's parent, key and kind) with one capacity check.
+    @inline(__always)
+    func appendLE(_ first: UInt32, _ second: UInt32, _ third: UInt8) {
+        reserve(9)
+        let raw = UnsafeMutableRawPointer(base + count)
+        raw.storeBytes(of: first.littleEndian, as: UInt32.self)
+        raw.storeBytes(of: second.littleEndian, toByteOffset: 4, as: UInt32.self)
+        raw.storeBytes(of: third, toByteOffset: 8, as: UInt8.self)
+        count += 9
+    }
+
+    /// Appends a byte and a u32 length, then `bytes` (a string value's kind, length and text) with one capacity
+    /// check.
+    @inline(__always)
+    func append(_ kind: UInt8, lengthPrefixed bytes: UnsafeBufferPointer<UInt8>) {
+        reserve(5 + bytes.count)
+        let raw = UnsafeMutableRawPointer(base + count)
+        raw.storeBytes(of: kind, as: UInt8.self)
+        raw.storeBytes(of: UInt32(truncatingIfNeeded: bytes.count).littleEndian, toByteOffset: 1, as: UInt32.self)
+        if let source = bytes.baseAddress, bytes.count > 0 {
+            (base + count + 5).update(from: source, count: bytes.count)
+        }
+        count += 5 + bytes.count
+    }
+
+    /// Appends a byte and a u64 (a number value's kind and bits) with one capacity check.
+    @inline(__always)
+    func append(_ kind: UInt8, _ value: UInt64) {
+        reserve(9)
+        let raw = UnsafeMutableRawPointer(base + count)
+        raw.storeBytes(of: kind, as: UInt8.self)
+        raw.storeBytes(of: value.littleEndian, toByteOffset: 1, as: UInt64.self)
+        count += 9
+    }
+
     @inline(__always)
     func append(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let source = bytes.baseAddress, bytes.count > 0 else { return }

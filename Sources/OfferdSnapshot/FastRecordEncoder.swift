@@ -42,6 +42,13 @@ struct FastRecordEncoder {
     /// repeat on nearly every line, and the table's own lookup (hash probe, then `memcmp`) was 8 % of the build.
     private var internMemo = [InternMemoEntry](repeating: InternMemoEntry(), count: Self.internMemoSize)
     private static let internMemoSize = 256
+    /// A direct-mapped memo of attribute keys under their parent's path: the key's FNV-1a state, its path's
+    /// unfinished hash and its string index. Attribute keys repeat under the same parents on nearly every line, and
+    /// the two byte-serial FNV-1a chains over each key (and the string memo behind them) were most of the
+    /// attribute parsing.
+    private var attributeKeyMemo = [AttributeKeyMemoEntry](
+        repeating: AttributeKeyMemoEntry(), count: Self.attributeKeyMemoSize)
+    private static let attributeKeyMemoSize = 256
 
     /// The unfinished FNV-1a state of the key ``asciiKey()`` returned last (shared by the duplicate check and
     /// the string table, so each key is hashed once).
@@ -391,8 +398,8 @@ struct FastRecordEncoder {
     /// The members of an attributes object (its `{` consumed), as nodes in document order, each with a directory
     /// entry keyed by its path hash. `pathHash` is the unfinished FNV-1a state of the parent's canonical path.
     ///
-    /// ``forEachMember(_:)`` with the key's own hash and its path's hash computed in one pass over the key (two
-    /// independent multiply chains, which the CPU overlaps).
+    /// ``forEachMember(_:)`` with the key's own hash, its path's hash and its string index from
+    /// ``attributeKey(_:parentPath:strings:)`` (a memo, or one pass over the key).
     private mutating func parseAttributeMembers(
         parent: UInt32, pathHash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
@@ -405,47 +412,87 @@ struct FastRecordEncoder {
             guard let atMember = advanceToMember(first: &first) else { return false }
             if !atMember { return true }
             guard let key = string(), key.isASCII else { return false }
-            var keyHash = SnapshotHash.basis
-            var path = pathHash
-            let keyLength = UInt32(key.range.count)
-            for shift in stride(from: 0, to: 32, by: 8) {
-                path = SnapshotHash.step(path, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
-            }
-            for position in key.range {
-                let byte = bytes[position]
-                keyHash = SnapshotHash.step(keyHash, byte)
-                path = SnapshotHash.step(path, byte)
-            }
-            lastKeyHash = keyHash
+            let (path, keyIndex) = attributeKey(key.range, parentPath: pathHash, strings: &strings)
             guard isNewKey(key.range, since: keysStart, seenKeys: &seenKeys) else { return false }
             guard consumeNameSeparator() else { return false }
-            guard appendAttribute(key: key.range, parent: parent, pathHash: path, depth: depth, strings: &strings)
+            guard
+                appendAttribute(
+                    keyIndex: keyIndex, parent: parent, pathHash: path, depth: depth, strings: &strings)
             else { return false }
         }
+    }
+
+    /// The unfinished hash of the path of the attribute key `key` (ASCII) under the path `parentPath`, and the
+    /// key's string index; sets ``lastKeyHash``. Through ``attributeKeyMemo`` for keys of at most 16 bytes.
+    @inline(__always)
+    private mutating func attributeKey(
+        _ key: Range<Int>, parentPath: UInt64, strings: inout StringTableBuilder
+    ) -> (path: UInt64, keyIndex: UInt32) {
+        let length = key.count
+        guard length <= 16, key.lowerBound + 16 <= bytes.count, let base = bytes.baseAddress else {
+            let (keyHash, path) = hashAttributeKey(key, parentPath: parentPath)
+            lastKeyHash = keyHash
+            return (path, internASCII(key, hash: keyHash, strings: &strings))
+        }
+        // The key as two masked words read from the line (16 bytes are readable: checked above).
+        let raw = UnsafeRawPointer(base + key.lowerBound)
+        let lowMask: UInt64 = length >= 8 ? ~0 : (1 << UInt64(length * 8)) &- 1
+        let highMask: UInt64 = length >= 16 ? ~0 : length <= 8 ? 0 : (1 << UInt64((length - 8) * 8)) &- 1
+        let low = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)) & lowMask
+        let high = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) & highMask
+        let mixed = (parentPath ^ low) &* 0x9E37_79B9_7F4A_7C15 ^ (high &+ UInt64(length)) &* 0xC2B2_AE3D_27D4_EB4F
+        let slot = Int(truncatingIfNeeded: mixed >> 56) & (Self.attributeKeyMemoSize - 1)
+        let entry = attributeKeyMemo[slot]
+        if entry.token == strings.token, entry.parentPath == parentPath, entry.low == low, entry.high == high,
+            entry.length == UInt32(length)
+        {
+            lastKeyHash = entry.keyHash
+            return (entry.path, entry.index)
+        }
+        let (keyHash, path) = hashAttributeKey(key, parentPath: parentPath)
+        lastKeyHash = keyHash
+        let index = internASCII(key, hash: keyHash, strings: &strings)
+        attributeKeyMemo[slot] = AttributeKeyMemoEntry(
+            token: strings.token, parentPath: parentPath, low: low, high: high, keyHash: keyHash, path: path,
+            length: UInt32(length), index: index)
+        return (path, index)
+    }
+
+    /// The key's own FNV-1a state and its path's (the parent's path, then the key as u32 length and bytes), in one
+    /// pass over the key (two independent multiply chains, which the CPU overlaps).
+    private func hashAttributeKey(_ key: Range<Int>, parentPath: UInt64) -> (keyHash: UInt64, path: UInt64) {
+        var keyHash = SnapshotHash.basis
+        var path = parentPath
+        let keyLength = UInt32(key.count)
+        for shift in stride(from: 0, to: 32, by: 8) {
+            path = SnapshotHash.step(path, UInt8(truncatingIfNeeded: keyLength >> UInt32(shift)))
+        }
+        for position in key {
+            let byte = bytes[position]
+            keyHash = SnapshotHash.step(keyHash, byte)
+            path = SnapshotHash.step(path, byte)
+        }
+        return (keyHash, path)
     }
 
     /// One attributes member whose key was just read: its node, its directory entry, and its value (an object's
     /// members recursively, an array of scalars, or a scalar). `pathHash` is the unfinished state of its path.
     private mutating func appendAttribute(
-        key: Range<Int>, parent: UInt32, pathHash hash: UInt64, depth: Int, strings: inout StringTableBuilder
+        keyIndex: UInt32, parent: UInt32, pathHash hash: UInt64, depth: Int, strings: inout StringTableBuilder
     ) -> Bool {
-        let keyHash = lastKeyHash
         guard nodes.count < Int(UInt32.max) else { return false }
         let offset = UInt32(nodes.count)
-        directory.appendLE(fmix64(hash))
-        directory.appendLE(offset)
+        directory.appendLE(fmix64(hash), offset)
         directoryCount += 1
-        nodes.appendLE(parent)
-        nodes.appendLE(internASCII(key, hash: keyHash, strings: &strings))
 
         switch peek() {
         case 0x7B:
             index += 1
-            nodes.append(SnapshotFormat.Kind.object.rawValue)
+            nodes.appendLE(parent, keyIndex, SnapshotFormat.Kind.object.rawValue)
             return parseAttributeMembers(parent: offset, pathHash: hash, depth: depth + 1, strings: &strings)
         case 0x5B:
             index += 1
-            nodes.append(SnapshotFormat.Kind.array.rawValue)
+            nodes.appendLE(parent, keyIndex, SnapshotFormat.Kind.array.rawValue)
             let countAt = nodes.count
             nodes.appendLE(UInt32(0))
             var count: UInt32 = 0
@@ -464,6 +511,8 @@ struct FastRecordEncoder {
             nodes.storeLE(count, at: countAt)
             return true
         default:
+            // The scalar's kind byte follows at once (appendScalar writes it).
+            nodes.appendLE(parent, keyIndex)
             return appendScalar()
         }
     }
@@ -473,9 +522,8 @@ struct FastRecordEncoder {
         switch peek() {
         case 0x22:
             guard let text = string() else { return false }
-            nodes.append(SnapshotFormat.Kind.string.rawValue)
-            nodes.appendLE(UInt32(text.range.count))
-            nodes.append(UnsafeBufferPointer(rebasing: bytes[text.range]))
+            nodes.append(
+                SnapshotFormat.Kind.string.rawValue, lengthPrefixed: UnsafeBufferPointer(rebasing: bytes[text.range]))
         case 0x74:
             guard literal("true") else { return false }
             nodes.append(SnapshotFormat.Kind.true.rawValue)
@@ -487,8 +535,7 @@ struct FastRecordEncoder {
             nodes.append(SnapshotFormat.Kind.null.rawValue)
         default:
             guard let value = number() else { return false }
-            nodes.append(SnapshotFormat.Kind.number.rawValue)
-            nodes.appendLE(value.bitPattern)
+            nodes.append(SnapshotFormat.Kind.number.rawValue, value.bitPattern)
         }
         return true
     }
@@ -831,6 +878,20 @@ struct InternMemoEntry {
     var hash: UInt64 = 0
     var low: UInt64 = 0
     var high: UInt64 = 0
+    var length: UInt32 = 0
+    var index: UInt32 = 0
+}
+
+/// One entry of ``FastRecordEncoder``'s attribute key memo: a key of at most 16 ASCII bytes (two little-endian
+/// words, zero-padded) under the path whose unfinished hash is `parentPath`, with the key's FNV-1a state, its path's
+/// unfinished hash and its index in the string table with `token` (0: empty).
+struct AttributeKeyMemoEntry {
+    var token: UInt64 = 0
+    var parentPath: UInt64 = 0
+    var low: UInt64 = 0
+    var high: UInt64 = 0
+    var keyHash: UInt64 = 0
+    var path: UInt64 = 0
     var length: UInt32 = 0
     var index: UInt32 = 0
 }

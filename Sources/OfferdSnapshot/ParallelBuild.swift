@@ -33,6 +33,7 @@ enum ParallelBuild {
         progress: ((Int) -> Void)?
     ) throws(SnapshotBuildError) {
         let workerCount = max(1, options.workerCount)
+        let mapping = options.mapInput ? MappedSource.map(source) : nil
         let queue = BatchQueue()
         let cancelled = ManagedAtomic(false)
         let stopped = DispatchSemaphore(value: 0)
@@ -54,9 +55,15 @@ enum ParallelBuild {
             cancelled.store(true, ordering: .relaxed)
             for _ in 0..<workerCount { queue.push(nil) }
             for _ in 0..<workerCount { stopped.wait() }
+            // Workers may have been parsing mapped lines until just now (after an error, say).
+            withExtendedLifetime(mapping) {}
         }
 
-        var reader = BatchReader(file: source, path: path, batchLength: options.batchLength)
+        if let mapping {
+            // Generated profiles take about 600 source bytes per identity; a smaller guess only means growing later.
+            state.reserveIdentities(mapping.bytes.count / 512)
+        }
+        var reader = BatchReader(file: source, path: path, batchLength: options.batchLength, mapping: mapping)
         var inFlight: [BuildBatch] = []
         var spare: [BuildBatch] = []
         let maximumInFlight = workerCount * batchesInFlightPerWorker + 1
@@ -91,6 +98,9 @@ enum ParallelBuild {
             let batch = inFlight.removeFirst()
             batch.parsed.wait()
             try write(batch, linesBefore: linesBefore, state: &state, localToGlobal: &localToGlobal, progress: progress)
+            // The records were written straight from the batch: done with it (and its part of the mapping).
+            try state.flush()
+            mapping?.release(batch.sourceRange)
             linesBefore += batch.lineCount
             spare.append(batch)
         }
@@ -103,13 +113,13 @@ enum ParallelBuild {
     static func parse(
         _ batch: BuildBatch, encoder: inout FastRecordEncoder, useFastPath: Bool, cancelled: ManagedAtomic<Bool>
     ) {
-        let input = batch.input
+        let input = batch.source
         let end = input.count
         var position = 0
         var lineIndex = 0
         while position < end, !cancelled.load(ordering: .relaxed) {
-            let newline = findNewline(in: input.base, from: position, to: end) ?? end
-            let line = UnsafeBufferPointer(start: input.base + position, count: newline - position)
+            let newline = findNewline(in: input, from: position) ?? end
+            let line = UnsafeBufferPointer(rebasing: input[position..<newline])
             defer {
                 lineIndex += 1
                 position = newline + 1
@@ -186,7 +196,8 @@ enum ParallelBuild {
                 try state.addEncoded(
                     UnsafeBufferPointer(start: record, count: entry.recordLength),
                     identities: batch.identities[entry.identitiesStart..<entry.identitiesEnd],
-                    lineBytes: UnsafeBufferPointer(start: batch.input.base + entry.lineStart, count: entry.lineLength),
+                    lineBytes: UnsafeBufferPointer(
+                        rebasing: batch.source[entry.lineStart..<(entry.lineStart + entry.lineLength)]),
                     line: line)
             case .general:
                 try state.add(batch.profiles[entry.profileIndex], line: line)
@@ -261,7 +272,12 @@ struct BatchLine {
 /// `@unchecked Sendable`: a batch is used by one thread at a time, handed over through ``BatchQueue`` (reader
 /// to worker) and `parsed` (worker to writer), whose locks and semaphores order the memory accesses.
 final class BuildBatch: @unchecked Sendable {
-    /// Whole lines of the source (the last one unterminated only at the end of the file).
+    /// The batch's whole lines (the last one unterminated only at the end of the file): ``input``'s bytes, or a
+    /// part of the mapped source.
+    var source = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+    /// Where ``source`` lies in the source file (mapped input only; empty otherwise).
+    var sourceRange = 0..<0
+    /// The lines read from the source (when it is not mapped).
     let input: ByteScratch
     let records: ByteScratch
     var strings = StringTableBuilder()
@@ -284,6 +300,8 @@ final class BuildBatch: @unchecked Sendable {
     /// Empties the batch for the next piece, keeping its buffers.
     func reset() {
         input.removeAll()
+        source = UnsafeBufferPointer(start: nil, count: 0)
+        sourceRange = 0..<0
         records.removeAll()
         strings = StringTableBuilder()
         seededStrings = 0
@@ -326,7 +344,7 @@ final class BatchQueue: @unchecked Sendable {
     }
 }
 
-/// Reads the source into batches of whole lines.
+/// Cuts the source into batches of whole lines: views of the mapped source, or read into the batch's buffer.
 struct BatchReader {
     enum Fill {
         /// The batch holds one or more lines.
@@ -340,18 +358,60 @@ struct BatchReader {
     let file: PosixFile
     let path: String
     let batchLength: Int
+    /// The source mapped, or nil: read it.
+    let mapping: MappedSource?
+    /// How far the mapped source was cut into batches.
+    private var mappedPosition = 0
     /// The unfinished line at the end of the last read, which starts the next batch.
     private let carry = ByteScratch(capacity: 1 << 16)
     private var atEndOfFile = false
 
-    init(file: PosixFile, path: String, batchLength: Int) {
+    init(file: PosixFile, path: String, batchLength: Int, mapping: MappedSource? = nil) {
         self.file = file
         self.path = path
         self.batchLength = max(1, batchLength)
+        self.mapping = mapping
     }
 
-    /// Fills `batch.input` (empty) with the next whole lines, about ``batchLength`` bytes.
+    /// Points `batch.source` (empty) at the next whole lines, about ``batchLength`` bytes.
     mutating func fill(_ batch: BuildBatch) throws(SnapshotBuildError) -> Fill {
+        if let mapping { return fill(batch, from: mapping.bytes) }
+        let fill = try read(batch)
+        batch.source = batch.input.bytes
+        return fill
+    }
+
+    /// ``fill(_:)`` from the mapped source: a view, no copy. The same batches as reading would give, except that a
+    /// line is too long exactly when it is longer than ``SnapshotBuilder/maximumLineLength``.
+    private mutating func fill(_ batch: BuildBatch, from source: UnsafeBufferPointer<UInt8>) -> Fill {
+        let start = mappedPosition
+        let count = source.count
+        guard start < count else { return .end }
+        let end: Int
+        if count - start <= batchLength {
+            end = count
+        } else if let newline = findLastNewline(in: source, from: start, to: start + batchLength) {
+            end = newline + 1
+        } else {
+            // One line longer than a batch: it ends at its newline, or at the end of the source.
+            let limit = min(count, start + SnapshotBuilder.maximumLineLength + 1)
+            let searchFrom = start + batchLength
+            if let newline = findNewline(in: UnsafeBufferPointer(rebasing: source[..<limit]), from: searchFrom) {
+                end = newline + 1
+            } else if limit == count, count - start <= SnapshotBuilder.maximumLineLength {
+                end = count
+            } else {
+                return .lineTooLong
+            }
+        }
+        mappedPosition = end
+        batch.source = UnsafeBufferPointer(rebasing: source[start..<end])
+        batch.sourceRange = start..<end
+        return .batch
+    }
+
+    /// ``fill(_:)`` by reading into `batch.input`.
+    private mutating func read(_ batch: BuildBatch) throws(SnapshotBuildError) -> Fill {
         let input = batch.input
         input.append(carry.bytes)
         carry.removeAll()

@@ -90,6 +90,12 @@ public enum SnapshotBuilder {
         var stringSeedLimit = ParallelBuild.seedLimit
         /// The header's creation time; nil means now.
         var createdAt: Int64? = nil
+        /// Whether a regular source file is mapped and parsed in place (off: always `read()`, as for a pipe).
+        /// Only the parallel build maps.
+        var mapInput = true
+        /// Whether the page cache of a file at the output path is dropped while the build runs (see
+        /// ``ReplacedFileEviction``) rather than inside the final rename.
+        var evictReplacedFile = true
     }
 
     /// Workers for this process: one per core it may run on (the calling thread's reading and writing is light
@@ -119,6 +125,8 @@ public enum SnapshotBuilder {
             throw .io(path: input, reason: "is a directory")
         }
 
+        let replacedFileEviction = options.evictReplacedFile ? ReplacedFileEviction.start(replacing: output) : nil
+        defer { replacedFileEviction?.finish() }
         let temporaryPath = temporaryName(for: output)
         let destination: PosixFile
         do {
@@ -136,7 +144,9 @@ public enum SnapshotBuilder {
             }
         }
 
-        var state = BuildState(destination: destination, destinationPath: temporaryPath, backgroundSync: backgroundSync)
+        var state = BuildState(
+            destination: destination, destinationPath: temporaryPath, backgroundSync: backgroundSync,
+            replacedFileEviction: replacedFileEviction)
         try state.writeHeaderPlaceholder()
         if options.workerCount > 0 {
             try ParallelBuild.run(
@@ -160,6 +170,7 @@ public enum SnapshotBuilder {
         } catch {
             throw .io(path: temporaryPath, reason: error.description)
         }
+        replacedFileEviction?.finish()
         do {
             try destination.close()
             try renameFile(from: temporaryPath, to: output)
@@ -261,7 +272,12 @@ struct BuildState {
     /// Where ``IdentityHashTable/warm(_:)`` results go, so that its reads are not optimised away. Per build (a
     /// shared global was a data race between concurrent builds).
     var warmSink: UInt64 = 0
-    let bodyHash = ChunkedDigestStream()
+    let bodyHash = RawChunkedDigest()
+    /// Records written by a worker and not yet written out, in place in its batch (consecutive records of one
+    /// batch): written straight from there by ``flush()``, which the parallel build calls before it reuses the
+    /// batch. At most one of `pending` and the run holds bytes, so the file order is kept.
+    private var run: UnsafePointer<UInt8>?
+    private var runLength = 0
 
     // One entry per identity, in file order.
     var identityHashes: [UInt64] = []
@@ -273,12 +289,29 @@ struct BuildState {
 
     /// Started on the records as they are written; the final `fsync` in ``finish`` does the rest.
     let backgroundSync: BackgroundSync?
+    /// Drops the cache of the file the build replaces as the new one grows.
+    let replacedFileEviction: ReplacedFileEviction?
 
-    init(destination: PosixFile, destinationPath: String, backgroundSync: BackgroundSync? = nil) {
+    init(
+        destination: PosixFile, destinationPath: String, backgroundSync: BackgroundSync? = nil,
+        replacedFileEviction: ReplacedFileEviction? = nil
+    ) {
         self.destination = destination
         self.destinationPath = destinationPath
         self.backgroundSync = backgroundSync
+        self.replacedFileEviction = replacedFileEviction
         pending.reserveCapacity(SnapshotBuilder.writeBufferLength + 65536)
+    }
+
+    /// Makes room for about `count` identities up front (a source of known size), so the identity lists and the
+    /// duplicate check's table do not grow and rehash step by step while the build runs.
+    mutating func reserveIdentities(_ count: Int) {
+        guard count > identityHashes.capacity else { return }
+        identityHashes.reserveCapacity(count)
+        identityRecordOffsets.reserveCapacity(count)
+        identityLines.reserveCapacity(count)
+        sameHashNext.reserveCapacity(count)
+        if identityHashes.isEmpty { firstIdentityWithHash = IdentityHashTable(capacity: count) }
     }
 
     func writeHeaderPlaceholder() throws(SnapshotBuildError) {
@@ -300,6 +333,7 @@ struct BuildState {
             try register(hash: hash, recordOffset: recordOffset, line: line) { identity }
         }
 
+        try flushRun()
         let before = pending.count
         do {
             try encoder.encode(profile, strings: &strings, into: &pending)
@@ -328,6 +362,7 @@ struct BuildState {
         _ bytes: UnsafeBufferPointer<UInt8>, encoder: inout FastRecordEncoder, line: Int
     ) throws(SnapshotBuildError) -> Bool {
         let recordOffset = recordsLength
+        try flushRun()
         let before = pending.count
         guard encoder.encode(line: bytes, strings: &strings, into: &pending) else { return false }
         recordsLength += pending.count - before
@@ -339,16 +374,27 @@ struct BuildState {
 
     /// Appends a record the fast parser wrote elsewhere (a worker of the parallel build) whose string indices are
     /// already this table's; `identities` are ranges into `lineBytes`. Checks identities as ``addFast`` does.
+    ///
+    /// The record is not copied: it joins the run of records written out from where they are by the next
+    /// ``flush()``, so `record` must stay valid and unchanged until then.
     mutating func addEncoded(
         _ record: UnsafeBufferPointer<UInt8>, identities: ArraySlice<FastIdentity>,
         lineBytes: UnsafeBufferPointer<UInt8>, line: Int
     ) throws(SnapshotBuildError) {
         let recordOffset = recordsLength
-        pending.append(contentsOf: record)
+        if !pending.isEmpty { try flushPending() }
+        if let base = record.baseAddress {
+            if let run, run + runLength == base {
+                runLength += record.count
+            } else {
+                try flushRun()
+                run = base
+                runLength = record.count
+            }
+        }
         recordsLength += record.count
         profileCount += 1
         try register(identities, of: lineBytes, recordOffset: recordOffset, line: line)
-        if pending.count >= SnapshotBuilder.writeBufferLength { try flush() }
     }
 
     /// Checks and enters the identities of one fast-path line (ranges into `bytes`).
@@ -452,16 +498,39 @@ struct BuildState {
         return found
     }
 
+    /// Writes out every record added so far.
     mutating func flush() throws(SnapshotBuildError) {
+        try flushPending()
+        try flushRun()
+    }
+
+    private mutating func flushPending() throws(SnapshotBuildError) {
         guard !pending.isEmpty else { return }
-        bodyHash.update(pending[...])
+        let written = pending.withUnsafeBytes { bytes in
+            Result { () throws(SnapshotBuildError) in try writeBody(bytes) }
+        }
+        try written.get()
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func flushRun() throws(SnapshotBuildError) {
+        guard let run else { return }
+        let bytes = UnsafeRawBufferPointer(start: run, count: runLength)
+        self.run = nil
+        runLength = 0
+        try writeBody(bytes)
+    }
+
+    /// Appends `bytes` to the body: checksum, file, background sync.
+    private func writeBody(_ bytes: UnsafeRawBufferPointer) throws(SnapshotBuildError) {
+        replacedFileEviction?.wrote(bytes.count)
+        bodyHash.update(bytes)
         do {
-            try destination.write(pending[...])
+            try destination.write(bytes)
         } catch {
             throw .io(path: destinationPath, reason: error.description)
         }
-        backgroundSync?.wrote(pending.count)
-        pending.removeAll(keepingCapacity: true)
+        backgroundSync?.wrote(bytes.count)
     }
 
     /// Writes the string table, the index and the header; returns the summary.
@@ -469,10 +538,11 @@ struct BuildState {
         version: String?, output: String, createdAt fixedCreatedAt: Int64?
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         try flush()
+        backgroundSync?.syncNow()
         let stringsSection = strings.encode()
         let indexSection = buildIndex()
-        bodyHash.update(stringsSection[...])
-        bodyHash.update(indexSection[...])
+        bodyHash.update(stringsSection)
+        bodyHash.update(indexSection)
         let bodyDigest = bodyHash.digest()
 
         let headerLength = SnapshotFormat.headerLength
@@ -519,23 +589,53 @@ struct BuildState {
     }
 
     /// The open-addressing index: slot count (u64), then (hash u64, record offset u64) slots, linear probing.
-    private func buildIndex() -> [UInt8] {
+    private mutating func buildIndex() -> [UInt8] {
         let slotCount = SnapshotFormat.slotCount(for: identityHashes.count)
-        var slots = [UInt64](repeating: 0, count: slotCount * 2)
-        for slot in 0..<slotCount { slots[slot * 2 + 1] = SnapshotFormat.emptySlot }
-        for (position, hash) in identityHashes.enumerated() {
-            var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
-            while slots[slot * 2 + 1] != SnapshotFormat.emptySlot {
-                slot += 1
-                if slot == slotCount { slot = 0 }
+        let slotLength = SnapshotFormat.slotLength
+        let empty = SnapshotFormat.emptySlot.littleEndian
+        let sectionLength = 8 + slotCount * slotLength
+        // Filled in place (a [UInt64] of slots then appended value by value was a tenth of the build's serial end).
+        var sink: UInt64 = 0
+        let section = [UInt8](unsafeUninitializedCapacity: sectionLength) { bytes, initializedCount in
+            guard let base = bytes.baseAddress else { return }
+            let raw = UnsafeMutableRawPointer(base)
+            raw.storeBytes(of: UInt64(slotCount).littleEndian, as: UInt64.self)
+            let slots = raw + 8
+            for slot in 0..<slotCount {
+                (slots + slot * slotLength).storeBytes(of: 0, as: UInt64.self)
+                (slots + slot * slotLength + 8).storeBytes(of: empty, as: UInt64.self)
             }
-            slots[slot * 2] = hash
-            slots[slot * 2 + 1] = identityRecordOffsets[position]
+            identityHashes.withUnsafeBufferPointer { hashes in
+                identityRecordOffsets.withUnsafeBufferPointer { recordOffsets in
+                    var blockStart = 0
+                    while blockStart < hashes.count {
+                        let blockEnd = min(hashes.count, blockStart + 32)
+                        // The home slots of the next identities read together first: the table is far larger than
+                        // the caches, and independent reads overlap their misses.
+                        for position in blockStart..<blockEnd {
+                            let slot = SnapshotFormat.homeSlot(hashes[position], slotCount: slotCount)
+                            sink &+= UnsafeRawPointer(slots + slot * slotLength).loadUnaligned(as: UInt64.self)
+                        }
+                        for position in blockStart..<blockEnd {
+                            let hash = hashes[position]
+                            var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
+                            while UnsafeRawPointer(slots + slot * slotLength + 8).loadUnaligned(as: UInt64.self)
+                                != empty
+                            {
+                                slot += 1
+                                if slot == slotCount { slot = 0 }
+                            }
+                            (slots + slot * slotLength).storeBytes(of: hash.littleEndian, as: UInt64.self)
+                            (slots + slot * slotLength + 8).storeBytes(
+                                of: recordOffsets[position].littleEndian, as: UInt64.self)
+                        }
+                        blockStart = blockEnd
+                    }
+                }
+            }
+            initializedCount = sectionLength
         }
-        var section: [UInt8] = []
-        section.reserveCapacity(8 + slotCount * SnapshotFormat.slotLength)
-        section.appendLE(UInt64(slotCount))
-        for value in slots { section.appendLE(value) }
+        warmSink &+= sink
         return section
     }
 }

@@ -112,6 +112,17 @@ final class PosixFile {
         }
     }
 
+    /// Writes all of `bytes` (raw memory) at the current position.
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let written = retryingOnInterrupt { Glibc_write(descriptor, base + done, bytes.count - done) }
+            guard written >= 0 else { throw SystemCallError.last("write") }
+            done += written
+        }
+    }
+
     /// Writes all of `bytes` at `offset`, leaving the current position alone.
     func write(_ bytes: [UInt8], at offset: Int) throws(SystemCallError) {
         var done = 0
@@ -310,6 +321,11 @@ final class XXH3Stream {
 
     /// Starts over, as if just created.
     func reset() { XXH3_64bits_reset(state) }
+
+    /// ``update(_:)`` from raw memory (the builder's records, written straight from a parsed batch).
+    func update(_ bytes: UnsafeRawBufferPointer) {
+        _ = XXH3_64bits_update(state, bytes.baseAddress, bytes.count)
+    }
 }
 
 /// XXH3-64 of `bytes` with `seed`.
