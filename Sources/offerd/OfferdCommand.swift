@@ -207,6 +207,10 @@ struct SnapshotCommand: ParsableCommand {
         @Option(help: "The profile source (JSON Lines).") var input: String
         @Option(help: "The snapshot file to write (replaced atomically).") var output: String
         @Option(help: "The snapshot version string (default: a content hash).") var version: String?
+        @Flag(help: ArgumentHelp(Self.mapInputHelp)) var mapInput = false
+        private static let mapInputHelp =
+            "Parse a regular source file through a memory mapping instead of read(): less CPU, but the source "
+            + "must not be truncated while the build runs (the build would crash, not fail)."
 
         func run() throws {
             var lastReported = 0
@@ -218,7 +222,7 @@ struct SnapshotCommand: ParsableCommand {
                             lastReported = count
                             printError("\(count) profiles read")
                         }
-                    })
+                    }, mapInput: mapInput)
                 print(
                     "\(output): version \(summary.version), \(summary.profileCount) profiles, "
                         + "\(summary.identityCount) identities, \(summary.fileSize) bytes")
