@@ -1,5 +1,5 @@
-// The builder's input and output paths that avoid copies: the source read through a private read-only mapping
-// (no read() copy into a buffer), and the snapshot's body digest taken from raw memory.
+// The builder's input without copies: the source read through a private read-only mapping (no read() copy into a
+// buffer), and the replaced snapshot's page cache dropped ahead of the new file's writes.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -57,49 +57,6 @@ final class MappedSource: @unchecked Sendable {
         let end = range.upperBound == bytes.count ? bytes.count : range.upperBound / pageSize * pageSize
         guard end > start else { return }
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
-    }
-}
-
-/// The body digest of format 2 (``SnapshotChecksum``), fed from raw memory in pieces of any size: each complete
-/// 1 MiB chunk in one piece is hashed in one call, without the streaming state.
-final class RawChunkedDigest {
-    private let stream = XXH3Stream()
-    private var pendingInChunk = 0
-    private var digests: [UInt64] = []
-
-    func update(_ bytes: UnsafeRawBufferPointer) {
-        let chunkLength = SnapshotFormat.checksumChunkLength
-        var position = 0
-        while position < bytes.count {
-            if pendingInChunk == 0, bytes.count - position >= chunkLength {
-                digests.append(xxh3(UnsafeRawBufferPointer(rebasing: bytes[position..<(position + chunkLength)])))
-                position += chunkLength
-                continue
-            }
-            let take = min(bytes.count - position, chunkLength - pendingInChunk)
-            stream.update(UnsafeRawBufferPointer(rebasing: bytes[position..<(position + take)]))
-            pendingInChunk += take
-            position += take
-            if pendingInChunk == chunkLength {
-                digests.append(stream.digest())
-                stream.reset()
-                pendingInChunk = 0
-            }
-        }
-    }
-
-    func update(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { update($0) }
-    }
-
-    /// The body digest of everything fed in (call once, at the end).
-    func digest() -> UInt64 {
-        if pendingInChunk > 0 {
-            digests.append(stream.digest())
-            stream.reset()
-            pendingInChunk = 0
-        }
-        return SnapshotChecksum.combine(digests)
     }
 }
 

@@ -279,7 +279,7 @@ struct BuildState {
     /// Where ``IdentityHashTable/warm(_:)`` results go, so that its reads are not optimised away. Per build (a
     /// shared global was a data race between concurrent builds).
     var warmSink: UInt64 = 0
-    let bodyHash = RawChunkedDigest()
+    let bodyHash = ChunkedDigestStream()
     /// Records written by a worker and not yet written out, in place in its batch (consecutive records of one
     /// batch): written straight from there by ``flush()``, which the parallel build calls before it reuses the
     /// batch. At most one of `pending` and the run holds bytes, so the file order is kept.

@@ -127,25 +127,40 @@ enum SnapshotChecksum {
     }
 }
 
-/// The builder's side of ``SnapshotChecksum``: chunk digests of bytes streamed in pieces of any size.
+/// The builder's side of ``SnapshotChecksum``: chunk digests of bytes streamed in pieces of any size, read from
+/// raw memory; a complete chunk inside one piece is hashed in one call, without the streaming state.
 final class ChunkedDigestStream {
     private let stream = XXH3Stream()
     private var pendingInChunk = 0
     private var digests: [UInt64] = []
 
-    func update(_ bytes: ArraySlice<UInt8>) {
-        var rest = bytes
-        while !rest.isEmpty {
-            let take = min(rest.count, SnapshotFormat.checksumChunkLength - pendingInChunk)
-            stream.update(rest.prefix(take))
+    func update(_ bytes: UnsafeRawBufferPointer) {
+        let chunkLength = SnapshotFormat.checksumChunkLength
+        var position = 0
+        while position < bytes.count {
+            if pendingInChunk == 0, bytes.count - position >= chunkLength {
+                digests.append(xxh3(UnsafeRawBufferPointer(rebasing: bytes[position..<(position + chunkLength)])))
+                position += chunkLength
+                continue
+            }
+            let take = min(bytes.count - position, chunkLength - pendingInChunk)
+            stream.update(UnsafeRawBufferPointer(rebasing: bytes[position..<(position + take)]))
             pendingInChunk += take
-            rest = rest.dropFirst(take)
-            if pendingInChunk == SnapshotFormat.checksumChunkLength {
+            position += take
+            if pendingInChunk == chunkLength {
                 digests.append(stream.digest())
                 stream.reset()
                 pendingInChunk = 0
             }
         }
+    }
+
+    func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    func update(_ bytes: ArraySlice<UInt8>) {
+        bytes.withUnsafeBytes { update($0) }
     }
 
     /// The body digest of everything streamed (call once, at the end).

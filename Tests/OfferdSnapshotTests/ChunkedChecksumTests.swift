@@ -37,6 +37,10 @@ struct ChunkedChecksumTests {
         }
         let oneShot = bytes.withUnsafeBytes { SnapshotChecksum.bodyDigest($0) }
         #expect(stream.digest() == oneShot)
+        // All at once: whole chunks inside one piece take the one-call path.
+        let whole = ChunkedDigestStream()
+        whole.update(bytes)
+        #expect(whole.digest() == oneShot)
     }
 
     @Test func digestDependsOnChunkOrder() {
