@@ -373,10 +373,9 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        // Screens and capping keys are read in place through buffer pointers: copying an element out of its array
+        // Screens and capping keys are read in place through buffer pointers: copying a screen out of its array
         // costs a retain and a release per candidate for the references it holds (the inline condition's
-        // operands, the interned id's string). Every position below is under `groupEnds.last`, which is the
-        // arrays' common count (checked).
+        // operands). Every position below is under `groupEnds.last`, which is the arrays' common count (checked).
         precondition(
             ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
                 && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
