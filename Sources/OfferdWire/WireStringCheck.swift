@@ -15,15 +15,13 @@ struct WireStringSchema: Sendable {
             }
         }
 
-        var number: UInt64
+        let number: UInt64
         /// The proto field name, used in error messages.
-        var name: String
-        var isRepeated: Bool
-        var kind: Kind {
-            didSet { isString = kind.isString }
-        }
+        let name: String
+        let isRepeated: Bool
+        let kind: Kind
         /// `kind` is `.string`; a plain flag, so that the walk tests it without copying the kind.
-        private(set) var isString: Bool
+        let isString: Bool
 
         init(number: UInt64, name: String, isRepeated: Bool, kind: Kind) {
             self.number = number
@@ -40,7 +38,7 @@ struct WireStringSchema: Sendable {
         }
     }
 
-    var fields: [Field]
+    let fields: [Field]
 }
 
 extension WireStringSchema {
