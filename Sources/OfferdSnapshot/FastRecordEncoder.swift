@@ -238,11 +238,9 @@ struct FastRecordEncoder {
     }
 
     private func identityHash(namespace: Range<Int>, id: Range<Int>) -> UInt64 {
-        var hash = SnapshotHash.basis
-        for position in namespace { hash = SnapshotHash.step(hash, foldASCII(bytes[position])) }
-        hash = SnapshotHash.step(hash, 0x1F)
-        for position in id { hash = SnapshotHash.step(hash, bytes[position]) }
-        return fmix64(hash)
+        SnapshotFormat.identityHash(
+            namespace: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[namespace])),
+            id: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[id])))
     }
 
     private mutating func parseConsents() -> Bool {

@@ -267,9 +267,15 @@ public final class ProfileSnapshot: Sendable {
             slotCount: slotCount)
     }
 
-    /// The profile holding `identity` (namespace compared case-insensitively in ASCII, id exactly), if any.
+    /// The profile holding `identity` (namespace compared case-insensitively in ASCII, id exact), if any.
     public func profile(for identity: Identity) -> SnapshotProfile? {
-        let hash = SnapshotFormat.identityHash(namespace: identity.namespace, id: identity.id)
+        identity.withUTF8 { namespace, id in profile(namespace: namespace, id: id) }
+    }
+
+    /// ``profile(for:)`` of an identity's UTF-8: hashing and comparing the bytes directly, and checking a record
+    /// whole only once its identities matched, is most of what a lookup of a cached profile costs.
+    func profile(namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> SnapshotProfile? {
+        let hash = SnapshotFormat.identityHash(namespace: namespace, id: id)
         var slot = SnapshotFormat.homeSlot(hash, slotCount: slotCount)
         // Bounded by the slot count, so a hostile index without empty slots still terminates.
         for _ in 0..<slotCount {
@@ -278,8 +284,8 @@ public final class ProfileSnapshot: Sendable {
                 return nil
             }
             if region.u64(slotOffset) == hash, recordOffset < UInt64(recordsEnd - recordsStart),
-                let profile = SnapshotProfile(snapshot: self, recordStart: recordsStart + Int(recordOffset)),
-                profile.hasIdentity(identity)
+                recordHasIdentity(recordsStart + Int(recordOffset), namespace: namespace, id: id),
+                let profile = SnapshotProfile(snapshot: self, recordStart: recordsStart + Int(recordOffset))
             {
                 return profile
             }
@@ -287,6 +293,27 @@ public final class ProfileSnapshot: Sendable {
             if slot == slotCount { slot = 0 }
         }
         return nil
+    }
+
+    /// Whether the record at `recordStart` lists the identity. Reads only its identities, each bounds-checked
+    /// against the file; the record as a whole is checked when a ``SnapshotProfile`` is made of it.
+    private func recordHasIdentity(
+        _ recordStart: Int, namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer
+    ) -> Bool {
+        guard let count = region.int32(recordStart + SnapshotFormat.Record.identityCount) else { return false }
+        var position = recordStart + SnapshotFormat.Record.headerLength
+        // Each identity moves `position` on by at least 8 bytes, so a hostile count ends at the end of the file.
+        for _ in 0..<count {
+            guard let namespaceLength = region.int32(position),
+                let idLength = region.int32(position + 4 + namespaceLength)
+            else { return false }
+            let idStart = position + 8 + namespaceLength
+            if region.equals(idStart, idLength, id), region.equalsFoldingASCII(position + 4, namespaceLength, namespace) {
+                return true
+            }
+            position = idStart + idLength
+        }
+        return false
     }
 
     /// Every profile in file order (for tools and tests; the server only looks up).

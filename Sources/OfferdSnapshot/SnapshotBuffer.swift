@@ -204,14 +204,21 @@ final class SnapshotBuffer: @unchecked Sendable {
         return true
     }
 
-    /// Whether the bytes at `offset` equal `text` with ASCII letters folded on both sides.
+    /// Whether the `length` bytes at `offset` are `other`.
     @inline(__always)
-    func equalsFoldingASCII(_ offset: Int, _ length: Int, _ text: String) -> Bool {
-        guard contains(offset, length), text.utf8.count == length else { return false }
-        var position = offset
-        for byte in text.utf8 {
-            if foldASCII(bytes[position]) != foldASCII(byte) { return false }
-            position += 1
+    func equals(_ offset: Int, _ length: Int, _ other: UnsafeRawBufferPointer) -> Bool {
+        guard contains(offset, length), other.count == length else { return false }
+        return length == 0 || memcmp(bytes.baseAddress! + offset, other.baseAddress!, length) == 0
+    }
+
+    /// Whether the `length` bytes at `offset` are `other` with ASCII letters folded on both sides.
+    @inline(__always)
+    func equalsFoldingASCII(_ offset: Int, _ length: Int, _ other: UnsafeRawBufferPointer) -> Bool {
+        // Most callers spell a namespace as it is stored: a plain compare first.
+        guard contains(offset, length), other.count == length else { return false }
+        if length == 0 || memcmp(bytes.baseAddress! + offset, other.baseAddress!, length) == 0 { return true }
+        for (position, byte) in other.enumerated() where foldASCII(bytes[offset + position]) != foldASCII(byte) {
+            return false
         }
         return true
     }

@@ -81,12 +81,17 @@ enum SnapshotFormat {
     }
 
     /// The index key of an identity: folded namespace, 0x1F, id, hashed with ``stableHash(_:)``.
-    @inline(__always)
     static func identityHash(namespace: String, id: String) -> UInt64 {
+        Identity(namespace: namespace, id: id).withUTF8(identityHash(namespace:id:))
+    }
+
+    /// ``identityHash(namespace:id:)`` of UTF-8 bytes.
+    @inline(__always)
+    static func identityHash(namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> UInt64 {
         var hash = SnapshotHash.basis
-        for byte in namespace.utf8 { hash = SnapshotHash.step(hash, foldASCII(byte)) }
+        for byte in namespace { hash = SnapshotHash.step(hash, foldASCII(byte)) }
         hash = SnapshotHash.step(hash, 0x1F)
-        for byte in id.utf8 { hash = SnapshotHash.step(hash, byte) }
+        for byte in id { hash = SnapshotHash.step(hash, byte) }
         return fmix64(hash)
     }
 

@@ -26,29 +26,42 @@ public struct SnapshotProfile: ProfileView, Sendable {
     /// Reads and checks the record header at `recordStart`; nil when it is inconsistent.
     init?(snapshot: ProfileSnapshot, recordStart: Int) {
         typealias Field = SnapshotFormat.Record
-        let region = snapshot.region
-        guard recordStart >= snapshot.recordsStart,
-            let length = region.int32(recordStart + Field.length),
-            length >= Field.headerLength, recordStart + length <= snapshot.recordsEnd,
-            let identityCount = region.int32(recordStart + Field.identityCount), identityCount >= 1,
-            let audienceCount = region.int32(recordStart + Field.audienceCount),
-            let cappingCount = region.int32(recordStart + Field.cappingCount),
-            let attributeCount = region.int32(recordStart + Field.attributeCount),
-            let audiencesOffset = region.int32(recordStart + Field.audiencesOffset),
-            let cappingOffset = region.int32(recordStart + Field.cappingOffset),
-            let directoryOffset = region.int32(recordStart + Field.directoryOffset),
-            let nodesOffset = region.int32(recordStart + Field.nodesOffset),
+        // The header is read straight from the buffer once it is known to lie inside the records (which the loader
+        // checked lie inside the buffer): this runs on every lookup.
+        let bytes = snapshot.region.bytes
+        guard recordStart >= snapshot.recordsStart, recordStart <= snapshot.recordsEnd - Field.headerLength,
+            recordStart <= bytes.count - Field.headerLength, let base = bytes.baseAddress
+        else { return nil }
+        let header = base + recordStart
+        func field(_ offset: Int) -> Int {
+            Int(UInt32(littleEndian: header.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        }
+        let length = field(Field.length)
+        let identityCount = field(Field.identityCount)
+        let audienceCount = field(Field.audienceCount)
+        let cappingCount = field(Field.cappingCount)
+        let attributeCount = field(Field.attributeCount)
+        let audiencesOffset = field(Field.audiencesOffset)
+        let cappingOffset = field(Field.cappingOffset)
+        let directoryOffset = field(Field.directoryOffset)
+        let nodesOffset = field(Field.nodesOffset)
+        guard length >= Field.headerLength, recordStart + length <= snapshot.recordsEnd, identityCount >= 1,
             audiencesOffset >= Field.headerLength,
             audiencesOffset + audienceCount * Field.audienceEntryLength <= cappingOffset,
             cappingOffset + cappingCount * Field.cappingEntryLength <= directoryOffset,
             directoryOffset + attributeCount * Field.directoryEntryLength <= nodesOffset,
             nodesOffset <= length
         else { return nil }
+        // A byte that is no consent code makes the record unreadable, never some other choice.
         func consent(_ position: Int) -> ConsentChoice? {
-            region.u8(recordStart + Field.consents + position).flatMap(ConsentChoice.init(rawValue:))
+            ConsentChoice(rawValue: header.load(fromByteOffset: Field.consents + position, as: UInt8.self))
         }
         guard let personalizeContent = consent(0), let marketingAny = consent(1), let marketingEmail = consent(2),
-            let marketingSMS = consent(3), let marketingPush = consent(4), let marketingCall = consent(5)
+            let marketingSMS = consent(3), let marketingPush = consent(4), let marketingCall = consent(5),
+            // Every identity must lie inside the identity area, so the primary identity is always readable.
+            Self.identitiesInBounds(
+                base, from: recordStart + Field.headerLength, count: identityCount,
+                end: recordStart + audiencesOffset)
         else { return nil }
         self.snapshot = snapshot
         self.recordStart = recordStart
@@ -65,19 +78,25 @@ public struct SnapshotProfile: ProfileView, Sendable {
         self.consents = ConsentRecord(
             personalizeContent: personalizeContent, marketingAny: marketingAny, marketingEmail: marketingEmail,
             marketingSMS: marketingSMS, marketingPush: marketingPush, marketingCall: marketingCall)
-        // Every identity must lie inside the identity area, so the primary identity is always readable.
-        guard identitiesInBounds() else { return nil }
     }
 
     private var region: SnapshotBuffer { snapshot.region }
 
-    private func identitiesInBounds() -> Bool {
-        var position = recordStart + SnapshotFormat.Record.headerLength
-        for _ in 0..<identityCount {
-            guard let namespaceLength = region.int32(position),
-                let idLength = region.int32(position + 4 + namespaceLength),
-                position + 8 + namespaceLength + idLength <= audiencesStart
-            else { return false }
+    /// Whether `count` identities (u32 length and bytes of namespace, then of id) starting at `position` in `base`
+    /// end by `end` (which lies inside the buffer).
+    private static func identitiesInBounds(
+        _ base: UnsafeRawPointer, from start: Int, count: Int, end: Int
+    ) -> Bool {
+        func length(at position: Int) -> Int {
+            Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+        }
+        var position = start
+        for _ in 0..<count {
+            guard position + 4 <= end else { return false }
+            let namespaceLength = length(at: position)
+            guard position + 8 + namespaceLength <= end else { return false }
+            let idLength = length(at: position + 4 + namespaceLength)
+            guard position + 8 + namespaceLength + idLength <= end else { return false }
             position += 8 + namespaceLength + idLength
         }
         return true
@@ -96,24 +115,6 @@ public struct SnapshotProfile: ProfileView, Sendable {
             position += 8 + namespaceLength + idLength
         }
         return locations
-    }
-
-    /// Whether one of this profile's identities is `identity` (namespace folded in ASCII, id exact).
-    func hasIdentity(_ identity: Identity) -> Bool {
-        var position = recordStart + SnapshotFormat.Record.headerLength
-        for _ in 0..<identityCount {
-            guard let namespaceLength = region.int32(position),
-                let idLength = region.int32(position + 4 + namespaceLength)
-            else { return false }
-            let idStart = position + 8 + namespaceLength
-            if region.equals(idStart, idLength, identity.id),
-                region.equalsFoldingASCII(position + 4, namespaceLength, identity.namespace)
-            {
-                return true
-            }
-            position = idStart + idLength
-        }
-        return false
     }
 
     /// Every identity, primary first.
