@@ -173,4 +173,41 @@ struct LoaderRobustnessTests {
         }
         #expect(loadedCount > 0, "no hostile variant loaded: the test exercised nothing")
     }
+
+    /// A record's identity lengths are read before the record is checked whole (the lookup compares identities
+    /// first): lengths reaching past the identity or past the file must make the lookup find nothing, never read
+    /// out of bounds or match.
+    @Test func identityLengthsPastTheirBoundsFindNothing() throws {
+        let (directory, bytes) = try goodSnapshot()
+        // The first record's first identity: namespace length, namespace, id length, id.
+        let first = SnapshotFormat.headerLength + SnapshotFormat.Record.headerLength
+        func u32(at offset: Int) -> Int {
+            (0..<4).reduce(0) { value, byte in value | Int(bytes[offset + byte]) << (8 * byte) }
+        }
+        let namespaceLength = u32(at: first)
+        let idLengthOffset = first + 4 + namespaceLength
+        let idLength = u32(at: idLengthOffset)
+        let identity = Identity(
+            namespace: String(decoding: bytes[(first + 4)..<idLengthOffset], as: UTF8.self),
+            id: String(decoding: bytes[(idLengthOffset + 4)..<(idLengthOffset + 4 + idLength)], as: UTF8.self))
+        let path = directory.file("lengths.snap")
+        try writeBytes(bytes, to: path)
+        #expect(try ProfileSnapshot.load(path: path).profile(for: identity) != nil, "the undamaged file finds it")
+
+        let damages: [(offset: Int, value: UInt32)] = [
+            (first, UInt32.max), (first, UInt32(bytes.count)), (idLengthOffset, UInt32.max),
+            (idLengthOffset, UInt32(bytes.count - idLengthOffset - 4)), (idLengthOffset, UInt32(idLength + 1)),
+            // The identity still matches, but the record says its identity area ends before it: not readable.
+            (SnapshotFormat.headerLength + SnapshotFormat.Record.audiencesOffset,
+             UInt32(SnapshotFormat.Record.headerLength)),
+        ]
+        for damage in damages {
+            var damaged = bytes
+            damaged.storeLE(damage.value, at: damage.offset)
+            resealChecksum(&damaged)
+            try writeBytes(damaged, to: path)
+            let snapshot = try ProfileSnapshot.load(path: path)
+            #expect(snapshot.profile(for: identity) == nil, "length \(damage.value) at \(damage.offset)")
+        }
+    }
 }

@@ -286,6 +286,11 @@ let floor = randomReadLatency(bytes: max(1 << 26, min(fileSize, 1 << 30)) / 8 * 
 print(
     "machine floor: \(format(floor.nanoseconds, 1)) ns per dependent random read over a huge-page buffer"
         + " of min(file size, 1 GiB) (chase ended at \(floor.end))")
+// Where memory stops answering fast: a set of profiles is hot only while its cache lines fit the faster levels.
+let ladder = [1 << 18, 1 << 20, 1 << 22, 1 << 24].map { ($0, randomReadLatency(bytes: $0)) }
+print(
+    "random read latency by buffer size: "
+        + ladder.map { "\($0.0 >> 10) KiB \(format($0.1.nanoseconds, 1)) ns" }.joined(separator: ", "))
 if cold.found != sampled || warm.found != sampled || hotSets.contains(where: { $0.1.found != $0.1.count }) || miss.found != 0 {
     print("ERROR: lookups returned wrong results")
     exit(1)
