@@ -1,5 +1,5 @@
-// The builder's input without copies: the source read through a private read-only mapping (no read() copy into a
-// buffer), and the replaced snapshot's page cache dropped ahead of the new file's writes.
+// The builder's input without copies: the source read through a read-only mapping under a read lease (no read()
+// copy into a buffer), and the replaced snapshot's page cache dropped ahead of the new file's writes.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -10,47 +10,54 @@
 import Dispatch
 import Foundation
 
-/// A regular source file mapped read-only (`MAP_PRIVATE`), so the builder parses its lines in place.
+/// A regular source file mapped read-only under a read lease (``LeasedFileMapping``), so the builder parses its
+/// lines in place.
 ///
-/// `read()` copied every byte of the source from the page cache into a buffer (9 % of a build's samples). The
+/// `read()` copied every byte of the source from the page cache into a buffer (a tenth of a build's CPU). The
 /// mapping is paged: only the part being parsed needs to be resident, and ``release(_:)`` drops what the builder is
 /// done with, so the process's resident memory does not grow with the file (the page cache keeps the pages).
 ///
-/// - Important: the file must not shrink while mapped (a truncation would make later reads fault with SIGBUS, as
-///   for any mapped input). The build reads a profile source that nothing else writes; a FIFO, a pipe, a
-///   character device or an empty file is never mapped (``map(_:)`` returns nil and the builder reads instead).
+/// A plain mapping of a file that another process truncates would fault (SIGBUS) on the next read. Under the lease,
+/// a writer or a truncation waits until the mapping has moved its bytes into private memory at the same addresses:
+/// the build goes on with the source as it was when it was mapped. Where no lease can be had (the file is open for
+/// writing elsewhere, another owner, a file system without leases) and for FIFOs, pipes, character devices and empty
+/// files, ``map(_:)`` returns nil and the builder reads instead.
 final class MappedSource: @unchecked Sendable {
-    // `@unchecked Sendable`: the mapping is immutable while it exists; workers only read it.
+    // `@unchecked Sendable`: the bytes never change and stay at their address while the mapping lives; workers only
+    // read them.
     let bytes: UnsafeBufferPointer<UInt8>
+    private let mapping: LeasedFileMapping
     private let pageSize: Int
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) {
-        self.bytes = bytes
+    private init(mapping: LeasedFileMapping) {
+        self.mapping = mapping
+        bytes = UnsafeBufferPointer(start: mapping.start.assumingMemoryBound(to: UInt8.self), count: mapping.count)
         pageSize = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
     }
 
-    deinit {
-        if let base = bytes.baseAddress { _ = munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
-    }
+    /// Whether the bytes are still the file's pages (false once a writer made the mapping move to a private copy).
+    var isFileMapped: Bool { mapping.isFileMapped }
 
-    /// The whole of `file` mapped, or nil when it is not a non-empty regular file or cannot be mapped (the caller
-    /// then reads it with `read()`).
+    /// The whole of `file` mapped under a lease, or nil when it is not a non-empty regular file or cannot be mapped
+    /// so (the caller then reads it with `read()`). The mapping holds a descriptor of its own.
     static func map(_ file: PosixFile) -> MappedSource? {
         guard let status = try? FileStatus.of(file), status.isRegularFile, status.size > 0,
-            status.size <= Int64(Int.max)
+            status.size <= Int64(Int.max), let leased = try? file.duplicate()
         else { return nil }
-        let length = Int(status.size)
-        guard let mapping = mmap(nil, length, PROT_READ, MAP_PRIVATE, file.descriptor, 0), mapping != MAP_FAILED
-        else { return nil }
+        let mapped = LeasedFileMapping.map(file: leased) { file throws(SystemCallError) in
+            // Under the lease, when the size can no longer change.
+            let status = try FileStatus.of(file)
+            return status.isRegularFile ? Int(status.size) : 0
+        }
+        guard case .success(let mapping) = mapped else { return nil }
         // Read-ahead well before the parser gets there, and pages behind it dropped first under pressure.
-        _ = madvise(mapping, length, MADV_SEQUENTIAL)
-        return MappedSource(
-            bytes: UnsafeBufferPointer(start: mapping.assumingMemoryBound(to: UInt8.self), count: length))
+        _ = madvise(mapping.start, mapping.count, MADV_SEQUENTIAL)
+        return MappedSource(mapping: mapping)
     }
 
     /// Unmaps the whole pages inside `range` from this process (`MADV_DONTNEED`; a page shared with the bytes
-    /// after `range` stays): the builder is done with them. Reading them again would fault them back in from the
-    /// page cache unchanged, so an early release is never wrong, only slower.
+    /// after `range` stays): the builder is done with them and never reads them again. Mapped from the file, they
+    /// would read back unchanged from the page cache; once moved to a private copy, they would read back as zeros.
     func release(_ range: Range<Int>) {
         guard let base = bytes.baseAddress else { return }
         let start = range.lowerBound / pageSize * pageSize

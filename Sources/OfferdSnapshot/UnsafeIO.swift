@@ -66,6 +66,13 @@ final class PosixFile {
         return PosixFile(descriptor: fd)
     }
 
+    /// A second descriptor of the same open file (`dup`), closed on its own.
+    func duplicate() throws(SystemCallError) -> PosixFile {
+        let copy = dup(descriptor)
+        guard copy >= 0 else { throw SystemCallError.last("dup") }
+        return PosixFile(descriptor: copy)
+    }
+
     func close() throws(SystemCallError) {
         guard descriptor >= 0 else { return }
         let fd = descriptor

@@ -207,10 +207,11 @@ struct SnapshotCommand: ParsableCommand {
         @Option(help: "The profile source (JSON Lines).") var input: String
         @Option(help: "The snapshot file to write (replaced atomically).") var output: String
         @Option(help: "The snapshot version string (default: a content hash).") var version: String?
-        @Flag(help: ArgumentHelp(Self.mapInputHelp)) var mapInput = false
+        @Flag(inversion: .prefixedNo, help: ArgumentHelp(Self.mapInputHelp)) var mapInput = true
         private static let mapInputHelp =
-            "Parse a regular source file through a memory mapping instead of read(): less CPU, but the source "
-            + "must not be truncated while the build runs (the build would crash, not fail)."
+            "Parse a regular source file through a memory mapping under a read lease (a writer or a truncation "
+            + "elsewhere waits until the build has its own copy) instead of read(): less CPU. Where no lease can "
+            + "be had, the source is read."
 
         func run() throws {
             var lastReported = 0

@@ -132,6 +132,41 @@ struct MappedInputBuildTests {
         }
     }
 
+    /// A truncation by another process waits until the mapping has moved to a private copy; the builder keeps
+    /// reading the source as it was, where a plain mapping would fault (SIGBUS) and end the process.
+    @Test func aSourceTruncatedElsewhereKeepsItsMappedBytes() throws {
+        let directory = try TemporaryDirectory()
+        let text = (0..<2_000).map { Self.line("t\($0)") }.joined(separator: "\n") + "\n"
+        let path = try directory.write("source.jsonl", text)
+        let file = try PosixFile.openForReading(path)
+        defer { try? file.close() }
+        let mapping = try #require(MappedSource.map(file))
+        #expect(mapping.isFileMapped)
+        mapping.release(0..<(mapping.bytes.count / 2))
+
+        let truncator = try ShellProcess(#": > "$1""#, [path])
+        #expect(truncator.wait(seconds: 20) == 0, "the truncation did not finish")
+        #expect(FileStatus.of(path, followSymlinks: true)?.size == 0)
+        #expect(!mapping.isFileMapped, "the mapping was not moved to a private copy")
+        let unreleased = mapping.bytes.count / 2 / 4096 * 4096
+        #expect(mapping.bytes[unreleased...].elementsEqual(text.utf8.dropFirst(unreleased)))
+    }
+
+    /// No lease can be had on a file open for writing (here by this process): the source is read, and the build is
+    /// the same.
+    @Test func aSourceOpenForWritingIsReadNotMapped() throws {
+        let directory = try TemporaryDirectory()
+        let source = try directory.write("source.jsonl", (0..<300).map { Self.line("w\($0)") }.joined(separator: "\n"))
+        let writer = open(source, O_WRONLY)
+        #expect(writer >= 0)
+        defer { close(writer) }
+        let file = try PosixFile.openForReading(source)
+        defer { try? file.close() }
+        #expect(MappedSource.map(file) == nil)
+        let mapped = try build(source, in: directory, input: .parallelMapped, batchLength: 4096).get()
+        #expect(try build(source, in: directory, input: .sequential).get() == mapped)
+    }
+
     /// A FIFO is never mapped: the build reads it, as before.
     @Test func aFIFOSourceIsRead() throws {
         let directory = try TemporaryDirectory()

@@ -82,3 +82,43 @@ func sourceLines(_ path: String) throws -> [[UInt8]] {
         !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
 }
+
+/// Runs `/bin/sh -c script` with `arguments` as $1, $2...: the writer is another process, as in production
+/// (`cp new.snap live.snap`), so that the kernel's lease break is what makes it wait.
+final class ShellProcess: @unchecked Sendable {
+    let process = Process()
+    let input = Pipe()
+    let output = Pipe()
+
+    init(_ script: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script, "sh"] + arguments
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+    }
+
+    /// Waits up to `seconds` for the process to end; its exit status, or nil if it is still running.
+    func wait(seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// The first line the process printed (blocks until it prints one).
+    func readLine() -> String {
+        var line = Data()
+        while true {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            if byte.isEmpty || byte == Data("\n".utf8) { break }
+            line.append(byte)
+        }
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    func finish() {
+        try? input.fileHandleForWriting.close()
+        _ = wait(seconds: 10)
+        if process.isRunning { process.terminate() }
+    }
+}
