@@ -17,6 +17,19 @@ import OfferdCore
 import OfferdSnapshot
 
 let arguments = CommandLine.arguments
+// `--build SOURCE OUTPUT`: only builds (read, not mapped), for instruction counts under callgrind, which cannot run
+// the offerd executable; on one core the build parses on the calling thread.
+if arguments.count == 4, arguments[1] == "--build" {
+    do {
+        let summary = try SnapshotBuilder.build(
+            input: arguments[2], output: arguments[3], version: "build", progress: nil, mapInput: false)
+        print("built \(summary.profileCount) profiles, \(summary.fileSize) bytes")
+        exit(0)
+    } catch {
+        print("build failed: \(error)")
+        exit(1)
+    }
+}
 guard arguments.count >= 3 else {
     print("usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES]")
     exit(2)
