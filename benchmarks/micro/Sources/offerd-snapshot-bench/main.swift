@@ -1,11 +1,14 @@
 // Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES] [copy]   (SAMPLES 0: load figures only; "copy": read the
 // file into memory instead of mapping it under a lease)
+//        offerd-snapshot-bench --build SOURCE OUTPUT             (only build, reading the source: for callgrind)
 //
 // Loads and verifies SNAPSHOT, publishes it into an AtomicReferenceStore, reports the resident memory after the
 // load, then times identity lookups: SAMPLES (default 200,000) identities taken at random from SOURCE (hits) and as
 // many made-up ones (misses). Lookups are timed in batches of 1,000 with the monotonic clock; the figure quoted is
-// the median over batches of the per-lookup time. A dependent chain (each lookup's identity chosen from the
-// previous lookup's result) gives the latency without overlap between lookups.
+// the median over batches of the per-lookup time. Each pass takes its own random order: the first is the cold
+// figure, then the same profiles again, hot sets of 256 and 4,096 profiles repeated, misses, and a dependent chain
+// (each lookup's identity chosen from the previous lookup's result: the latency without overlap between lookups).
+// Last, the latency of one dependent random read by buffer size, where memory stops answering fast.
 //
 // Only the public API of OfferdSnapshot and OfferdCore is used, so this measures what the server sees.
 #if canImport(Glibc)
