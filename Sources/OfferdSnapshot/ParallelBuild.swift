@@ -21,9 +21,10 @@ enum ParallelBuild {
     /// (each batch holds its source bytes and about as many record bytes).
     static let batchesInFlightPerWorker = 2
 
-    /// Batches start from a copy of the global string table while it has at most this many strings (the copy is
-    /// shared until the worker adds a string; a table of millions of distinct names would be copied per batch).
-    static let seedLimit = 1 << 16
+    /// Batches start from a copy of the global string table while it has at most this many strings. The writer
+    /// copies it for every batch (see ``StringTableBuilder/detach()``): a few hundred kilobytes at most, where a
+    /// table of millions of distinct names would cost more to copy than the remapping it saves.
+    static let seedLimit = 1 << 12
 
     /// Lines whose identity slots are read ahead together.
     static let warmAhead = 32
@@ -80,6 +81,7 @@ enum ParallelBuild {
                     // brings no new string, and its records need no rewriting.
                     batch.strings = state.strings
                     batch.strings.renewToken()
+                    batch.strings.detach()
                     batch.seededStrings = batch.strings.count
                 }
                 switch try reader.fill(batch) {

@@ -65,6 +65,19 @@ struct StringTableBuilder {
         token = UInt64.random(in: 1...UInt64.max)
     }
 
+    /// Gives this copy storage of its own, copied on the calling thread, for a table handed to another thread.
+    /// Shared, the storage would be copied on the first write by whichever copy writes first; the other thread could
+    /// then write in place into storage this thread had been reading, ordered only by the reference count's
+    /// atomics, which the thread sanitizer cannot see (the Swift runtime is not instrumented).
+    mutating func detach() {
+        // `reserveCapacity` gives an array or dictionary a buffer of its own when it shares one.
+        indexByString.reserveCapacity(indexByString.count)
+        strings.reserveCapacity(strings.count)
+        cacheSlots.reserveCapacity(cacheSlots.count)
+        storage.reserveCapacity(storage.count)
+        storageStarts.reserveCapacity(storageStarts.count)
+    }
+
     /// The number of strings interned so far.
     var count: Int { strings.count }
 
