@@ -19,7 +19,7 @@ import Foundation
 ///
 /// A plain mapping of a file that another process truncates would fault (SIGBUS) on the next read. Under the lease,
 /// a writer or a truncation waits until the mapping has moved its bytes into private memory at the same addresses:
-/// the build goes on with the source as it was when it was mapped. Where no lease can be had (the file is open for
+/// the build goes on with the source as it was when it was mapped, holding the source's size in memory until it ends. Where no lease can be had (the file is open for
 /// writing elsewhere, another owner, a file system without leases) and for FIFOs, pipes, character devices and empty
 /// files, ``map(_:)`` returns nil and the builder reads instead.
 final class MappedSource: @unchecked Sendable {
