@@ -210,4 +210,30 @@ struct LoaderRobustnessTests {
             #expect(snapshot.profile(for: identity) == nil, "length \(damage.value) at \(damage.offset)")
         }
     }
+
+    /// The consent codes are read straight from the record header on every lookup: a byte that is no code must
+    /// make the record unreadable (never some other choice, least of all a grant), and a code must read as itself.
+    @Test func consentBytesReadAsTheirCodeOrNotAtAll() throws {
+        let (directory, bytes) = try goodSnapshot()
+        let path = directory.file("consents.snap")
+        try writeBytes(bytes, to: path)
+        let record = SnapshotFormat.headerLength
+        let primary = try #require(ProfileSnapshot.load(path: path).allProfiles().first).primaryIdentity
+        for slot in 0..<6 {
+            for (code, expected) in [(UInt8(12), nil), (0xFF, nil), (ConsentChoice.n.rawValue, ConsentChoice.n)] {
+                var damaged = bytes
+                damaged[record + SnapshotFormat.Record.consents + slot] = code
+                resealChecksum(&damaged)
+                try writeBytes(damaged, to: path)
+                let profile = try ProfileSnapshot.load(path: path).profile(for: primary)
+                let consents = profile.map { consents in
+                    [consents.consents.personalizeContent, consents.consents.marketingAny,
+                     consents.consents.marketingEmail, consents.consents.marketingSMS,
+                     consents.consents.marketingPush, consents.consents.marketingCall]
+                }
+                #expect(consents?[slot] == expected, "slot \(slot), byte \(code)")
+                if expected == nil { #expect(profile == nil, "slot \(slot), byte \(code)") }
+            }
+        }
+    }
 }
