@@ -1,5 +1,8 @@
 """Small builders shared by the interop tests."""
 
+import struct
+import subprocess
+
 import grpc
 
 DECIDE = "/offerd.v1.Decisioning/Decide"
@@ -41,3 +44,17 @@ def raw_call(target, payload, path=DECIDE, timeout=10, compression=None):
 
 def item_ids(proposition):
     return [item.id for item in proposition.items]
+
+
+def grpc_frame(payload, compressed=False):
+    return struct.pack(">BI", 1 if compressed else 0, len(payload)) + payload
+
+
+def nghttp(url, body_path=None, headers=(), method="POST"):
+    args = ["nghttp", "-v", "-H", f":method: {method}"]
+    for h in headers:
+        args += ["-H", h]
+    if body_path is not None:
+        args += ["-d", str(body_path)]
+    args.append(url)
+    return subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=30)

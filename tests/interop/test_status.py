@@ -114,20 +114,18 @@ def test_compressed_message_is_unimplemented(stubs, server):
     assert code == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_client_deadline(stubs, server):
-    # A microsecond deadline through grpcio: the client's own deadline timer races the server's answer (tens of
-    # microseconds on loopback), so now and then a call completes first. Every call that fails must fail with
-    # DEADLINE_EXCEEDED, and most must fail. The server's own enforcement of grpc-timeout is tested exactly, with
-    # a raw client, in test_transport.py.
-    codes = []
+def test_client_deadline_ends_the_call_with_deadline_exceeded_or_an_answer(stubs, server):
+    # A microsecond deadline through grpcio: grpcio's own timer races the server's answer (tens of microseconds on
+    # loopback), so which one wins is not ours to assert. What always holds: the call ends, with DEADLINE_EXCEEDED
+    # or a whole answer, never another status, and the server keeps serving. The server's own enforcement of
+    # grpc-timeout is asserted exactly in test_transport.py (a deadline that has passed before the message arrives).
     for _ in range(20):
         try:
-            decide(stubs, server.target, request(stubs.pb), timeout=0.000001)
-            codes.append(grpc.StatusCode.OK)
+            response = decide(stubs, server.target, request(stubs.pb), timeout=0.000001)
+            assert response.profile_found
         except grpc.RpcError as e:
-            codes.append(e.code())
-    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED}, codes
-    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 15, codes
+            assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e
+    assert decide(stubs, server.target, request(stubs.pb)).profile_found
 
 
 def test_health(stubs, server):
