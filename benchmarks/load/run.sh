@@ -8,6 +8,9 @@
 #   grpc-cpp        C++ gRPC (Debian libgrpc++, benchmarks/peers/cpp): async, one completion queue, answering a fixed
 #                   Decide response built at startup: what a general-purpose gRPC stack costs doing trivial work
 #   nghttpd         a static file of a Decide response's size: the HTTP/2 floor
+#   base, base-health  with BASE_BIN=PATH: another offerd build (say, main before a change) serving the same
+#                   catalog and snapshot, measured in the same interleaved rounds, so a change is judged by a ratio
+#                   taken in one run rather than by figures from two runs on a noisy machine
 # Every server is pinned to core 0 with one event loop thread, h2load to core 1. Rounds are interleaved
 # (A B C A B C ...) because the machine is shared and noisy; the report quotes medians over rounds.
 #
@@ -18,6 +21,7 @@
 #
 #   benchmarks/load/run.sh                     # defaults below
 #   PROFILES=200000 ROUNDS=3 benchmarks/load/run.sh
+#   BASE_BIN=/tmp/main-before/offerd SERVERS="offerd offerd-health nghttpd" benchmarks/load/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,6 +39,7 @@ RATE_CLIENTS=${RATE_CLIENTS:-8}   # h2load connections in the open-loop rounds, 
 RATE_STREAMS=${RATE_STREAMS:-64}  # streams per connection: high enough that the rate, not -m, is the limit
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-300}  # seconds; a stuck h2load is killed and its round reported as missing
 SERVERS=${SERVERS:-"offerd offerd-health grpc-swift grpc-cpp nghttpd"}
+if [ -n "${BASE_BIN:-}" ] && [[ " $SERVERS " != *" base "* ]]; then SERVERS="$SERVERS base base-health"; fi
 WORK=${WORK:-/tmp/offerd-bench}
 
 scripts/install-deps.sh --with-python
@@ -101,6 +106,17 @@ wait_for_port "$offerd_port"
 pid[offerd-health]=${pid[offerd]}
 url[offerd-health]="http://127.0.0.1:$offerd_port/grpc.health.v1.Health/Check"
 
+if [[ " $SERVERS " == *" base "* ]]; then
+    base_port=$(free_port)
+    taskset -c 0 "$BASE_BIN" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.snap" \
+        --port "$base_port" --admin-port 0 --threads 1 --log-level warning &
+    pid[base]=$!; pids+=($!)
+    url[base]="http://127.0.0.1:$base_port/offerd.v1.Decisioning/Decide"
+    wait_for_port "$base_port"
+    pid[base-health]=${pid[base]}
+    url[base-health]="http://127.0.0.1:$base_port/grpc.health.v1.Health/Check"
+fi
+
 if [[ " $SERVERS " == *" grpc-swift "* ]]; then
     peer_port=$(free_port)
     taskset -c 0 "$peer" --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.snap" \
@@ -134,7 +150,7 @@ rm -f "$WORK"/{cpu,memory,trailers,rates}.txt "$WORK"/out-*.txt "$WORK"/*.log "$
 for name in $SERVERS; do echo "$name idle $(rss_kib "${pid[$name]}")" >> "$WORK/memory.txt"; done
 
 request_body() {  # name body: the body `name` is sent (Decide servers: `body`)
-    if [ "$1" = offerd-health ]; then echo "$WORK/bodies/health.bin"; else echo "$2"; fi
+    if [[ "$1" == *-health ]]; then echo "$WORK/bodies/health.bin"; else echo "$2"; fi
 }
 
 data_args_for() {  # name body: h2load/nghttp arguments for a gRPC call (none for the static file)
