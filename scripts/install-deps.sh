@@ -23,8 +23,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--with-python" ]; then
-    if ! python3 -c "import grpc, grpc_tools, pytest, h2" 2>/dev/null; then
-        echo "installing Python packages: grpcio grpcio-tools pytest h2"
-        python3 -m pip install -q --disable-pip-version-check grpcio grpcio-tools pytest h2
+    if ! python3 -c "import grpc, grpc_tools, pytest, h2, jsonschema" 2>/dev/null; then
+        echo "installing Python packages: grpcio grpcio-tools pytest h2 jsonschema"
+        python3 -m pip install -q --disable-pip-version-check grpcio grpcio-tools pytest h2 jsonschema
     fi
 fi

@@ -103,3 +103,87 @@ def test_links_stay_inside_the_repository(page):
         resolved = (page.parent / path).resolve()
         assert resolved.is_relative_to(ROOT), f"{page.name} links outside the repository: {target}"
         assert resolved.exists(), f"{page.name} links to a missing file: {target}"
+
+
+# The JSON Schemas in docs/schema: every catalog and profile line the project ships passes them, and they refuse
+# what the loader refuses by shape (so editors flag the same mistakes).
+
+SCHEMAS = ROOT / "docs" / "schema"
+
+
+def validator(name):
+    import jsonschema
+
+    schema = json.loads((SCHEMAS / name).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def shipped_catalogs(tmp_path):
+    catalogs = {"examples/catalog.json": json.loads((ROOT / "examples" / "catalog.json").read_text()),
+                "tests/interop/fixtures/catalog.json":
+                    json.loads((ROOT / "tests" / "interop" / "fixtures" / "catalog.json").read_text())}
+    generated = tmp_path / "bench-catalog.json"
+    subprocess.run(["python3", str(ROOT / "benchmarks" / "load" / "make_catalog.py"), str(generated)], check=True)
+    catalogs["benchmarks/load/make_catalog.py"] = json.loads(generated.read_text())
+    for param in examples("catalog"):
+        catalogs[param.id] = json.loads(param.values[0])
+    return catalogs
+
+
+def shipped_profile_lines(tmp_path):
+    generated = tmp_path / "generated.jsonl"
+    out = offerd("profiles", "generate", "--count", "300", "--seed", "7", "--output", str(generated))
+    assert out.returncode == 0, out.stderr
+    sources = [ROOT / "examples" / "profiles.jsonl", ROOT / "tests" / "interop" / "fixtures" / "profiles.jsonl", generated]
+    found = [(f"{s.name}:{n}", line) for s in sources for n, line in enumerate(s.read_text().splitlines(), 1)]
+    found += [(param.id, line) for param in examples("profiles") for line in lines(param.values[0])]
+    return [(where, json.loads(line)) for where, line in found if line.strip()]
+
+
+def test_every_shipped_catalog_passes_the_catalog_schema(tmp_path):
+    schema = validator("catalog.schema.json")
+    for where, catalog in shipped_catalogs(tmp_path).items():
+        errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in schema.iter_errors(catalog)]
+        assert not errors, f"{where}: {errors[:3]}"
+        assert check_catalog(catalog, tmp_path).returncode == 0, where
+
+
+def test_every_shipped_profile_line_passes_the_profile_schema(tmp_path):
+    schema = validator("profile.schema.json")
+    checked = shipped_profile_lines(tmp_path)
+    assert len(checked) > 300
+    for where, profile in checked:
+        errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in schema.iter_errors(profile)]
+        assert not errors, f"{where}: {errors[:3]}"
+
+
+@pytest.mark.parametrize("mistake", [
+    lambda c: c["placements"][0].update(size="300x250"),            # an unknown key
+    lambda c: c["placements"][0].update(channel="mail"),            # not a channel
+    lambda c: c["offers"][0].update(priority=5.5),                  # not an integer
+    lambda c: c["offers"][0]["capping"].append({"limit": 0}),       # below the minimum
+    lambda c: c["offers"][0].update(startDate="2026-13-01"),        # not a timestamp
+    lambda c: c["collections"][0].update(offers=["x"]),             # two kinds of collection
+    lambda c: c["decisions"][0]["scopes"][0]["criteria"][0].update(ranking={"method": "formula"}),
+    lambda c: c["decisions"][0].update(status="running"),
+], ids=["unknown-key", "channel", "priority", "capping-limit", "timestamp", "collection", "formula", "status"])
+def test_the_catalog_schema_refuses_what_the_loader_refuses(mistake, tmp_path):
+    catalog = json.loads(examples("catalog")[0].values[0])
+    mistake(catalog)
+    assert list(validator("catalog.schema.json").iter_errors(catalog)), "the schema accepted it"
+    assert check_catalog(catalog, tmp_path).returncode == 1, "the loader accepted it"
+
+
+@pytest.mark.parametrize("line", [
+    {"identities": []},
+    {"identities": [{"namespace": "ECID", "id": "1"}], "consents": {"personalize": {"content": {"val": "yes"}}}},
+    {"identities": [{"namespace": "ECID", "id": "1"}], "capping": {"o": -1}},
+    {"identities": [{"namespace": "ECID", "id": "1"}], "segments": []},
+], ids=["no-identity", "consent-value", "negative-count", "unknown-key"])
+def test_the_profile_schema_refuses_what_the_builder_refuses(line, tmp_path):
+    assert list(validator("profile.schema.json").iter_errors(line)), "the schema accepted it"
+    source = tmp_path / "p.jsonl"
+    source.write_text(json.dumps(line) + "\n")
+    out = offerd("snapshot", "build", "--input", str(source), "--output", str(tmp_path / "p.snap"))
+    assert out.returncode != 0, "the builder accepted it"
