@@ -220,7 +220,13 @@ final class GRPCServerConnection {
 
 extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
     func sessionStreamOpened(_ streamID: Int32) {
-        let stream = Stream(machine: GRPCServerStreamStateMachine(configuration: self.configuration))
+        let stream = Stream(
+            machine: GRPCServerStreamStateMachine(
+                maxHeaderCount: self.configuration.maxHeaderCount,
+                maxHeaderListBytes: self.configuration.maxHeaderListBytes,
+                maxMessageBytes: self.configuration.maxMessageBytes
+            )
+        )
         self.streams[streamID] = stream
         self.recentStreamID = streamID
         self.recentStream = stream

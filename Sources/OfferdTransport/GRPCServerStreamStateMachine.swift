@@ -81,13 +81,21 @@ struct GRPCServerStreamStateMachine {
     private var reader: GRPCMessageReader
     private var path = ""
 
-    /// A stream whose request header block has begun, checked against the configuration's limits.
+    /// A stream whose request header block has begun, checked against these limits (see
+    /// ``GRPCServerConfiguration``). Takes the three numbers rather than the configuration, which is not
+    /// copied for every stream.
+    init(maxHeaderCount: Int, maxHeaderListBytes: Int, maxMessageBytes: Int) {
+        self.head = GRPCRequestHead(maxHeaderCount: maxHeaderCount, maxHeaderListBytes: maxHeaderListBytes)
+        self.reader = GRPCMessageReader(maxMessageBytes: maxMessageBytes)
+    }
+
+    /// A stream checked against `configuration`'s limits.
     init(configuration: GRPCServerConfiguration) {
-        self.head = GRPCRequestHead(
+        self.init(
             maxHeaderCount: configuration.maxHeaderCount,
-            maxHeaderListBytes: configuration.maxHeaderListBytes
+            maxHeaderListBytes: configuration.maxHeaderListBytes,
+            maxMessageBytes: configuration.maxMessageBytes
         )
-        self.reader = GRPCMessageReader(maxMessageBytes: configuration.maxMessageBytes)
     }
 
     /// One request header field. Fields of any later header block (trailers) are not request fields: the
