@@ -69,6 +69,26 @@ struct ConnectionTimeTests {
         #expect(peer.channel.isActive)
     }
 
+    @Test("a call reset mid-upload is forgotten: no answer, no service call, its deadline never fires")
+    func resetMidUpload() throws {
+        let service = EchoService()
+        let peer = try EmbeddedHTTP2Peer(service: service)
+        try peer.send(peer.request(streamID: 1, extra: [("grpc-timeout", "100m")]))
+        try peer.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 10, 1, 2, 3]))
+        #expect(peer.callCounter.value == 1)
+        // RST_STREAM(CANCEL)
+        try peer.send(RawHTTP2Client.frame(type: RawFrame.rstStream, streamID: 1, payload: [0, 0, 0, 8]))
+        #expect(peer.callCounter.value == 0)
+        peer.advanceTime(by: .seconds(1))
+        #expect(try peer.frames().allSatisfy { $0.frame.streamID != 1 })
+        #expect(service.callCount == 0)
+
+        try peer.send(peer.request(streamID: 3) + RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([4]), endStream: true))
+        #expect(Self.status(of: 3, in: try peer.frames()) == "0")
+        #expect(peer.callCounter.value == 0)
+        #expect(peer.channel.isActive)
+    }
+
     @Test("a deadline met by the body is never fired, however long the connection lives on")
     func deadlineMet() throws {
         let peer = try EmbeddedHTTP2Peer()

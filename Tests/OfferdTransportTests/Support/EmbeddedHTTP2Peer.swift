@@ -18,6 +18,8 @@ struct EmbeddedLoopClock: GRPCClock {
 /// and time that moves only when the test says so (``advanceTime(by:)``).
 final class EmbeddedHTTP2Peer {
     let channel: EmbeddedChannel
+    /// Calls whose stream is open, as the server counts them.
+    let callCounter = GRPCActiveCallCounter()
     private let hpack: HPACKCodec
     private var inbound: [UInt8] = []
 
@@ -34,7 +36,7 @@ final class EmbeddedHTTP2Peer {
             GRPCServerConnectionHandler(
                 configuration: configuration,
                 service: service,
-                callCounter: GRPCActiveCallCounter(),
+                callCounter: self.callCounter,
                 logger: Logger(label: "test"),
                 clock: EmbeddedLoopClock(loop: channel.embeddedEventLoop)
             )
