@@ -69,7 +69,9 @@ struct GRPCServerStreamStateMachine {
         case stopUpload
     }
 
+    /// The answer when the deadline passes first, whoever notices (timer, dispatch, reply).
     static let deadlineExceeded = GRPCStatus(.deadlineExceeded, "deadline exceeded")
+    /// The answer to a reply whose message does not fit the 32-bit length prefix.
     static let responseTooLarge = GRPCStatus(.internalError, "response message too large")
 
     private(set) var phase: Phase = .receivingHeaders
