@@ -8,6 +8,10 @@ import NIOCore
 /// once per asynchronous event (a deadline timer, an idle or shutdown GOAWAY), and right away on a fatal
 /// error. While the channel is not writable no `read` is passed on, so a client that does not read its
 /// responses stops being read from; reading resumes when the channel drains.
+///
+/// Time comes from the injected ``GRPCClock`` (deadlines and the idle timeout, decided by
+/// ``GRPCServerStreamStateMachine`` and ``GRPCIdleTimeout``); timers are the event loop's, scheduled at
+/// deadlines read from that clock. Tests run it in an `EmbeddedChannel` whose loop time is the clock.
 final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -17,24 +21,27 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
     private let service: any GRPCUnaryService
     private let callCounter: GRPCActiveCallCounter
     private let logger: Logger
+    private let clock: any GRPCClock
 
     private var connection: GRPCServerConnection?
     private var context: ChannelHandlerContext?
     private var readPending = false
     private var isClosing = false
-    private var lastActivity = NIODeadline.now()
+    private var idleTimeout: GRPCIdleTimeout?
     private var idleTimer: Scheduled<Void>?
 
     init(
         configuration: GRPCServerConfiguration,
         service: any GRPCUnaryService,
         callCounter: GRPCActiveCallCounter,
-        logger: Logger
+        logger: Logger,
+        clock: any GRPCClock = GRPCSystemClock()
     ) {
         self.configuration = configuration
         self.service = service
         self.callCounter = callCounter
         self.logger = logger
+        self.clock = clock
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -44,6 +51,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
                 configuration: self.configuration,
                 service: self.service,
                 eventLoop: context.eventLoop,
+                clock: self.clock,
                 allocator: context.channel.allocator,
                 callCounter: self.callCounter,
                 logger: self.logger
@@ -83,7 +91,7 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
         guard let connection = self.connection, !self.isClosing else {
             return
         }
-        self.lastActivity = .now()
+        self.idleTimeout?.activity(now: self.clock.now())
         do {
             try connection.receive(self.unwrapInboundIn(data))
         } catch {
@@ -136,8 +144,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
         guard self.idleTimer == nil, !self.isClosing else {
             return
         }
-        self.lastActivity = .now()
-        self.scheduleIdleCheck(at: self.lastActivity + self.configuration.idleTimeout)
+        let idleTimeout = GRPCIdleTimeout(timeout: self.configuration.idleTimeout, now: self.clock.now())
+        self.idleTimeout = idleTimeout
+        self.scheduleIdleCheck(at: idleTimeout.firstCheck)
         // The server preface (SETTINGS) goes out without waiting for the client.
         self.flushOutput()
     }
@@ -174,49 +183,39 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
         }
     }
 
+    /// Arms the idle timer; its deadline comes from ``GRPCIdleTimeout``, read on the same clock.
     private func scheduleIdleCheck(at deadline: NIODeadline) {
         guard let context = self.context else {
             return
         }
         self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            self?.idleCheck()
+            self?.idleTimerFired()
         }
     }
 
-    /// Ends the connection with GOAWAY when it has had no open stream and no input for `idleTimeout`;
-    /// otherwise looks again when it could next become idle.
-    private func idleCheck() {
+    /// Does what ``GRPCIdleTimeout`` decides: look again later, send GOAWAY, or close.
+    private func idleTimerFired() {
         self.idleTimer = nil
-        guard let connection = self.connection, !self.isClosing else {
+        guard let connection = self.connection, let context = self.context, !self.isClosing else {
             return
         }
-        let idleSince = self.lastActivity + self.configuration.idleTimeout
-        let now = NIODeadline.now()
-        if connection.openStreamCount > 0 {
-            self.scheduleIdleCheck(at: now + self.configuration.idleTimeout)
-        } else if now < idleSince {
-            self.scheduleIdleCheck(at: idleSince)
-        } else {
+        let action = self.idleTimeout?.timerFired(now: self.clock.now(), openStreams: connection.openStreamCount)
+        switch action {
+        case .checkAgain(let deadline):
+            self.scheduleIdleCheck(at: deadline)
+        case .goAway(let closeAt):
             self.logger.debug("closing idle HTTP/2 connection")
             connection.beginGracefulShutdown()
             self.flushOutput()
             if !self.isClosing {
-                // A client that never acknowledges the GOAWAY still loses the connection after one more period.
-                self.scheduleForcedClose(at: now + self.configuration.idleTimeout)
+                // A client that never lets the connection finish still loses it after one more period.
+                self.scheduleIdleCheck(at: closeAt)
             }
-        }
-    }
-
-    private func scheduleForcedClose(at deadline: NIODeadline) {
-        guard let context = self.context else {
-            return
-        }
-        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            guard let self, let context = self.context, !self.isClosing else {
-                return
-            }
+        case .close:
             self.isClosing = true
             context.close(promise: nil)
+        case nil:
+            break
         }
     }
 

@@ -34,6 +34,18 @@ struct NGHTTP2Error: Error, CustomStringConvertible {
     }
 }
 
+/// HTTP/2 error codes (RFC 9113 section 7) the transport sends in RST_STREAM and GOAWAY frames.
+enum HTTP2ErrorCode {
+    /// NO_ERROR: a graceful GOAWAY, or a reset that only asks the client to stop uploading.
+    static let noError: UInt32 = NGHTTP2_NO_ERROR.rawValue
+    /// PROTOCOL_ERROR: the peer broke the protocol (a bad connection preface among others).
+    static let protocolError: UInt32 = NGHTTP2_PROTOCOL_ERROR.rawValue
+    /// INTERNAL_ERROR: offerd could not do what the protocol asked (an answer could not be submitted).
+    static let internalError: UInt32 = NGHTTP2_INTERNAL_ERROR.rawValue
+    /// ENHANCE_YOUR_CALM: the peer generates excessive load (floods).
+    static let enhanceYourCalm: UInt32 = NGHTTP2_ENHANCE_YOUR_CALM.rawValue
+}
+
 /// Header fields whose bytes live as long as the process, so nghttp2 may reference them without copying
 /// (`NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE`) on the hot path.
 ///
@@ -70,32 +82,16 @@ final class StaticHeaderBlock: @unchecked Sendable {
         return (base, bytes.count)
     }
 
-    /// `:status 200` and `content-type: application/grpc`: the headers of every successful response.
-    static let successHeaders = StaticHeaderBlock([(":status", "200"), ("content-type", "application/grpc")])
-    /// `grpc-status: 0`: the trailers of every successful response.
-    static let successTrailers = StaticHeaderBlock([("grpc-status", "0")])
+    /// The headers of every successful response (``GRPCResponseRendering/responseHeaders``).
+    static let successHeaders = StaticHeaderBlock(GRPCResponseRendering.responseHeaders)
+    /// The trailers of every successful response (``GRPCResponseRendering/successTrailers``).
+    static let successTrailers = StaticHeaderBlock(GRPCResponseRendering.successTrailers)
 }
 
-/// Header fields built per response (error answers), copied by nghttp2 during the submit call.
-struct DynamicHeaderList {
-    private var storage: [UInt8] = []
-    private var ranges: [(nameStart: Int, nameCount: Int, valueStart: Int, valueCount: Int)] = []
-
-    init() {
-        self.storage.reserveCapacity(160)
-        self.ranges.reserveCapacity(6)
-    }
-
-    mutating func append(_ name: String, _ value: String) {
-        let nameStart = self.storage.count
-        self.storage.append(contentsOf: name.utf8)
-        let valueStart = self.storage.count
-        self.storage.append(contentsOf: value.utf8)
-        self.ranges.append((nameStart, valueStart - nameStart, valueStart, self.storage.count - valueStart))
-    }
-
-    /// Calls `body` with an `nghttp2_nv` array valid only for the duration of the call.
-    func withFields<Result>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
+extension GRPCHeaderBlock {
+    /// Calls `body` with an `nghttp2_nv` array valid only for the duration of the call; nghttp2 copies the
+    /// fields it is given this way.
+    func withNGHTTP2Fields<Result>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
         // nghttp2_nv wants mutable pointers although nghttp2 only reads them; a local copy provides them.
         var storage = self.storage
         storage.append(0)  // never empty, so baseAddress is never nil

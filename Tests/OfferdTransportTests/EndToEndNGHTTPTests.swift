@@ -146,27 +146,6 @@ struct EndToEndNGHTTPTests {
         }
     }
 
-    @Test("a deadline that passes while the service runs is DEADLINE_EXCEEDED")
-    func deadlineDuringService() async throws {
-        try await withTestServer { _, port, service in
-            let call = try await NGHTTPCall.run(
-                port: port,
-                path: "/test.Echo/Slow",
-                extraHeaders: ["grpc-timeout: 10m"],
-                body: grpcFrame([1])
-            )
-            #expect(call.value("grpc-status") == "4")
-            #expect(service.callCount == 1)
-            let relaxed = try await NGHTTPCall.run(
-                port: port,
-                path: "/test.Echo/Slow",
-                extraHeaders: ["grpc-timeout: 5S"],
-                body: grpcFrame([1])
-            )
-            #expect(relaxed.value("grpc-status") == "0")
-        }
-    }
-
     @Test("a malformed grpc-timeout is INVALID_ARGUMENT")
     func malformedTimeout() async throws {
         try await withTestServer { _, port, _ in

@@ -13,8 +13,14 @@ struct EndToEndRawHTTP2Tests {
         return client
     }
 
-    private static func isEnd(of streamID: Int32) -> (RawFrame) -> Bool {
-        { $0.streamID == streamID && ($0.type == RawFrame.headers || $0.type == RawFrame.rstStream) && $0.endStream }
+    /// Sends a PING and reads until its ACK: everything sent before it has then been processed.
+    private static func pingRoundTrip(_ client: RawHTTP2Client) throws {
+        let opaque: [UInt8] = [0x6F, 0x66, 0x66, 0x65, 0x72, 0x64, 0, 1]
+        try client.send(RawHTTP2Client.frame(type: RawFrame.ping, streamID: 0, payload: opaque))
+        let frames = try client.readFrames { $0.type == RawFrame.ping && $0.flags & 0x1 != 0 && $0.payload == opaque }
+        guard frames.contains(where: { $0.type == RawFrame.ping && $0.flags & 0x1 != 0 }) else {
+            throw TestFailure("no PING ACK")
+        }
     }
 
     @Test("garbage instead of the preface: GOAWAY(PROTOCOL_ERROR), close, and the next client is served")
@@ -61,45 +67,6 @@ struct EndToEndRawHTTP2Tests {
             let reset = frames.first { $0.streamID == 1 && $0.type == RawFrame.rstStream }
             #expect(reset?.resetCode == 0)
             #expect(service.callCount == 0)
-        }
-    }
-
-    @Test("a deadline passing while the body is incomplete is answered by the timer; other streams go on")
-    func deadlineTimer() async throws {
-        try await withTestServer { server, port, service in
-            let client = try Self.connect(port: port)
-            let slowFields = RawHTTP2Client.grpcRequestFields(
-                path: "/test.Echo/Echo",
-                extra: [("grpc-timeout", "100m")]
-            )
-            try client.send(client.headersFrame(streamID: 1, fields: slowFields))
-            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 10, 1, 2, 3]))
-            let started = Date()
-            let frames = try client.readFrames(until: Self.isEnd(of: 1))
-            let elapsed = Date().timeIntervalSince(started)
-            let answer = try #require(frames.first { $0.streamID == 1 && $0.type == RawFrame.headers })
-            let fields = try client.decodeHeaders(answer)
-            #expect(fields.value("grpc-status") == "4")
-            #expect(elapsed >= 0.05 && elapsed < 3, "answered after \(elapsed) s")
-            #expect(service.callCount == 0)
-
-            // The same connection still serves a new call.
-            try client.send(
-                client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
-            )
-            try client.send(RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([9, 9]), endStream: true))
-            let next = try client.readFrames(until: Self.isEnd(of: 3))
-            let trailers = try #require(next.last { $0.streamID == 3 && $0.type == RawFrame.headers })
-            // Stream 3's first HEADERS block comes before the trailers: decode in order to keep HPACK in sync.
-            var lastFields: [(name: String, value: String)] = []
-            for frame in next where frame.type == RawFrame.headers {
-                lastFields = try client.decodeHeaders(frame)
-            }
-            #expect(trailers.endStream)
-            #expect(lastFields.value("grpc-status") == "0")
-            #expect(next.contains { $0.streamID == 3 && $0.type == RawFrame.data && $0.payload == grpcFrame([9, 9]) })
-            #expect(!client.isClosedByPeer)
-            #expect(server.activeCalls == 0)
         }
     }
 
@@ -212,8 +179,8 @@ struct EndToEndRawHTTP2Tests {
                 client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
             )
             try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0, 0, 0, 0, 2, 7]))
-            // Make sure the server has processed stream 1 before shutting down.
-            _ = try client.readFrames(timeout: 0.3) { _ in false }
+            // The server has processed stream 1 once it answers a PING sent after it (frames are read in order).
+            try Self.pingRoundTrip(client)
             let shutdown = Task { await server.shutdown(grace: .seconds(10)) }
             let goAwayFrames = try await offCooperativePool { try client.readFrames { $0.type == RawFrame.goAway } }
             let goAway = try #require(goAwayFrames.last?.goAwayFields)
@@ -251,35 +218,15 @@ struct EndToEndRawHTTP2Tests {
             try client.send(
                 client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
             )
-            _ = try client.readFrames(timeout: 0.3) { _ in false }
+            try Self.pingRoundTrip(client)
             let started = Date()
             await server.shutdown(grace: .milliseconds(300))
+            // Only the lower bound always holds: the grace timer cannot fire early, but a loaded machine can
+            // run it late.
             let elapsed = Date().timeIntervalSince(started)
-            #expect(elapsed >= 0.25 && elapsed < 5, "shutdown took \(elapsed) s")
+            #expect(elapsed >= 0.29, "shutdown took \(elapsed) s")
             _ = try client.readUntilClosed(timeout: 2)
             #expect(client.isClosedByPeer)
-        }
-    }
-
-    @Test("an idle connection is sent GOAWAY and closed; a busy one is not")
-    func idleTimeout() async throws {
-        try await withTestServer(configure: { $0.idleTimeout = .milliseconds(300) }) { _, port, _ in
-            let client = try Self.connect(port: port)
-            let started = Date()
-            let frames = try client.readUntilClosed(timeout: 5)
-            let elapsed = Date().timeIntervalSince(started)
-            #expect(client.isClosedByPeer)
-            #expect(frames.contains { $0.type == RawFrame.goAway && $0.goAwayFields?.errorCode == 0 })
-            #expect(elapsed >= 0.25, "closed after \(elapsed) s")
-
-            // A stream kept open (upload in progress) keeps the connection alive past the timeout.
-            let busy = try Self.connect(port: port)
-            try busy.send(
-                busy.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
-            )
-            let during = try busy.readFrames(timeout: 0.8) { $0.type == RawFrame.goAway }
-            #expect(!during.contains { $0.type == RawFrame.goAway })
-            #expect(!busy.isClosedByPeer)
         }
     }
 }

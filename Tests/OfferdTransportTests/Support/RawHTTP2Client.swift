@@ -46,8 +46,7 @@ struct RawFrame {
 final class RawHTTP2Client {
     private let socket: Int32
     private var inbound: [UInt8] = []
-    private let deflater: OpaquePointer
-    private let inflater: OpaquePointer
+    private let hpack: HPACKCodec
     private(set) var isClosedByPeer = false
 
     static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -70,23 +69,17 @@ final class RawHTTP2Client {
             close(socket)
             throw TestFailure("connect() failed")
         }
-        var deflater: OpaquePointer?
-        var inflater: OpaquePointer?
-        guard nghttp2_hd_deflate_new(&deflater, 4096) == 0, let deflater,
-            nghttp2_hd_inflate_new(&inflater) == 0, let inflater
-        else {
+        do {
+            self.hpack = try HPACKCodec()
+        } catch {
             close(socket)
-            throw TestFailure("HPACK codec allocation failed")
+            throw error
         }
         self.socket = socket
-        self.deflater = deflater
-        self.inflater = inflater
     }
 
     deinit {
         close(self.socket)
-        nghttp2_hd_deflate_del(self.deflater)
-        nghttp2_hd_inflate_del(self.inflater)
     }
 
     // MARK: Writing
@@ -120,40 +113,7 @@ final class RawHTTP2Client {
 
     /// A HEADERS frame (END_HEADERS, optionally END_STREAM) with the fields HPACK-encoded.
     func headersFrame(streamID: Int32, fields: [(String, String)], endStream: Bool = false) -> [UInt8] {
-        var block = [UInt8]()
-        var storage = fields.map { (Array($0.0.utf8), Array($0.1.utf8)) }
-        let count = storage.count
-        storage.withUnsafeMutableBufferPointer { pairs in
-            var nameValues: [nghttp2_nv] = []
-            for index in 0..<count {
-                pairs[index].0.withUnsafeMutableBufferPointer { name in
-                    pairs[index].1.withUnsafeMutableBufferPointer { value in
-                        nameValues.append(
-                            nghttp2_nv(
-                                name: name.baseAddress,
-                                value: value.baseAddress,
-                                namelen: name.count,
-                                valuelen: value.count,
-                                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
-                            )
-                        )
-                    }
-                }
-            }
-            // The pointers above stay valid: the arrays are not mutated until this closure ends.
-            let bound = nghttp2_hd_deflate_bound(self.deflater, nameValues, nameValues.count)
-            block = [UInt8](repeating: 0, count: bound)
-            let used = block.withUnsafeMutableBufferPointer {
-                nghttp2_hd_deflate_hd(self.deflater, $0.baseAddress, bound, nameValues, nameValues.count)
-            }
-            block.removeLast(bound - max(used, 0))
-        }
-        return Self.frame(
-            type: RawFrame.headers,
-            flags: 0x4 | (endStream ? 0x1 : 0),
-            streamID: streamID,
-            payload: block
-        )
+        self.hpack.headersFrame(streamID: streamID, fields: fields, endStream: endStream)
     }
 
     static func grpcRequestFields(path: String, extra: [(String, String)] = []) -> [(String, String)] {
@@ -213,22 +173,98 @@ final class RawHTTP2Client {
     }
 
     private func nextBufferedFrame() -> RawFrame? {
-        guard self.inbound.count >= 9 else {
+        RawFrame.parse(&self.inbound)
+    }
+
+    /// Decodes a HEADERS frame's block (the server sends neither padding nor priority).
+    func decodeHeaders(_ frame: RawFrame) throws -> [(name: String, value: String)] {
+        try self.hpack.decodeHeaders(frame)
+    }
+}
+
+extension RawFrame {
+    /// Removes and returns the first whole frame of `bytes`; nil while the frame is incomplete.
+    static func parse(_ bytes: inout [UInt8]) -> RawFrame? {
+        guard bytes.count >= 9 else {
             return nil
         }
-        let length = Int(self.inbound[0]) << 16 | Int(self.inbound[1]) << 8 | Int(self.inbound[2])
-        guard self.inbound.count >= 9 + length else {
+        let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
+        guard bytes.count >= 9 + length else {
             return nil
         }
-        let id = self.inbound[5..<9].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
+        let id = bytes[5..<9].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
         let frame = RawFrame(
-            type: self.inbound[3],
-            flags: self.inbound[4],
+            type: bytes[3],
+            flags: bytes[4],
             streamID: Int32(id),
-            payload: Array(self.inbound[9..<(9 + length)])
+            payload: Array(bytes[9..<(9 + length)])
         )
-        self.inbound.removeFirst(9 + length)
+        bytes.removeFirst(9 + length)
         return frame
+    }
+}
+
+/// HPACK for the test clients, through nghttp2's codec: one encoder for the requests they send, one decoder
+/// for the answers they read (decode every HEADERS frame in order, or the tables drift apart).
+final class HPACKCodec {
+    private let deflater: OpaquePointer
+    private let inflater: OpaquePointer
+
+    init() throws {
+        var deflater: OpaquePointer?
+        var inflater: OpaquePointer?
+        guard nghttp2_hd_deflate_new(&deflater, 4096) == 0, let deflater else {
+            throw TestFailure("HPACK codec allocation failed")
+        }
+        guard nghttp2_hd_inflate_new(&inflater) == 0, let inflater else {
+            nghttp2_hd_deflate_del(deflater)
+            throw TestFailure("HPACK codec allocation failed")
+        }
+        self.deflater = deflater
+        self.inflater = inflater
+    }
+
+    deinit {
+        nghttp2_hd_deflate_del(self.deflater)
+        nghttp2_hd_inflate_del(self.inflater)
+    }
+
+    /// A HEADERS frame (END_HEADERS, optionally END_STREAM) with the fields HPACK-encoded.
+    func headersFrame(streamID: Int32, fields: [(String, String)], endStream: Bool = false) -> [UInt8] {
+        var block = [UInt8]()
+        var storage = fields.map { (Array($0.0.utf8), Array($0.1.utf8)) }
+        let count = storage.count
+        storage.withUnsafeMutableBufferPointer { pairs in
+            var nameValues: [nghttp2_nv] = []
+            for index in 0..<count {
+                pairs[index].0.withUnsafeMutableBufferPointer { name in
+                    pairs[index].1.withUnsafeMutableBufferPointer { value in
+                        nameValues.append(
+                            nghttp2_nv(
+                                name: name.baseAddress,
+                                value: value.baseAddress,
+                                namelen: name.count,
+                                valuelen: value.count,
+                                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+                            )
+                        )
+                    }
+                }
+            }
+            // The pointers above stay valid: the arrays are not mutated until this closure ends.
+            let bound = nghttp2_hd_deflate_bound(self.deflater, nameValues, nameValues.count)
+            block = [UInt8](repeating: 0, count: bound)
+            let used = block.withUnsafeMutableBufferPointer {
+                nghttp2_hd_deflate_hd(self.deflater, $0.baseAddress, bound, nameValues, nameValues.count)
+            }
+            block.removeLast(bound - max(used, 0))
+        }
+        return RawHTTP2Client.frame(
+            type: RawFrame.headers,
+            flags: 0x4 | (endStream ? 0x1 : 0),
+            streamID: streamID,
+            payload: block
+        )
     }
 
     /// Decodes a HEADERS frame's block (the server sends neither padding nor priority).
