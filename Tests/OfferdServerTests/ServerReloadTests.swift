@@ -50,7 +50,7 @@ import Testing
         let server = try await Self.startServer(directory)
         #expect(Self.number(of: server.service.catalogs.load()) == 0)
 
-        let lastVersion = 120
+        let lastVersion = 300
         let writing = ManagedFlag()
         let regressions = Regressions()
         let finished = DispatchGroup()

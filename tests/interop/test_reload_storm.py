@@ -17,8 +17,9 @@ import grpc
 from conftest import FIXTURES, Server, build_snapshot
 from helpers import decide, request
 
-CATALOG_VERSIONS = 60
-SNAPSHOT_VERSIONS = 12
+CATALOG_VERSIONS = 150
+SNAPSHOT_EVERY = 12  # catalog steps per snapshot step
+SNAPSHOT_VERSIONS = 1 + CATALOG_VERSIONS // SNAPSHOT_EVERY
 SIGNAL_THREADS = 3
 
 
@@ -105,14 +106,13 @@ def test_sighup_storm_while_files_are_replaced_never_publishes_an_older_version(
         for signaller in signallers:
             signaller.start()
 
-        # Catalog versions 2..60; every fifth step also a snapshot version, up to 12.
+        # Catalog versions 2..CATALOG_VERSIONS; every SNAPSHOT_EVERY-th step also the next snapshot version.
         for version in range(2, CATALOG_VERSIONS + 1):
             staging = fresh_dir / f"catalog-{version}.json"
             staging.write_text(catalog_text.replace('"interop-1"', f'"interop-{version}"'))
             os.replace(staging, s.catalog)
-            snapshot_version = 1 + version // 5
-            if 2 <= snapshot_version <= SNAPSHOT_VERSIONS and version % 5 == 0:
-                os.replace(staged / f"snap-{snapshot_version}.snap", s.snapshot)
+            if version % SNAPSHOT_EVERY == 0:
+                os.replace(staged / f"snap-{1 + version // SNAPSHOT_EVERY}.snap", s.snapshot)
             time.sleep(0.01)  # pacing only: lets reloads interleave with the replacements
 
         storming.clear()
