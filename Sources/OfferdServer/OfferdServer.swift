@@ -130,7 +130,8 @@ public final class OfferdServer: Sendable {
 
     /// Asks for a reload of the catalog and of the snapshot (SIGHUP) and returns at once; each keeps its old
     /// version when the new file does not load. Callable from any thread; a storm of calls coalesces into at
-    /// most one reload in progress and one queued per file, and the last one starts after the last call.
+    /// most one reload in progress and one queued per file, and the reload that serves a call starts after it,
+    /// so it reads the files as they were at the call or newer.
     public func reload() {
         catalogReloader.requestReload()
         snapshotReloader.requestReload()
