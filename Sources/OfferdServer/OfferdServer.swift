@@ -10,10 +10,18 @@ import OfferdTransport
 ///
 /// Lifecycle: ``start(configuration:logger:)`` loads the catalog and the
 /// snapshot (refusing to start when either is missing or invalid) and starts
-/// listening; ``reload()`` (SIGHUP) and the file watcher load new versions
+/// listening; ``reload()`` (SIGHUP) and the file watchers load new versions
 /// beside the old ones and publish them only once valid; ``shutdown()``
 /// (SIGTERM/SIGINT) turns readiness off, sends GOAWAY, lets in-flight calls
 /// finish within the grace period and closes everything.
+///
+/// Reloads: the catalog and the snapshot each have one ``FileReloader``, the
+/// only code that loads or publishes them. The initial load, every
+/// ``reload()`` and every change its watcher sees go through that reloader's
+/// serial queue, so a file's versions are published in the order they were
+/// read and never go back (see ``FileReloader`` for the whole contract).
+/// Requests read both stores lock-free and decide on the versions they read
+/// when they started.
 public final class OfferdServer: Sendable {
     public let configuration: ServerConfiguration
     public let service: DecisioningService
@@ -22,12 +30,13 @@ public final class OfferdServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let grpcServer: GRPCServer
     private let adminServer: AdminServer?
-    private let watcher: FileChangeWatcher
+    private let catalogReloader: FileReloader<LoadedCatalog>
+    private let snapshotReloader: FileReloader<ProfileSnapshot>
 
     private init(
         configuration: ServerConfiguration, service: DecisioningService, metrics: ServerMetrics, logger: Logger,
         group: MultiThreadedEventLoopGroup, grpcServer: GRPCServer, adminServer: AdminServer?,
-        watcher: FileChangeWatcher
+        catalogReloader: FileReloader<LoadedCatalog>, snapshotReloader: FileReloader<ProfileSnapshot>
     ) {
         self.configuration = configuration
         self.service = service
@@ -36,7 +45,8 @@ public final class OfferdServer: Sendable {
         self.group = group
         self.grpcServer = grpcServer
         self.adminServer = adminServer
-        self.watcher = watcher
+        self.catalogReloader = catalogReloader
+        self.snapshotReloader = snapshotReloader
     }
 
     /// The bound gRPC port (useful with port 0).
@@ -49,11 +59,14 @@ public final class OfferdServer: Sendable {
     /// - Throws: ``LoadError`` naming the file when the catalog or the snapshot
     ///   is missing or invalid; the socket errors of binding otherwise.
     public static func start(configuration: ServerConfiguration, logger: Logger) async throws -> OfferdServer {
-        let catalog = try loadCatalog(path: configuration.catalogPath, options: configuration.engineOptions)
+        let metrics = ServerMetrics()
+        let catalogReloader = Self.catalogReloader(configuration: configuration, metrics: metrics, logger: logger)
+        let catalog = try catalogReloader.loadInitial()
         logger.info(
             "catalog loaded",
             metadata: ["path": "\(configuration.catalogPath)", "version": "\(catalog.version)"])
-        let snapshot = try loadSnapshot(path: configuration.snapshotPath)
+        let snapshotReloader = Self.snapshotReloader(configuration: configuration, metrics: metrics, logger: logger)
+        let snapshot = try snapshotReloader.loadInitial()
         logger.info(
             "snapshot loaded",
             metadata: [
@@ -61,9 +74,8 @@ public final class OfferdServer: Sendable {
                 "profiles": "\(snapshot.profileCount)", "load": "\(snapshot.loadMethod)",
             ])
 
-        let metrics = ServerMetrics()
         let service = DecisioningService(
-            catalogs: AtomicReferenceStore(catalog), snapshots: AtomicReferenceStore(snapshot),
+            catalogs: catalogReloader.store, snapshots: snapshotReloader.store,
             allowExplain: configuration.allowExplain, metrics: metrics)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
 
@@ -97,16 +109,15 @@ public final class OfferdServer: Sendable {
             }
         }
 
-        let reloadTarget = ReloadTarget(configuration: configuration, service: service, metrics: metrics, logger: logger)
-        let watcher = FileChangeWatcher(
-            paths: [configuration.catalogPath, configuration.snapshotPath],
-            pollInterval: configuration.reloadPollInterval,
-            onChange: { path in reloadTarget.reload(changedPath: path) })
-        watcher.start()
+        // Watching starts from each file's state just before its initial load: a file replaced while the
+        // sockets were being bound is still reloaded.
+        catalogReloader.start()
+        snapshotReloader.start()
 
         let server = OfferdServer(
             configuration: configuration, service: service, metrics: metrics, logger: logger, group: group,
-            grpcServer: grpcServer, adminServer: adminServer, watcher: watcher)
+            grpcServer: grpcServer, adminServer: adminServer, catalogReloader: catalogReloader,
+            snapshotReloader: snapshotReloader)
         logger.info(
             "listening",
             metadata: [
@@ -117,12 +128,20 @@ public final class OfferdServer: Sendable {
         return server
     }
 
-    /// Reloads the catalog and the snapshot now (SIGHUP); each keeps its old
-    /// version when the new file does not load.
+    /// Asks for a reload of the catalog and of the snapshot (SIGHUP) and returns at once; each keeps its old
+    /// version when the new file does not load. Callable from any thread; a storm of calls coalesces into at
+    /// most one reload in progress and one queued per file, and the reload that serves a call starts after it,
+    /// so it reads the files as they were at the call or newer.
     public func reload() {
-        let target = ReloadTarget(configuration: configuration, service: service, metrics: metrics, logger: logger)
-        target.reload(changedPath: configuration.catalogPath)
-        target.reload(changedPath: configuration.snapshotPath)
+        catalogReloader.requestReload()
+        snapshotReloader.requestReload()
+    }
+
+    /// Reloads the catalog and the snapshot and waits for both (tests): after every reload requested
+    /// before, each on its reloader's queue. Not from a reloader's queue.
+    func reloadAndWait() {
+        catalogReloader.reload()
+        snapshotReloader.reload()
     }
 
     /// Graceful shutdown: readiness off, GOAWAY, in-flight calls finish within
@@ -130,7 +149,8 @@ public final class OfferdServer: Sendable {
     public func shutdown() async {
         logger.info("shutdown started", metadata: ["grace": "\(configuration.shutdownGrace)"])
         service.beginShutdown()
-        watcher.stop()
+        catalogReloader.stop()
+        snapshotReloader.stop()
         let grace = configuration.shutdownGrace.components
         let graceNanoseconds = grace.seconds * 1_000_000_000 + grace.attoseconds / 1_000_000_000
         await grpcServer.shutdown(grace: .nanoseconds(graceNanoseconds))
@@ -176,44 +196,60 @@ func escapedForQuotes(_ value: String) -> String {
     return escaped
 }
 
-/// Loads a changed file beside the serving version and publishes it only when valid.
-struct ReloadTarget: Sendable {
-    let configuration: ServerConfiguration
-    let service: DecisioningService
-    let metrics: ServerMetrics
-    let logger: Logger
+extension OfferdServer {
+    /// The catalog's reloader: ``loadCatalog(path:options:)``, with the reload metrics and log lines.
+    static func catalogReloader(
+        configuration: ServerConfiguration, metrics: ServerMetrics, logger: Logger
+    ) -> FileReloader<LoadedCatalog> {
+        let path = configuration.catalogPath
+        let options = configuration.engineOptions
+        return FileReloader(
+            path: path, pollInterval: configuration.reloadPollInterval,
+            load: { path in try loadCatalog(path: path, options: options) },
+            version: { $0.version },
+            onEvent: { event in
+                switch event {
+                case .loaded(let version, _):
+                    metrics.recordReload(.catalog, succeeded: true)
+                    logger.info("catalog reloaded", metadata: ["path": "\(path)", "version": "\(version)"])
+                case .failed(_, let message):
+                    metrics.recordReload(.catalog, succeeded: false)
+                    logger.error(
+                        "catalog reload failed; keeping the previous version",
+                        metadata: ["path": "\(path)", "error": "\(message)"])
+                }
+            })
+    }
 
-    func reload(changedPath path: String) {
-        if path == configuration.catalogPath {
-            do {
-                let catalog = try loadCatalog(path: path, options: configuration.engineOptions)
-                service.catalogs.publish(catalog)
-                metrics.recordReload(.catalog, succeeded: true)
-                logger.info("catalog reloaded", metadata: ["path": "\(path)", "version": "\(catalog.version)"])
-            } catch {
-                metrics.recordReload(.catalog, succeeded: false)
-                logger.error(
-                    "catalog reload failed; keeping the previous version",
-                    metadata: ["path": "\(path)", "error": "\(error.message)"])
-            }
-        }
-        if path == configuration.snapshotPath {
-            do {
-                let snapshot = try loadSnapshot(path: path)
-                service.snapshots.publish(snapshot)
-                metrics.recordReload(.snapshot, succeeded: true)
-                logger.info(
-                    "snapshot reloaded",
-                    metadata: [
-                        "path": "\(path)", "version": "\(snapshot.version)", "profiles": "\(snapshot.profileCount)",
-                        "load": "\(snapshot.loadMethod)",
-                    ])
-            } catch {
-                metrics.recordReload(.snapshot, succeeded: false)
-                logger.error(
-                    "snapshot reload failed; keeping the previous version",
-                    metadata: ["path": "\(path)", "error": "\(error.message)"])
-            }
-        }
+    /// The snapshot's reloader: ``loadSnapshot(path:)``, with the reload metrics and log lines.
+    static func snapshotReloader(
+        configuration: ServerConfiguration, metrics: ServerMetrics, logger: Logger
+    ) -> FileReloader<ProfileSnapshot> {
+        let path = configuration.snapshotPath
+        // Read by the events: `onEvent` runs right after the publish it reports, before the next load.
+        let snapshots = AtomicReferenceStore<ProfileSnapshot>(nil)
+        return FileReloader(
+            path: path, store: snapshots, pollInterval: configuration.reloadPollInterval,
+            load: { path in try loadSnapshot(path: path) },
+            version: { $0.version },
+            onEvent: { event in
+                switch event {
+                case .loaded(let version, _):
+                    metrics.recordReload(.snapshot, succeeded: true)
+                    let snapshot = snapshots.load()
+                    logger.info(
+                        "snapshot reloaded",
+                        metadata: [
+                            "path": "\(path)", "version": "\(version)",
+                            "profiles": "\(snapshot.map { "\($0.profileCount)" } ?? "?")",
+                            "load": "\(snapshot.map { "\($0.loadMethod)" } ?? "?")",
+                        ])
+                case .failed(_, let message):
+                    metrics.recordReload(.snapshot, succeeded: false)
+                    logger.error(
+                        "snapshot reload failed; keeping the previous version",
+                        metadata: ["path": "\(path)", "error": "\(message)"])
+                }
+            })
     }
 }

@@ -108,7 +108,12 @@ def test_sigterm_during_load_finishes_in_flight_calls(stubs, fresh_dir):
         ["h2load", "-n", "200000", "-c", "8", "-m", "8", "-d", str(body), "-H", "content-type: application/grpc",
          "-H", "te: trailers", f"http://{s.target}/offerd.v1.Decisioning/Decide"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    # Under load before the signal: wait for answered calls, not for a fixed time.
+    def answered():
+        text = s.admin("/metrics")[1]
+        found = re.search(r'offerd_grpc_calls_total\{method="offerd.v1.Decisioning/Decide",status="0"\} (\d+)', text)
+        return found is not None and int(found.group(1)) >= 100
+    assert wait_for(answered, timeout=60), s.admin("/metrics")[1]
     started = time.time()
     assert s.stop(signal.SIGTERM) == 0, s.log_path.read_text()
     assert time.time() - started < 8
