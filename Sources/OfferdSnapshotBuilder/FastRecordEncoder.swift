@@ -34,7 +34,8 @@ struct FastRecordEncoder {
     private let capping = ByteScratch(capacity: 256)
     private var cappingCount = 0
     private let nodes = ByteScratch(capacity: 2048)
-    /// Directory entries exactly as in the record: path hash (u64), node offset (u32); sorted in ``assemble``.
+    /// Directory entries exactly as in the record: path hash (u64), node offset (u32); sorted by
+    /// ``writeRecord(to:layout:)``.
     private let directory = ByteScratch(capacity: 1024)
     private var directoryCount = 0
     /// Key hashes (u64) of the objects being parsed, for the duplicate-key check (one run per open object).

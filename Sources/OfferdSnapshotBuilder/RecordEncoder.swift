@@ -225,7 +225,8 @@ struct RecordEncoder {
                                     var position = SnapshotFormat.Record.headerLength
                                     for identity in profile.identities {
                                         position = identity.withUTF8 { namespace, id in
-                                            RecordLayout.writeIdentity(namespace: namespace, id: id, to: raw, at: position)
+                                            RecordLayout.writeIdentity(
+                                                namespace: namespace, id: id, to: raw, at: position)
                                         }
                                     }
                                     return position

@@ -49,7 +49,8 @@ struct RecordLayout {
     /// after it, where the next identity starts.
     @inline(__always)
     static func writeIdentity(
-        namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer, to record: UnsafeMutableRawPointer, at offset: Int
+        namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer, to record: UnsafeMutableRawPointer,
+        at offset: Int
     ) -> Int {
         func write(_ part: UnsafeRawBufferPointer, at position: Int) -> Int {
             (record + position).storeBytes(of: UInt32(part.count).littleEndian, as: UInt32.self)
