@@ -62,9 +62,9 @@ let package = Package(
         .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + requestPathSettings),
 
         // The snapshot's read path: format, loader (mapped under a lease or copied), lookups, lock-free store,
-        // file watcher and reloader; what the server needs. Unsafe code: SnapshotBuffer.swift,
-        // LeasedFileMapping.swift, UnsafeIO.swift, SnapshotFormat.swift, ProfileSnapshot.swift (the list and
-        // why is in ProfileSnapshot.swift). What the builder needs from it is `package`, not API.
+        // file watcher and reloader; what the server needs. Unsafe code is in SnapshotBuffer.swift,
+        // LeasedFileMapping.swift, UnsafeIO.swift, SnapshotFormat.swift, ProfileSnapshot.swift and
+        // SnapshotProfile.swift only (why: ProfileSnapshot.swift). What the builder needs from it is `package`.
         .target(
             name: "OfferdSnapshot",
             dependencies: [
@@ -75,9 +75,10 @@ let package = Package(
         ),
 
         // The snapshot's build path: source parser and writer, both record encoders, the parallel builder,
-        // synthetic profiles; for the command line and tools, never the server. Most of its files hold unsafe
-        // code (the list is in SnapshotBuilder.swift). The same settings as the read path, which it was part of:
-        // its hot loops were tuned under them.
+        // synthetic profiles; for the command line and tools, never the server. Unsafe code is in every file but
+        // ProfileSourceParser.swift, ProfileSourceWriter.swift and SyntheticProfiles.swift (the list and why:
+        // SnapshotBuilder.swift). The same settings as the read path, which it was part of: its hot loops were
+        // tuned under them.
         .target(
             name: "OfferdSnapshotBuilder",
             dependencies: [
