@@ -1,8 +1,9 @@
 // swift-tools-version: 6.0
 // offerd: an offer-decisioning gRPC server for the edge.
 //
-// Dependencies point one way: Snapshot -> Core; Wire -> Core + COfferdProto;
-// Transport -> CNGHTTP2 + NIO; Server -> everything. The decision engine
+// Dependencies point one way: Snapshot -> Core; SnapshotBuilder -> Snapshot;
+// Wire -> Core + COfferdProto; Transport -> CNGHTTP2 + NIO; Server -> everything
+// but the snapshot builder (the command line adds it). The decision engine
 // (OfferdCore) has no I/O, no C and no unsafe code.
 import PackageDescription
 
@@ -27,6 +28,7 @@ let package = Package(
         .executable(name: "offerd", targets: ["offerd"]),
         .library(name: "OfferdCore", targets: ["OfferdCore"]),
         .library(name: "OfferdSnapshot", targets: ["OfferdSnapshot"]),
+        .library(name: "OfferdSnapshotBuilder", targets: ["OfferdSnapshotBuilder"]),
         .library(name: "OfferdWire", targets: ["OfferdWire"]),
         .library(name: "OfferdServer", targets: ["OfferdServer"]),
     ],
@@ -59,11 +61,28 @@ let package = Package(
         // Pure Swift decision engine: catalog, rules, consent, decisions.
         .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + requestPathSettings),
 
-        // Snapshot format, builder, loader, lock-free store and reloader.
+        // The snapshot's read path: format, loader (mapped under a lease or copied), lookups, lock-free store,
+        // file watcher and reloader; what the server needs. Unsafe code is in SnapshotBuffer.swift,
+        // LeasedFileMapping.swift, UnsafeIO.swift, SnapshotFormat.swift, ProfileSnapshot.swift and
+        // SnapshotProfile.swift only (why: ProfileSnapshot.swift). What the builder needs from it is `package`.
         .target(
             name: "OfferdSnapshot",
             dependencies: [
                 "OfferdCore", "CXXHash",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            swiftSettings: requestPathSettings
+        ),
+
+        // The snapshot's build path: source parser and writer, both record encoders, the parallel builder,
+        // synthetic profiles; for the command line and tools, never the server. Unsafe code is in every file but
+        // ProfileSourceParser.swift, ProfileSourceWriter.swift and SyntheticProfiles.swift (the list and why:
+        // SnapshotBuilder.swift). The same settings as the read path, which it was part of: its hot loops were
+        // tuned under them.
+        .target(
+            name: "OfferdSnapshotBuilder",
+            dependencies: [
+                "OfferdSnapshot", "OfferdCore", "CXXHash",
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
             swiftSettings: requestPathSettings
@@ -106,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "offerd",
             dependencies: [
-                "OfferdCore", "OfferdSnapshot", "OfferdServer",
+                "OfferdCore", "OfferdSnapshot", "OfferdSnapshotBuilder", "OfferdServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -115,7 +134,21 @@ let package = Package(
             name: "OfferdCoreTests",
             dependencies: ["OfferdCore", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
-        .testTarget(name: "OfferdSnapshotTests", dependencies: ["OfferdSnapshot", "OfferdCore"]),
+        // Helpers shared by the snapshot test targets (temporary directories, fixtures, a resealed checksum).
+        .target(
+            name: "OfferdSnapshotTestSupport",
+            dependencies: ["OfferdSnapshot", "OfferdCore"],
+            path: "Tests/OfferdSnapshotTestSupport"
+        ),
+        // The read path's tests build their snapshot files with the builder.
+        .testTarget(
+            name: "OfferdSnapshotTests",
+            dependencies: ["OfferdSnapshot", "OfferdSnapshotBuilder", "OfferdCore", "OfferdSnapshotTestSupport"]
+        ),
+        .testTarget(
+            name: "OfferdSnapshotBuilderTests",
+            dependencies: ["OfferdSnapshotBuilder", "OfferdSnapshot", "OfferdCore", "OfferdSnapshotTestSupport"]
+        ),
         .testTarget(name: "OfferdWireTests", dependencies: ["OfferdWire", "OfferdCore"]),
         .testTarget(
             name: "OfferdTransportTests",
@@ -128,6 +161,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "OfferdServerTests", dependencies: ["OfferdServer"]),
+        .testTarget(name: "OfferdServerTests", dependencies: ["OfferdServer", "OfferdSnapshotBuilder"]),
     ]
 )

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the snapshot tests under ThreadSanitizer: the lock-free store, the
-# watcher and the reloaders, the lease hand-over and the parallel builder are
-# the concurrent parts of OfferdSnapshot. A report fails the run.
+# watcher and the reloaders, the lease hand-over (OfferdSnapshot) and the
+# parallel builder (OfferdSnapshotBuilder) are the concurrent parts of the
+# snapshot modules. A report fails the run.
 set -eu
 cd "$(dirname "$0")/.."
-exec swift test --sanitize=thread --filter OfferdSnapshotTests "$@"
+exec swift test --sanitize=thread --filter 'OfferdSnapshotTests|OfferdSnapshotBuilderTests' "$@"

@@ -34,7 +34,7 @@ public final class DecisioningService: GRPCUnaryService {
     let allowExplain: Bool
     let metrics: ServerMetrics
     private let shuttingDown = ManagedAtomic<Bool>(false)
-    /// Request time in epoch seconds; injectable so tests can pin dates.
+    /// Request time in epoch seconds; injectable so tests can pin dates (nil: the wall clock).
     let now: @Sendable () -> Double
 
     public init(
@@ -42,13 +42,14 @@ public final class DecisioningService: GRPCUnaryService {
         snapshots: AtomicReferenceStore<ProfileSnapshot>,
         allowExplain: Bool,
         metrics: ServerMetrics,
-        now: @escaping @Sendable () -> Double = { wallClockSeconds() }
+        now: (@Sendable () -> Double)? = nil
     ) {
         self.catalogs = catalogs
         self.snapshots = snapshots
         self.allowExplain = allowExplain
         self.metrics = metrics
-        self.now = now
+        // The wall clock by default (a `package` function, so it cannot be the default argument itself).
+        self.now = now ?? { wallClockSeconds() }
     }
 
     /// Whether a catalog and a snapshot are loaded and shutdown has not begun.
@@ -156,15 +157,3 @@ public final class DecisioningService: GRPCUnaryService {
     }
 }
 
-/// The current time as epoch seconds with a fraction.
-public func wallClockSeconds() -> Double {
-    var spec = timespec()
-    clock_gettime(CLOCK_REALTIME, &spec)
-    return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import OfferdCore
 import OfferdSnapshot
 
@@ -18,28 +13,25 @@ public struct LoadError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Reads a whole regular file; errors name the path and the system's reason.
+///
+/// Through the snapshot read path's `PosixFile`, the one place where offerd's file reads meet `errno`.
 public func readWholeFile(_ path: String) throws(LoadError) -> [UInt8] {
-    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-    guard descriptor >= 0 else { throw LoadError("\(path): \(String(cString: strerror(errno)))") }
-    defer { close(descriptor) }
-    var status = stat()
-    guard fstat(descriptor, &status) == 0 else { throw LoadError("\(path): \(String(cString: strerror(errno)))") }
-    guard (status.st_mode & S_IFMT) == S_IFREG else { throw LoadError("\(path): not a regular file") }
-    var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
-    var filled = 0
-    while filled < bytes.count {
-        let count = bytes.withUnsafeMutableBytes { buffer in
-            read(descriptor, buffer.baseAddress! + filled, buffer.count - filled)  // count > 0, so baseAddress exists
-        }
-        if count < 0 {
-            if errno == EINTR { continue }
-            throw LoadError("\(path): \(String(cString: strerror(errno)))")
-        }
-        if count == 0 { break }  // the file shrank while we read it
-        filled += count
+    let file: PosixFile
+    let status: FileStatus
+    do {
+        file = try PosixFile.openForReading(path)
+        status = try FileStatus.of(file)
+    } catch {
+        throw LoadError("\(path): \(error.reason)")
     }
-    bytes.removeSubrange(filled...)
-    return bytes
+    defer { try? file.close() }
+    guard status.isRegularFile else { throw LoadError("\(path): not a regular file") }
+    do {
+        // Fewer bytes when the file shrank while it was read.
+        return try file.read(count: Int(status.size), at: 0)
+    } catch {
+        throw LoadError("\(path): \(error.reason)")
+    }
 }
 
 /// Loads, validates and compiles a catalog file into a ready engine.

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Logging
+import OfferdSnapshot
 
 /// A swift-log handler that writes one logfmt line per event to standard error:
 /// `ts=2026-11-29T14:00:00.123Z level=info msg="catalog loaded" path=... version=...`.
@@ -47,9 +48,8 @@ public struct LogfmtLogHandler: LogHandler {
     }
 
     static func timestamp() -> String {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        var seconds = spec.tv_sec
+        let now = SystemClock.wall.read()
+        var seconds = time_t(now.seconds)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func pad(_ value: Int32, _ width: Int) -> String {
@@ -58,6 +58,6 @@ public struct LogfmtLogHandler: LogHandler {
         }
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
-            + "\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
+            + "\(pad(Int32(now.nanoseconds / 1_000_000), 3))Z"
     }
 }

@@ -1,6 +1,7 @@
 // A snapshot file mapped in place under a read lease, and the one place that
-// reacts when a writer breaks a lease. With SnapshotBuffer.swift and
-// UnsafeIO.swift, this file holds the module's pointer code.
+// reacts when a writer breaks a lease. One of the files of OfferdSnapshot that
+// hold unsafe code (the list is in ProfileSnapshot.swift); the builder maps its
+// source through it too (OfferdSnapshotBuilder's MappedSource).
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -21,10 +22,10 @@ import Dispatch
 ///
 /// The bytes start on a 2 MiB boundary so that both the file's large folios and, after a hand-over, transparent
 /// huge pages can be mapped with 2 MiB entries.
-final class LeasedFileMapping: @unchecked Sendable {
+package final class LeasedFileMapping: @unchecked Sendable {
     /// The mapped bytes: the file's first `count` bytes, at an address that never changes.
-    let start: UnsafeMutableRawPointer
-    let count: Int
+    package let start: UnsafeMutableRawPointer
+    package let count: Int
     /// The mapped length (`count` rounded up to whole pages).
     private let mappedLength: Int
     /// The address range reserved for the mapping (alignment slack included); unmapped as a whole at the end.
@@ -45,8 +46,8 @@ final class LeasedFileMapping: @unchecked Sendable {
     private static let pageLength = Int(sysconf(Int32(_SC_PAGESIZE)))
 
     /// Why the file could not be mapped under a lease; the loader then reads it into memory instead.
-    struct Unavailable: Error, CustomStringConvertible {
-        var description: String
+    package struct Unavailable: Error, CustomStringConvertible {
+        package var description: String
     }
 
     private init(
@@ -68,7 +69,7 @@ final class LeasedFileMapping: @unchecked Sendable {
     }
 
     /// Whether reads are still served by the file's pages (false once handed over to a private copy).
-    var isFileMapped: Bool {
+    package var isFileMapped: Bool {
         state.withLock { if case .handedOver = $0 { false } else { true } }
     }
 
@@ -76,7 +77,7 @@ final class LeasedFileMapping: @unchecked Sendable {
     /// its first bytes; `count(file)` is asked under the lease, when the size can no longer change.
     ///
     /// - Returns: the mapping and the size it covers, or why there is none (no lease, empty file, mmap failure).
-    static func map(file: PosixFile, count: (PosixFile) throws(SystemCallError) -> Int) -> Result<
+    package static func map(file: PosixFile, count: (PosixFile) throws(SystemCallError) -> Int) -> Result<
         LeasedFileMapping, Unavailable
     > {
         #if os(Linux)

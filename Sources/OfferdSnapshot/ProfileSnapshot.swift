@@ -1,3 +1,22 @@
+// OfferdSnapshot: the profile snapshot's read path. The binary format (SnapshotFormat.swift), the loader that maps
+// a file under a read lease or copies it and verifies it (this file, SnapshotBuffer.swift, LeasedFileMapping.swift),
+// lookups in place (SnapshotProfile.swift), the lock-free store, the file watcher and the reloader. The server
+// depends on this module only; building snapshots is OfferdSnapshotBuilder's, on top of it, which reaches what it
+// needs here through `package` declarations (no public API of its own).
+//
+// Unsafe code (raw pointers, `withUnsafe*`, `unsafeBitCast`, mmap and the other C calls that take pointers) is in
+// exactly these files, which `-strict-memory-safety` confirms; every other file works on Swift values and the
+// bounds-checked readers of SnapshotBuffer.swift:
+// - SnapshotBuffer.swift: the snapshot's bytes (anonymous memory or a leased mapping) and their bounds-checked
+//   reads.
+// - LeasedFileMapping.swift: the mapping under a read lease, its hand-over to a private copy (mremap) when a
+//   writer breaks the lease, and the check of SIGIO's disposition.
+// - UnsafeIO.swift: POSIX reads, `stat`, the lease calls, the system clocks, XXH3.
+// - SnapshotFormat.swift: hashing an identity's UTF-8 and the body digest, from raw buffers.
+// - ProfileSnapshot.swift (this file): the declared header length read from a mapping, lookups by raw UTF-8.
+// - SnapshotProfile.swift: a record's header and identity lengths read straight from the buffer once the record is
+//   known to lie in it (every lookup runs this), and the primary identity's UTF-8 handed out as raw buffers.
+
 import OfferdCore
 
 /// Why a snapshot file was refused. The message names the file and the problem.

@@ -1,7 +1,7 @@
 // The snapshot's bytes, mapped under a lease or read once into one buffer, and
-// their bounds-checked readers. This file, LeasedFileMapping.swift and
-// UnsafeIO.swift hold all the pointer code of the module: every read goes
-// through a method here that checks the offset against the buffer's size
+// their bounds-checked readers. One of the files of OfferdSnapshot that hold
+// unsafe code (the list is in ProfileSnapshot.swift): every read of a record
+// goes through a method here that checks the offset against the buffer's size
 // first, so a hostile snapshot can yield wrong values but never a read outside
 // the buffer.
 #if canImport(Glibc)
@@ -312,7 +312,7 @@ private struct ChunkedReader: @unchecked Sendable {
 }
 
 /// ASCII letter lower-casing of one byte (the namespace fold of SPEC 6).
-@inline(__always)
-func foldASCII(_ byte: UInt8) -> UInt8 {
+@inlinable
+package func foldASCII(_ byte: UInt8) -> UInt8 {
     byte &- 0x41 < 26 ? byte | 0x20 : byte
 }

@@ -1,7 +1,7 @@
-// The POSIX file and checksum calls of the snapshot module. Together with
-// SnapshotBuffer.swift, this is the only file of OfferdSnapshot that touches raw
-// pointers or C: everything else works on Swift arrays and bounds-checked
-// reads.
+// The read path's POSIX calls: files opened for reading, their status, the read lease, the system clocks, and the
+// XXH3 checksum. One of the files of OfferdSnapshot that hold unsafe code (the list is in ProfileSnapshot.swift).
+// The builder's writing side (creating, writing, renaming files; streaming XXH3) is OfferdSnapshotBuilder's
+// UnsafeWriteIO.swift, on top of the `package` declarations here.
 internal import CXXHash
 
 #if canImport(Glibc)
@@ -13,23 +13,31 @@ internal import CXXHash
 #endif
 
 /// A failed system call: the call's name and `strerror(errno)`.
-struct SystemCallError: Error, CustomStringConvertible {
-    var call: String
-    var errorNumber: Int32
+package struct SystemCallError: Error, CustomStringConvertible {
+    package var call: String
+    package var errorNumber: Int32
+
+    package init(call: String, errorNumber: Int32) {
+        self.call = call
+        self.errorNumber = errorNumber
+    }
 
     /// Captures `errno` right after the failed call: the one place C error codes become Swift errors.
-    static func last(_ call: String) -> SystemCallError {
+    package static func last(_ call: String) -> SystemCallError {
         SystemCallError(call: call, errorNumber: errno)
     }
 
-    var description: String { "\(call): \(String(cString: strerror(errorNumber)))" }
+    package var description: String { "\(call): \(reason)" }
 
-    var isNotFound: Bool { errorNumber == ENOENT }
+    /// What the system says went wrong (`strerror`), without the call's name: for messages that name the file.
+    package var reason: String { String(cString: strerror(errorNumber)) }
+
+    package var isNotFound: Bool { errorNumber == ENOENT }
 }
 
 /// Runs a system call, retrying on EINTR.
-@inline(__always)
-private func retryingOnInterrupt<Result: BinaryInteger>(_ body: () -> Result) -> Result {
+@inlinable
+package func retryingOnInterrupt<Result: BinaryInteger>(_ body: () -> Result) -> Result {
     while true {
         let result = body()
         if result == -1 && errno == EINTR { continue }
@@ -39,12 +47,16 @@ private func retryingOnInterrupt<Result: BinaryInteger>(_ body: () -> Result) ->
 
 /// An open file descriptor owned by exactly one Swift object.
 ///
+/// The read side is here (the loader and the server read through it); the builder adds creating and writing in
+/// OfferdSnapshotBuilder.
+///
 /// - Important: call ``close()``; the descriptor is also closed in `deinit`
 ///   as a safety net, but a builder that renames a file should close first.
-final class PosixFile {
-    private(set) var descriptor: Int32
+package final class PosixFile {
+    package private(set) var descriptor: Int32
 
-    private init(descriptor: Int32) {
+    /// Takes ownership of `descriptor`, an open descriptor that nothing else closes.
+    package init(descriptor: Int32) {
         self.descriptor = descriptor
     }
 
@@ -53,27 +65,20 @@ final class PosixFile {
     }
 
     /// Opens an existing file for reading.
-    static func openForReading(_ path: String) throws(SystemCallError) -> PosixFile {
+    package static func openForReading(_ path: String) throws(SystemCallError) -> PosixFile {
         let fd = retryingOnInterrupt { open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw SystemCallError.last("open") }
         return PosixFile(descriptor: fd)
     }
 
-    /// Creates a new file, failing if it exists.
-    static func createExclusive(_ path: String, mode: mode_t = 0o644) throws(SystemCallError) -> PosixFile {
-        let fd = retryingOnInterrupt { open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode) }
-        guard fd >= 0 else { throw SystemCallError.last("open") }
-        return PosixFile(descriptor: fd)
-    }
-
     /// A second descriptor of the same open file (`dup`), closed on its own.
-    func duplicate() throws(SystemCallError) -> PosixFile {
+    package func duplicate() throws(SystemCallError) -> PosixFile {
         let copy = dup(descriptor)
         guard copy >= 0 else { throw SystemCallError.last("dup") }
         return PosixFile(descriptor: copy)
     }
 
-    func close() throws(SystemCallError) {
+    package func close() throws(SystemCallError) {
         guard descriptor >= 0 else { return }
         let fd = descriptor
         descriptor = -1
@@ -81,7 +86,7 @@ final class PosixFile {
     }
 
     /// Reads up to `buffer.count - start` bytes into `buffer[start...]`; 0 at end of file.
-    func read(into buffer: inout [UInt8], from start: Int) throws(SystemCallError) -> Int {
+    package func read(into buffer: inout [UInt8], from start: Int) throws(SystemCallError) -> Int {
         precondition(start >= 0 && start <= buffer.count)
         let capacity = buffer.count - start
         let count = buffer.withUnsafeMutableBytes { raw in
@@ -92,7 +97,7 @@ final class PosixFile {
     }
 
     /// Reads exactly `count` bytes at `offset`, or fewer at end of file.
-    func read(count: Int, at offset: Int) throws(SystemCallError) -> [UInt8] {
+    package func read(count: Int, at offset: Int) throws(SystemCallError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -107,67 +112,26 @@ final class PosixFile {
         return bytes
     }
 
-    /// Writes all of `bytes` at the current position.
-    func write(_ bytes: ArraySlice<UInt8>) throws(SystemCallError) {
-        var done = 0
-        while done < bytes.count {
-            let written = bytes.withUnsafeBytes { raw in
-                retryingOnInterrupt { Glibc_write(descriptor, raw.baseAddress! + done, raw.count - done) }
-            }
-            guard written >= 0 else { throw SystemCallError.last("write") }
-            done += written
-        }
-    }
-
-    /// Writes all of `bytes` (raw memory) at the current position.
-    func write(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
-        guard let base = bytes.baseAddress else { return }
-        var done = 0
-        while done < bytes.count {
-            let written = retryingOnInterrupt { Glibc_write(descriptor, base + done, bytes.count - done) }
-            guard written >= 0 else { throw SystemCallError.last("write") }
-            done += written
-        }
-    }
-
-    /// Writes all of `bytes` at `offset`, leaving the current position alone.
-    func write(_ bytes: [UInt8], at offset: Int) throws(SystemCallError) {
-        var done = 0
-        while done < bytes.count {
-            let written = bytes.withUnsafeBytes { raw in
-                retryingOnInterrupt {
-                    pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
-                }
-            }
-            guard written >= 0 else { throw SystemCallError.last("pwrite") }
-            done += written
-        }
-    }
-
-    func synchronize() throws(SystemCallError) {
-        guard fsync(descriptor) == 0 else { throw SystemCallError.last("fsync") }
-    }
-
     #if os(Linux)
         /// Takes a read lease (`F_SETLEASE`, `F_RDLCK`): until it is released, another open of the file for
         /// writing and any truncation first notify this process (SIGIO) and then wait for the release (at most
         /// `/proc/sys/fs/lease-break-time` seconds). Throws when no lease can be had: EAGAIN (someone has the
         /// file open for writing), EACCES (not the file's owner), EINVAL or ENOLCK (no leases on that file
         /// system, or leases disabled).
-        func takeReadLease() throws(SystemCallError) {
+        package func takeReadLease() throws(SystemCallError) {
             guard fcntl(descriptor, LinuxFileLease.setLease, Int32(F_RDLCK)) == 0 else {
                 throw SystemCallError.last("fcntl(F_SETLEASE)")
             }
         }
 
         /// Gives the lease up: a writer waiting for it proceeds.
-        func releaseLease() {
+        package func releaseLease() {
             _ = fcntl(descriptor, LinuxFileLease.setLease, Int32(F_UNLCK))
         }
 
         /// Whether the lease is no longer a plain read lease: a writer is waiting for it (the kernel then reports
         /// the type the lease is being broken to), or it was already broken or released.
-        var leaseIsBreakingOrGone: Bool {
+        package var leaseIsBreakingOrGone: Bool {
             fcntl(descriptor, LinuxFileLease.getLease) != Int32(F_RDLCK)
         }
     #endif
@@ -207,67 +171,66 @@ final class PosixFile {
     }
 #endif
 
-// Name the libc functions explicitly: inside PosixFile, `read`, `write` and
-// `close` would otherwise resolve to the methods.
+// Name the libc functions explicitly: inside PosixFile, `read` and `close`
+// would otherwise resolve to the methods.
 @inline(__always) private func Glibc_close(_ fd: Int32) -> Int32 { close(fd) }
 @inline(__always) private func Glibc_read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
     read(fd, buffer, count)
 }
-@inline(__always) private func Glibc_write(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
+
+// MARK: - System clocks
+
+/// A reading of a system clock: whole seconds and the nanoseconds past them.
+package struct ClockReading: Sendable, Equatable {
+    package var seconds: Int64
+    package var nanoseconds: Int64
+
+    /// The reading in seconds, with a fraction.
+    package var totalSeconds: Double { Double(seconds) + Double(nanoseconds) / 1e9 }
 }
 
-/// Renames `from` to `to` atomically (same file system), replacing `to`.
-func renameFile(from: String, to: String) throws(SystemCallError) {
-    guard rename(from, to) == 0 else { throw SystemCallError.last("rename") }
+/// The one reader of the system clocks in offerd: every other clock helper is a view of it.
+///
+/// It lives in OfferdSnapshot's read path because that is the lowest module that does I/O, and every module
+/// that reads a clock imports it: OfferdCore has no I/O and takes the time as a parameter (`now`), and
+/// OfferdSnapshotBuilder and OfferdServer sit on top of this module. `package`: a tool for offerd's own modules,
+/// not API.
+package enum SystemClock {
+    /// The wall clock (`CLOCK_REALTIME`), in time since the Unix epoch; it jumps when the system time is set.
+    case wall
+    /// A clock that only moves forward (`CLOCK_MONOTONIC`), for durations.
+    case monotonic
+
+    /// The clock's current reading.
+    package func read() -> ClockReading {
+        var now = timespec()
+        clock_gettime(self == .wall ? CLOCK_REALTIME : CLOCK_MONOTONIC, &now)
+        return ClockReading(seconds: Int64(now.tv_sec), nanoseconds: Int64(now.tv_nsec))
+    }
 }
 
-/// Removes a file, ignoring a missing one.
-func removeFileIfPresent(_ path: String) {
-    _ = unlink(path)
-}
+/// The wall-clock time in epoch seconds, with a fraction (``SystemClock/wall``).
+package func wallClockSeconds() -> Double { SystemClock.wall.read().totalSeconds }
 
-/// Flushes a directory's entries (after a rename into it) so the new name survives a crash.
-func synchronizeDirectory(_ path: String) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    _ = fsync(fd)
-    _ = close(fd)
-}
-
-/// The current wall-clock time in epoch seconds.
-func currentEpochSeconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec)
-}
-
-/// A monotonic clock reading in seconds, for durations.
-func monotonicSeconds() -> Double {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-}
-
-/// The process id, to make temporary names unique.
-func currentProcessID() -> Int32 { getpid() }
+/// A monotonic clock reading in seconds, for durations (``SystemClock/monotonic``).
+package func monotonicSeconds() -> Double { SystemClock.monotonic.read().totalSeconds }
 
 // MARK: - File identity for change detection
 
 /// What `stat` says about a path: enough to tell a replaced, retargeted or rewritten file.
-struct FileStatus: Equatable, Sendable {
-    var device: UInt64
-    var inode: UInt64
-    var size: Int64
-    var modificationSeconds: Int64
-    var modificationNanoseconds: Int64
-    var changeSeconds: Int64
-    var changeNanoseconds: Int64
-    var isDirectory: Bool
-    var isRegularFile: Bool
+package struct FileStatus: Equatable, Sendable {
+    package var device: UInt64
+    package var inode: UInt64
+    package var size: Int64
+    package var modificationSeconds: Int64
+    package var modificationNanoseconds: Int64
+    package var changeSeconds: Int64
+    package var changeNanoseconds: Int64
+    package var isDirectory: Bool
+    package var isRegularFile: Bool
 
     /// `stat` (following symlinks) or `lstat` (the link itself); nil when the path does not exist.
-    static func of(_ path: String, followSymlinks: Bool) -> FileStatus? {
+    package static func of(_ path: String, followSymlinks: Bool) -> FileStatus? {
         var info = stat()
         let result = followSymlinks ? stat(path, &info) : lstat(path, &info)
         guard result == 0 else { return nil }
@@ -275,7 +238,7 @@ struct FileStatus: Equatable, Sendable {
     }
 
     /// `fstat` of an open descriptor.
-    static func of(_ file: PosixFile) throws(SystemCallError) -> FileStatus {
+    package static func of(_ file: PosixFile) throws(SystemCallError) -> FileStatus {
         var info = stat()
         guard fstat(file.descriptor, &info) == 0 else { throw SystemCallError.last("fstat") }
         return FileStatus(info)
@@ -303,44 +266,12 @@ struct FileStatus: Equatable, Sendable {
 
 // MARK: - XXH3 checksum
 
-/// Streaming XXH3-64 over the bytes a builder writes; owns its C state.
-final class XXH3Stream {
-    private let state: OpaquePointer
-
-    init() {
-        // XXH3_createState only fails when malloc fails, which Swift treats as fatal anyway.
-        guard let state = XXH3_createState() else { fatalError("XXH3_createState: out of memory") }
-        self.state = state
-        XXH3_64bits_reset(state)
-    }
-
-    deinit {
-        XXH3_freeState(state)
-    }
-
-    func update(_ bytes: ArraySlice<UInt8>) {
-        bytes.withUnsafeBytes { raw in
-            _ = XXH3_64bits_update(state, raw.baseAddress, raw.count)
-        }
-    }
-
-    func digest() -> UInt64 { UInt64(XXH3_64bits_digest(state)) }
-
-    /// Starts over, as if just created.
-    func reset() { XXH3_64bits_reset(state) }
-
-    /// ``update(_:)`` from raw memory (the builder's records, written straight from a parsed batch).
-    func update(_ bytes: UnsafeRawBufferPointer) {
-        _ = XXH3_64bits_update(state, bytes.baseAddress, bytes.count)
-    }
-}
-
 /// XXH3-64 of `bytes` with `seed`.
-func xxh3(_ bytes: [UInt8], seed: UInt64) -> UInt64 {
+package func xxh3(_ bytes: [UInt8], seed: UInt64) -> UInt64 {
     bytes.withUnsafeBytes { raw in UInt64(XXH3_64bits_withSeed(raw.baseAddress, raw.count, XXH64_hash_t(seed))) }
 }
 
 /// XXH3-64 of raw memory (the loaded snapshot body).
-func xxh3(_ raw: UnsafeRawBufferPointer) -> UInt64 {
+package func xxh3(_ raw: UnsafeRawBufferPointer) -> UInt64 {
     UInt64(XXH3_64bits(raw.baseAddress, raw.count))
 }

@@ -4,6 +4,7 @@ import Logging
 import OfferdCore
 import OfferdServer
 import OfferdSnapshot
+import OfferdSnapshotBuilder
 
 #if canImport(Glibc)
 import Glibc

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import OfferdCore
 import OfferdSnapshot
+import OfferdSnapshotBuilder
 import OfferdTransport
 import OfferdWire
 import Testing

@@ -55,6 +55,7 @@ let package = Package(
             dependencies: [
                 .product(name: "OfferdCore", package: "offerd"),
                 .product(name: "OfferdSnapshot", package: "offerd"),
+                .product(name: "OfferdSnapshotBuilder", package: "offerd"),
             ],
             linkerSettings: [.linkedLibrary("m")]
         ),

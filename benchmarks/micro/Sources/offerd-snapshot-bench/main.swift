@@ -10,7 +10,8 @@
 // (each lookup's identity chosen from the previous lookup's result: the latency without overlap between lookups).
 // Last, the latency of one dependent random read by buffer size, where memory stops answering fast.
 //
-// Only the public API of OfferdSnapshot and OfferdCore is used, so this measures what the server sees.
+// Only the public API of OfferdSnapshot, OfferdSnapshotBuilder (for `--build`) and OfferdCore is used, so this
+// measures what the server sees.
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -18,6 +19,7 @@
 #endif
 import OfferdCore
 import OfferdSnapshot
+import OfferdSnapshotBuilder
 
 let arguments = CommandLine.arguments
 // `--build SOURCE OUTPUT`: only builds (read, not mapped), for instruction counts under callgrind, which cannot run

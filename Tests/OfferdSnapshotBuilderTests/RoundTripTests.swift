@@ -1,7 +1,9 @@
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 @Suite("Source -> build -> load round trip")
 struct RoundTripTests {

@@ -1,4 +1,5 @@
 import OfferdCore
+import OfferdSnapshot
 
 /// One identity of a line parsed by ``FastRecordEncoder``: its index hash and where its text lies in the line.
 struct FastIdentity {
@@ -33,7 +34,8 @@ struct FastRecordEncoder {
     private let capping = ByteScratch(capacity: 256)
     private var cappingCount = 0
     private let nodes = ByteScratch(capacity: 2048)
-    /// Directory entries exactly as in the record: path hash (u64), node offset (u32); sorted in ``assemble``.
+    /// Directory entries exactly as in the record: path hash (u64), node offset (u32); sorted by
+    /// ``writeRecord(to:layout:)``.
     private let directory = ByteScratch(capacity: 1024)
     private var directoryCount = 0
     /// Key hashes (u64) of the objects being parsed, for the duplicate-key check (one run per open object).
@@ -73,12 +75,12 @@ struct FastRecordEncoder {
         bytes = line
         defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
         guard parse(strings: &strings) else { return false }
-        let length = recordLength
-        output.reserve(length)
+        let layout = recordLayout
+        output.reserve(layout.length)
         let start = output.count
         // writeRecord writes every byte of the record.
-        writeRecord(to: output.base + start)
-        output.setCount(start + length)
+        writeRecord(to: output.base + start, layout: layout)
+        output.setCount(start + layout.length)
         return true
     }
 
@@ -89,12 +91,12 @@ struct FastRecordEncoder {
         bytes = line
         defer { bytes = UnsafeBufferPointer(start: nil, count: 0) }
         guard parse(strings: &strings) else { return false }
-        let length = recordLength
+        let layout = recordLayout
         let start = output.count
-        output.append(contentsOf: repeatElement(0, count: length))
+        output.append(contentsOf: repeatElement(0, count: layout.length))
         output.withUnsafeMutableBufferPointer { buffer in
-            // Just grown by `length` bytes from `start`: the base address exists.
-            writeRecord(to: buffer.baseAddress.unsafelyUnwrapped + start)
+            // Just grown by `layout.length` bytes from `start`: the base address exists.
+            writeRecord(to: buffer.baseAddress.unsafelyUnwrapped + start, layout: layout)
         }
         return true
     }
@@ -540,55 +542,35 @@ struct FastRecordEncoder {
 
     // MARK: Record
 
-    /// The length of the record of the line just parsed.
-    private var recordLength: Int {
-        var length = SnapshotFormat.Record.headerLength + audiences.count + capping.count + directory.count
-            + nodes.count
-        for identity in identities { length += 8 + identity.namespace.count + identity.id.count }
-        return length
+    /// The layout of the record of the line just parsed.
+    private var recordLayout: RecordLayout {
+        var identitiesLength = 0
+        for identity in identities {
+            identitiesLength += RecordLayout.identityLength(namespace: identity.namespace.count, id: identity.id.count)
+        }
+        return RecordLayout(
+            identityCount: identities.count, identitiesLength: identitiesLength, audienceCount: audienceCount,
+            cappingCount: cappingCount, attributeCount: directoryCount, nodesLength: nodes.count)
     }
 
-    /// Writes the record of the line just parsed (all of its ``recordLength`` bytes) at `record`: header, identities,
-    /// audiences, capping, sorted directory, nodes (docs/snapshot-format.md, Records; the same bytes as
-    /// ``RecordTail`` writes, which the differential tests check).
-    private mutating func writeRecord(to record: UnsafeMutablePointer<UInt8>) {
-        typealias Field = SnapshotFormat.Record
+    /// Writes the record of the line just parsed (all of its `layout.length` bytes) at `record`, through the
+    /// layout that ``RecordEncoder`` writes through too.
+    private func writeRecord(to record: UnsafeMutablePointer<UInt8>, layout: RecordLayout) {
         sortDirectory()
-        let raw = UnsafeMutableRawPointer(record)
-        func store(_ value: UInt32, at offset: Int) {
-            (raw + offset).storeBytes(of: value.littleEndian, as: UInt32.self)
-        }
-        func copy(_ source: UnsafeBufferPointer<UInt8>, at offset: Int) -> Int {
-            if let base = source.baseAddress, source.count > 0 { (record + offset).update(from: base, count: source.count) }
-            return offset + source.count
-        }
-        var position = Field.headerLength
-        for identity in identities {
-            store(UInt32(identity.namespace.count), at: position)
-            position = copy(UnsafeBufferPointer(rebasing: bytes[identity.namespace]), at: position + 4)
-            store(UInt32(identity.id.count), at: position)
-            position = copy(UnsafeBufferPointer(rebasing: bytes[identity.id]), at: position + 4)
-        }
-        let audiencesOffset = position
-        position = copy(audiences.bytes, at: position)
-        let cappingOffset = position
-        position = copy(capping.bytes, at: position)
-        let directoryOffset = position
-        position = copy(directory.bytes, at: position)
-        let nodesOffset = position
-        position = copy(nodes.bytes, at: position)
-        store(UInt32(truncatingIfNeeded: position), at: Field.length)
-        store(UInt32(identities.count), at: Field.identityCount)
-        store(UInt32(audienceCount), at: Field.audienceCount)
-        store(UInt32(cappingCount), at: Field.cappingCount)
-        store(UInt32(directoryCount), at: Field.attributeCount)
-        store(UInt32(audiencesOffset), at: Field.audiencesOffset)
-        store(UInt32(cappingOffset), at: Field.cappingOffset)
-        store(UInt32(directoryOffset), at: Field.directoryOffset)
-        store(UInt32(nodesOffset), at: Field.nodesOffset)
-        for slot in 0..<6 { record[Field.consents + slot] = UInt8(truncatingIfNeeded: consents >> UInt64(slot * 8)) }
-        // The header's padding after the six consent codes.
-        for padding in (Field.consents + 6)..<Field.headerLength { record[padding] = 0 }
+        layout.write(
+            to: UnsafeMutableRawPointer(record), consents: consents,
+            identities: { raw in
+                var position = SnapshotFormat.Record.headerLength
+                for identity in identities {
+                    position = RecordLayout.writeIdentity(
+                        namespace: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[identity.namespace])),
+                        id: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[identity.id])), to: raw,
+                        at: position)
+                }
+                return position
+            },
+            audiences: UnsafeRawBufferPointer(audiences.bytes), capping: UnsafeRawBufferPointer(capping.bytes),
+            directory: UnsafeRawBufferPointer(directory.bytes), nodes: UnsafeRawBufferPointer(nodes.bytes))
     }
 
     /// Sorts the directory entries by (path hash, node offset) in place.

@@ -1,7 +1,9 @@
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 @Suite("Snapshot builder errors")
 struct BuilderErrorTests {

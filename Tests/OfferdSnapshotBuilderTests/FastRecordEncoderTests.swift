@@ -1,8 +1,10 @@
 import Foundation
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 /// The builder's fast line parser against the general path (ProfileSourceParser + RecordEncoder): it may hand
 /// any line to the general path, but must never accept a line that path refuses, and what it accepts must

@@ -1,7 +1,9 @@
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 @Suite("Profile source parsing (SPEC 5.1)")
 struct ProfileSourceParserTests {

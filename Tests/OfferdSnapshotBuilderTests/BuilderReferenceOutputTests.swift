@@ -1,8 +1,10 @@
 import Foundation
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 /// The builder's output against the builder of main before the copy-free input and output and the attribute key
 /// memo: the file format must not change, so the same source must give byte for byte the same body. The default

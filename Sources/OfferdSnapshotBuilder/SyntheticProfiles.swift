@@ -1,4 +1,5 @@
 import OfferdCore
+import OfferdSnapshot
 
 /// Generates realistic, deterministic profile sources (SPEC 5.1) for tests and benchmarks.
 ///

@@ -9,6 +9,7 @@
 #endif
 import Dispatch
 import Foundation
+import OfferdSnapshot
 
 /// A regular source file mapped read-only under a read lease (``LeasedFileMapping``), so the builder parses its
 /// lines in place.

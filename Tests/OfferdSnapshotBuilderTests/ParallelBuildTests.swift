@@ -1,8 +1,10 @@
 import Foundation
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 /// The multi-threaded build against the single-threaded one: same bytes for the same source, and the same first
 /// error (line numbers included) for a bad one, however the source is cut into batches.

@@ -2,6 +2,7 @@ import Atomics
 import Dispatch
 import Foundation
 import OfferdCore
+import OfferdSnapshot
 
 /// The builder on several cores: the calling thread reads the source in batches of whole lines and writes the
 /// snapshot; worker threads parse batches into record bytes meanwhile.

@@ -1,8 +1,10 @@
 import Foundation
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 /// The format-2 checksum (a digest of 1 MiB chunk digests) and the parallel, chunked load that computes it.
 @Suite("Chunked checksum and parallel load")

@@ -1,8 +1,10 @@
 import Foundation
 import OfferdCore
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
+@testable import OfferdSnapshotBuilder
 
 #if canImport(Glibc)
     import Glibc

@@ -1,4 +1,25 @@
+// OfferdSnapshotBuilder: the profile snapshot's build path, on top of the read path (OfferdSnapshot). The source
+// parser and writer (SPEC 5.1), the two record encoders (the general path, RecordEncoder.swift, and the fast path,
+// FastRecordEncoder.swift, both writing through RecordLayout.swift), the single- and multi-threaded builders, and
+// synthetic profiles for tests and benchmarks. The command line and tools depend on it; the server does not.
+//
+// Unsafe code (raw pointers, `withUnsafe*`, memchr, memcmp, madvise and the other C calls that take
+// pointers) is in exactly these files, which `-strict-memory-safety` confirms; it is most of the module, because the
+// builder's hot loops work on raw bytes (each file says why). ProfileSourceParser.swift, ProfileSourceWriter.swift
+// and SyntheticProfiles.swift hold none.
+// - SnapshotBuilder.swift (this file): lines as views of the read buffer, records written from raw memory, the
+//   index filled in place.
+// - ParallelBuild.swift: batches as views of the source, records rewritten in place.
+// - FastRecordEncoder.swift: the line parsed in place, records written straight into the output.
+// - RecordEncoder.swift: the string table's byte cache; the general path's record written through RecordLayout.
+// - RecordLayout.swift: the record header and sections written at a raw address.
+// - ByteScratch.swift: the hot loops' byte buffer.
+// - BuildSupport.swift: newline search, reads into a ByteScratch, the duplicate check's table.
+// - MappedSource.swift: the source mapped under a read lease, pages released behind the parser.
+// - UnsafeWriteIO.swift: creating, writing and syncing files; streaming XXH3.
+
 import OfferdCore
+import OfferdSnapshot
 
 /// Why `snapshot build` failed. The output path is never created or replaced on failure.
 public enum SnapshotBuildError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -558,7 +579,7 @@ struct BuildState {
         let indexOffset = stringsOffset + stringsSection.count
         let fileLength = indexOffset + indexSection.count
         let versionString = version ?? hex(bodyDigest)
-        let createdAt = fixedCreatedAt ?? currentEpochSeconds()
+        let createdAt = fixedCreatedAt ?? SystemClock.wall.read().seconds
 
         typealias Field = SnapshotFormat.Header
         var header = [UInt8](repeating: 0, count: headerLength)

@@ -1,13 +1,14 @@
+// Helpers shared by OfferdSnapshotTests and OfferdSnapshotBuilderTests. The read path's internals they need
+// (format constants, checksums) are `package`, so no `@testable` import here: this module also builds in release.
 import Foundation
 import OfferdCore
-
-@testable import OfferdSnapshot
+import OfferdSnapshot
 
 /// A fresh temporary directory, removed when the value is dropped.
-final class TemporaryDirectory {
-    let path: String
+public final class TemporaryDirectory {
+    public let path: String
 
-    init() throws {
+    public init() throws {
         path = NSTemporaryDirectory() + "offerd-snapshot-tests-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
@@ -16,33 +17,33 @@ final class TemporaryDirectory {
         try? FileManager.default.removeItem(atPath: path)
     }
 
-    func file(_ name: String) -> String { path + "/" + name }
+    public func file(_ name: String) -> String { path + "/" + name }
 
     /// Writes `text` to `name` and returns the full path.
     @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
+    public func write(_ name: String, _ text: String) throws -> String {
         let target = file(name)
         try Data(text.utf8).write(to: URL(fileURLWithPath: target))
         return target
     }
 
-    func entries() throws -> [String] {
+    public func entries() throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: path).sorted()
     }
 }
 
 /// Bytes of a file.
-func readBytes(_ path: String) throws -> [UInt8] {
+public func readBytes(_ path: String) throws -> [UInt8] {
     Array(try Data(contentsOf: URL(fileURLWithPath: path)))
 }
 
-func writeBytes(_ bytes: [UInt8], to path: String) throws {
+public func writeBytes(_ bytes: [UInt8], to path: String) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
 /// The examples/profiles.jsonl shipped with the repository.
-func examplesPath() -> String {
-    // Tests/OfferdSnapshotTests/TestSupport.swift -> repository root.
+public func examplesPath() -> String {
+    // Tests/OfferdSnapshotTestSupport/TestSupport.swift -> repository root.
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     return root.appendingPathComponent("examples/profiles.jsonl").path
@@ -50,7 +51,7 @@ func examplesPath() -> String {
 
 /// Recomputes the header checksum after a test changed bytes on purpose, to
 /// model a hostile writer whose file passes the checksum.
-func resealChecksum(_ bytes: inout [UInt8]) {
+public func resealChecksum(_ bytes: inout [UInt8]) {
     let headerLength = SnapshotFormat.headerLength
     var header = Array(bytes[0..<headerLength])
     header.storeLE(UInt64(0), at: SnapshotFormat.Header.checksum)
@@ -61,7 +62,7 @@ func resealChecksum(_ bytes: inout [UInt8]) {
 
 /// Every attribute path of a JSON object (objects included), plus paths that run
 /// through scalars or miss, for comparing two ProfileViews.
-func probePaths(of attributes: JSONValue) -> [AttributePath] {
+public func probePaths(of attributes: JSONValue) -> [AttributePath] {
     var paths: [AttributePath] = [AttributePath(["missing"]), AttributePath(["loyalty", "tier", "deeper"])]
     func walk(_ value: JSONValue, _ prefix: [String]) {
         guard case .object(let members) = value else { return }
@@ -77,7 +78,7 @@ func probePaths(of attributes: JSONValue) -> [AttributePath] {
 }
 
 /// Lines of a JSON Lines file that are not blank.
-func sourceLines(_ path: String) throws -> [[UInt8]] {
+public func sourceLines(_ path: String) throws -> [[UInt8]] {
     try readBytes(path).split(separator: 0x0A).map(Array.init).filter {
         !$0.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
     }
@@ -85,12 +86,12 @@ func sourceLines(_ path: String) throws -> [[UInt8]] {
 
 /// Runs `/bin/sh -c script` with `arguments` as $1, $2...: the writer is another process, as in production
 /// (`cp new.snap live.snap`), so that the kernel's lease break is what makes it wait.
-final class ShellProcess: @unchecked Sendable {
-    let process = Process()
-    let input = Pipe()
-    let output = Pipe()
+public final class ShellProcess: @unchecked Sendable {
+    public let process = Process()
+    public let input = Pipe()
+    public let output = Pipe()
 
-    init(_ script: String, _ arguments: [String]) throws {
+    public init(_ script: String, _ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script, "sh"] + arguments
         process.standardInput = input
@@ -99,14 +100,14 @@ final class ShellProcess: @unchecked Sendable {
     }
 
     /// Waits up to `seconds` for the process to end; its exit status, or nil if it is still running.
-    func wait(seconds: Double) -> Int32? {
+    public func wait(seconds: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning && Date() < deadline { usleep(5_000) }
         return process.isRunning ? nil : process.terminationStatus
     }
 
     /// The first line the process printed (blocks until it prints one).
-    func readLine() -> String {
+    public func readLine() -> String {
         var line = Data()
         while true {
             let byte = output.fileHandleForReading.readData(ofLength: 1)
@@ -116,7 +117,7 @@ final class ShellProcess: @unchecked Sendable {
         return String(decoding: line, as: UTF8.self)
     }
 
-    func finish() {
+    public func finish() {
         try? input.fileHandleForWriting.close()
         _ = wait(seconds: 10)
         if process.isRunning { process.terminate() }

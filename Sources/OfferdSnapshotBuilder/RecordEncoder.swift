@@ -1,4 +1,5 @@
 import OfferdCore
+import OfferdSnapshot
 
 /// The snapshot's string table while it is being built: each distinct name
 /// (audience, offer id, attribute key) stored once and referred to by index.
@@ -147,98 +148,95 @@ struct RecordEncodingError: Error {
     var message: String
 }
 
-/// The part of a record both encoders write the same way: once the header placeholder, the identities, the
-/// audiences and the capping entries are in `output`, the sorted attribute directory, the nodes, and the header
-/// fields (docs/snapshot-format.md, Records).
-struct RecordTail {
-    var identityCount: Int
-    var audienceCount: Int
-    var cappingCount: Int
-    var audiencesOffset: Int
-    var cappingOffset: Int
-    /// The six ConsentChoice codes in record order (personalize.content, marketing.any, email, sms, push, call).
-    var consentCodes: [UInt8]
-
-    func finish(
-        recordAt start: Int, directory: [(hash: UInt64, offset: UInt32)], nodes: [UInt8], into output: inout [UInt8]
-    ) {
-        typealias Field = SnapshotFormat.Record
-        let directoryOffset = output.count - start
-        for entry in directory {
-            output.appendLE(entry.hash)
-            output.appendLE(entry.offset)
-        }
-        let nodesOffset = output.count - start
-        output.append(contentsOf: nodes)
-        output.storeLE(UInt32(truncatingIfNeeded: output.count - start), at: start + Field.length)
-        output.storeLE(UInt32(identityCount), at: start + Field.identityCount)
-        output.storeLE(UInt32(audienceCount), at: start + Field.audienceCount)
-        output.storeLE(UInt32(cappingCount), at: start + Field.cappingCount)
-        output.storeLE(UInt32(directory.count), at: start + Field.attributeCount)
-        output.storeLE(UInt32(audiencesOffset), at: start + Field.audiencesOffset)
-        output.storeLE(UInt32(cappingOffset), at: start + Field.cappingOffset)
-        output.storeLE(UInt32(directoryOffset), at: start + Field.directoryOffset)
-        output.storeLE(UInt32(nodesOffset), at: start + Field.nodesOffset)
-        for (position, code) in consentCodes.prefix(6).enumerated() {
-            output[start + Field.consents + position] = code
-        }
-    }
-}
-
-/// Encodes one profile into the record layout of docs/snapshot-format.md.
+/// Encodes one profile into the record layout of docs/snapshot-format.md, through ``RecordLayout`` (as the fast
+/// path does).
 struct RecordEncoder {
     private var nodes: [UInt8] = []
     private var directory: [(hash: UInt64, offset: UInt32)] = []
     private var pathBytes: [UInt8] = []
+    // The other sections, reused from profile to profile.
+    private var audienceEntries: [UInt8] = []
+    private var cappingEntries: [UInt8] = []
+    private var directoryEntries: [UInt8] = []
 
     /// Appends the record of `profile` to `output`.
     mutating func encode(
         _ profile: InMemoryProfile, strings: inout StringTableBuilder, into output: inout [UInt8]
     ) throws(RecordEncodingError) {
-        let start = output.count
         nodes.removeAll(keepingCapacity: true)
         directory.removeAll(keepingCapacity: true)
         pathBytes.removeAll(keepingCapacity: true)
+        audienceEntries.removeAll(keepingCapacity: true)
+        cappingEntries.removeAll(keepingCapacity: true)
+        directoryEntries.removeAll(keepingCapacity: true)
 
+        // Strings are interned in this order (attribute keys, audiences, offer ids): the string table's indices,
+        // and so the file, depend on it.
         if case .object(let members) = profile.attributes {
             try encodeMembers(members, parent: SnapshotFormat.noParent, strings: &strings)
         }
         directory.sort { ($0.hash, $0.offset) < ($1.hash, $1.offset) }
-
-        output.append(contentsOf: repeatElement(0, count: SnapshotFormat.Record.headerLength))
-        for identity in profile.identities {
-            try appendString(identity.namespace, to: &output)
-            try appendString(identity.id, to: &output)
+        for entry in directory {
+            directoryEntries.appendLE(entry.hash)
+            directoryEntries.appendLE(entry.offset)
         }
-        let audiencesOffset = output.count - start
         for audience in profile.audiences {
-            output.appendLE(SnapshotHash.of(audience))
-            output.appendLE(strings.intern(audience))
+            audienceEntries.appendLE(SnapshotHash.of(audience))
+            audienceEntries.appendLE(strings.intern(audience))
         }
-        let cappingOffset = output.count - start
         for entry in profile.capping {
-            output.appendLE(SnapshotHash.of(entry.offerID))
-            output.appendLE(strings.intern(entry.offerID))
-            output.appendLE(UInt64(entry.count))
+            cappingEntries.appendLE(SnapshotHash.of(entry.offerID))
+            cappingEntries.appendLE(strings.intern(entry.offerID))
+            cappingEntries.appendLE(UInt64(entry.count))
         }
-        let consents = profile.consents
-        let codes = [
-            consents.personalizeContent, consents.marketingAny, consents.marketingEmail,
-            consents.marketingSMS, consents.marketingPush, consents.marketingCall,
-        ]
-        RecordTail(
-            identityCount: profile.identities.count, audienceCount: profile.audiences.count,
-            cappingCount: profile.capping.count, audiencesOffset: audiencesOffset, cappingOffset: cappingOffset,
-            consentCodes: codes.map(\.rawValue)
-        ).finish(recordAt: start, directory: directory, nodes: nodes, into: &output)
-        guard output.count - start <= Int(UInt32.max) else {
+        var identitiesLength = 0
+        for identity in profile.identities {
+            identitiesLength += RecordLayout.identityLength(
+                namespace: identity.namespace.utf8.count, id: identity.id.utf8.count)
+        }
+        let layout = RecordLayout(
+            identityCount: profile.identities.count, identitiesLength: identitiesLength,
+            audienceCount: profile.audiences.count, cappingCount: profile.capping.count,
+            attributeCount: directory.count, nodesLength: nodes.count)
+        guard layout.length <= Int(UInt32.max) else {
             throw RecordEncodingError(message: "the profile's record exceeds 4 GiB")
         }
-    }
+        let choices = profile.consents
+        var consents: UInt64 = 0
+        for (slot, choice) in [
+            choices.personalizeContent, choices.marketingAny, choices.marketingEmail, choices.marketingSMS,
+            choices.marketingPush, choices.marketingCall,
+        ].enumerated() {
+            consents |= UInt64(choice.rawValue) << UInt64(slot * 8)
+        }
 
-    private func appendString(_ text: String, to output: inout [UInt8]) throws(RecordEncodingError) {
-        output.appendLE(UInt32(text.utf8.count))
-        output.append(contentsOf: text.utf8)
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: layout.length))
+        output.withUnsafeMutableBytes { buffer in
+            // Just grown by the record's length (at least its header) from `start`: the base address exists.
+            let record = buffer.baseAddress.unsafelyUnwrapped + start
+            audienceEntries.withUnsafeBytes { audiences in
+                cappingEntries.withUnsafeBytes { capping in
+                    directoryEntries.withUnsafeBytes { directory in
+                        nodes.withUnsafeBytes { nodes in
+                            layout.write(
+                                to: record, consents: consents,
+                                identities: { raw in
+                                    var position = SnapshotFormat.Record.headerLength
+                                    for identity in profile.identities {
+                                        position = identity.withUTF8 { namespace, id in
+                                            RecordLayout.writeIdentity(
+                                                namespace: namespace, id: id, to: raw, at: position)
+                                        }
+                                    }
+                                    return position
+                                },
+                                audiences: audiences, capping: capping, directory: directory, nodes: nodes)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Writes the nodes of an object's members in document order (pre-order), each

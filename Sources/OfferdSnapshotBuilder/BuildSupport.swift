@@ -10,6 +10,7 @@
 import Atomics
 import Dispatch
 import Foundation
+import OfferdSnapshot
 
 /// The position of the first `\n` in `base[from..<to]`, or nil (`memchr`: the generic `firstIndex(of:)` was
 /// most of the line splitting's time).
