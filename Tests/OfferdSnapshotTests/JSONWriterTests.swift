@@ -1,4 +1,6 @@
 import OfferdCore
+import OfferdSnapshotBuilder
+import OfferdSnapshotTestSupport
 import Testing
 
 @Suite("JSONWriter")

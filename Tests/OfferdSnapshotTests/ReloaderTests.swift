@@ -1,5 +1,7 @@
 import Foundation
 import OfferdCore
+import OfferdSnapshotBuilder
+import OfferdSnapshotTestSupport
 import Testing
 
 @testable import OfferdSnapshot
