@@ -50,6 +50,11 @@ let package = Package(
             name: "CXXHash",
             providers: [.apt(["libxxhash-dev"])]
         ),
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
         .target(
             name: "COfferdProto",
             cSettings: [.unsafeFlags(["-Wno-everything"])],
@@ -102,6 +107,9 @@ let package = Package(
             swiftSettings: requestPathSettings
         ),
 
+        // The event log of live state: a file or a Redis/Valkey stream; the only importer of CHiredis.
+        .target(name: "OfferdEventLog", dependencies: ["CHiredis"]),
+
         // The command line.
         .executableTarget(
             name: "offerd",
@@ -129,5 +137,6 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OfferdServerTests", dependencies: ["OfferdServer"]),
+        .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
     ]
 )
