@@ -98,12 +98,15 @@ final class RedisTestServer: @unchecked Sendable {
 
     let port: Int
     let extraArguments: [String]
+    /// The server's working directory (where an append-only file goes), removed with the server.
+    private let directory: TemporaryDirectory
     private var process: Process?
 
     /// Starts a server on a free port (or on `port`, to restart one), waiting until it answers PING.
     init(port: Int? = nil, extraArguments: [String] = []) throws {
         self.port = try port ?? Self.freePort()
         self.extraArguments = extraArguments
+        self.directory = try TemporaryDirectory()
         try start()
     }
 
@@ -120,7 +123,7 @@ final class RedisTestServer: @unchecked Sendable {
         process.arguments =
             [
                 "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--daemonize", "no", "--logfile", "",
+                "--daemonize", "no", "--logfile", "", "--dir", directory.path,
             ] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
