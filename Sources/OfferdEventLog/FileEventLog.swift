@@ -1,5 +1,6 @@
-/// What opening a file log found: the records kept and the torn tail cut off, if any.
-public struct FileEventLogRecovery: Hashable, Sendable {
+/// What opening a file log found: the records kept and the torn tail cut off, if any. Its description is the
+/// diagnostic line for the server's log.
+public struct FileEventLogRecovery: Hashable, Sendable, CustomStringConvertible {
     /// Whether the file was new (missing, empty, or a header torn while it was being created).
     public var createdFile: Bool
     /// The whole records kept (one per appended batch) and the entries they hold.
@@ -10,6 +11,13 @@ public struct FileEventLogRecovery: Hashable, Sendable {
     /// The offset where the cut was made, and why; nil when nothing was cut.
     public var cutOffset: Int?
     public var cutReason: String?
+
+    public var description: String {
+        let kept = "\(recordCount) batches, \(entryCount) events"
+        if createdFile { return "new event log" }
+        guard let cutOffset else { return "event log: \(kept)" }
+        return "event log: \(kept); cut a torn tail of \(cutBytes) bytes at byte \(cutOffset) (\(cutReason ?? "?"))"
+    }
 }
 
 /// The embedded event log: an append-only file that one server alone writes (`--events file:PATH`).
@@ -90,10 +98,6 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         self.file = opened
         self.index = index
         self.recovery = recovery
-    }
-
-    deinit {
-        // The file's own deinit closes the descriptor, which drops the lock.
     }
 
     // MARK: - EventLog

@@ -40,7 +40,20 @@ final class EventLogFile {
         self.path = path
     }
 
-    deinit { _ = close(descriptor) }
+    /// The file's identity while this object holds its owner lock (see ``lockExclusively()``).
+    private var lockedIdentity: FileIdentity?
+
+    deinit {
+        if let lockedIdentity { LockedFiles.shared.remove(lockedIdentity) }
+        _ = close(descriptor)
+    }
+
+    /// The device and inode of the open file.
+    private func identity() -> FileIdentity? {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return nil }
+        return FileIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+    }
 
     /// Opens (creating when missing) a file for reading and writing.
     static func openOrCreate(_ path: String, truncate: Bool = false) throws(EventLogError) -> EventLogFile {
@@ -119,6 +132,9 @@ final class EventLogFile {
     /// - a classic record lock (`F_SETLK`) on byte 1 names the owner: `F_GETLK` reports a classic lock's PID,
     ///   while an OFD lock's PID reads as -1. The classic lock is per process and dropped when the process
     ///   closes any descriptor of the file, so it only serves the error message, never the exclusivity.
+    ///
+    /// Within this process a table of locked files names the holder instead: a classic lock never conflicts with
+    /// its own process, so `F_GETLK` cannot tell "this process" from "a holder with no classic lock".
     func lockExclusively() throws(EventLogError) {
         #if os(Linux)
             var ownership = Self.lockRange(start: 0)
@@ -129,6 +145,10 @@ final class EventLogFile {
             }
             var naming = Self.lockRange(start: 1)
             _ = fcntl(descriptor, F_SETLK, &naming)
+            if let identity = identity() {
+                lockedIdentity = identity
+                LockedFiles.shared.insert(identity)
+            }
         #else
             // No OFD locks here: `flock` also conflicts between two opens in one process, but names no holder.
             if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
@@ -151,18 +171,35 @@ final class EventLogFile {
             return range
         }
 
-        /// The PID of the process whose classic lock on byte 1 (or on the whole file) conflicts with ours.
+        /// The PID of the lock's holder: this process when one of its logs holds the file, else the process
+        /// whose classic lock on byte 1 (or on the whole file) conflicts with ours; nil when neither is known.
         private func holderPID() -> Int32? {
+            if let identity = identity(), LockedFiles.shared.contains(identity) { return getpid() }
             var probe = Self.lockRange(start: 1)
-            guard fcntl(descriptor, F_GETLK, &probe) == 0 else { return nil }
-            if probe.l_type == Int16(F_UNLCK) {
-                // Our own process holds it (classic locks never conflict within a process): another open log
-                // of this process owns the file.
-                return getpid()
+            guard fcntl(descriptor, F_GETLK, &probe) == 0, probe.l_type != Int16(F_UNLCK), probe.l_pid > 0 else {
+                return nil
             }
-            return probe.l_pid > 0 ? probe.l_pid : nil
+            return probe.l_pid
         }
     #endif
+}
+
+/// A file's identity: its device and inode.
+struct FileIdentity: Hashable {
+    var device: UInt64
+    var inode: UInt64
+}
+
+/// The files that logs of this process hold locked, to name this process as the holder.
+final class LockedFiles: @unchecked Sendable {
+    // @unchecked: `files` is only touched under `lock`.
+    static let shared = LockedFiles()
+    private let lock = EventLogConditionLock()
+    private var files: Set<FileIdentity> = []
+
+    func insert(_ identity: FileIdentity) { lock.withLock { _ = files.insert(identity) } }
+    func remove(_ identity: FileIdentity) { lock.withLock { _ = files.remove(identity) } }
+    func contains(_ identity: FileIdentity) -> Bool { lock.withLock { files.contains(identity) } }
 }
 
 /// Renames `from` to `to` atomically (same file system), replacing `to`.

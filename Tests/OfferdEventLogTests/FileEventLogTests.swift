@@ -235,6 +235,55 @@ struct FileEventLogTests {
         #expect(records.map(\.entry) == Array(sampleBatch(2, from: 1, batch: 2).prefix(records.count)))
     }
 
+    @Test("appends from many threads get distinct, gap-free positions and each thread's batches stay in order")
+    func concurrentAppends() async throws {
+        let directory = try TemporaryDirectory()
+        let log = try FileEventLog(path: directory.file("events.log"))
+        defer { log.close() }
+        let threads = 4
+        let batchesEach = 25
+        let results = await withTaskGroup(of: Result<[EventLogPosition], EventLogError>.self) { group in
+            for thread in 0..<threads {
+                group.addTask {
+                    await onThread {
+                        Result { () throws(EventLogError) -> [EventLogPosition] in
+                            var positions: [EventLogPosition] = []
+                            for batch in 0..<batchesEach {
+                                positions += try log.append(
+                                    sampleBatch(1 + batch % 3, from: batch, server: "thread-\(thread)", batch: UInt64(batch)))
+                            }
+                            return positions
+                        }
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let positions = try results.flatMap { try $0.get() }
+        let total = threads * (0..<batchesEach).reduce(0) { $0 + 1 + $1 % 3 }
+        #expect(Set(positions) == Set((1...UInt64(total)).map { EventLogPosition.sequence($0) }))
+        let records = try log.read(after: nil, maxCount: total + 1, timeout: .zero)
+        #expect(records.map(\.position) == (1...UInt64(total)).map { .sequence($0) })
+        for thread in 0..<threads {
+            let batches = records.filter { $0.entry.serverID == "thread-\(thread)" }.map(\.entry.batchNumber)
+            #expect(batches == batches.sorted())
+            #expect(Set(batches).count == batchesEach)
+        }
+    }
+
+    @Test("the recovery's description is a diagnostic line")
+    func recoveryDescription() throws {
+        let directory = try TemporaryDirectory()
+        let (bytes, start, _) = try threeBatchLog(directory.file("source.log"))
+        try writeBytes(Array(bytes.dropLast(3)), to: directory.file("torn.log"))
+        let log = try FileEventLog(path: directory.file("torn.log"))
+        defer { log.close() }
+        #expect(
+            log.recovery.description
+                == "event log: 2 batches, 5 events; cut a torn tail of \(bytes.count - 3 - start) bytes at byte \(start) "
+                + "(a record of \(bytes.count - start - 8) bytes cut short)")
+    }
+
     @Test("a read with nothing to read returns empty at its timeout")
     func readTimesOut() throws {
         let directory = try TemporaryDirectory()

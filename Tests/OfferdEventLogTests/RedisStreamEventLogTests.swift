@@ -166,6 +166,34 @@ struct RedisStreamEventLogTests {
         #expect(everything.map(\.position) == before + after)
     }
 
+    @Test("a read blocked in XREAD when Redis dies throws unavailable")
+    func blockedReadWhenRedisDies() async throws {
+        let server = try RedisTestServer()
+        defer { server.kill() }
+        let reader = log(server)
+        defer { reader.close() }
+        // Connect first, so the blocked read is on an established connection.
+        #expect(try reader.read(after: nil, maxCount: 1, timeout: .zero).isEmpty)
+        async let read = onThread { Result { try reader.read(after: nil, maxCount: 10, timeout: .seconds(120)) } }
+        server.kill()
+        let result = await read
+        let error = #expect(throws: EventLogError.self) { try result.get() }
+        #expect(error?.isUnavailable == true, "\(String(describing: error))")
+    }
+
+    @Test("without persistence a restarted Redis has lost acknowledged batches: the risk the docs warn about")
+    func noPersistenceLosesAcknowledgedBatches() throws {
+        let server = try RedisTestServer()  // --save '' --appendonly no
+        defer { server.kill() }
+        let writer = log(server)
+        defer { writer.close() }
+        let acknowledged = try writer.append(sampleBatch(3))
+        #expect(acknowledged.count == 3)
+        server.kill()
+        try server.start()
+        #expect(try writer.read(after: nil, maxCount: 10, timeout: .zero).isEmpty)
+    }
+
     @Test("an entry that is no batch is reported with a position to resume after")
     func malformedEntry() throws {
         let server = try RedisTestServer()
