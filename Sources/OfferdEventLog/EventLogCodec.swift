@@ -99,7 +99,8 @@ public enum EventLogCodec {
             let propositionID = try reader.string()
             let consentCount = try reader.count(minimumBytesEach: 2)
             var consents: [String: String] = [:]
-            consents.reserveCapacity(consentCount)
+            // Reserving even 0 would allocate a table; most events have no consents.
+            if consentCount > 0 { consents.reserveCapacity(consentCount) }
             for _ in 0..<consentCount {
                 let key = try reader.string()
                 let value = try reader.string()
@@ -211,7 +212,14 @@ private struct ByteReader {
             throw error("string of \(length) bytes with \(remaining) remaining")
         }
         let slice = bytes[index..<(index + Int(length))]
-        guard let text = String(validating: slice, as: UTF8.self) else { throw error("string is not UTF-8") }
+        // `String(decoding:)` is specialised for contiguous bytes, where `String(validating:)` runs generic code
+        // that looks up type metadata per call (a third of the decoder's time). Decoding repairs invalid UTF-8,
+        // so a string whose bytes differ from the input's was not valid.
+        // ASCII, the common case, is valid as it is.
+        let text = String(decoding: slice, as: UTF8.self)
+        guard slice.allSatisfy({ $0 < 0x80 }) || text.utf8.elementsEqual(slice) else {
+            throw error("string is not UTF-8")
+        }
         index += Int(length)
         return text
     }

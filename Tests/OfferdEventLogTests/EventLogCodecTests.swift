@@ -95,6 +95,28 @@ struct EventLogCodecTests {
         }
     }
 
+    @Test("strings are accepted exactly when they are valid UTF-8 (the decoder's check against the standard library's)")
+    func utf8Differential() throws {
+        var generator = SeededGenerator(seed: 11)
+        let interesting: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]
+        var accepted = 0
+        for _ in 0..<20_000 {
+            let length = Int.random(in: 0...6, using: &generator)
+            let bytes = (0..<length).map { _ in
+                Bool.random(using: &generator)
+                    ? interesting.randomElement(using: &generator)! : UInt8.random(in: 0x80...0xBF, using: &generator)
+            }
+            // One consent update whose writer (server id) is `bytes`.
+            let batch: [UInt8] = [1, 1, 1, UInt8(length)] + bytes + [0, 5, 0, 0, 0, 0, 0, 0, 0]
+            let valid = String(validating: bytes, as: UTF8.self)
+            let decoded = try? EventLogCodec.decode(batch)
+            #expect((decoded != nil) == (valid != nil), "\(bytes)")
+            if let decoded { #expect(Array(decoded[0].serverID.utf8) == bytes) }
+            if valid != nil { accepted += 1 }
+        }
+        #expect(accepted > 1000 && accepted < 19_000)  // both sides of the check were exercised
+    }
+
     @Test("a huge declared count or length is refused before anything is allocated for it")
     func hugeCounts() {
         // Version, then a count of 2^63 entries in 10 bytes.
