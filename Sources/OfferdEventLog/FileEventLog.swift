@@ -421,13 +421,19 @@ private struct RecordIndex {
         return record(holding: keepFrom)
     }
 
+    /// The most bytes one read copies out of the file (unless its first record alone is larger): a reader asking
+    /// for a huge `maxCount` gets the log in slices instead of all of it in memory at once.
+    static let maxReadBytes = 16 << 20
+
     /// The records to read for entries after `after`, up to about `maxCount` entries.
     func plan(after: UInt64, maxCount: Int, file: EventLogFile) -> ReadPlan {
         let first = record(holding: after + 1)
         var records: [(UInt64, Int)] = []
         var entries = 0
         var last = first
-        while last < recordCount && entries < maxCount {
+        while last < recordCount && entries < maxCount
+            && (records.isEmpty || offsets[last] - offsets[first] < Self.maxReadBytes)
+        {
             let count = Int((last + 1 < recordCount ? firstSequences[last + 1] : nextSequence) - firstSequences[last])
             records.append((firstSequences[last], count))
             entries += count - Int(max(0, Int64(after) + 1 - Int64(firstSequences[last])))

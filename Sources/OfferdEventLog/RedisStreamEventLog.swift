@@ -159,7 +159,12 @@ public final class RedisStreamEventLog: EventLog, @unchecked Sendable {
     private func readStream(after: RedisStreamID, maxCount: Int, timeout: Duration) throws(EventLogError)
         -> [EventLogRecord]
     {
-        var arguments: [[UInt8]] = [Array("XREAD".utf8), Array("COUNT".utf8), Array("\(maxCount)".utf8)]
+        // COUNT limits stream entries, not events: ask for about as many batches as `maxCount` events fill at
+        // the last batch's size, so that a reader of large batches does not fetch (and drop) many times what it
+        // returns. At most 512 entries per round trip.
+        let batchSize = max(1, lastBatch?.entries.count ?? 1)
+        let entryCount = min(512, max(1, (maxCount + batchSize - 1) / batchSize))
+        var arguments: [[UInt8]] = [Array("XREAD".utf8), Array("COUNT".utf8), Array("\(entryCount)".utf8)]
         let blockMilliseconds = Self.milliseconds(rounding: timeout)
         // BLOCK 0 would wait forever: a zero timeout is a plain, non-blocking XREAD.
         if blockMilliseconds > 0 {

@@ -271,6 +271,33 @@ struct FileEventLogTests {
         }
     }
 
+    @Test("a read copies a bounded slice of a large log; a batch over the record limit is refused")
+    func largeRecords() throws {
+        let directory = try TemporaryDirectory()
+        let log = try FileEventLog(path: directory.file("events.log"))
+        defer { log.close() }
+        let large = String(repeating: "x", count: 7 << 20)
+        for batch in 0..<4 {
+            var entry = sampleEntry(batch, batch: UInt64(batch))
+            entry.propositionID = large
+            _ = try log.append([entry])
+        }
+        let first = try log.read(after: nil, maxCount: Int.max, timeout: .zero)
+        #expect(first.count == 3)  // 3 x 7 MiB starts within 16 MiB, the fourth does not
+        let rest = try log.read(after: first.last?.position, maxCount: Int.max, timeout: .zero)
+        #expect(rest.map(\.position) == [.sequence(4)])
+        #expect(rest.first?.entry.propositionID == large)
+
+        var tooLarge = sampleEntry(9)
+        tooLarge.propositionID = String(repeating: "y", count: FileEventLog.maxRecordBytes)
+        let error = #expect(throws: EventLogError.self) { try log.append([tooLarge]) }
+        guard case .batchTooLarge(_, FileEventLog.maxRecordBytes)? = error else {
+            Issue.record("expected batchTooLarge, got \(String(describing: error))")
+            return
+        }
+        #expect(log.lastPosition == .sequence(4))
+    }
+
     @Test("the recovery's description is a diagnostic line")
     func recoveryDescription() throws {
         let directory = try TemporaryDirectory()
