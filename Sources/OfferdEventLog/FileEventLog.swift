@@ -112,6 +112,7 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         return try writeLock.withLock { () throws(EventLogError) -> [EventLogPosition] in
             let (file, end, first) = try state.withLock { () throws(EventLogError) -> (EventLogFile, Int, UInt64) in
                 if let stopped { throw stopped }
+                // `file` is nil only after `close`, which sets `stopped` first.
                 return (self.file!, index.endOffset, index.nextSequence)
             }
             do throws(EventLogError) {
@@ -192,6 +193,7 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         try writeLock.withLock { () throws(EventLogError) in
             let (file, current) = try state.withLock { () throws(EventLogError) -> (EventLogFile, RecordIndex) in
                 if let stopped { throw stopped }
+                // `file` is nil only after `close`, which sets `stopped` first.
                 return (self.file!, index)
             }
             let keepIndex = current.firstKeptRecord(keepingFrom: keepFrom)

@@ -107,6 +107,14 @@ struct FileEventLogTests {
         }
     }
 
+    @Test("a tail of zeros (a size that reached the disk before the data did) is cut", arguments: [1, 8, 100])
+    func zeroTail(count: Int) throws {
+        let directory = try TemporaryDirectory()
+        let (bytes, start, kept) = try threeBatchLog(directory.file("source.log"))
+        let twoRecords = Array(bytes[0..<start])
+        try expectRecovered(twoRecords + [UInt8](repeating: 0, count: count), at: directory.file("zeros.log"), keeping: kept, cutAt: start)
+    }
+
     @Test("a changed byte anywhere in the last record (length, CRC or payload) ends the log before it")
     func corruptLastRecord() throws {
         let directory = try TemporaryDirectory()
