@@ -109,6 +109,7 @@ let package = Package(
 
         // The event log of live state: a file or a Redis/Valkey stream; the only importer of CHiredis.
         .target(name: "OfferdEventLog", dependencies: ["CHiredis"]),
+        .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
 
         // The command line.
         .executableTarget(
@@ -137,6 +138,5 @@ let package = Package(
             ]
         ),
         .testTarget(name: "OfferdServerTests", dependencies: ["OfferdServer"]),
-        .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
     ]
 )
