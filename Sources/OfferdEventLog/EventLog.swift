@@ -14,7 +14,7 @@
 /// - ``read(after:maxCount:timeout:)`` returns entries after a position, in position order, waiting up to
 ///   `timeout` for at least one to exist. Positions only grow; a reader that passes the last position it got
 ///   sees every entry once.
-/// - ``trim(before:)`` removes entries before a position (readers must not need them any more).
+/// - ``trim(before:)`` removes the batches before the one holding a position (no reader may need them).
 /// - Every failure is an ``EventLogError``; ``EventLogError/unavailable(_:)`` means "cannot reach the log now,
 ///   try again" (Redis down, connection lost, disk full). The next call tries again by itself.
 ///
@@ -43,12 +43,13 @@ public protocol EventLog: AnyObject, Sendable {
 
     /// Returns up to `maxCount` entries after `position` (from the start when nil), in position order. Waits up
     /// to `timeout` for the first one; returns an empty array when none came. A batch may be split across
-    /// calls when `maxCount` cuts it.
+    /// calls when `maxCount` cuts it, and a call may return fewer than `maxCount` entries while more exist.
+    /// Entries trimmed away are skipped: after a trimmed position comes the first entry that remains.
     func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
         -> [EventLogRecord]
 
-    /// Removes the entries before `position` (the entry at `position` stays). Positions of the entries kept do
-    /// not change.
+    /// Removes the entries before `position`, a whole batch at a time: the batch that holds `position` stays
+    /// whole, so entries of that batch before it stay too. Positions of the entries kept do not change.
     func trim(before position: EventLogPosition) throws(EventLogError)
 
     /// Releases the log (the file lock, the connections). Calls after it throw ``EventLogError/closed``.
