@@ -163,6 +163,20 @@ struct FileEventLogTests {
         }
     }
 
+    @Test("--events file:PATH opens a file log; a path that cannot be a file is a system error naming it")
+    func openFromConfiguration() throws {
+        let directory = try TemporaryDirectory()
+        let log = try #require(try EventLogConfiguration(parsing: "file:" + directory.file("events.log")).open())
+        defer { log.close() }
+        #expect(log is FileEventLog)
+        #expect(try EventLogConfiguration.none.open() == nil)
+        let error = #expect(throws: EventLogError.self) { try FileEventLog(path: directory.path) }
+        guard case .system("open", directory.path, EISDIR, _)? = error else {
+            Issue.record("expected open to fail with EISDIR, got \(String(describing: error))")
+            return
+        }
+    }
+
     @Test("a header torn while the file was created is completed", arguments: [0, 1, 8, 20, 31])
     func tornHeader(length: Int) throws {
         let directory = try TemporaryDirectory()
