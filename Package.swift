@@ -52,6 +52,11 @@ let package = Package(
             name: "CXXHash",
             providers: [.apt(["libxxhash-dev"])]
         ),
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
         .target(
             name: "COfferdProto",
             cSettings: [.unsafeFlags(["-Wno-everything"])],
@@ -120,6 +125,10 @@ let package = Package(
             ],
             swiftSettings: requestPathSettings
         ),
+
+        // The event log of live state: a file or a Redis/Valkey stream; the only importer of CHiredis.
+        .target(name: "OfferdEventLog", dependencies: ["CHiredis"]),
+        .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
 
         // The command line.
         .executableTarget(

@@ -9,6 +9,8 @@ apt_packages=(
     libxxhash-dev         # snapshot checksum
     nghttp2-client        # nghttp and h2load, real HTTP/2 clients for tests and benchmarks
     nginx                 # a real API gateway in front of offerd in the interop tests
+    libhiredis-dev        # Redis client for the shared event log (CHiredis)
+    redis-server          # a real Redis for the event log tests
 )
 missing=()
 for package in "${apt_packages[@]}"; do
