@@ -201,6 +201,30 @@ struct DecideJSONCodecTests {
         #expect(empty.validationError() == "identity.namespace is empty")
     }
 
+    @Test("the run-copying string writer writes what JSONWriter, the reference, writes", arguments: 0..<2)
+    func stringWriterMatchesReference(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        var samples = ["", "plain", "\u{0}", "\u{1F}\u{7F}", "a\"b\\c\nd\re\tf", "é🙂日", String(repeating: "x", count: 300)]
+        for _ in 0..<3000 {
+            let scalars = (0..<(random.next() % 12)).map { _ -> Character in
+                switch random.next() % 4 {
+                case 0: return Character(Unicode.Scalar(UInt8(random.next() % 0x80)))
+                case 1: return Character(Unicode.Scalar(UInt32(random.next() % 0xD000)) ?? "?")
+                case 2: return ["\"", "\\", "\n", "\u{0}"].randomElement(using: &random)!
+                default: return "a"
+                }
+            }
+            samples.append(String(scalars))
+        }
+        for sample in samples {
+            var fast: [UInt8] = [1]
+            var reference: [UInt8] = [1]
+            JSONOut.appendString(sample, to: &fast)
+            JSONWriter.appendString(sample, to: &reference)
+            #expect(fast == reference, "\(sample.debugDescription)")
+        }
+    }
+
     @Test("an error line has the documented shape")
     func errorLine() {
         var bytes: [UInt8] = []
