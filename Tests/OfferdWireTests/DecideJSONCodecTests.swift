@@ -35,6 +35,10 @@ struct DecideJSONCodecTests {
     func pythonFixtures() throws {
         #expect(try DecideJSONCodec.decodeRequest(Self.pythonCamelCase) == Self.fixtureRequest)
         #expect(try DecideJSONCodec.decodeRequest(Self.pythonSnakeCase) == Self.fixtureRequest)
+        let fromBuffer = try Array(Self.pythonCamelCase.utf8).withUnsafeBytes { buffer in
+            try Result { () throws(WireDecodeError) in try DecideJSONCodec.decodeRequest(buffer) }.get()
+        }
+        #expect(fromBuffer == Self.fixtureRequest)
         let protobuf = try DecideCodec.decodeRequest(
             try #require(hexBytes(PythonFixtureTests.requestHex)))
         #expect(protobuf == Self.fixtureRequest)

@@ -38,6 +38,12 @@ public enum DecideJSONCodec {
         return try decodeRequest(document)
     }
 
+    /// Decodes one DecideRequest from bytes in place (a request body in a transport's buffer); see
+    /// ``decodeRequest(_:)-([UInt8])``.
+    public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> DecisionRequest {
+        try decodeRequest(Array(bytes))
+    }
+
     /// Decodes one DecideRequest from proto3 JSON text; see ``decodeRequest(_:)-([UInt8])``.
     public static func decodeRequest(_ text: String) throws(WireDecodeError) -> DecisionRequest {
         try decodeRequest(Array(text.utf8))
