@@ -22,57 +22,57 @@ struct DecideCommand: ParsableCommand {
 }
 
 extension DecideCommand {
-/// `offerd decide --id NS:ID --scope ...`: one decision, printed as proto3 JSON (SPEC 12, last paragraph).
-struct One: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "one",
-        abstract: "Make one decision and print the DecideResponse as proto3 JSON (the default: `offerd decide ...`).",
-        discussion: """
-            Ids that hold ':' need `offerd decide batch --input`. Nothing is read from or recorded in an event log.
-            """)
+    /// `offerd decide --id NS:ID --scope ...`: one decision, printed as proto3 JSON (SPEC 12, last paragraph).
+    struct One: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "one",
+            abstract: "Make one decision and print the DecideResponse as proto3 JSON (the default: `offerd decide ...`).",
+            discussion: """
+                Ids that hold ':' need `offerd decide batch --input`. Nothing is read from or recorded in an event log.
+                """)
 
-    @OptionGroup var engine: EngineArguments
-    @Option(help: "The identity to decide for, NAMESPACE:ID (split at the first ':').") var id: String?
-    @Option(help: "A decision scope, DECISION:PLACEMENT[:COUNT]; repeat for more.") var scope: [ScopeArgument] = []
-    @Option(
-        help: ArgumentHelp(
-            "A context entry: KEY=VALUE gives a string, KEY:=JSON a number, true, false or null; repeat for more.",
-            valueName: "entry"))
-    var context: [ContextArgument] = []
-    @Flag(help: "Add the explain trace of every walked scope.") var explain = false
-    @Flag(help: "Put representation content in the items.") var includeContent = false
-    @Flag(help: "Put names, priority and characteristics in the items.") var includeMetadata = false
+        @OptionGroup var engine: EngineArguments
+        @Option(help: "The identity to decide for, NAMESPACE:ID (split at the first ':').") var id: String?
+        @Option(help: "A decision scope, DECISION:PLACEMENT[:COUNT]; repeat for more.") var scope: [ScopeArgument] = []
+        @Option(
+            help: ArgumentHelp(
+                "A context entry: KEY=VALUE gives a string, KEY:=JSON a number, true, false or null; repeat for more.",
+                valueName: "entry"))
+        var context: [ContextArgument] = []
+        @Flag(help: "Add the explain trace of every walked scope.") var explain = false
+        @Flag(help: "Put representation content in the items.") var includeContent = false
+        @Flag(help: "Put names, priority and characteristics in the items.") var includeMetadata = false
 
-    func validate() throws {
-        guard let id else { throw ValidationError("--id NAMESPACE:ID is required") }
-        guard let colon = id.firstIndex(of: ":"), colon != id.startIndex, id.index(after: colon) != id.endIndex else {
-            throw ValidationError("--id must be NAMESPACE:ID, got '\(id)'")
+        func validate() throws {
+            guard let id else { throw ValidationError("--id NAMESPACE:ID is required") }
+            guard let colon = id.firstIndex(of: ":"), colon != id.startIndex, id.index(after: colon) != id.endIndex else {
+                throw ValidationError("--id must be NAMESPACE:ID, got '\(id)'")
+            }
+            guard !scope.isEmpty else { throw ValidationError("at least one --scope DECISION:PLACEMENT[:COUNT] is required") }
         }
-        guard !scope.isEmpty else { throw ValidationError("at least one --scope DECISION:PLACEMENT[:COUNT] is required") }
-    }
 
-    func run() throws {
-        let (catalog, snapshot) = try engine.load()
-        // Checked by `validate()`.
-        let text = id ?? ""
-        let colon = text.firstIndex(of: ":") ?? text.startIndex
-        var entries: [String: ContextValue] = [:]
-        for entry in context { entries[entry.key] = entry.value }
-        let request = DecisionRequest(
-            identity: Identity(namespace: String(text[..<colon]), id: String(text[text.index(after: colon)...])),
-            scopes: scope.map(\.scope), context: entries, includeContent: includeContent,
-            includeMetadata: includeMetadata, explain: explain)
-        if let problem = request.validationError() {
-            printError("offerd decide: \(problem)")
-            throw ExitCode(2)
+        func run() throws {
+            let (catalog, snapshot) = try engine.load()
+            // Checked by `validate()`.
+            let text = id ?? ""
+            let colon = text.firstIndex(of: ":") ?? text.startIndex
+            var entries: [String: ContextValue] = [:]
+            for entry in context { entries[entry.key] = entry.value }
+            let request = DecisionRequest(
+                identity: Identity(namespace: String(text[..<colon]), id: String(text[text.index(after: colon)...])),
+                scopes: scope.map(\.scope), context: entries, includeContent: includeContent,
+                includeMetadata: includeMetadata, explain: explain)
+            if let problem = request.validationError() {
+                printError("offerd decide: \(problem)")
+                throw ExitCode(2)
+            }
+            let decider = BatchDecider(
+                catalog: catalog, snapshot: snapshot, configuration: BatchDecider.Configuration(threads: 1))
+            var bytes = decider.decideOne(request)
+            bytes.append(UInt8(ascii: "\n"))
+            print(String(decoding: bytes, as: UTF8.self), terminator: "")
         }
-        let decider = BatchDecider(
-            catalog: catalog, snapshot: snapshot, configuration: BatchDecider.Configuration(threads: 1))
-        var bytes = decider.decideOne(request)
-        bytes.append(UInt8(ascii: "\n"))
-        print(String(decoding: bytes, as: UTF8.self), terminator: "")
     }
-}
 
     // MARK: - decide batch
 
