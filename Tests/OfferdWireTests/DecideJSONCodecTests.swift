@@ -229,6 +229,37 @@ struct DecideJSONCodecTests {
         }
     }
 
+    @Test("mangled input decodes or fails with a message, never crashes", arguments: 0..<2)
+    func mangledInput(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        let pieces: [[UInt8]] = [
+            Array("{".utf8), Array("}".utf8), Array("[".utf8), Array("]".utf8), Array(",".utf8), Array(":".utf8),
+            Array("null".utf8), Array("\"itemCount\"".utf8), Array("\"1e999\"".utf8), Array("-0".utf8),
+            Array("\\u0000".utf8), [0xFF], [0xC3], Array("\"NaN\"".utf8), Array("4294967296".utf8),
+        ]
+        var decoded = 0
+        for _ in 0..<3000 {
+            var bytes = DecideJSONCodec.encodeRequest(randomRequest(&random))
+            for _ in 0..<(1 + random.next() % 3) {
+                let position = Int(random.next() % UInt64(bytes.count + 1))
+                switch random.next() % 3 {
+                case 0 where position < bytes.count: bytes.remove(at: position)
+                case 1 where position < bytes.count: bytes[position] = UInt8(truncatingIfNeeded: random.next())
+                default: bytes.insert(contentsOf: pieces[Int(random.next() % UInt64(pieces.count))], at: position)
+                }
+            }
+            do {
+                _ = try DecideJSONCodec.decodeRequest(bytes).validationError()
+                decoded += 1
+            } catch {
+                #expect(!error.message.isEmpty)
+            }
+            _ = try? DecideJSONCodec.decodeResponse(bytes)
+        }
+        // Some mangled requests still decode (a changed letter inside a string): both outcomes were exercised.
+        #expect(decoded > 0 && decoded < 3000)
+    }
+
     @Test("an error line has the documented shape")
     func errorLine() {
         var bytes: [UInt8] = []
