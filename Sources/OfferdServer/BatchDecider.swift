@@ -76,9 +76,9 @@ public final class BatchDecider: Sendable {
 
     // MARK: - One request
 
-    /// Decides one request as the server's Decide does and appends its response line (or error line) to `output`.
-    ///
-    /// `requestID` is what an error line echoes when the request could not be decoded far enough to have one.
+    /// Decides one input line as the server's Decide decides a request and appends its response line to `output`,
+    /// or an error line with the server's INVALID_ARGUMENT message, echoing the line's request id when it has one
+    /// that can be read.
     func decideLine(_ line: ArraySlice<UInt8>, lineNumber: Int, into output: inout [UInt8], stats: inout BatchStats) {
         let request: DecisionRequest
         do {
@@ -151,6 +151,8 @@ public final class BatchDecider: Sendable {
         let results = ResultBuffer()
         let slots = DispatchSemaphore(value: configuration.chunksInFlight)
         let failed = ManagedAtomic(false)
+        // Signalled once by each worker, then once by the writer, which cannot end before the workers have (it waits
+        // for `results.finish`, called after their signals).
         let finished = DispatchSemaphore(value: 0)
         let totalUnits: Int?
         switch input {
