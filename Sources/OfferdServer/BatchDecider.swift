@@ -263,6 +263,7 @@ public final class BatchDecider: Sendable {
                 start = end + 1
             }
         case .profiles(let profiles, let audience, let scopes):
+            stats.profilesWalked = profiles.count
             for profile in profiles {
                 if let audience, !profile.isMember(of: audience) { continue }
                 let identity = profile.primaryIdentity
@@ -361,6 +362,8 @@ public struct BatchStats: Sendable, Equatable {
     public var requests = 0
     /// Lines answered with an error line.
     public var errors = 0
+    /// Profiles of the snapshot looked at in audience mode (members or not).
+    public var profilesWalked = 0
     /// Propositions per `outcome * 8 + reason` (raw values).
     public var propositions = [Int](repeating: 0, count: 5 * 8)
     /// Wall-clock seconds of the run (set at the end).
@@ -378,6 +381,7 @@ public struct BatchStats: Sendable, Equatable {
     mutating func add(_ other: BatchStats) {
         requests += other.requests
         errors += other.errors
+        profilesWalked += other.profilesWalked
         for index in propositions.indices { propositions[index] += other.propositions[index] }
     }
 

@@ -152,6 +152,9 @@ extension DecideCommand {
                 "offerd decide batch: \(stats.requests) decided, \(stats.errors) error lines, "
                     + "\(formatted(stats.seconds, digits: 2)) s, \(Int(rate.rounded())) decisions/s"
             ]
+            if let audience {
+                lines.append("  audience \(audience): \(stats.requests) of \(stats.profilesWalked) profiles")
+            }
             for entry in stats.outcomeCounts {
                 let reason = entry.reason == "REASON_UNSPECIFIED" ? "" : " \(entry.reason)"
                 lines.append("  \(entry.outcome)\(reason): \(entry.count)")

@@ -226,6 +226,7 @@ struct BatchDeciderTests {
         let everyone = try world.run(world.decider(threads: 2, chunkProfiles: 50), input: .audience(nil, scopes: scopes))
         let profiles = world.snapshot.allProfiles()
         try #require(everyone.lines.count == profiles.count)
+        #expect(nobody.stats.profilesWalked == profiles.count && everyone.stats.profilesWalked == profiles.count)
         let service = world.service()
         for (profile, line) in zip(profiles, everyone.lines) {
             let primary = profile.primaryIdentity
