@@ -17,7 +17,9 @@ struct OfferdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "offerd",
         abstract: "An offer-decisioning gRPC server for the edge.",
-        subcommands: [Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self])
+        subcommands: [
+            Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self, DecideCommand.self,
+        ])
 }
 
 // MARK: - serve
