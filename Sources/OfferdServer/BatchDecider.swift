@@ -174,7 +174,7 @@ public final class BatchDecider: Sendable {
         // The writer: chunk results in sequence order; a failed write stops reading (through `failed`) and keeps
         // releasing slots so the reader never blocks on a dead writer.
         let writerState = WriterState()
-        let writer = Thread { [self] in
+        let writer = Thread {
             var totals = BatchStats()
             var units = 0
             var next = 0
