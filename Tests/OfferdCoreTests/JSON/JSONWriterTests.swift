@@ -1,5 +1,6 @@
-import OfferdCore
 import Testing
+
+@testable import OfferdCore
 
 @Suite("JSONWriter")
 struct JSONWriterTests {
