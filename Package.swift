@@ -1,9 +1,11 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 // offerd: an offer-decisioning gRPC server for the edge.
 //
 // Dependencies point one way: Snapshot -> Core; Wire -> Core + COfferdProto;
 // Transport -> CNGHTTP2 + NIO; Server -> everything. The decision engine
-// (OfferdCore) has no I/O, no C and no unsafe code.
+// (OfferdCore) has no I/O and no C, and is built with strict memory safety
+// checking: its only unsafe code is Sources/OfferdCore/Support/ContiguousSpans.swift
+// (String UTF-8 and Array storage lent as Span).
 import PackageDescription
 
 /// The engine's entry point is generic over the profile type, and the server
@@ -57,7 +59,7 @@ let package = Package(
         ),
 
         // Pure Swift decision engine: catalog, rules, consent, decisions.
-        .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + requestPathSettings),
+        .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + [.strictMemorySafety()]),
 
         // Snapshot format, builder, loader, lock-free store and reloader.
         .target(

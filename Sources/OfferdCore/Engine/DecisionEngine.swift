@@ -150,13 +150,14 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.inputs = RuleInputs(
             context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
             now: now, offer: nil)
-        func tieHashPrefix(namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> FNV1a64 {
+        func tieHashPrefix(namespace: Span<UInt8>, id: Span<UInt8>) -> FNV1a64 {
             var hasher = FNV1a64()
-            for byte in namespace {
+            for position in namespace.indices {
+                let byte = namespace[position]
                 hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
             }
             hasher.combine(0x1F)
-            for byte in id { hasher.combine(byte) }
+            for position in id.indices { hasher.combine(id[position]) }
             hasher.combine(0x1F)
             return hasher
         }
@@ -169,17 +170,13 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// The SPEC 6 step 6 tie-break hash of `offer` for this request's profile.
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
         let prefix = tieHashPrefix
-        // Over the contiguous UTF-8 when there is some (always, for native strings): walking `UTF8View`
-        // indices costs several times more per byte.
-        let contiguous = offer.id.utf8.withContiguousStorageIfAvailable { bytes in
+        // Over the contiguous UTF-8 (always there, for native strings): walking `UTF8View` indices costs several
+        // times more per byte.
+        return offer.id.withUTF8Span { bytes in
             var hasher = prefix
-            for byte in bytes { hasher.combine(byte) }
-            return hasher.value
+            for position in bytes.indices { hasher.combine(bytes[position]) }
+            return fmix64(hasher.value)
         }
-        if let contiguous { return fmix64(contiguous) }
-        var hasher = prefix
-        hasher.combine(contentsOf: offer.id.utf8)
-        return fmix64(hasher.value)
     }
 
     /// ``tieHash(_:)`` of an offer id whose first bytes `prefix` has hashed already and whose rest is
@@ -373,22 +370,18 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        // Screens and capping keys are read in place through buffer pointers: copying a screen out of its array
-        // costs a retain and a release per candidate for the references it holds (the inline condition's
-        // operands). Every position below is under `groupEnds.last`, which is the arrays' common count (checked).
-        precondition(
-            ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
-                && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
-        ranking.screens.withUnsafeBufferPointer { screens in
-            ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
+        // Screens and capping keys are read in place through spans: copying a screen out of its array costs a
+        // retain and a release per candidate for the references it holds (the inline condition's operands).
+        ranking.screens.withSpan { screens in
+            ranking.offerIDs.withSpan { offerIDs in
                 considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
             }
         }
     }
 
     private func considerByGroups(
-        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+        _ ranking: StaticRanking, screens: Span<CandidateScreen>,
+        offerIDs: Span<InternedName>, remaining: Int, state: inout WalkState
     ) {
         let offerIDBytes = ranking.offerIDBytes
         var idPrefixHash = tieHashPrefix
