@@ -17,7 +17,10 @@ let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-opti
 /// Run-time exclusivity checks (swift_beginAccess on every class property and
 /// global access) cost about 3% of a Decide call's CPU under load. Debug builds,
 /// which the test suites run, keep them, so an overlapping access is still
-/// caught by the tests; release builds of the request-path modules drop them.
+/// caught by the tests; release builds of the transport drop them. The other
+/// request-path modules mark their few hot class properties
+/// `@exclusivity(unchecked)` instead (OfferdWire's ProtoArena and
+/// WireThreadState), or have none (OfferdCore, OfferdSnapshot's read path).
 let requestPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
@@ -54,7 +57,6 @@ let package = Package(
         ),
         .target(
             name: "COfferdProto",
-            cSettings: [.unsafeFlags(["-Wno-everything"])],
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
@@ -67,12 +69,11 @@ let package = Package(
             dependencies: [
                 "OfferdCore", "CXXHash",
                 .product(name: "Atomics", package: "swift-atomics"),
-            ],
-            swiftSettings: requestPathSettings
+            ]
         ),
 
         // protobuf-c <-> core values, gRPC message framing, status mapping.
-        .target(name: "OfferdWire", dependencies: ["OfferdCore", "COfferdProto"], swiftSettings: requestPathSettings),
+        .target(name: "OfferdWire", dependencies: ["OfferdCore", "COfferdProto"]),
 
         // SwiftNIO + nghttp2: the only importer of CNGHTTP2.
         .target(
@@ -100,8 +101,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Atomics", package: "swift-atomics"),
-            ],
-            swiftSettings: requestPathSettings
+            ]
         ),
 
         // The command line.

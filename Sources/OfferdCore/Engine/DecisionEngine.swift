@@ -370,19 +370,18 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        // Screens and capping keys are read in place through spans: copying a screen out of its array costs a
-        // retain and a release per candidate for the references it holds (the inline condition's operands).
+        // Screens are read in place through a span: copying a screen out of its array costs a retain and a
+        // release per candidate for the references it holds (the inline condition's operands). (One span only:
+        // Swift 6.3.1's optimizer crashes, "leaked owned value", on a second one passed alongside.)
         ranking.screens.withSpan { screens in
-            ranking.offerIDs.withSpan { offerIDs in
-                considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
-            }
+            considerByGroups(ranking, screens: screens, remaining: remaining, state: &state)
         }
     }
 
     private func considerByGroups(
-        _ ranking: StaticRanking, screens: Span<CandidateScreen>,
-        offerIDs: Span<InternedName>, remaining: Int, state: inout WalkState
+        _ ranking: StaticRanking, screens: Span<CandidateScreen>, remaining: Int, state: inout WalkState
     ) {
+        let offerIDs = ranking.offerIDs
         let offerIDBytes = ranking.offerIDBytes
         var idPrefixHash = tieHashPrefix
         for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
