@@ -237,9 +237,7 @@ extension Identity {
     public func withUTF8<Result>(
         _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
     ) -> Result {
-        namespace.withUTF8Span { namespaceBytes in
-            id.withUTF8Span { idBytes in body(namespaceBytes, idBytes) }
-        }
+        withUTF8Spans(namespace, id, body)
     }
 }
 
@@ -376,16 +374,14 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
 /// indices, which costs a runtime call per byte.
 func sameCodePoints(_ lhs: String, _ rhs: String) -> Bool {
     guard lhs.utf8.count == rhs.utf8.count else { return false }
-    return lhs.withUTF8Span { left in
-        rhs.withUTF8Span { right in
-            // From the end: ids and keys often share a prefix ("offer-"), so a mismatch shows at once.
-            var position = left.count
-            while position > 0 {
-                position -= 1
-                if left[position] != right[position] { return false }
-            }
-            return true
+    return withUTF8Spans(lhs, rhs) { left, right in
+        // From the end: ids and keys often share a prefix ("offer-"), so a mismatch shows at once.
+        var position = left.count
+        while position > 0 {
+            position -= 1
+            if left[position] != right[position] { return false }
         }
+        return true
     }
 }
 
