@@ -4,8 +4,9 @@
 // Dependencies point one way: Snapshot -> Core; Wire -> Core + COfferdProto;
 // Transport -> CNGHTTP2 + NIO; Server -> everything. The decision engine
 // (OfferdCore) has no I/O and no C, and is built with strict memory safety
-// checking: its only unsafe code is Sources/OfferdCore/Support/ContiguousSpans.swift
-// (String UTF-8 and Array storage lent as Span).
+// checking: its unsafe code is Sources/OfferdCore/Support/ContiguousSpans.swift
+// (String UTF-8 and Array storage read in place) and the statically ranked fast
+// path in Sources/OfferdCore/Engine/DecisionEngine.swift (considerByGroups).
 import PackageDescription
 
 /// The engine's entry point is generic over the profile type, and the server
@@ -17,12 +18,14 @@ let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-opti
 /// Run-time exclusivity checks (swift_beginAccess on every class property and
 /// global access) cost about 3% of a Decide call's CPU under load. Debug builds,
 /// which the test suites run, keep them, so an overlapping access is still
-/// caught by the tests; release builds of the transport and the server drop
-/// them (the server inlines NIO's ByteBuffer code, whose class properties no
-/// attribute of ours reaches: 76 instructions per Decide). The other
-/// request-path modules mark their few hot class properties
-/// `@exclusivity(unchecked)` instead (OfferdWire's ProtoArena and
-/// WireThreadState), or have none (OfferdCore, OfferdSnapshot's read path).
+/// caught by the tests; release builds of the transport, the server and
+/// OfferdCore drop them. No attribute of ours reaches the accesses they save
+/// there: the server inlines NIO's ByteBuffer code, and OfferdCore's code is
+/// inlined into the server by cross-module optimization with the checks it was
+/// compiled with (about 75 instructions per Decide each). OfferdWire marks its
+/// two hot per-thread classes (ProtoArena, WireThreadState)
+/// `@exclusivity(unchecked)` instead of the flag; OfferdSnapshot's read path
+/// has no hot class property.
 let requestPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
@@ -30,6 +33,12 @@ let requestPathSettings: [SwiftSetting] = [
 let package = Package(
     name: "offerd",
     platforms: [.macOS(.v14)],
+    // The library products serve the side packages (benchmarks/peers, benchmarks/micro, fuzz), which depend on
+    // this package by path, where SwiftPM allows unsafe flags. A versioned dependency on any of them is refused
+    // for now: OfferdCore, which all of them build on, keeps -cross-module-optimization (doing without it means
+    // @inlinable and @usableFromInline across the whole generic decide path and what it touches, most of the
+    // module), and OfferdServer and OfferdTransport keep the release exclusivity flag (see above). COfferdProto,
+    // OfferdSnapshot and OfferdWire carry no unsafe flag of their own.
     products: [
         .executable(name: "offerd", targets: ["offerd"]),
         .library(name: "OfferdCore", targets: ["OfferdCore"]),
@@ -63,7 +72,7 @@ let package = Package(
         ),
 
         // Pure Swift decision engine: catalog, rules, consent, decisions.
-        .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + [.strictMemorySafety()]),
+        .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + requestPathSettings + [.strictMemorySafety()]),
 
         // Snapshot format, builder, loader, lock-free store and reloader.
         .target(

@@ -370,18 +370,26 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        // Screens are read in place through a span: copying a screen out of its array costs a retain and a
-        // release per candidate for the references it holds (the inline condition's operands). (One span only:
-        // Swift 6.3.1's optimizer crashes, "leaked owned value", on a second one passed alongside.)
-        ranking.screens.withSpan { screens in
-            considerByGroups(ranking, screens: screens, remaining: remaining, state: &state)
+        // Screens and capping keys are read in place through buffer pointers: copying a screen out of its array
+        // costs a retain and a release per candidate for the references it holds (the inline condition's
+        // operands). Every position below is under `groupEnds.last`, which is the arrays' common count (checked).
+        // Not spans: their bounds checks, in this loop, cost 2 to 3% of a Decide call's instructions (see
+        // Support/ContiguousSpans.swift). This function and that file hold all of OfferdCore's unsafe code.
+        precondition(
+            ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
+                && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
+        // safe: the pointers are used inside these closures only, at positions checked above.
+        unsafe ranking.screens.withUnsafeBufferPointer { screens in
+            unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
+                unsafe considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+            }
         }
     }
 
     private func considerByGroups(
-        _ ranking: StaticRanking, screens: Span<CandidateScreen>, remaining: Int, state: inout WalkState
+        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
+        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
     ) {
-        let offerIDs = ranking.offerIDs
         let offerIDBytes = ranking.offerIDBytes
         var idPrefixHash = tieHashPrefix
         for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
@@ -391,21 +399,22 @@ private struct ScopeWalker<Profile: ProfileView> {
                 // Every test below must pass, so the cheap ones on plain values run first and the offer object is
                 // loaded only for an eligibility neither the memo nor an inline condition settles, or for a
                 // capping lookup.
-                var eligible = screens[position].alwaysEligible
-                let memoSlot = screens[position].eligibilityMemoSlot
+                // unsafe: `position` is below `groupEnds.last`, which the caller checked against both counts.
+                var eligible = unsafe screens[position].alwaysEligible
+                let memoSlot = unsafe screens[position].eligibilityMemoSlot
                 if memoSlot >= 0, let known = state.memo[memoSlot] {
                     guard known else { continue }
                     eligible = true
                 }
-                guard screens[position].isInsideDates(now), !state.chosen.contains(screens[position].offerIndex)
+                guard unsafe screens[position].isInsideDates(now), unsafe !state.chosen.contains(screens[position].offerIndex)
                 else { continue }
-                if !eligible, let value = screens[position].inlineEligibility?.isTrue(inputs: inputs) {
+                if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
                     if memoSlot >= 0 { state.memo[memoSlot] = value }
                     guard value else { continue }
                     eligible = true
                 }
-                let cappingLimit = screens[position].cappingLimit
-                if cappingLimit != Int.max && cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0
+                let cappingLimit = unsafe screens[position].cappingLimit
+                if unsafe cappingLimit != Int.max && cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0
                     && profile.cappingCount(for: offerIDs[position]) >= cappingLimit
                 {
                     continue
@@ -419,8 +428,8 @@ private struct ScopeWalker<Profile: ProfileView> {
                         continue
                     }
                 }
-                let tieHash = Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-                state.best.offer(
+                let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
+                unsafe state.best.offer(
                     RankedCandidate(
                         offerIndex: screens[position].offerIndex,
                         representationIndex: screens[position].representationIndex,

@@ -4,7 +4,7 @@
 // array, SPEC issue 2). The per-request scratch (context slots, offers already proposed, the top-k candidates)
 // is small in the common case, so it is kept in stored properties and only spills to an array when a request
 // is unusually large. The inline slots are plain fields reached through a switch, not pointers (OfferdCore keeps
-// its unsafe code to Support/ContiguousSpans.swift); the compiler turns the switch into a jump table or a
+// its unsafe code to two places, see OfferdCore.docc); the compiler turns the switch into a jump table or a
 // computed offset.
 
 /// Rule values by slot (the request context, the profile's attributes): the first eight inline, the rest
@@ -106,9 +106,6 @@ struct TopCandidates {
         }
     }
 
-    // Always inlined: `offer` calls it twice and the optimizer, left alone, calls it out of line from the decision
-    // loop (measured: about 1% more instructions per Decide).
-    @inline(__always)
     private mutating func findWorst() {
         worstPosition = 0
         worst = storage[0]

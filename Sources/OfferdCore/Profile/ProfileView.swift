@@ -237,7 +237,9 @@ extension Identity {
     public func withUTF8<Result>(
         _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
     ) -> Result {
-        withUTF8Spans(namespace, id, body)
+        namespace.withUTF8Span { namespaceBytes in
+            id.withUTF8Span { idBytes in body(namespaceBytes, idBytes) }
+        }
     }
 }
 
@@ -368,23 +370,6 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     }
 }
 
-/// Exact comparison by Unicode code points (SPEC 4: ids and keys are not normalized). Cheaper than `String ==`,
-/// which checks canonical equivalence: the length test rejects most mismatches without a call into the runtime.
-/// Reads both strings' contiguous UTF-8 (native and small strings have it) rather than walking `UTF8View`
-/// indices, which costs a runtime call per byte.
-func sameCodePoints(_ lhs: String, _ rhs: String) -> Bool {
-    guard lhs.utf8.count == rhs.utf8.count else { return false }
-    return withUTF8Spans(lhs, rhs) { left, right in
-        // From the end: ids and keys often share a prefix ("offer-"), so a mismatch shows at once.
-        var position = left.count
-        while position > 0 {
-            position -= 1
-            if left[position] != right[position] { return false }
-        }
-        return true
-    }
-}
-
 extension RuleValue {
     /// The rule value of a profile attribute's JSON value. Arrays keep their
     /// scalar items; a nested array or object inside an array reads as null.
@@ -460,15 +445,5 @@ extension HashPositionTable {
             slot = nextSlot(slot)
         }
         return nil
-    }
-}
-
-/// ``stableHash(_:)`` of `text`'s UTF-8, over its contiguous storage when it has some (walking `UTF8View` costs a
-/// runtime call per byte).
-func contiguousStableHash(_ text: String) -> UInt64 {
-    text.withUTF8Span { bytes in
-        var hasher = FNV1a64()
-        for position in bytes.indices { hasher.combine(bytes[position]) }
-        return fmix64(hasher.value)
     }
 }

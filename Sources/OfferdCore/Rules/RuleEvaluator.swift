@@ -333,7 +333,9 @@ enum UnicodeText {
     static func contains(_ text: String, _ part: String) -> Bool {
         let partCount = part.utf8.count
         if partCount == 0 { return true }
-        return withUTF8Spans(text, part) { haystack, needle in search(haystack, needle) }
+        return text.withUTF8Span { haystack in
+            part.withUTF8Span { needle in search(haystack, needle) }
+        }
     }
 
     private static func search(_ haystack: Span<UInt8>, _ needle: Span<UInt8>) -> Bool {
