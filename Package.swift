@@ -72,7 +72,10 @@ let package = Package(
         ),
 
         // Pure Swift decision engine: catalog, rules, consent, decisions.
-        .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + requestPathSettings + [.strictMemorySafety()]),
+        .target(
+            name: "OfferdCore",
+            swiftSettings: crossModuleOptimization + requestPathSettings + [.strictMemorySafety()]
+        ),
 
         // Snapshot format, builder, loader, lock-free store and reloader.
         .target(

@@ -381,7 +381,8 @@ private struct ScopeWalker<Profile: ProfileView> {
         // safe: the pointers are used inside these closures only, at positions checked above.
         unsafe ranking.screens.withUnsafeBufferPointer { screens in
             unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
-                unsafe considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+                unsafe considerByGroups(
+                    ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
             }
         }
     }
@@ -406,7 +407,8 @@ private struct ScopeWalker<Profile: ProfileView> {
                     guard known else { continue }
                     eligible = true
                 }
-                guard unsafe screens[position].isInsideDates(now), unsafe !state.chosen.contains(screens[position].offerIndex)
+                guard unsafe screens[position].isInsideDates(now),
+                    unsafe !state.chosen.contains(screens[position].offerIndex)
                 else { continue }
                 if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
                     if memoSlot >= 0 { state.memo[memoSlot] = value }

@@ -412,7 +412,8 @@ struct RuleParser {
             // (JSON allows them, and the snapshot keeps them). So a path with an empty segment is the null it
             // always reads as, settled here once for every profile view, and it takes no attribute slot.
             if segments.contains(where: { $0.name.isEmpty }) {
-                return Parsed(node: .literal(.null), type: .dynamic, position: position, isPath: true, description: text)
+                return Parsed(
+                    node: .literal(.null), type: .dynamic, position: position, isPath: true, description: text)
             }
             let path = AttributePath(segments.map(\.name))
             let slot = symbols.attributeSlot(for: path)
