@@ -87,7 +87,7 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         var opened: EventLogFile
         while true {
             opened = try EventLogFile.openOrCreate(path)
-            try opened.lockExclusively()
+            try Self.lockExclusively(opened)
             // A trim of the previous owner may have renamed a new file over the path between our open and our
             // lock: the lock we hold is then on a file that is no longer the log.
             if opened.isStillNamedByPath() { break }
@@ -98,6 +98,25 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         self.file = opened
         self.index = index
         self.recovery = recovery
+    }
+
+    /// Takes the log's lock, waiting out a holder that cannot be named for up to two seconds.
+    ///
+    /// Such a holder is almost always a child process that another thread of this process is spawning: between
+    /// its fork and its exec the child shares every open file description of ours, the just-closed log's
+    /// included, and with it the description's lock, until the exec closes it (milliseconds at most). Refusing
+    /// at once would make reopening a log fail at random while anything else in the process starts programs. A
+    /// real owner is named by its PID at once and never waited for.
+    private static func lockExclusively(_ file: EventLogFile) throws(EventLogError) {
+        let giveUp = MonotonicInstant.after(.seconds(2))
+        while true {
+            do {
+                return try file.lockExclusively()
+            } catch {
+                guard case .locked(_, nil) = error, MonotonicInstant.now() < giveUp else { throw error }
+                pauseOneMillisecond()
+            }
+        }
     }
 
     // MARK: - EventLog

@@ -330,3 +330,8 @@ func withSIGPIPEBlocked<Result>(_ body: () throws(EventLogError) -> Result) thro
     }
     return try body()
 }
+
+/// Sleeps for about a millisecond (a retry's pause; POSIX calls stay in this file).
+func pauseOneMillisecond() {
+    usleep(1_000)
+}

@@ -128,6 +128,33 @@ struct FileEventLogTests {
         }
     }
 
+    @Test("a log closed and reopened while another thread starts programs is never refused")
+    func reopenWhileSpawning() throws {
+        // A child between its fork and its exec shares the just-closed log's open file description and so its
+        // lock for an instant; the suite's other tests start programs (redis-server, shells) at any moment.
+        let directory = try TemporaryDirectory()
+        let path = directory.file("events.log")
+        let spawning = ManagedAtomicFlag()
+        let spawner = Thread {
+            while !spawning.isSet {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/bin/true")
+                try? process.run()
+                process.waitUntilExit()
+            }
+        }
+        spawner.start()
+        defer { spawning.set() }
+        for round in 0..<300 {
+            let log = try FileEventLog(path: path)
+            #expect(try log.append(sampleBatch(1, from: round, batch: UInt64(round))).count == 1)
+            log.close()
+        }
+        let reopened = try FileEventLog(path: path)
+        defer { reopened.close() }
+        #expect(try reopened.read(after: nil, maxCount: 1_000, timeout: .zero).count == 300)
+    }
+
     @Test("a damaged record in the middle ends the log there (nothing after a bad record is trusted)")
     func corruptMiddleRecord() throws {
         let directory = try TemporaryDirectory()
@@ -389,4 +416,13 @@ struct FileEventLogTests {
         #expect(try last.read(after: nil, maxCount: 100, timeout: .zero).map(\.position) == [.sequence(9)])
         #expect(!FileManager.default.fileExists(atPath: path + ".trim"))
     }
+}
+
+/// A flag one thread sets and another reads.
+private final class ManagedAtomicFlag: @unchecked Sendable {
+    // @unchecked: `value` is only touched under `lock`.
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
 }
