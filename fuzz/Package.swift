@@ -19,16 +19,16 @@ let package = Package(
             name: "FuzzDecodeRequest",
             dependencies: [
                 "FuzzDriver",
-                .product(name: "OfferdWire", package: "offerd"), .product(name: "OfferdCore", package: "offerd"),
+                .product(name: "_OfferdWire", package: "offerd"), .product(name: "_OfferdCore", package: "offerd"),
             ]
         ),
         .executableTarget(
             name: "FuzzRuleExpression",
-            dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]
+            dependencies: ["FuzzDriver", .product(name: "_OfferdCore", package: "offerd")]
         ),
         .executableTarget(
             name: "FuzzCatalog",
-            dependencies: ["FuzzDriver", .product(name: "OfferdCore", package: "offerd")]
+            dependencies: ["FuzzDriver", .product(name: "_OfferdCore", package: "offerd")]
         ),
         // The snapshot target re-seals fuzzed bytes with a valid checksum so the fuzzer reaches past it.
         .systemLibrary(name: "FuzzXXHash"),
@@ -36,8 +36,8 @@ let package = Package(
             name: "FuzzSnapshot",
             dependencies: [
                 "FuzzDriver",
-                "FuzzXXHash", .product(name: "OfferdSnapshot", package: "offerd"),
-                .product(name: "OfferdCore", package: "offerd"),
+                "FuzzXXHash", .product(name: "_OfferdSnapshot", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
             ]
         ),
         // The HTTP/2 input path: the transport's connection handler on an EmbeddedChannel. OfferdTransport is
@@ -46,7 +46,7 @@ let package = Package(
             name: "FuzzHTTP2",
             dependencies: [
                 "FuzzDriver",
-                .product(name: "OfferdServer", package: "offerd"),
+                .product(name: "_OfferdServer", package: "offerd"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

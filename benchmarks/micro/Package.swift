@@ -20,8 +20,8 @@ let package = Package(
         .target(
             name: "BenchmarkFixtures",
             dependencies: [
-                .product(name: "OfferdCore", package: "offerd"),
-                .product(name: "OfferdWire", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
+                .product(name: "_OfferdWire", package: "offerd"),
             ]
         ),
         .executableTarget(
@@ -29,8 +29,8 @@ let package = Package(
             dependencies: [
                 "BenchmarkFixtures",
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "OfferdCore", package: "offerd"),
-                .product(name: "OfferdWire", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
+                .product(name: "_OfferdWire", package: "offerd"),
             ],
             path: "Benchmarks/OfferdBenchmarks",
             plugins: [
@@ -43,8 +43,8 @@ let package = Package(
             name: "offerd-profile-loop",
             dependencies: [
                 "BenchmarkFixtures",
-                .product(name: "OfferdCore", package: "offerd"),
-                .product(name: "OfferdWire", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
+                .product(name: "_OfferdWire", package: "offerd"),
             ],
             // OfferdCore's rounding calls libm's `trunc`; nothing else here pulls libm in.
             linkerSettings: [.linkedLibrary("m")]
@@ -53,9 +53,9 @@ let package = Package(
         .executableTarget(
             name: "offerd-snapshot-bench",
             dependencies: [
-                .product(name: "OfferdCore", package: "offerd"),
-                .product(name: "OfferdSnapshot", package: "offerd"),
-                .product(name: "OfferdSnapshotBuilder", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
+                .product(name: "_OfferdSnapshot", package: "offerd"),
+                .product(name: "_OfferdSnapshotBuilder", package: "offerd"),
             ],
             linkerSettings: [.linkedLibrary("m")]
         ),

@@ -25,8 +25,8 @@ let package = Package(
         .executableTarget(
             name: "OfferdGRPCSwiftPeer",
             dependencies: [
-                .product(name: "OfferdServer", package: "offerd"),
-                .product(name: "OfferdCore", package: "offerd"),
+                .product(name: "_OfferdServer", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -36,8 +36,8 @@ let package = Package(
         .executableTarget(
             name: "OfferdDecideLoop",
             dependencies: [
-                .product(name: "OfferdServer", package: "offerd"),
-                .product(name: "OfferdCore", package: "offerd"),
+                .product(name: "_OfferdServer", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
