@@ -130,6 +130,17 @@ let package = Package(
         .target(name: "OfferdEventLog", dependencies: ["CHiredis"]),
         .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
 
+        // The overlay of live state: the event log applied on top of the snapshot (counters, consent updates,
+        // event ids); pure Swift, no I/O.
+        .target(name: "OfferdLiveState", dependencies: ["OfferdCore", "OfferdEventLog"]),
+        .testTarget(
+            name: "OfferdLiveStateTests",
+            dependencies: [
+                "OfferdLiveState", "OfferdCore", "OfferdEventLog",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+
         // The command line.
         .executableTarget(
             name: "offerd",
