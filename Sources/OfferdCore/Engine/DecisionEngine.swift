@@ -39,27 +39,30 @@ public struct DecisionEngine: Sendable {
     ///   - profile: the profile of `request.identity`; nil when it is not in the snapshot.
     ///   - live: the event log's counts for this profile (see ``LiveCappingCounts``); nil counts the snapshot's
     ///     alone.
+    ///   - consents: the consents to decide with in place of the profile's (an unknown profile's are empty): the
+    ///     snapshot's with the event log's updates applied (SPEC 9.5); nil uses the profile's.
     ///   - now: the request time, epoch seconds.
     public func decide<Profile: ProfileView>(
         _ request: DecisionRequest,
         profile: consuming Profile?,
         live: (any LiveCappingCounts)? = nil,
+        consents: ConsentRecord? = nil,
         now: Double
     ) -> DecisionResult {
         // The walker takes a non-optional profile (see `RuleInputs`): an unknown one is an `AbsentProfile`.
         // Consumed all the way into the walker, so that deciding copies the profile value (a retain per
         // reference it holds) only where the caller keeps its own.
         if let profile = consume profile {
-            return decide(request, profile: consume profile, found: true, live: live, now: now)
+            return decide(request, profile: consume profile, found: true, live: live, consents: consents, now: now)
         }
-        return decide(request, profile: AbsentProfile(), found: false, live: live, now: now)
+        return decide(request, profile: AbsentProfile(), found: false, live: live, consents: consents, now: now)
     }
 
     /// Decides `request` for an identity that is not in the snapshot.
-    public func decide(_ request: DecisionRequest, live: (any LiveCappingCounts)? = nil, now: Double)
-        -> DecisionResult
-    {
-        decide(request, profile: AbsentProfile(), found: false, live: live, now: now)
+    public func decide(
+        _ request: DecisionRequest, live: (any LiveCappingCounts)? = nil, consents: ConsentRecord? = nil, now: Double
+    ) -> DecisionResult {
+        decide(request, profile: AbsentProfile(), found: false, live: live, consents: consents, now: now)
     }
 
     private func decide<Profile: ProfileView>(
@@ -67,6 +70,7 @@ public struct DecisionEngine: Sendable {
         profile: consuming Profile,
         found: Bool,
         live: (any LiveCappingCounts)?,
+        consents: ConsentRecord?,
         now: Double
     ) -> DecisionResult {
         let walker = ScopeWalker(
@@ -76,6 +80,7 @@ public struct DecisionEngine: Sendable {
             profile: consume profile,
             profileFound: found,
             live: live,
+            consents: consents,
             now: now
         )
         var propositions: [Proposition] = []
@@ -132,6 +137,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         profile: consuming Profile,
         profileFound: Bool,
         live: (any LiveCappingCounts)?,
+        consents: ConsentRecord?,
         now: Double
     ) {
         self.live = live
@@ -142,7 +148,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.now = now
         self.profile = consume profile
         self.profileFound = profileFound
-        self.consents = profileFound ? self.profile.consents : .empty
+        self.consents = consents ?? (profileFound ? self.profile.consents : .empty)
         self.cappingSummary = profileFound ? self.profile.cappingSummary : 0
         var context = RuleValueSlots()
         if !request.context.isEmpty {
