@@ -113,8 +113,9 @@ let package = Package(
         .target(
             name: "OfferdServer",
             dependencies: [
-                "OfferdCore", "OfferdSnapshot", "OfferdWire", "OfferdTransport",
+                "OfferdCore", "OfferdSnapshot", "OfferdWire", "OfferdTransport", "OfferdEventLog", "OfferdLiveState",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -136,6 +136,13 @@ public struct LiveOverlay: Sendable {
         return (applied, duplicates)
     }
 
+    /// Moves past a record that cannot be decoded (``EventLogError/malformedEntry(at:reason:resumeAfter:)``):
+    /// every server skips it the same way, counting nothing.
+    public mutating func skip(through position: EventLogPosition) {
+        if let lastApplied, position <= lastApplied { return }
+        lastApplied = position
+    }
+
     /// The immutable value readers use; cheap (it shares storage with this overlay until the next change).
     public func published() -> LiveOverlaySnapshot {
         LiveOverlaySnapshot(profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs)

@@ -470,6 +470,9 @@ public final class Catalog: Sendable {
     private let decisionTable: HashPositionTable
     /// The context keys rules read, by slot.
     let contextKeys: [String]
+    /// The offers with a capping rule on `decision` events: a Decide that proposes one records a decision event
+    /// (SPEC 9.2); other offers record nothing.
+    public let decisionCountedOfferIDs: Set<String>
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
     private let counts: CatalogSummary
@@ -492,6 +495,7 @@ public final class Catalog: Sendable {
         self.decisions = decisions
         self.contextKeys = contextKeys
         self.attributePaths = attributePaths
+        self.decisionCountedOfferIDs = Set(offers.filter(\.recordsDecisions).map(\.id))
         var placementIndex: [String: Int] = [:]
         for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
             placementIndex[placement.id] = index
