@@ -51,7 +51,7 @@ public struct LiveProfileState: Hashable, Sendable {
 /// - **Readers never wait.** ``published()`` returns an immutable ``LiveOverlaySnapshot`` (a class, so that one
 ///   atomic reference publishes it: the server keeps it in an `AtomicReferenceStore`, as it keeps the snapshot).
 ///   A Decide loads it once and reads it for the whole call, without locks; the follower publishes after every
-///   batch it applied. What a reader holds never changes: the writer's next change copies what it touches
+///   batch it applied once its start-up replay is done. What a reader holds never changes: the writer's next change copies what it touches
 ///   (copy-on-write, per shard of the profile table, see ``ShardedDictionary``).
 /// - **Bounded memory.** ``expire()`` drops event ids older than 31 days and period counters of buckets before
 ///   the previous one; the follower calls it when the log's clock enters a new day.
@@ -232,6 +232,15 @@ public final class LiveOverlaySnapshot: Sendable {
     /// The counts a Decide for `key` reads (the engine's ``LiveCappingCounts``).
     public func counts(for key: EventLogProfileKey) -> LiveCounts {
         LiveCounts(profile: profiles[key], totals: totals)
+    }
+
+    /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
+    /// key's updates applied, SPEC 9.5).
+    public func decideInputs(for key: EventLogProfileKey, snapshotConsents: ConsentRecord) -> (
+        counts: LiveCounts, consents: ConsentRecord
+    ) {
+        let state = profiles[key]
+        return (LiveCounts(profile: state, totals: totals), state?.consents.applied(to: snapshotConsents) ?? snapshotConsents)
     }
 
     /// The consents Decide uses for `key`: `snapshotConsents` with the key's updates applied (SPEC 9.5).

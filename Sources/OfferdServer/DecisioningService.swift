@@ -129,10 +129,10 @@ public final class DecisioningService: GRPCUnaryService {
             }
             // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
             let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
-            let consents = overlay.consents(for: key, snapshotConsents: profile?.consents ?? .empty)
+            let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
             let time = now()
             result = catalog.engine.decide(
-                request, profile: profile, live: overlay.counts(for: key), consents: consents, now: time)
+                request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
             if !request.dryRun {
                 live.recordDecisions(
                     result, catalog: catalog.engine.catalog, key: key, timeMs: CalendarBuckets.milliseconds(time))

@@ -217,7 +217,8 @@ public final class LiveStateRuntime: Sendable {
                         overlay.expire()
                         expiredDay = day
                     }
-                    overlays.publish(overlay.published())
+                    // During the replay nobody reads the overlay (Decide answers UNAVAILABLE): publish once, at its end.
+                    if !replaying { overlays.publish(overlay.published()) }
                 }
                 if replaying && records.count < Self.batchLimit {
                     overlays.publish(overlay.published())

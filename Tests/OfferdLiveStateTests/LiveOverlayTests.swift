@@ -141,6 +141,12 @@ struct LiveOverlayTests {
         #expect(bobs == ConsentRecord(marketingAny: .dn))
         #expect(!ConsentResolver.personalizationGranted(anas, default: .granted))
         #expect(!ConsentResolver.marketingGranted(bobs, channel: .sms, default: .granted))
+        // The one-lookup form Decide uses answers the same.
+        for key in [ana, bob, EventLogProfileKey(namespace: "ECID", id: "x")] {
+            let inputs = view.decideInputs(for: key, snapshotConsents: snapshot)
+            #expect(inputs.consents == view.consents(for: key, snapshotConsents: snapshot))
+            #expect(inputs.counts.profile == view.counts(for: key).profile)
+        }
         let nobody = EventLogProfileKey(namespace: "ECID", id: "nobody")
         #expect(view.consents(for: nobody, snapshotConsents: snapshot) == snapshot)
         // A later grant wins over the earlier denial.
