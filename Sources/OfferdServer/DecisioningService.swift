@@ -65,6 +65,9 @@ public final class DecisioningService: GRPCUnaryService {
             && (live?.isReplayed ?? true)
     }
 
+    /// True once shutdown has begun.
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
     /// From now on, Decide answers UNAVAILABLE and health NOT_SERVING.
     public func beginShutdown() {
         shuttingDown.store(true, ordering: .relaxed)
@@ -81,6 +84,12 @@ public final class DecisioningService: GRPCUnaryService {
         case Self.healthCheckPath:
             method = .healthCheck
             reply = healthCheck(call, allocator: allocator)
+        case Self.recordEventsPath:
+            method = .recordEvents
+            reply = recordEvents(call, allocator: allocator)
+        case Self.updateConsentPath:
+            method = .updateConsent
+            reply = updateConsent(call, allocator: allocator)
         default:
             method = .unknown
             reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))

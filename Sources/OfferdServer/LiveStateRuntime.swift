@@ -41,6 +41,11 @@ public final class LiveStateRuntime: Sendable {
     let serverID = UUID().uuidString.lowercased()
     private let bufferLimit: Int
     private let queue = NIOLockedValueBox<[EventLogEntry]>([])
+    /// Submissions that wait for their answer (RecordEvents, UpdateConsent), in arrival order.
+    private let submissions = NIOLockedValueBox<[Submission]>([])
+    /// The follower's last applied position and the submissions waiting for it to pass theirs.
+    private let applied = NIOLockedValueBox<(position: EventLogPosition?, waiting: [(EventLogPosition, Submission)])>(
+        (nil, []))
     private let wake = DispatchSemaphore(value: 0)
     private let writerSleeping = ManagedAtomic<Bool>(false)
     private let stopping = ManagedAtomic<Bool>(false)
@@ -97,6 +102,80 @@ public final class LiveStateRuntime: Sendable {
         log.close()
     }
 
+    /// Why a submission was not recorded.
+    public enum SubmitError: Error, Sendable {
+        /// The log cannot be reached now (or did not answer in time): the client retries with the same event ids.
+        case unavailable(String)
+    }
+
+    /// Entries that must be durable and applied here before their caller answers.
+    final class Submission: @unchecked Sendable {
+        // @unchecked: `result` is written once, before `done` is signalled, and read after waiting on it.
+        let entries: [EventLogEntry]
+        private let done = DispatchSemaphore(value: 0)
+        private let claimed = ManagedAtomic<Bool>(false)
+        private var result: Result<EventLogPosition, SubmitError> = .failure(.unavailable("not answered"))
+
+        init(entries: [EventLogEntry]) { self.entries = entries }
+
+        /// Completes the submission once; later calls do nothing.
+        func complete(_ outcome: Result<EventLogPosition, SubmitError>) {
+            guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            result = outcome
+            done.signal()
+        }
+
+        func wait(timeout: Duration) -> Result<EventLogPosition, SubmitError> {
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            if done.wait(timeout: .now() + seconds) == .timedOut {
+                complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
+                // A completion that won the race signalled; take that signal so the result is settled.
+                _ = done.wait(timeout: .now() + 0.1)
+            }
+            return result
+        }
+    }
+
+    /// Writes `entries` and waits until they are durable and applied by this server's follower (SPEC 9.4: OK
+    /// only then), at most `timeout`; returns the position of the last entry.
+    ///
+    /// - Important: This blocks the calling thread. The RPC handlers call it on an event loop because the
+    ///   transport's service seam answers synchronously; see docs/live-state.md for why that is a known gap and
+    ///   how a deferred reply removes it. While the log is known to be down it fails at once instead.
+    public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration = .seconds(1)) -> Result<
+        EventLogPosition, SubmitError
+    > {
+        if !isLogUp {
+            return .failure(.unavailable("the event log is unreachable"))
+        }
+        let submission = Submission(entries: entries)
+        submissions.withLockedValue { $0.append(submission) }
+        if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
+        return submission.wait(timeout: timeout)
+    }
+
+    /// Called by the writer once a submission's entries are in the log at `position` (its last entry's).
+    private func awaitApplication(_ submission: Submission, at position: EventLogPosition) {
+        let completeNow = applied.withLockedValue { state -> Bool in
+            if let applied = state.position, applied >= position { return true }
+            state.waiting.append((position, submission))
+            return false
+        }
+        if completeNow { submission.complete(.success(position)) }
+    }
+
+    /// Called by the follower after it applied up to `position`.
+    private func didApply(through position: EventLogPosition?) {
+        guard let position else { return }
+        let ready = applied.withLockedValue { state -> [(EventLogPosition, Submission)] in
+            state.position = position
+            let ready = state.waiting.filter { $0.0 <= position }
+            state.waiting.removeAll { $0.0 <= position }
+            return ready
+        }
+        for (at, submission) in ready { submission.complete(.success(at)) }
+    }
+
     /// Queues events for the writer; never waits for I/O (see the type's documentation).
     public func enqueue(_ entries: [EventLogEntry]) {
         guard !entries.isEmpty else { return }
@@ -124,6 +203,8 @@ public final class LiveStateRuntime: Sendable {
     private func runWriter() {
         var pending: [EventLogEntry] = []
         var inFlight: [EventLogEntry]?
+        /// The submissions whose entries end the in-flight batch, with their entry counts, in batch order.
+        var inFlightSubmissions: [(Submission, Int)] = []
         var batchNumber: UInt64 = 0
         var stopDeadline: ContinuousClock.Instant?
         var reportedDown = false
@@ -147,11 +228,21 @@ public final class LiveStateRuntime: Sendable {
                     return
                 }
             }
-            if inFlight == nil && !pending.isEmpty {
+            let waiting = inFlight == nil ? submissions.withLockedValue { queued -> [Submission] in
+                defer { queued.removeAll(keepingCapacity: true) }
+                return queued
+            } : []
+            if inFlight == nil && (!pending.isEmpty || !waiting.isEmpty) {
                 batchNumber += 1
                 let count = min(Self.batchLimit, pending.count)
                 var batch = Array(pending.prefix(count))
                 pending.removeFirst(count)
+                // Submitted entries go after the decision events, each submission's entries together.
+                inFlightSubmissions = []
+                for submission in waiting {
+                    batch.append(contentsOf: submission.entries)
+                    inFlightSubmissions.append((submission, submission.entries.count))
+                }
                 for index in batch.indices {
                     batch[index].serverID = serverID
                     batch[index].batchNumber = batchNumber
@@ -160,8 +251,19 @@ public final class LiveStateRuntime: Sendable {
             }
             if let batch = inFlight {
                 do {
-                    _ = try log.append(batch)
+                    let positions = try log.append(batch)
                     inFlight = nil
+                    // Each submission's last entry position: entries were appended in batch order.
+                    var end = batch.count - inFlightSubmissions.reduce(0) { $0 + $1.1 }
+                    for (submission, count) in inFlightSubmissions {
+                        end += count
+                        if end - 1 < positions.count, count > 0 {
+                            awaitApplication(submission, at: positions[end - 1])
+                        } else {
+                            submission.complete(.failure(.unavailable("the event log returned no position")))
+                        }
+                    }
+                    inFlightSubmissions = []
                     decisionEventsWritten.wrappingIncrement(by: batch.count, ordering: .relaxed)
                     writerDown.store(false, ordering: .relaxed)
                     if reportedDown {
@@ -170,6 +272,11 @@ public final class LiveStateRuntime: Sendable {
                     }
                 } catch {
                     writerDown.store(true, ordering: .relaxed)
+                    // Their callers answer UNAVAILABLE now; the batch is still retried, and a client's retry with
+                    // the same event ids is then a duplicate.
+                    for (submission, _) in inFlightSubmissions {
+                        submission.complete(.failure(.unavailable("\(error)")))
+                    }
                     if !reportedDown {
                         logger.warning("event log append failed; retrying", metadata: ["error": "\(error)"])
                         reportedDown = true
@@ -180,7 +287,7 @@ public final class LiveStateRuntime: Sendable {
             }
             // Nothing to write: sleep until an enqueue wakes us (or a while passes, to notice a stop).
             writerSleeping.store(true, ordering: .sequentiallyConsistent)
-            let empty = queue.withLockedValue { $0.isEmpty }
+            let empty = queue.withLockedValue { $0.isEmpty } && submissions.withLockedValue { $0.isEmpty }
             if empty && !stopping.load(ordering: .acquiring) { _ = wake.wait(timeout: .now() + 0.1) }
             writerSleeping.store(false, ordering: .relaxed)
         }
@@ -218,10 +325,14 @@ public final class LiveStateRuntime: Sendable {
                         expiredDay = day
                     }
                     // During the replay nobody reads the overlay (Decide answers UNAVAILABLE): publish once, at its end.
-                    if !replaying { overlays.publish(overlay.published()) }
+                    if !replaying {
+                        overlays.publish(overlay.published())
+                        didApply(through: overlay.lastApplied)
+                    }
                 }
                 if replaying && records.count < Self.batchLimit {
                     overlays.publish(overlay.published())
+                    didApply(through: overlay.lastApplied)
                     replayed.store(true, ordering: .releasing)
                     logger.info(
                         "event log replayed",

@@ -19,7 +19,8 @@ CATALOG = {
     "version": "live-1",
     "placements": [{"id": "web", "channel": "web", "contentType": "text"}],
     "offers": [
-        {"id": "capped", "status": "approved", "priority": 9, "tags": ["p"], "capping": [{"limit": 2}],
+        {"id": "capped", "status": "approved", "priority": 9, "tags": ["p"],
+         "capping": [{"limit": 2}, {"limit": 1, "event": "display", "period": "day"}],
          "representations": [{"placement": "web", "content": "capped"}]},
         {"id": "scarce", "status": "approved", "priority": 9, "tags": ["t"],
          "capping": [{"limit": 3, "scope": "total", "period": "day"}],
@@ -227,3 +228,116 @@ def test_not_ready_until_the_log_is_reachable(stubs, live_dir):
         if proc.poll() is None:
             proc.kill()
         out.close()
+
+
+def record_events(stubs, server, events, dry_run=False, timeout=10):
+    pb = stubs.pb
+    req = pb.RecordEventsRequest(dry_run=dry_run)
+    for event in events:
+        e = req.events.add(event_id=event["id"], type=event.get("type", pb.EVENT_TYPE_DISPLAY),
+                           offer_ids=event.get("offers", ["capped"]), timestamp_ms=event.get("ts", 0))
+        e.identity.namespace = event.get("ns", "ECID")
+        e.identity.id = event["who"]
+    with grpc.insecure_channel(server.target) as channel:
+        return pb_stub(stubs, channel).RecordEvents(req, timeout=timeout)
+
+
+def update_consent(stubs, server, event_id, who, consents, ns="ECID", dry_run=False, timeout=10):
+    req = stubs.pb.UpdateConsentRequest(event_id=event_id, dry_run=dry_run)
+    req.identity.namespace = ns
+    req.identity.id = who
+    for key, value in consents.items():
+        req.consents[key] = value
+    with grpc.insecure_channel(server.target) as channel:
+        return pb_stub(stubs, channel).UpdateConsent(req, timeout=timeout)
+
+
+def pb_stub(stubs, channel):
+    return stubs.pb_grpc.DecisioningStub(channel)
+
+
+def reason(stubs, server, id, ns="ECID"):
+    response = decide(stubs, server.target, request(stubs.pb, ns=ns, id=id, scopes=(("d", "web", 1),)))
+    return response.propositions[0].reason
+
+
+def test_an_opt_out_through_one_server_denies_personalization_on_the_other(stubs, live_dir):
+    pb = stubs.pb
+    redis = Redis(live_dir)
+    log = f"redis://127.0.0.1:{redis.port}?key=consent"
+    a = start(live_dir, log)
+    b = start(live_dir, log)
+    try:
+        assert first_offer(stubs, b, "bob") == "capped"
+        # A dry run records nothing.
+        assert update_consent(stubs, a, "c0", "bob", {"personalize.content": "n"}, dry_run=True).position == ""
+        answer = update_consent(stubs, a, "c1", "bob", {"personalize.content": "n"})
+        assert answer.position and not answer.duplicate
+        # OK means applied on the answering server: the very next Decide there is denied.
+        assert reason(stubs, a, "bob") == pb.REASON_PERSONALIZATION_DENIED
+        wait_for(lambda: reason(stubs, b, "bob") == pb.REASON_PERSONALIZATION_DENIED,
+                 what="the opt-out on the other server")
+        # Through a secondary identity the update reaches the profile's key; an unknown identity keeps its own.
+        update_consent(stubs, b, "c2", "ana@example.com", {"personalize.content": "n"}, ns="Email")
+        assert reason(stubs, b, "ana") == pb.REASON_PERSONALIZATION_DENIED
+        update_consent(stubs, b, "c3", "stranger", {"personalize.content": "n"})
+        wait_for(lambda: reason(stubs, a, "stranger") == pb.REASON_PERSONALIZATION_DENIED and
+                 reason(stubs, a, "ana") == pb.REASON_PERSONALIZATION_DENIED, what="both opt-outs on the first server")
+        # The same event id again is a duplicate and changes nothing; a later grant wins.
+        assert update_consent(stubs, a, "c1", "bob", {"personalize.content": "y"}).duplicate
+        assert reason(stubs, a, "bob") == pb.REASON_PERSONALIZATION_DENIED
+        update_consent(stubs, a, "c4", "bob", {"personalize.content": "y"})
+        # (Every Decide here records a decision event, so the offer chosen may be capped by now: the reason says
+        # whether personalization was allowed.)
+        assert reason(stubs, a, "bob") != pb.REASON_PERSONALIZATION_DENIED
+        wait_for(lambda: reason(stubs, b, "bob") != pb.REASON_PERSONALIZATION_DENIED,
+                 what="the grant on the other server")
+        assert reason(stubs, b, "stranger") == pb.REASON_PERSONALIZATION_DENIED
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
+
+
+def test_record_events_caps_on_both_servers_and_validates(stubs, live_dir):
+    pb = stubs.pb
+    redis = Redis(live_dir)
+    log = f"redis://127.0.0.1:{redis.port}?key=feedback"
+    a = start(live_dir, log)
+    b = start(live_dir, log)
+    try:
+        # A bad event fails the whole call and records nothing.
+        with pytest.raises(grpc.RpcError) as error:
+            record_events(stubs, a, [{"id": "d1", "who": "bob"}, {"id": "d2", "who": "bob", "offers": [""]}])
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "events[1].offer_ids[0] is empty" in error.value.details()
+        with pytest.raises(grpc.RpcError) as error:
+            record_events(stubs, a, [{"id": "d1", "who": "bob", "type": pb.EVENT_TYPE_UNSPECIFIED}])
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert first_offer(stubs, a, "bob") == "capped"
+        # One display a day caps bob's offer: on the answering server at once, on the other soon after.
+        answer = record_events(stubs, a, [{"id": "d1", "who": "bob"}])
+        assert (answer.recorded, answer.duplicates) == (1, 0) and answer.position
+        assert first_offer(stubs, a, "bob") == "free"
+        wait_for(lambda: first_offer(stubs, b, "bob") == "free", what="the display cap on the other server")
+        again = record_events(stubs, b, [{"id": "d1", "who": "bob"}, {"id": "d3", "who": "carl",
+                                                                        "type": pb.EVENT_TYPE_DISMISS}])
+        assert (again.recorded, again.duplicates) == (1, 1)
+        assert first_offer(stubs, b, "carl") == "capped", "a dismiss counts for no rule"
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
+
+
+def test_without_an_event_log_recording_is_a_failed_precondition(stubs, live_dir):
+    s = start(live_dir, "none")
+    try:
+        with pytest.raises(grpc.RpcError) as error:
+            update_consent(stubs, s, "c1", "bob", {"marketing.any": "n"})
+        assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.RpcError) as error:
+            update_consent(stubs, s, "c1", "bob", {"marketing.fax": "n"})
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        s.stop()
