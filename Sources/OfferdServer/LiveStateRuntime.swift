@@ -26,12 +26,12 @@ import OfferdSnapshot
 ///   that changed it. ``isReplayed`` turns true once a read returned less than it asked for, that is once the
 ///   follower reached the end of the log as it was; readiness waits for it (SPEC 7).
 /// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
+/// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submitAndWait(_:timeout:)``: the writer appends
+///   them in its next batch, and the follower completes them once it has applied past their position.
 ///
-/// Not built yet (docs/live-state.md): `RecordEvents`/`UpdateConsent` (their reply must wait for the log
-/// without blocking an event loop, which the transport's synchronous service seam cannot express yet), the
-/// pending table that would count this server's decision events before they are read back (until then a cap
-/// holds on the deciding server once the follower applied its events, normally within milliseconds), snapshot
-/// watermarks, trimming.
+/// Not built yet (docs/live-state.md): the pending table that would count this server's decision events before
+/// they are read back (until then a cap holds on the deciding server once the follower applied its events,
+/// normally within milliseconds), snapshot watermarks, trimming.
 public final class LiveStateRuntime: Sendable {
     /// The overlay Decide reads.
     public let overlays: AtomicReferenceStore<LiveOverlaySnapshot>
