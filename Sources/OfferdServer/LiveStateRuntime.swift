@@ -56,7 +56,8 @@ public final class LiveStateRuntime: Sendable {
     /// True from a failed append to the next successful one.
     let writerDown = ManagedAtomic<Bool>(false)
     let followerUp = ManagedAtomic<Bool>(false)
-    let decisionEventsWritten = ManagedAtomic<Int>(0)
+    /// Entries this server wrote, by ``EventLogEventType`` raw value.
+    let written = (0...EventLogEventType.allCases.count).map { _ in ManagedAtomic<Int>(0) }
     let eventsDropped = ManagedAtomic<Int>(0)
     let entriesApplied = ManagedAtomic<Int>(0)
     let entriesDuplicate = ManagedAtomic<Int>(0)
@@ -118,19 +119,23 @@ public final class LiveStateRuntime: Sendable {
 
         init(entries: [EventLogEntry]) { self.entries = entries }
 
-        /// Completes the submission once; later calls do nothing.
-        func complete(_ outcome: Result<EventLogPosition, SubmitError>) {
-            guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        /// Completes the submission once (true), or does nothing when it was completed before (false).
+        @discardableResult
+        func complete(_ outcome: Result<EventLogPosition, SubmitError>) -> Bool {
+            guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return false }
             result = outcome
             done.signal()
+            return true
         }
 
         func wait(timeout: Duration) -> Result<EventLogPosition, SubmitError> {
             let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-            if done.wait(timeout: .now() + seconds) == .timedOut {
-                complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
-                // A completion that won the race signalled; take that signal so the result is settled.
-                _ = done.wait(timeout: .now() + 0.1)
+            if done.wait(timeout: .now() + seconds) == .timedOut
+                && !complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
+            {
+                // Another thread claimed it first and signals right after setting the result: wait for that.
+                done.wait()
+                return result
             }
             return result
         }
@@ -264,7 +269,9 @@ public final class LiveStateRuntime: Sendable {
                         }
                     }
                     inFlightSubmissions = []
-                    decisionEventsWritten.wrappingIncrement(by: batch.count, ordering: .relaxed)
+                    for entry in batch {
+                        written[Int(entry.type.rawValue)].wrappingIncrement(ordering: .relaxed)
+                    }
                     writerDown.store(false, ordering: .relaxed)
                     if reportedDown {
                         logger.info("event log reachable again (writer)")
@@ -363,7 +370,10 @@ public final class LiveStateRuntime: Sendable {
         let keys = overlays.load()?.keyCount ?? 0
         var text = ""
         text += "# TYPE offerd_events_total counter\n"
-        text += "offerd_events_total{type=\"decision\",result=\"written\"} \(decisionEventsWritten.load(ordering: .relaxed))\n"
+        for type in EventLogEventType.allCases {
+            let count = written[Int(type.rawValue)].load(ordering: .relaxed)
+            text += "offerd_events_total{type=\"\(type)\",result=\"written\"} \(count)\n"
+        }
         text += "offerd_events_total{type=\"any\",result=\"applied\"} \(entriesApplied.load(ordering: .relaxed))\n"
         text += "offerd_events_total{type=\"any\",result=\"duplicate\"} \(entriesDuplicate.load(ordering: .relaxed))\n"
         text += "# TYPE offerd_event_log_up gauge\n"

@@ -57,11 +57,13 @@ def wait_for(condition, timeout=20.0, what="condition"):
 class Redis:
     """A throwaway redis-server on a free port, without persistence."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, durable=False):
         self.port = port or free_port()
+        # Durable: every acknowledged write is fsynced to the append-only file before the reply (docs/live-state.md).
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
             [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+             "--save", "", *persistence, "--dir", str(workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.ping, what="redis-server to answer PING")
 
@@ -341,3 +343,51 @@ def test_without_an_event_log_recording_is_a_failed_precondition(stubs, live_dir
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         s.stop()
+
+
+def test_redis_killed_and_restarted(stubs, live_dir):
+    """Decide goes on answering while Redis is down, recording answers UNAVAILABLE, decision events wait in the
+    buffer and are written when Redis is back, and an acknowledged event survives the kill (appendfsync always)."""
+    redis = Redis(live_dir, durable=True)
+    log = f"redis://127.0.0.1:{redis.port}?key=outage"
+    a = start(live_dir, log)
+    b = start(live_dir, log)
+    try:
+        assert record_events(stubs, a, [{"id": "k1", "who": "bob"}]).recorded == 1
+        redis.proc.kill()
+        redis.proc.wait(timeout=10)
+        # Decide never fails meanwhile: two decisions for dora through A wait in A's buffer.
+        assert first_offer(stubs, a, "dora") == "capped"
+        assert first_offer(stubs, a, "dora") == "capped"
+        assert first_offer(stubs, b, "ana") == "capped"
+
+        def unavailable():
+            try:
+                record_events(stubs, a, [{"id": "k2", "who": "carl"}])
+                return False
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                return True
+
+        wait_for(unavailable, what="RecordEvents to answer UNAVAILABLE")
+        wait_for(lambda: metric(a, "offerd_event_log_up") == 0, what="A to report the log down")
+        assert first_offer(stubs, b, "bob") == "free"
+
+        redis = Redis(live_dir, port=redis.port, durable=True)
+        wait_for(lambda: metric(a, "offerd_event_log_up") == 1, what="A to reach Redis again")
+        # The buffered decisions are written (A wrote no decision before the kill), reach B, and a server started
+        # now replays the acknowledged display from the AOF.
+        written = lambda: metric(a, "offerd_events_total", '{type="decision",result="written"}')
+        wait_for(lambda: written() == 2, what="A's two buffered decision events to be written")
+        assert metric(a, "offerd_events_dropped_total") == 0
+        wait_for(lambda: first_offer(stubs, b, "dora") == "free", what="A's buffered decisions on B")
+        c = start(live_dir, log)
+        try:
+            assert first_offer(stubs, c, "bob") == "free"
+            assert record_events(stubs, a, [{"id": "k2", "who": "carl"}]).recorded == 1
+        finally:
+            c.stop()
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()
