@@ -209,15 +209,24 @@ public final class LiveOverlaySnapshot: Sendable {
     public let lastApplied: EventLogPosition?
     /// The log's clock when it was published (``LiveOverlay/logClockMs``).
     public let logClockMs: Int64
+    /// This server's own events not yet applied, counted on top (see ``PendingCounts``).
+    public let pending: PendingCounts
 
     init(
         profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>, totals: [LiveCounterKey: Int],
-        lastApplied: EventLogPosition?, logClockMs: Int64
+        lastApplied: EventLogPosition?, logClockMs: Int64, pending: PendingCounts = PendingCounts()
     ) {
         self.profiles = profiles
         self.totals = totals
         self.lastApplied = lastApplied
         self.logClockMs = logClockMs
+        self.pending = pending
+    }
+
+    /// The same overlay with `pending` counted on top; shares the overlay's storage.
+    public func with(pending: PendingCounts) -> LiveOverlaySnapshot {
+        LiveOverlaySnapshot(
+            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, pending: pending)
     }
 
     /// An empty overlay (nothing applied).
@@ -231,7 +240,7 @@ public final class LiveOverlaySnapshot: Sendable {
 
     /// The counts a Decide for `key` reads (the engine's ``LiveCappingCounts``).
     public func counts(for key: EventLogProfileKey) -> LiveCounts {
-        LiveCounts(profile: profiles[key], totals: totals)
+        LiveCounts(profile: profiles[key], totals: totals, pending: pending.isEmpty ? nil : pending, key: key)
     }
 
     /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
@@ -240,7 +249,10 @@ public final class LiveOverlaySnapshot: Sendable {
         counts: LiveCounts, consents: ConsentRecord
     ) {
         let state = profiles[key]
-        return (LiveCounts(profile: state, totals: totals), state?.consents.applied(to: snapshotConsents) ?? snapshotConsents)
+        return (
+            LiveCounts(profile: state, totals: totals, pending: pending.isEmpty ? nil : pending, key: key),
+            state?.consents.applied(to: snapshotConsents) ?? snapshotConsents
+        )
     }
 
     /// The consents Decide uses for `key`: `snapshotConsents` with the key's updates applied (SPEC 9.5).
@@ -265,15 +277,26 @@ public final class LiveOverlaySnapshot: Sendable {
 public struct LiveCounts: LiveCappingCounts, Sendable {
     let profile: LiveProfileState?
     let totals: [LiveCounterKey: Int]
+    /// Nil when nothing is pending (the common case: no second lookup).
+    var pending: PendingCounts? = nil
+    var key: EventLogProfileKey? = nil
 
     public func count(
         offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double
     ) -> Int {
         let key = LiveCounterKey(
             offer: offer.name, event: event, period: period, bucket: CalendarBuckets.bucket(period, now: now))
+        var count: Int
         switch scope {
-        case .profile: return profile?.counters[key] ?? 0
-        case .total: return totals[key] ?? 0
+        case .profile: count = profile?.counters[key] ?? 0
+        case .total: count = totals[key] ?? 0
         }
+        if let pending {
+            switch scope {
+            case .profile: if let profileKey = self.key { count += pending.profileCount(profileKey, key) }
+            case .total: count += pending.totalCount(key)
+            }
+        }
+        return count
     }
 }

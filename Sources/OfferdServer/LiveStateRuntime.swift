@@ -29,9 +29,11 @@ import OfferdSnapshot
 /// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submitAndWait(_:timeout:)``: the writer appends
 ///   them in its next batch, and the follower completes them once it has applied past their position.
 ///
-/// Not built yet (docs/live-state.md): the pending table that would count this server's decision events before
-/// they are read back (until then a cap holds on the deciding server once the follower applied its events,
-/// normally within milliseconds), snapshot watermarks, trimming.
+/// - This server's decision events count here from the moment the writer takes them until the follower applies
+///   them (or the buffer drops them): ``PendingCounts``, changed by both threads under `publication` and
+///   published with the overlay in one value.
+///
+/// Not built yet (docs/live-state.md): snapshot watermarks, trimming.
 public final class LiveStateRuntime: Sendable {
     /// The overlay Decide reads.
     public let overlays: AtomicReferenceStore<LiveOverlaySnapshot>
@@ -41,6 +43,10 @@ public final class LiveStateRuntime: Sendable {
     let serverID = UUID().uuidString.lowercased()
     private let bufferLimit: Int
     private let queue = NIOLockedValueBox<[EventLogEntry]>([])
+    /// The follower's last overlay and this server's pending decision events: the two threads change them under
+    /// this lock and publish them together, so an event moves from pending to the overlay in one publication.
+    private let publication = NIOLockedValueBox<(overlay: LiveOverlaySnapshot, pending: PendingCounts)>(
+        (LiveOverlaySnapshot.empty, PendingCounts()))
     /// Submissions that wait for their answer (RecordEvents, UpdateConsent), in arrival order.
     private let submissions = NIOLockedValueBox<[Submission]>([])
     /// The follower's last applied position and the submissions waiting for it to pass theirs.
@@ -219,10 +225,20 @@ public final class LiveStateRuntime: Sendable {
                 return queued
             }
             pending.append(contentsOf: drained)
+            var droppedEntries: ArraySlice<EventLogEntry> = []
             if pending.count > bufferLimit {
                 let excess = pending.count - bufferLimit
+                droppedEntries = pending.prefix(excess)
                 pending.removeFirst(excess)
                 eventsDropped.wrappingIncrement(by: excess, ordering: .relaxed)
+            }
+            if !drained.isEmpty || !droppedEntries.isEmpty {
+                // They count here at once (SPEC 9.1), until the follower applies them or the buffer drops them.
+                publication.withLockedValue { state in
+                    for entry in drained { state.pending.add(entry) }
+                    for entry in droppedEntries { state.pending.remove(entry) }
+                    overlays.publish(state.overlay.with(pending: state.pending))
+                }
             }
             if stopping.load(ordering: .acquiring) {
                 if stopDeadline == nil { stopDeadline = .now + .seconds(2) }
@@ -319,7 +335,21 @@ public final class LiveStateRuntime: Sendable {
                     reportedDown = false
                 }
                 if !records.isEmpty {
-                    let (applied, duplicates) = overlay.apply(records)
+                    var applied = 0
+                    var duplicates = 0
+                    var ownApplied: [EventLogEntry] = []
+                    for record in records {
+                        switch overlay.apply(record) {
+                        case .applied:
+                            applied += 1
+                            // Only decision events go through the queue, so only they are pending.
+                            if record.entry.serverID == serverID && record.entry.type == .decision {
+                                ownApplied.append(record.entry)
+                            }
+                        case .duplicateEvent, .duplicateBatch: duplicates += 1
+                        case .alreadyApplied: break
+                        }
+                    }
                     entriesApplied.wrappingIncrement(by: applied, ordering: .relaxed)
                     entriesDuplicate.wrappingIncrement(by: duplicates, ordering: .relaxed)
                     if let last = records.last {
@@ -333,12 +363,12 @@ public final class LiveStateRuntime: Sendable {
                     }
                     // During the replay nobody reads the overlay (Decide answers UNAVAILABLE): publish once, at its end.
                     if !replaying {
-                        overlays.publish(overlay.published())
+                        publish(overlay.published(), removingPending: ownApplied)
                         didApply(through: overlay.lastApplied)
                     }
                 }
                 if replaying && records.count < Self.batchLimit {
-                    overlays.publish(overlay.published())
+                    publish(overlay.published(), removingPending: [])
                     didApply(through: overlay.lastApplied)
                     replayed.store(true, ordering: .releasing)
                     logger.info(
@@ -362,6 +392,15 @@ public final class LiveStateRuntime: Sendable {
                 }
                 Thread.sleep(forTimeInterval: 0.5)
             }
+        }
+    }
+
+    /// Publishes the follower's overlay with the pending events that are still not in it.
+    private func publish(_ published: LiveOverlaySnapshot, removingPending applied: [EventLogEntry]) {
+        publication.withLockedValue { state in
+            for entry in applied { state.pending.remove(entry) }
+            state.overlay = published
+            overlays.publish(published.with(pending: state.pending))
         }
     }
 

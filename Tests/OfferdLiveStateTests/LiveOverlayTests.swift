@@ -406,3 +406,54 @@ struct LiveOverlayPropertyTests {
         }
     }
 }
+
+@Suite("Pending counts")
+struct PendingCountsTests {
+    /// Pending entries count exactly as applied ones: the same answers for every key, offer, event, period and
+    /// scope; and removing them all leaves nothing.
+    @Test func pendingEntriesCountLikeAppliedOnes() async {
+        await propertyCheck(count: 200, input: Gen.int(in: 0...Int(Int32.max))) { seed in
+            var random = SplitMix64(state: UInt64(seed))
+            // Decision events only, without event ids or batch copies: what the queue holds.
+            let records = LiveOverlayPropertyTests.randomLog(&random).filter {
+                $0.entry.type == .decision || $0.entry.type == .display || $0.entry.type == .interact
+            }.map { record -> EventLogRecord in
+                var record = record
+                record.entry.eventID = ""
+                // A writer of its own per record: no record is a batch copy.
+                record.entry.serverID = "\(record.position)"
+                record.entry.batchNumber = 1
+                return record
+            }
+            var overlay = LiveOverlay()
+            overlay.apply(records)
+            var pending = PendingCounts()
+            for record in records { pending.add(record.entry) }
+            let viaPending = LiveOverlaySnapshot.empty.with(pending: pending)
+            for now in [noon, noon - 3 * 86_400_000] {
+                #expect(
+                    LiveOverlayPropertyTests.answers(viaPending, now: now)
+                        == LiveOverlayPropertyTests.answers(overlay.published(), now: now), "seed \(seed)")
+            }
+            for record in records.shuffled(using: &random) { pending.remove(record.entry) }
+            #expect(pending.isEmpty)
+        }
+    }
+
+    @Test func overlayAndPendingAddUp() {
+        var log = LogBuilder()
+        log.add(ana, .decision, offers: ["a"])
+        var overlay = LiveOverlay()
+        overlay.apply(log.records)
+        var pending = PendingCounts()
+        pending.add(EventLogEntry(key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "me", batchNumber: 1))
+        pending.add(EventLogEntry(key: bob, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "me", batchNumber: 1))
+        pending.add(EventLogEntry(key: bob, type: .consent, timeMs: noon, consents: ["marketing.any": "n"], serverID: "me", batchNumber: 1))
+        let view = overlay.published().with(pending: pending)
+        #expect(view.count(ana, "a") == 2)
+        #expect(view.count(bob, "a") == 1)
+        #expect(view.count(ana, "a", .decision, .day, scope: .total) == 3)
+        #expect(view.decideInputs(for: bob, snapshotConsents: .empty).consents == .empty, "consents are never pending")
+        #expect(overlay.published().count(ana, "a") == 1, "the overlay itself is unchanged")
+    }
+}
