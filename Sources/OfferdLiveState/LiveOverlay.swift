@@ -51,8 +51,8 @@ public struct LiveProfileState: Hashable, Sendable {
 /// - **Readers never wait.** ``published()`` returns an immutable ``LiveOverlaySnapshot`` (a class, so that one
 ///   atomic reference publishes it: the server keeps it in an `AtomicReferenceStore`, as it keeps the snapshot).
 ///   A Decide loads it once and reads it for the whole call, without locks; the follower publishes after every
-///   batch it applied once its start-up replay is done. What a reader holds never changes: the writer's next change copies what it touches
-///   (copy-on-write, per shard of the profile table, see ``ShardedDictionary``).
+///   batch it applied once its start-up replay is done. What a reader holds never changes: the writer's next
+///   change copies what it touches (copy-on-write, per shard of the profile table, see ``ShardedDictionary``).
 /// - **Bounded memory.** ``expire()`` drops event ids older than 31 days and period counters of buckets before
 ///   the previous one; the follower calls it when the log's clock enters a new day.
 ///
