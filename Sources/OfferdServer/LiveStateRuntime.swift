@@ -230,7 +230,6 @@ public final class LiveStateRuntime: Sendable {
                 let excess = pending.count - bufferLimit
                 droppedEntries = pending.prefix(excess)
                 pending.removeFirst(excess)
-                eventsDropped.wrappingIncrement(by: excess, ordering: .relaxed)
             }
             if !drained.isEmpty || !droppedEntries.isEmpty {
                 // They count here at once (SPEC 9.1), until the follower applies them or the buffer drops them.
@@ -239,6 +238,10 @@ public final class LiveStateRuntime: Sendable {
                     for entry in droppedEntries { state.pending.remove(entry) }
                     overlays.publish(state.overlay.with(pending: state.pending))
                 }
+            }
+            // Counted after the publication: whoever sees the count sees the overlay without them.
+            if !droppedEntries.isEmpty {
+                eventsDropped.wrappingIncrement(by: droppedEntries.count, ordering: .releasing)
             }
             if stopping.load(ordering: .acquiring) {
                 if stopDeadline == nil { stopDeadline = .now + .seconds(2) }

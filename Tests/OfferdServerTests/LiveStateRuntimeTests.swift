@@ -99,7 +99,7 @@ struct LiveStateRuntimeTests {
         runtime.enqueue((0..<3).map { _ in Self.decision(["a"]) })
         guard waitFor("the first append to fail", { runtime.writerDown.load(ordering: .relaxed) }) else { return }
         runtime.enqueue((0..<10).map { _ in Self.decision(["a"]) })
-        guard waitFor("the oldest events dropped", { runtime.eventsDropped.load(ordering: .relaxed) == 6 }) else { return }
+        guard waitFor("the oldest events dropped", { runtime.eventsDropped.load(ordering: .acquiring) == 6 }) else { return }
         let started = Date()
         if case .success = runtime.submitAndWait([Self.decision(["a"])], timeout: .seconds(5)) {
             Issue.record("a submission succeeded on a log that is down")
