@@ -138,8 +138,9 @@ let package = Package(
         .target(
             name: "OfferdServer",
             dependencies: [
-                "OfferdCore", "OfferdSnapshot", "OfferdWire", "OfferdTransport",
+                "OfferdCore", "OfferdSnapshot", "OfferdWire", "OfferdTransport", "OfferdEventLog", "OfferdLiveState",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -154,6 +155,17 @@ let package = Package(
         // The event log of live state: a file or a Redis/Valkey stream; the only importer of CHiredis.
         .target(name: "OfferdEventLog", dependencies: ["CHiredis"]),
         .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
+
+        // The overlay of live state: the event log applied on top of the snapshot (counters, consent updates,
+        // event ids); pure Swift, no I/O.
+        .target(name: "OfferdLiveState", dependencies: ["OfferdCore", "OfferdEventLog"]),
+        .testTarget(
+            name: "OfferdLiveStateTests",
+            dependencies: [
+                "OfferdLiveState", "OfferdCore", "OfferdEventLog",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
 
         // The command line.
         .executableTarget(

@@ -11,4 +11,6 @@ bin="$(swift build -c release --show-bin-path)/offerd"
 mkdir -p .example
 "$bin" snapshot build --input examples/profiles.jsonl --output .example/profiles.snap --version example-1
 "$bin" catalog check examples/catalog.json
-exec "$bin" serve --catalog examples/catalog.json --snapshot .example/profiles.snap "$@"
+# The event log is a file next to the snapshot (pass --events redis://HOST:PORT to share live state, or none).
+exec "$bin" serve --catalog examples/catalog.json --snapshot .example/profiles.snap \
+    --events file:.example/offerd-events.log "$@"

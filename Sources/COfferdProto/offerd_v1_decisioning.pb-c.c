@@ -379,6 +379,237 @@ void   offerd__v1__trace_entry__free_unpacked
   assert(message->base.descriptor == &offerd__v1__trace_entry__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   offerd__v1__record_events_request__init
+                     (Offerd__V1__RecordEventsRequest         *message)
+{
+  static const Offerd__V1__RecordEventsRequest init_value = OFFERD__V1__RECORD_EVENTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t offerd__v1__record_events_request__get_packed_size
+                     (const Offerd__V1__RecordEventsRequest *message)
+{
+  assert(message->base.descriptor == &offerd__v1__record_events_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t offerd__v1__record_events_request__pack
+                     (const Offerd__V1__RecordEventsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &offerd__v1__record_events_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t offerd__v1__record_events_request__pack_to_buffer
+                     (const Offerd__V1__RecordEventsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &offerd__v1__record_events_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Offerd__V1__RecordEventsRequest *
+       offerd__v1__record_events_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Offerd__V1__RecordEventsRequest *)
+     protobuf_c_message_unpack (&offerd__v1__record_events_request__descriptor,
+                                allocator, len, data);
+}
+void   offerd__v1__record_events_request__free_unpacked
+                     (Offerd__V1__RecordEventsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &offerd__v1__record_events_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   offerd__v1__event__init
+                     (Offerd__V1__Event         *message)
+{
+  static const Offerd__V1__Event init_value = OFFERD__V1__EVENT__INIT;
+  *message = init_value;
+}
+size_t offerd__v1__event__get_packed_size
+                     (const Offerd__V1__Event *message)
+{
+  assert(message->base.descriptor == &offerd__v1__event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t offerd__v1__event__pack
+                     (const Offerd__V1__Event *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &offerd__v1__event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t offerd__v1__event__pack_to_buffer
+                     (const Offerd__V1__Event *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &offerd__v1__event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Offerd__V1__Event *
+       offerd__v1__event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Offerd__V1__Event *)
+     protobuf_c_message_unpack (&offerd__v1__event__descriptor,
+                                allocator, len, data);
+}
+void   offerd__v1__event__free_unpacked
+                     (Offerd__V1__Event *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &offerd__v1__event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   offerd__v1__record_events_response__init
+                     (Offerd__V1__RecordEventsResponse         *message)
+{
+  static const Offerd__V1__RecordEventsResponse init_value = OFFERD__V1__RECORD_EVENTS_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t offerd__v1__record_events_response__get_packed_size
+                     (const Offerd__V1__RecordEventsResponse *message)
+{
+  assert(message->base.descriptor == &offerd__v1__record_events_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t offerd__v1__record_events_response__pack
+                     (const Offerd__V1__RecordEventsResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &offerd__v1__record_events_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t offerd__v1__record_events_response__pack_to_buffer
+                     (const Offerd__V1__RecordEventsResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &offerd__v1__record_events_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Offerd__V1__RecordEventsResponse *
+       offerd__v1__record_events_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Offerd__V1__RecordEventsResponse *)
+     protobuf_c_message_unpack (&offerd__v1__record_events_response__descriptor,
+                                allocator, len, data);
+}
+void   offerd__v1__record_events_response__free_unpacked
+                     (Offerd__V1__RecordEventsResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &offerd__v1__record_events_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   offerd__v1__update_consent_request__consents_entry__init
+                     (Offerd__V1__UpdateConsentRequest__ConsentsEntry         *message)
+{
+  static const Offerd__V1__UpdateConsentRequest__ConsentsEntry init_value = OFFERD__V1__UPDATE_CONSENT_REQUEST__CONSENTS_ENTRY__INIT;
+  *message = init_value;
+}
+void   offerd__v1__update_consent_request__init
+                     (Offerd__V1__UpdateConsentRequest         *message)
+{
+  static const Offerd__V1__UpdateConsentRequest init_value = OFFERD__V1__UPDATE_CONSENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t offerd__v1__update_consent_request__get_packed_size
+                     (const Offerd__V1__UpdateConsentRequest *message)
+{
+  assert(message->base.descriptor == &offerd__v1__update_consent_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t offerd__v1__update_consent_request__pack
+                     (const Offerd__V1__UpdateConsentRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &offerd__v1__update_consent_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t offerd__v1__update_consent_request__pack_to_buffer
+                     (const Offerd__V1__UpdateConsentRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &offerd__v1__update_consent_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Offerd__V1__UpdateConsentRequest *
+       offerd__v1__update_consent_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Offerd__V1__UpdateConsentRequest *)
+     protobuf_c_message_unpack (&offerd__v1__update_consent_request__descriptor,
+                                allocator, len, data);
+}
+void   offerd__v1__update_consent_request__free_unpacked
+                     (Offerd__V1__UpdateConsentRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &offerd__v1__update_consent_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   offerd__v1__update_consent_response__init
+                     (Offerd__V1__UpdateConsentResponse         *message)
+{
+  static const Offerd__V1__UpdateConsentResponse init_value = OFFERD__V1__UPDATE_CONSENT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t offerd__v1__update_consent_response__get_packed_size
+                     (const Offerd__V1__UpdateConsentResponse *message)
+{
+  assert(message->base.descriptor == &offerd__v1__update_consent_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t offerd__v1__update_consent_response__pack
+                     (const Offerd__V1__UpdateConsentResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &offerd__v1__update_consent_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t offerd__v1__update_consent_response__pack_to_buffer
+                     (const Offerd__V1__UpdateConsentResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &offerd__v1__update_consent_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Offerd__V1__UpdateConsentResponse *
+       offerd__v1__update_consent_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Offerd__V1__UpdateConsentResponse *)
+     protobuf_c_message_unpack (&offerd__v1__update_consent_response__descriptor,
+                                allocator, len, data);
+}
+void   offerd__v1__update_consent_response__free_unpacked
+                     (Offerd__V1__UpdateConsentResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &offerd__v1__update_consent_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor offerd__v1__identity__field_descriptors[2] =
 {
   {
@@ -1227,6 +1458,403 @@ const ProtobufCMessageDescriptor offerd__v1__trace_entry__descriptor =
   (ProtobufCMessageInit) offerd__v1__trace_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor offerd__v1__record_events_request__field_descriptors[2] =
+{
+  {
+    "events",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Offerd__V1__RecordEventsRequest, n_events),
+    offsetof(Offerd__V1__RecordEventsRequest, events),
+    &offerd__v1__event__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dry_run",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__RecordEventsRequest, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned offerd__v1__record_events_request__field_indices_by_name[] = {
+  1,   /* field[1] = dry_run */
+  0,   /* field[0] = events */
+};
+static const ProtobufCIntRange offerd__v1__record_events_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor offerd__v1__record_events_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "offerd.v1.RecordEventsRequest",
+  "RecordEventsRequest",
+  "Offerd__V1__RecordEventsRequest",
+  "offerd.v1",
+  sizeof(Offerd__V1__RecordEventsRequest),
+  2,
+  offerd__v1__record_events_request__field_descriptors,
+  offerd__v1__record_events_request__field_indices_by_name,
+  1,  offerd__v1__record_events_request__number_ranges,
+  (ProtobufCMessageInit) offerd__v1__record_events_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor offerd__v1__event__field_descriptors[6] =
+{
+  {
+    "event_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__Event, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "identity",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__Event, identity),
+    &offerd__v1__identity__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__Event, type),
+    &offerd__v1__event_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "offer_ids",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Offerd__V1__Event, n_offer_ids),
+    offsetof(Offerd__V1__Event, offer_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "proposition_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__Event, proposition_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timestamp_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__Event, timestamp_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned offerd__v1__event__field_indices_by_name[] = {
+  0,   /* field[0] = event_id */
+  1,   /* field[1] = identity */
+  3,   /* field[3] = offer_ids */
+  4,   /* field[4] = proposition_id */
+  5,   /* field[5] = timestamp_ms */
+  2,   /* field[2] = type */
+};
+static const ProtobufCIntRange offerd__v1__event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor offerd__v1__event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "offerd.v1.Event",
+  "Event",
+  "Offerd__V1__Event",
+  "offerd.v1",
+  sizeof(Offerd__V1__Event),
+  6,
+  offerd__v1__event__field_descriptors,
+  offerd__v1__event__field_indices_by_name,
+  1,  offerd__v1__event__number_ranges,
+  (ProtobufCMessageInit) offerd__v1__event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor offerd__v1__record_events_response__field_descriptors[3] =
+{
+  {
+    "recorded",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__RecordEventsResponse, recorded),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duplicates",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__RecordEventsResponse, duplicates),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "position",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__RecordEventsResponse, position),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned offerd__v1__record_events_response__field_indices_by_name[] = {
+  1,   /* field[1] = duplicates */
+  2,   /* field[2] = position */
+  0,   /* field[0] = recorded */
+};
+static const ProtobufCIntRange offerd__v1__record_events_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor offerd__v1__record_events_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "offerd.v1.RecordEventsResponse",
+  "RecordEventsResponse",
+  "Offerd__V1__RecordEventsResponse",
+  "offerd.v1",
+  sizeof(Offerd__V1__RecordEventsResponse),
+  3,
+  offerd__v1__record_events_response__field_descriptors,
+  offerd__v1__record_events_response__field_indices_by_name,
+  1,  offerd__v1__record_events_response__number_ranges,
+  (ProtobufCMessageInit) offerd__v1__record_events_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor offerd__v1__update_consent_request__consents_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentRequest__ConsentsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentRequest__ConsentsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned offerd__v1__update_consent_request__consents_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange offerd__v1__update_consent_request__consents_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor offerd__v1__update_consent_request__consents_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "offerd.v1.UpdateConsentRequest.ConsentsEntry",
+  "ConsentsEntry",
+  "Offerd__V1__UpdateConsentRequest__ConsentsEntry",
+  "offerd.v1",
+  sizeof(Offerd__V1__UpdateConsentRequest__ConsentsEntry),
+  2,
+  offerd__v1__update_consent_request__consents_entry__field_descriptors,
+  offerd__v1__update_consent_request__consents_entry__field_indices_by_name,
+  1,  offerd__v1__update_consent_request__consents_entry__number_ranges,
+  (ProtobufCMessageInit) offerd__v1__update_consent_request__consents_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor offerd__v1__update_consent_request__field_descriptors[4] =
+{
+  {
+    "event_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentRequest, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "identity",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentRequest, identity),
+    &offerd__v1__identity__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "consents",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Offerd__V1__UpdateConsentRequest, n_consents),
+    offsetof(Offerd__V1__UpdateConsentRequest, consents),
+    &offerd__v1__update_consent_request__consents_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dry_run",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentRequest, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned offerd__v1__update_consent_request__field_indices_by_name[] = {
+  2,   /* field[2] = consents */
+  3,   /* field[3] = dry_run */
+  0,   /* field[0] = event_id */
+  1,   /* field[1] = identity */
+};
+static const ProtobufCIntRange offerd__v1__update_consent_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor offerd__v1__update_consent_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "offerd.v1.UpdateConsentRequest",
+  "UpdateConsentRequest",
+  "Offerd__V1__UpdateConsentRequest",
+  "offerd.v1",
+  sizeof(Offerd__V1__UpdateConsentRequest),
+  4,
+  offerd__v1__update_consent_request__field_descriptors,
+  offerd__v1__update_consent_request__field_indices_by_name,
+  1,  offerd__v1__update_consent_request__number_ranges,
+  (ProtobufCMessageInit) offerd__v1__update_consent_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor offerd__v1__update_consent_response__field_descriptors[2] =
+{
+  {
+    "position",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentResponse, position),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duplicate",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__UpdateConsentResponse, duplicate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned offerd__v1__update_consent_response__field_indices_by_name[] = {
+  1,   /* field[1] = duplicate */
+  0,   /* field[0] = position */
+};
+static const ProtobufCIntRange offerd__v1__update_consent_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor offerd__v1__update_consent_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "offerd.v1.UpdateConsentResponse",
+  "UpdateConsentResponse",
+  "Offerd__V1__UpdateConsentResponse",
+  "offerd.v1",
+  sizeof(Offerd__V1__UpdateConsentResponse),
+  2,
+  offerd__v1__update_consent_response__field_descriptors,
+  offerd__v1__update_consent_response__field_indices_by_name,
+  1,  offerd__v1__update_consent_response__number_ranges,
+  (ProtobufCMessageInit) offerd__v1__update_consent_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue offerd__v1__outcome__enum_values_by_number[5] =
 {
   { "OUTCOME_UNSPECIFIED", "OFFERD__V1__OUTCOME__OUTCOME_UNSPECIFIED", 0 },
@@ -1301,12 +1929,48 @@ const ProtobufCEnumDescriptor offerd__v1__reason__descriptor =
   offerd__v1__reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor offerd__v1__decisioning__method_descriptors[1] =
+static const ProtobufCEnumValue offerd__v1__event_type__enum_values_by_number[4] =
+{
+  { "EVENT_TYPE_UNSPECIFIED", "OFFERD__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED", 0 },
+  { "EVENT_TYPE_DISPLAY", "OFFERD__V1__EVENT_TYPE__EVENT_TYPE_DISPLAY", 1 },
+  { "EVENT_TYPE_INTERACT", "OFFERD__V1__EVENT_TYPE__EVENT_TYPE_INTERACT", 2 },
+  { "EVENT_TYPE_DISMISS", "OFFERD__V1__EVENT_TYPE__EVENT_TYPE_DISMISS", 3 },
+};
+static const ProtobufCIntRange offerd__v1__event_type__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex offerd__v1__event_type__enum_values_by_name[4] =
+{
+  { "EVENT_TYPE_DISMISS", 3 },
+  { "EVENT_TYPE_DISPLAY", 1 },
+  { "EVENT_TYPE_INTERACT", 2 },
+  { "EVENT_TYPE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor offerd__v1__event_type__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "offerd.v1.EventType",
+  "EventType",
+  "Offerd__V1__EventType",
+  "offerd.v1",
+  4,
+  offerd__v1__event_type__enum_values_by_number,
+  4,
+  offerd__v1__event_type__enum_values_by_name,
+  1,
+  offerd__v1__event_type__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor offerd__v1__decisioning__method_descriptors[3] =
 {
   { "Decide", &offerd__v1__decide_request__descriptor, &offerd__v1__decide_response__descriptor },
+  { "RecordEvents", &offerd__v1__record_events_request__descriptor, &offerd__v1__record_events_response__descriptor },
+  { "UpdateConsent", &offerd__v1__update_consent_request__descriptor, &offerd__v1__update_consent_response__descriptor },
 };
 const unsigned offerd__v1__decisioning__method_indices_by_name[] = {
-  0         /* Decide */
+  0,        /* Decide */
+  1,        /* RecordEvents */
+  2         /* UpdateConsent */
 };
 const ProtobufCServiceDescriptor offerd__v1__decisioning__descriptor =
 {
@@ -1315,7 +1979,7 @@ const ProtobufCServiceDescriptor offerd__v1__decisioning__descriptor =
   "Decisioning",
   "Offerd__V1__Decisioning",
   "offerd.v1",
-  1,
+  3,
   offerd__v1__decisioning__method_descriptors,
   offerd__v1__decisioning__method_indices_by_name
 };
@@ -1326,6 +1990,22 @@ void offerd__v1__decisioning__decide(ProtobufCService *service,
 {
   assert(service->descriptor == &offerd__v1__decisioning__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void offerd__v1__decisioning__record_events(ProtobufCService *service,
+                                            const Offerd__V1__RecordEventsRequest *input,
+                                            Offerd__V1__RecordEventsResponse_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &offerd__v1__decisioning__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void offerd__v1__decisioning__update_consent(ProtobufCService *service,
+                                             const Offerd__V1__UpdateConsentRequest *input,
+                                             Offerd__V1__UpdateConsentResponse_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &offerd__v1__decisioning__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void offerd__v1__decisioning__init (Offerd__V1__Decisioning_Service *service,
                                     Offerd__V1__Decisioning_ServiceDestroy destroy)

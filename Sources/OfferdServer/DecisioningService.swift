@@ -1,6 +1,8 @@
 import Atomics
 import NIOCore
 import OfferdCore
+import OfferdEventLog
+import OfferdLiveState
 import OfferdSnapshot
 import OfferdTransport
 import OfferdWire
@@ -33,6 +35,8 @@ public final class DecisioningService: GRPCUnaryService {
     public let snapshots: AtomicReferenceStore<ProfileSnapshot>
     let allowExplain: Bool
     let metrics: ServerMetrics
+    /// The live state (SPEC 9); nil with `--events none`.
+    public let live: LiveStateRuntime?
     private let shuttingDown = ManagedAtomic<Bool>(false)
     /// Request time in epoch seconds; injectable so tests can pin dates (nil: the wall clock).
     let now: @Sendable () -> Double
@@ -42,8 +46,10 @@ public final class DecisioningService: GRPCUnaryService {
         snapshots: AtomicReferenceStore<ProfileSnapshot>,
         allowExplain: Bool,
         metrics: ServerMetrics,
+        live: LiveStateRuntime? = nil,
         now: (@Sendable () -> Double)? = nil
     ) {
+        self.live = live
         self.catalogs = catalogs
         self.snapshots = snapshots
         self.allowExplain = allowExplain
@@ -52,10 +58,15 @@ public final class DecisioningService: GRPCUnaryService {
         self.now = now ?? { wallClockSeconds() }
     }
 
-    /// Whether a catalog and a snapshot are loaded and shutdown has not begun.
+    /// Whether a catalog and a snapshot are loaded, the event log's start-up replay has finished, and shutdown
+    /// has not begun.
     public var isReady: Bool {
         !shuttingDown.load(ordering: .relaxed) && catalogs.load() != nil && snapshots.load() != nil
+            && (live?.isReplayed ?? true)
     }
+
+    /// True once shutdown has begun.
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
 
     /// From now on, Decide answers UNAVAILABLE and health NOT_SERVING.
     public func beginShutdown() {
@@ -73,6 +84,12 @@ public final class DecisioningService: GRPCUnaryService {
         case Self.healthCheckPath:
             method = .healthCheck
             reply = healthCheck(call, allocator: allocator)
+        case Self.recordEventsPath:
+            method = .recordEvents
+            reply = recordEvents(call, allocator: allocator)
+        case Self.updateConsentPath:
+            method = .updateConsent
+            reply = updateConsent(call, allocator: allocator)
         default:
             method = .unknown
             reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))
@@ -114,7 +131,24 @@ public final class DecisioningService: GRPCUnaryService {
             return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired before the decision started"))
         }
         let profile = snapshot.profile(for: request.identity)
-        let result = catalog.engine.decide(request, profile: profile, now: now())
+        let result: DecisionResult
+        if let live {
+            guard live.isReplayed, let overlay = live.overlays.load() else {
+                return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
+            }
+            // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
+            let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
+            let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
+            let time = now()
+            result = catalog.engine.decide(
+                request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
+            if !request.dryRun {
+                live.recordDecisions(
+                    result, catalog: catalog.engine.catalog, key: key, timeMs: CalendarBuckets.milliseconds(time))
+            }
+        } else {
+            result = catalog.engine.decide(request, profile: profile, now: now())
+        }
         metrics.recordDecisions(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
         let message = DecideCodec.encodeResponse(

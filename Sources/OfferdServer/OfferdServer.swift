@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import OfferdCore
+import OfferdEventLog
 import OfferdSnapshot
 import OfferdTransport
 
@@ -74,9 +75,16 @@ public final class OfferdServer: Sendable {
                 "profiles": "\(snapshot.profileCount)", "load": "\(snapshot.loadMethod)",
             ])
 
+        // The event log: a file that cannot be opened (held by another server, not a log) stops the start; a
+        // Redis log connects on first use, and readiness waits for its replay.
+        var live: LiveStateRuntime?
+        if let log = try configuration.events.open() {
+            live = LiveStateRuntime(log: log, bufferLimit: configuration.eventsBuffer, logger: logger)
+        }
         let service = DecisioningService(
             catalogs: catalogReloader.store, snapshots: snapshotReloader.store,
-            allowExplain: configuration.allowExplain, metrics: metrics)
+            allowExplain: configuration.allowExplain, metrics: metrics, live: live)
+        live?.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
 
         var grpcConfiguration = GRPCServerConfiguration()
@@ -91,6 +99,7 @@ public final class OfferdServer: Sendable {
                 configuration: grpcConfiguration, service: service, group: group, logger: logger)
         } catch {
             try? await group.shutdownGracefully()
+            live?.stop()
             throw error
         }
 
@@ -105,6 +114,7 @@ public final class OfferdServer: Sendable {
             } catch {
                 await grpcServer.shutdown(grace: .zero)
                 try? await group.shutdownGracefully()
+                live?.stop()
                 throw error
             }
         }
@@ -156,6 +166,8 @@ public final class OfferdServer: Sendable {
         await grpcServer.shutdown(grace: .nanoseconds(graceNanoseconds))
         await adminServer?.close()
         try? await group.shutdownGracefully()
+        // After the last call: the writer gets the decision events of every answered Decide.
+        service.live?.stop()
         logger.info("shutdown complete")
     }
 
@@ -174,6 +186,7 @@ public final class OfferdServer: Sendable {
             extra += "# TYPE offerd_snapshot_age_seconds gauge\n"
             extra += "offerd_snapshot_age_seconds \(max(0, wallClockSeconds() - Double(snapshot.createdAt)))\n"
         }
+        if let live = service.live { extra += live.metricsText() }
         extra += "# TYPE offerd_ready gauge\n"
         extra += "offerd_ready \(service.isReady ? 1 : 0)\n"
         text.append(contentsOf: extra.utf8)

@@ -1,5 +1,6 @@
 import NIOCore
 import OfferdCore
+import OfferdEventLog
 
 /// Everything `offerd serve` can be told (SPEC section 7), with the spec's defaults.
 public struct ServerConfiguration: Sendable {
@@ -21,6 +22,17 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: Duration = .seconds(300)
     /// How often the catalog and snapshot paths are checked for replacement.
     public var reloadPollInterval: Duration = .seconds(1)
+
+    /// The event log (SPEC 9.1); `.none` (the library's default; the command line's is a file) reads no log.
+    public var events: EventLogConfiguration = .none
+    /// Decision events held in memory while the log is unreachable (`--events-buffer`).
+    public var eventsBuffer: Int = 100_000
+
+    /// Sets ``events`` from a value of `--events` (`file:PATH`, `redis://...` or `none`); the error's
+    /// description says what is wrong.
+    public mutating func setEvents(_ value: String) throws {
+        events = try EventLogConfiguration(parsing: value)
+    }
 
     public init(catalogPath: String, snapshotPath: String) {
         self.catalogPath = catalogPath

@@ -10,11 +10,13 @@ import Prometheus
 public final class ServerMetrics: Sendable {
     /// The gRPC methods offerd serves, as metric label values.
     public enum Method: Int, Sendable, CaseIterable {
-        case decide, healthCheck, unknown
+        case decide, healthCheck, unknown, recordEvents, updateConsent
 
         var label: String {
             switch self {
             case .decide: "offerd.v1.Decisioning/Decide"
+            case .recordEvents: "offerd.v1.Decisioning/RecordEvents"
+            case .updateConsent: "offerd.v1.Decisioning/UpdateConsent"
             case .healthCheck: "grpc.health.v1.Health/Check"
             case .unknown: "unknown"
             }

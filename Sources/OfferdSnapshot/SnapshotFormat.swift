@@ -12,8 +12,10 @@ package enum SnapshotFormat {
     /// The first 8 bytes of every snapshot.
     package static let magic: [UInt8] = Array("OFRDSNAP".utf8)
     /// Bumped on any incompatible layout change; the loader accepts only this one.
-    /// Version 2 changed the body checksum to a digest of chunk digests (parallel verification).
-    @inlinable package static var formatVersion: UInt32 { 2 }
+    /// Version 2 changed the body checksum to a digest of chunk digests (parallel verification). Version 3
+    /// gave each capping entry three counts (decision, display, interact: SPEC 5.1's object form); a version 2
+    /// reader would have read the new entries' display count as part of the next entry.
+    @inlinable package static var formatVersion: UInt32 { 3 }
     /// The body is checksummed in chunks of this many bytes (the last one shorter), see ``SnapshotChecksum``.
     @inlinable package static var checksumChunkLength: Int { 1 << 20 }
     /// The header is a fixed-size block, so records can be streamed right after it
@@ -69,8 +71,17 @@ package enum SnapshotFormat {
         @inlinable package static var headerLength: Int { 44 }
         /// Audience entry: name hash (u64), string index (u32).
         @inlinable package static var audienceEntryLength: Int { 12 }
-        /// Capping entry: offer id hash (u64), string index (u32), count (u64).
-        @inlinable package static var cappingEntryLength: Int { 20 }
+        /// Capping entry: offer id hash (u64), string index (u32), then the decision, display and interact counts
+        /// (u64 each, at ``cappingCountOffset(_:)``).
+        @inlinable package static var cappingEntryLength: Int { 36 }
+        /// Where an event type's count sits in a capping entry.
+        @inlinable package static func cappingCountOffset(_ event: CappingEvent) -> Int {
+            switch event {
+            case .decision: 12
+            case .display: 20
+            case .interact: 28
+            }
+        }
         /// Attribute directory entry: path hash (u64), node offset (u32).
         @inlinable package static var directoryEntryLength: Int { 12 }
         /// Attribute node header: parent offset (u32), key string index (u32), kind (u8).

@@ -178,11 +178,12 @@ public struct SnapshotProfile: ProfileView, Sendable {
         return summary
     }
 
-    public func cappingCount(for offer: InternedName) -> Int {
+    public func cappingCount(for offer: InternedName, event: CappingEvent) -> Int {
         for position in 0..<cappingCount {
             let entry = cappingStart + position * SnapshotFormat.Record.cappingEntryLength
             if region.u64(entry) == offer.hash, let index = region.u32(entry + 8),
-                snapshot.stringEquals(index, offer.name), let count = region.u64(entry + 12)
+                snapshot.stringEquals(index, offer.name),
+                let count = region.u64(entry + SnapshotFormat.Record.cappingCountOffset(event))
             {
                 return Int(clamping: count)
             }
@@ -301,13 +302,15 @@ public struct SnapshotProfile: ProfileView, Sendable {
             let entry = audiencesStart + position * SnapshotFormat.Record.audienceEntryLength
             if let index = region.u32(entry + 8), let name = snapshot.string(index) { audiences.append(name) }
         }
-        var capping: [(offerID: String, count: Int)] = []
+        var capping: [(offerID: String, counts: CappingCounts)] = []
         for position in 0..<cappingCount {
             let entry = cappingStart + position * SnapshotFormat.Record.cappingEntryLength
-            if let index = region.u32(entry + 8), let offerID = snapshot.string(index),
-                let count = region.u64(entry + 12)
-            {
-                capping.append((offerID: offerID, count: Int(clamping: count)))
+            if let index = region.u32(entry + 8), let offerID = snapshot.string(index) {
+                var counts = CappingCounts()
+                for event in CappingEvent.allCases {
+                    counts[event] = Int(clamping: region.u64(entry + SnapshotFormat.Record.cappingCountOffset(event)) ?? 0)
+                }
+                capping.append((offerID: offerID, counts: counts))
             }
         }
         return InMemoryProfile(

@@ -389,7 +389,10 @@ struct FastRecordEncoder {
             else { return false }
             parser.capping.appendLE(fmix64(keyHash))
             parser.capping.appendLE(parser.internASCII(key, hash: keyHash, strings: &strings))
+            // The integer form (SPEC 5.1): decision events; display and interact 0. The object form falls back.
             parser.capping.appendLE(UInt64(Int(count)))
+            parser.capping.appendLE(UInt64(0))
+            parser.capping.appendLE(UInt64(0))
             parser.cappingCount += 1
             return true
         }

@@ -39,7 +39,7 @@ public enum ProfileSourceParser {
         var consents = ConsentRecord.empty
         var audiences: [String] = []
         var attributes = JSONValue.object([])
-        var capping: [(offerID: String, count: Int)] = []
+        var capping: [(offerID: String, counts: CappingCounts)] = []
         for member in members {
             switch member.key {
             case "identities": identities = try parseIdentities(member.value)
@@ -202,24 +202,47 @@ public enum ProfileSourceParser {
         }
     }
 
+    /// SPEC 5.1's `capping`: offer id -> an integer >= 0 (decision events) or an object of integers >= 0 with the
+    /// optional keys `decision`, `display` and `interact`.
     private static func parseCapping(_ value: JSONValue) throws(ProfileSourceError)
-        -> [(offerID: String, count: Int)]
+        -> [(offerID: String, counts: CappingCounts)]
     {
         guard case .object(let members) = value else {
             throw ProfileSourceError("\"capping\" must be an object, found \(value.typeDescription)")
         }
-        var capping: [(offerID: String, count: Int)] = []
+        var capping: [(offerID: String, counts: CappingCounts)] = []
         capping.reserveCapacity(members.count)
         for member in members {
-            guard case .number(let count) = member.value else {
+            let path = "capping.\(member.key)"
+            switch member.value {
+            case .number:
+                capping.append((offerID: member.key, counts: CappingCounts(decision: try count(member.value, at: path))))
+            case .object(let events):
+                var counts = CappingCounts()
+                for event in events {
+                    guard let type = CappingEvent(rawValue: event.key) else {
+                        throw ProfileSourceError(
+                            "\(path).\(event.key) is not a capping event (allowed: decision, display, interact)")
+                    }
+                    counts[type] = try count(event.value, at: "\(path).\(event.key)")
+                }
+                capping.append((offerID: member.key, counts: counts))
+            default:
                 throw ProfileSourceError(
-                    "capping.\(member.key) must be a number, found \(member.value.typeDescription)")
+                    "\(path) must be a number or an object, found \(member.value.typeDescription)")
             }
-            guard count >= 0, count == count.rounded(.towardZero), count <= maximumCappingCount else {
-                throw ProfileSourceError("capping.\(member.key) must be an integer >= 0, found \(count)")
-            }
-            capping.append((offerID: member.key, count: Int(count)))
         }
         return capping
+    }
+
+    /// A capping count: an integer from 0 to ``maximumCappingCount``.
+    private static func count(_ value: JSONValue, at path: String) throws(ProfileSourceError) -> Int {
+        guard case .number(let count) = value else {
+            throw ProfileSourceError("\(path) must be a number, found \(value.typeDescription)")
+        }
+        guard count >= 0, count == count.rounded(.towardZero), count <= maximumCappingCount else {
+            throw ProfileSourceError("\(path) must be an integer >= 0, found \(count)")
+        }
+        return Int(count)
     }
 }

@@ -36,8 +36,19 @@ public enum ProfileSourceWriter {
             JSONMember(key: "attributes", value: profile.attributes),
             JSONMember(
                 key: "capping",
-                value: .object(profile.capping.map { JSONMember(key: $0.offerID, value: .number(Double($0.count))) })),
+                value: .object(profile.capping.map { JSONMember(key: $0.offerID, value: cappingValue($0.counts)) })),
         ])
+    }
+
+    /// SPEC 5.1's integer form when only decision events are counted, else the object form with the non-zero
+    /// counts (so that a source written back reads as it was written).
+    private static func cappingValue(_ counts: CappingCounts) -> JSONValue {
+        if counts.isDecisionOnly { return .number(Double(counts.decision)) }
+        var members: [JSONMember] = []
+        for event in CappingEvent.allCases where counts[event] != 0 {
+            members.append(JSONMember(key: event.rawValue, value: .number(Double(counts[event]))))
+        }
+        return .object(members)
     }
 
     /// The profile as one line of JSON.

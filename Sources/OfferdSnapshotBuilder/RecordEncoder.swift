@@ -187,7 +187,9 @@ struct RecordEncoder {
         for entry in profile.capping {
             cappingEntries.appendLE(SnapshotHash.of(entry.offerID))
             cappingEntries.appendLE(strings.intern(entry.offerID))
-            cappingEntries.appendLE(UInt64(entry.count))
+            cappingEntries.appendLE(UInt64(entry.counts.decision))
+            cappingEntries.appendLE(UInt64(entry.counts.display))
+            cappingEntries.appendLE(UInt64(entry.counts.interact))
         }
         var identitiesLength = 0
         for identity in profile.identities {

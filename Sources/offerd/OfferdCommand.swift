@@ -43,6 +43,10 @@ struct Serve: AsyncParsableCommand {
     var shutdownGrace: DurationArgument = DurationArgument(.seconds(10), text: "10s")
     @Option(help: "Close a connection that has had no open stream for this long, after GOAWAY (e.g. 300s, 2m).")
     var idleTimeout: DurationArgument = DurationArgument(.seconds(300), text: "300s")
+    @Option(help: "The event log of live state: file:PATH, redis://[USER:PASSWORD@]HOST:PORT[/DB][?key=KEY] or none.")
+    var events = "file:offerd-events.log"
+    @Option(help: "Decision events held in memory while the event log is unreachable.")
+    var eventsBuffer = 100_000
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -50,6 +54,9 @@ struct Serve: AsyncParsableCommand {
         guard maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1") }
         guard maxConcurrentStreams >= 1 else { throw ValidationError("--max-concurrent-streams must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard eventsBuffer >= 1 else { throw ValidationError("--events-buffer must be at least 1") }
+        var probe = ServerConfiguration(catalogPath: "", snapshotPath: "")
+        do { try probe.setEvents(events) } catch { throw ValidationError("\(error)") }
     }
 
     func run() async throws {
@@ -69,6 +76,8 @@ struct Serve: AsyncParsableCommand {
         configuration.allowExplain = allowExplain
         configuration.shutdownGrace = shutdownGrace.duration
         configuration.idleTimeout = idleTimeout.duration
+        try configuration.setEvents(events)
+        configuration.eventsBuffer = eventsBuffer
 
         // Signals are taken over before anything starts, so an early SIGTERM is handled, not fatal.
         let signals = SignalStream(signals: [SIGTERM, SIGINT, SIGHUP])

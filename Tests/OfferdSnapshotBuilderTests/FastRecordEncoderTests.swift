@@ -170,7 +170,9 @@ struct FastRecordEncoderTests {
                 #expect(fastProfile.isMember(of: InternedName(audience)))
             }
             for entry in expected.capping {
-                #expect(fastProfile.cappingCount(for: InternedName(entry.offerID)) == entry.count)
+                for event in CappingEvent.allCases {
+                    #expect(fastProfile.cappingCount(for: InternedName(entry.offerID), event: event) == entry.counts[event])
+                }
             }
         }
     }

@@ -42,7 +42,9 @@ struct RoundTripTests {
                 }
                 for offer in profile.capping.map(\.offerID) + ["offer-unknown"] {
                     let name = InternedName(offer)
-                    #expect(found.cappingCount(for: name) == profile.cappingCount(for: name))
+                    for event in CappingEvent.allCases {
+                        #expect(found.cappingCount(for: name, event: event) == profile.cappingCount(for: name, event: event))
+                    }
                 }
                 // The summary the decision loop filters with may not miss a counter, in either kind of profile.
                 #expect(found.cappingSummary == profile.cappingSummary)
@@ -53,6 +55,24 @@ struct RoundTripTests {
             }
         }
         return snapshot
+    }
+
+    /// The object form of capping counts (which the fast encoder leaves to the general path) beside the integer
+    /// form, through the snapshot and back.
+    @Test func cappingCountsOfEveryEventTypeRoundTrip() throws {
+        let directory = try TemporaryDirectory()
+        let source = try directory.write(
+            "capping.jsonl",
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"display":3,"interact":1},"b":7}}"#
+                + "\n" + #"{"identities":[{"namespace":"ECID","id":"2"}],"capping":{"a":2,"b":{"decision":5}}}"#
+                + "\n" + #"{"identities":[{"namespace":"ECID","id":"3"}],"capping":{"a":{}}}"# + "\n")
+        let snapshot = try checkRoundTrip(source: source, in: directory)
+        let first = try #require(snapshot.profile(for: Identity(namespace: "ECID", id: "1")))
+        #expect(first.cappingCount(for: InternedName("a"), event: .display) == 3)
+        #expect(first.cappingCount(for: InternedName("a"), event: .interact) == 1)
+        #expect(first.cappingCount(for: InternedName("a"), event: .decision) == 0)
+        #expect(first.cappingCount(for: InternedName("b"), event: .decision) == 7)
+        #expect(first.cappingCount(for: InternedName("b"), event: .display) == 0)
     }
 
     @Test func examplesRoundTrip() throws {

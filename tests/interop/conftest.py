@@ -85,6 +85,10 @@ class Server:
         self.admin_port = free_port()
         self.log_path = self.workdir / f"offerd-{self.port}.log"
         self.log = open(self.log_path, "w")
+        # No event log unless the test names one: the suites written before live state expect every Decide to
+        # see the snapshot alone (the CLI's own default is a file log in the working directory).
+        if "--events" not in extra_args:
+            extra_args = ("--events", "none", *extra_args)
         self.proc = subprocess.Popen(
             [OFFERD, "serve", "--catalog", str(self.catalog), "--snapshot", str(self.snapshot),
              "--port", str(self.port), "--admin-port", str(self.admin_port), "--threads", "2",

@@ -167,7 +167,12 @@ def test_every_shipped_profile_line_passes_the_profile_schema(tmp_path):
     lambda c: c["collections"][0].update(offers=["x"]),             # two kinds of collection
     lambda c: c["decisions"][0]["scopes"][0]["criteria"][0].update(ranking={"method": "formula"}),
     lambda c: c["decisions"][0].update(status="running"),
-], ids=["unknown-key", "channel", "priority", "capping-limit", "timestamp", "collection", "formula", "status"])
+    lambda c: c["offers"][0]["capping"].append({"limit": 1, "period": "year"}),
+    lambda c: c["offers"][0]["capping"].append({"limit": 1, "event": "click"}),
+    lambda c: c["offers"][0]["capping"].append({"limit": 1, "scope": "session"}),
+    lambda c: c["offers"][0].update(capping=[{"limit": 1}] * 11),
+], ids=["unknown-key", "channel", "priority", "capping-limit", "timestamp", "collection", "formula", "status",
+        "capping-period", "capping-event", "capping-scope", "capping-rules"])
 def test_the_catalog_schema_refuses_what_the_loader_refuses(mistake, tmp_path):
     catalog = json.loads(examples("catalog")[0].values[0])
     mistake(catalog)
@@ -180,7 +185,11 @@ def test_the_catalog_schema_refuses_what_the_loader_refuses(mistake, tmp_path):
     {"identities": [{"namespace": "ECID", "id": "1"}], "consents": {"personalize": {"content": {"val": "yes"}}}},
     {"identities": [{"namespace": "ECID", "id": "1"}], "capping": {"o": -1}},
     {"identities": [{"namespace": "ECID", "id": "1"}], "segments": []},
-], ids=["no-identity", "consent-value", "negative-count", "unknown-key"])
+    {"identities": [{"namespace": "ECID", "id": "1"}], "capping": {"o": {"click": 1}}},
+    {"identities": [{"namespace": "ECID", "id": "1"}], "capping": {"o": {"display": -1}}},
+    {"identities": [{"namespace": "ECID", "id": "1"}], "capping": {"o": [1]}},
+], ids=["no-identity", "consent-value", "negative-count", "unknown-key", "capping-event", "negative-display",
+        "capping-list"])
 def test_the_profile_schema_refuses_what_the_builder_refuses(line, tmp_path):
     assert list(validator("profile.schema.json").iter_errors(line)), "the schema accepted it"
     source = tmp_path / "p.jsonl"

@@ -31,7 +31,7 @@ private struct OfferDraft {
     var tags: [String]
     var characteristics: [Characteristic]
     var eligibility: Eligibility?
-    var cappingLimit: Int?
+    var cappingRules: [CappingRule]
     var representations: [Representation]
     var representationByPlacement: [Int?]
 }
@@ -505,7 +505,7 @@ struct CatalogLoader {
             tags: [],
             characteristics: [],
             eligibility: nil,
-            cappingLimit: nil,
+            cappingRules: [],
             representations: [],
             representationByPlacement: []
         )
@@ -526,29 +526,36 @@ struct CatalogLoader {
         if let eligibilityValue = fields["eligibility"] {
             draft.eligibility = eligibility(eligibilityValue, at: fields.path("eligibility"), perOffer: true)
         }
-        if let cappingValue = fields["capping"], let caps = array(cappingValue, at: fields.path("capping")) {
-            for (capIndex, capValue) in caps.enumerated() {
-                let capPath = indexPath(fields.path("capping"), capIndex)
-                guard let cap = object(capValue, at: capPath, allowed: ["limit", "scope"], required: ["limit"]) else {
-                    continue
-                }
-                if let scope = string(cap, "scope"), scope != "profile" {
-                    if scope == "total" {
-                        report(
-                            cap.path("scope"),
-                            "\"total\" capping is not supported yet: offerd has no shared counter store; "
-                                + "use \"profile\""
-                        )
-                    } else {
-                        report(cap.path("scope"), "\(quoted(scope)) is not one of \"profile\"")
-                    }
-                }
-                if let limit = integer(cap, "limit", in: 1...Int(Int32.max)) {
-                    draft.cappingLimit = min(draft.cappingLimit ?? limit, limit)
-                }
-            }
+        if let cappingValue = fields["capping"] {
+            draft.cappingRules = cappingRules(cappingValue, at: fields.path("capping"))
         }
         (draft.representations, draft.representationByPlacement) = representations(fields)
+    }
+
+    /// An offer's `capping` list (SPEC 3): at most ``CappingRule/maximumPerOffer`` rules, each with a `limit` and
+    /// optional `scope`, `event` and `period`. Rules with an error are left out (the catalog fails anyway).
+    private mutating func cappingRules(_ value: JSONValue, at path: String) -> [CappingRule] {
+        guard let caps = array(value, at: path) else { return [] }
+        if caps.count > CappingRule.maximumPerOffer {
+            report(path, "has \(caps.count) rules; at most \(CappingRule.maximumPerOffer) are allowed")
+        }
+        var rules: [CappingRule] = []
+        for (capIndex, capValue) in caps.enumerated() {
+            let capPath = indexPath(path, capIndex)
+            guard
+                let cap = object(
+                    capValue, at: capPath, allowed: ["limit", "scope", "event", "period"], required: ["limit"])
+            else { continue }
+            let issuesBefore = issues.count
+            let limit = integer(cap, "limit", in: 1...Int(Int32.max))
+            let scope = enumeration(cap, "scope", as: CappingScope.self) ?? .profile
+            let event = enumeration(cap, "event", as: CappingEvent.self) ?? .decision
+            let period = enumeration(cap, "period", as: CappingPeriod.self) ?? .lifetime
+            if let limit, issues.count == issuesBefore {
+                rules.append(CappingRule(limit: limit, scope: scope, event: event, period: period))
+            }
+        }
+        return rules
     }
 
     private mutating func loadFallback(_ value: JSONValue, index: Int) {
@@ -817,7 +824,7 @@ struct CatalogLoader {
                 characteristics: draft.characteristics,
                 characteristicValues: values,
                 eligibility: draft.eligibility,
-                cappingLimit: draft.cappingLimit,
+                cappingRules: draft.cappingRules,
                 representations: draft.representations,
                 representationByPlacement: draft.representationByPlacement,
                 idOrder: orderOfOffer[index]

@@ -83,8 +83,10 @@ final class OfferDefinition: Sendable {
     /// `number(offer.characteristics.margin) * 2` run per candidate, and `strtod` was a tenth of a decide.
     let characteristicNumbers: [RuleValue]
     let eligibility: Eligibility?
-    /// The smallest capping limit, if any: capped when the profile's count reaches it.
-    let cappingLimit: Int?
+    /// The offer's capping rules in catalog order (at most ten): capped when any rule's count reaches its limit.
+    let cappingRules: [CappingRule]
+    /// True when a rule counts decision events: a Decide that proposes this offer records one (SPEC 9.2).
+    let recordsDecisions: Bool
     let representations: [Representation]
     /// What an item of this offer carries, per representation (same indices), built once here.
     let itemContents: [DecidedItemContent]
@@ -105,7 +107,7 @@ final class OfferDefinition: Sendable {
         characteristics: [Characteristic],
         characteristicValues: [RuleValue],
         eligibility: Eligibility?,
-        cappingLimit: Int?,
+        cappingRules: [CappingRule],
         representations: [Representation],
         representationByPlacement: [Int?],
         idOrder: Int
@@ -126,7 +128,8 @@ final class OfferDefinition: Sendable {
             return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
         }
         self.eligibility = eligibility
-        self.cappingLimit = cappingLimit
+        self.cappingRules = cappingRules
+        self.recordsDecisions = cappingRules.contains { $0.event == .decision }
         self.representations = representations
         self.itemContents = DecidedItemContent.forEach(
             of: representations, id: id, name: name, characteristics: characteristics)
@@ -316,8 +319,8 @@ struct CandidateScreen: Sendable {
     let startDate: Double
     /// Epoch seconds; `+infinity` when absent.
     let endDate: Double
-    /// The offer's smallest capping limit; `Int.max` when it has none.
-    let cappingLimit: Int
+    /// True when the offer has capping rules (the loop then asks ``OfferDefinition/cappingRules``).
+    let hasCappingRules: Bool
     /// The memo slot of the offer's eligibility condition; -1 when it has none (see
     /// ``StaticallyRankedCandidate/eligibilityMemoSlot``).
     let eligibilityMemoSlot: Int
@@ -336,7 +339,7 @@ struct CandidateScreen: Sendable {
         self.rank = candidate.rank
         self.startDate = offer.startDate
         self.endDate = offer.endDate
-        self.cappingLimit = offer.cappingLimit ?? Int.max
+        self.hasCappingRules = !offer.cappingRules.isEmpty
         self.eligibilityMemoSlot = candidate.eligibilityMemoSlot ?? -1
         self.alwaysEligible = offer.eligibility == nil
         if case .condition(let rule)? = offer.eligibility, let program = rule.condition {
@@ -467,6 +470,9 @@ public final class Catalog: Sendable {
     private let decisionTable: HashPositionTable
     /// The context keys rules read, by slot.
     let contextKeys: [String]
+    /// The offers with a capping rule on `decision` events: a Decide that proposes one records a decision event
+    /// (SPEC 9.2); other offers record nothing.
+    public let decisionCountedOfferIDs: Set<String>
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
     private let counts: CatalogSummary
@@ -489,6 +495,7 @@ public final class Catalog: Sendable {
         self.decisions = decisions
         self.contextKeys = contextKeys
         self.attributePaths = attributePaths
+        self.decisionCountedOfferIDs = Set(offers.filter(\.recordsDecisions).map(\.id))
         var placementIndex: [String: Int] = [:]
         for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
             placementIndex[placement.id] = index

@@ -37,30 +37,40 @@ public struct DecisionEngine: Sendable {
     /// - Parameters:
     ///   - request: a request that passed ``DecisionRequest/validationError()``.
     ///   - profile: the profile of `request.identity`; nil when it is not in the snapshot.
+    ///   - live: the event log's counts for this profile (see ``LiveCappingCounts``); nil counts the snapshot's
+    ///     alone.
+    ///   - consents: the consents to decide with in place of the profile's (an unknown profile's are empty): the
+    ///     snapshot's with the event log's updates applied (SPEC 9.5); nil uses the profile's.
     ///   - now: the request time, epoch seconds.
     public func decide<Profile: ProfileView>(
         _ request: DecisionRequest,
         profile: consuming Profile?,
+        live: (any LiveCappingCounts)? = nil,
+        consents: ConsentRecord? = nil,
         now: Double
     ) -> DecisionResult {
         // The walker takes a non-optional profile (see `RuleInputs`): an unknown one is an `AbsentProfile`.
         // Consumed all the way into the walker, so that deciding copies the profile value (a retain per
         // reference it holds) only where the caller keeps its own.
         if let profile = consume profile {
-            return decide(request, profile: consume profile, found: true, now: now)
+            return decide(request, profile: consume profile, found: true, live: live, consents: consents, now: now)
         }
-        return decide(request, profile: AbsentProfile(), found: false, now: now)
+        return decide(request, profile: AbsentProfile(), found: false, live: live, consents: consents, now: now)
     }
 
     /// Decides `request` for an identity that is not in the snapshot.
-    public func decide(_ request: DecisionRequest, now: Double) -> DecisionResult {
-        decide(request, profile: AbsentProfile(), found: false, now: now)
+    public func decide(
+        _ request: DecisionRequest, live: (any LiveCappingCounts)? = nil, consents: ConsentRecord? = nil, now: Double
+    ) -> DecisionResult {
+        decide(request, profile: AbsentProfile(), found: false, live: live, consents: consents, now: now)
     }
 
     private func decide<Profile: ProfileView>(
         _ request: DecisionRequest,
         profile: consuming Profile,
         found: Bool,
+        live: (any LiveCappingCounts)?,
+        consents: ConsentRecord?,
         now: Double
     ) -> DecisionResult {
         let walker = ScopeWalker(
@@ -69,6 +79,8 @@ public struct DecisionEngine: Sendable {
             request: request,
             profile: consume profile,
             profileFound: found,
+            live: live,
+            consents: consents,
             now: now
         )
         var propositions: [Proposition] = []
@@ -112,9 +124,11 @@ private struct ScopeWalker<Profile: ProfileView> {
     let inputs: RuleInputs
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
-    /// The profile's ``ProfileView/cappingSummary`` (0 when it was not found): only offers with their bit set
-    /// can be capped.
+    /// The profile's ``ProfileView/cappingSummary`` (0 when it was not found): without `live`, only offers with
+    /// their bit set can be capped.
     let cappingSummary: UInt64
+    /// The event log's counts (SPEC 9.3); nil when there are none, and then only the snapshot's counts cap.
+    let live: (any LiveCappingCounts)?
 
     init(
         catalog: Catalog,
@@ -122,8 +136,11 @@ private struct ScopeWalker<Profile: ProfileView> {
         request: DecisionRequest,
         profile: consuming Profile,
         profileFound: Bool,
+        live: (any LiveCappingCounts)?,
+        consents: ConsentRecord?,
         now: Double
     ) {
+        self.live = live
         self.catalog = catalog
         self.options = options
         self.allowDuplicates = request.allowDuplicates
@@ -131,7 +148,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.now = now
         self.profile = consume profile
         self.profileFound = profileFound
-        self.consents = profileFound ? self.profile.consents : .empty
+        self.consents = consents ?? (profileFound ? self.profile.consents : .empty)
         self.cappingSummary = profileFound ? self.profile.cappingSummary : 0
         var context = RuleValueSlots()
         if !request.context.isEmpty {
@@ -415,9 +432,11 @@ private struct ScopeWalker<Profile: ProfileView> {
                     guard value else { continue }
                     eligible = true
                 }
-                let cappingLimit = unsafe screens[position].cappingLimit
-                if unsafe cappingLimit != Int.max && cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0
-                    && profile.cappingCount(for: offerIDs[position]) >= cappingLimit
+                // Without live counts an offer whose summary bit is clear has only zero counts: its offer object
+                // is not loaded.
+                if unsafe screens[position].hasCappingRules
+                    && (live != nil || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
+                    && isCapped(ranking.candidates[position].offer)
                 {
                     continue
                 }
@@ -447,11 +466,26 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
     }
 
+    /// True when any of the offer's capping rules has reached its limit (SPEC 3, 9.3): a `profile`/`lifetime` rule
+    /// counts the snapshot's count plus the live one, every other rule the live count alone (zero without `live`).
     private func isCapped(_ offer: OfferDefinition) -> Bool {
-        guard let limit = offer.cappingLimit, cappingSummary & cappingSummaryBit(offer.internedID.hash) != 0 else {
-            return false
+        if offer.cappingRules.isEmpty { return false }
+        let snapshotCounts = cappingSummary & cappingSummaryBit(offer.internedID.hash) != 0
+        if live == nil && !snapshotCounts { return false }
+        for rule in offer.cappingRules {
+            var count = 0
+            if rule.readsProfileCounts && snapshotCounts {
+                count = profile.cappingCount(for: offer.internedID, event: rule.event)
+            }
+            if let live {
+                let liveCount = live.count(
+                    offer: offer.internedID, event: rule.event, period: rule.period, scope: rule.scope, now: now)
+                let (sum, overflow) = count.addingReportingOverflow(liveCount)
+                count = overflow ? Int.max : sum
+            }
+            if count >= rule.limit { return true }
         }
-        return profile.cappingCount(for: offer.internedID) >= limit
+        return false
     }
 
     /// Offers `offer` to `best`, which keeps the `remaining` best candidates without sorting them all.

@@ -204,10 +204,11 @@ public protocol ProfileView {
     /// it ends at a JSON object.
     func attribute(at path: AttributePath) -> RuleValue
     func isMember(of audience: InternedName) -> Bool
-    /// How many times `offer` was already proposed to this profile (0 when unknown).
-    func cappingCount(for offer: InternedName) -> Int
+    /// The profile's lifetime count of `event` events for `offer` as the snapshot holds it (SPEC 5.1; 0 when
+    /// unknown): what `profile`/`lifetime` capping rules start from.
+    func cappingCount(for offer: InternedName, event: CappingEvent) -> Int
     /// A 64-bit summary of the offers this profile has capping counters for: bit `hash % 64` is set for the
-    /// ``InternedName/hash`` of each. A clear bit proves ``cappingCount(for:)`` is 0 for every offer with such a
+    /// ``InternedName/hash`` of each. A clear bit proves ``cappingCount(for:event:)`` is 0 for every offer with such a
     /// hash, so the decision loop asks only about offers whose bit is set (a handful of counters leave most bits
     /// clear). `UInt64.max`, the default, claims nothing.
     var cappingSummary: UInt64 { get }
@@ -224,6 +225,9 @@ public func cappingSummaryBit(_ hash: UInt64) -> UInt64 { 1 &<< (hash & 63) }
 
 extension ProfileView {
     public var cappingSummary: UInt64 { UInt64.max }
+
+    /// How many times `offer` was already proposed to this profile (the decision count; 0 when unknown).
+    public func cappingCount(for offer: InternedName) -> Int { cappingCount(for: offer, event: .decision) }
 
     public func withPrimaryIdentityUTF8<Result>(
         _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
@@ -257,8 +261,8 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     public var attributes: JSONValue {
         didSet { index = Index(audiences: audiences, attributes: attributes, capping: capping) }
     }
-    /// Offer id -> times already proposed, in source order.
-    public var capping: [(offerID: String, count: Int)] {
+    /// Offer id -> lifetime counts per event type (SPEC 5.1), in source order.
+    public var capping: [(offerID: String, counts: CappingCounts)] {
         didSet { index = Index(audiences: audiences, attributes: attributes, capping: capping) }
     }
     /// Lookup structures kept in step with the three lists above, in one shared object so that copying a profile
@@ -270,7 +274,7 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         consents: ConsentRecord = .empty,
         audiences: [String] = [],
         attributes: JSONValue = .object([]),
-        capping: [(offerID: String, count: Int)] = []
+        capping: [(offerID: String, counts: CappingCounts)] = []
     ) {
         precondition(!identities.isEmpty, "a profile has at least one identity")
         self.identities = identities
@@ -297,7 +301,7 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         let attributeValues: [RuleValue]
         let attributeTable: HashPositionTable
 
-        init(audiences: [String], attributes: JSONValue, capping: [(offerID: String, count: Int)]) {
+        init(audiences: [String], attributes: JSONValue, capping: [(offerID: String, counts: CappingCounts)]) {
             audienceHashes = audiences.map { stableHash($0.utf8) }
             let cappingHashes = capping.map { stableHash($0.offerID.utf8) }
             self.capping = HashPositionTable(cappingHashes)
@@ -350,12 +354,12 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
 
     public var cappingSummary: UInt64 { index.cappingSummary }
 
-    public func cappingCount(for offer: InternedName) -> Int {
+    public func cappingCount(for offer: InternedName, event: CappingEvent) -> Int {
         let table = index.capping
         var slot = table.firstSlot(offer.hash)
         while let position = table.position(at: slot, hash: offer.hash) {
             if position >= 0 && sameCodePoints(capping[position].offerID, offer.name) {
-                return capping[position].count
+                return capping[position].counts[event]
             }
             slot = table.nextSlot(slot)
         }
@@ -366,7 +370,7 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         lhs.identities == rhs.identities && lhs.consents == rhs.consents && lhs.audiences == rhs.audiences
             && lhs.attributes == rhs.attributes
             && lhs.capping.map(\.offerID) == rhs.capping.map(\.offerID)
-            && lhs.capping.map(\.count) == rhs.capping.map(\.count)
+            && lhs.capping.map(\.counts) == rhs.capping.map(\.counts)
     }
 }
 

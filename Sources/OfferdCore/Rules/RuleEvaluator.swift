@@ -74,7 +74,7 @@ struct AbsentProfile: ProfileView {
     var consents: ConsentRecord { .empty }
     func attribute(at path: AttributePath) -> RuleValue { .null }
     func isMember(of audience: InternedName) -> Bool { false }
-    func cappingCount(for offer: InternedName) -> Int { 0 }
+    func cappingCount(for offer: InternedName, event: CappingEvent) -> Int { 0 }
     var cappingSummary: UInt64 { 0 }
 }
 

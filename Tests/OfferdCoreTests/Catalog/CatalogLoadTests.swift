@@ -248,12 +248,42 @@ func catalogIssues(_ json: String) -> [CatalogIssue] {
             "offers[0].eligibility.allAudiences[0]", "must not be empty"
         ),
         (
-            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "scope": "total"}]"#),
-            "offers[0].capping[0].scope", "\"total\" capping is not supported yet"
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "scope": "session"}]"#),
+            "offers[0].capping[0].scope", "\"session\" is not one of \"profile\", \"total\""
         ),
         (
-            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "scope": "session"}]"#),
-            "offers[0].capping[0].scope", "\"session\" is not one of \"profile\""
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3}, {"limit": 3, "event": "click"}]"#),
+            "offers[0].capping[1].event", "\"click\" is not one of \"decision\", \"display\", \"interact\""
+        ),
+        (
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "period": "year"}]"#),
+            "offers[0].capping[0].period", "\"year\" is not one of \"lifetime\", \"day\", \"week\", \"month\""
+        ),
+        (
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "event": 2}]"#),
+            "offers[0].capping[0].event", "must be a string, not"
+        ),
+        (
+            offerCatalog(#""status": "approved", "capping": [{"limit": 3, "periods": "day"}]"#),
+            "offers[0].capping[0].periods", "unknown key (allowed: limit, scope, event, period)"
+        ),
+        (
+            offerCatalog(#""status": "approved", "capping": [{"limit": 2.5}]"#),
+            "offers[0].capping[0].limit", "must be an integer"
+        ),
+        (
+            offerCatalog(#""status": "approved", "capping": {"limit": 2}"#),
+            "offers[0].capping", "must be an array"
+        ),
+        (
+            offerCatalog(#""status": "approved", "capping": [3]"#),
+            "offers[0].capping[0]", "must be an object"
+        ),
+        (
+            offerCatalog(
+                #""status": "approved", "capping": ["#
+                    + Array(repeating: #"{"limit": 1}"#, count: 11).joined(separator: ", ") + "]"),
+            "offers[0].capping", "has 11 rules; at most 10 are allowed"
         ),
         (
             offerCatalog(#""status": "approved", "capping": [{"limit": 0}]"#),

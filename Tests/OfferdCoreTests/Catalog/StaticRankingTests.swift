@@ -23,6 +23,8 @@ private struct RandomCase {
     let catalog: Catalog
     let profile: InMemoryProfile
     let request: DecisionRequest
+    /// Live counts for some of the offers (nil in half the cases: the snapshot's counts alone).
+    let live: TableLiveCounts?
 
     static let requestFormulas = ["profile.points * offer.priority", "if(inAudience(\"a1\"), offer.priority, 1)",
                                   "number(context.boost) + offer.priority", "now - now + offer.priority"]
@@ -52,7 +54,21 @@ private struct RandomCase {
             var fields: [String] = [random.chance(0.5) ? #""tags": ["t"]"# : #""tags": ["t", "u"]"#]
             if random.chance(0.3) { fields.append(Self.eligibilities.randomElement(using: &random) ?? "") }
             if random.chance(0.3) {
-                fields.append(#""capping": [{"limit": \#(Int.random(in: 1...3, using: &random))}]"#)
+                var rules: [String] = []
+                for _ in 0..<Int.random(in: 1...3, using: &random) {
+                    var rule = #"{"limit": \#(Int.random(in: 1...3, using: &random))"#
+                    if random.chance(0.5) {
+                        rule += #", "scope": "\#(CappingScope.allCases.randomElement(using: &random)!.rawValue)""#
+                    }
+                    if random.chance(0.5) {
+                        rule += #", "event": "\#(CappingEvent.allCases.randomElement(using: &random)!.rawValue)""#
+                    }
+                    if random.chance(0.5) {
+                        rule += #", "period": "\#(CappingPeriod.allCases.randomElement(using: &random)!.rawValue)""#
+                    }
+                    rules.append(rule + "}")
+                }
+                fields.append(#""capping": [\#(rules.joined(separator: ", "))]"#)
             }
             if random.chance(0.05) {
                 fields.append(#""endDate": "2020-01-01T00:00:00Z""#)
@@ -95,7 +111,26 @@ private struct RandomCase {
             rules: #"[{"id": "r1", "condition": "profile.points >= 2"}]"#
         )
         let capping = offerIDs.filter { _ in random.chance(0.3) }.map {
-            (offerID: $0, count: Int.random(in: 0...3, using: &random))
+            (
+                offerID: $0,
+                counts: CappingCounts(
+                    decision: Int.random(in: 0...3, using: &random),
+                    display: random.chance(0.5) ? Int.random(in: 0...3, using: &random) : 0,
+                    interact: random.chance(0.5) ? Int.random(in: 0...3, using: &random) : 0)
+            )
+        }
+        if random.chance(0.5) {
+            var table = TableLiveCounts()
+            for offerID in offerIDs where random.chance(0.4) {
+                table.counts[
+                    TableLiveCounts.Key(
+                        offer: offerID, event: CappingEvent.allCases.randomElement(using: &random)!,
+                        period: CappingPeriod.allCases.randomElement(using: &random)!,
+                        scope: CappingScope.allCases.randomElement(using: &random)!)] = Int.random(in: 0...3, using: &random)
+            }
+            live = table
+        } else {
+            live = nil
         }
         let tier = ["gold", "silver"].randomElement(using: &random) ?? "gold"
         profile = OfferdCoreTests.profile(
@@ -136,8 +171,8 @@ private func jsonEscaped(_ text: String) -> String {
             var explained = random.request
             explained.explain = true
             let now = 1_800_000_000.0
-            let fast = engine.decide(random.request, profile: random.profile, now: now)
-            var full = engine.decide(explained, profile: random.profile, now: now)
+            let fast = engine.decide(random.request, profile: random.profile, live: random.live, now: now)
+            var full = engine.decide(explained, profile: random.profile, live: random.live, now: now)
             for index in full.propositions.indices { full.propositions[index].trace = [] }
             #expect(fast == full, "seed \(seed)")
             // `==` on Double ties -0.0 and 0.0; the folded score must be the very value the formula gives.

@@ -75,7 +75,7 @@ func randomCatalog(seed: UInt64) throws -> Catalog {
                 "p\(seed)",
                 consents: consents,
                 audiences: ["vip"],
-                capping: [("o0", countSeed % 3)]
+                capping: [("o0", CappingCounts(decision: countSeed % 3))]
             )
             let catalog = try randomCatalog(seed: UInt64(seed))
             let engine = DecisionEngine(catalog: catalog, options: options)

@@ -406,7 +406,7 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
         ])
         let engine = DecisionEngine(catalog: catalog)
         func first(_ count: Int?) -> String? {
-            let person = count.map { profile(capping: [("capped", $0)]) } ?? profile()
+            let person = count.map { profile(capping: [("capped", CappingCounts(decision: $0))]) } ?? profile()
             return engine.decide(request([scope()]), profile: person, now: testNow).propositions[0].items.first?.id
         }
         #expect(first(nil) == "capped")

@@ -67,7 +67,7 @@ func profile(
     consents: ConsentRecord = .empty,
     audiences: [String] = [],
     attributes: String = "{}",
-    capping: [(offerID: String, count: Int)] = []
+    capping: [(offerID: String, counts: CappingCounts)] = []
 ) -> InMemoryProfile {
     InMemoryProfile(
         identities: [Identity(namespace: namespace, id: id)],

@@ -48,12 +48,12 @@ import Testing
         var random = SplitMix64(seed: 7)
         for _ in 0..<200 {
             let entries = (0..<Int.random(in: 0...40, using: &random)).map { _ in
-                (offerID: "offer-\(Int.random(in: 0...30, using: &random))", count: Int.random(in: 0...9, using: &random))
+                (offerID: "offer-\(Int.random(in: 0...30, using: &random))", counts: CappingCounts(decision: Int.random(in: 0...9, using: &random)))
             }
             let profile = InMemoryProfile(identities: [Identity(namespace: "ECID", id: "1")], capping: entries)
             for id in 0...31 {
                 let offerID = "offer-\(id)"
-                let expected = entries.first { $0.offerID == offerID }?.count ?? 0
+                let expected = entries.first { $0.offerID == offerID }?.counts.decision ?? 0
                 #expect(profile.cappingCount(for: InternedName(offerID)) == expected)
                 // The loop skips the lookup when the summary bit is clear: that must never hide a counter.
                 let bitSet = profile.cappingSummary & cappingSummaryBit(InternedName(offerID).hash) != 0

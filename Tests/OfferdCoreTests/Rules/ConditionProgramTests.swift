@@ -99,7 +99,7 @@ private struct ConditionGenerator {
             characteristics: [],
             characteristicValues: characteristicKeys.map { $0 == "margin" ? .string(margin) : .null },
             eligibility: nil,
-            cappingLimit: nil,
+            cappingRules: [],
             representations: [],
             representationByPlacement: [],
             idOrder: 0

@@ -25,6 +25,12 @@ typedef struct Offerd__V1__Proposition Offerd__V1__Proposition;
 typedef struct Offerd__V1__Item Offerd__V1__Item;
 typedef struct Offerd__V1__Item__CharacteristicsEntry Offerd__V1__Item__CharacteristicsEntry;
 typedef struct Offerd__V1__TraceEntry Offerd__V1__TraceEntry;
+typedef struct Offerd__V1__RecordEventsRequest Offerd__V1__RecordEventsRequest;
+typedef struct Offerd__V1__Event Offerd__V1__Event;
+typedef struct Offerd__V1__RecordEventsResponse Offerd__V1__RecordEventsResponse;
+typedef struct Offerd__V1__UpdateConsentRequest Offerd__V1__UpdateConsentRequest;
+typedef struct Offerd__V1__UpdateConsentRequest__ConsentsEntry Offerd__V1__UpdateConsentRequest__ConsentsEntry;
+typedef struct Offerd__V1__UpdateConsentResponse Offerd__V1__UpdateConsentResponse;
 
 
 /* --- enums --- */
@@ -48,6 +54,13 @@ typedef enum _Offerd__V1__Reason {
   OFFERD__V1__REASON__REASON_DECISION_INACTIVE = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OFFERD__V1__REASON)
 } Offerd__V1__Reason;
+typedef enum _Offerd__V1__EventType {
+  OFFERD__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED = 0,
+  OFFERD__V1__EVENT_TYPE__EVENT_TYPE_DISPLAY = 1,
+  OFFERD__V1__EVENT_TYPE__EVENT_TYPE_INTERACT = 2,
+  OFFERD__V1__EVENT_TYPE__EVENT_TYPE_DISMISS = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OFFERD__V1__EVENT_TYPE)
+} Offerd__V1__EventType;
 
 /* --- messages --- */
 
@@ -232,6 +245,112 @@ struct  Offerd__V1__TraceEntry
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Feedback events: 1 to 100 per call (SPEC 9.4).
+ */
+struct  Offerd__V1__RecordEventsRequest
+{
+  ProtobufCMessage base;
+  size_t n_events;
+  Offerd__V1__Event **events;
+  /*
+   * Validate and answer; record nothing.
+   */
+  protobuf_c_boolean dry_run;
+};
+#define OFFERD__V1__RECORD_EVENTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__record_events_request__descriptor) \
+    , 0,NULL, 0 }
+
+
+struct  Offerd__V1__Event
+{
+  ProtobufCMessage base;
+  /*
+   * The client's key that makes a retry harmless: 1 to 128 bytes.
+   */
+  char *event_id;
+  Offerd__V1__Identity *identity;
+  Offerd__V1__EventType type;
+  /*
+   * 1 to 30 non-empty offer ids.
+   */
+  size_t n_offer_ids;
+  char **offer_ids;
+  /*
+   * From the DecideResponse; optional.
+   */
+  char *proposition_id;
+  /*
+   * Unix milliseconds; 0 = when received; at most 5 minutes ahead and at most 31 days old.
+   */
+  int64_t timestamp_ms;
+};
+#define OFFERD__V1__EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__event__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, OFFERD__V1__EVENT_TYPE__EVENT_TYPE_UNSPECIFIED, 0,NULL, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Offerd__V1__RecordEventsResponse
+{
+  ProtobufCMessage base;
+  uint32_t recorded;
+  /*
+   * Events the answering server already knew by their event_id.
+   */
+  uint32_t duplicates;
+  /*
+   * The position of the last entry written.
+   */
+  char *position;
+};
+#define OFFERD__V1__RECORD_EVENTS_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__record_events_response__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Offerd__V1__UpdateConsentRequest__ConsentsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define OFFERD__V1__UPDATE_CONSENT_REQUEST__CONSENTS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__update_consent_request__consents_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Consent values for one profile key (SPEC 9.5).
+ */
+struct  Offerd__V1__UpdateConsentRequest
+{
+  ProtobufCMessage base;
+  char *event_id;
+  Offerd__V1__Identity *identity;
+  /*
+   * 1 to 6 entries: personalize.content, marketing.any|email|sms|push|call -> an XDM choice value.
+   */
+  size_t n_consents;
+  Offerd__V1__UpdateConsentRequest__ConsentsEntry **consents;
+  protobuf_c_boolean dry_run;
+};
+#define OFFERD__V1__UPDATE_CONSENT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__update_consent_request__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL, 0,NULL, 0 }
+
+
+struct  Offerd__V1__UpdateConsentResponse
+{
+  ProtobufCMessage base;
+  char *position;
+  protobuf_c_boolean duplicate;
+};
+#define OFFERD__V1__UPDATE_CONSENT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__update_consent_response__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
 /* Offerd__V1__Identity methods */
 void   offerd__v1__identity__init
                      (Offerd__V1__Identity         *message);
@@ -390,6 +509,104 @@ Offerd__V1__TraceEntry *
 void   offerd__v1__trace_entry__free_unpacked
                      (Offerd__V1__TraceEntry *message,
                       ProtobufCAllocator *allocator);
+/* Offerd__V1__RecordEventsRequest methods */
+void   offerd__v1__record_events_request__init
+                     (Offerd__V1__RecordEventsRequest         *message);
+size_t offerd__v1__record_events_request__get_packed_size
+                     (const Offerd__V1__RecordEventsRequest   *message);
+size_t offerd__v1__record_events_request__pack
+                     (const Offerd__V1__RecordEventsRequest   *message,
+                      uint8_t             *out);
+size_t offerd__v1__record_events_request__pack_to_buffer
+                     (const Offerd__V1__RecordEventsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Offerd__V1__RecordEventsRequest *
+       offerd__v1__record_events_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   offerd__v1__record_events_request__free_unpacked
+                     (Offerd__V1__RecordEventsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Offerd__V1__Event methods */
+void   offerd__v1__event__init
+                     (Offerd__V1__Event         *message);
+size_t offerd__v1__event__get_packed_size
+                     (const Offerd__V1__Event   *message);
+size_t offerd__v1__event__pack
+                     (const Offerd__V1__Event   *message,
+                      uint8_t             *out);
+size_t offerd__v1__event__pack_to_buffer
+                     (const Offerd__V1__Event   *message,
+                      ProtobufCBuffer     *buffer);
+Offerd__V1__Event *
+       offerd__v1__event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   offerd__v1__event__free_unpacked
+                     (Offerd__V1__Event *message,
+                      ProtobufCAllocator *allocator);
+/* Offerd__V1__RecordEventsResponse methods */
+void   offerd__v1__record_events_response__init
+                     (Offerd__V1__RecordEventsResponse         *message);
+size_t offerd__v1__record_events_response__get_packed_size
+                     (const Offerd__V1__RecordEventsResponse   *message);
+size_t offerd__v1__record_events_response__pack
+                     (const Offerd__V1__RecordEventsResponse   *message,
+                      uint8_t             *out);
+size_t offerd__v1__record_events_response__pack_to_buffer
+                     (const Offerd__V1__RecordEventsResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Offerd__V1__RecordEventsResponse *
+       offerd__v1__record_events_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   offerd__v1__record_events_response__free_unpacked
+                     (Offerd__V1__RecordEventsResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Offerd__V1__UpdateConsentRequest__ConsentsEntry methods */
+void   offerd__v1__update_consent_request__consents_entry__init
+                     (Offerd__V1__UpdateConsentRequest__ConsentsEntry         *message);
+/* Offerd__V1__UpdateConsentRequest methods */
+void   offerd__v1__update_consent_request__init
+                     (Offerd__V1__UpdateConsentRequest         *message);
+size_t offerd__v1__update_consent_request__get_packed_size
+                     (const Offerd__V1__UpdateConsentRequest   *message);
+size_t offerd__v1__update_consent_request__pack
+                     (const Offerd__V1__UpdateConsentRequest   *message,
+                      uint8_t             *out);
+size_t offerd__v1__update_consent_request__pack_to_buffer
+                     (const Offerd__V1__UpdateConsentRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Offerd__V1__UpdateConsentRequest *
+       offerd__v1__update_consent_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   offerd__v1__update_consent_request__free_unpacked
+                     (Offerd__V1__UpdateConsentRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Offerd__V1__UpdateConsentResponse methods */
+void   offerd__v1__update_consent_response__init
+                     (Offerd__V1__UpdateConsentResponse         *message);
+size_t offerd__v1__update_consent_response__get_packed_size
+                     (const Offerd__V1__UpdateConsentResponse   *message);
+size_t offerd__v1__update_consent_response__pack
+                     (const Offerd__V1__UpdateConsentResponse   *message,
+                      uint8_t             *out);
+size_t offerd__v1__update_consent_response__pack_to_buffer
+                     (const Offerd__V1__UpdateConsentResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Offerd__V1__UpdateConsentResponse *
+       offerd__v1__update_consent_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   offerd__v1__update_consent_response__free_unpacked
+                     (Offerd__V1__UpdateConsentResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Offerd__V1__Identity_Closure)
@@ -422,6 +639,24 @@ typedef void (*Offerd__V1__Item_Closure)
 typedef void (*Offerd__V1__TraceEntry_Closure)
                  (const Offerd__V1__TraceEntry *message,
                   void *closure_data);
+typedef void (*Offerd__V1__RecordEventsRequest_Closure)
+                 (const Offerd__V1__RecordEventsRequest *message,
+                  void *closure_data);
+typedef void (*Offerd__V1__Event_Closure)
+                 (const Offerd__V1__Event *message,
+                  void *closure_data);
+typedef void (*Offerd__V1__RecordEventsResponse_Closure)
+                 (const Offerd__V1__RecordEventsResponse *message,
+                  void *closure_data);
+typedef void (*Offerd__V1__UpdateConsentRequest__ConsentsEntry_Closure)
+                 (const Offerd__V1__UpdateConsentRequest__ConsentsEntry *message,
+                  void *closure_data);
+typedef void (*Offerd__V1__UpdateConsentRequest_Closure)
+                 (const Offerd__V1__UpdateConsentRequest *message,
+                  void *closure_data);
+typedef void (*Offerd__V1__UpdateConsentResponse_Closure)
+                 (const Offerd__V1__UpdateConsentResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -433,6 +668,14 @@ struct Offerd__V1__Decisioning_Service
                  const Offerd__V1__DecideRequest *input,
                  Offerd__V1__DecideResponse_Closure closure,
                  void *closure_data);
+  void (*record_events)(Offerd__V1__Decisioning_Service *service,
+                        const Offerd__V1__RecordEventsRequest *input,
+                        Offerd__V1__RecordEventsResponse_Closure closure,
+                        void *closure_data);
+  void (*update_consent)(Offerd__V1__Decisioning_Service *service,
+                         const Offerd__V1__UpdateConsentRequest *input,
+                         Offerd__V1__UpdateConsentResponse_Closure closure,
+                         void *closure_data);
 };
 typedef void (*Offerd__V1__Decisioning_ServiceDestroy)(Offerd__V1__Decisioning_Service *);
 void offerd__v1__decisioning__init (Offerd__V1__Decisioning_Service *service,
@@ -441,16 +684,27 @@ void offerd__v1__decisioning__init (Offerd__V1__Decisioning_Service *service,
     { &offerd__v1__decisioning__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define OFFERD__V1__DECISIONING__INIT(function_prefix__) \
     { OFFERD__V1__DECISIONING__BASE_INIT,\
-      function_prefix__ ## decide  }
+      function_prefix__ ## decide,\
+      function_prefix__ ## record_events,\
+      function_prefix__ ## update_consent  }
 void offerd__v1__decisioning__decide(ProtobufCService *service,
                                      const Offerd__V1__DecideRequest *input,
                                      Offerd__V1__DecideResponse_Closure closure,
                                      void *closure_data);
+void offerd__v1__decisioning__record_events(ProtobufCService *service,
+                                            const Offerd__V1__RecordEventsRequest *input,
+                                            Offerd__V1__RecordEventsResponse_Closure closure,
+                                            void *closure_data);
+void offerd__v1__decisioning__update_consent(ProtobufCService *service,
+                                             const Offerd__V1__UpdateConsentRequest *input,
+                                             Offerd__V1__UpdateConsentResponse_Closure closure,
+                                             void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    offerd__v1__outcome__descriptor;
 extern const ProtobufCEnumDescriptor    offerd__v1__reason__descriptor;
+extern const ProtobufCEnumDescriptor    offerd__v1__event_type__descriptor;
 extern const ProtobufCMessageDescriptor offerd__v1__identity__descriptor;
 extern const ProtobufCMessageDescriptor offerd__v1__scope__descriptor;
 extern const ProtobufCMessageDescriptor offerd__v1__context_value__descriptor;
@@ -461,6 +715,12 @@ extern const ProtobufCMessageDescriptor offerd__v1__proposition__descriptor;
 extern const ProtobufCMessageDescriptor offerd__v1__item__descriptor;
 extern const ProtobufCMessageDescriptor offerd__v1__item__characteristics_entry__descriptor;
 extern const ProtobufCMessageDescriptor offerd__v1__trace_entry__descriptor;
+extern const ProtobufCMessageDescriptor offerd__v1__record_events_request__descriptor;
+extern const ProtobufCMessageDescriptor offerd__v1__event__descriptor;
+extern const ProtobufCMessageDescriptor offerd__v1__record_events_response__descriptor;
+extern const ProtobufCMessageDescriptor offerd__v1__update_consent_request__descriptor;
+extern const ProtobufCMessageDescriptor offerd__v1__update_consent_request__consents_entry__descriptor;
+extern const ProtobufCMessageDescriptor offerd__v1__update_consent_response__descriptor;
 extern const ProtobufCServiceDescriptor offerd__v1__decisioning__descriptor;
 
 PROTOBUF_C__END_DECLS

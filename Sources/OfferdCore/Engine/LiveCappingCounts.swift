@@ -1,0 +1,16 @@
+/// The counts an event log adds to a snapshot's (SPEC 9.3), as one Decide call sees them: bound to the deciding
+/// profile's key for `profile` rules, shared by every profile for `total` rules.
+///
+/// Without one (`--events none`, or no live state built yet) a rule counts what the snapshot holds: a `profile`
+/// and `lifetime` rule the profile's count for the offer and event type (SPEC 5.1), every other rule zero, so a
+/// `total` or `day`/`week`/`month` rule never caps without a log. With one, a `profile`/`lifetime` rule counts the
+/// snapshot's count plus ``count(offer:event:period:scope:now:)``, every other rule that alone.
+///
+/// The engine asks only about offers that have rules, once per rule and candidate; an implementation answers
+/// from memory without blocking (the overlay's published value).
+public protocol LiveCappingCounts {
+    /// Events of type `event` naming `offer` whose time falls in the UTC calendar `period` that holds `now`
+    /// (epoch seconds), counted for this profile's key (`.profile`) or for every key (`.total`).
+    func count(offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double)
+        -> Int
+}

@@ -1,0 +1,302 @@
+import OfferdCore
+import OfferdEventLog
+
+/// One live counter: events of one type naming one offer, in one period bucket (``CalendarBuckets``).
+public struct LiveCounterKey: Hashable, Sendable {
+    public var offer: String
+    public var event: CappingEvent
+    public var period: CappingPeriod
+    public var bucket: Int64
+
+    public init(offer: String, event: CappingEvent, period: CappingPeriod, bucket: Int64) {
+        self.offer = offer
+        self.event = event
+        self.period = period
+        self.bucket = bucket
+    }
+}
+
+/// What the overlay holds for one profile key (SPEC 9.2).
+public struct LiveProfileState: Hashable, Sendable {
+    /// Counters of this key's events, every period of every counted event type.
+    public internal(set) var counters: [LiveCounterKey: Int] = [:]
+    /// The consent values set by this key's updates.
+    public internal(set) var consents = ConsentOverride()
+    /// Event ids applied for this key, with the log clock (``LiveOverlay/logClockMs``) when each was.
+    public internal(set) var eventIDs: [String: Int64] = [:]
+
+    public init() {}
+}
+
+/// The live state of SPEC 9: the event log applied, entry by entry in position order, on top of the snapshot.
+///
+/// ## The contract
+/// - **One writer.** A `LiveOverlay` is a value owned by one thread, the follower, which reads the log and calls
+///   ``apply(_:)`` for every record in position order. It is never shared: readers get ``published()``
+///   values.
+/// - **Exactly once, in order.** ``apply(_:)`` ignores a record at or before ``lastApplied`` (a re-read after a
+///   reconnect), so applying a record twice counts it once. It does not check for gaps: positions are the log's.
+/// - **Copies of a batch.** A writer whose append lost its acknowledgement may append the same batch again
+///   (``EventLog``); both copies carry the writer's (server id, batch number). A batch is contiguous in the
+///   log, so an entry whose pair differs from the previous entry's and whose batch number is not above the last
+///   one applied for its server starts a copy: it and the rest of the copy are skipped. This needs a server id
+///   that is new for every run of a writer, and batch numbers that grow within it.
+/// - **Duplicates by event id** (SPEC 9.4): an entry whose event id was applied for the same profile key within
+///   the last 31 days of the log's clock is skipped, whatever its type. The log's clock is the largest entry time
+///   applied so far: it depends only on the log, so every server decides every duplicate the same way.
+/// - **Counting** (SPEC 9.3): a decision, display or interact entry adds 1 per distinct offer it names to that
+///   key's counter and to the total counter, for the lifetime and for the day, week and month holding the
+///   entry's time. Dismiss entries count nowhere; consent entries set the key's consent values, later entries
+///   winning key by key.
+/// - **Readers never wait.** ``published()`` returns an immutable ``LiveOverlaySnapshot`` (a class, so that one
+///   atomic reference publishes it: the server keeps it in an `AtomicReferenceStore`, as it keeps the snapshot).
+///   A Decide loads it once and reads it for the whole call, without locks; the follower publishes after every
+///   batch it applied once its start-up replay is done. What a reader holds never changes: the writer's next
+///   change copies what it touches (copy-on-write, per shard of the profile table, see ``ShardedDictionary``).
+/// - **Bounded memory.** ``expire()`` drops event ids older than 31 days and period counters of buckets before
+///   the previous one; the follower calls it when the log's clock enters a new day.
+///
+/// Not here yet (see docs/live-state.md): the snapshot watermark (SPEC 9.6: dropping lifetime counts a new
+/// snapshot has folded), and the pending table of a server's own decision events not yet read back.
+public struct LiveOverlay: Sendable {
+    /// How long an event id makes a later entry with the same id a duplicate (SPEC 9.4).
+    public static let eventIDRetentionMs: Int64 = 31 * CalendarBuckets.millisecondsPerDay
+
+    private var profiles = ShardedDictionary<EventLogProfileKey, LiveProfileState>()
+    private var totals: [LiveCounterKey: Int] = [:]
+    /// The position of the last record applied (or skipped as a duplicate): the next read starts after it.
+    public private(set) var lastApplied: EventLogPosition?
+    /// The largest entry time applied so far (Unix ms); `Int64.min` before the first.
+    public private(set) var logClockMs: Int64 = .min
+    /// Per writing server, the last batch number applied.
+    private var lastBatchByServer: [String: UInt64] = [:]
+    /// The (server, batch) of the previous entry, and whether that batch is being skipped as a copy.
+    private var currentBatch: (server: String, batch: UInt64, skipping: Bool)?
+
+    public init() {}
+
+    /// What ``apply(_:)`` did with a record.
+    public enum Outcome: Hashable, Sendable {
+        /// Counted, or its consents set.
+        case applied
+        /// Its event id was already applied for its profile key (SPEC 9.4).
+        case duplicateEvent
+        /// Part of a second copy of a batch already applied.
+        case duplicateBatch
+        /// At or before ``LiveOverlay/lastApplied``: applied before.
+        case alreadyApplied
+    }
+
+    /// Applies one record; records must come in position order (see the contract).
+    @discardableResult
+    public mutating func apply(_ record: EventLogRecord) -> Outcome {
+        if let lastApplied, record.position <= lastApplied { return .alreadyApplied }
+        lastApplied = record.position
+        let entry = record.entry
+        if isCopyOfAppliedBatch(entry) { return .duplicateBatch }
+        logClockMs = max(logClockMs, entry.timeMs)
+        let clock = logClockMs
+        let duplicate = profiles.modify(entry.key, default: LiveProfileState()) { state -> Bool in
+            if !entry.eventID.isEmpty {
+                if let seen = state.eventIDs[entry.eventID], clock - seen <= Self.eventIDRetentionMs {
+                    return true
+                }
+                state.eventIDs[entry.eventID] = clock
+            }
+            switch entry.type {
+            case .consent:
+                for (key, value) in entry.consents { state.consents.set(key, xdmValue: value) }
+            case .dismiss:
+                break
+            case .decision, .display, .interact:
+                let event = Self.cappingEvent(entry.type)
+                Self.count(entry, event: event) { state.counters[$0, default: 0] += 1 }
+            }
+            return false
+        }
+        if duplicate { return .duplicateEvent }
+        if entry.type == .decision || entry.type == .display || entry.type == .interact {
+            Self.count(entry, event: Self.cappingEvent(entry.type)) { totals[$0, default: 0] += 1 }
+        }
+        return .applied
+    }
+
+    /// Applies records in order; returns how many were applied and how many skipped as duplicates.
+    @discardableResult
+    public mutating func apply(_ records: some Sequence<EventLogRecord>) -> (applied: Int, duplicates: Int) {
+        var applied = 0
+        var duplicates = 0
+        for record in records {
+            switch apply(record) {
+            case .applied: applied += 1
+            case .duplicateEvent, .duplicateBatch: duplicates += 1
+            case .alreadyApplied: break
+            }
+        }
+        return (applied, duplicates)
+    }
+
+    /// Moves past a record that cannot be decoded (``EventLogError/malformedEntry(at:reason:resumeAfter:)``):
+    /// every server skips it the same way, counting nothing.
+    public mutating func skip(through position: EventLogPosition) {
+        if let lastApplied, position <= lastApplied { return }
+        lastApplied = position
+    }
+
+    /// The immutable value readers use; cheap (it shares storage with this overlay until the next change).
+    public func published() -> LiveOverlaySnapshot {
+        LiveOverlaySnapshot(profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs)
+    }
+
+    /// Profile keys with live state (the `offerd_overlay_keys` metric).
+    public var keyCount: Int { profiles.count }
+
+    /// Drops event ids older than ``eventIDRetentionMs`` and period counters before the previous bucket of the
+    /// log's clock, and keys left with nothing. Changes no answer of a reader asking about `now` within a period
+    /// of the log's clock, and no duplicate decision.
+    public mutating func expire() {
+        guard logClockMs != .min else { return }
+        let clock = logClockMs
+        func keep(_ key: LiveCounterKey) -> Bool {
+            key.period == .lifetime || key.bucket >= CalendarBuckets.bucket(key.period, timeMs: clock) - 1
+        }
+        profiles.compact { _, state in
+            var state = state
+            state.counters = state.counters.filter { keep($0.key) }
+            state.eventIDs = state.eventIDs.filter { clock - $0.value <= Self.eventIDRetentionMs }
+            return state.counters.isEmpty && state.eventIDs.isEmpty && state.consents.isEmpty ? nil : state
+        }
+        totals = totals.filter { keep($0.key) }
+    }
+
+    private mutating func isCopyOfAppliedBatch(_ entry: EventLogEntry) -> Bool {
+        if let current = currentBatch, current.server == entry.serverID, current.batch == entry.batchNumber {
+            return current.skipping
+        }
+        let skipping = lastBatchByServer[entry.serverID].map { entry.batchNumber <= $0 } ?? false
+        currentBatch = (entry.serverID, entry.batchNumber, skipping)
+        if !skipping { lastBatchByServer[entry.serverID] = entry.batchNumber }
+        return skipping
+    }
+
+    static func cappingEvent(_ type: EventLogEventType) -> CappingEvent {
+        switch type {
+        case .display: .display
+        case .interact: .interact
+        default: .decision
+        }
+    }
+
+    /// Calls `body` with every counter an entry adds 1 to: each distinct offer, each period.
+    private static func count(_ entry: EventLogEntry, event: CappingEvent, _ body: (LiveCounterKey) -> Void) {
+        var seen: Set<String> = []
+        for offer in entry.offerIDs where seen.insert(offer).inserted {
+            for period in CappingPeriod.allCases {
+                body(
+                    LiveCounterKey(
+                        offer: offer, event: event, period: period,
+                        bucket: CalendarBuckets.bucket(period, timeMs: entry.timeMs)))
+            }
+        }
+    }
+}
+
+/// The overlay as readers see it: immutable, read without locks from any thread (see ``LiveOverlay``).
+public final class LiveOverlaySnapshot: Sendable {
+    private let profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>
+    private let totals: [LiveCounterKey: Int]
+    /// The last position this value reflects.
+    public let lastApplied: EventLogPosition?
+    /// The log's clock when it was published (``LiveOverlay/logClockMs``).
+    public let logClockMs: Int64
+    /// This server's own events not yet applied, counted on top (see ``PendingCounts``).
+    public let pending: PendingCounts
+
+    init(
+        profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>, totals: [LiveCounterKey: Int],
+        lastApplied: EventLogPosition?, logClockMs: Int64, pending: PendingCounts = PendingCounts()
+    ) {
+        self.profiles = profiles
+        self.totals = totals
+        self.lastApplied = lastApplied
+        self.logClockMs = logClockMs
+        self.pending = pending
+    }
+
+    /// The same overlay with `pending` counted on top; shares the overlay's storage.
+    public func with(pending: PendingCounts) -> LiveOverlaySnapshot {
+        LiveOverlaySnapshot(
+            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, pending: pending)
+    }
+
+    /// An empty overlay (nothing applied).
+    public static let empty = LiveOverlay().published()
+
+    /// Profile keys with live state.
+    public var keyCount: Int { profiles.count }
+
+    /// What the overlay holds for `key`; nil when nothing.
+    public func state(for key: EventLogProfileKey) -> LiveProfileState? { profiles[key] }
+
+    /// The counts a Decide for `key` reads (the engine's ``LiveCappingCounts``).
+    public func counts(for key: EventLogProfileKey) -> LiveCounts {
+        LiveCounts(profile: profiles[key], totals: totals, pending: pending.isEmpty ? nil : pending, key: key)
+    }
+
+    /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
+    /// key's updates applied, SPEC 9.5).
+    public func decideInputs(for key: EventLogProfileKey, snapshotConsents: ConsentRecord) -> (
+        counts: LiveCounts, consents: ConsentRecord
+    ) {
+        let state = profiles[key]
+        return (
+            LiveCounts(profile: state, totals: totals, pending: pending.isEmpty ? nil : pending, key: key),
+            state?.consents.applied(to: snapshotConsents) ?? snapshotConsents
+        )
+    }
+
+    /// The consents Decide uses for `key`: `snapshotConsents` with the key's updates applied (SPEC 9.5).
+    public func consents(for key: EventLogProfileKey, snapshotConsents: ConsentRecord) -> ConsentRecord {
+        guard let state = profiles[key] else { return snapshotConsents }
+        return state.consents.applied(to: snapshotConsents)
+    }
+
+    /// True when `eventID` was applied for `key` within the retention (RecordEvents' `duplicates`).
+    public func knows(eventID: String, for key: EventLogProfileKey) -> Bool {
+        guard let seen = profiles[key]?.eventIDs[eventID] else { return false }
+        return logClockMs - seen <= LiveOverlay.eventIDRetentionMs
+    }
+
+    /// The total counter of `offer`, `event`, `period` at the bucket holding `timeMs` (tests, metrics).
+    public func total(offer: String, event: CappingEvent, period: CappingPeriod, timeMs: Int64) -> Int {
+        totals[LiveCounterKey(offer: offer, event: event, period: period, bucket: CalendarBuckets.bucket(period, timeMs: timeMs))] ?? 0
+    }
+}
+
+/// One profile key's live counts and the totals, as the engine asks for them (SPEC 9.3).
+public struct LiveCounts: LiveCappingCounts, Sendable {
+    let profile: LiveProfileState?
+    let totals: [LiveCounterKey: Int]
+    /// Nil when nothing is pending (the common case: no second lookup).
+    var pending: PendingCounts? = nil
+    var key: EventLogProfileKey? = nil
+
+    public func count(
+        offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double
+    ) -> Int {
+        let key = LiveCounterKey(
+            offer: offer.name, event: event, period: period, bucket: CalendarBuckets.bucket(period, now: now))
+        var count: Int
+        switch scope {
+        case .profile: count = profile?.counters[key] ?? 0
+        case .total: count = totals[key] ?? 0
+        }
+        if let pending {
+            switch scope {
+            case .profile: if let profileKey = self.key { count += pending.profileCount(profileKey, key) }
+            case .total: count += pending.totalCount(key)
+            }
+        }
+        return count
+    }
+}

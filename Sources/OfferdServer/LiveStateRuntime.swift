@@ -1,0 +1,431 @@
+import Atomics
+import Dispatch
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import OfferdCore
+import OfferdEventLog
+import OfferdLiveState
+import OfferdSnapshot
+
+/// The live state of one server (SPEC 9): its event log, a writer thread that appends what this server records,
+/// a follower thread that applies the log to the overlay, and the published overlay Decide reads.
+///
+/// ## Threads and who may call what
+/// - ``enqueue(_:)`` is called by event-loop threads (Decide's decision events). It appends to a queue under a
+///   lock held for the append alone, and wakes the writer only when it sleeps: it never waits for I/O. (The
+///   queue is touched only for offers with `decision` capping rules; a lock-free stack is the known upgrade if it
+///   ever shows in a profile.)
+/// - The **writer** thread drains the queue into a buffer of at most `bufferLimit` decision events (past it the
+///   oldest are dropped and counted, SPEC 9.1) and appends it in batches: everything queued while one append
+///   was in flight goes into the next (group commit). A failed append keeps its batch, with the same batch
+///   number, and is retried every 500 ms; so a lost acknowledgement may write a batch twice, which the overlay
+///   skips (``LiveOverlay``).
+/// - The **follower** thread is the overlay's one writer: it reads the log in position order from the start
+///   (the start-up replay), applies every record, and publishes the overlay into ``overlays`` after every read
+///   that changed it. ``isReplayed`` turns true once a read returned less than it asked for, that is once the
+///   follower reached the end of the log as it was; readiness waits for it (SPEC 7).
+/// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
+/// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submitAndWait(_:timeout:)``: the writer appends
+///   them in its next batch, and the follower completes them once it has applied past their position.
+///
+/// - This server's decision events count here from the moment the writer takes them until the follower applies
+///   them (or the buffer drops them): ``PendingCounts``, changed by both threads under `publication` and
+///   published with the overlay in one value.
+///
+/// Not built yet (docs/live-state.md): snapshot watermarks, trimming.
+public final class LiveStateRuntime: Sendable {
+    /// The overlay Decide reads.
+    public let overlays: AtomicReferenceStore<LiveOverlaySnapshot>
+    private let log: any EventLog
+    private let logger: Logger
+    /// A fresh id for this run of the writer: batch copies are recognised by (server id, batch number).
+    let serverID = UUID().uuidString.lowercased()
+    private let bufferLimit: Int
+    private let queue = NIOLockedValueBox<[EventLogEntry]>([])
+    /// The follower's last overlay and this server's pending decision events: the two threads change them under
+    /// this lock and publish them together, so an event moves from pending to the overlay in one publication.
+    private let publication = NIOLockedValueBox<(overlay: LiveOverlaySnapshot, pending: PendingCounts)>(
+        (LiveOverlaySnapshot.empty, PendingCounts()))
+    /// Submissions that wait for their answer (RecordEvents, UpdateConsent), in arrival order.
+    private let submissions = NIOLockedValueBox<[Submission]>([])
+    /// The follower's last applied position and the submissions waiting for it to pass theirs.
+    private let applied = NIOLockedValueBox<(position: EventLogPosition?, waiting: [(EventLogPosition, Submission)])>(
+        (nil, []))
+    private let wake = DispatchSemaphore(value: 0)
+    private let writerSleeping = ManagedAtomic<Bool>(false)
+    private let stopping = ManagedAtomic<Bool>(false)
+    private let replayed = ManagedAtomic<Bool>(false)
+    private let threadsDone = DispatchGroup()
+
+    // What `/metrics` shows (SPEC 9.7).
+    /// True from a failed append to the next successful one.
+    let writerDown = ManagedAtomic<Bool>(false)
+    let followerUp = ManagedAtomic<Bool>(false)
+    /// Entries this server wrote, by ``EventLogEventType`` raw value.
+    let written = (0...EventLogEventType.allCases.count).map { _ in ManagedAtomic<Int>(0) }
+    let eventsDropped = ManagedAtomic<Int>(0)
+    let entriesApplied = ManagedAtomic<Int>(0)
+    let entriesDuplicate = ManagedAtomic<Int>(0)
+    /// Milliseconds between the last applied entry's time and its application here.
+    let lagMilliseconds = ManagedAtomic<Int>(0)
+
+    /// The most entries a writer appends in one batch, and a follower reads in one call.
+    static let batchLimit = 4096
+
+    public init(log: any EventLog, bufferLimit: Int, logger: Logger) {
+        self.log = log
+        self.bufferLimit = max(1, bufferLimit)
+        self.logger = logger
+        self.overlays = AtomicReferenceStore(LiveOverlaySnapshot.empty)
+    }
+
+    /// True once the follower has applied the log as it was at start-up.
+    public var isReplayed: Bool { replayed.load(ordering: .acquiring) }
+
+    /// Whether the log answered the last call of both threads (`offerd_event_log_up`).
+    var isLogUp: Bool { !writerDown.load(ordering: .relaxed) && followerUp.load(ordering: .relaxed) }
+
+    /// Starts the writer and the follower threads.
+    public func start() {
+        for (name, body) in [("offerd-events-writer", runWriter), ("offerd-events-follower", runFollower)] {
+            threadsDone.enter()
+            let thread = Thread { [threadsDone] in
+                body()
+                threadsDone.leave()
+            }
+            thread.name = name
+            thread.start()
+        }
+    }
+
+    /// Stops both threads (the writer first tries to write what it holds, for at most `flushTimeout`), then
+    /// closes the log.
+    public func stop(flushTimeout: Duration = .seconds(2)) {
+        stopping.store(true, ordering: .releasing)
+        wake.signal()
+        let seconds = Double(flushTimeout.components.seconds) + Double(flushTimeout.components.attoseconds) / 1e18
+        _ = threadsDone.wait(timeout: .now() + seconds + 1.5)
+        log.close()
+    }
+
+    /// Why a submission was not recorded.
+    public enum SubmitError: Error, Sendable {
+        /// The log cannot be reached now (or did not answer in time): the client retries with the same event ids.
+        case unavailable(String)
+    }
+
+    /// Entries that must be durable and applied here before their caller answers.
+    final class Submission: @unchecked Sendable {
+        // @unchecked: `result` is written once, before `done` is signalled, and read after waiting on it.
+        let entries: [EventLogEntry]
+        private let done = DispatchSemaphore(value: 0)
+        private let claimed = ManagedAtomic<Bool>(false)
+        private var result: Result<EventLogPosition, SubmitError> = .failure(.unavailable("not answered"))
+
+        init(entries: [EventLogEntry]) { self.entries = entries }
+
+        /// Completes the submission once (true), or does nothing when it was completed before (false).
+        @discardableResult
+        func complete(_ outcome: Result<EventLogPosition, SubmitError>) -> Bool {
+            guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return false }
+            result = outcome
+            done.signal()
+            return true
+        }
+
+        func wait(timeout: Duration) -> Result<EventLogPosition, SubmitError> {
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            if done.wait(timeout: .now() + seconds) == .timedOut
+                && !complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
+            {
+                // Another thread claimed it first and signals right after setting the result: wait for that.
+                done.wait()
+                return result
+            }
+            return result
+        }
+    }
+
+    /// Writes `entries` and waits until they are durable and applied by this server's follower (SPEC 9.4: OK
+    /// only then), at most `timeout`; returns the position of the last entry.
+    ///
+    /// - Important: This blocks the calling thread. The RPC handlers call it on an event loop because the
+    ///   transport's service seam answers synchronously; see docs/live-state.md for why that is a known gap and
+    ///   how a deferred reply removes it. While the log is known to be down it fails at once instead.
+    public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration = .seconds(1)) -> Result<
+        EventLogPosition, SubmitError
+    > {
+        if !isLogUp {
+            return .failure(.unavailable("the event log is unreachable"))
+        }
+        let submission = Submission(entries: entries)
+        submissions.withLockedValue { $0.append(submission) }
+        if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
+        return submission.wait(timeout: timeout)
+    }
+
+    /// Called by the writer once a submission's entries are in the log at `position` (its last entry's).
+    private func awaitApplication(_ submission: Submission, at position: EventLogPosition) {
+        let completeNow = applied.withLockedValue { state -> Bool in
+            if let applied = state.position, applied >= position { return true }
+            state.waiting.append((position, submission))
+            return false
+        }
+        if completeNow { submission.complete(.success(position)) }
+    }
+
+    /// Called by the follower after it applied up to `position`.
+    private func didApply(through position: EventLogPosition?) {
+        guard let position else { return }
+        let ready = applied.withLockedValue { state -> [(EventLogPosition, Submission)] in
+            state.position = position
+            let ready = state.waiting.filter { $0.0 <= position }
+            state.waiting.removeAll { $0.0 <= position }
+            return ready
+        }
+        for (at, submission) in ready { submission.complete(.success(at)) }
+    }
+
+    /// Queues events for the writer; never waits for I/O (see the type's documentation).
+    public func enqueue(_ entries: [EventLogEntry]) {
+        guard !entries.isEmpty else { return }
+        queue.withLockedValue { $0.append(contentsOf: entries) }
+        if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
+    }
+
+    /// The decision events of one Decide call (SPEC 9.2): one per OFFERS proposition, naming its offers that
+    /// have a `decision` capping rule (never a fallback).
+    public func recordDecisions(_ result: DecisionResult, catalog: Catalog, key: EventLogProfileKey, timeMs: Int64) {
+        guard !catalog.decisionCountedOfferIDs.isEmpty else { return }
+        var entries: [EventLogEntry] = []
+        for proposition in result.propositions where proposition.outcome == .offers {
+            let offers = proposition.items.filter { !$0.isFallback && catalog.decisionCountedOfferIDs.contains($0.id) }
+                .map(\.id)
+            if offers.isEmpty { continue }
+            entries.append(
+                EventLogEntry(key: key, type: .decision, timeMs: timeMs, offerIDs: offers, serverID: serverID, batchNumber: 0))
+        }
+        enqueue(entries)
+    }
+
+    // MARK: - The writer
+
+    private func runWriter() {
+        var pending: [EventLogEntry] = []
+        var inFlight: [EventLogEntry]?
+        /// The submissions whose entries end the in-flight batch, with their entry counts, in batch order.
+        var inFlightSubmissions: [(Submission, Int)] = []
+        var batchNumber: UInt64 = 0
+        var stopDeadline: ContinuousClock.Instant?
+        var reportedDown = false
+        while true {
+            let drained = queue.withLockedValue { queued -> [EventLogEntry] in
+                defer { queued.removeAll(keepingCapacity: true) }
+                return queued
+            }
+            pending.append(contentsOf: drained)
+            var droppedEntries: ArraySlice<EventLogEntry> = []
+            if pending.count > bufferLimit {
+                let excess = pending.count - bufferLimit
+                droppedEntries = pending.prefix(excess)
+                pending.removeFirst(excess)
+            }
+            if !drained.isEmpty || !droppedEntries.isEmpty {
+                // They count here at once (SPEC 9.1), until the follower applies them or the buffer drops them.
+                publication.withLockedValue { state in
+                    for entry in drained { state.pending.add(entry) }
+                    for entry in droppedEntries { state.pending.remove(entry) }
+                    overlays.publish(state.overlay.with(pending: state.pending))
+                }
+            }
+            // Counted after the publication: whoever sees the count sees the overlay without them.
+            if !droppedEntries.isEmpty {
+                eventsDropped.wrappingIncrement(by: droppedEntries.count, ordering: .releasing)
+            }
+            if stopping.load(ordering: .acquiring) {
+                if stopDeadline == nil { stopDeadline = .now + .seconds(2) }
+                if pending.isEmpty && inFlight == nil { return }
+                if let stopDeadline, ContinuousClock.now >= stopDeadline {
+                    let lost = pending.count + (inFlight?.count ?? 0)
+                    if lost > 0 { logger.warning("event log: decision events not written at shutdown", metadata: ["events": "\(lost)"]) }
+                    return
+                }
+            }
+            let waiting = inFlight == nil ? submissions.withLockedValue { queued -> [Submission] in
+                defer { queued.removeAll(keepingCapacity: true) }
+                return queued
+            } : []
+            if inFlight == nil && (!pending.isEmpty || !waiting.isEmpty) {
+                batchNumber += 1
+                let count = min(Self.batchLimit, pending.count)
+                var batch = Array(pending.prefix(count))
+                pending.removeFirst(count)
+                // Submitted entries go after the decision events, each submission's entries together.
+                inFlightSubmissions = []
+                for submission in waiting {
+                    batch.append(contentsOf: submission.entries)
+                    inFlightSubmissions.append((submission, submission.entries.count))
+                }
+                for index in batch.indices {
+                    batch[index].serverID = serverID
+                    batch[index].batchNumber = batchNumber
+                }
+                inFlight = batch
+            }
+            if let batch = inFlight {
+                do {
+                    let positions = try log.append(batch)
+                    inFlight = nil
+                    // Each submission's last entry position: entries were appended in batch order.
+                    var end = batch.count - inFlightSubmissions.reduce(0) { $0 + $1.1 }
+                    for (submission, count) in inFlightSubmissions {
+                        end += count
+                        if end - 1 < positions.count, count > 0 {
+                            awaitApplication(submission, at: positions[end - 1])
+                        } else {
+                            submission.complete(.failure(.unavailable("the event log returned no position")))
+                        }
+                    }
+                    inFlightSubmissions = []
+                    for entry in batch {
+                        written[Int(entry.type.rawValue)].wrappingIncrement(ordering: .relaxed)
+                    }
+                    writerDown.store(false, ordering: .relaxed)
+                    if reportedDown {
+                        logger.info("event log reachable again (writer)")
+                        reportedDown = false
+                    }
+                } catch {
+                    writerDown.store(true, ordering: .relaxed)
+                    // Their callers answer UNAVAILABLE now; the batch is still retried, and a client's retry with
+                    // the same event ids is then a duplicate.
+                    for (submission, _) in inFlightSubmissions {
+                        submission.complete(.failure(.unavailable("\(error)")))
+                    }
+                    if !reportedDown {
+                        logger.warning("event log append failed; retrying", metadata: ["error": "\(error)"])
+                        reportedDown = true
+                    }
+                    _ = wake.wait(timeout: .now() + 0.5)
+                }
+                continue
+            }
+            // Nothing to write: sleep until an enqueue wakes us (or a while passes, to notice a stop).
+            writerSleeping.store(true, ordering: .sequentiallyConsistent)
+            let empty = queue.withLockedValue { $0.isEmpty } && submissions.withLockedValue { $0.isEmpty }
+            if empty && !stopping.load(ordering: .acquiring) { _ = wake.wait(timeout: .now() + 0.1) }
+            writerSleeping.store(false, ordering: .relaxed)
+        }
+    }
+
+    // MARK: - The follower
+
+    private func runFollower() {
+        var overlay = LiveOverlay()
+        var expiredDay = Int64.min
+        var reportedDown = false
+        let replayStart = ContinuousClock.now
+        while !stopping.load(ordering: .acquiring) {
+            let replaying = !replayed.load(ordering: .relaxed)
+            do {
+                let records = try log.read(
+                    after: overlay.lastApplied, maxCount: Self.batchLimit,
+                    timeout: replaying ? .zero : .milliseconds(500))
+                followerUp.store(true, ordering: .relaxed)
+                if reportedDown {
+                    logger.info("event log reachable again (follower)")
+                    reportedDown = false
+                }
+                if !records.isEmpty {
+                    var applied = 0
+                    var duplicates = 0
+                    var ownApplied: [EventLogEntry] = []
+                    for record in records {
+                        switch overlay.apply(record) {
+                        case .applied:
+                            applied += 1
+                            // Only decision events go through the queue, so only they are pending.
+                            if record.entry.serverID == serverID && record.entry.type == .decision {
+                                ownApplied.append(record.entry)
+                            }
+                        case .duplicateEvent, .duplicateBatch: duplicates += 1
+                        case .alreadyApplied: break
+                        }
+                    }
+                    entriesApplied.wrappingIncrement(by: applied, ordering: .relaxed)
+                    entriesDuplicate.wrappingIncrement(by: duplicates, ordering: .relaxed)
+                    if let last = records.last {
+                        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+                        lagMilliseconds.store(max(0, Int(now - last.entry.timeMs)), ordering: .relaxed)
+                    }
+                    let day = CalendarBuckets.bucket(.day, timeMs: overlay.logClockMs)
+                    if day != expiredDay {
+                        overlay.expire()
+                        expiredDay = day
+                    }
+                    // During the replay nobody reads the overlay (Decide answers UNAVAILABLE): publish once, at its end.
+                    if !replaying {
+                        publish(overlay.published(), removingPending: ownApplied)
+                        didApply(through: overlay.lastApplied)
+                    }
+                }
+                if replaying && records.count < Self.batchLimit {
+                    publish(overlay.published(), removingPending: [])
+                    didApply(through: overlay.lastApplied)
+                    replayed.store(true, ordering: .releasing)
+                    logger.info(
+                        "event log replayed",
+                        metadata: [
+                            "position": "\(overlay.lastApplied.map(String.init(describing:)) ?? "start")",
+                            "keys": "\(overlay.keyCount)",
+                            "seconds": "\(ContinuousClock.now - replayStart)",
+                        ])
+                }
+            } catch {
+                if case .malformedEntry(let at, let reason, let resumeAfter) = error {
+                    logger.error("event log entry skipped", metadata: ["at": "\(at)", "reason": "\(reason)"])
+                    overlay.skip(through: resumeAfter)
+                    continue
+                }
+                followerUp.store(false, ordering: .relaxed)
+                if !reportedDown {
+                    logger.warning("event log read failed; retrying", metadata: ["error": "\(error)"])
+                    reportedDown = true
+                }
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
+    }
+
+    /// Publishes the follower's overlay with the pending events that are still not in it.
+    private func publish(_ published: LiveOverlaySnapshot, removingPending applied: [EventLogEntry]) {
+        publication.withLockedValue { state in
+            for entry in applied { state.pending.remove(entry) }
+            state.overlay = published
+            overlays.publish(published.with(pending: state.pending))
+        }
+    }
+
+    /// The `/metrics` lines of SPEC 9.7.
+    func metricsText() -> String {
+        let keys = overlays.load()?.keyCount ?? 0
+        var text = ""
+        text += "# TYPE offerd_events_total counter\n"
+        for type in EventLogEventType.allCases {
+            let count = written[Int(type.rawValue)].load(ordering: .relaxed)
+            text += "offerd_events_total{type=\"\(type)\",result=\"written\"} \(count)\n"
+        }
+        text += "offerd_events_total{type=\"any\",result=\"applied\"} \(entriesApplied.load(ordering: .relaxed))\n"
+        text += "offerd_events_total{type=\"any\",result=\"duplicate\"} \(entriesDuplicate.load(ordering: .relaxed))\n"
+        text += "# TYPE offerd_event_log_up gauge\n"
+        text += "offerd_event_log_up \(isLogUp ? 1 : 0)\n"
+        text += "# TYPE offerd_event_log_lag_seconds gauge\n"
+        text += "offerd_event_log_lag_seconds \(Double(lagMilliseconds.load(ordering: .relaxed)) / 1000)\n"
+        text += "# TYPE offerd_overlay_keys gauge\n"
+        text += "offerd_overlay_keys \(keys)\n"
+        text += "# TYPE offerd_events_dropped_total counter\n"
+        text += "offerd_events_dropped_total \(eventsDropped.load(ordering: .relaxed))\n"
+        return text
+    }
+}

@@ -1,0 +1,143 @@
+import NIOCore
+import OfferdCore
+import OfferdEventLog
+import OfferdLiveState
+import OfferdSnapshot
+import OfferdTransport
+import OfferdWire
+
+/// `RecordEvents` and `UpdateConsent` (SPEC 9.4, 9.5).
+///
+/// Both validate the whole request first (INVALID_ARGUMENT naming the first bad field, nothing recorded), then
+/// resolve each identity's profile key with the snapshot this server serves, then write and wait until the
+/// entries are durable and applied here (``LiveStateRuntime/submitAndWait(_:timeout:)``), so that a Decide on
+/// this server after the answer sees them. With `--events none` they answer FAILED_PRECONDITION; while the log
+/// is unreachable, UNAVAILABLE (the client retries with the same event ids).
+///
+/// - Important: The wait blocks the event loop that runs the call, for as long as one group commit and its
+///   read-back take (about a millisecond on a local Redis, an `fdatasync` on a file) and at most a second. The
+///   transport answers calls synchronously; a deferred reply there would remove the block (docs/live-state.md).
+extension DecisioningService {
+    public static let recordEventsPath = "/offerd.v1.Decisioning/RecordEvents"
+    public static let updateConsentPath = "/offerd.v1.Decisioning/UpdateConsent"
+
+    /// What both RPCs need before they record: the live state, ready, and the snapshot for profile keys.
+    private func liveState() -> Result<(LiveStateRuntime, ProfileSnapshot), GRPCStatus> {
+        guard let live else {
+            return .failure(
+                GRPCStatus(.failedPrecondition, "this server has no event log (--events none): nothing can be recorded"))
+        }
+        if isShuttingDown { return .failure(GRPCStatus(.unavailable, "the server is shutting down")) }
+        guard live.isReplayed, let snapshot = snapshots.load() else {
+            return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
+        }
+        return .success((live, snapshot))
+    }
+
+    private func profileKey(_ identity: Identity, in snapshot: ProfileSnapshot) -> EventLogProfileKey {
+        EventLogProfileKey(identity: identity, primaryIdentity: snapshot.profile(for: identity)?.primaryIdentity)
+    }
+
+    private func message(_ bytes: [UInt8], allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        var buffer = allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        return .message(buffer)
+    }
+
+    func recordEvents(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let decoded = call.message.withUnsafeReadableBytes { bytes in
+            Result { () throws(WireDecodeError) in try EventsCodec.decodeRecordEventsRequest(bytes) }
+        }
+        let request: RecordEventsRequest
+        switch decoded {
+        case .success(let value): request = value
+        case .failure(let error): return .failure(GRPCStatus(.invalidArgument, error.message))
+        }
+        let nowMs = CalendarBuckets.milliseconds(now())
+        if let problem = request.validationError(nowMs: nowMs) {
+            return .failure(GRPCStatus(.invalidArgument, problem))
+        }
+        let (live, snapshot): (LiveStateRuntime, ProfileSnapshot)
+        switch liveState() {
+        case .success(let state): (live, snapshot) = state
+        case .failure(let status): return .failure(status)
+        }
+        let overlay = live.overlays.load() ?? LiveOverlaySnapshot.empty
+        var entries: [EventLogEntry] = []
+        var duplicates: UInt32 = 0
+        var seenInCall: Set<String> = []
+        for event in request.events {
+            // Validated: identity and type are present.
+            guard let identity = event.identity, let type = event.type else { continue }
+            let key = profileKey(identity, in: snapshot)
+            if overlay.knows(eventID: event.eventID, for: key) || !seenInCall.insert("\(key)\u{1F}\(event.eventID)").inserted {
+                duplicates += 1
+                continue
+            }
+            let entryType: EventLogEventType =
+                switch type {
+                case .display: .display
+                case .interact: .interact
+                case .dismiss, .unspecified: .dismiss
+                }
+            entries.append(
+                EventLogEntry(
+                    key: key, type: entryType, timeMs: event.timestampMs == 0 ? nowMs : event.timestampMs,
+                    eventID: event.eventID, offerIDs: event.offerIDs, propositionID: event.propositionID,
+                    serverID: live.serverID, batchNumber: 0))
+        }
+        if request.dryRun || entries.isEmpty {
+            return message(
+                EventsCodec.encodeRecordEventsResponse(recorded: 0, duplicates: duplicates, position: ""),
+                allocator: allocator)
+        }
+        switch live.submitAndWait(entries) {
+        case .success(let position):
+            return message(
+                EventsCodec.encodeRecordEventsResponse(
+                    recorded: UInt32(entries.count), duplicates: duplicates, position: position.description),
+                allocator: allocator)
+        case .failure(.unavailable(let reason)):
+            return .failure(GRPCStatus(.unavailable, "events not recorded: \(reason); retry with the same event ids"))
+        }
+    }
+
+    func updateConsent(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let decoded = call.message.withUnsafeReadableBytes { bytes in
+            Result { () throws(WireDecodeError) in try EventsCodec.decodeUpdateConsentRequest(bytes) }
+        }
+        let request: UpdateConsentRequest
+        switch decoded {
+        case .success(let value): request = value
+        case .failure(let error): return .failure(GRPCStatus(.invalidArgument, error.message))
+        }
+        if let problem = request.validationError() {
+            return .failure(GRPCStatus(.invalidArgument, problem))
+        }
+        let (live, snapshot): (LiveStateRuntime, ProfileSnapshot)
+        switch liveState() {
+        case .success(let state): (live, snapshot) = state
+        case .failure(let status): return .failure(status)
+        }
+        guard let identity = request.identity else { return .failure(GRPCStatus(.invalidArgument, "identity is required")) }
+        let key = profileKey(identity, in: snapshot)
+        let overlay = live.overlays.load() ?? LiveOverlaySnapshot.empty
+        if overlay.knows(eventID: request.eventID, for: key) {
+            return message(EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: true), allocator: allocator)
+        }
+        if request.dryRun {
+            return message(EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: false), allocator: allocator)
+        }
+        let entry = EventLogEntry(
+            key: key, type: .consent, timeMs: CalendarBuckets.milliseconds(now()), eventID: request.eventID,
+            consents: request.consentMap, serverID: live.serverID, batchNumber: 0)
+        switch live.submitAndWait([entry]) {
+        case .success(let position):
+            return message(
+                EventsCodec.encodeUpdateConsentResponse(position: position.description, duplicate: false),
+                allocator: allocator)
+        case .failure(.unavailable(let reason)):
+            return .failure(GRPCStatus(.unavailable, "consent not recorded: \(reason); retry with the same event id"))
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Logging
+import OfferdCore
+import OfferdEventLog
+import OfferdLiveState
+import Testing
+
+@testable import OfferdServer
+
+/// Polls `condition` until it holds; fails the test after `seconds` (a bound, never a verdict).
+private func waitFor(_ what: String, seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() > deadline {
+            Issue.record("timed out waiting for \(what)")
+            return false
+        }
+        Thread.sleep(forTimeInterval: 0.005)
+    }
+    return true
+}
+
+/// A log that is down: appends fail, reads find nothing.
+private final class DownLog: EventLog, @unchecked Sendable {
+    func append(_ batch: [EventLogEntry]) throws(EventLogError) -> [EventLogPosition] {
+        throw .unavailable("down for the test")
+    }
+    func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
+        -> [EventLogRecord]
+    {
+        Thread.sleep(forTimeInterval: 0.01)
+        return []
+    }
+    func trim(before position: EventLogPosition) throws(EventLogError) {}
+    func close() {}
+}
+
+@Suite("Live state runtime")
+struct LiveStateRuntimeTests {
+    static let ana = EventLogProfileKey(namespace: "ECID", id: "ana")
+
+    static func decision(_ offers: [String]) -> EventLogEntry {
+        EventLogEntry(key: ana, type: .decision, timeMs: 1_796_644_800_000, offerIDs: offers, serverID: "", batchNumber: 0)
+    }
+
+    static func count(_ runtime: LiveStateRuntime, _ offer: String) -> Int {
+        runtime.overlays.load()?.counts(for: ana).count(
+            offer: InternedName(offer), event: .decision, period: .lifetime, scope: .profile, now: 1_796_644_800) ?? 0
+    }
+
+    @Test func decisionEventsAndSubmissionsReachTheOverlayAndTheFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("live-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("events.log").path
+        let runtime = LiveStateRuntime(log: try FileEventLog(path: path), bufferLimit: 100, logger: Logger(label: "test"))
+        runtime.start()
+        guard waitFor("the replay", { runtime.isReplayed }) else { return }
+        runtime.enqueue([Self.decision(["a"]), Self.decision(["a", "b"])])
+        // Pending first, then applied: the count is 2 throughout once both are taken, never 4.
+        guard waitFor("two decision events counted", { Self.count(runtime, "a") == 2 }) else { return }
+        guard waitFor("the pending table to empty", { runtime.overlays.load()?.pending.isEmpty == true }) else {
+            return
+        }
+        #expect(Self.count(runtime, "a") == 2)
+        #expect(runtime.overlays.load()?.state(for: Self.ana)?.counters.isEmpty == false)
+        // A submission is applied when it returns: no waiting after it.
+        var consent = Self.decision([])
+        consent.type = .consent
+        consent.eventID = "c1"
+        consent.consents = ["personalize.content": "n"]
+        let result = runtime.submitAndWait([consent], timeout: .seconds(10))
+        guard case .success(let position) = result else {
+            Issue.record("submission failed: \(result)")
+            return
+        }
+        let overlay = try #require(runtime.overlays.load())
+        #expect(overlay.lastApplied.map { $0 >= position } == true)
+        #expect(overlay.consents(for: Self.ana, snapshotConsents: .empty).personalizeContent == .n)
+        #expect(overlay.knows(eventID: "c1", for: Self.ana))
+        runtime.enqueue([Self.decision(["b"])])
+        runtime.stop()
+        // What the writer held at the stop is in the file: a new runtime replays all of it.
+        let again = LiveStateRuntime(log: try FileEventLog(path: path), bufferLimit: 100, logger: Logger(label: "test"))
+        again.start()
+        defer { again.stop() }
+        guard waitFor("the second replay", { again.isReplayed }) else { return }
+        #expect(Self.count(again, "a") == 2)
+        #expect(Self.count(again, "b") == 2)
+        #expect(again.overlays.load()?.consents(for: Self.ana, snapshotConsents: .empty).personalizeContent == .n)
+    }
+
+    @Test func whileTheLogIsDownTheBufferIsBoundedAndSubmissionsFail() {
+        let runtime = LiveStateRuntime(log: DownLog(), bufferLimit: 4, logger: Logger(label: "test"))
+        runtime.start()
+        defer { runtime.stop(flushTimeout: .milliseconds(10)) }
+        guard waitFor("the replay", { runtime.isReplayed }) else { return }
+        // The first batch (up to 4 events) is in flight and retried; of the rest, the buffer keeps 4.
+        runtime.enqueue((0..<3).map { _ in Self.decision(["a"]) })
+        guard waitFor("the first append to fail", { runtime.writerDown.load(ordering: .relaxed) }) else { return }
+        runtime.enqueue((0..<10).map { _ in Self.decision(["a"]) })
+        guard waitFor("the oldest events dropped", { runtime.eventsDropped.load(ordering: .acquiring) == 6 }) else { return }
+        let started = Date()
+        if case .success = runtime.submitAndWait([Self.decision(["a"])], timeout: .seconds(5)) {
+            Issue.record("a submission succeeded on a log that is down")
+        }
+        #expect(Date().timeIntervalSince(started) < 1, "UNAVAILABLE comes at once while the log is known down")
+        #expect(!runtime.isLogUp)
+        #expect(runtime.metricsText().contains("offerd_events_dropped_total 6"))
+        // Decisions made while the log is down count here at once (SPEC 9.1): the 3 in flight and the 4 kept,
+        // not the 6 dropped.
+        #expect(Self.count(runtime, "a") == 7)
+        #expect(runtime.overlays.load()?.state(for: Self.ana) == nil)
+    }
+}
