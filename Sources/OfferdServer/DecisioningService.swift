@@ -29,6 +29,8 @@ public final class DecisioningService: GRPCUnaryService {
     public static let healthCheckPath = "/grpc.health.v1.Health/Check"
     static let servingHealthNames: Set<String> = ["", "offerd.v1.Decisioning"]
 
+    /// Server reflection (`grpc.reflection.v1` and `v1alpha`), from the committed descriptor set.
+    let reflection = ServerReflection()
     public let catalogs: AtomicReferenceStore<LoadedCatalog>
     public let snapshots: AtomicReferenceStore<ProfileSnapshot>
     let allowExplain: Bool
@@ -62,6 +64,11 @@ public final class DecisioningService: GRPCUnaryService {
         shuttingDown.store(true, ordering: .relaxed)
     }
 
+    /// Reflection is a bidirectional stream: one reply per request message.
+    public func isMessageStream(path: String) -> Bool {
+        path == ServerReflection.v1Path || path == ServerReflection.v1AlphaPath
+    }
+
     public func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
         let started = NIODeadline.now()
         let method: ServerMetrics.Method
@@ -73,6 +80,9 @@ public final class DecisioningService: GRPCUnaryService {
         case Self.healthCheckPath:
             method = .healthCheck
             reply = healthCheck(call, allocator: allocator)
+        case ServerReflection.v1Path, ServerReflection.v1AlphaPath:
+            // One message of a reflection stream: not a call of its own in the per-method metrics.
+            return reflection.answer(call, allocator: allocator)
         default:
             method = .unknown
             reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))

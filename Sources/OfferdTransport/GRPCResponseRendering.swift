@@ -42,6 +42,17 @@ enum GRPCResponseRendering {
         return headers
     }
 
+    /// The trailers that end a message stream after its messages: `grpc-status` and, when there is one, the
+    /// percent-encoded `grpc-message`.
+    static func trailers(_ status: GRPCStatus) -> GRPCHeaderBlock {
+        var headers = GRPCHeaderBlock()
+        headers.append("grpc-status", String(status.code.rawValue))
+        if !status.message.isEmpty {
+            headers.append("grpc-message", GRPCStatus.percentEncoded(status.message))
+        }
+        return headers
+    }
+
     /// The Trailers-Only form of a status: `:status 200`, `content-type`, `grpc-status` and, when there is one,
     /// the percent-encoded `grpc-message`.
     private static func appendTrailersOnly(_ status: GRPCStatus, to headers: inout GRPCHeaderBlock) {

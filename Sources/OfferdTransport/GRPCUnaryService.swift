@@ -35,4 +35,17 @@ public enum GRPCUnaryReply {
 public protocol GRPCUnaryService: Sendable {
     /// Answers one call. `allocator` is the connection's allocator, for building the response buffer.
     func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply
+
+    /// Whether calls on `path` are message streams: bidirectional streams answered one reply per request
+    /// message, each message handed to ``handle(_:allocator:)`` as a call of its own, the stream ending once the
+    /// client has half-closed and every message is answered (server reflection works this way). Asked once
+    /// per call, after the request head; the default is `false` (unary).
+    func isMessageStream(path: String) -> Bool
+}
+
+extension GRPCUnaryService {
+    /// Every path is unary.
+    public func isMessageStream(path: String) -> Bool {
+        false
+    }
 }

@@ -33,6 +33,12 @@ enum NGHTTP2BodyChunk {
     case last(Int, trailers: StaticHeaderBlock)
     /// The stream has no body to read: nghttp2 resets it with INTERNAL_ERROR.
     case unavailable
+    /// Nothing to send yet (a message stream waiting for its next reply): nghttp2 asks again after
+    /// ``NGHTTP2ServerSession/resumeData(_:)``.
+    case deferred
+    /// This many bytes were written and the body is complete: send these per-call trailers (ending the
+    /// stream); nghttp2 copies them.
+    case lastWithTrailers(Int, trailers: GRPCHeaderBlock)
 }
 
 /// The single Swift owner of a server-side `nghttp2_session`: creates and configures it (settings, flood
@@ -165,6 +171,12 @@ final class NGHTTP2ServerSession {
         _ = try NGHTTP2Error.check(result, "nghttp2_submit_response")
     }
 
+    /// Asks nghttp2 to read a deferred body again (``NGHTTP2BodyChunk/deferred``); a failure means the stream
+    /// is not deferred or is gone, and nothing needs doing.
+    func resumeData(_ streamID: Int32) {
+        _ = nghttp2_session_resume_data(self.session, streamID)
+    }
+
     /// Submits RST_STREAM; a failure means the stream is already gone, which is what was wanted.
     func submitReset(_ streamID: Int32, errorCode: UInt32) {
         _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
@@ -218,6 +230,14 @@ final class NGHTTP2ServerSession {
             return result < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
         case .unavailable:
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        case .deferred:
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        case .lastWithTrailers(let count, let trailers):
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+            let result = trailers.withNGHTTP2Fields { fields, fieldCount in
+                nghttp2_submit_trailer(self.session, streamID, fields, fieldCount)
+            }
+            return result < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
         }
     }
 

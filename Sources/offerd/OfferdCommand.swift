@@ -17,7 +17,7 @@ struct OfferdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "offerd",
         abstract: "An offer-decisioning gRPC server for the edge.",
-        subcommands: [Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self])
+        subcommands: [Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self, ProtoCommand.self])
 }
 
 // MARK: - serve
@@ -298,6 +298,42 @@ struct ProfilesCommand: ParsableCommand {
         func run() throws {
             guard count >= 0 else { throw ValidationError("--count must be >= 0") }
             try SyntheticProfiles.write(count: count, seed: seed, to: output)
+        }
+    }
+}
+
+// MARK: - proto
+
+struct ProtoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proto", abstract: "The API's protobuf definitions.", subcommands: [Descriptor.self])
+
+    struct Descriptor: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the FileDescriptorSet of the API (imports included), as served by server reflection.")
+
+        @Option(help: "The file to write ('-' for standard output).") var output: String
+
+        func run() throws {
+            var bytes = APIDescriptorSet.bytes
+            if output == "-" {
+                let written = bytes.withUnsafeMutableBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                guard written == bytes.count else {
+                    printError("could not write the descriptor set to standard output")
+                    throw ExitCode(1)
+                }
+                return
+            }
+            guard let file = fopen(output, "wb") else {
+                printError("\(output): \(String(cString: strerror(errno)))")
+                throw ExitCode(1)
+            }
+            let written = bytes.withUnsafeMutableBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            let closed = fclose(file)
+            guard written == bytes.count, closed == 0 else {
+                printError("\(output): could not write \(bytes.count) bytes")
+                throw ExitCode(1)
+            }
         }
     }
 }
