@@ -82,6 +82,9 @@ public final class DecisioningService: GRPCUnaryService {
             reply = healthCheck(call, allocator: allocator)
         case ServerReflection.v1Path, ServerReflection.v1AlphaPath:
             // One message of a reflection stream: not a call of its own in the per-method metrics.
+            guard call.codec == .proto else {
+                return .failure(GRPCStatus(.unimplemented, "server reflection speaks protobuf only"))
+            }
             return reflection.answer(call, allocator: allocator)
         default:
             method = .unknown
@@ -98,7 +101,11 @@ public final class DecisioningService: GRPCUnaryService {
 
     private func decide(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
         let decoded = call.message.withUnsafeReadableBytes { bytes in
-            Result { () throws(WireDecodeError) in try DecideCodec.decodeRequest(bytes) }
+            Result { () throws(WireDecodeError) in
+                // Connect with application/json: proto3 JSON onto the same core values.
+                call.codec == .json
+                    ? try DecideJSONCodec.decodeRequest(Array(bytes)) : try DecideCodec.decodeRequest(bytes)
+            }
         }
         let request: DecisionRequest
         switch consume decoded {
@@ -127,6 +134,17 @@ public final class DecisioningService: GRPCUnaryService {
         let result = catalog.engine.decide(request, profile: profile, now: now())
         metrics.recordDecisions(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
+        if call.codec == .json {
+            let json = DecideJSONCodec.encodeResponse(
+                result, requestID: requestID, snapshotVersion: snapshot.version,
+                includeContent: request.includeContent, includeMetadata: request.includeMetadata)
+            var buffer = allocator.buffer(capacity: json.count)
+            buffer.writeBytes(json)
+            if let deadline = call.deadline, deadline <= .now() {
+                return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired while deciding"))
+            }
+            return .message(buffer)
+        }
         let message = DecideCodec.encodeResponse(
             result, requestID: requestID, snapshotVersion: snapshot.version,
             includeContent: request.includeContent, includeMetadata: request.includeMetadata
@@ -149,6 +167,9 @@ public final class DecisioningService: GRPCUnaryService {
     }
 
     private func healthCheck(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        if call.codec == .json {
+            return healthCheckJSON(call, allocator: allocator)
+        }
         let decoded = call.message.withUnsafeReadableBytes { bytes in
             Result { () throws(WireDecodeError) in try HealthCodec.decodeCheckRequest(bytes) }
         }
@@ -167,3 +188,27 @@ public final class DecisioningService: GRPCUnaryService {
     }
 }
 
+extension DecisioningService {
+    /// Health over Connect JSON: `{"service":"..."}` in, `{"status":"SERVING"}` out (proto3 JSON of the same
+    /// messages).
+    fileprivate func healthCheckJSON(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(Array(call.message.readableBytesView))
+        } catch {
+            return .failure(GRPCStatus(.invalidArgument, "invalid JSON: \(error)"))
+        }
+        var service = ""
+        switch document["service"] {
+        case .string(let name)?: service = name
+        case .null?, nil: break
+        default: return .failure(GRPCStatus(.invalidArgument, "service: expected a string"))
+        }
+        guard Self.servingHealthNames.contains(service) else {
+            return .failure(GRPCStatus(.notFound, "unknown service \(service)"))
+        }
+        var buffer = allocator.buffer(capacity: 32)
+        buffer.writeString(isReady ? "{\"status\":\"SERVING\"}" : "{\"status\":\"NOT_SERVING\"}")
+        return .message(buffer)
+    }
+}

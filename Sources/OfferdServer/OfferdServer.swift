@@ -85,6 +85,7 @@ public final class OfferdServer: Sendable {
         grpcConfiguration.maxMessageBytes = configuration.maxMessageBytes
         grpcConfiguration.maxConcurrentStreams = configuration.maxConcurrentStreams
         grpcConfiguration.idleTimeout = TimeAmount(configuration.idleTimeout)
+        grpcConfiguration.corsAllowedOrigins = configuration.corsOrigins
         let grpcServer: GRPCServer
         do {
             grpcServer = try await GRPCServer.start(

@@ -32,6 +32,8 @@ struct GRPCMessageReader {
     private var declaredLength = 0
     private var message: ByteBuffer?
     private var severalMessages = false
+    /// Connect unary: the body is the bare message, with no prefix.
+    private var bareBody = false
     /// Completed messages of a message stream, oldest first.
     private var completed: [ByteBuffer] = []
 
@@ -46,6 +48,9 @@ struct GRPCMessageReader {
     /// Takes the next bytes of the request body. Returns a rejection the first time the body turns out to be
     /// unacceptable; after that, further bytes are ignored.
     mutating func consume(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
+        if self.bareBody {
+            return self.consumeBare(bytes, allocator: allocator)
+        }
         var offset = 0
         while offset < bytes.count {
             switch self.phase {
@@ -94,6 +99,11 @@ struct GRPCMessageReader {
                 self.message = nil
                 self.phase = .failed
                 return .success(message)
+            }
+            if self.bareBody {
+                // An empty Connect body is the empty message.
+                self.phase = .failed
+                return .success(ByteBuffer())
             }
             return .failure(.status(GRPCStatus(.invalidArgument, "unary request message was already taken")))
         case .readingPrefix where self.prefixBytesSeen == 0:
@@ -163,6 +173,39 @@ struct GRPCMessageReader {
         self.prefixBytesSeen = 0
         self.declaredLength = 0
         self.phase = .readingPrefix
+        return nil
+    }
+
+    // MARK: - Bare bodies (Connect unary)
+
+    /// Turns this reader into a Connect unary reader: the whole body is the message, at most
+    /// `maxMessageBytes`, refused as soon as it grows past that.
+    mutating func expectBareBody() {
+        self.bareBody = true
+        self.phase = .complete
+    }
+
+    private mutating func consumeBare(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator)
+        -> GRPCStreamRejection?
+    {
+        guard self.phase == .complete else {
+            return nil
+        }
+        let received = self.message?.readableBytes ?? 0
+        guard bytes.count <= self.maxMessageBytes - received else {
+            self.phase = .failed
+            self.message = nil
+            return .status(
+                GRPCStatus(
+                    .resourceExhausted,
+                    "request message of more than \(self.maxMessageBytes) bytes exceeds the limit"
+                )
+            )
+        }
+        if self.message == nil {
+            self.message = allocator.buffer(capacity: min(max(bytes.count, 256), self.maxMessageBytes))
+        }
+        self.message?.writeBytes(bytes)
         return nil
     }
 

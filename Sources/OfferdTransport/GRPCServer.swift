@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 
 /// A unary gRPC server over cleartext HTTP/2 (prior knowledge), built on SwiftNIO and nghttp2.
@@ -65,11 +66,8 @@ public final class GRPCServer: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        GRPCServerConnectionHandler(
-                            configuration: configuration,
-                            service: service,
-                            callCounter: callCounter,
-                            logger: logger
+                        Self.protocolDetector(
+                            configuration: configuration, service: service, callCounter: callCounter, logger: logger
                         )
                     )
                 }
@@ -83,6 +81,52 @@ public final class GRPCServer: Sendable {
             metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"]
         )
         return server
+    }
+
+    /// The handler a new cleartext connection starts with: HTTP/2 (nghttp2) or HTTP/1.1 (NIOHTTP1), chosen by
+    /// the first bytes.
+    static func protocolDetector(
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) -> ProtocolDetector {
+        ProtocolDetector(
+            makeHTTP2: {
+                GRPCServerConnectionHandler(
+                    configuration: configuration, service: service, callCounter: callCounter, logger: logger
+                )
+            },
+            makeHTTP1: { pipeline in
+                try Self.configureHTTP1(pipeline, configuration: configuration, service: service, logger: logger)
+            }
+        )
+    }
+
+    /// The HTTP/1.1 pipeline: a byte watcher for the request timer, NIOHTTP1's codec with offerd's header
+    /// limits, pipelining assistance and protocol-error answers (400), then ``HTTP1ServerHandler``.
+    static func configureHTTP1(
+        _ pipeline: ChannelPipeline.SynchronousOperations,
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        logger: Logger
+    ) throws {
+        let handler = HTTP1ServerHandler(
+            configuration: configuration, service: service, logger: logger, clock: GRPCSystemClock()
+        )
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = configuration.maxHeaderListBytes
+        limits.maxHeaderFieldSize = configuration.maxHeaderListBytes
+        limits.maxHeaderFieldCount = configuration.maxHeaderCount
+        try pipeline.addHandler(HTTP1ByteWatcher(timer: handler.timer))
+        try pipeline.configureHTTPServerPipeline(
+            withPipeliningAssistance: true,
+            withErrorHandling: true,
+            withOutboundHeaderValidation: true,
+            withEncoderConfiguration: .init(),
+            withDecoderLimitConfiguration: limits
+        )
+        try pipeline.addHandler(handler)
     }
 
     /// The bound address; with port 0 it carries the port the system chose.

@@ -52,6 +52,7 @@ final class GRPCServerConnection {
     private let clock: any GRPCClock
     private let allocator: ByteBufferAllocator
     private let callCounter: GRPCActiveCallCounter
+    private let cors: CORSPolicy
     private var logger: Logger
     /// Open streams by id. Read through ``stream(_:)``: nghttp2 reports a request as a run of callbacks for one
     /// stream (headers began, each header, headers ended, data, end), so the last stream looked up answers most
@@ -82,6 +83,7 @@ final class GRPCServerConnection {
         self.clock = clock
         self.allocator = allocator
         self.callCounter = callCounter
+        self.cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
         self.readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         self.session.setDelegate(self)
@@ -167,6 +169,20 @@ final class GRPCServerConnection {
             }
             let reply = self.service.handle(call, allocator: self.allocator)
             self.perform(stream.machine.replyReady(reply, clock: self.clock), on: stream, streamID: streamID)
+        case .respond(let payload) where stream.machine.wireProtocol != .grpc:
+            self.cancelDeadline(stream)
+            let response = RPCResponseRendering.message(
+                payload, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: self.cors,
+                allocator: self.allocator
+            )
+            self.submitWhole(response, on: stream, streamID: streamID)
+        case .answer(let rejection) where stream.machine.wireProtocol != .grpc || rejection == .preflight:
+            self.cancelDeadline(stream)
+            let response = RPCResponseRendering.answer(
+                rejection, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: self.cors,
+                allocator: self.allocator
+            )
+            self.submitWhole(response, on: stream, streamID: streamID)
         case .respond(let payload):
             self.cancelDeadline(stream)
             stream.body = GRPCResponseBody(payload: payload)
@@ -196,6 +212,22 @@ final class GRPCServerConnection {
             self.cancelDeadline(stream)
             stream.trailers = GRPCResponseRendering.trailers(status)
             self.submitOrResumeStreamBody(stream, streamID: streamID)
+        }
+    }
+
+    /// Connect, gRPC-Web and CORS answers: headers built for this response, then the body as is (or none).
+    private func submitWhole(_ response: RenderedHTTPResponse, on stream: Stream, streamID: Int32) {
+        do {
+            if response.body.readableBytes == 0 {
+                stream.body = nil
+                try self.session.submitHeadersOnly(streamID, headers: response.headerBlock)
+            } else {
+                stream.body = GRPCResponseBody(bare: response.body)
+                try self.session.submitResponse(streamID, dynamicHeaders: response.headerBlock)
+            }
+        } catch {
+            stream.body = nil
+            self.submitFailed(streamID: streamID, error)
         }
     }
 
@@ -326,8 +358,9 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
             return self.readStreamBody(streamID, into: destination)
         }
         if stream.body?.isComplete == true {
+            let endsWithTrailers = stream.body?.endsWithTrailers ?? true
             stream.body = nil
-            return .last(written, trailers: StaticHeaderBlock.successTrailers)
+            return endsWithTrailers ? .last(written, trailers: StaticHeaderBlock.successTrailers) : .end(written)
         }
         return .bytes(written)
     }

@@ -103,6 +103,13 @@ struct GRPCServerStreamStateMachine {
     private var path = ""
     /// This stream is a message stream (see the type's documentation).
     private(set) var isMessageStream = false
+    /// The protocol the request's `content-type` names (gRPC when it names none we speak); the owner renders
+    /// every answer in it, refusals of the head included.
+    var wireProtocol: RPCWireProtocol {
+        self.head.wireProtocol ?? .grpc
+    }
+    /// gRPC-Web text: the body is base64, decoded here before the message reader sees it.
+    private var base64: Base64Decoder?
     /// Message streams: a dispatch is queued and not yet run.
     private var dispatchQueued = false
     /// Message streams: a response message was sent, so the end is trailers, not Trailers-Only.
@@ -156,7 +163,9 @@ struct GRPCServerStreamStateMachine {
             if let timeout = accepted.timeout {
                 self.deadline = clock.now() + timeout
             }
-            if isMessageStream(accepted.path) {
+            if accepted.wireProtocol != .grpc {
+                self.acceptWebProtocol(accepted.wireProtocol)
+            } else if isMessageStream(accepted.path) {
                 self.isMessageStream = true
                 self.phase = .streaming
                 self.reader.allowSeveralMessages()
@@ -180,6 +189,9 @@ struct GRPCServerStreamStateMachine {
     mutating func receivedData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
         guard self.phase == .receivingMessage else {
             return self.phase == .streaming ? self.receivedStreamData(bytes, allocator: allocator) : .none
+        }
+        if self.base64 != nil {
+            return self.receivedBase64(bytes, allocator: allocator)
         }
         if let rejection = self.reader.consume(bytes, allocator: allocator) {
             return self.answer(rejection)
@@ -209,6 +221,9 @@ struct GRPCServerStreamStateMachine {
         guard self.phase == .awaitingDispatch else {
             return self.phase == .streaming ? self.dispatchStream(clock: clock) : .none
         }
+        if let base64 = self.base64, !base64.isAtBoundary {
+            return self.answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body ends inside a base64 group")))
+        }
         switch self.reader.finish() {
         case .failure(let rejection):
             return self.answer(rejection)
@@ -217,7 +232,11 @@ struct GRPCServerStreamStateMachine {
                 return self.answer(.status(Self.deadlineExceeded))
             }
             self.phase = .dispatched
-            return .dispatch(GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline))
+            var call = GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline)
+            if self.wireProtocol == .connect(json: true) {
+                call.codec = .json
+            }
+            return .dispatch(call)
         }
     }
 
@@ -273,6 +292,34 @@ struct GRPCServerStreamStateMachine {
     private mutating func answer(_ rejection: GRPCStreamRejection) -> Action {
         self.phase = .answered
         return .answer(rejection)
+    }
+
+    /// The request's `origin` header, for CORS.
+    var origin: String? {
+        self.head.origin
+    }
+
+    // MARK: - gRPC-Web and Connect
+
+    private mutating func acceptWebProtocol(_ wireProtocol: RPCWireProtocol) {
+        switch wireProtocol {
+        case .connect:
+            self.reader.expectBareBody()
+        case .grpcWeb(let text):
+            if text {
+                self.base64 = Base64Decoder()
+            }
+        case .grpc:
+            break
+        }
+    }
+
+    private mutating func receivedBase64(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
+        guard let decoded = self.base64?.decode(bytes) else {
+            return self.answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body is not valid base64")))
+        }
+        let rejection = decoded.withUnsafeBytes { self.reader.consume($0, allocator: allocator) }
+        return rejection.map { self.answer($0) } ?? .none
     }
 
     // MARK: - Message streams

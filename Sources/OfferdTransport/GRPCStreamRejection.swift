@@ -6,6 +6,9 @@
 enum GRPCStreamRejection: Error, Equatable {
     /// Not a POST: `:status 405` with `allow: POST` (a non-gRPC client).
     case methodNotAllowed
+    /// An `OPTIONS` request: a browser's CORS preflight, answered 204 with the CORS headers when its `origin`
+    /// is allowed (`GRPCServerConfiguration.corsAllowedOrigins`), else 403.
+    case preflight
     /// `content-type` is not `application/grpc[+...|;...]`: `:status 415` (a non-gRPC client).
     case unsupportedMediaType
     /// Too many header fields or too large a header list: `:status 431` carrying `grpc-status: 8`, so both
@@ -20,7 +23,7 @@ enum GRPCStreamRejection: Error, Equatable {
     /// The gRPC status this rejection carries, if any; used by tests and logs.
     var grpcStatus: GRPCStatus? {
         switch self {
-        case .methodNotAllowed, .unsupportedMediaType: return nil
+        case .methodNotAllowed, .unsupportedMediaType, .preflight: return nil
         case .headersTooLarge(let message): return GRPCStatus(.resourceExhausted, message)
         case .status(let status): return status
         case .compressionUnsupported(let message): return GRPCStatus(.unimplemented, message)

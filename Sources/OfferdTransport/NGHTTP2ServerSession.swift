@@ -33,6 +33,8 @@ enum NGHTTP2BodyChunk {
     case last(Int, trailers: StaticHeaderBlock)
     /// The stream has no body to read: nghttp2 resets it with INTERNAL_ERROR.
     case unavailable
+    /// This many bytes were written and the body, which has no trailers, ends the stream.
+    case end(Int)
     /// Nothing to send yet (a message stream waiting for its next reply): nghttp2 asks again after
     /// ``NGHTTP2ServerSession/resumeData(_:)``.
     case deferred
@@ -163,6 +165,28 @@ final class NGHTTP2ServerSession {
         )
     }
 
+    /// Submits response headers built per response (nghttp2 copies them) and a body read through
+    /// ``NGHTTP2ServerSessionDelegate/sessionReadResponseBody(_:into:)``.
+    func submitResponse(_ streamID: Int32, dynamicHeaders headers: GRPCHeaderBlock) throws(NGHTTP2Error) {
+        var provider = nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: nil),
+            read_callback: { _, streamID, buffer, length, flags, _, userData in
+                guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                return NGHTTP2ServerSession.withOwner(userData, orElse: Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)) {
+                    $0.readResponseBody(
+                        streamID,
+                        into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+                        flags: flags
+                    )
+                }
+            }
+        )
+        let result = headers.withNGHTTP2Fields { fields, count in
+            nghttp2_submit_response(self.session, streamID, fields, count, &provider)
+        }
+        _ = try NGHTTP2Error.check(result, "nghttp2_submit_response")
+    }
+
     /// Submits one header block that ends the stream (no body); nghttp2 copies the fields.
     func submitHeadersOnly(_ streamID: Int32, headers: GRPCHeaderBlock) throws(NGHTTP2Error) {
         let result = headers.withNGHTTP2Fields { fields, count in
@@ -232,6 +256,9 @@ final class NGHTTP2ServerSession {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         case .deferred:
             return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        case .end(let count):
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return count
         case .lastWithTrailers(let count, let trailers):
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
             let result = trailers.withNGHTTP2Fields { fields, fieldCount in

@@ -41,6 +41,10 @@ struct Serve: AsyncParsableCommand {
     var shutdownGrace: DurationArgument = DurationArgument(.seconds(10), text: "10s")
     @Option(help: "Close a connection that has had no open stream for this long, after GOAWAY (e.g. 300s, 2m).")
     var idleTimeout: DurationArgument = DurationArgument(.seconds(300), text: "300s")
+    @Option(
+        name: .customLong("cors-origin"),
+        help: "A browser origin allowed to call with gRPC-Web or Connect (CORS), e.g. https://app.example.com; repeatable.")
+    var corsOrigins: [String] = []
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -67,6 +71,7 @@ struct Serve: AsyncParsableCommand {
         configuration.allowExplain = allowExplain
         configuration.shutdownGrace = shutdownGrace.duration
         configuration.idleTimeout = idleTimeout.duration
+        configuration.corsOrigins = corsOrigins
 
         // Signals are taken over before anything starts, so an early SIGTERM is handled, not fatal.
         let signals = SignalStream(signals: [SIGTERM, SIGINT, SIGHUP])
