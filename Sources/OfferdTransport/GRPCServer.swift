@@ -3,6 +3,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import NIOTLS
 
 /// A unary gRPC server over cleartext HTTP/2 (prior knowledge), built on SwiftNIO and nghttp2.
 ///
@@ -30,17 +32,20 @@ public final class GRPCServer: Sendable {
     private let registry: ConnectionRegistry
     private let callCounter: GRPCActiveCallCounter
     private let logger: Logger
+    private let tlsStore: GRPCTLSContextStore?
 
     private init(
         serverChannel: any Channel,
         registry: ConnectionRegistry,
         callCounter: GRPCActiveCallCounter,
-        logger: Logger
+        logger: Logger,
+        tlsStore: GRPCTLSContextStore?
     ) {
         self.serverChannel = serverChannel
         self.registry = registry
         self.callCounter = callCounter
         self.logger = logger
+        self.tlsStore = tlsStore
     }
 
     /// Binds `configuration.host:port` and starts serving `service`.
@@ -55,6 +60,10 @@ public final class GRPCServer: Sendable {
         try configuration.validate()
         let registry = ConnectionRegistry()
         let callCounter = GRPCActiveCallCounter()
+        // A bad or mismatched pair is a start-up error naming the file, before anything is bound.
+        let tlsStore = try configuration.tls.map { tls throws(GRPCTLSError) in
+            try GRPCTLSContextStore(configuration: tls, logger: logger)
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -65,16 +74,27 @@ public final class GRPCServer: Sendable {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        Self.protocolDetector(
-                            configuration: configuration, service: service, callCounter: callCounter, logger: logger
+                    if let tlsStore {
+                        try Self.configureTLS(
+                            channel, context: tlsStore.context, configuration: configuration, service: service,
+                            callCounter: callCounter, logger: logger
                         )
-                    )
+                    } else {
+                        try channel.pipeline.syncOperations.addHandler(
+                            Self.protocolDetector(
+                                configuration: configuration, service: service, callCounter: callCounter,
+                                logger: logger
+                            )
+                        )
+                    }
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
-        let server = GRPCServer(serverChannel: channel, registry: registry, callCounter: callCounter, logger: logger)
+        let server = GRPCServer(
+            serverChannel: channel, registry: registry, callCounter: callCounter, logger: logger, tlsStore: tlsStore
+        )
+        tlsStore?.startReloading(on: group.next())
         // Debug only: the lifecycle lines (listen, shutdown) are the server module's to log, once.
         logger.debug(
             "gRPC server listening",
@@ -92,6 +112,7 @@ public final class GRPCServer: Sendable {
         logger: Logger
     ) -> ProtocolDetector {
         ProtocolDetector(
+            timeout: configuration.http1RequestTimeout,
             makeHTTP2: {
                 GRPCServerConnectionHandler(
                     configuration: configuration, service: service, callCounter: callCounter, logger: logger
@@ -129,6 +150,50 @@ public final class GRPCServer: Sendable {
         try pipeline.addHandler(handler)
     }
 
+    /// A TLS connection: the handshake with the current context (a reloaded pair serves connections accepted
+    /// after the reload), then ALPN picks the protocol: `h2` HTTP/2, `http/1.1` HTTP/1.1, none the first-bytes
+    /// detector. A handshake not done within `http1RequestTimeout` (half-open TLS) closes the connection.
+    static func configureTLS(
+        _ channel: any Channel,
+        context: NIOSSLContext,
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) throws {
+        let pipeline = channel.pipeline.syncOperations
+        let handshakeTimeout = channel.eventLoop.assumeIsolated().scheduleTask(in: configuration.http1RequestTimeout) {
+            channel.close(promise: nil)
+        }
+        try pipeline.addHandler(NIOSSLServerHandler(context: context))
+        try pipeline.addHandler(
+            ApplicationProtocolNegotiationHandler { result, channel in
+                handshakeTimeout.cancel()
+                return channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    switch result {
+                    case .negotiated("h2"):
+                        try pipeline.addHandler(
+                            GRPCServerConnectionHandler(
+                                configuration: configuration, service: service, callCounter: callCounter,
+                                logger: logger
+                            )
+                        )
+                    case .negotiated("http/1.1"):
+                        try Self.configureHTTP1(pipeline, configuration: configuration, service: service, logger: logger)
+                    default:
+                        try pipeline.addHandler(
+                            Self.protocolDetector(
+                                configuration: configuration, service: service, callCounter: callCounter,
+                                logger: logger
+                            )
+                        )
+                    }
+                }
+            }
+        )
+    }
+
     /// The bound address; with port 0 it carries the port the system chose.
     public var localAddress: SocketAddress? {
         self.serverChannel.localAddress
@@ -149,6 +214,7 @@ public final class GRPCServer: Sendable {
     /// remains. Returns when every connection and the listening socket are closed.
     public func shutdown(grace: TimeAmount) async {
         self.registry.beginShutdown()
+        self.tlsStore?.stopReloading()
         try? await self.serverChannel.close()
         let connections = self.registry.current()
         self.logger.debug("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])

@@ -33,6 +33,9 @@ public struct GRPCServerConfiguration: Sendable {
     /// than that (slowloris) gets 408 and the connection is closed.
     public var http1RequestTimeout: TimeAmount = .seconds(10)
 
+    /// TLS (and mTLS) on the port; `nil` serves cleartext (HTTP/2 with prior knowledge and HTTP/1.1).
+    public var tls: GRPCTLSConfiguration?
+
     /// Creates the default configuration.
     public init() {}
 

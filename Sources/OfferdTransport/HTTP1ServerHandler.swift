@@ -377,14 +377,33 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
 
     private let makeHTTP2: () -> any ChannelHandler
     private let makeHTTP1: (ChannelPipeline.SynchronousOperations) throws -> Void
+    private let timeout: TimeAmount?
+    private var timer: Scheduled<Void>?
     private var held: ByteBuffer?
 
+    /// `timeout`: a client that has not said enough to choose within it (silent, or a partial preface) is
+    /// closed.
     init(
+        timeout: TimeAmount? = nil,
         makeHTTP2: @escaping () -> any ChannelHandler,
         makeHTTP1: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
     ) {
+        self.timeout = timeout
         self.makeHTTP2 = makeHTTP2
         self.makeHTTP1 = makeHTTP1
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard let timeout = self.timeout else { return }
+        let channel = context.channel
+        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.timer = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -45,6 +45,10 @@ struct Serve: AsyncParsableCommand {
         name: .customLong("cors-origin"),
         help: "A browser origin allowed to call with gRPC-Web or Connect (CORS), e.g. https://app.example.com; repeatable.")
     var corsOrigins: [String] = []
+    @Option(help: "Serve TLS with this PEM certificate chain (needs --tls-key); reloaded when the file changes.")
+    var tlsCert: String?
+    @Option(help: "The PEM private key of --tls-cert.") var tlsKey: String?
+    @Option(help: "Require client certificates signed by this PEM CA (mTLS; needs --tls-cert).") var tlsClientCa: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -52,6 +56,8 @@ struct Serve: AsyncParsableCommand {
         guard maxMessageBytes >= 1 else { throw ValidationError("--max-message-bytes must be at least 1") }
         guard maxConcurrentStreams >= 1 else { throw ValidationError("--max-concurrent-streams must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCa != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
     }
 
     func run() async throws {
@@ -72,6 +78,9 @@ struct Serve: AsyncParsableCommand {
         configuration.shutdownGrace = shutdownGrace.duration
         configuration.idleTimeout = idleTimeout.duration
         configuration.corsOrigins = corsOrigins
+        configuration.tlsCertificatePath = tlsCert
+        configuration.tlsKeyPath = tlsKey
+        configuration.tlsClientCAPath = tlsClientCa
 
         // Signals are taken over before anything starts, so an early SIGTERM is handled, not fatal.
         let signals = SignalStream(signals: [SIGTERM, SIGINT, SIGHUP])
