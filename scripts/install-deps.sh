@@ -12,6 +12,9 @@ apt_packages=(
     libxxhash-dev         # snapshot checksum
     nghttp2-client        # nghttp and h2load, real HTTP/2 clients for tests and benchmarks
     nginx                 # a real API gateway in front of offerd in the interop tests
+    haproxy               # HAProxy with an h2 backend in front of offerd (tests/interop/test_gateways_tls.py)
+    nghttp2-proxy         # nghttpx in front of offerd over TLS (tests/interop/test_gateways_tls.py)
+    chromium              # headless browser running examples/browser (tests/interop/test_browser.py)
 )
 missing=()
 for package in "${apt_packages[@]}"; do
