@@ -34,6 +34,7 @@ struct GRPCRequestHead {
     private(set) var origin: String?
     private var connectTimeout: TimeoutField = .absent
     private var connectVersion: String?
+    private var unsupportedContentEncoding: String?
     private var unsupportedEncoding: String?
     private var timeout: TimeoutField = .absent
 
@@ -80,6 +81,11 @@ struct GRPCRequestHead {
                 self.timeout = .valid(amount)
             } else {
                 self.timeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
+            }
+        case 16 where Self.equals(name, "content-encoding"):
+            // Connect's body compression; gRPC's is grpc-encoding.
+            if !Self.equals(value, "identity") {
+                self.unsupportedContentEncoding = String(decoding: value.prefix(32), as: UTF8.self)
             }
         case 13 where Self.equals(name, "grpc-encoding"):
             if !Self.equals(value, "identity") {
@@ -137,13 +143,16 @@ struct GRPCRequestHead {
         }
     }
 
-    /// Connect unary: `connect-protocol-version`, when sent, must be `1`; `connect-timeout-ms` replaces
-    /// `grpc-timeout`.
+    /// Connect unary: `connect-protocol-version`, when sent, must be `1`; a compressed body (`content-encoding`
+    /// other than `identity`) is refused; `connect-timeout-ms` replaces `grpc-timeout`.
     private func validateConnect(_ wireProtocol: RPCWireProtocol) -> Result<Accepted, GRPCStreamRejection> {
         if let version = self.connectVersion, version != "1" {
             return .failure(
                 .status(GRPCStatus(.invalidArgument, "connect-protocol-version must be 1, not '\(version)'"))
             )
+        }
+        if let encoding = self.unsupportedContentEncoding {
+            return .failure(.compressionUnsupported("content-encoding '\(encoding)' is not supported; use identity"))
         }
         switch self.connectTimeout {
         case .absent:

@@ -6,7 +6,13 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 
-/// A unary gRPC server over cleartext HTTP/2 (prior knowledge), built on SwiftNIO and nghttp2.
+/// A unary gRPC server over HTTP/2 (prior knowledge, or TLS with ALPN `h2`), built on SwiftNIO and nghttp2, that
+/// also answers Connect unary and gRPC-Web over HTTP/1.1 (NIOHTTP1) and HTTP/2 on the same port.
+///
+/// A cleartext connection's protocol is chosen by its first bytes (``ProtocolDetector``), a TLS connection's by
+/// ALPN (``configureTLS(_:context:configuration:service:callCounter:logger:)``). Every request, whatever its
+/// protocol, runs through one ``GRPCServerStreamStateMachine`` and reaches the same ``GRPCUnaryService``; only
+/// the rendering of answers differs (``GRPCResponseRendering`` for gRPC, ``RPCResponseRendering`` for the rest).
 ///
 /// Each accepted connection gets its own nghttp2 session on its channel's event loop; the service is called on
 /// that loop. The server knows nothing of protobuf: it hands the service the raw request message and sends back
@@ -23,6 +29,9 @@ import NIOTLS
 /// | length prefix over `maxMessageBytes` (decided from the prefix) | 8 RESOURCE_EXHAUSTED |
 /// | no message, a truncated message, a second message, a flag byte > 1 | 3 INVALID_ARGUMENT |
 /// | deadline passed before the reply was ready (timer or after `handle`) | 4 DEADLINE_EXCEEDED |
+///
+/// The same table holds for Connect and gRPC-Web, each in its own form (Connect error JSON with its HTTP status;
+/// gRPC-Web trailers in the body); an `OPTIONS` request is a CORS preflight.
 ///
 /// Errors use the Trailers-Only form. An answer sent while the client is still uploading is followed by
 /// `RST_STREAM(NO_ERROR)`. Connection errors (bad preface, protocol errors, floods caught by nghttp2) end the

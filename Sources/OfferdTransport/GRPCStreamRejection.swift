@@ -1,6 +1,7 @@
 /// Why the transport answers a stream itself instead of calling the service, and how it answers.
 ///
-/// Every case ends the stream with a single HEADERS frame (END_STREAM). If the request had not finished,
+/// For gRPC every case ends the stream with a single HEADERS frame (END_STREAM); Connect and gRPC-Web render the
+/// same cases in their own form (`RPCResponseRendering`), an error body included. If the request had not finished,
 /// the transport then sends `RST_STREAM(NO_ERROR)` so the client stops sending a body nobody will read
 /// (RFC 9113 section 8.1); the connection and its other streams are untouched.
 enum GRPCStreamRejection: Error, Equatable {

@@ -226,7 +226,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
         let channel = context.channel
-        let written = context.writeAndFlushPromise()
+        let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: written)
         self.machine = nil
         if closeAfter {
@@ -263,12 +263,6 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension HTTP1ServerHandler: Sendable {}
-
-extension ChannelHandlerContext {
-    fileprivate func writeAndFlushPromise() -> EventLoopPromise<Void> {
-        self.eventLoop.makePromise()
-    }
-}
 
 extension GRPCServerStreamStateMachine {
     /// Adds one request field given as strings (HTTP/1.1 heads arrive decoded).

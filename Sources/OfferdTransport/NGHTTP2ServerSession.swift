@@ -15,7 +15,7 @@ protocol NGHTTP2ServerSessionDelegate: AnyObject {
     func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer)
     /// A DATA frame ended the client's side of the stream.
     func sessionReceivedEndOfStream(_ streamID: Int32)
-    /// A frame ending our side of the stream was written (HEADERS, or DATA for a body without trailers).
+    /// A HEADERS frame ending our side of the stream was written.
     func sessionSentEndOfStream(_ streamID: Int32)
     /// The stream closed (answered, reset by either side, or refused); nghttp2 forgets it after this.
     func sessionStreamClosed(_ streamID: Int32)
@@ -354,8 +354,10 @@ final class NGHTTP2ServerSession {
             guard let frame else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
             return NGHTTP2ServerSession.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
                 let header = frame.pointee.hd
-                // HEADERS for gRPC (trailers); DATA for the answers that end with their body (Connect, gRPC-Web).
-                if header.type == UInt8(NGHTTP2_HEADERS.rawValue) || header.type == UInt8(NGHTTP2_DATA.rawValue),
+                // HEADERS only: an answer that ends with its body (Connect, gRPC-Web) is not followed by
+                // RST_STREAM(NO_ERROR) while the client still uploads, because curl (7.88) then fails the call
+                // although the answer was whole; the rest of that upload is dropped by nghttp2.
+                if header.type == UInt8(NGHTTP2_HEADERS.rawValue),
                     header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
                 {
                     $0.delegate?.sessionSentEndOfStream(header.stream_id)

@@ -83,10 +83,12 @@ def test_connect_proto_same_answer_as_grpc(stubs, web, http2):
         (JSON_REQUEST, ["connect-protocol-version: 2"], 400, "invalid_argument"),
         (JSON_REQUEST, ["connect-timeout-ms: soon"], 400, "invalid_argument"),
         (JSON_REQUEST, ["connect-timeout-ms: 0"], 504, "deadline_exceeded"),
+        (JSON_REQUEST, ["content-encoding: gzip"], 501, "unimplemented"),
         (json.dumps({"identity": {"namespace": "ECID", "id": "4711"}, "explain": True,
                      "scopes": [{"decisionId": "dec-home", "placementId": "web-banner"}]}).encode(), [], 403, "permission_denied"),
     ],
-    ids=["no-scopes", "bad-json", "nested-10000", "version-2", "bad-timeout", "zero-timeout", "explain-refused"],
+    ids=["no-scopes", "bad-json", "nested-10000", "version-2", "bad-timeout", "zero-timeout", "gzip",
+         "explain-refused"],
 )
 def test_connect_errors(web, http2, body, headers, status, code):
     got_status, fields, payload = curl(web, body, "application/json", http2=http2, headers=headers)
