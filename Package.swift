@@ -1,22 +1,34 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 // offerd: an offer-decisioning gRPC server for the edge.
 //
 // Dependencies point one way: Snapshot -> Core; SnapshotBuilder -> Snapshot;
 // Wire -> Core + COfferdProto; Transport -> CNGHTTP2 + NIO; Server -> everything
 // but the snapshot builder (the command line adds it). The decision engine
-// (OfferdCore) has no I/O, no C and no unsafe code.
+// (OfferdCore) has no I/O and no C, and is built with strict memory safety
+// checking: its unsafe code is Sources/OfferdCore/Support/ContiguousSpans.swift
+// (String UTF-8 and Array storage read in place) and the statically ranked fast
+// path in Sources/OfferdCore/Engine/DecisionEngine.swift (considerByGroups).
 import PackageDescription
 
 /// The engine's entry point is generic over the profile type, and the server
 /// calls it with the snapshot's profile view from another module: without
 /// cross-module optimization every rule evaluation instantiates generic
-/// metadata at run time (measured: most of a Decide call's CPU).
+/// metadata at run time (measured: most of a Decide call's CPU). Measured
+/// again with benchmarks/callgrind/run.sh: 42,017 instructions per Decide
+/// without it, 38,811 with it (+8%).
 let crossModuleOptimization: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"])]
 
 /// Run-time exclusivity checks (swift_beginAccess on every class property and
 /// global access) cost about 3% of a Decide call's CPU under load. Debug builds,
 /// which the test suites run, keep them, so an overlapping access is still
-/// caught by the tests; release builds of the request-path modules drop them.
+/// caught by the tests; release builds of the transport, the server and
+/// OfferdCore drop them. No attribute of ours reaches the accesses they save
+/// there: the server inlines NIO's ByteBuffer code, and OfferdCore's code is
+/// inlined into the server by cross-module optimization with the checks it was
+/// compiled with (about 75 instructions per Decide each). OfferdWire marks its
+/// two hot per-thread classes (ProtoArena, WireThreadState)
+/// `@exclusivity(unchecked)` instead of the flag; OfferdSnapshot's read path
+/// has no hot class property.
 let requestPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
@@ -24,6 +36,12 @@ let requestPathSettings: [SwiftSetting] = [
 let package = Package(
     name: "offerd",
     platforms: [.macOS(.v14)],
+    // The library products serve the side packages (benchmarks/peers, benchmarks/micro, fuzz), which depend on
+    // this package by path, where SwiftPM allows unsafe flags. A versioned dependency on any of them is refused
+    // for now: OfferdCore, which all of them build on, keeps -cross-module-optimization (doing without it means
+    // @inlinable and @usableFromInline across the whole generic decide path and what it touches, most of the
+    // module), and OfferdServer and OfferdTransport keep the release exclusivity flag (see above). COfferdProto,
+    // OfferdSnapshot and OfferdWire carry no unsafe flag of their own.
     products: [
         .executable(name: "offerd", targets: ["offerd"]),
         .library(name: "OfferdCore", targets: ["OfferdCore"]),
@@ -53,14 +71,21 @@ let package = Package(
             name: "CXXHash",
             providers: [.apt(["libxxhash-dev"])]
         ),
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
         .target(
             name: "COfferdProto",
-            cSettings: [.unsafeFlags(["-Wno-everything"])],
             linkerSettings: [.linkedLibrary("protobuf-c")]
         ),
 
         // Pure Swift decision engine: catalog, rules, consent, decisions.
-        .target(name: "OfferdCore", swiftSettings: crossModuleOptimization + requestPathSettings),
+        .target(
+            name: "OfferdCore",
+            swiftSettings: crossModuleOptimization + requestPathSettings + [.strictMemorySafety()]
+        ),
 
         // The snapshot's read path: format, loader (mapped under a lease or copied), lookups, lock-free store,
         // file watcher and reloader; what the server needs. Unsafe code is in SnapshotBuffer.swift,
@@ -71,8 +96,7 @@ let package = Package(
             dependencies: [
                 "OfferdCore", "CXXHash",
                 .product(name: "Atomics", package: "swift-atomics"),
-            ],
-            swiftSettings: requestPathSettings
+            ]
         ),
 
         // The snapshot's build path: source parser and writer, both record encoders, the parallel builder,
@@ -90,7 +114,7 @@ let package = Package(
         ),
 
         // protobuf-c <-> core values, gRPC message framing, status mapping.
-        .target(name: "OfferdWire", dependencies: ["OfferdCore", "COfferdProto"], swiftSettings: requestPathSettings),
+        .target(name: "OfferdWire", dependencies: ["OfferdCore", "COfferdProto"]),
 
         // SwiftNIO + nghttp2: the only importer of CNGHTTP2.
         .target(
@@ -124,6 +148,10 @@ let package = Package(
             ],
             swiftSettings: requestPathSettings
         ),
+
+        // The event log of live state: a file or a Redis/Valkey stream; the only importer of CHiredis.
+        .target(name: "OfferdEventLog", dependencies: ["CHiredis"]),
+        .testTarget(name: "OfferdEventLogTests", dependencies: ["OfferdEventLog"]),
 
         // The command line.
         .executableTarget(

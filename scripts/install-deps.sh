@@ -15,6 +15,8 @@ apt_packages=(
     haproxy               # HAProxy with an h2 backend in front of offerd (tests/interop/test_gateways_tls.py)
     nghttp2-proxy         # nghttpx in front of offerd over TLS (tests/interop/test_gateways_tls.py)
     chromium              # headless browser running examples/browser (tests/interop/test_browser.py)
+    libhiredis-dev        # Redis client for the shared event log (CHiredis)
+    redis-server          # a real Redis for the event log tests
 )
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -288,7 +288,13 @@ public final class ProfileSnapshot: Sendable {
 
     /// The profile holding `identity` (namespace compared case-insensitively in ASCII, id exact), if any.
     public func profile(for identity: Identity) -> SnapshotProfile? {
-        identity.withUTF8 { namespace, id in profile(namespace: namespace, id: id) }
+        var namespace = identity.namespace
+        var id = identity.id
+        return namespace.withUTF8 { namespaceBytes in
+            id.withUTF8 { idBytes in
+                profile(namespace: UnsafeRawBufferPointer(namespaceBytes), id: UnsafeRawBufferPointer(idBytes))
+            }
+        }
     }
 
     /// ``profile(for:)`` of an identity's UTF-8: hashing and comparing the bytes directly, and checking a record

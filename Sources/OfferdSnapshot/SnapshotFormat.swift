@@ -91,7 +91,13 @@ package enum SnapshotFormat {
 
     /// The index key of an identity: folded namespace, 0x1F, id, hashed with ``stableHash(_:)``.
     package static func identityHash(namespace: String, id: String) -> UInt64 {
-        Identity(namespace: namespace, id: id).withUTF8(identityHash(namespace:id:))
+        var namespace = namespace
+        var id = id
+        return namespace.withUTF8 { namespaceBytes in
+            id.withUTF8 { idBytes in
+                identityHash(namespace: UnsafeRawBufferPointer(namespaceBytes), id: UnsafeRawBufferPointer(idBytes))
+            }
+        }
     }
 
     /// ``identityHash(namespace:id:)`` of UTF-8 bytes.

@@ -137,7 +137,7 @@ public struct SnapshotProfile: ProfileView, Sendable {
     }
 
     public func withPrimaryIdentityUTF8<Result>(
-        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+        _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
     ) -> Result {
         // init checked that every identity, so the first, lies in bounds; the fallbacks are never taken.
         let position = recordStart + SnapshotFormat.Record.headerLength
@@ -145,10 +145,13 @@ public struct SnapshotProfile: ProfileView, Sendable {
         let idLength = region.int32(position + 4 + namespaceLength) ?? 0
         guard region.contains(position + 4, namespaceLength), region.contains(position + 8 + namespaceLength, idLength)
         else { return primaryIdentity.withUTF8(body) }
-        return body(
-            UnsafeRawBufferPointer(rebasing: region.bytes[(position + 4)..<(position + 4 + namespaceLength)]),
-            UnsafeRawBufferPointer(
+        // The spans live only for `body`'s call, while the record's mapping is held by `snapshot`.
+        let namespace = unsafe Span<UInt8>(
+            _unsafeBytes: UnsafeRawBufferPointer(rebasing: region.bytes[(position + 4)..<(position + 4 + namespaceLength)]))
+        let id = unsafe Span<UInt8>(
+            _unsafeBytes: UnsafeRawBufferPointer(
                 rebasing: region.bytes[(position + 8 + namespaceLength)..<(position + 8 + namespaceLength + idLength)]))
+        return body(namespace, id)
     }
 
     public func isMember(of audience: InternedName) -> Bool {

@@ -224,9 +224,14 @@ struct RecordEncoder {
                                 identities: { raw in
                                     var position = SnapshotFormat.Record.headerLength
                                     for identity in profile.identities {
-                                        position = identity.withUTF8 { namespace, id in
-                                            RecordLayout.writeIdentity(
-                                                namespace: namespace, id: id, to: raw, at: position)
+                                        var namespace = identity.namespace
+                                        var id = identity.id
+                                        position = namespace.withUTF8 { namespaceBytes in
+                                            id.withUTF8 { idBytes in
+                                                RecordLayout.writeIdentity(
+                                                    namespace: UnsafeRawBufferPointer(namespaceBytes),
+                                                    id: UnsafeRawBufferPointer(idBytes), to: raw, at: position)
+                                            }
                                         }
                                     }
                                     return position

@@ -11,12 +11,17 @@ internal import COfferdProto
 /// - Important: pointers handed out live exactly as long as the arena; keep it alive (for example with
 ///   `withExtendedLifetime`) until the C graph is no longer used.
 final class ProtoArena {
+    // `@exclusivity(unchecked)`: protobuf-c calls the allocator for every field of every message, and a run-time
+    // exclusivity check costs a `swift_beginAccess` call per access (this replaces the release-only
+    // `-enforce-exclusivity=unchecked` the module was built with). An arena has one owner on one thread, and
+    // each method reads and writes these fields in turn, never while an inout access to one of them is open;
+    // the attribute drops the check in debug builds too, so keep it that way.
     /// Every chunk, oldest first; the last one is the one being filled.
-    private var chunks: [UnsafeMutableRawBufferPointer] = []
+    @exclusivity(unchecked) private var chunks: [UnsafeMutableRawBufferPointer] = []
     /// The free part of the last chunk: its start and length (nil and 0 before the first chunk).
-    private var cursor: UnsafeMutableRawPointer?
-    private var remaining = 0
-    private var nextChunkSize: Int
+    @exclusivity(unchecked) private var cursor: UnsafeMutableRawPointer?
+    @exclusivity(unchecked) private var remaining = 0
+    @exclusivity(unchecked) private var nextChunkSize: Int
 
     /// Matches `max_align_t` on the platforms we build for, as `malloc` would.
     private static let alignment = 16

@@ -25,7 +25,8 @@ public enum UUIDv4 {
     }
 
     /// Writes the 36 canonical characters at the start of `buffer` (which holds at least 36) and returns 36.
-    private static func write<Generator: RandomNumberGenerator>(
+    /// Internal: the JSON encoder writes proposition ids in place with it too.
+    static func write<Generator: RandomNumberGenerator>(
         into buffer: UnsafeMutableBufferPointer<UInt8>, using generator: inout Generator
     ) -> Int {
         let high = generator.next() as UInt64

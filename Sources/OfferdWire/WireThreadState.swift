@@ -45,10 +45,12 @@ struct Xoshiro256StarStar: RandomNumberGenerator {
 /// thread. The arena's chunks are kept between calls, so a steady stream of requests allocates nothing for the
 /// protobuf-c object graphs.
 final class WireThreadState {
-    var random: Xoshiro256StarStar
+    // `@exclusivity(unchecked)`: read and written on every call, by the one thread that owns the state, in
+    // accesses that never overlap; a run-time check would cost a `swift_beginAccess` call each time.
+    @exclusivity(unchecked) var random: Xoshiro256StarStar
     let arena = ProtoArena(initialCapacity: 16 * 1024)
     /// Whether `arena` is lent out: a nested codec call on the same thread gets a fresh arena instead.
-    var arenaInUse = false
+    @exclusivity(unchecked) var arenaInUse = false
 
     private init() {
         var system = SystemRandomNumberGenerator()

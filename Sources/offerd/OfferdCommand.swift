@@ -17,7 +17,10 @@ struct OfferdCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "offerd",
         abstract: "An offer-decisioning gRPC server for the edge.",
-        subcommands: [Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self, ProtoCommand.self])
+        subcommands: [
+            Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self, DecideCommand.self,
+            ProtoCommand.self,
+        ])
 }
 
 // MARK: - serve

@@ -106,6 +106,8 @@ import Testing
     @Test func personalizationOptOutGetsOnlyTheFallback() throws {
         let fixture = try Self.makeService()
         let answer = try Self.response(Self.call(fixture.service, Self.request("optout", [("dec", "web"), ("dec", "mail")])))
+        // Both scopes answered, or the loop below would check nothing.
+        #expect(answer.propositions.count == 2)
         for proposition in answer.propositions {
             #expect(proposition.outcome == .fallback)
             #expect(proposition.reason == .personalizationDenied)

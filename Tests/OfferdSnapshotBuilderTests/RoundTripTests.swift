@@ -27,7 +27,9 @@ struct RoundTripTests {
                 #expect(found.toInMemoryProfile() == profile)
                 #expect(found.primaryIdentity == profile.primaryIdentity)
                 // The bytes the tie-break hash reads in place must be the identity's, namespace case included.
-                let lent = found.withPrimaryIdentityUTF8 { namespace, id in (Array(namespace), Array(id)) }
+                let lent = found.withPrimaryIdentityUTF8 { namespace, id in
+                    (namespace.indices.map { namespace[$0] }, id.indices.map { id[$0] })
+                }
                 #expect(lent.0 == Array(profile.primaryIdentity.namespace.utf8))
                 #expect(lent.1 == Array(profile.primaryIdentity.id.utf8))
                 #expect(found.consents == profile.consents)

@@ -150,13 +150,14 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.inputs = RuleInputs(
             context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
             now: now, offer: nil)
-        func tieHashPrefix(namespace: UnsafeRawBufferPointer, id: UnsafeRawBufferPointer) -> FNV1a64 {
+        func tieHashPrefix(namespace: Span<UInt8>, id: Span<UInt8>) -> FNV1a64 {
             var hasher = FNV1a64()
-            for byte in namespace {
+            for position in namespace.indices {
+                let byte = namespace[position]
                 hasher.combine(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
             }
             hasher.combine(0x1F)
-            for byte in id { hasher.combine(byte) }
+            for position in id.indices { hasher.combine(id[position]) }
             hasher.combine(0x1F)
             return hasher
         }
@@ -169,17 +170,13 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// The SPEC 6 step 6 tie-break hash of `offer` for this request's profile.
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
         let prefix = tieHashPrefix
-        // Over the contiguous UTF-8 when there is some (always, for native strings): walking `UTF8View`
-        // indices costs several times more per byte.
-        let contiguous = offer.id.utf8.withContiguousStorageIfAvailable { bytes in
+        // Over the contiguous UTF-8 (always there, for native strings): walking `UTF8View` indices costs several
+        // times more per byte.
+        return offer.id.withUTF8Span { bytes in
             var hasher = prefix
-            for byte in bytes { hasher.combine(byte) }
-            return hasher.value
+            for position in bytes.indices { hasher.combine(bytes[position]) }
+            return fmix64(hasher.value)
         }
-        if let contiguous { return fmix64(contiguous) }
-        var hasher = prefix
-        hasher.combine(contentsOf: offer.id.utf8)
-        return fmix64(hasher.value)
     }
 
     /// ``tieHash(_:)`` of an offer id whose first bytes `prefix` has hashed already and whose rest is
@@ -376,12 +373,16 @@ private struct ScopeWalker<Profile: ProfileView> {
         // Screens and capping keys are read in place through buffer pointers: copying a screen out of its array
         // costs a retain and a release per candidate for the references it holds (the inline condition's
         // operands). Every position below is under `groupEnds.last`, which is the arrays' common count (checked).
+        // Not spans: their bounds checks, in this loop, cost 2 to 3% of a Decide call's instructions (see
+        // Support/ContiguousSpans.swift). This function and that file hold all of OfferdCore's unsafe code.
         precondition(
             ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
                 && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
-        ranking.screens.withUnsafeBufferPointer { screens in
-            ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
-                considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+        // safe: the pointers are used inside these closures only, at positions checked above.
+        unsafe ranking.screens.withUnsafeBufferPointer { screens in
+            unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
+                unsafe considerByGroups(
+                    ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
             }
         }
     }
@@ -399,21 +400,23 @@ private struct ScopeWalker<Profile: ProfileView> {
                 // Every test below must pass, so the cheap ones on plain values run first and the offer object is
                 // loaded only for an eligibility neither the memo nor an inline condition settles, or for a
                 // capping lookup.
-                var eligible = screens[position].alwaysEligible
-                let memoSlot = screens[position].eligibilityMemoSlot
+                // unsafe: `position` is below `groupEnds.last`, which the caller checked against both counts.
+                var eligible = unsafe screens[position].alwaysEligible
+                let memoSlot = unsafe screens[position].eligibilityMemoSlot
                 if memoSlot >= 0, let known = state.memo[memoSlot] {
                     guard known else { continue }
                     eligible = true
                 }
-                guard screens[position].isInsideDates(now), !state.chosen.contains(screens[position].offerIndex)
+                guard unsafe screens[position].isInsideDates(now),
+                    unsafe !state.chosen.contains(screens[position].offerIndex)
                 else { continue }
-                if !eligible, let value = screens[position].inlineEligibility?.isTrue(inputs: inputs) {
+                if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
                     if memoSlot >= 0 { state.memo[memoSlot] = value }
                     guard value else { continue }
                     eligible = true
                 }
-                let cappingLimit = screens[position].cappingLimit
-                if cappingLimit != Int.max && cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0
+                let cappingLimit = unsafe screens[position].cappingLimit
+                if unsafe cappingLimit != Int.max && cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0
                     && profile.cappingCount(for: offerIDs[position]) >= cappingLimit
                 {
                     continue
@@ -427,8 +430,8 @@ private struct ScopeWalker<Profile: ProfileView> {
                         continue
                     }
                 }
-                let tieHash = Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-                state.best.offer(
+                let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
+                unsafe state.best.offer(
                     RankedCandidate(
                         offerIndex: screens[position].offerIndex,
                         representationIndex: screens[position].representationIndex,

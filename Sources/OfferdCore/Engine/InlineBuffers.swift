@@ -3,8 +3,9 @@
 // A decision of one scope must cost at most two heap allocations (the result's proposition array and its item
 // array, SPEC issue 2). The per-request scratch (context slots, offers already proposed, the top-k candidates)
 // is small in the common case, so it is kept in stored properties and only spills to an array when a request
-// is unusually large. OfferdCore uses no unsafe code, so the inline slots are plain fields reached through a
-// switch; the compiler turns the switch into a jump table or a computed offset.
+// is unusually large. The inline slots are plain fields reached through a switch, not pointers (OfferdCore keeps
+// its unsafe code to two places, see OfferdCore.docc); the compiler turns the switch into a jump table or a
+// computed offset.
 
 /// Rule values by slot (the request context, the profile's attributes): the first eight inline, the rest
 /// spilled.

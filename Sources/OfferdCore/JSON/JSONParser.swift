@@ -73,19 +73,13 @@ public struct JSONParser {
         }
     }
 
-    private mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
+    private mutating func expectLiteral(_ literal: String) throws(JSONParseError) {
         let start = index
-        let count = literal.utf8CodeUnitCount
+        let count = literal.utf8.count
         guard index + count <= bytes.count else { throw error("invalid literal", at: start) }
-        var offset = 0
-        var matches = true
-        literal.withUTF8Buffer { expected in
-            while offset < count {
-                if bytes[start + offset] != expected[offset] { matches = false; return }
-                offset += 1
-            }
+        for (offset, expected) in literal.utf8.enumerated() where bytes[start + offset] != expected {
+            throw error("invalid literal", at: start)
         }
-        guard matches else { throw error("invalid literal", at: start) }
         index += count
     }
 

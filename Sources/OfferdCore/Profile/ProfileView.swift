@@ -214,7 +214,7 @@ public protocol ProfileView {
     /// Lends the UTF-8 of ``primaryIdentity``'s namespace and id to `body`, so that the tie-break hash can read
     /// them where they are stored instead of building two strings per request.
     func withPrimaryIdentityUTF8<Result>(
-        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+        _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
     ) -> Result
 }
 
@@ -226,7 +226,7 @@ extension ProfileView {
     public var cappingSummary: UInt64 { UInt64.max }
 
     public func withPrimaryIdentityUTF8<Result>(
-        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+        _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
     ) -> Result {
         primaryIdentity.withUTF8(body)
     }
@@ -235,12 +235,10 @@ extension ProfileView {
 extension Identity {
     /// Lends the UTF-8 of the namespace and the id to `body`.
     public func withUTF8<Result>(
-        _ body: (_ namespace: UnsafeRawBufferPointer, _ id: UnsafeRawBufferPointer) -> Result
+        _ body: (_ namespace: Span<UInt8>, _ id: Span<UInt8>) -> Result
     ) -> Result {
-        var namespace = self.namespace
-        var id = self.id
-        return namespace.withUTF8 { namespaceBytes in
-            id.withUTF8 { idBytes in body(UnsafeRawBufferPointer(namespaceBytes), UnsafeRawBufferPointer(idBytes)) }
+        namespace.withUTF8Span { namespaceBytes in
+            id.withUTF8Span { idBytes in body(namespaceBytes, idBytes) }
         }
     }
 }
@@ -372,27 +370,6 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
     }
 }
 
-/// Exact comparison by Unicode code points (SPEC 4: ids and keys are not normalized). Cheaper than `String ==`,
-/// which checks canonical equivalence: the length test rejects most mismatches without a call into the runtime.
-/// Reads both strings' contiguous UTF-8 (native and small strings have it) rather than walking `UTF8View`
-/// indices, which costs a runtime call per byte.
-func sameCodePoints(_ lhs: String, _ rhs: String) -> Bool {
-    guard lhs.utf8.count == rhs.utf8.count else { return false }
-    let contiguous = lhs.utf8.withContiguousStorageIfAvailable { left in
-        rhs.utf8.withContiguousStorageIfAvailable { right in
-            // From the end: ids and keys often share a prefix ("offer-"), so a mismatch shows at once.
-            var position = left.count
-            while position > 0 {
-                position -= 1
-                if left[position] != right[position] { return false }
-            }
-            return true
-        }
-    }
-    if let contiguous, let equal = contiguous { return equal }
-    return lhs.utf8.elementsEqual(rhs.utf8)
-}
-
 extension RuleValue {
     /// The rule value of a profile attribute's JSON value. Arrays keep their
     /// scalar items; a nested array or object inside an array reads as null.
@@ -469,15 +446,4 @@ extension HashPositionTable {
         }
         return nil
     }
-}
-
-/// ``stableHash(_:)`` of `text`'s UTF-8, over its contiguous storage when it has some (walking `UTF8View` costs a
-/// runtime call per byte).
-func contiguousStableHash(_ text: String) -> UInt64 {
-    let contiguous = text.utf8.withContiguousStorageIfAvailable { bytes in
-        var hasher = FNV1a64()
-        for byte in bytes { hasher.combine(byte) }
-        return fmix64(hasher.value)
-    }
-    return contiguous ?? stableHash(text.utf8)
 }

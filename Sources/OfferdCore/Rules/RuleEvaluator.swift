@@ -333,25 +333,21 @@ enum UnicodeText {
     static func contains(_ text: String, _ part: String) -> Bool {
         let partCount = part.utf8.count
         if partCount == 0 { return true }
-        let found = text.utf8.withContiguousStorageIfAvailable { haystack in
-            part.utf8.withContiguousStorageIfAvailable { needle in search(haystack, needle) }
+        return text.withUTF8Span { haystack in
+            part.withUTF8Span { needle in search(haystack, needle) }
         }
-        if let found, let result = found { return result }
-        return search(Array(text.utf8), Array(part.utf8))
     }
 
-    private static func search<H: RandomAccessCollection, N: RandomAccessCollection>(
-        _ haystack: H,
-        _ needle: N
-    ) -> Bool where H.Element == UInt8, N.Element == UInt8, H.Index == Int, N.Index == Int {
+    private static func search(_ haystack: Span<UInt8>, _ needle: Span<UInt8>) -> Bool {
         let count = needle.count
-        guard count <= haystack.count, let first = needle.first else { return count == 0 }
-        var start = haystack.startIndex
-        let last = haystack.endIndex - count
+        guard count <= haystack.count, count > 0 else { return count == 0 }
+        let first = needle[0]
+        var start = 0
+        let last = haystack.count - count
         while start <= last {
             if haystack[start] == first {
                 var matched = 1
-                while matched < count, haystack[start + matched] == needle[needle.startIndex + matched] {
+                while matched < count, haystack[start + matched] == needle[matched] {
                     matched += 1
                 }
                 if matched == count { return true }

@@ -408,6 +408,13 @@ struct RuleParser {
             guard !segments.isEmpty else {
                 throw RuleCompileError("'profile' needs an attribute name, e.g. profile.loyalty.tier", at: position)
             }
+            // SPEC 4: `profile[""]` is a valid path that is always missing, though a profile may store empty keys
+            // (JSON allows them, and the snapshot keeps them). So a path with an empty segment is the null it
+            // always reads as, settled here once for every profile view, and it takes no attribute slot.
+            if segments.contains(where: { $0.name.isEmpty }) {
+                return Parsed(
+                    node: .literal(.null), type: .dynamic, position: position, isPath: true, description: text)
+            }
             let path = AttributePath(segments.map(\.name))
             let slot = symbols.attributeSlot(for: path)
             return Parsed(node: .attribute(path, slot: slot), type: .dynamic, position: position, isPath: true, description: text)

@@ -92,6 +92,8 @@ func randomCatalog(seed: UInt64) throws -> Catalog {
             )
             let effective = known ? consents : ConsentRecord.empty
             let personalization = ConsentResolver.personalizationGranted(effective, default: options.consentDefault)
+            // One proposition per scope, or the checks below would pass over a short or empty answer.
+            #expect(result.propositions.count == scopes.count)
             for (scopeRequest, proposition) in zip(scopes, result.propositions) {
                 let channel = Channel(rawValue: scopeRequest.placementID) ?? .web
                 let marketing = ConsentResolver.marketingGranted(
@@ -100,6 +102,9 @@ func randomCatalog(seed: UInt64) throws -> Catalog {
                     default: options.consentDefault
                 )
                 if !personalization {
+                    // Denied personalization ends in the fallback, or in nothing (no fallback, or marketing denied).
+                    #expect(proposition.outcome == .fallback || proposition.outcome == .suppressed)
+                    #expect(proposition.items.count == (proposition.outcome == .fallback ? 1 : 0))
                     #expect(proposition.items.allSatisfy { $0.isFallback }, "personalized item with denied consent")
                     #expect(proposition.trace.isEmpty)
                 }

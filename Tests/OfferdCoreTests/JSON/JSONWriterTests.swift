@@ -1,7 +1,6 @@
-import OfferdCore
-import OfferdSnapshotBuilder
-import OfferdSnapshotTestSupport
 import Testing
+
+@testable import OfferdCore
 
 @Suite("JSONWriter")
 struct JSONWriterTests {

@@ -6,8 +6,9 @@ import Testing
 /// The shipped example catalog must load and decide the way docs/catalog.md describes.
 @Suite struct ExampleCatalogTests {
     static func loadExample() throws -> Catalog {
+        // Tests/OfferdCoreTests/Catalog/this file -> the package root.
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
         let data = try Data(contentsOf: root.appendingPathComponent("examples/catalog.json"))
         return try Catalog.load(bytes: [UInt8](data), fileName: "examples/catalog.json")
     }

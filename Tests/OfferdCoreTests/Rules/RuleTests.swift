@@ -2,7 +2,8 @@ import Testing
 
 @testable import OfferdCore
 
-/// A profile for rule tests: loyalty attributes, an object, a list and audiences.
+/// A profile for rule tests: loyalty attributes, an object, a list and audiences. It also stores empty keys, which
+/// no rule path reaches (SPEC 4: `profile[""]` is always missing).
 let ruleTestProfile = InMemoryProfile(
     identities: [Identity(namespace: "ECID", id: "4711")],
     audiences: ["vip", "cart-abandoner"],
@@ -10,7 +11,7 @@ let ruleTestProfile = InMemoryProfile(
         #"""
         {"loyalty": {"tier": "gold", "points": 1200}, "homeAddress": {"city": "Paris"},
          "tags": ["a", "b", 3, null], "name": "Ana", "flag": true, "nothing": null,
-         "person": {"first-name": "Ana"}, "accent": "\u00e9", "decomposed": "e\u0301", "empty": "",
+         "person": {"first-name": "Ana", "": "blank"}, "": {"": "empty keys", "person": 1}, "accent": "\u00e9", "decomposed": "e\u0301", "empty": "",
          "numbers": [1, 2]}
         """#
     )
@@ -54,6 +55,15 @@ func compileError(_ source: String, kind: RuleKind = .condition, allowOfferPaths
         ("profile.nothing", .null),
         ("profile.homeAddress", .object),
         ("profile[\"\"]", .null),
+        // SPEC 4: an empty bracketed segment is a segment, one no profile holds.
+        ("profile[\"\"] = null", .bool(true)),
+        ("profile[\"\"] != null", .bool(false)),
+        ("profile.person[\"\"]", .null),
+        ("profile.person[\"\"] = null", .bool(true)),
+        ("profile.person[\"\"][\"first-name\"]", .null),
+        ("profile[\"\"].person", .null),
+        ("profile[\"\"][\"\"]", .null),
+        ("profile[ \"\" ] in [null]", .bool(false)),
         ("profile.tags", .list([.string("a"), .string("b"), .number(3), .null])),
         ("-profile.loyalty.points", .number(-1200)),
         ("-profile.name", .null),
@@ -142,6 +152,9 @@ func compileError(_ source: String, kind: RuleKind = .condition, allowOfferPaths
         ("exists(profile.missing)", .bool(false)),
         ("exists(profile.homeAddress)", .bool(true)),
         ("exists(profile.nothing)", .bool(false)),
+        ("exists(profile[\"\"])", .bool(false)),
+        ("exists(profile.person[\"\"])", .bool(false)),
+        ("exists(profile.person[\"\"][\"\"])", .bool(false)),
         ("exists(context.page)", .bool(false)),
         ("contains(profile.name, \"n\")", .bool(true)),
         ("contains(profile.name, \"x\")", .bool(false)),

@@ -276,6 +276,7 @@ let testNow: Double = 1_800_000_000  // 2027-01-15
                 now: testNow
             )
             #expect(result.propositions[0].outcome == .fallback)
+            #expect(result.propositions[0].items.count == 1)
             #expect(result.propositions[0].items.allSatisfy { $0.isFallback })
         }
     }

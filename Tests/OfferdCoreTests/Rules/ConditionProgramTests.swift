@@ -10,6 +10,8 @@ private struct ConditionGenerator {
         "profile.loyalty.tier", "profile.loyalty.points", "profile.name", "profile.tags", "profile.homeAddress",
         "profile.missing.deep", "profile.flag", "context.page", "context.cart", "offer.priority",
         "offer.characteristics.margin", "number(offer.characteristics.margin)", "now",
+        // Stored below an empty key, which no path reaches (SPEC 4).
+        #"profile.loyalty[""]"#,
     ]
     static let literals = [
         #""gold""#, #""home""#, #""""#, #""Ana""#, "1200", "0", "-3", "2.5", "12", "true", "false", "null",
@@ -51,7 +53,7 @@ private struct ConditionGenerator {
     mutating func profile() throws -> InMemoryProfile {
         let tier = pick([#""gold""#, #""silver""#, "null", "5", #""Gold""#])
         let points = pick(["1200", "0", "-3", #""1200""#, "null", "2.5"])
-        var members = [#""loyalty": {"tier": \#(tier), "points": \#(points)}"#]
+        var members = [#""loyalty": {"tier": \#(tier), "points": \#(points), "": "gold"}"#]
         if random.next(below: 3) > 0 { members.append(#""name": \#(pick([#""Ana""#, "null", #""""#, "[]"]))"#) }
         if random.next(below: 3) > 0 {
             members.append(#""tags": \#(pick([#"["a", "b", 3, null]"#, "[]", #""a""#, #"["gold", 3, null]"#]))"#)
