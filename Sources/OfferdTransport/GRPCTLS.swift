@@ -31,6 +31,7 @@ public struct GRPCTLSConfiguration: Sendable {
 
 /// A certificate, key or CA file that cannot serve, naming the file and the problem.
 public struct GRPCTLSError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong, naming the file.
     public var message: String
 
     public var description: String { self.message }

@@ -152,6 +152,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let action = self.machine?.receivedHeaders(endStream: false, clock: self.clock) ?? .none
+        if case .answer = action {
+            // Refused from its head: no 100 Continue, the answer goes out at once.
+        } else if head.headers.contains(where: { $0.name.lowercased() == "expect" && $0.value.lowercased() == "100-continue" }) {
+            // curl asks before sending a body over 1 KiB and would otherwise wait a second.
+            context.writeAndFlush(
+                self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil
+            )
+        }
         self.perform(action, context: context)
     }
 

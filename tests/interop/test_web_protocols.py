@@ -33,6 +33,9 @@ def curl(server, body, content_type, http2=False, headers=(), method="POST", pat
     args.append(f"http://{server.target}{path}")
     out = subprocess.run(args, input=body, capture_output=True, timeout=30, check=True).stdout
     head, _, payload = out.partition(b"\r\n\r\n")
+    while head.split(b" ")[1].startswith(b"1"):
+        # An informational answer (100 Continue) before the real one.
+        head, _, payload = payload.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     status = int(lines[0].split()[1])
     fields = {}
@@ -273,3 +276,19 @@ def control(server):
     """The server keeps deciding."""
     status, _, body = curl(server, JSON_REQUEST, "application/json")
     assert status == 200 and json.loads(body)["requestId"] == "r-1"
+
+
+def test_large_connect_body_with_expect_100_continue(stubs, web):
+    """curl sends `expect: 100-continue` before a body over 1 KiB on HTTP/1.1; the server says continue."""
+    req = request(stubs.pb, request_id="r-big")
+    for i in range(60):
+        req.context[f"key-{i}"].string_value = "v" * 30
+    body = req.SerializeToString()
+    assert len(body) > 1024
+    args = ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--data-binary", "@-", "-H", "content-type: application/proto",
+            "-H", "expect: 100-continue", f"http://{web.target}{DECIDE}"]
+    heads = subprocess.run(args, input=body, capture_output=True, timeout=30, check=True).stdout
+    assert heads.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
+    status, fields, payload = curl(web, body, "application/proto", headers=["expect: 100-continue"])
+    assert status == 200
+    assert stubs.pb.DecideResponse.FromString(payload).request_id == "r-big"
