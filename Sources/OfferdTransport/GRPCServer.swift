@@ -152,7 +152,9 @@ public final class GRPCServer: Sendable {
         try pipeline.configureHTTPServerPipeline(
             withPipeliningAssistance: true,
             withErrorHandling: true,
-            withOutboundHeaderValidation: true,
+            // The response fields are offerd's own; the one echoed value (origin) passed NIOHTTP1's request
+            // parser, which refuses CR and LF in field values.
+            withOutboundHeaderValidation: false,
             withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits
         )

@@ -108,6 +108,11 @@ struct GRPCServerStreamStateMachine {
     var wireProtocol: RPCWireProtocol {
         self.head.wireProtocol ?? .grpc
     }
+
+    /// The protocol `content-type` names, `nil` when it names none the port speaks.
+    var requestedProtocol: RPCWireProtocol? {
+        self.head.wireProtocol
+    }
     /// gRPC-Web text: the body is base64, decoded here before the message reader sees it.
     private var base64: Base64Decoder?
     /// Message streams: a dispatch is queued and not yet run.

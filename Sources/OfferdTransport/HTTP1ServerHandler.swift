@@ -139,11 +139,10 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         machine.add(":method", head.method.rawValue)
         machine.add(":path", head.uri)
         for (name, value) in head.headers {
-            machine.add(name.lowercased(), value)
+            // Field names are compared as HTTP/2 sends them, lower-case; most clients already send them so.
+            machine.add(name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? name.lowercased() : name, value)
         }
-        let isPlainGRPC = head.headers.first(name: "content-type").map {
-            $0.lowercased().hasPrefix("application/grpc") && !$0.lowercased().hasPrefix("application/grpc-web")
-        } ?? false
+        let isPlainGRPC = machine.requestedProtocol == .grpc
         self.machine = machine
         if isPlainGRPC, head.method == .POST {
             // gRPC needs HTTP/2 (trailers, multiplexing): an HTTP/1.1 gRPC request is not one of ours.
@@ -154,7 +153,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let action = self.machine?.receivedHeaders(endStream: false, clock: self.clock) ?? .none
         if case .answer = action {
             // Refused from its head: no 100 Continue, the answer goes out at once.
-        } else if head.headers.contains(where: { $0.name.lowercased() == "expect" && $0.value.lowercased() == "100-continue" }) {
+        } else if let expect = head.headers.first(name: "expect"), expect.lowercased() == "100-continue" {
             // curl asks before sending a body over 1 KiB and would otherwise wait a second.
             context.writeAndFlush(
                 self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil
