@@ -31,6 +31,8 @@ public final class DecisioningService: GRPCUnaryService {
     public static let healthCheckPath = "/grpc.health.v1.Health/Check"
     static let servingHealthNames: Set<String> = ["", "offerd.v1.Decisioning"]
 
+    /// Server reflection (`grpc.reflection.v1` and `v1alpha`), from the committed descriptor set.
+    let reflection = ServerReflection()
     public let catalogs: AtomicReferenceStore<LoadedCatalog>
     public let snapshots: AtomicReferenceStore<ProfileSnapshot>
     let allowExplain: Bool
@@ -73,6 +75,11 @@ public final class DecisioningService: GRPCUnaryService {
         shuttingDown.store(true, ordering: .relaxed)
     }
 
+    /// Reflection is a bidirectional stream: one reply per request message.
+    public func isMessageStream(path: String) -> Bool {
+        path == ServerReflection.v1Path || path == ServerReflection.v1AlphaPath
+    }
+
     public func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
         let started = NIODeadline.now()
         let method: ServerMetrics.Method
@@ -84,12 +91,22 @@ public final class DecisioningService: GRPCUnaryService {
         case Self.healthCheckPath:
             method = .healthCheck
             reply = healthCheck(call, allocator: allocator)
-        case Self.recordEventsPath:
-            method = .recordEvents
-            reply = recordEvents(call, allocator: allocator)
-        case Self.updateConsentPath:
-            method = .updateConsent
-            reply = updateConsent(call, allocator: allocator)
+        case Self.recordEventsPath, Self.updateConsentPath:
+            method = call.path == Self.recordEventsPath ? .recordEvents : .updateConsent
+            if call.codec != .proto {
+                // The live-state messages have no proto3 JSON mapping yet (Connect JSON decides only).
+                reply = .failure(GRPCStatus(.unimplemented, "\(call.path) takes protobuf only, not JSON"))
+            } else if method == .recordEvents {
+                reply = recordEvents(call, allocator: allocator)
+            } else {
+                reply = updateConsent(call, allocator: allocator)
+            }
+        case ServerReflection.v1Path, ServerReflection.v1AlphaPath:
+            // One message of a reflection stream: not a call of its own in the per-method metrics.
+            guard call.codec == .proto else {
+                return .failure(GRPCStatus(.unimplemented, "server reflection speaks protobuf only"))
+            }
+            return reflection.answer(call, allocator: allocator)
         default:
             method = .unknown
             reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))
@@ -105,7 +122,11 @@ public final class DecisioningService: GRPCUnaryService {
 
     private func decide(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
         let decoded = call.message.withUnsafeReadableBytes { bytes in
-            Result { () throws(WireDecodeError) in try DecideCodec.decodeRequest(bytes) }
+            Result { () throws(WireDecodeError) in
+                // Connect with application/json: proto3 JSON onto the same core values.
+                call.codec == .json
+                    ? try DecideJSONCodec.decodeRequest(Array(bytes)) : try DecideCodec.decodeRequest(bytes)
+            }
         }
         let request: DecisionRequest
         switch consume decoded {
@@ -151,6 +172,17 @@ public final class DecisioningService: GRPCUnaryService {
         }
         metrics.recordDecisions(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
+        if call.codec == .json {
+            let json = DecideJSONCodec.encodeResponse(
+                result, requestID: requestID, snapshotVersion: snapshot.version,
+                includeContent: request.includeContent, includeMetadata: request.includeMetadata)
+            var buffer = allocator.buffer(capacity: json.count)
+            buffer.writeBytes(json)
+            if let deadline = call.deadline, deadline <= .now() {
+                return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired while deciding"))
+            }
+            return .message(buffer)
+        }
         let message = DecideCodec.encodeResponse(
             result, requestID: requestID, snapshotVersion: snapshot.version,
             includeContent: request.includeContent, includeMetadata: request.includeMetadata
@@ -173,6 +205,9 @@ public final class DecisioningService: GRPCUnaryService {
     }
 
     private func healthCheck(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        if call.codec == .json {
+            return healthCheckJSON(call, allocator: allocator)
+        }
         let decoded = call.message.withUnsafeReadableBytes { bytes in
             Result { () throws(WireDecodeError) in try HealthCodec.decodeCheckRequest(bytes) }
         }
@@ -191,3 +226,27 @@ public final class DecisioningService: GRPCUnaryService {
     }
 }
 
+extension DecisioningService {
+    /// Health over Connect JSON: `{"service":"..."}` in, `{"status":"SERVING"}` out (proto3 JSON of the same
+    /// messages).
+    fileprivate func healthCheckJSON(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(Array(call.message.readableBytesView))
+        } catch {
+            return .failure(GRPCStatus(.invalidArgument, "invalid JSON: \(error)"))
+        }
+        var service = ""
+        switch document["service"] {
+        case .string(let name)?: service = name
+        case .null?, nil: break
+        default: return .failure(GRPCStatus(.invalidArgument, "service: expected a string"))
+        }
+        guard Self.servingHealthNames.contains(service) else {
+            return .failure(GRPCStatus(.notFound, "unknown service \(service)"))
+        }
+        var buffer = allocator.buffer(capacity: 32)
+        buffer.writeString(isReady ? "{\"status\":\"SERVING\"}" : "{\"status\":\"NOT_SERVING\"}")
+        return .message(buffer)
+    }
+}

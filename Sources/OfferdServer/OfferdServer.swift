@@ -93,6 +93,11 @@ public final class OfferdServer: Sendable {
         grpcConfiguration.maxMessageBytes = configuration.maxMessageBytes
         grpcConfiguration.maxConcurrentStreams = configuration.maxConcurrentStreams
         grpcConfiguration.idleTimeout = TimeAmount(configuration.idleTimeout)
+        grpcConfiguration.corsAllowedOrigins = configuration.corsOrigins
+        if let certificate = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
+            grpcConfiguration.tls = GRPCTLSConfiguration(
+                certificatePath: certificate, privateKeyPath: key, clientCAPath: configuration.tlsClientCAPath)
+        }
         let grpcServer: GRPCServer
         do {
             grpcServer = try await GRPCServer.start(
@@ -132,6 +137,7 @@ public final class OfferdServer: Sendable {
             "listening",
             metadata: [
                 "grpc": "\(configuration.host):\(server.grpcPort ?? configuration.port)",
+                "tls": "\(configuration.tlsCertificatePath == nil ? "off" : configuration.tlsClientCAPath == nil ? "on" : "mtls")",
                 "admin": "\(server.adminPort.map { "\(configuration.host):\($0)" } ?? "disabled")",
                 "threads": "\(configuration.threads)",
             ])

@@ -20,6 +20,13 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGrace: Duration = .seconds(10)
     /// A connection with no open stream for this long gets GOAWAY and is closed (not in SPEC 7; see docs/server.md).
     public var idleTimeout: Duration = .seconds(300)
+    /// TLS: the certificate chain and key (PEM), and the CA client certificates must be signed by (mTLS);
+    /// cleartext when `tlsCertificatePath` is nil.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    public var tlsClientCAPath: String?
+    /// Browser origins allowed to call with gRPC-Web or Connect (CORS), from `--cors-origin`; none by default.
+    public var corsOrigins: [String] = []
     /// How often the catalog and snapshot paths are checked for replacement.
     public var reloadPollInterval: Duration = .seconds(1)
 

@@ -12,6 +12,11 @@ import NIOCore
 ///   `INTERNAL` is kept for offerd's own bugs);
 /// - a stream with no message at all is `INVALID_ARGUMENT`;
 /// - a flag byte other than 0 or 1 is `INVALID_ARGUMENT`.
+///
+/// A message stream (``allowSeveralMessages()``) takes any number of messages instead: each completed one is
+/// queued for ``nextMessage()`` and the reader starts over on the next prefix; at most
+/// ``maxQueuedMessages`` wait at once (the owner takes them after every read, so only a burst of tiny
+/// messages in one read reaches it).
 struct GRPCMessageReader {
     private enum Phase {
         case readingPrefix
@@ -26,6 +31,14 @@ struct GRPCMessageReader {
     private var compressionFlag: UInt8 = 0
     private var declaredLength = 0
     private var message: ByteBuffer?
+    private var severalMessages = false
+    /// Connect unary: the body is the bare message, with no prefix.
+    private var bareBody = false
+    /// Completed messages of a message stream, oldest first.
+    private var completed: [ByteBuffer] = []
+
+    /// Most completed messages a message stream holds before the owner takes them.
+    static let maxQueuedMessages = 64
 
     /// Creates a reader that refuses messages longer than `maxMessageBytes`.
     init(maxMessageBytes: Int) {
@@ -35,6 +48,9 @@ struct GRPCMessageReader {
     /// Takes the next bytes of the request body. Returns a rejection the first time the body turns out to be
     /// unacceptable; after that, further bytes are ignored.
     mutating func consume(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
+        if self.bareBody {
+            return self.consumeBare(bytes, allocator: allocator)
+        }
         var offset = 0
         while offset < bytes.count {
             switch self.phase {
@@ -56,8 +72,8 @@ struct GRPCMessageReader {
                 let take = min(self.declaredLength - written, bytes.count - offset)
                 self.message?.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
                 offset += take
-                if written + take == self.declaredLength {
-                    self.phase = .complete
+                if written + take == self.declaredLength, let rejection = self.messageCompleted() {
+                    return rejection
                 }
             case .complete:
                 self.phase = .failed
@@ -83,6 +99,11 @@ struct GRPCMessageReader {
                 self.message = nil
                 self.phase = .failed
                 return .success(message)
+            }
+            if self.bareBody {
+                // An empty Connect body is the empty message.
+                self.phase = .failed
+                return .success(ByteBuffer())
             }
             return .failure(.status(GRPCStatus(.invalidArgument, "unary request message was already taken")))
         case .readingPrefix where self.prefixBytesSeen == 0:
@@ -130,7 +151,100 @@ struct GRPCMessageReader {
             )
         }
         self.message = allocator.buffer(capacity: self.declaredLength)
-        self.phase = self.declaredLength == 0 ? .complete : .readingMessage
+        if self.declaredLength == 0 {
+            return self.messageCompleted()
+        }
+        self.phase = .readingMessage
         return nil
+    }
+
+    /// The message's last byte arrived: keep it (unary) or queue it and start over (message stream).
+    private mutating func messageCompleted() -> GRPCStreamRejection? {
+        guard self.severalMessages else {
+            self.phase = .complete
+            return nil
+        }
+        guard self.completed.count < Self.maxQueuedMessages, let message = self.message else {
+            self.phase = .failed
+            return .status(GRPCStatus(.resourceExhausted, "more than \(Self.maxQueuedMessages) messages in one read"))
+        }
+        self.completed.append(message)
+        self.message = nil
+        self.prefixBytesSeen = 0
+        self.declaredLength = 0
+        self.phase = .readingPrefix
+        return nil
+    }
+
+    // MARK: - Bare bodies (Connect unary)
+
+    /// Turns this reader into a Connect unary reader: the whole body is the message, at most
+    /// `maxMessageBytes`, refused as soon as it grows past that.
+    mutating func expectBareBody() {
+        self.bareBody = true
+        self.phase = .complete
+    }
+
+    private mutating func consumeBare(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator)
+        -> GRPCStreamRejection?
+    {
+        guard self.phase == .complete else {
+            return nil
+        }
+        let received = self.message?.readableBytes ?? 0
+        guard bytes.count <= self.maxMessageBytes - received else {
+            self.phase = .failed
+            self.message = nil
+            return .status(
+                GRPCStatus(
+                    .resourceExhausted,
+                    "request message of more than \(self.maxMessageBytes) bytes exceeds the limit"
+                )
+            )
+        }
+        if self.message == nil {
+            self.message = allocator.buffer(capacity: min(max(bytes.count, 256), self.maxMessageBytes))
+        }
+        self.message?.writeBytes(bytes)
+        return nil
+    }
+
+    // MARK: - Message streams
+
+    /// Turns this reader into a message stream's: any number of messages, each queued when complete.
+    mutating func allowSeveralMessages() {
+        self.severalMessages = true
+    }
+
+    /// True when a completed message waits for ``nextMessage()``.
+    var hasMessage: Bool {
+        !self.completed.isEmpty
+    }
+
+    /// The oldest completed message of a message stream, if any.
+    mutating func nextMessage() -> ByteBuffer? {
+        self.completed.isEmpty ? nil : self.completed.removeFirst()
+    }
+
+    /// A message stream's request ended: nil when it ended between messages, else why it is wrong.
+    func streamEndRejection() -> GRPCStreamRejection? {
+        switch self.phase {
+        case .readingPrefix where self.prefixBytesSeen == 0:
+            return nil
+        case .readingPrefix:
+            return .status(
+                GRPCStatus(.invalidArgument, "request ended inside a message prefix (\(self.prefixBytesSeen) of 5 bytes)")
+            )
+        case .readingMessage:
+            return .status(
+                GRPCStatus(
+                    .invalidArgument,
+                    "request ended after \(self.message?.readableBytes ?? 0) of the \(self.declaredLength) message "
+                        + "bytes its prefix announced"
+                )
+            )
+        case .complete, .failed:
+            return .status(GRPCStatus(.invalidArgument, "request message was already refused"))
+        }
     }
 }

@@ -10,6 +10,7 @@ struct GRPCRequestHead {
     struct Accepted: Equatable {
         var path: String
         var timeout: TimeAmount?
+        var wireProtocol: RPCWireProtocol = .grpc
     }
 
     private enum TimeoutField {
@@ -25,8 +26,15 @@ struct GRPCRequestHead {
     private(set) var headerListBytes = 0
     private var isOverLimit = false
     private var isPost = false
+    private var isOptions = false
     private var path: String?
-    private var isGRPCContentType = false
+    /// The protocol `content-type` names; `nil` before it arrives or for a type the port does not speak.
+    private(set) var wireProtocol: RPCWireProtocol?
+    /// `origin`, kept for CORS (gRPC-Web and Connect from browsers).
+    private(set) var origin: String?
+    private var connectTimeout: TimeoutField = .absent
+    private var connectVersion: String?
+    private var unsupportedContentEncoding: String?
     private var unsupportedEncoding: String?
     private var timeout: TimeoutField = .absent
 
@@ -53,13 +61,31 @@ struct GRPCRequestHead {
             self.path = String(decoding: value, as: UTF8.self)
         case 7 where Self.equals(name, ":method"):
             self.isPost = Self.equals(value, "POST")
+            self.isOptions = Self.equals(value, "OPTIONS")
         case 12 where Self.equals(name, "content-type"):
-            self.isGRPCContentType = Self.isGRPCContentType(value)
+            self.wireProtocol = RPCWireProtocol(contentType: value)
+        case 6 where Self.equals(name, "origin"):
+            self.origin = String(decoding: value.prefix(256), as: UTF8.self)
+        case 18 where Self.equals(name, "connect-timeout-ms"):
+            // Connect: 1 to 10 ASCII digits of milliseconds.
+            if value.count >= 1, value.count <= 10, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                let milliseconds = value.reduce(Int64(0)) { $0 * 10 + Int64($1 - 0x30) }
+                self.connectTimeout = .valid(.milliseconds(milliseconds))
+            } else {
+                self.connectTimeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
+            }
+        case 24 where Self.equals(name, "connect-protocol-version"):
+            self.connectVersion = String(decoding: value.prefix(32), as: UTF8.self)
         case 12 where Self.equals(name, "grpc-timeout"):
             if let amount = GRPCTimeout.parse(value) {
                 self.timeout = .valid(amount)
             } else {
                 self.timeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
+            }
+        case 16 where Self.equals(name, "content-encoding"):
+            // Connect's body compression; gRPC's is grpc-encoding.
+            if !Self.equals(value, "identity") {
+                self.unsupportedContentEncoding = String(decoding: value.prefix(32), as: UTF8.self)
             }
         case 13 where Self.equals(name, "grpc-encoding"):
             if !Self.equals(value, "identity") {
@@ -92,22 +118,49 @@ struct GRPCRequestHead {
                 )
             )
         }
+        if self.isOptions {
+            return .failure(.preflight)
+        }
         guard self.isPost else {
             return .failure(.methodNotAllowed)
         }
-        guard self.isGRPCContentType else {
+        guard let wireProtocol = self.wireProtocol else {
             return .failure(.unsupportedMediaType)
+        }
+        if case .connect = wireProtocol {
+            return self.validateConnect(wireProtocol)
         }
         if let encoding = self.unsupportedEncoding {
             return .failure(.compressionUnsupported("grpc-encoding '\(encoding)' is not supported; use identity"))
         }
         switch self.timeout {
         case .absent:
-            return .success(Accepted(path: self.path ?? "", timeout: nil))
+            return .success(Accepted(path: self.path ?? "", timeout: nil, wireProtocol: wireProtocol))
         case .valid(let amount):
-            return .success(Accepted(path: self.path ?? "", timeout: amount))
+            return .success(Accepted(path: self.path ?? "", timeout: amount, wireProtocol: wireProtocol))
         case .malformed(let raw):
             return .failure(.status(GRPCStatus(.invalidArgument, "malformed grpc-timeout '\(raw)'")))
+        }
+    }
+
+    /// Connect unary: `connect-protocol-version`, when sent, must be `1`; a compressed body (`content-encoding`
+    /// other than `identity`) is refused; `connect-timeout-ms` replaces `grpc-timeout`.
+    private func validateConnect(_ wireProtocol: RPCWireProtocol) -> Result<Accepted, GRPCStreamRejection> {
+        if let version = self.connectVersion, version != "1" {
+            return .failure(
+                .status(GRPCStatus(.invalidArgument, "connect-protocol-version must be 1, not '\(version)'"))
+            )
+        }
+        if let encoding = self.unsupportedContentEncoding {
+            return .failure(.compressionUnsupported("content-encoding '\(encoding)' is not supported; use identity"))
+        }
+        switch self.connectTimeout {
+        case .absent:
+            return .success(Accepted(path: self.path ?? "", timeout: nil, wireProtocol: wireProtocol))
+        case .valid(let amount):
+            return .success(Accepted(path: self.path ?? "", timeout: amount, wireProtocol: wireProtocol))
+        case .malformed(let raw):
+            return .failure(.status(GRPCStatus(.invalidArgument, "malformed connect-timeout-ms '\(raw)'")))
         }
     }
 
@@ -143,5 +196,44 @@ struct GRPCRequestHead {
             return false
         }
         return true
+    }
+}
+
+/// The RPC protocols the port speaks, told apart by the request's `content-type` (SPEC sections 2 and 10).
+enum RPCWireProtocol: Equatable {
+    /// gRPC: `application/grpc`, `application/grpc+proto`, `application/grpc;...`.
+    case grpc
+    /// gRPC-Web: `application/grpc-web`, `application/grpc-web+proto`; `text` for `application/grpc-web-text`
+    /// (the body base64-encoded both ways).
+    case grpcWeb(text: Bool)
+    /// Connect unary: `application/proto` or `application/json` (`json`); the body is the bare message.
+    case connect(json: Bool)
+
+    /// The protocol of a `content-type` value (ASCII case-insensitive, parameters after `;` ignored); `nil` for
+    /// anything else. `application/grpc+json` and other non-proto gRPC codecs are refused: offerd speaks proto.
+    init?(contentType value: UnsafeRawBufferPointer) {
+        var end = value.firstIndex(of: UInt8(ascii: ";")) ?? value.count
+        while end > 0, value[end - 1] == UInt8(ascii: " ") {
+            end -= 1
+        }
+        let type = UnsafeRawBufferPointer(rebasing: value[0..<end])
+        // gRPC first, with no allocation: the request path of plain gRPC.
+        if GRPCRequestHead.isGRPCContentType(value) {
+            self = .grpc
+            return
+        }
+        switch String(decoding: type, as: UTF8.self).lowercased() {
+        case "application/grpc-web", "application/grpc-web+proto": self = .grpcWeb(text: false)
+        case "application/grpc-web-text", "application/grpc-web-text+proto": self = .grpcWeb(text: true)
+        case "application/proto": self = .connect(json: false)
+        case "application/json": self = .connect(json: true)
+        default: return nil
+        }
+    }
+
+    /// Whether the request body is the bare message (Connect) rather than length-prefixed messages.
+    var isConnect: Bool {
+        if case .connect = self { return true }
+        return false
     }
 }

@@ -21,6 +21,11 @@ enum GRPCResponseRendering {
     static func answer(_ rejection: GRPCStreamRejection) -> GRPCHeaderBlock {
         var headers = GRPCHeaderBlock()
         switch rejection {
+        case .preflight:
+            // gRPC clients never send OPTIONS; CORS is answered by RPCResponseRendering for the web protocols.
+            headers.append(":status", "405")
+            headers.append("allow", "POST")
+            headers.append("content-length", "0")
         case .methodNotAllowed:
             headers.append(":status", "405")
             headers.append("allow", "POST")
@@ -38,6 +43,17 @@ enum GRPCResponseRendering {
         case .compressionUnsupported(let message):
             Self.appendTrailersOnly(GRPCStatus(.unimplemented, message), to: &headers)
             headers.append("grpc-accept-encoding", "identity")
+        }
+        return headers
+    }
+
+    /// The trailers that end a message stream after its messages: `grpc-status` and, when there is one, the
+    /// percent-encoded `grpc-message`.
+    static func trailers(_ status: GRPCStatus) -> GRPCHeaderBlock {
+        var headers = GRPCHeaderBlock()
+        headers.append("grpc-status", String(status.code.rawValue))
+        if !status.message.isEmpty {
+            headers.append("grpc-message", GRPCStatus.percentEncoded(status.message))
         }
         return headers
     }
@@ -102,6 +118,16 @@ struct GRPCResponseBody {
     private var payload: ByteBuffer
     private let prefix: (UInt8, UInt8, UInt8, UInt8, UInt8)
     private var prefixBytesWritten = 0
+    /// False for a body written as is (``init(bare:)``): it ends the stream itself, with no trailers.
+    let endsWithTrailers: Bool
+
+    /// A body written as is, without a prefix: a whole Connect or gRPC-Web response body.
+    init(bare body: ByteBuffer) {
+        self.payload = body
+        self.prefix = (0, 0, 0, 0, 0)
+        self.prefixBytesWritten = 5
+        self.endsWithTrailers = false
+    }
 
     /// Creates the body of `payload`, which must fit the prefix's 32-bit length (the stream state machine
     /// answers `INTERNAL` for a larger one before it gets here).
@@ -113,6 +139,7 @@ struct GRPCResponseBody {
             0, UInt8(truncatingIfNeeded: length >> 24), UInt8(truncatingIfNeeded: length >> 16),
             UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)
         )
+        self.endsWithTrailers = true
     }
 
     /// True once the prefix and every payload byte have been written.

@@ -1,9 +1,18 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import NIOTLS
 
-/// A unary gRPC server over cleartext HTTP/2 (prior knowledge), built on SwiftNIO and nghttp2.
+/// A unary gRPC server over HTTP/2 (prior knowledge, or TLS with ALPN `h2`), built on SwiftNIO and nghttp2, that
+/// also answers Connect unary and gRPC-Web over HTTP/1.1 (NIOHTTP1) and HTTP/2 on the same port.
+///
+/// A cleartext connection's protocol is chosen by its first bytes (``ProtocolDetector``), a TLS connection's by
+/// ALPN (``configureTLS(_:context:configuration:service:callCounter:logger:)``). Every request, whatever its
+/// protocol, runs through one ``GRPCServerStreamStateMachine`` and reaches the same ``GRPCUnaryService``; only
+/// the rendering of answers differs (``GRPCResponseRendering`` for gRPC, ``RPCResponseRendering`` for the rest).
 ///
 /// Each accepted connection gets its own nghttp2 session on its channel's event loop; the service is called on
 /// that loop. The server knows nothing of protobuf: it hands the service the raw request message and sends back
@@ -21,6 +30,9 @@ import NIOPosix
 /// | no message, a truncated message, a second message, a flag byte > 1 | 3 INVALID_ARGUMENT |
 /// | deadline passed before the reply was ready (timer or after `handle`) | 4 DEADLINE_EXCEEDED |
 ///
+/// The same table holds for Connect and gRPC-Web, each in its own form (Connect error JSON with its HTTP status;
+/// gRPC-Web trailers in the body); an `OPTIONS` request is a CORS preflight.
+///
 /// Errors use the Trailers-Only form. An answer sent while the client is still uploading is followed by
 /// `RST_STREAM(NO_ERROR)`. Connection errors (bad preface, protocol errors, floods caught by nghttp2) end the
 /// connection with GOAWAY and the right error code; other connections are unaffected.
@@ -29,17 +41,20 @@ public final class GRPCServer: Sendable {
     private let registry: ConnectionRegistry
     private let callCounter: GRPCActiveCallCounter
     private let logger: Logger
+    private let tlsStore: GRPCTLSContextStore?
 
     private init(
         serverChannel: any Channel,
         registry: ConnectionRegistry,
         callCounter: GRPCActiveCallCounter,
-        logger: Logger
+        logger: Logger,
+        tlsStore: GRPCTLSContextStore?
     ) {
         self.serverChannel = serverChannel
         self.registry = registry
         self.callCounter = callCounter
         self.logger = logger
+        self.tlsStore = tlsStore
     }
 
     /// Binds `configuration.host:port` and starts serving `service`.
@@ -54,6 +69,10 @@ public final class GRPCServer: Sendable {
         try configuration.validate()
         let registry = ConnectionRegistry()
         let callCounter = GRPCActiveCallCounter()
+        // A bad or mismatched pair is a start-up error naming the file, before anything is bound.
+        let tlsStore = try configuration.tls.map { tls throws(GRPCTLSError) in
+            try GRPCTLSContextStore(configuration: tls, logger: logger)
+        }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -64,25 +83,126 @@ public final class GRPCServer: Sendable {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        GRPCServerConnectionHandler(
-                            configuration: configuration,
-                            service: service,
-                            callCounter: callCounter,
-                            logger: logger
+                    if let tlsStore {
+                        try Self.configureTLS(
+                            channel, context: tlsStore.context, configuration: configuration, service: service,
+                            callCounter: callCounter, logger: logger
                         )
-                    )
+                    } else {
+                        try channel.pipeline.syncOperations.addHandler(
+                            Self.protocolDetector(
+                                configuration: configuration, service: service, callCounter: callCounter,
+                                logger: logger
+                            )
+                        )
+                    }
                 }
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
-        let server = GRPCServer(serverChannel: channel, registry: registry, callCounter: callCounter, logger: logger)
+        let server = GRPCServer(
+            serverChannel: channel, registry: registry, callCounter: callCounter, logger: logger, tlsStore: tlsStore
+        )
+        tlsStore?.startReloading(on: group.next())
         // Debug only: the lifecycle lines (listen, shutdown) are the server module's to log, once.
         logger.debug(
             "gRPC server listening",
             metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"]
         )
         return server
+    }
+
+    /// The handler a new cleartext connection starts with: HTTP/2 (nghttp2) or HTTP/1.1 (NIOHTTP1), chosen by
+    /// the first bytes.
+    static func protocolDetector(
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) -> ProtocolDetector {
+        ProtocolDetector(
+            timeout: configuration.http1RequestTimeout,
+            makeHTTP2: {
+                GRPCServerConnectionHandler(
+                    configuration: configuration, service: service, callCounter: callCounter, logger: logger
+                )
+            },
+            makeHTTP1: { pipeline in
+                try Self.configureHTTP1(pipeline, configuration: configuration, service: service, logger: logger)
+            }
+        )
+    }
+
+    /// The HTTP/1.1 pipeline: a byte watcher for the request timer, NIOHTTP1's codec with offerd's header
+    /// limits, pipelining assistance and protocol-error answers (400), then ``HTTP1ServerHandler``.
+    static func configureHTTP1(
+        _ pipeline: ChannelPipeline.SynchronousOperations,
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        logger: Logger
+    ) throws {
+        let handler = HTTP1ServerHandler(
+            configuration: configuration, service: service, logger: logger, clock: GRPCSystemClock()
+        )
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = configuration.maxHeaderListBytes
+        limits.maxHeaderFieldSize = configuration.maxHeaderListBytes
+        limits.maxHeaderFieldCount = configuration.maxHeaderCount
+        try pipeline.addHandler(HTTP1ByteWatcher(timer: handler.timer))
+        try pipeline.configureHTTPServerPipeline(
+            withPipeliningAssistance: true,
+            withErrorHandling: true,
+            // The response fields are offerd's own; the one echoed value (origin) passed NIOHTTP1's request
+            // parser, which refuses CR and LF in field values.
+            withOutboundHeaderValidation: false,
+            withEncoderConfiguration: .init(),
+            withDecoderLimitConfiguration: limits
+        )
+        try pipeline.addHandler(handler)
+    }
+
+    /// A TLS connection: the handshake with the current context (a reloaded pair serves connections accepted
+    /// after the reload), then ALPN picks the protocol: `h2` HTTP/2, `http/1.1` HTTP/1.1, none the first-bytes
+    /// detector. A handshake not done within `http1RequestTimeout` (half-open TLS) closes the connection.
+    static func configureTLS(
+        _ channel: any Channel,
+        context: NIOSSLContext,
+        configuration: GRPCServerConfiguration,
+        service: any GRPCUnaryService,
+        callCounter: GRPCActiveCallCounter,
+        logger: Logger
+    ) throws {
+        let pipeline = channel.pipeline.syncOperations
+        let handshakeTimeout = channel.eventLoop.assumeIsolated().scheduleTask(in: configuration.http1RequestTimeout) {
+            channel.close(promise: nil)
+        }
+        try pipeline.addHandler(NIOSSLServerHandler(context: context))
+        try pipeline.addHandler(
+            ApplicationProtocolNegotiationHandler { result, channel in
+                handshakeTimeout.cancel()
+                return channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    switch result {
+                    case .negotiated("h2"):
+                        try pipeline.addHandler(
+                            GRPCServerConnectionHandler(
+                                configuration: configuration, service: service, callCounter: callCounter,
+                                logger: logger
+                            )
+                        )
+                    case .negotiated("http/1.1"):
+                        try Self.configureHTTP1(pipeline, configuration: configuration, service: service, logger: logger)
+                    default:
+                        try pipeline.addHandler(
+                            Self.protocolDetector(
+                                configuration: configuration, service: service, callCounter: callCounter,
+                                logger: logger
+                            )
+                        )
+                    }
+                }
+            }
+        )
     }
 
     /// The bound address; with port 0 it carries the port the system chose.
@@ -105,6 +225,7 @@ public final class GRPCServer: Sendable {
     /// remains. Returns when every connection and the listening socket are closed.
     public func shutdown(grace: TimeAmount) async {
         self.registry.beginShutdown()
+        self.tlsStore?.stopReloading()
         try? await self.serverChannel.close()
         let connections = self.registry.current()
         self.logger.debug("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])

@@ -25,6 +25,17 @@ public struct GRPCServerConfiguration: Sendable {
     /// Five minutes matches common load-balancer idle timeouts, so the server, not the middlebox, ends first.
     public var idleTimeout: TimeAmount = .seconds(300)
 
+    /// Browser origins allowed to call with gRPC-Web or Connect (CORS): their preflights are answered 204 and
+    /// their responses carry `access-control-allow-origin`. Exact origins (`https://app.example.com`); `*`
+    /// allows any. Empty by default: no cross-origin browser call.
+    public var corsAllowedOrigins: [String] = []
+    /// HTTP/1.1: how long one request may take to arrive, head and body, from its first byte. A client slower
+    /// than that (slowloris) gets 408 and the connection is closed.
+    public var http1RequestTimeout: TimeAmount = .seconds(10)
+
+    /// TLS (and mTLS) on the port; `nil` serves cleartext (HTTP/2 with prior knowledge and HTTP/1.1).
+    public var tls: GRPCTLSConfiguration?
+
     /// Creates the default configuration.
     public init() {}
 

@@ -33,6 +33,12 @@ final class GRPCServerConnection {
         /// The response message being written, from ``GRPCServerStreamStateMachine/Action/respond(_:)`` until
         /// its last byte is handed to nghttp2.
         var body: GRPCResponseBody?
+        /// Message streams: replies not yet fully handed to nghttp2, oldest first.
+        var messages: [GRPCResponseBody] = []
+        /// Message streams: the trailers once the stream is finished.
+        var trailers: GRPCHeaderBlock?
+        /// Message streams: the response headers and the body reader are submitted.
+        var responseSubmitted = false
 
         init(machine: GRPCServerStreamStateMachine) {
             self.machine = machine
@@ -46,6 +52,7 @@ final class GRPCServerConnection {
     private let clock: any GRPCClock
     private let allocator: ByteBufferAllocator
     private let callCounter: GRPCActiveCallCounter
+    private let cors: CORSPolicy
     private var logger: Logger
     /// Open streams by id. Read through ``stream(_:)``: nghttp2 reports a request as a run of callbacks for one
     /// stream (headers began, each header, headers ended, data, end), so the last stream looked up answers most
@@ -76,6 +83,7 @@ final class GRPCServerConnection {
         self.clock = clock
         self.allocator = allocator
         self.callCounter = callCounter
+        self.cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
         self.readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         self.session.setDelegate(self)
@@ -155,10 +163,26 @@ final class GRPCServerConnection {
             self.readyStreams.append(streamID)
         case .dispatch(let call):
             // The service is synchronous and the reply is checked against the deadline, so the timer has
-            // nothing left to do.
-            self.cancelDeadline(stream)
+            // nothing left to do (a message stream keeps it: it covers the whole stream).
+            if !stream.machine.isMessageStream {
+                self.cancelDeadline(stream)
+            }
             let reply = self.service.handle(call, allocator: self.allocator)
             self.perform(stream.machine.replyReady(reply, clock: self.clock), on: stream, streamID: streamID)
+        case .respond(let payload) where stream.machine.wireProtocol != .grpc:
+            self.cancelDeadline(stream)
+            let response = RPCResponseRendering.message(
+                payload, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: self.cors,
+                allocator: self.allocator
+            )
+            self.submitWhole(response, on: stream, streamID: streamID)
+        case .answer(let rejection) where stream.machine.wireProtocol != .grpc || rejection == .preflight:
+            self.cancelDeadline(stream)
+            let response = RPCResponseRendering.answer(
+                rejection, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: self.cors,
+                allocator: self.allocator
+            )
+            self.submitWhole(response, on: stream, streamID: streamID)
         case .respond(let payload):
             self.cancelDeadline(stream)
             stream.body = GRPCResponseBody(payload: payload)
@@ -178,6 +202,48 @@ final class GRPCServerConnection {
             }
         case .stopUpload:
             self.session.submitReset(streamID, errorCode: HTTP2ErrorCode.noError)
+        case .sendMessage(let payload):
+            stream.messages.append(GRPCResponseBody(payload: payload))
+            self.submitOrResumeStreamBody(stream, streamID: streamID)
+            // The next queued message, or the end once the client has half-closed. Recursion depth is bounded
+            // by the messages one read can queue (GRPCMessageReader.maxQueuedMessages).
+            self.perform(stream.machine.dispatch(clock: self.clock), on: stream, streamID: streamID)
+        case .finish(let status):
+            self.cancelDeadline(stream)
+            stream.trailers = GRPCResponseRendering.trailers(status)
+            self.submitOrResumeStreamBody(stream, streamID: streamID)
+        }
+    }
+
+    /// Connect, gRPC-Web and CORS answers: headers built for this response, then the body as is (or none).
+    private func submitWhole(_ response: RenderedHTTPResponse, on stream: Stream, streamID: Int32) {
+        do {
+            if response.body.readableBytes == 0 {
+                stream.body = nil
+                try self.session.submitHeadersOnly(streamID, headers: response.headerBlock)
+            } else {
+                stream.body = GRPCResponseBody(bare: response.body)
+                try self.session.submitResponse(streamID, dynamicHeaders: response.headerBlock)
+            }
+        } catch {
+            stream.body = nil
+            self.submitFailed(streamID: streamID, error)
+        }
+    }
+
+    /// Message streams: the first reply submits the response headers and the body reader; later replies and
+    /// the trailers wake the reader, which nghttp2 parked when it ran out of messages.
+    private func submitOrResumeStreamBody(_ stream: Stream, streamID: Int32) {
+        guard !stream.responseSubmitted else {
+            self.session.resumeData(streamID)
+            return
+        }
+        stream.responseSubmitted = true
+        do {
+            try self.session.submitResponse(streamID, headers: StaticHeaderBlock.successHeaders)
+        } catch {
+            stream.messages.removeAll()
+            self.submitFailed(streamID: streamID, error)
         }
     }
 
@@ -212,8 +278,11 @@ final class GRPCServerConnection {
         stream.deadlineTimer = nil
         let action = stream.machine.deadlineReached()
         self.perform(action, on: stream, streamID: streamID)
-        if case .answer = action {
+        switch action {
+        case .answer, .finish:
             self.onAsynchronousOutput?()
+        default:
+            break
         }
     }
 }
@@ -241,7 +310,10 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         guard let stream = self.stream(streamID) else {
             return
         }
-        let action = stream.machine.receivedHeaders(endStream: endStream, clock: self.clock)
+        let service = self.service
+        let action = stream.machine.receivedHeaders(endStream: endStream, clock: self.clock) {
+            service.isMessageStream(path: $0)
+        }
         self.perform(action, on: stream, streamID: streamID)
     }
 
@@ -283,13 +355,36 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
     {
         // Written in place through the optional: the payload is never referenced twice, so never copied.
         guard let stream = self.stream(streamID), let written = stream.body?.write(into: destination) else {
-            return .unavailable
+            return self.readStreamBody(streamID, into: destination)
         }
         if stream.body?.isComplete == true {
+            let endsWithTrailers = stream.body?.endsWithTrailers ?? true
             stream.body = nil
-            return .last(written, trailers: StaticHeaderBlock.successTrailers)
+            return endsWithTrailers ? .last(written, trailers: StaticHeaderBlock.successTrailers) : .end(written)
         }
         return .bytes(written)
+    }
+}
+
+extension GRPCServerConnection {
+    /// Message streams: as many queued replies as fit, then the trailers once the stream is finished; deferred
+    /// while it waits for the next reply.
+    private func readStreamBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer) -> NGHTTP2BodyChunk {
+        guard let stream = self.stream(streamID), stream.machine.isMessageStream else {
+            return .unavailable
+        }
+        var written = 0
+        while written < destination.count, !stream.messages.isEmpty {
+            written += stream.messages[0].write(into: UnsafeMutableRawBufferPointer(rebasing: destination[written...]))
+            if stream.messages[0].isComplete {
+                stream.messages.removeFirst()
+            }
+        }
+        if stream.messages.isEmpty, let trailers = stream.trailers {
+            stream.trailers = nil
+            return .lastWithTrailers(written, trailers: trailers)
+        }
+        return written > 0 ? .bytes(written) : .deferred
     }
 }
 

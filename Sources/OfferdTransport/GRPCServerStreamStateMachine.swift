@@ -19,6 +19,18 @@ import NIOCore
 /// | ``answerSent()`` | answered, upload unfinished | ``Action/stopUpload`` (RST_STREAM NO_ERROR) |
 /// | ``closed()`` | any | none; every later event is ignored |
 ///
+/// ## Message streams
+/// A path the service names in `isMessageStream(path:)` (server reflection) is a bidirectional stream with
+/// one response message per request message: after the head the machine is ``Phase/streaming``; each
+/// complete request message is queued (``Action/queueForDispatch``), dispatched as one call
+/// (``Action/dispatch(_:)``) and its reply sent as one message (``Action/sendMessage(_:)``, after which the
+/// owner calls ``dispatch(clock:)`` again for the next one). When the client has half-closed and every message
+/// is answered, ``Action/finish(_:)`` sends the trailers (or, if no message was sent, a Trailers-Only
+/// answer). A failure reply, a bad message or the deadline (which covers the whole stream) end the stream
+/// the same way with their status. Limits: replies are never interleaved or reordered, a service cannot send
+/// a message of its own accord or more than one per request, and the stream cannot stay open past the
+/// client's half-close.
+///
 /// Any other event in any other phase is ignored and returns ``Action/none``: data after the end of the stream
 /// or after the answer, a second request head, a deadline after the answer, a reply after a reset. nghttp2
 /// already ends the connection for most of them (they are HTTP/2 protocol errors); the machine stays correct
@@ -45,6 +57,8 @@ struct GRPCServerStreamStateMachine {
         case answered
         /// Closed or reset by either side; nothing more happens.
         case closed
+        /// A message stream between its head and its end: messages in, one reply out for each.
+        case streaming
     }
 
     /// What the owner must do after an event.
@@ -67,6 +81,11 @@ struct GRPCServerStreamStateMachine {
         /// The answer went out while the client was still uploading: reset the stream with NO_ERROR so it
         /// stops (RFC 9113 section 8.1).
         case stopUpload
+        /// Message streams: send this message (after the response headers, if it is the first), then call
+        /// ``GRPCServerStreamStateMachine/dispatch(clock:)`` for what comes next.
+        case sendMessage(ByteBuffer)
+        /// Message streams: after the messages sent, end the stream with trailers carrying this status.
+        case finish(GRPCStatus)
     }
 
     /// The answer when the deadline passes first, whoever notices (timer, dispatch, reply).
@@ -82,6 +101,24 @@ struct GRPCServerStreamStateMachine {
     private var head: GRPCRequestHead
     private var reader: GRPCMessageReader
     private var path = ""
+    /// This stream is a message stream (see the type's documentation).
+    private(set) var isMessageStream = false
+    /// The protocol the request's `content-type` names (gRPC when it names none we speak); the owner renders
+    /// every answer in it, refusals of the head included.
+    var wireProtocol: RPCWireProtocol {
+        self.head.wireProtocol ?? .grpc
+    }
+
+    /// The protocol `content-type` names, `nil` when it names none the port speaks.
+    var requestedProtocol: RPCWireProtocol? {
+        self.head.wireProtocol
+    }
+    /// gRPC-Web text: the body is base64, decoded here before the message reader sees it.
+    private var base64: Base64Decoder?
+    /// Message streams: a dispatch is queued and not yet run.
+    private var dispatchQueued = false
+    /// Message streams: a response message was sent, so the end is trailers, not Trailers-Only.
+    private var responseStarted = false
 
     /// A stream whose request header block has begun, checked against these limits (see
     /// ``GRPCServerConfiguration``). Takes the three numbers rather than the configuration, which is not
@@ -112,7 +149,12 @@ struct GRPCServerStreamStateMachine {
 
     /// A header block ended. The first is the request head: it is validated, and the deadline starts. A later
     /// one is the client's trailers, which matter only when they end the stream.
-    mutating func receivedHeaders(endStream: Bool, clock: some GRPCClock) -> Action {
+    /// `isMessageStream` says whether the accepted path is a message stream; it is asked once per stream.
+    mutating func receivedHeaders(
+        endStream: Bool,
+        clock: some GRPCClock,
+        isMessageStream: (String) -> Bool = { _ in false }
+    ) -> Action {
         guard self.phase == .receivingHeaders else {
             return endStream ? self.receivedEndOfStream() : .none
         }
@@ -125,6 +167,18 @@ struct GRPCServerStreamStateMachine {
             self.phase = .receivingMessage
             if let timeout = accepted.timeout {
                 self.deadline = clock.now() + timeout
+            }
+            if accepted.wireProtocol != .grpc {
+                self.acceptWebProtocol(accepted.wireProtocol)
+            } else if isMessageStream(accepted.path) {
+                self.isMessageStream = true
+                self.phase = .streaming
+                self.reader.allowSeveralMessages()
+                if endStream {
+                    self.dispatchQueued = true
+                    return .queueForDispatch
+                }
+                return self.deadline.map { .armDeadline($0) } ?? .none
             }
             if endStream {
                 // Dispatched before the owner could run a timer; dispatch checks the deadline itself.
@@ -139,7 +193,10 @@ struct GRPCServerStreamStateMachine {
     /// second message is answered at once; bytes after the answer are dropped.
     mutating func receivedData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
         guard self.phase == .receivingMessage else {
-            return .none
+            return self.phase == .streaming ? self.receivedStreamData(bytes, allocator: allocator) : .none
+        }
+        if self.base64 != nil {
+            return self.receivedBase64(bytes, allocator: allocator)
         }
         if let rejection = self.reader.consume(bytes, allocator: allocator) {
             return self.answer(rejection)
@@ -153,6 +210,9 @@ struct GRPCServerStreamStateMachine {
             return .none
         }
         self.requestEnded = true
+        if self.phase == .streaming {
+            return self.queueStreamDispatch()
+        }
         guard self.phase == .receivingMessage else {
             return .none
         }
@@ -164,7 +224,10 @@ struct GRPCServerStreamStateMachine {
     /// has passed (then the service is not called).
     mutating func dispatch(clock: some GRPCClock) -> Action {
         guard self.phase == .awaitingDispatch else {
-            return .none
+            return self.phase == .streaming ? self.dispatchStream(clock: clock) : .none
+        }
+        if let base64 = self.base64, !base64.isAtBoundary {
+            return self.answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body ends inside a base64 group")))
         }
         switch self.reader.finish() {
         case .failure(let rejection):
@@ -174,7 +237,11 @@ struct GRPCServerStreamStateMachine {
                 return self.answer(.status(Self.deadlineExceeded))
             }
             self.phase = .dispatched
-            return .dispatch(GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline))
+            var call = GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline)
+            if self.wireProtocol == .connect(json: true) {
+                call.codec = .json
+            }
+            return .dispatch(call)
         }
     }
 
@@ -182,7 +249,7 @@ struct GRPCServerStreamStateMachine {
     /// for a stream already answered or closed is dropped.
     mutating func replyReady(_ reply: GRPCUnaryReply, clock: some GRPCClock) -> Action {
         guard self.phase == .dispatched else {
-            return .none
+            return self.phase == .streaming ? self.streamReplyReady(reply, clock: clock) : .none
         }
         if let deadline = self.deadline, clock.now() >= deadline {
             return self.answer(.status(Self.deadlineExceeded))
@@ -205,6 +272,8 @@ struct GRPCServerStreamStateMachine {
         switch self.phase {
         case .receivingMessage, .awaitingDispatch, .dispatched:
             return self.answer(.status(Self.deadlineExceeded))
+        case .streaming:
+            return self.finishStream(Self.deadlineExceeded)
         case .receivingHeaders, .responding, .answered, .closed:
             return .none
         }
@@ -228,5 +297,97 @@ struct GRPCServerStreamStateMachine {
     private mutating func answer(_ rejection: GRPCStreamRejection) -> Action {
         self.phase = .answered
         return .answer(rejection)
+    }
+
+    /// The request's `origin` header, for CORS.
+    var origin: String? {
+        self.head.origin
+    }
+
+    // MARK: - gRPC-Web and Connect
+
+    private mutating func acceptWebProtocol(_ wireProtocol: RPCWireProtocol) {
+        switch wireProtocol {
+        case .connect:
+            self.reader.expectBareBody()
+        case .grpcWeb(let text):
+            if text {
+                self.base64 = Base64Decoder()
+            }
+        case .grpc:
+            break
+        }
+    }
+
+    private mutating func receivedBase64(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
+        guard let decoded = self.base64?.decode(bytes) else {
+            return self.answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body is not valid base64")))
+        }
+        let rejection = decoded.withUnsafeBytes { self.reader.consume($0, allocator: allocator) }
+        return rejection.map { self.answer($0) } ?? .none
+    }
+
+    // MARK: - Message streams
+
+    private mutating func receivedStreamData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
+        if let rejection = self.reader.consume(bytes, allocator: allocator) {
+            guard self.responseStarted else {
+                return self.answer(rejection)
+            }
+            return self.finishStream(rejection.grpcStatus ?? GRPCStatus(.invalidArgument, "malformed request"))
+        }
+        return self.reader.hasMessage ? self.queueStreamDispatch() : .none
+    }
+
+    private mutating func queueStreamDispatch() -> Action {
+        guard !self.dispatchQueued else {
+            return .none
+        }
+        self.dispatchQueued = true
+        return .queueForDispatch
+    }
+
+    /// The next queued message as a call, or the end of the stream once the client has half-closed and every
+    /// message is answered.
+    private mutating func dispatchStream(clock: some GRPCClock) -> Action {
+        self.dispatchQueued = false
+        if let deadline = self.deadline, clock.now() >= deadline {
+            return self.finishStream(Self.deadlineExceeded)
+        }
+        if let message = self.reader.nextMessage() {
+            return .dispatch(GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline))
+        }
+        guard self.requestEnded else {
+            return .none
+        }
+        if let rejection = self.reader.streamEndRejection() {
+            return self.finishStream(rejection.grpcStatus ?? GRPCStatus(.invalidArgument, "malformed request"))
+        }
+        return self.finishStream(GRPCStatus(.ok, ""))
+    }
+
+    private mutating func streamReplyReady(_ reply: GRPCUnaryReply, clock: some GRPCClock) -> Action {
+        if let deadline = self.deadline, clock.now() >= deadline {
+            return self.finishStream(Self.deadlineExceeded)
+        }
+        switch reply {
+        case .message(let payload):
+            guard payload.readableBytes <= Int(UInt32.max) else {
+                return self.finishStream(Self.responseTooLarge)
+            }
+            self.responseStarted = true
+            return .sendMessage(payload)
+        case .failure(let status):
+            return self.finishStream(status)
+        }
+    }
+
+    /// Ends a message stream with `status`: trailers after the messages sent, or Trailers-Only before any.
+    private mutating func finishStream(_ status: GRPCStatus) -> Action {
+        guard self.responseStarted else {
+            return self.answer(.status(status))
+        }
+        self.phase = .responding
+        return .finish(status)
     }
 }

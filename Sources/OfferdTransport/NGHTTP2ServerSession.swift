@@ -33,6 +33,14 @@ enum NGHTTP2BodyChunk {
     case last(Int, trailers: StaticHeaderBlock)
     /// The stream has no body to read: nghttp2 resets it with INTERNAL_ERROR.
     case unavailable
+    /// This many bytes were written and the body, which has no trailers, ends the stream.
+    case end(Int)
+    /// Nothing to send yet (a message stream waiting for its next reply): nghttp2 asks again after
+    /// ``NGHTTP2ServerSession/resumeData(_:)``.
+    case deferred
+    /// This many bytes were written and the body is complete: send these per-call trailers (ending the
+    /// stream); nghttp2 copies them.
+    case lastWithTrailers(Int, trailers: GRPCHeaderBlock)
 }
 
 /// The single Swift owner of a server-side `nghttp2_session`: creates and configures it (settings, flood
@@ -157,12 +165,40 @@ final class NGHTTP2ServerSession {
         )
     }
 
+    /// Submits response headers built per response (nghttp2 copies them) and a body read through
+    /// ``NGHTTP2ServerSessionDelegate/sessionReadResponseBody(_:into:)``.
+    func submitResponse(_ streamID: Int32, dynamicHeaders headers: GRPCHeaderBlock) throws(NGHTTP2Error) {
+        var provider = nghttp2_data_provider(
+            source: nghttp2_data_source(ptr: nil),
+            read_callback: { _, streamID, buffer, length, flags, _, userData in
+                guard let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+                return NGHTTP2ServerSession.withOwner(userData, orElse: Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)) {
+                    $0.readResponseBody(
+                        streamID,
+                        into: UnsafeMutableRawBufferPointer(start: buffer, count: length),
+                        flags: flags
+                    )
+                }
+            }
+        )
+        let result = headers.withNGHTTP2Fields { fields, count in
+            nghttp2_submit_response(self.session, streamID, fields, count, &provider)
+        }
+        _ = try NGHTTP2Error.check(result, "nghttp2_submit_response")
+    }
+
     /// Submits one header block that ends the stream (no body); nghttp2 copies the fields.
     func submitHeadersOnly(_ streamID: Int32, headers: GRPCHeaderBlock) throws(NGHTTP2Error) {
         let result = headers.withNGHTTP2Fields { fields, count in
             nghttp2_submit_response(self.session, streamID, fields, count, nil)
         }
         _ = try NGHTTP2Error.check(result, "nghttp2_submit_response")
+    }
+
+    /// Asks nghttp2 to read a deferred body again (``NGHTTP2BodyChunk/deferred``); a failure means the stream
+    /// is not deferred or is gone, and nothing needs doing.
+    func resumeData(_ streamID: Int32) {
+        _ = nghttp2_session_resume_data(self.session, streamID)
     }
 
     /// Submits RST_STREAM; a failure means the stream is already gone, which is what was wanted.
@@ -218,6 +254,17 @@ final class NGHTTP2ServerSession {
             return result < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
         case .unavailable:
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
+        case .deferred:
+            return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+        case .end(let count):
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return count
+        case .lastWithTrailers(let count, let trailers):
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+            let result = trailers.withNGHTTP2Fields { fields, fieldCount in
+                nghttp2_submit_trailer(self.session, streamID, fields, fieldCount)
+            }
+            return result < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
         }
     }
 
@@ -307,6 +354,9 @@ final class NGHTTP2ServerSession {
             guard let frame else { return NGHTTP2_ERR_CALLBACK_FAILURE.rawValue }
             return NGHTTP2ServerSession.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
                 let header = frame.pointee.hd
+                // HEADERS only: an answer that ends with its body (Connect, gRPC-Web) is not followed by
+                // RST_STREAM(NO_ERROR) while the client still uploads, because curl (7.88) then fails the call
+                // although the answer was whole; the rest of that upload is dropped by nghttp2.
                 if header.type == UInt8(NGHTTP2_HEADERS.rawValue),
                     header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
                 {

@@ -19,6 +19,7 @@ struct OfferdCommand: AsyncParsableCommand {
         abstract: "An offer-decisioning gRPC server for the edge.",
         subcommands: [
             Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self, DecideCommand.self,
+            ProtoCommand.self,
         ])
 }
 
@@ -47,6 +48,14 @@ struct Serve: AsyncParsableCommand {
     var events = "file:offerd-events.log"
     @Option(help: "Decision events held in memory while the event log is unreachable.")
     var eventsBuffer = 100_000
+    @Option(
+        name: .customLong("cors-origin"),
+        help: "A browser origin allowed to call with gRPC-Web or Connect (CORS), e.g. https://app.example.com; repeatable.")
+    var corsOrigins: [String] = []
+    @Option(help: "Serve TLS with this PEM certificate chain (needs --tls-key); reloaded when the file changes.")
+    var tlsCert: String?
+    @Option(help: "The PEM private key of --tls-cert.") var tlsKey: String?
+    @Option(help: "Require client certificates signed by this PEM CA (mTLS; needs --tls-cert).") var tlsClientCa: String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -57,6 +66,8 @@ struct Serve: AsyncParsableCommand {
         guard eventsBuffer >= 1 else { throw ValidationError("--events-buffer must be at least 1") }
         var probe = ServerConfiguration(catalogPath: "", snapshotPath: "")
         do { try probe.setEvents(events) } catch { throw ValidationError("\(error)") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCa != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
     }
 
     func run() async throws {
@@ -78,6 +89,10 @@ struct Serve: AsyncParsableCommand {
         configuration.idleTimeout = idleTimeout.duration
         try configuration.setEvents(events)
         configuration.eventsBuffer = eventsBuffer
+        configuration.corsOrigins = corsOrigins
+        configuration.tlsCertificatePath = tlsCert
+        configuration.tlsKeyPath = tlsKey
+        configuration.tlsClientCAPath = tlsClientCa
 
         // Signals are taken over before anything starts, so an early SIGTERM is handled, not fatal.
         let signals = SignalStream(signals: [SIGTERM, SIGINT, SIGHUP])
@@ -309,6 +324,42 @@ struct ProfilesCommand: ParsableCommand {
         func run() throws {
             guard count >= 0 else { throw ValidationError("--count must be >= 0") }
             try SyntheticProfiles.write(count: count, seed: seed, to: output)
+        }
+    }
+}
+
+// MARK: - proto
+
+struct ProtoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proto", abstract: "The API's protobuf definitions.", subcommands: [Descriptor.self])
+
+    struct Descriptor: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the FileDescriptorSet of the API (imports included), as served by server reflection.")
+
+        @Option(help: "The file to write ('-' for standard output).") var output: String
+
+        func run() throws {
+            var bytes = APIDescriptorSet.bytes
+            if output == "-" {
+                let written = bytes.withUnsafeMutableBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+                guard written == bytes.count else {
+                    printError("could not write the descriptor set to standard output")
+                    throw ExitCode(1)
+                }
+                return
+            }
+            guard let file = fopen(output, "wb") else {
+                printError("\(output): \(String(cString: strerror(errno)))")
+                throw ExitCode(1)
+            }
+            let written = bytes.withUnsafeMutableBytes { fwrite($0.baseAddress, 1, $0.count, file) }
+            let closed = fclose(file)
+            guard written == bytes.count, closed == 0 else {
+                printError("\(output): could not write \(bytes.count) bytes")
+                throw ExitCode(1)
+            }
         }
     }
 }

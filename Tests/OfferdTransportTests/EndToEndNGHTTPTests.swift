@@ -54,7 +54,7 @@ struct EndToEndNGHTTPTests {
         }
     }
 
-    @Test("a non-gRPC content-type gets 415", arguments: ["application/json", nil])
+    @Test("a content-type of none of the port's protocols gets 415", arguments: ["text/plain", nil])
     func wrongContentType(contentType: String?) async throws {
         try await withTestServer { _, port, service in
             let call = try await NGHTTPCall.run(

@@ -23,15 +23,26 @@ struct EndToEndRawHTTP2Tests {
         }
     }
 
-    @Test("garbage instead of the preface: GOAWAY(PROTOCOL_ERROR), close, and the next client is served")
+    @Test("the preface followed by something other than SETTINGS: GOAWAY(PROTOCOL_ERROR), close, and the next client is served")
     func garbagePreface() async throws {
         try await withTestServer { _, port, _ in
             let client = try RawHTTP2Client(port: port)
-            try client.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            // A preface goes to HTTP/2 (anything else is HTTP/1.1 since the port speaks both); nghttp2 then
+            // wants SETTINGS first.
+            try client.send(
+                RawHTTP2Client.connectionPreface().prefix(24)
+                    + RawHTTP2Client.frame(type: 6, streamID: 0, payload: [0, 0, 0, 0, 0, 0, 0, 0])
+            )
             let frames = try client.readUntilClosed()
             #expect(client.isClosedByPeer)
             let goAway = frames.first { $0.type == RawFrame.goAway }?.goAwayFields
             #expect(goAway?.errorCode == 1, "PROTOCOL_ERROR expected, frames: \(frames.map(\.type))")
+
+            // An HTTP/1.1 request that is none of the port's protocols: answered (405) and closed.
+            let http1 = try RawHTTP2Client(port: port)
+            try http1.send(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            _ = try http1.readUntilClosed()
+            #expect(http1.isClosedByPeer)
 
             let call = try await NGHTTPCall.run(port: port, path: "/test.Echo/Echo", body: grpcFrame([1, 2, 3]))
             #expect(call.value("grpc-status") == "0")

@@ -49,8 +49,9 @@ struct GRPCRequestHeadTests {
         "content-type",
         arguments: [
             ("application/grpc", true), ("application/grpc+proto", true), ("application/grpc;charset=utf-8", true),
-            ("Application/GRPC", true), ("application/json", false), ("application/grpcx", false),
-            ("application/grp", false), ("", false), ("text/plain", false),
+            ("Application/GRPC", true), ("application/json", true), ("application/proto", true),
+            ("application/grpc-web", true), ("application/grpc-web-text+proto", true), ("application/xml", false),
+            ("application/grpcx", false), ("application/grp", false), ("", false), ("text/plain", false),
         ]
     )
     func contentType(value: String, accepted: Bool) {

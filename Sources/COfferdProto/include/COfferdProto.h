@@ -4,7 +4,10 @@
 #define COFFERD_PROTO_H
 
 #include <protobuf-c/protobuf-c.h>
+#include "offerd_descriptor_set.h"
 #include "offerd/v1/decisioning.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 
 #endif /* COFFERD_PROTO_H */

@@ -1,0 +1,108 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import OfferdTransport
+
+/// The HTTP/1.1 pipeline on an embedded channel: its timers on the loop's manual clock (exact to the
+/// nanosecond, no sleeps), keep-alive, and the answers to hostile input.
+@Suite("HTTP/1.1 connection")
+struct HTTP1ConnectionTests {
+    private static func channel(_ configure: (inout GRPCServerConfiguration) -> Void = { _ in }) throws
+        -> EmbeddedChannel
+    {
+        let channel = EmbeddedChannel()
+        var configuration = GRPCServerConfiguration()
+        configure(&configuration)
+        try GRPCServer.configureHTTP1(
+            channel.pipeline.syncOperations, configuration: configuration, service: EchoService(),
+            logger: Logger(label: "test")
+        )
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    private static func send(_ text: String, to channel: EmbeddedChannel) throws {
+        try channel.writeInbound(ByteBuffer(string: text))
+    }
+
+    private static func output(_ channel: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let part = try channel.readOutbound(as: ByteBuffer.self) {
+            text += String(buffer: part)
+        }
+        return text
+    }
+
+    private static let echo = "POST /test.Echo/Echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/proto\r\n"
+
+    @Test("a body slower than the request timeout gets 408 and the connection closes, not a nanosecond earlier")
+    func slowBody() throws {
+        let channel = try Self.channel()
+        try Self.send(Self.echo + "content-length: 10\r\n\r\nab", to: channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(try Self.output(channel) == "")
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 408"))
+        #expect(!channel.isActive)
+    }
+
+    @Test("a head that never completes (slowloris) is closed after the request timeout")
+    func slowHead() throws {
+        let channel = try Self.channel()
+        try Self.send("POST /test.Echo/Echo HT", to: channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test("keep-alive: answered requests leave the connection open until the idle timeout")
+    func keepAliveThenIdle() throws {
+        let channel = try Self.channel { $0.idleTimeout = .seconds(60) }
+        for _ in 0..<3 {
+            try Self.send(Self.echo + "content-length: 2\r\n\r\nhi", to: channel)
+            let answer = try Self.output(channel)
+            #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
+            #expect(answer.hasSuffix("\r\n\r\nhi"))
+        }
+        channel.embeddedEventLoop.advanceTime(by: .seconds(60) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test("a body over the limit is refused from its size; the rest is dropped and the connection serves on")
+    func oversizedBody() throws {
+        let channel = try Self.channel { $0.maxMessageBytes = 4 }
+        try Self.send(Self.echo + "transfer-encoding: chunked\r\n\r\n5\r\nabcde\r\n", to: channel)
+        let refused = try Self.output(channel)
+        #expect(refused.hasPrefix("HTTP/1.1 429"))
+        #expect(refused.contains("\"code\":\"resource_exhausted\""))
+        try Self.send("5\r\nfghij\r\n0\r\n\r\n", to: channel)
+        try Self.send(Self.echo + "content-length: 2\r\n\r\nok", to: channel)
+        #expect(try Self.output(channel).hasSuffix("\r\n\r\nok"))
+        #expect(channel.isActive)
+    }
+
+    @Test("malformed chunked encoding: 400 and close")
+    func badChunked() throws {
+        let channel = try Self.channel()
+        try? Self.send(Self.echo + "transfer-encoding: chunked\r\n\r\nzz\r\n", to: channel)
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 400"))
+        #expect(!channel.isActive)
+    }
+
+    @Test("plain gRPC over HTTP/1.1 is 415 and closes")
+    func plainGRPC() throws {
+        let channel = try Self.channel()
+        try Self.send(
+            "POST /test.Echo/Echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/grpc\r\ncontent-length: 0\r\n\r\n",
+            to: channel
+        )
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 415"))
+        #expect(!channel.isActive)
+    }
+}
