@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh --with-python
 proto/generate.sh --check
+# The house format (.swift-format: 4 spaces, 120 columns), checked, never applied here: `swift format format -i -r`
+# with the same paths applies it.
+swift format lint --strict -r Sources Tests benchmarks/micro/Sources benchmarks/peers/Sources fuzz/Sources \
+    Package.swift benchmarks/micro/Package.swift benchmarks/peers/Package.swift fuzz/Package.swift
 
 swift build --build-tests
 swift test --skip-build --parallel

@@ -138,7 +138,9 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
                 try file.write(record, at: end)
             } catch {
                 // Leave no partial record behind: the next append would follow it and be cut at the next open.
-                do { try file.truncate(to: end) } catch { stop(because: "a failed write could not be cut off (\(error))") }
+                do { try file.truncate(to: end) } catch {
+                    stop(because: "a failed write could not be cut off (\(error))")
+                }
                 throw error
             }
             do throws(EventLogError) {
@@ -179,7 +181,8 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         let bytes = try plan.file.read(count: plan.endOffset - plan.startOffset, at: plan.startOffset)
         guard bytes.count == plan.endOffset - plan.startOffset else {
             throw EventLogError.system(
-                call: "pread", path: path, errno: 0, message: "the file is shorter than its index (changed underneath?)")
+                call: "pread", path: path, errno: 0, message: "the file is shorter than its index (changed underneath?)"
+            )
         }
         var records: [EventLogRecord] = []
         var offset = 0
@@ -230,7 +233,8 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
                 while from < current.endOffset {
                     let chunk = try file.read(count: min(4 << 20, current.endOffset - from), at: from)
                     guard !chunk.isEmpty else {
-                        throw EventLogError.system(call: "pread", path: path, errno: 0, message: "unexpected end of file")
+                        throw EventLogError.system(
+                            call: "pread", path: path, errno: 0, message: "unexpected end of file")
                     }
                     try copy.write(chunk, at: to)
                     from += chunk.count

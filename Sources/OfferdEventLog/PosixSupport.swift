@@ -140,7 +140,9 @@ final class EventLogFile {
             var ownership = Self.lockRange(start: 0)
             if fcntl(descriptor, Self.setOFDLock, &ownership) != 0 {
                 let failure = errno
-                guard failure == EAGAIN || failure == EACCES else { throw systemError("fcntl(F_OFD_SETLK)", path: path) }
+                guard failure == EAGAIN || failure == EACCES else {
+                    throw systemError("fcntl(F_OFD_SETLK)", path: path)
+                }
                 throw EventLogError.locked(path: path, pid: holderPID())
             }
             var naming = Self.lockRange(start: 1)

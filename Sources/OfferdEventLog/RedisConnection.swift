@@ -121,7 +121,9 @@ final class RedisConnection {
     private func connected() throws(EventLogError) -> UnsafeMutablePointer<redisContext> {
         if let context { return context }
         let endpoint = "\(configuration.host):\(configuration.port)"
-        guard let fresh = redisConnectWithTimeout(configuration.host, Int32(configuration.port), timeval(timeouts.connect))
+        guard
+            let fresh = redisConnectWithTimeout(
+                configuration.host, Int32(configuration.port), timeval(timeouts.connect))
         else {
             throw EventLogError.unavailable("connect \(endpoint): out of memory")
         }
@@ -167,7 +169,9 @@ final class RedisConnection {
     /// - An error reply is ``EventLogError/rejected(command:message:)``, except the replies of a server that is
     ///   up but cannot serve yet (`LOADING` after a restart, `MASTERDOWN`, `TRYAGAIN`, `BUSY`), which are
     ///   ``EventLogError/unavailable(_:)``.
-    private func hiredisFailure(command: [UInt8], context failed: UnsafeMutablePointer<redisContext>?, reply: RedisValue?)
+    private func hiredisFailure(
+        command: [UInt8], context failed: UnsafeMutablePointer<redisContext>?, reply: RedisValue?
+    )
         -> EventLogError
     {
         let name = String(decoding: command, as: UTF8.self)
@@ -209,7 +213,10 @@ final class RedisConnection {
             var elements: [RedisValue] = []
             elements.reserveCapacity(value.elements)
             for position in 0..<value.elements {
-                guard let element = value.element[position] else { elements.append(.null); continue }
+                guard let element = value.element[position] else {
+                    elements.append(.null)
+                    continue
+                }
                 elements.append(copy(element))
             }
             return .array(elements)

@@ -140,7 +140,9 @@ public final class RedisStreamEventLog: EventLog, @unchecked Sendable {
             entries = lastBatch.entries
         } else {
             let idText = Array(id.description.utf8)
-            let reply = try reader.command([Array("XRANGE".utf8), key, idText, idText, Array("COUNT".utf8), Array("1".utf8)])
+            let reply = try reader.command([
+                Array("XRANGE".utf8), key, idText, idText, Array("COUNT".utf8), Array("1".utf8),
+            ])
             guard case .array(let found) = try Self.success(reply, command: "XRANGE") else {
                 throw EventLogError.rejected(command: "XRANGE", message: "unexpected reply \(reply)")
             }
@@ -152,7 +154,9 @@ public final class RedisStreamEventLog: EventLog, @unchecked Sendable {
         }
         guard Int(after) + 1 < entries.count else { return [] }
         let end = min(entries.count, Int(after) + 1 + maxCount)
-        return (Int(after) + 1..<end).map { EventLogRecord(position: id.position(index: UInt32($0)), entry: entries[$0]) }
+        return (Int(after) + 1..<end).map {
+            EventLogRecord(position: id.position(index: UInt32($0)), entry: entries[$0])
+        }
     }
 
     /// `XREAD` from `after`, blocking up to `timeout`.
@@ -196,7 +200,8 @@ public final class RedisStreamEventLog: EventLog, @unchecked Sendable {
     }
 
     /// Decodes `[id, [field, value, ...]]`; the batch is the value of the `batch` field.
-    private static func decodeStreamEntry(_ value: RedisValue) throws(EventLogError) -> (RedisStreamID, [EventLogEntry]) {
+    private static func decodeStreamEntry(_ value: RedisValue) throws(EventLogError) -> (RedisStreamID, [EventLogEntry])
+    {
         guard case .array(let pair) = value, pair.count == 2, let idText = pair[0].text, let id = RedisStreamID(idText)
         else {
             throw EventLogError.rejected(command: "XREAD", message: "a stream entry without an id: \(value)")

@@ -269,7 +269,10 @@ public final class LiveOverlaySnapshot: Sendable {
 
     /// The total counter of `offer`, `event`, `period` at the bucket holding `timeMs` (tests, metrics).
     public func total(offer: String, event: CappingEvent, period: CappingPeriod, timeMs: Int64) -> Int {
-        totals[LiveCounterKey(offer: offer, event: event, period: period, bucket: CalendarBuckets.bucket(period, timeMs: timeMs))] ?? 0
+        totals[
+            LiveCounterKey(
+                offer: offer, event: event, period: period, bucket: CalendarBuckets.bucket(period, timeMs: timeMs))]
+            ?? 0
     }
 }
 

@@ -59,7 +59,7 @@ private final class AdminHandler: ChannelInboundHandler {
         case .head(let head):
             requestHead = head
         case .body:
-            break  // no endpoint takes a body
+            break // no endpoint takes a body
         case .end:
             guard let head = requestHead else { return }
             requestHead = nil
@@ -97,8 +97,9 @@ private final class AdminHandler: ChannelInboundHandler {
         headers.add(name: "content-type", value: contentType)
         headers.add(name: "content-length", value: String(body.count))
         if !head.isKeepAlive { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
-                      promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil)
         if head.method != .HEAD {
             var buffer = context.channel.allocator.buffer(capacity: body.count)
             buffer.writeBytes(body)

@@ -6,9 +6,9 @@ import OfferdSnapshot
 import OfferdWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `offerd decide batch` (SPEC 12): many decisions without a server, JSON Lines in, JSON Lines out in input order.
@@ -102,7 +102,7 @@ public final class BatchDecider: Sendable {
         var output: [UInt8] = []
         var stats = BatchStats()
         decide(request, profile: snapshot.profile(for: request.identity), into: &output, stats: &stats)
-        output.removeLast()  // the newline
+        output.removeLast() // the newline
         return output
     }
 
@@ -288,7 +288,7 @@ public final class BatchDecider: Sendable {
         let blockSize = configuration.chunkBytes
         var pending: [UInt8] = []
         var lineNumber = 1
-        var skipping: Int?  // the number of a too-long line being skipped
+        var skipping: Int? // the number of a too-long line being skipped
         var reported: Int?
         var block = [UInt8](repeating: 0, count: blockSize)
         while true {
@@ -310,7 +310,7 @@ public final class BatchDecider: Sendable {
             if let lastNewline = slice.lastIndex(of: UInt8(ascii: "\n")) {
                 pending.append(contentsOf: slice[..<(lastNewline + 1)])
                 let lines = pending.count(where: { $0 == UInt8(ascii: "\n") })
-                pending.removeLast()  // the final newline: the chunk ends there
+                pending.removeLast() // the final newline: the chunk ends there
                 guard submit(.lines(pending, firstLine: lineNumber, skippedLine: reported), pending.count + 1) else {
                     return
                 }

@@ -137,7 +137,8 @@ public final class DecisioningService: GRPCUnaryService {
             return .failure(GRPCStatus(.invalidArgument, problem))
         }
         if request.explain && !allowExplain {
-            return .failure(GRPCStatus(.permissionDenied, "explain is not allowed: start the server with --allow-explain"))
+            return .failure(
+                GRPCStatus(.permissionDenied, "explain is not allowed: start the server with --allow-explain"))
         }
         if shuttingDown.load(ordering: .relaxed) {
             return .failure(GRPCStatus(.unavailable, "the server is shutting down"))

@@ -204,7 +204,8 @@ public final class LiveStateRuntime: Sendable {
                 .map(\.id)
             if offers.isEmpty { continue }
             entries.append(
-                EventLogEntry(key: key, type: .decision, timeMs: timeMs, offerIDs: offers, serverID: serverID, batchNumber: 0))
+                EventLogEntry(
+                    key: key, type: .decision, timeMs: timeMs, offerIDs: offers, serverID: serverID, batchNumber: 0))
         }
         enqueue(entries)
     }
@@ -248,14 +249,19 @@ public final class LiveStateRuntime: Sendable {
                 if pending.isEmpty && inFlight == nil { return }
                 if let stopDeadline, ContinuousClock.now >= stopDeadline {
                     let lost = pending.count + (inFlight?.count ?? 0)
-                    if lost > 0 { logger.warning("event log: decision events not written at shutdown", metadata: ["events": "\(lost)"]) }
+                    if lost > 0 {
+                        logger.warning(
+                            "event log: decision events not written at shutdown", metadata: ["events": "\(lost)"])
+                    }
                     return
                 }
             }
-            let waiting = inFlight == nil ? submissions.withLockedValue { queued -> [Submission] in
-                defer { queued.removeAll(keepingCapacity: true) }
-                return queued
-            } : []
+            let waiting =
+                inFlight == nil
+                ? submissions.withLockedValue { queued -> [Submission] in
+                    defer { queued.removeAll(keepingCapacity: true) }
+                    return queued
+                } : []
             if inFlight == nil && (!pending.isEmpty || !waiting.isEmpty) {
                 batchNumber += 1
                 let count = min(Self.batchLimit, pending.count)

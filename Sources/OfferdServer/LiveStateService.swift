@@ -25,7 +25,8 @@ extension DecisioningService {
     private func liveState() -> Result<(LiveStateRuntime, ProfileSnapshot), GRPCStatus> {
         guard let live else {
             return .failure(
-                GRPCStatus(.failedPrecondition, "this server has no event log (--events none): nothing can be recorded"))
+                GRPCStatus(.failedPrecondition, "this server has no event log (--events none): nothing can be recorded")
+            )
         }
         if isShuttingDown { return .failure(GRPCStatus(.unavailable, "the server is shutting down")) }
         guard live.isReplayed, let snapshot = snapshots.load() else {
@@ -70,7 +71,9 @@ extension DecisioningService {
             // Validated: identity and type are present.
             guard let identity = event.identity, let type = event.type else { continue }
             let key = profileKey(identity, in: snapshot)
-            if overlay.knows(eventID: event.eventID, for: key) || !seenInCall.insert("\(key)\u{1F}\(event.eventID)").inserted {
+            if overlay.knows(eventID: event.eventID, for: key)
+                || !seenInCall.insert("\(key)\u{1F}\(event.eventID)").inserted
+            {
                 duplicates += 1
                 continue
             }
@@ -119,14 +122,17 @@ extension DecisioningService {
         case .success(let state): (live, snapshot) = state
         case .failure(let status): return .failure(status)
         }
-        guard let identity = request.identity else { return .failure(GRPCStatus(.invalidArgument, "identity is required")) }
+        guard let identity = request.identity else {
+            return .failure(GRPCStatus(.invalidArgument, "identity is required"))
+        }
         let key = profileKey(identity, in: snapshot)
         let overlay = live.overlays.load() ?? LiveOverlaySnapshot.empty
         if overlay.knows(eventID: request.eventID, for: key) {
             return message(EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: true), allocator: allocator)
         }
         if request.dryRun {
-            return message(EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: false), allocator: allocator)
+            return message(
+                EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: false), allocator: allocator)
         }
         let entry = EventLogEntry(
             key: key, type: .consent, timeMs: CalendarBuckets.milliseconds(now()), eventID: request.eventID,

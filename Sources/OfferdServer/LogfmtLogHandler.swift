@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Logging
 import OfferdSnapshot
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A swift-log handler that writes one logfmt line per event to standard error:
 /// `ts=2026-11-29T14:00:00.123Z level=info msg="catalog loaded" path=... version=...`.
@@ -31,7 +32,7 @@ public struct LogfmtLogHandler: LogHandler {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         for key in merged.keys.sorted() {
-            line += " \(key)=\(Self.quoted(merged[key]!.description))"  // key comes from merged.keys
+            line += " \(key)=\(Self.quoted(merged[key]!.description))" // key comes from merged.keys
         }
         line += "\n"
         // One write(2) per event keeps lines from concurrent threads whole.

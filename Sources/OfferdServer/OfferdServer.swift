@@ -137,7 +137,8 @@ public final class OfferdServer: Sendable {
             "listening",
             metadata: [
                 "grpc": "\(configuration.host):\(server.grpcPort ?? configuration.port)",
-                "tls": "\(configuration.tlsCertificatePath == nil ? "off" : configuration.tlsClientCAPath == nil ? "on" : "mtls")",
+                "tls":
+                    "\(configuration.tlsCertificatePath == nil ? "off" : configuration.tlsClientCAPath == nil ? "on" : "mtls")",
                 "admin": "\(server.adminPort.map { "\(configuration.host):\($0)" } ?? "disabled")",
                 "threads": "\(configuration.threads)",
             ])

@@ -29,10 +29,10 @@ public final class ServerMetrics: Sendable {
     }
 
     public let registry: PrometheusCollectorRegistry
-    private let callCounters: [[CoreMetrics.Counter]]  // [method][status code]
-    private let latency: [CoreMetrics.Timer]  // [method]
-    private let decisionCounters: [[CoreMetrics.Counter]]  // [outcome][reason]
-    private let reloadSuccesses: [CoreMetrics.Counter]  // [ReloadKind index]
+    private let callCounters: [[CoreMetrics.Counter]] // [method][status code]
+    private let latency: [CoreMetrics.Timer] // [method]
+    private let decisionCounters: [[CoreMetrics.Counter]] // [outcome][reason]
+    private let reloadSuccesses: [CoreMetrics.Counter] // [ReloadKind index]
     private let reloadFailures: [CoreMetrics.Counter]
 
     public init() {
@@ -90,7 +90,7 @@ public final class ServerMetrics: Sendable {
     }
 
     func recordReload(_ kind: ReloadKind, succeeded: Bool) {
-        let index = ReloadKind.allCases.firstIndex(of: kind)!  // every case is in allCases
+        let index = ReloadKind.allCases.firstIndex(of: kind)! // every case is in allCases
         (succeeded ? reloadSuccesses : reloadFailures)[index].increment()
     }
 }

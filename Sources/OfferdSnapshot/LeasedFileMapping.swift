@@ -1,3 +1,5 @@
+import Dispatch
+
 // A snapshot file mapped in place under a read lease, and the one place that
 // reacts when a writer breaks a lease. One of the files of OfferdSnapshot that
 // hold unsafe code (the list is in ProfileSnapshot.swift); the builder maps its
@@ -9,7 +11,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Dispatch
 
 /// A whole snapshot file mapped read-only (`MAP_SHARED`) while this process holds a read lease on it.
 ///

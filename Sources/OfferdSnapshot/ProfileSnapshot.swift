@@ -168,9 +168,12 @@ public final class ProfileSnapshot: Sendable {
         if loading == .mapWhenLeased {
             // The size and the header length are read again under the lease: from then on no writer can change
             // them without first making the mapping move to a private copy.
-            switch LeasedFileMapping.map(file: file, count: { file throws(SystemCallError) in
-                Int(try FileStatus.of(file).size)
-            }) {
+            switch LeasedFileMapping.map(
+                file: file,
+                count: { file throws(SystemCallError) in
+                    Int(try FileStatus.of(file).size)
+                })
+            {
             case .success(let mapping):
                 descriptorOwnedByMapping = true
                 let region = SnapshotBuffer(mapping: mapping, chunkedFrom: headerLength(of: mapping))
@@ -333,7 +336,8 @@ public final class ProfileSnapshot: Sendable {
                 let idLength = region.int32(position + 4 + namespaceLength)
             else { return false }
             let idStart = position + 8 + namespaceLength
-            if region.equals(idStart, idLength, id), region.equalsFoldingASCII(position + 4, namespaceLength, namespace) {
+            if region.equals(idStart, idLength, id), region.equalsFoldingASCII(position + 4, namespaceLength, namespace)
+            {
                 return true
             }
             position = idStart + idLength

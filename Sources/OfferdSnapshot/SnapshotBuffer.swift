@@ -1,3 +1,5 @@
+import Dispatch
+
 // The snapshot's bytes, mapped under a lease or read once into one buffer, and
 // their bounds-checked readers. One of the files of OfferdSnapshot that hold
 // unsafe code (the list is in ProfileSnapshot.swift): every read of a record
@@ -11,7 +13,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Dispatch
 
 /// A whole snapshot file in one immutable buffer, freed (or unmapped) when the last reference goes.
 ///

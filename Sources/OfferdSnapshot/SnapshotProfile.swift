@@ -147,7 +147,8 @@ public struct SnapshotProfile: ProfileView, Sendable {
         else { return primaryIdentity.withUTF8(body) }
         // The spans live only for `body`'s call, while the record's mapping is held by `snapshot`.
         let namespace = unsafe Span<UInt8>(
-            _unsafeBytes: UnsafeRawBufferPointer(rebasing: region.bytes[(position + 4)..<(position + 4 + namespaceLength)]))
+            _unsafeBytes: UnsafeRawBufferPointer(
+                rebasing: region.bytes[(position + 4)..<(position + 4 + namespaceLength)]))
         let id = unsafe Span<UInt8>(
             _unsafeBytes: UnsafeRawBufferPointer(
                 rebasing: region.bytes[(position + 8 + namespaceLength)..<(position + 8 + namespaceLength + idLength)]))
@@ -308,7 +309,8 @@ public struct SnapshotProfile: ProfileView, Sendable {
             if let index = region.u32(entry + 8), let offerID = snapshot.string(index) {
                 var counts = CappingCounts()
                 for event in CappingEvent.allCases {
-                    counts[event] = Int(clamping: region.u64(entry + SnapshotFormat.Record.cappingCountOffset(event)) ?? 0)
+                    counts[event] = Int(
+                        clamping: region.u64(entry + SnapshotFormat.Record.cappingCountOffset(event)) ?? 0)
                 }
                 capping.append((offerID: offerID, counts: counts))
             }

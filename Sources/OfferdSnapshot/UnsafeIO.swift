@@ -61,7 +61,7 @@ package final class PosixFile {
     }
 
     deinit {
-        if descriptor >= 0 { _ = Glibc_close(descriptor) }
+        if descriptor >= 0 { _ = systemClose(descriptor) }
     }
 
     /// Opens an existing file for reading.
@@ -82,7 +82,7 @@ package final class PosixFile {
         guard descriptor >= 0 else { return }
         let fd = descriptor
         descriptor = -1
-        guard Glibc_close(fd) == 0 else { throw SystemCallError.last("close") }
+        guard systemClose(fd) == 0 else { throw SystemCallError.last("close") }
     }
 
     /// Reads up to `buffer.count - start` bytes into `buffer[start...]`; 0 at end of file.
@@ -90,7 +90,7 @@ package final class PosixFile {
         precondition(start >= 0 && start <= buffer.count)
         let capacity = buffer.count - start
         let count = buffer.withUnsafeMutableBytes { raw in
-            retryingOnInterrupt { Glibc_read(descriptor, raw.baseAddress! + start, capacity) }
+            retryingOnInterrupt { systemRead(descriptor, raw.baseAddress! + start, capacity) }
         }
         guard count >= 0 else { throw SystemCallError.last("read") }
         return count
@@ -146,9 +146,10 @@ package final class PosixFile {
         /// `MREMAP_MAYMOVE | MREMAP_FIXED` of <linux/mman.h>.
         static let remapFixed: Int32 = 1 | 2
 
-        private typealias MremapFunction = @convention(c) (
-            UnsafeMutableRawPointer?, Int, Int, Int32, UnsafeMutableRawPointer?
-        ) -> UnsafeMutableRawPointer?
+        private typealias MremapFunction =
+            @convention(c) (
+                UnsafeMutableRawPointer?, Int, Int, Int32, UnsafeMutableRawPointer?
+            ) -> UnsafeMutableRawPointer?
 
         /// glibc's `mremap`, looked up once: it is not imported into Swift. Declared variadic in C, it is called
         /// here with its five arguments in registers, which is how the x86-64 and arm64 Linux calling
@@ -161,7 +162,9 @@ package final class PosixFile {
         /// Moves the pages of `[source, source + length)` to `destination`, replacing whatever was mapped there in
         /// one step (under the kernel's mmap lock: a concurrent reader of `destination` sees the old pages or the
         /// new ones, never a hole).
-        static func movePages(from source: UnsafeMutableRawPointer, length: Int, to destination: UnsafeMutableRawPointer)
+        static func movePages(
+            from source: UnsafeMutableRawPointer, length: Int, to destination: UnsafeMutableRawPointer
+        )
             throws(SystemCallError)
         {
             guard let mremapFunction else { throw SystemCallError(call: "mremap", errorNumber: ENOSYS) }
@@ -173,8 +176,8 @@ package final class PosixFile {
 
 // Name the libc functions explicitly: inside PosixFile, `read` and `close`
 // would otherwise resolve to the methods.
-@inline(__always) private func Glibc_close(_ fd: Int32) -> Int32 { close(fd) }
-@inline(__always) private func Glibc_read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+@inline(__always) private func systemClose(_ fd: Int32) -> Int32 { close(fd) }
+@inline(__always) private func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
     read(fd, buffer, count)
 }
 

@@ -1,3 +1,8 @@
+import Atomics
+import Dispatch
+import Foundation
+import OfferdSnapshot
+
 // Raw-memory helpers of the builder: reading the source into a ByteScratch, finding newlines, and the
 // identity hash table of the duplicate check.
 #if canImport(Glibc)
@@ -7,10 +12,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Atomics
-import Dispatch
-import Foundation
-import OfferdSnapshot
 
 /// The position of the first `\n` in `base[from..<to]`, or nil (`memchr`: the generic `firstIndex(of:)` was
 /// most of the line splitting's time).

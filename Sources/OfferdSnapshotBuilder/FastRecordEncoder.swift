@@ -152,17 +152,20 @@ struct FastRecordEncoder {
         cappingCount = 0
 
         skipWhitespace()
-        guard consume(0x7B) else { return false }  // {
+        guard consume(0x7B) else { return false } // {
         var seen: UInt8 = 0
         var first = true
         while true {
             skipWhitespace()
-            if consume(0x7D) { break }  // }
-            if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+            if consume(0x7D) { break } // }
+            if !first {
+                guard consume(0x2C) else { return false }
+                skipWhitespace()
+            }
             first = false
             guard let key = asciiKey() else { return false }
             skipWhitespace()
-            guard consume(0x3A) else { return false }  // :
+            guard consume(0x3A) else { return false } // :
             skipWhitespace()
             let bit: UInt8
             switch key.count {
@@ -179,8 +182,9 @@ struct FastRecordEncoder {
                 bit = 8
                 guard peek() == 0x7B else { return false }
                 index += 1
-                guard parseAttributeMembers(
-                    parent: SnapshotFormat.noParent, pathHash: SnapshotHash.basis, depth: 2, strings: &strings)
+                guard
+                    parseAttributeMembers(
+                        parent: SnapshotFormat.noParent, pathHash: SnapshotHash.basis, depth: 2, strings: &strings)
                 else { return false }
             case 7 where keyEquals(key, "capping"):
                 bit = 16
@@ -197,9 +201,9 @@ struct FastRecordEncoder {
     }
 
     private mutating func parseIdentities() -> Bool {
-        guard consume(0x5B) else { return false }  // [
+        guard consume(0x5B) else { return false } // [
         skipWhitespace()
-        guard peek() != 0x5D else { return false }  // empty: refused
+        guard peek() != 0x5D else { return false } // empty: refused
         while true {
             skipWhitespace()
             guard consume(0x7B) else { return false }
@@ -210,7 +214,10 @@ struct FastRecordEncoder {
             while true {
                 skipWhitespace()
                 if consume(0x7D) { break }
-                if !first { guard consume(0x2C) else { return false }; skipWhitespace() }
+                if !first {
+                    guard consume(0x2C) else { return false }
+                    skipWhitespace()
+                }
                 first = false
                 guard let key = asciiKey() else { return false }
                 skipWhitespace()
@@ -221,7 +228,13 @@ struct FastRecordEncoder {
                     // Identities are compared with String equality by the general path: ASCII keeps bytes
                     // equality identical to it.
                     guard let text = string(), text.isASCII, !text.range.isEmpty else { return false }
-                    if key.count == 2 { id = text.range; bit = 1 } else { namespace = text.range; bit = 2 }
+                    if key.count == 2 {
+                        id = text.range
+                        bit = 1
+                    } else {
+                        namespace = text.range
+                        bit = 2
+                    }
                 } else if keyEquals(key, "primary") || keyEquals(key, "authenticatedState") {
                     guard skipValue(depth: 3) else { return false }
                     bit = key.count == 7 ? 4 : 8
@@ -232,7 +245,8 @@ struct FastRecordEncoder {
                 seen |= bit
             }
             guard let namespace, let id else { return false }
-            identities.append(FastIdentity(hash: identityHash(namespace: namespace, id: id), namespace: namespace, id: id))
+            identities.append(
+                FastIdentity(hash: identityHash(namespace: namespace, id: id), namespace: namespace, id: id))
             skipWhitespace()
             if consume(0x5D) { return true }
             guard consume(0x2C) else { return false }
@@ -344,10 +358,10 @@ struct FastRecordEncoder {
         let first = range.count >= 1 ? bytes[range.lowerBound] : 0
         let second = range.count == 2 ? bytes[range.lowerBound + 1] : 0
         switch (range.count, first, second) {
-        case (1, 0x79, _): return .y  // y
-        case (1, 0x6E, _): return .n  // n
-        case (1, 0x70, _): return .p  // p
-        case (1, 0x75, _): return .u  // u
+        case (1, 0x79, _): return .y // y
+        case (1, 0x6E, _): return .n // n
+        case (1, 0x70, _): return .p // p
+        case (1, 0x75, _): return .u // u
         case (2, 0x64, 0x79): return .dy
         case (2, 0x64, 0x6E): return .dn
         case (2, 0x4C, 0x49): return .LI
@@ -695,8 +709,9 @@ struct FastRecordEncoder {
                 let word = UInt64(littleEndian: UnsafeRawPointer(base + cursor).loadUnaligned(as: UInt64.self))
                 let quote = word ^ (ones &* 0x22)
                 let backslash = word ^ (ones &* 0x5C)
-                let special = (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
-                    | ((word &- ones &* 0x20) & ~word) | word) & highBits
+                let special =
+                    (((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+                        | ((word &- ones &* 0x20) & ~word) | word) & highBits
                 if special != 0 {
                     cursor += special.trailingZeroBitCount >> 3
                     break
@@ -836,12 +851,20 @@ struct FastRecordEncoder {
             var upper: UInt8 = 0xBF
             switch lead {
             case 0xC2...0xDF: length = 2
-            case 0xE0: length = 3; lower = 0xA0
+            case 0xE0:
+                length = 3
+                lower = 0xA0
             case 0xE1...0xEC, 0xEE...0xEF: length = 3
-            case 0xED: length = 3; upper = 0x9F
-            case 0xF0: length = 4; lower = 0x90
+            case 0xED:
+                length = 3
+                upper = 0x9F
+            case 0xF0:
+                length = 4
+                lower = 0x90
             case 0xF1...0xF3: length = 4
-            case 0xF4: length = 4; upper = 0x8F
+            case 0xF4:
+                length = 4
+                upper = 0x8F
             default: return false
             }
             guard position + length <= end else { return false }

@@ -1,3 +1,7 @@
+import Dispatch
+import Foundation
+import OfferdSnapshot
+
 // The builder's input without copies: the source read through a read-only mapping under a read lease (no read()
 // copy into a buffer), and the replaced snapshot's page cache dropped ahead of the new file's writes.
 #if canImport(Glibc)
@@ -7,9 +11,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Dispatch
-import Foundation
-import OfferdSnapshot
 
 /// A regular source file mapped read-only under a read lease (``LeasedFileMapping``), so the builder parses its
 /// lines in place.

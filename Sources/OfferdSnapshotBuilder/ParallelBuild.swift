@@ -180,7 +180,8 @@ enum ParallelBuild {
                 // The identity slots of the next lines, read together (a few at a time, so they stay cached).
                 warmedLines = min(batch.lines.count, position + warmAhead)
                 let last = batch.lines[warmedLines - 1]
-                let identities = batch.identities[entry.identitiesStart..<max(entry.identitiesStart, last.identitiesEnd)]
+                let identities = batch.identities[
+                    entry.identitiesStart..<max(entry.identitiesStart, last.identitiesEnd)]
                 state.warmSink &+= state.firstIdentityWithHash.warm(identities.lazy.map(\.hash))
             }
             let line = linesBefore + entry.lineIndex + 1

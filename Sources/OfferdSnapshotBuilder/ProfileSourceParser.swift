@@ -64,9 +64,9 @@ public enum ProfileSourceParser {
         var identities: [Identity] = []
         identities.reserveCapacity(items.count)
         for (position, item) in items.enumerated() {
-            let where_ = "identities[\(position)]"
+            let identityPath = "identities[\(position)]"
             guard case .object(let members) = item else {
-                throw ProfileSourceError("\(where_) must be an object, found \(item.typeDescription)")
+                throw ProfileSourceError("\(identityPath) must be an object, found \(item.typeDescription)")
             }
             var namespace: String?
             var id: String?
@@ -75,19 +75,19 @@ public enum ProfileSourceParser {
                 case "namespace", "id":
                     guard case .string(let text) = member.value else {
                         throw ProfileSourceError(
-                            "\(where_).\(member.key) must be a string, found \(member.value.typeDescription)")
+                            "\(identityPath).\(member.key) must be a string, found \(member.value.typeDescription)")
                     }
-                    guard !text.isEmpty else { throw ProfileSourceError("\(where_).\(member.key) is empty") }
+                    guard !text.isEmpty else { throw ProfileSourceError("\(identityPath).\(member.key) is empty") }
                     if member.key == "namespace" { namespace = text } else { id = text }
                 case "primary", "authenticatedState":
                     // XDM identity-map keys: accepted for compatibility, not used by offerd.
                     continue
                 default:
-                    throw ProfileSourceError("\(where_) has an unknown key \"\(member.key)\"")
+                    throw ProfileSourceError("\(identityPath) has an unknown key \"\(member.key)\"")
                 }
             }
-            guard let namespace else { throw ProfileSourceError("\(where_) has no \"namespace\"") }
-            guard let id else { throw ProfileSourceError("\(where_) has no \"id\"") }
+            guard let namespace else { throw ProfileSourceError("\(identityPath) has no \"namespace\"") }
+            guard let id else { throw ProfileSourceError("\(identityPath) has no \"id\"") }
             identities.append(Identity(namespace: namespace, id: id))
         }
         return identities
@@ -216,7 +216,8 @@ public enum ProfileSourceParser {
             let path = "capping.\(member.key)"
             switch member.value {
             case .number:
-                capping.append((offerID: member.key, counts: CappingCounts(decision: try count(member.value, at: path))))
+                capping.append(
+                    (offerID: member.key, counts: CappingCounts(decision: try count(member.value, at: path))))
             case .object(let events):
                 var counts = CappingCounts()
                 for event in events {

@@ -257,7 +257,8 @@ struct LineReader {
         while true {
             if let newline = findNewline(in: buffer.base, from: searchFrom, to: buffer.count) {
                 lineNumber += 1
-                let line = Line(number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: newline - start))
+                let line = Line(
+                    number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: newline - start))
                 start = newline + 1
                 return line
             }
@@ -265,7 +266,8 @@ struct LineReader {
                 guard start < buffer.count else { return nil }
                 lineNumber += 1
                 let line = Line(
-                    number: lineNumber, bytes: UnsafeBufferPointer(start: buffer.base + start, count: buffer.count - start))
+                    number: lineNumber,
+                    bytes: UnsafeBufferPointer(start: buffer.base + start, count: buffer.count - start))
                 start = buffer.count
                 return line
             }

@@ -129,4 +129,3 @@ public enum SyntheticProfiles {
         return .object(members)
     }
 }
-

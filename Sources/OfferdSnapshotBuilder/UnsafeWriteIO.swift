@@ -168,4 +168,3 @@ final class ChunkedDigestStream {
         return SnapshotChecksum.combine(digests)
     }
 }
-

@@ -233,7 +233,8 @@ struct GRPCMessageReader {
             return nil
         case .readingPrefix:
             return .status(
-                GRPCStatus(.invalidArgument, "request ended inside a message prefix (\(self.prefixBytesSeen) of 5 bytes)")
+                GRPCStatus(
+                    .invalidArgument, "request ended inside a message prefix (\(self.prefixBytesSeen) of 5 bytes)")
             )
         case .readingMessage:
             return .status(

@@ -191,7 +191,8 @@ public final class GRPCServer: Sendable {
                             )
                         )
                     case .negotiated("http/1.1"):
-                        try Self.configureHTTP1(pipeline, configuration: configuration, service: service, logger: logger)
+                        try Self.configureHTTP1(
+                            pipeline, configuration: configuration, service: service, logger: logger)
                     default:
                         try pipeline.addHandler(
                             Self.protocolDetector(

@@ -369,7 +369,8 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
 extension GRPCServerConnection {
     /// Message streams: as many queued replies as fit, then the trailers once the stream is finished; deferred
     /// while it waits for the next reply.
-    private func readStreamBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer) -> NGHTTP2BodyChunk {
+    private func readStreamBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer) -> NGHTTP2BodyChunk
+    {
         guard let stream = self.stream(streamID), stream.machine.isMessageStream else {
             return .unavailable
         }

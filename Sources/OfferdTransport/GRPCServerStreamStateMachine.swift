@@ -329,7 +329,8 @@ struct GRPCServerStreamStateMachine {
 
     // MARK: - Message streams
 
-    private mutating func receivedStreamData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
+    private mutating func receivedStreamData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action
+    {
         if let rejection = self.reader.consume(bytes, allocator: allocator) {
             guard self.responseStarted else {
                 return self.answer(rejection)

@@ -4,9 +4,9 @@ import NIOCore
 import NIOSSL
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// TLS for the gRPC port (SPEC section 10): where the certificate chain, its key and the optional client CA

@@ -205,7 +205,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             self.writeResponse(
                 RPCResponseRendering.answer(
-                    rejection, wireProtocol: machine.wireProtocol == .grpc ? .connect(json: true) : machine.wireProtocol,
+                    rejection,
+                    wireProtocol: machine.wireProtocol == .grpc ? .connect(json: true) : machine.wireProtocol,
                     origin: machine.origin, cors: self.cors, allocator: context.channel.allocator
                 ),
                 context: context
@@ -228,7 +229,9 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             headers.replaceOrAdd(name: "connection", value: "close")
         }
         let status = HTTPResponseStatus(statusCode: response.status)
-        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(
+            self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+            promise: nil)
         if response.body.readableBytes > 0 && !self.isHead {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
@@ -278,7 +281,8 @@ extension GRPCServerStreamStateMachine {
         var value = value
         name.withUTF8 { nameBytes in
             value.withUTF8 { valueBytes in
-                self.receivedHeaderField(name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
+                self.receivedHeaderField(
+                    name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
             }
         }
     }

@@ -274,7 +274,8 @@ final class NGHTTP2ServerSession {
         if type == UInt8(NGHTTP2_DATA.rawValue) && length == 0 && !endStream {
             self.consecutiveEmptyDataFrames += 1
             if self.consecutiveEmptyDataFrames > Self.maxConsecutiveEmptyDataFrames {
-                self.pendingError = NGHTTP2Error(code: NGHTTP2_ERR_FLOODED.rawValue, operation: "nghttp2_session_mem_recv")
+                self.pendingError = NGHTTP2Error(
+                    code: NGHTTP2_ERR_FLOODED.rawValue, operation: "nghttp2_session_mem_recv")
                 return false
             }
         } else if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue) {

@@ -94,7 +94,7 @@ extension GRPCHeaderBlock {
     func withNGHTTP2Fields<Result>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
         // nghttp2_nv wants mutable pointers although nghttp2 only reads them; a local copy provides them.
         var storage = self.storage
-        storage.append(0)  // never empty, so baseAddress is never nil
+        storage.append(0) // never empty, so baseAddress is never nil
         return storage.withUnsafeMutableBufferPointer { bytes in
             guard let base = bytes.baseAddress else {
                 preconditionFailure("a non-empty array has a base address")

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// xoshiro256** (Blackman and Vigna): a fast, small-state generator with excellent statistical quality.
@@ -19,7 +19,7 @@ struct Xoshiro256StarStar: RandomNumberGenerator {
     init<Seed: RandomNumberGenerator>(seededFrom seed: inout Seed) {
         repeat {
             state = (seed.next(), seed.next(), seed.next(), seed.next())
-        } while state == (0, 0, 0, 0)  // The all-zero state is the one fixed point.
+        } while state == (0, 0, 0, 0) // The all-zero state is the one fixed point.
     }
 
     mutating func next() -> UInt64 {
@@ -90,14 +90,14 @@ extension WireThreadState: Sendable {}
 private let threadStateKey: pthread_key_t = {
     var key = pthread_key_t()
     #if canImport(Darwin)
-    let status = pthread_key_create(&key) { pointer in
-        Unmanaged<WireThreadState>.fromOpaque(pointer).release()
-    }
+        let status = pthread_key_create(&key) { pointer in
+            Unmanaged<WireThreadState>.fromOpaque(pointer).release()
+        }
     #else
-    let status = pthread_key_create(&key) { pointer in
-        guard let pointer else { return }
-        Unmanaged<WireThreadState>.fromOpaque(pointer).release()
-    }
+        let status = pthread_key_create(&key) { pointer in
+            guard let pointer else { return }
+            Unmanaged<WireThreadState>.fromOpaque(pointer).release()
+        }
     #endif
     // Only fails when the process ran out of keys (PTHREAD_KEYS_MAX): a programming error, not input.
     precondition(status == 0, "pthread_key_create failed with \(status)")

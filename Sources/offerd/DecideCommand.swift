@@ -4,9 +4,9 @@ import OfferdServer
 import OfferdSnapshot
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // MARK: - decide
@@ -26,7 +26,8 @@ extension DecideCommand {
     struct One: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "one",
-            abstract: "Make one decision and print the DecideResponse as proto3 JSON (the default: `offerd decide ...`).",
+            abstract:
+                "Make one decision and print the DecideResponse as proto3 JSON (the default: `offerd decide ...`).",
             discussion: """
                 Ids that hold ':' need `offerd decide batch --input`. Nothing is read from or recorded in an event log.
                 """)
@@ -45,10 +46,13 @@ extension DecideCommand {
 
         func validate() throws {
             guard let id else { throw ValidationError("--id NAMESPACE:ID is required") }
-            guard let colon = id.firstIndex(of: ":"), colon != id.startIndex, id.index(after: colon) != id.endIndex else {
+            guard let colon = id.firstIndex(of: ":"), colon != id.startIndex, id.index(after: colon) != id.endIndex
+            else {
                 throw ValidationError("--id must be NAMESPACE:ID, got '\(id)'")
             }
-            guard !scope.isEmpty else { throw ValidationError("at least one --scope DECISION:PLACEMENT[:COUNT] is required") }
+            guard !scope.isEmpty else {
+                throw ValidationError("at least one --scope DECISION:PLACEMENT[:COUNT] is required")
+            }
         }
 
         func run() throws {
@@ -106,7 +110,9 @@ extension DecideCommand {
             case (.some, nil):
                 if !scope.isEmpty { throw ValidationError("--scope goes with --audience; with --input the lines say") }
             case (nil, .some):
-                if scope.isEmpty { throw ValidationError("--audience needs at least one --scope DECISION:PLACEMENT[:COUNT]") }
+                if scope.isEmpty {
+                    throw ValidationError("--audience needs at least one --scope DECISION:PLACEMENT[:COUNT]")
+                }
                 let request = DecisionRequest(
                     identity: Identity(namespace: "n", id: "i"), scopes: scope.map(\.scope))
                 if let problem = request.validationError() { throw ValidationError("--scope: \(problem)") }
@@ -168,8 +174,10 @@ extension DecideCommand {
 struct EngineArguments: ParsableArguments {
     @Option(help: "The catalog JSON file.") var catalog: String
     @Option(help: "The profile snapshot file (built by `offerd snapshot build`).") var snapshot: String
-    @Option(help: "How empty and `u` consents resolve: granted or denied.") var consentDefault: ConsentDefault = .granted
-    @Option(help: "Identities not in the snapshot: decide or fallback.") var unknownProfile: UnknownProfilePolicy = .decide
+    @Option(help: "How empty and `u` consents resolve: granted or denied.") var consentDefault: ConsentDefault =
+        .granted
+    @Option(help: "Identities not in the snapshot: decide or fallback.") var unknownProfile: UnknownProfilePolicy =
+        .decide
 
     /// The catalog compiled with these policies, and the snapshot; a failure names the file and exits 1.
     func load() throws -> (LoadedCatalog, ProfileSnapshot) {
@@ -252,7 +260,8 @@ final class ProgressReporter: @unchecked Sendable {
             if let fraction {
                 let width = 30
                 let filled = Int((fraction * Double(width)).rounded(.down))
-                line += "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+                line +=
+                    "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
                 line += "\(Int((fraction * 100).rounded(.down)))% "
             }
             line += decided

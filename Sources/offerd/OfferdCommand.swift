@@ -7,9 +7,9 @@ import OfferdSnapshot
 import OfferdSnapshotBuilder
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 @main
@@ -36,8 +36,10 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Event loop threads (default: number of cores).") var threads: Int?
     @Option(help: "Largest request message in bytes.") var maxMessageBytes = 65536
     @Option(help: "Advertised SETTINGS_MAX_CONCURRENT_STREAMS.") var maxConcurrentStreams: UInt32 = 100
-    @Option(help: "How empty and `u` consents resolve: granted or denied.") var consentDefault: ConsentDefault = .granted
-    @Option(help: "Identities not in the snapshot: decide or fallback.") var unknownProfile: UnknownProfilePolicy = .decide
+    @Option(help: "How empty and `u` consents resolve: granted or denied.") var consentDefault: ConsentDefault =
+        .granted
+    @Option(help: "Identities not in the snapshot: decide or fallback.") var unknownProfile: UnknownProfilePolicy =
+        .decide
     @Flag(help: "Allow requests to ask for an explain trace.") var allowExplain = false
     @Option(help: "trace, debug, info, warning or error.") var logLevel: LogLevelArgument = .info
     @Option(help: "Time in-flight calls get to finish on SIGTERM/SIGINT (e.g. 10s, 500ms).")
@@ -50,12 +52,15 @@ struct Serve: AsyncParsableCommand {
     var eventsBuffer = 100_000
     @Option(
         name: .customLong("cors-origin"),
-        help: "A browser origin allowed to call with gRPC-Web or Connect (CORS), e.g. https://app.example.com; repeatable.")
+        help:
+            "A browser origin allowed to call with gRPC-Web or Connect (CORS), e.g. https://app.example.com; repeatable."
+    )
     var corsOrigins: [String] = []
     @Option(help: "Serve TLS with this PEM certificate chain (needs --tls-key); reloaded when the file changes.")
     var tlsCert: String?
     @Option(help: "The PEM private key of --tls-cert.") var tlsKey: String?
-    @Option(help: "Require client certificates signed by this PEM CA (mTLS; needs --tls-cert).") var tlsClientCa: String?
+    @Option(help: "Require client certificates signed by this PEM CA (mTLS; needs --tls-cert).") var tlsClientCa:
+        String?
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -67,7 +72,9 @@ struct Serve: AsyncParsableCommand {
         var probe = ServerConfiguration(catalogPath: "", snapshotPath: "")
         do { try probe.setEvents(events) } catch { throw ValidationError("\(error)") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
-        if tlsClientCa != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
+        if tlsClientCa != nil && tlsCert == nil {
+            throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
+        }
     }
 
     func run() async throws {

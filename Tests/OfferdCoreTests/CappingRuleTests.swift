@@ -150,7 +150,8 @@ struct CappingRuleTests {
     /// Capping never opens a door consent closed: a denied consent answers as before, and no count is read.
     @Test func consentIsDecidedBeforeAnyCount() throws {
         let catalog = try engineCatalog(offers: [
-            offerJSON("capped", priority: 9, placements: ["web", "email"], extra: tagged + #", "capping": [{"limit": 1}]"#),
+            offerJSON(
+                "capped", priority: 9, placements: ["web", "email"], extra: tagged + #", "capping": [{"limit": 1}]"#),
             offerJSON("free", priority: 1, placements: ["web", "email"], extra: tagged),
         ])
         let engine = DecisionEngine(catalog: catalog)

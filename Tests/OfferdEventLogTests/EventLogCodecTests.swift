@@ -98,7 +98,9 @@ struct EventLogCodecTests {
     @Test("strings are accepted exactly when they are valid UTF-8 (the decoder's check against the standard library's)")
     func utf8Differential() throws {
         var generator = SeededGenerator(seed: 11)
-        let interesting: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF]
+        let interesting: [UInt8] = [
+            0x00, 0x41, 0x7F, 0x80, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
+        ]
         var accepted = 0
         for _ in 0..<20_000 {
             let length = Int.random(in: 0...6, using: &generator)
@@ -114,7 +116,7 @@ struct EventLogCodecTests {
             if let decoded { #expect(Array(decoded[0].serverID.utf8) == bytes) }
             if valid != nil { accepted += 1 }
         }
-        #expect(accepted > 1000 && accepted < 19_000)  // both sides of the check were exercised
+        #expect(accepted > 1000 && accepted < 19_000) // both sides of the check were exercised
     }
 
     @Test("a huge declared count or length is refused before anything is allocated for it")
@@ -136,7 +138,10 @@ struct EventLogCodecTests {
             ([1, 1, 2, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0], "unknown entry flags 2"),
             ([1, 1, 1, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0], "unknown event type 9"),
             ([1, 1, 1, 0, 0, 1, 1, 0xFF, 0, 0, 0, 0, 0, 0], "string is not UTF-8"),
-            ([1, 1, 1, 0, 0, 1, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F], "varint overflows 64 bits"),
+            (
+                [1, 1, 1, 0, 0, 1, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F],
+                "varint overflows 64 bits"
+            ),
             ([1, 1, 1, 0, 0, 5, 0, 0, 0, 0, 0, 0, 2, 1, 0x61, 0, 1, 0x61, 0], "consent key a repeated"),
         ])
     func namedErrors(bytes: [UInt8], reason: String) {

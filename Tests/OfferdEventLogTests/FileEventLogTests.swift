@@ -23,12 +23,16 @@ struct FileEventLogTests {
         let all = try log.read(after: nil, maxCount: 100, timeout: .zero)
         #expect(all.map(\.position) == (1...5).map { EventLogPosition.sequence($0) })
         #expect(all.map(\.entry) == first + second)
-        #expect(try log.read(after: .sequence(2), maxCount: 100, timeout: .zero).map(\.entry) == Array((first + second)[2...]))
+        #expect(
+            try log.read(after: .sequence(2), maxCount: 100, timeout: .zero).map(\.entry)
+                == Array((first + second)[2...]))
         #expect(try log.read(after: .sequence(5), maxCount: 100, timeout: .zero).isEmpty)
         // maxCount cuts inside a batch and the next read goes on from there, across the batch boundary.
         #expect(try log.read(after: nil, maxCount: 2, timeout: .zero).map(\.position) == [.sequence(1), .sequence(2)])
         #expect(
-            try log.read(after: .sequence(2), maxCount: 2, timeout: .zero).map(\.position) == [.sequence(3), .sequence(4)])
+            try log.read(after: .sequence(2), maxCount: 2, timeout: .zero).map(\.position) == [
+                .sequence(3), .sequence(4),
+            ])
         #expect(try log.read(after: .sequence(4), maxCount: 2, timeout: .zero).map(\.position) == [.sequence(5)])
         // Far beyond the end (a hostile or stale position) is simply nothing yet, never an overflow.
         #expect(try log.read(after: .sequence(UInt64.max), maxCount: 2, timeout: .zero).isEmpty)
@@ -61,7 +65,9 @@ struct FileEventLogTests {
     }
 
     /// A log of three batches, its bytes, and where its last record starts.
-    private func threeBatchLog(_ path: String) throws -> (bytes: [UInt8], lastRecordStart: Int, entries: [EventLogEntry]) {
+    private func threeBatchLog(_ path: String) throws -> (
+        bytes: [UInt8], lastRecordStart: Int, entries: [EventLogEntry]
+    ) {
         let log = try FileEventLog(path: path)
         let first = sampleBatch(2, batch: 1)
         let second = sampleBatch(3, from: 2, batch: 2)
@@ -87,8 +93,11 @@ struct FileEventLogTests {
             #expect(log.recovery.cutOffset == (damaged.count > offset ? offset : nil), sourceLocation: sourceLocation)
             #expect(log.recovery.cutBytes == damaged.count - offset, sourceLocation: sourceLocation)
             #expect(try readBytes(path).count == offset, sourceLocation: sourceLocation)
-            #expect(try log.read(after: nil, maxCount: 100, timeout: .zero).map(\.entry) == kept, sourceLocation: sourceLocation)
-            #expect(try log.append(sampleBatch(1, from: 50, batch: 9)) == [.sequence(6)], sourceLocation: sourceLocation)
+            #expect(
+                try log.read(after: nil, maxCount: 100, timeout: .zero).map(\.entry) == kept,
+                sourceLocation: sourceLocation)
+            #expect(
+                try log.append(sampleBatch(1, from: 50, batch: 9)) == [.sequence(6)], sourceLocation: sourceLocation)
         }
         let reopened = try FileEventLog(path: path)
         defer { reopened.close() }
@@ -112,7 +121,9 @@ struct FileEventLogTests {
         let directory = try TemporaryDirectory()
         let (bytes, start, kept) = try threeBatchLog(directory.file("source.log"))
         let twoRecords = Array(bytes[0..<start])
-        try expectRecovered(twoRecords + [UInt8](repeating: 0, count: count), at: directory.file("zeros.log"), keeping: kept, cutAt: start)
+        try expectRecovered(
+            twoRecords + [UInt8](repeating: 0, count: count), at: directory.file("zeros.log"), keeping: kept,
+            cutAt: start)
     }
 
     @Test("a changed byte anywhere in the last record (length, CRC or payload) ends the log before it")
@@ -299,7 +310,8 @@ struct FileEventLogTests {
                             var positions: [EventLogPosition] = []
                             for batch in 0..<batchesEach {
                                 positions += try log.append(
-                                    sampleBatch(1 + batch % 3, from: batch, server: "thread-\(thread)", batch: UInt64(batch)))
+                                    sampleBatch(
+                                        1 + batch % 3, from: batch, server: "thread-\(thread)", batch: UInt64(batch)))
                             }
                             return positions
                         }
@@ -332,7 +344,7 @@ struct FileEventLogTests {
             _ = try log.append([entry])
         }
         let first = try log.read(after: nil, maxCount: Int.max, timeout: .zero)
-        #expect(first.count == 3)  // 3 x 7 MiB starts within 16 MiB, the fourth does not
+        #expect(first.count == 3) // 3 x 7 MiB starts within 16 MiB, the fourth does not
         let rest = try log.read(after: first.last?.position, maxCount: Int.max, timeout: .zero)
         #expect(rest.map(\.position) == [.sequence(4)])
         #expect(rest.first?.entry.propositionID == large)
@@ -386,28 +398,32 @@ struct FileEventLogTests {
         let directory = try TemporaryDirectory()
         let path = directory.file("events.log")
         let log = try FileEventLog(path: path)
-        _ = try log.append(sampleBatch(2, batch: 1))  // 1, 2
-        _ = try log.append(sampleBatch(3, from: 2, batch: 2))  // 3, 4, 5
-        _ = try log.append(sampleBatch(2, from: 5, batch: 3))  // 6, 7
+        _ = try log.append(sampleBatch(2, batch: 1)) // 1, 2
+        _ = try log.append(sampleBatch(3, from: 2, batch: 2)) // 3, 4, 5
+        _ = try log.append(sampleBatch(2, from: 5, batch: 3)) // 6, 7
         let sizeBefore = try readBytes(path).count
-        try log.trim(before: .sequence(1))  // nothing before 1
+        try log.trim(before: .sequence(1)) // nothing before 1
         #expect(try readBytes(path).count == sizeBefore)
-        try log.trim(before: .sequence(4))  // keeps the batch holding 4
+        try log.trim(before: .sequence(4)) // keeps the batch holding 4
         #expect(try readBytes(path).count < sizeBefore)
         let kept = try log.read(after: nil, maxCount: 100, timeout: .zero)
         #expect(kept.map(\.position) == (3...7).map { EventLogPosition.sequence($0) })
-        #expect(kept.map(\.entry) == sampleBatch(5, from: 2, batch: 2).enumerated().map { index, entry in
-            var entry = entry
-            entry.batchNumber = index < 3 ? 2 : 3
-            return entry
-        })
+        #expect(
+            kept.map(\.entry)
+                == sampleBatch(5, from: 2, batch: 2).enumerated().map { index, entry in
+                    var entry = entry
+                    entry.batchNumber = index < 3 ? 2 : 3
+                    return entry
+                })
         #expect(try log.append(sampleBatch(1, from: 7, batch: 4)) == [.sequence(8)])
         // The trimmed file is still this log's: a second open is refused, and a reopen sees the same positions.
         #expect(throws: EventLogError.locked(path: path, pid: getpid())) { try FileEventLog(path: path) }
         log.close()
         let reopened = try FileEventLog(path: path)
-        #expect(try reopened.read(after: nil, maxCount: 100, timeout: .zero).map(\.position) == (3...8).map { .sequence($0) })
-        try reopened.trim(before: .sequence(1000))  // everything
+        #expect(
+            try reopened.read(after: nil, maxCount: 100, timeout: .zero).map(\.position)
+                == (3...8).map { .sequence($0) })
+        try reopened.trim(before: .sequence(1000)) // everything
         #expect(try reopened.read(after: nil, maxCount: 100, timeout: .zero).isEmpty)
         #expect(try reopened.append(sampleBatch(1)) == [.sequence(9)])
         reopened.close()

@@ -6,7 +6,9 @@ import Testing
 struct EventLogPositionTests {
     @Test(
         "the string form parses back to the same position",
-        arguments: ["0", "1", "42", "18446744073709551615", "1733540000000-0.17", "0-0.0", "5-18446744073709551615.4294967295"])
+        arguments: [
+            "0", "1", "42", "18446744073709551615", "1733540000000-0.17", "0-0.0", "5-18446744073709551615.4294967295",
+        ])
     func roundTrip(text: String) throws {
         let position = try #require(EventLogPosition(text))
         #expect(position.description == text)
@@ -27,7 +29,7 @@ struct EventLogPositionTests {
         let ordered = ["9-0.2", "10-0.0", "10-0.9", "10-0.10", "10-1.0", "10-2.0", "100-0.0"]
         let positions = try ordered.map { try #require(EventLogPosition($0)) }
         for (earlier, later) in zip(positions, positions.dropFirst()) { #expect(earlier < later) }
-        #expect(ordered.sorted() != ordered)  // as strings they would sort differently
+        #expect(ordered.sorted() != ordered) // as strings they would sort differently
         #expect(try #require(EventLogPosition("9")) < #require(EventLogPosition("10")))
     }
 
@@ -46,8 +48,11 @@ struct EventLogConfigurationTests {
     func backends() throws {
         #expect(try EventLogConfiguration(parsing: "none") == .none)
         #expect(try EventLogConfiguration(parsing: "file:offerd-events.log") == .file(path: "offerd-events.log"))
-        #expect(try EventLogConfiguration(parsing: "file:/var/lib/offerd/a b.log") == .file(path: "/var/lib/offerd/a b.log"))
-        #expect(try EventLogConfiguration(parsing: EventLogConfiguration.defaultValue) == .file(path: "offerd-events.log"))
+        #expect(
+            try EventLogConfiguration(parsing: "file:/var/lib/offerd/a b.log") == .file(path: "/var/lib/offerd/a b.log")
+        )
+        #expect(
+            try EventLogConfiguration(parsing: EventLogConfiguration.defaultValue) == .file(path: "offerd-events.log"))
         #expect(
             try EventLogConfiguration(parsing: "redis://cache:6380")
                 == .redis(RedisEventLogConfiguration(host: "cache", port: 6380)))

@@ -20,7 +20,7 @@ struct RedisStreamEventLogTests {
         defer { server.kill() }
         let writer = log(server)
         let readers = [log(server), log(server)]
-        defer { ([writer] + readers).forEach { $0.close() } }
+        defer { for log in [writer] + readers { log.close() } }
         var written: [EventLogEntry] = []
         var positions: [EventLogPosition] = []
         for (number, size) in [1, 3, 2, 5].enumerated() {
@@ -47,7 +47,10 @@ struct RedisStreamEventLogTests {
         let all = first + second
         for (earlier, later) in zip(all, all.dropFirst()) { #expect(earlier < later) }
         for (index, position) in first.enumerated() {
-            guard case .stream(_, _, let inBatch) = position else { Issue.record("\(position)"); continue }
+            guard case .stream(_, _, let inBatch) = position else {
+                Issue.record("\(position)")
+                continue
+            }
             #expect(inBatch == UInt32(index))
             #expect(position.streamEntryID == first[0].streamEntryID)
             #expect(EventLogPosition(position.description) == position)
@@ -133,7 +136,8 @@ struct RedisStreamEventLogTests {
         }
     }
 
-    @Test("Redis killed: calls throw unavailable; Redis back: the next calls reconnect and nothing acknowledged is lost")
+    @Test(
+        "Redis killed: calls throw unavailable; Redis back: the next calls reconnect and nothing acknowledged is lost")
     func outageAndReconnect() throws {
         let server = try RedisTestServer(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
         let writer = log(server)
@@ -183,7 +187,7 @@ struct RedisStreamEventLogTests {
 
     @Test("without persistence a restarted Redis has lost acknowledged batches: the risk the docs warn about")
     func noPersistenceLosesAcknowledgedBatches() throws {
-        let server = try RedisTestServer()  // --save '' --appendonly no
+        let server = try RedisTestServer() // --save '' --appendonly no
         defer { server.kill() }
         let writer = log(server)
         defer { writer.close() }
@@ -210,14 +214,18 @@ struct RedisStreamEventLogTests {
         let reader = log(server)
         defer { reader.close() }
         #expect(try reader.read(after: nil, maxCount: 1, timeout: .zero).map(\.position) == good)
-        let error = #expect(throws: EventLogError.self) { try reader.read(after: good.last, maxCount: 10, timeout: .zero) }
+        let error = #expect(throws: EventLogError.self) {
+            try reader.read(after: good.last, maxCount: 10, timeout: .zero)
+        }
         guard case .malformedEntry(let at, let reason, let resumeAfter)? = error else {
             Issue.record("expected a malformed entry, got \(String(describing: error))")
             return
         }
         #expect(at == garbageID)
         #expect(reason.contains("unsupported batch version 2"))
-        let second = #expect(throws: EventLogError.self) { try reader.read(after: resumeAfter, maxCount: 10, timeout: .zero) }
+        let second = #expect(throws: EventLogError.self) {
+            try reader.read(after: resumeAfter, maxCount: 10, timeout: .zero)
+        }
         guard case .malformedEntry(_, "no batch field", let resumeAfterSecond)? = second else {
             Issue.record("expected a malformed entry, got \(String(describing: second))")
             return
@@ -248,11 +256,13 @@ struct RedisStreamEventLogTests {
         let onThree = RedisStreamEventLog(
             configuration: try RedisEventLogConfiguration(url: "redis://:s%40cret@127.0.0.1:\(server.port)/3?key=k"))
         let onZero = RedisStreamEventLog(
-            configuration: try RedisEventLogConfiguration(url: "redis://default:s%40cret@127.0.0.1:\(server.port)?key=k"))
+            configuration: try RedisEventLogConfiguration(
+                url: "redis://default:s%40cret@127.0.0.1:\(server.port)?key=k"))
         let wrong = RedisStreamEventLog(
             configuration: try RedisEventLogConfiguration(url: "redis://:nope@127.0.0.1:\(server.port)/3?key=k"))
-        let none = RedisStreamEventLog(configuration: try RedisEventLogConfiguration(url: "redis://127.0.0.1:\(server.port)/3?key=k"))
-        defer { [onThree, onZero, wrong, none].forEach { $0.close() } }
+        let none = RedisStreamEventLog(
+            configuration: try RedisEventLogConfiguration(url: "redis://127.0.0.1:\(server.port)/3?key=k"))
+        defer { for log in [onThree, onZero, wrong, none] { log.close() } }
         let positions = try onThree.append(sampleBatch(2))
         #expect(try onThree.read(after: nil, maxCount: 10, timeout: .zero).map(\.position) == positions)
         #expect(try onZero.read(after: nil, maxCount: 10, timeout: .zero).isEmpty)

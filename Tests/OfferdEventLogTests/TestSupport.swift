@@ -139,7 +139,7 @@ final class RedisTestServer: @unchecked Sendable {
                 try probe.ping()
                 return
             } catch EventLogError.rejected {
-                return  // up, but wants a password: answering is all this waits for
+                return // up, but wants a password: answering is all this waits for
             } catch {
                 guard Date() < deadline, process.isRunning else {
                     throw RedisTestError("redis-server on port \(port) did not come up: \(error)")
@@ -169,7 +169,9 @@ final class RedisTestServer: @unchecked Sendable {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw RedisTestError("bind failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -33,7 +33,8 @@ struct CalendarBucketTests {
         let lastBucket = CalendarBuckets.bucket(period, timeMs: ms(last))
         let firstBucket = CalendarBuckets.bucket(period, timeMs: ms(first))
         #expect(firstBucket == lastBucket + 1, "\(period): \(last) -> \(first)")
-        #expect(CalendarBuckets.bucket(.lifetime, timeMs: ms(last)) == CalendarBuckets.bucket(.lifetime, timeMs: ms(first)))
+        #expect(
+            CalendarBuckets.bucket(.lifetime, timeMs: ms(last)) == CalendarBuckets.bucket(.lifetime, timeMs: ms(first)))
     }
 
     /// Times that share a period: a leap day with the rest of February, a year end inside one week.
@@ -67,7 +68,9 @@ struct CalendarBucketTests {
             let date = Date(timeIntervalSince1970: Double(day) * 86_400 + 43_200)
             let parts = calendar.dateComponents([.year, .month, .day, .weekday], from: date)
             let civil = CalendarBuckets.civilDate(day: day)
-            #expect(civil.year == Int64(parts.year!) && civil.month == Int64(parts.month!) && civil.day == Int64(parts.day!),
+            #expect(
+                civil.year == Int64(parts.year!) && civil.month == Int64(parts.month!)
+                    && civil.day == Int64(parts.day!),
                 "day \(day)")
             let timeMs = day * CalendarBuckets.millisecondsPerDay + 43_200_000
             #expect(CalendarBuckets.bucket(.month, timeMs: timeMs) == Int64(parts.year!) * 12 + Int64(parts.month!) - 1)

@@ -36,10 +36,13 @@ struct DecideWithOverlayTests {
     static func decide(_ identity: Identity, overlay: LiveOverlaySnapshot, placement: String = "web") -> Proposition {
         // The snapshot's lookup: namespaces fold ASCII case, ids do not.
         let profile =
-            ana.identities.contains { $0.namespace.lowercased() == identity.namespace.lowercased() && $0.id == identity.id }
+            ana.identities.contains {
+                $0.namespace.lowercased() == identity.namespace.lowercased() && $0.id == identity.id
+            }
             ? ana : nil
         let key = EventLogProfileKey(identity: identity, primaryIdentity: profile?.primaryIdentity)
-        let request = DecisionRequest(identity: identity, scopes: [ScopeRequest(decisionID: "d", placementID: placement)])
+        let request = DecisionRequest(
+            identity: identity, scopes: [ScopeRequest(decisionID: "d", placementID: placement)])
         return DecisionEngine(catalog: catalog).decide(
             request, profile: profile, live: overlay.counts(for: key),
             consents: overlay.consents(for: key, snapshotConsents: profile?.consents ?? .empty), now: noonSeconds
@@ -48,16 +51,21 @@ struct DecideWithOverlayTests {
 
     @Test func profileKeysArePrimaryIdentitiesOrTheIdentityItself() {
         let secondary = Identity(namespace: "EMAIL", id: "ana@example.com")
-        #expect(EventLogProfileKey(identity: secondary, primaryIdentity: Self.ana.primaryIdentity) == EventLogProfileKey(namespace: "ecid", id: "4711"))
+        #expect(
+            EventLogProfileKey(identity: secondary, primaryIdentity: Self.ana.primaryIdentity)
+                == EventLogProfileKey(namespace: "ecid", id: "4711"))
         let stranger = Identity(namespace: "CRMID", id: "Zed")
         #expect(EventLogProfileKey(identity: stranger, primaryIdentity: nil).description == "crmid:Zed")
     }
 
     @Test func anOptOutInTheLogDeniesPersonalizationThroughEveryIdentity() {
         var log = LogBuilder()
-        log.add(EventLogProfileKey(namespace: "ECID", id: "4711"), .consent, eventID: "c1", consents: ["personalize.content": "n"])
+        log.add(
+            EventLogProfileKey(namespace: "ECID", id: "4711"), .consent, eventID: "c1",
+            consents: ["personalize.content": "n"])
         var overlay = LiveOverlay()
-        #expect(Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published()).items.first?.id == "a")
+        #expect(
+            Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published()).items.first?.id == "a")
         overlay.apply(log.records)
         for identity in Self.ana.identities + [Identity(namespace: "email", id: "ana@example.com")] {
             let proposition = Self.decide(identity, overlay: overlay.published())
@@ -65,16 +73,23 @@ struct DecideWithOverlayTests {
             #expect(proposition.items.map(\.id) == ["fb"])
         }
         // Marketing: an email opt-out suppresses the email placement only.
-        log.add(EventLogProfileKey(namespace: "ECID", id: "4711"), .consent, eventID: "c2", consents: ["marketing.email": "n", "personalize.content": "y"])
+        log.add(
+            EventLogProfileKey(namespace: "ECID", id: "4711"), .consent, eventID: "c2",
+            consents: ["marketing.email": "n", "personalize.content": "y"])
         overlay.apply(log.records)
-        #expect(Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published(), placement: "mail").outcome == .suppressed)
-        #expect(Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published()).items.first?.id == "a")
+        #expect(
+            Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published(), placement: "mail")
+                .outcome == .suppressed)
+        #expect(
+            Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published()).items.first?.id == "a")
     }
 
     @Test func anUnknownIdentityKeepsItsUpdatedConsents() {
         let stranger = Identity(namespace: "CRMID", id: "z")
         var log = LogBuilder()
-        log.add(EventLogProfileKey(namespace: "crmid", id: "z"), .consent, eventID: "c1", consents: ["personalize.content": "n"])
+        log.add(
+            EventLogProfileKey(namespace: "crmid", id: "z"), .consent, eventID: "c1",
+            consents: ["personalize.content": "n"])
         var overlay = LiveOverlay()
         overlay.apply(log.records)
         #expect(Self.decide(stranger, overlay: overlay.published()).reason == .personalizationDenied)
@@ -88,7 +103,8 @@ struct DecideWithOverlayTests {
         log.add(key, .decision, offers: ["a"])
         var overlay = LiveOverlay()
         overlay.apply(log.records)
-        #expect(Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published()).items.first?.id == "b")
+        #expect(
+            Self.decide(Identity(namespace: "ECID", id: "4711"), overlay: overlay.published()).items.first?.id == "b")
     }
 
     /// Consent through the overlay decides exactly as a profile whose snapshot consents were the merged values:
@@ -118,15 +134,19 @@ struct DecideWithOverlayTests {
             var mergedProfile = Self.ana
             mergedProfile.consents = merged
             for defaultChoice in [ConsentDefault.granted, .denied] {
-                let engine = DecisionEngine(catalog: Self.catalog, options: EngineOptions(consentDefault: defaultChoice))
+                let engine = DecisionEngine(
+                    catalog: Self.catalog, options: EngineOptions(consentDefault: defaultChoice))
                 for placement in ["web", "mail"] {
                     let request = DecisionRequest(
-                        identity: profile.primaryIdentity, scopes: [ScopeRequest(decisionID: "d", placementID: placement)])
+                        identity: profile.primaryIdentity,
+                        scopes: [ScopeRequest(decisionID: "d", placementID: placement)])
                     let viaOverlay = engine.decide(request, profile: profile, consents: merged, now: noonSeconds)
                     let viaSnapshot = engine.decide(request, profile: mergedProfile, now: noonSeconds)
                     #expect(viaOverlay.propositions.map(\.outcome) == viaSnapshot.propositions.map(\.outcome))
                     #expect(viaOverlay.propositions.map(\.reason) == viaSnapshot.propositions.map(\.reason))
-                    #expect(viaOverlay.propositions.map { $0.items.map(\.id) } == viaSnapshot.propositions.map { $0.items.map(\.id) })
+                    #expect(
+                        viaOverlay.propositions.map { $0.items.map(\.id) }
+                            == viaSnapshot.propositions.map { $0.items.map(\.id) })
                 }
             }
         }

@@ -76,9 +76,9 @@ struct LiveOverlayTests {
     @Test func duplicatesByEventIDArePerKeyAndLast31DaysOfTheLog() {
         var log = LogBuilder()
         log.add(ana, .display, offers: ["a"], eventID: "e1")
-        log.add(ana, .display, offers: ["a"], eventID: "e1")  // duplicate
-        log.add(bob, .display, offers: ["a"], eventID: "e1")  // another key: counts
-        log.add(ana, .consent, eventID: "e1", consents: ["personalize.content": "n"])  // shares the id space
+        log.add(ana, .display, offers: ["a"], eventID: "e1") // duplicate
+        log.add(bob, .display, offers: ["a"], eventID: "e1") // another key: counts
+        log.add(ana, .consent, eventID: "e1", consents: ["personalize.content": "n"]) // shares the id space
         // 31 days later by the log's clock the id is still known; a millisecond more and it is not.
         log.add(ana, .display, offers: ["a"], at: noon + LiveOverlay.eventIDRetentionMs, eventID: "e1")
         log.add(bob, .display, offers: ["b"], at: noon + LiveOverlay.eventIDRetentionMs + 1, eventID: "other")
@@ -90,7 +90,8 @@ struct LiveOverlayTests {
         let view = overlay.published()
         #expect(view.count(ana, "a", .display) == 2)
         #expect(view.count(ana, "a", .display, scope: .total) == 3)
-        #expect(view.consents(for: ana, snapshotConsents: ConsentRecord(personalizeContent: .y)).personalizeContent == .y)
+        #expect(
+            view.consents(for: ana, snapshotConsents: ConsentRecord(personalizeContent: .y)).personalizeContent == .y)
         #expect(view.knows(eventID: "e1", for: ana))
         #expect(!view.knows(eventID: "e1", for: EventLogProfileKey(namespace: "ECID", id: "carl")))
     }
@@ -108,7 +109,8 @@ struct LiveOverlayTests {
 
     @Test func aSecondCopyOfABatchIsSkipped() {
         func entry(_ server: String, _ batch: UInt64) -> EventLogEntry {
-            EventLogEntry(key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: server, batchNumber: batch)
+            EventLogEntry(
+                key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: server, batchNumber: batch)
         }
         // s1 batch 1 (two entries), s2 batch 1, s1 batch 1 again (a retried append), s1 batch 2, s3 batch 1.
         let entries = [
@@ -130,7 +132,9 @@ struct LiveOverlayTests {
         var log = LogBuilder()
         log.add(ana, .consent, eventID: "c1", consents: ["personalize.content": "n", "marketing.email": "n"])
         log.add(ana, .consent, eventID: "c2", consents: ["marketing.email": "y"])
-        log.add(bob, .consent, eventID: "c3", consents: ["marketing.any": "dn", "marketing.fax": "y", "marketing.sms": "maybe"])
+        log.add(
+            bob, .consent, eventID: "c3",
+            consents: ["marketing.any": "dn", "marketing.fax": "y", "marketing.sms": "maybe"])
         var overlay = LiveOverlay()
         overlay.apply(log.records)
         let view = overlay.published()
@@ -154,7 +158,9 @@ struct LiveOverlayTests {
         more.add(ana, .consent, eventID: "c4", consents: ["personalize.content": "y"])
         overlay.apply(more.records)
         #expect(overlay.published().consents(for: ana, snapshotConsents: .empty).personalizeContent == .y)
-        #expect(view.consents(for: ana, snapshotConsents: .empty).personalizeContent == .n, "a published value never changes")
+        #expect(
+            view.consents(for: ana, snapshotConsents: .empty).personalizeContent == .n,
+            "a published value never changes")
     }
 
     @Test func aPublishedValueNeverChanges() {
@@ -163,7 +169,10 @@ struct LiveOverlayTests {
         var overlay = LiveOverlay()
         overlay.apply(log.records)
         let first = overlay.published()
-        for _ in 0..<300 { log.add(ana, .decision, offers: ["a"]); log.add(.init(namespace: "x", id: "\(log.next)"), .decision, offers: ["a"]) }
+        for _ in 0..<300 {
+            log.add(ana, .decision, offers: ["a"])
+            log.add(.init(namespace: "x", id: "\(log.next)"), .decision, offers: ["a"])
+        }
         overlay.apply(log.records)
         #expect(first.count(ana, "a") == 1)
         #expect(first.keyCount == 1)
@@ -187,7 +196,9 @@ struct LiveOverlayTests {
         let after = overlay.published()
         for period in CappingPeriod.allCases {
             for scope in CappingScope.allCases {
-                #expect(before.count(ana, "a", .decision, period, scope: scope) == after.count(ana, "a", .decision, period, scope: scope))
+                #expect(
+                    before.count(ana, "a", .decision, period, scope: scope)
+                        == after.count(ana, "a", .decision, period, scope: scope))
             }
         }
         #expect(after.count(ana, "a") == 3)
@@ -197,7 +208,10 @@ struct LiveOverlayTests {
         // Bob had only a display 40 days ago: lifetime counters stay (they are folded away by snapshots, not time).
         #expect(after.state(for: bob)?.eventIDs.isEmpty == true)
         #expect(after.count(bob, "a", .display) == 1)
-        #expect(after.state(for: ana)?.counters.keys.allSatisfy { $0.period == .lifetime || $0.bucket >= CalendarBuckets.bucket($0.period, timeMs: noon) - 1 } == true)
+        #expect(
+            after.state(for: ana)?.counters.keys.allSatisfy {
+                $0.period == .lifetime || $0.bucket >= CalendarBuckets.bucket($0.period, timeMs: noon) - 1
+            } == true)
     }
 
     /// The engine reads the overlay as its live counts: a cap reached in the log holds at once.
@@ -276,17 +290,23 @@ struct ReferenceCounts {
             }
             clock = max(clock, entry.timeMs)
             if !entry.eventID.isEmpty {
-                if let seen = ids[entry.key]?[entry.eventID], clock - seen <= LiveOverlay.eventIDRetentionMs { continue }
+                if let seen = ids[entry.key]?[entry.eventID], clock - seen <= LiveOverlay.eventIDRetentionMs {
+                    continue
+                }
                 ids[entry.key, default: [:]][entry.eventID] = clock
             }
             if entry.type == .consent {
-                for (key, value) in entry.consents { consents[entry.key, default: ConsentOverride()].set(key, xdmValue: value) }
+                for (key, value) in entry.consents {
+                    consents[entry.key, default: ConsentOverride()].set(key, xdmValue: value)
+                }
             }
             kept.append(entry)
         }
     }
 
-    func count(_ key: EventLogProfileKey?, _ offer: String, _ type: EventLogEventType, _ period: CappingPeriod, now: Int64) -> Int {
+    func count(
+        _ key: EventLogProfileKey?, _ offer: String, _ type: EventLogEventType, _ period: CappingPeriod, now: Int64
+    ) -> Int {
         kept.filter { entry in
             (key == nil || entry.key == key) && entry.type == type && entry.offerIDs.contains(offer)
                 && CalendarBuckets.bucket(period, timeMs: entry.timeMs) == CalendarBuckets.bucket(period, timeMs: now)
@@ -322,11 +342,14 @@ struct LiveOverlayPropertyTests {
                 let type = [EventLogEventType.decision, .decision, .display, .interact, .dismiss, .consent]
                     .randomElement(using: &random)!
                 let time = noon + Int64.random(in: -35 * 86_400_000...35 * 86_400_000, using: &random)
-                var offerIDs = (0..<Int.random(in: 1...3, using: &random)).map { _ in offers.randomElement(using: &random)! }
+                var offerIDs = (0..<Int.random(in: 1...3, using: &random)).map { _ in
+                    offers.randomElement(using: &random)!
+                }
                 var consents: [String: String] = [:]
                 if type == .consent {
                     offerIDs = []
-                    consents[ConsentOverride.keys.randomElement(using: &random)!] = ["y", "n", "dn", "p"].randomElement(using: &random)!
+                    consents[ConsentOverride.keys.randomElement(using: &random)!] = ["y", "n", "dn", "p"].randomElement(
+                        using: &random)!
                 }
                 let entry = EventLogEntry(
                     key: keys.randomElement(using: &random)!, type: type, timeMs: time,
@@ -385,7 +408,8 @@ struct LiveOverlayPropertyTests {
                 for key in Self.keys {
                     for offer in Self.offers {
                         for event in CappingEvent.allCases {
-                            let type: EventLogEventType = event == .decision ? .decision : event == .display ? .display : .interact
+                            let type: EventLogEventType =
+                                event == .decision ? .decision : event == .display ? .display : .interact
                             for period in CappingPeriod.allCases {
                                 plain.append(reference.count(key, offer, type, period, now: now))
                                 plain.append(reference.count(nil, offer, type, period, now: now))
@@ -397,7 +421,9 @@ struct LiveOverlayPropertyTests {
             }
             for key in Self.keys {
                 #expect(split.published().state(for: key)?.consents == whole.published().state(for: key)?.consents)
-                #expect((whole.published().state(for: key)?.consents ?? ConsentOverride()) == (reference.consents[key] ?? ConsentOverride()))
+                #expect(
+                    (whole.published().state(for: key)?.consents ?? ConsentOverride())
+                        == (reference.consents[key] ?? ConsentOverride()))
             }
             // What was published at the cut still answers for the prefix alone.
             var prefix = LiveOverlay()
@@ -446,9 +472,14 @@ struct PendingCountsTests {
         var overlay = LiveOverlay()
         overlay.apply(log.records)
         var pending = PendingCounts()
-        pending.add(EventLogEntry(key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "me", batchNumber: 1))
-        pending.add(EventLogEntry(key: bob, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "me", batchNumber: 1))
-        pending.add(EventLogEntry(key: bob, type: .consent, timeMs: noon, consents: ["marketing.any": "n"], serverID: "me", batchNumber: 1))
+        pending.add(
+            EventLogEntry(key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "me", batchNumber: 1))
+        pending.add(
+            EventLogEntry(key: bob, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "me", batchNumber: 1))
+        pending.add(
+            EventLogEntry(
+                key: bob, type: .consent, timeMs: noon, consents: ["marketing.any": "n"], serverID: "me", batchNumber: 1
+            ))
         let view = overlay.published().with(pending: pending)
         #expect(view.count(ana, "a") == 2)
         #expect(view.count(bob, "a") == 1)

@@ -22,7 +22,8 @@ struct BatchDeciderTests {
         static let now: Double = 1_780_000_000
 
         init(profiles: Int = 400, consentDefault: ConsentDefault = .granted) throws {
-            directory = FileManager.default.temporaryDirectory.appendingPathComponent("offerd-batch-\(UUID().uuidString)")
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "offerd-batch-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             let source = directory.appendingPathComponent("profiles.jsonl").path
             try SyntheticProfiles.write(count: profiles, seed: 11, to: source)
@@ -71,8 +72,10 @@ struct BatchDeciderTests {
     /// decisions and placements, context the rules read, every flag.
     static func randomRequests(_ world: World, count: Int, seed: UInt64) -> [DecisionRequest] {
         var random = SplitMix64(seed: seed)
-        let decisions = ["dec-homepage", "dec-newsletter", "dec-sms-retention", "dec-winter-campaign", "dec-summer-2026",
-            "dec-nope"]
+        let decisions = [
+            "dec-homepage", "dec-newsletter", "dec-sms-retention", "dec-winter-campaign", "dec-summer-2026",
+            "dec-nope",
+        ]
         let placements = ["web-banner", "app-card", "email-hero", "sms-text", "nowhere"]
         return (0..<count).map { index in
             var identity = world.identities[Int(random.next() % UInt64(world.identities.count))]
@@ -144,7 +147,9 @@ struct BatchDeciderTests {
             #expect(
                 Self.comparable(batch, generatedRequestID: generated)
                     == Self.comparable(server, generatedRequestID: generated), "\(line)")
-            for proposition in batch.propositions { outcomes.insert(proposition.outcomeNumber * 8 + proposition.reasonNumber) }
+            for proposition in batch.propositions {
+                outcomes.insert(proposition.outcomeNumber * 8 + proposition.reasonNumber)
+            }
         }
         // The world reaches offers, fallbacks, suppressions and errors, so the comparison saw each.
         #expect(outcomes.count >= 6, "\(outcomes.sorted())")
@@ -189,9 +194,10 @@ struct BatchDeciderTests {
                 scopes: [ScopeRequest(decisionID: "dec-homepage", placementID: "web-banner")])
         ])
         let input =
-            good + "\n   \r\nnot json\n" + #"{"requestId":"x","identity":{"namespace":"n","id":"i"},"scopes":[{"decisionId":"d","placementId":"p","itemCount":31}]}"#
+            good + "\n   \r\nnot json\n"
+            + #"{"requestId":"x","identity":{"namespace":"n","id":"i"},"scopes":[{"decisionId":"d","placementId":"p","itemCount":31}]}"#
             + "\n" + #"{"requestId":"y","color":"red"}"# + "\r\n" + #"{"request_id":"z","scopes":[]}"# + "\n"
-            + String(repeating: "x", count: 900) + "\n" + good.dropLast()  // a last line without newline
+            + String(repeating: "x", count: 900) + "\n" + good.dropLast() // a last line without newline
         let inputPath = world.path("bad.jsonl")
         try input.write(toFile: inputPath, atomically: true, encoding: .utf8)
         var configuration = BatchDecider.Configuration(threads: 2)
@@ -202,11 +208,26 @@ struct BatchDeciderTests {
         let (lines, stats) = try world.run(decider, input: .lines(path: inputPath))
         try #require(lines.count == 7, "\(lines)")
         #expect(lines[0].hasPrefix(#"{"requestId":"ok","propositions":"#))
-        #expect(lines[1] == #"{"requestId":"","line":4,"error":{"code":"invalid_argument","message":"invalid JSON: line 1, column 1: invalid literal"}}"#)
-        #expect(lines[2] == #"{"requestId":"x","line":5,"error":{"code":"invalid_argument","message":"scopes[0].item_count 31 exceeds 30"}}"#)
-        #expect(lines[3] == #"{"requestId":"y","line":6,"error":{"code":"invalid_argument","message":"unknown field \"color\""}}"#)
-        #expect(lines[4] == #"{"requestId":"z","line":7,"error":{"code":"invalid_argument","message":"identity.namespace is empty"}}"#)
-        #expect(lines[5] == #"{"requestId":"","line":8,"error":{"code":"invalid_argument","message":"line 8 is longer than 500 bytes"}}"#)
+        #expect(
+            lines[1]
+                == #"{"requestId":"","line":4,"error":{"code":"invalid_argument","message":"invalid JSON: line 1, column 1: invalid literal"}}"#
+        )
+        #expect(
+            lines[2]
+                == #"{"requestId":"x","line":5,"error":{"code":"invalid_argument","message":"scopes[0].item_count 31 exceeds 30"}}"#
+        )
+        #expect(
+            lines[3]
+                == #"{"requestId":"y","line":6,"error":{"code":"invalid_argument","message":"unknown field \"color\""}}"#
+        )
+        #expect(
+            lines[4]
+                == #"{"requestId":"z","line":7,"error":{"code":"invalid_argument","message":"identity.namespace is empty"}}"#
+        )
+        #expect(
+            lines[5]
+                == #"{"requestId":"","line":8,"error":{"code":"invalid_argument","message":"line 8 is longer than 500 bytes"}}"#
+        )
         #expect(lines[6].hasPrefix(#"{"requestId":"ok","propositions":"#))
         #expect(stats.requests == 2 && stats.errors == 5)
     }
@@ -223,7 +244,8 @@ struct BatchDeciderTests {
         let nobody = try world.run(world.decider(threads: 2), input: .audience("no-such-audience", scopes: scopes))
         #expect(nobody.lines.isEmpty && nobody.stats.requests == 0)
 
-        let everyone = try world.run(world.decider(threads: 2, chunkProfiles: 50), input: .audience(nil, scopes: scopes))
+        let everyone = try world.run(
+            world.decider(threads: 2, chunkProfiles: 50), input: .audience(nil, scopes: scopes))
         let profiles = world.snapshot.allProfiles()
         try #require(everyone.lines.count == profiles.count)
         #expect(nobody.stats.profilesWalked == profiles.count && everyone.stats.profilesWalked == profiles.count)
@@ -236,7 +258,8 @@ struct BatchDeciderTests {
             let server = try DecisioningServiceTests.response(
                 DecisioningServiceTests.call(
                     service, DecisionRequest(requestID: batch.requestID, identity: primary, scopes: scopes)))
-            #expect(Self.comparable(batch, generatedRequestID: false) == Self.comparable(server, generatedRequestID: false))
+            #expect(
+                Self.comparable(batch, generatedRequestID: false) == Self.comparable(server, generatedRequestID: false))
         }
 
         // A named audience: exactly its members, in file order.
@@ -253,11 +276,12 @@ struct BatchDeciderTests {
         let world = try World(profiles: 0)
         let directory = world.directory
         let source = directory.appendingPathComponent("consent.jsonl").path
-        try ([
-            #"{"identities":[{"namespace":"ECID","id":"out"}],"consents":{"personalize":{"content":{"val":"n"}}},"audiences":["vip"],"attributes":{"loyalty":{"tier":"gold","points":5000}}}"#,
-            #"{"identities":[{"namespace":"ECID","id":"pending"}],"consents":{"personalize":{"content":{"val":"p"}}},"audiences":["vip"],"attributes":{"loyalty":{"tier":"platinum","points":9000}}}"#,
-            #"{"identities":[{"namespace":"ECID","id":"in"}],"consents":{"personalize":{"content":{"val":"y"}}},"audiences":["vip"],"attributes":{"loyalty":{"tier":"gold","points":5000}}}"#,
-        ].joined(separator: "\n") + "\n").write(toFile: source, atomically: true, encoding: .utf8)
+        try
+            ([
+                #"{"identities":[{"namespace":"ECID","id":"out"}],"consents":{"personalize":{"content":{"val":"n"}}},"audiences":["vip"],"attributes":{"loyalty":{"tier":"gold","points":5000}}}"#,
+                #"{"identities":[{"namespace":"ECID","id":"pending"}],"consents":{"personalize":{"content":{"val":"p"}}},"audiences":["vip"],"attributes":{"loyalty":{"tier":"platinum","points":9000}}}"#,
+                #"{"identities":[{"namespace":"ECID","id":"in"}],"consents":{"personalize":{"content":{"val":"y"}}},"audiences":["vip"],"attributes":{"loyalty":{"tier":"gold","points":5000}}}"#,
+            ].joined(separator: "\n") + "\n").write(toFile: source, atomically: true, encoding: .utf8)
         let snapshotPath = directory.appendingPathComponent("consent.snap").path
         _ = try SnapshotBuilder.build(input: source, output: snapshotPath, version: "c", progress: nil)
         let snapshot = try ProfileSnapshot.load(path: snapshotPath)
@@ -296,7 +320,9 @@ struct BatchDeciderTests {
         let world = try World(profiles: 3)
         let missing = world.path("missing.jsonl")
         let output = try BatchOutput(path: world.path("out.jsonl"))
-        #expect(throws: BatchDecider.Failure.self) { try world.decider(threads: 2).run(input: .lines(path: missing), output: output) }
+        #expect(throws: BatchDecider.Failure.self) {
+            try world.decider(threads: 2).run(input: .lines(path: missing), output: output)
+        }
         do {
             _ = try world.decider(threads: 2).run(input: .lines(path: missing), output: output)
         } catch {
@@ -318,7 +344,8 @@ struct BatchDeciderTests {
             let full = try BatchOutput(path: "/dev/full")
             do {
                 _ = try world.decider(threads: 2).run(
-                    input: .audience(nil, scopes: [ScopeRequest(decisionID: "dec-homepage", placementID: "web-banner")]),
+                    input: .audience(
+                        nil, scopes: [ScopeRequest(decisionID: "dec-homepage", placementID: "web-banner")]),
                     output: full)
                 Issue.record("writing to /dev/full succeeded")
             } catch {

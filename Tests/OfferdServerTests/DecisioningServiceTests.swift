@@ -70,7 +70,8 @@ import Testing
     ) -> GRPCUnaryReply {
         var buffer = ByteBufferAllocator().buffer(capacity: 256)
         buffer.writeBytes(DecideCodec.encodeRequest(request))
-        return service.handle(GRPCUnaryCall(path: path, message: buffer, deadline: deadline), allocator: ByteBufferAllocator())
+        return service.handle(
+            GRPCUnaryCall(path: path, message: buffer, deadline: deadline), allocator: ByteBufferAllocator())
     }
 
     static func response(_ reply: GRPCUnaryReply) throws -> DecideResponseMessage {
@@ -87,7 +88,9 @@ import Testing
 
     enum ServiceTestError: Error { case notAMessage(String) }
 
-    static func request(_ id: String, _ scopes: [(String, String)] = [("dec", "web")], explain: Bool = false) -> DecisionRequest {
+    static func request(_ id: String, _ scopes: [(String, String)] = [("dec", "web")], explain: Bool = false)
+        -> DecisionRequest
+    {
         DecisionRequest(
             requestID: "r1", identity: Identity(namespace: "ECID", id: id),
             scopes: scopes.map { ScopeRequest(decisionID: $0.0, placementID: $0.1, itemCount: 2) }, explain: explain)
@@ -105,7 +108,8 @@ import Testing
 
     @Test func personalizationOptOutGetsOnlyTheFallback() throws {
         let fixture = try Self.makeService()
-        let answer = try Self.response(Self.call(fixture.service, Self.request("optout", [("dec", "web"), ("dec", "mail")])))
+        let answer = try Self.response(
+            Self.call(fixture.service, Self.request("optout", [("dec", "web"), ("dec", "mail")])))
         // Both scopes answered, or the loop below would check nothing.
         #expect(answer.propositions.count == 2)
         for proposition in answer.propositions {
@@ -117,7 +121,8 @@ import Testing
 
     @Test func unsubscribedChannelGetsNothing() throws {
         let fixture = try Self.makeService()
-        let answer = try Self.response(Self.call(fixture.service, Self.request("unsub", [("dec", "mail"), ("dec", "web")])))
+        let answer = try Self.response(
+            Self.call(fixture.service, Self.request("unsub", [("dec", "mail"), ("dec", "web")])))
         #expect(answer.propositions[0].outcome == .suppressed)
         #expect(answer.propositions[0].reason == .marketingDenied)
         #expect(answer.propositions[0].items.isEmpty)
@@ -145,7 +150,8 @@ import Testing
         var buffer = ByteBufferAllocator().buffer(capacity: 4)
         buffer.writeBytes([0xFF, 0xFF, 0xFF])
         let reply = fixture.service.handle(
-            GRPCUnaryCall(path: DecisioningService.decidePath, message: buffer, deadline: nil), allocator: ByteBufferAllocator())
+            GRPCUnaryCall(path: DecisioningService.decidePath, message: buffer, deadline: nil),
+            allocator: ByteBufferAllocator())
         #expect(Self.status(reply) == .invalidArgument)
     }
 
@@ -198,7 +204,9 @@ import Testing
     @Test func metricsCountCallsAndDecisions() throws {
         let fixture = try Self.makeService()
         _ = Self.call(fixture.service, Self.request("optout"))
-        let text = String(decoding: OfferdServer.metricsText(metrics: fixture.service.metrics, service: fixture.service), as: UTF8.self)
+        let text = String(
+            decoding: OfferdServer.metricsText(metrics: fixture.service.metrics, service: fixture.service),
+            as: UTF8.self)
         #expect(text.contains(#"offerd_grpc_calls_total{method="offerd.v1.Decisioning/Decide",status="0"} 1"#))
         #expect(text.contains(#"offerd_decisions_total{outcome="fallback",reason="personalization_denied"} 1"#))
         #expect(text.contains(#"offerd_catalog_info{version="svc-1"} 1"#))

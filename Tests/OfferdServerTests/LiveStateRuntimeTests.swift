@@ -40,7 +40,8 @@ struct LiveStateRuntimeTests {
     static let ana = EventLogProfileKey(namespace: "ECID", id: "ana")
 
     static func decision(_ offers: [String]) -> EventLogEntry {
-        EventLogEntry(key: ana, type: .decision, timeMs: 1_796_644_800_000, offerIDs: offers, serverID: "", batchNumber: 0)
+        EventLogEntry(
+            key: ana, type: .decision, timeMs: 1_796_644_800_000, offerIDs: offers, serverID: "", batchNumber: 0)
     }
 
     static func count(_ runtime: LiveStateRuntime, _ offer: String) -> Int {
@@ -53,7 +54,8 @@ struct LiveStateRuntimeTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("events.log").path
-        let runtime = LiveStateRuntime(log: try FileEventLog(path: path), bufferLimit: 100, logger: Logger(label: "test"))
+        let runtime = LiveStateRuntime(
+            log: try FileEventLog(path: path), bufferLimit: 100, logger: Logger(label: "test"))
         runtime.start()
         guard waitFor("the replay", { runtime.isReplayed }) else { return }
         runtime.enqueue([Self.decision(["a"]), Self.decision(["a", "b"])])
@@ -99,7 +101,9 @@ struct LiveStateRuntimeTests {
         runtime.enqueue((0..<3).map { _ in Self.decision(["a"]) })
         guard waitFor("the first append to fail", { runtime.writerDown.load(ordering: .relaxed) }) else { return }
         runtime.enqueue((0..<10).map { _ in Self.decision(["a"]) })
-        guard waitFor("the oldest events dropped", { runtime.eventsDropped.load(ordering: .acquiring) == 6 }) else { return }
+        guard waitFor("the oldest events dropped", { runtime.eventsDropped.load(ordering: .acquiring) == 6 }) else {
+            return
+        }
         let started = Date()
         if case .success = runtime.submitAndWait([Self.decision(["a"])], timeout: .seconds(5)) {
             Issue.record("a submission succeeded on a log that is down")

@@ -108,7 +108,8 @@ import Testing
         try "{ not json".write(toFile: catalogPath, atomically: true, encoding: .utf8)
         server.reloadAndWait()
         #expect(server.service.catalogs.load() === held)
-        let text = String(decoding: OfferdServer.metricsText(metrics: server.metrics, service: server.service), as: UTF8.self)
+        let text = String(
+            decoding: OfferdServer.metricsText(metrics: server.metrics, service: server.service), as: UTF8.self)
         #expect(text.contains(#"offerd_reloads_total{kind="catalog",result="failure"} "#))
         #expect(!text.contains(#"offerd_reloads_total{kind="catalog",result="failure"} 0"#))
 
@@ -120,7 +121,7 @@ import Testing
 }
 
 /// A flag set at creation and cleared once, read from many threads.
-private final class ManagedFlag: @unchecked Sendable {  // `value` is only touched under `lock`
+private final class ManagedFlag: @unchecked Sendable { // `value` is only touched under `lock`
     private let lock = NSLock()
     private var value = true
 
@@ -129,7 +130,7 @@ private final class ManagedFlag: @unchecked Sendable {  // `value` is only touch
 }
 
 /// Steps back seen by readers.
-private final class Regressions: @unchecked Sendable {  // `steps` is only touched under `lock`
+private final class Regressions: @unchecked Sendable { // `steps` is only touched under `lock`
     private let lock = NSLock()
     private var steps: [String] = []
 

@@ -171,7 +171,8 @@ struct FastRecordEncoderTests {
             }
             for entry in expected.capping {
                 for event in CappingEvent.allCases {
-                    #expect(fastProfile.cappingCount(for: InternedName(entry.offerID), event: event) == entry.counts[event])
+                    #expect(
+                        fastProfile.cappingCount(for: InternedName(entry.offerID), event: event) == entry.counts[event])
                 }
             }
         }
@@ -184,15 +185,17 @@ struct FastRecordEncoderTests {
             Array(
                 (#"{"identities":[{"namespace":"ECID","id":"1"}]}"# + "\n"
                     + #"{"identities":[{"namespace":"ecid","id":"1"}]}"# + "\n").utf8), to: source)
-        #expect(throws: SnapshotBuildError.duplicateIdentity(
-            identity: Identity(namespace: "ecid", id: "1"), firstLine: 1, line: 2)
+        #expect(
+            throws: SnapshotBuildError.duplicateIdentity(
+                identity: Identity(namespace: "ecid", id: "1"), firstLine: 1, line: 2)
         ) {
             try SnapshotBuilder.build(input: source, output: directory.file("out.snap"), version: nil, progress: nil)
         }
         try writeBytes(
             Array(#"{"identities":[{"namespace":"Email","id":"a"},{"namespace":"EMAIL","id":"a"}]}"#.utf8), to: source)
-        #expect(throws: SnapshotBuildError.duplicateIdentity(
-            identity: Identity(namespace: "EMAIL", id: "a"), firstLine: 1, line: 1)
+        #expect(
+            throws: SnapshotBuildError.duplicateIdentity(
+                identity: Identity(namespace: "EMAIL", id: "a"), firstLine: 1, line: 1)
         ) {
             try SnapshotBuilder.build(input: source, output: directory.file("out.snap"), version: nil, progress: nil)
         }

@@ -71,10 +71,11 @@ struct ProfileSourceParserTests {
             #"{"identities":[{"namespace":"ECID","id":"1"}],"#
                 + #""capping":{"a":{"display":3,"interact":1},"b":{},"c":4,"d":{"decision":2,"display":0}}}"#)
         #expect(profile.capping.map(\.offerID) == ["a", "b", "c", "d"])
-        #expect(profile.capping.map(\.counts) == [
-            CappingCounts(display: 3, interact: 1), CappingCounts(), CappingCounts(decision: 4),
-            CappingCounts(decision: 2),
-        ])
+        #expect(
+            profile.capping.map(\.counts) == [
+                CappingCounts(display: 3, interact: 1), CappingCounts(), CappingCounts(decision: 4),
+                CappingCounts(decision: 2),
+            ])
         #expect(profile.cappingCount(for: InternedName("a"), event: .display) == 3)
         #expect(profile.cappingCount(for: InternedName("a"), event: .decision) == 0)
         #expect(profile.cappingCount(for: InternedName("c"), event: .interact) == 0)
@@ -145,14 +146,35 @@ struct ProfileSourceParserTests {
         ),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":2.5}}"#, "integer >= 0"),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":-1}}"#, "integer >= 0"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":"2"}}"#, "capping.a must be a number or an object"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"click":1}}}"#, "capping.a.click is not a capping event"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"display":-1}}}"#, "capping.a.display must be an integer >= 0"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"interact":1.5}}}"#, "capping.a.interact must be an integer >= 0"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"decision":"1"}}}"#, "capping.a.decision must be a number"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"decision":null}}}"#, "capping.a.decision must be a number"),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":"2"}}"#,
+            "capping.a must be a number or an object"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"click":1}}}"#,
+            "capping.a.click is not a capping event"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"display":-1}}}"#,
+            "capping.a.display must be an integer >= 0"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"interact":1.5}}}"#,
+            "capping.a.interact must be an integer >= 0"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"decision":"1"}}}"#,
+            "capping.a.decision must be a number"
+        ),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"decision":null}}}"#,
+            "capping.a.decision must be a number"
+        ),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":{"display":1,"display":2}}}"#, "duplicate"),
-        (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":[1]}}"#, "capping.a must be a number or an object"),
+        (
+            #"{"identities":[{"namespace":"ECID","id":"1"}],"capping":{"a":[1]}}"#,
+            "capping.a must be a number or an object"
+        ),
         (#"{"identities":[{"namespace":"ECID","id":"1"}],"capping":[]}"#, "\"capping\" must be an object"),
     ])
     func refusesInvalidLines(_ line: String, _ expected: String) {

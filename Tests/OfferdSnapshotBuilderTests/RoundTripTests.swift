@@ -43,7 +43,9 @@ struct RoundTripTests {
                 for offer in profile.capping.map(\.offerID) + ["offer-unknown"] {
                     let name = InternedName(offer)
                     for event in CappingEvent.allCases {
-                        #expect(found.cappingCount(for: name, event: event) == profile.cappingCount(for: name, event: event))
+                        #expect(
+                            found.cappingCount(for: name, event: event) == profile.cappingCount(for: name, event: event)
+                        )
                     }
                 }
                 // The summary the decision loop filters with may not miss a counter, in either kind of profile.

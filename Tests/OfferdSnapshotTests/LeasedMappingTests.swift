@@ -23,7 +23,10 @@ private final class Readers: @unchecked Sendable {
                     where snapshot.profile(for: identity)?.toInMemoryProfile() != profile {
                         wrong += 1
                     }
-                    results.withLock { $0.rounds += 1; $0.wrong += wrong }
+                    results.withLock {
+                        $0.rounds += 1
+                        $0.wrong += wrong
+                    }
                 }
             }.start()
         }

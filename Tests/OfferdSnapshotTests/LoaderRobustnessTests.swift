@@ -200,8 +200,10 @@ struct LoaderRobustnessTests {
             (first, UInt32.max), (first, UInt32(bytes.count)), (idLengthOffset, UInt32.max),
             (idLengthOffset, UInt32(bytes.count - idLengthOffset - 4)), (idLengthOffset, UInt32(idLength + 1)),
             // The identity still matches, but the record says its identity area ends before it: not readable.
-            (SnapshotFormat.headerLength + SnapshotFormat.Record.audiencesOffset,
-             UInt32(SnapshotFormat.Record.headerLength)),
+            (
+                SnapshotFormat.headerLength + SnapshotFormat.Record.audiencesOffset,
+                UInt32(SnapshotFormat.Record.headerLength)
+            ),
         ]
         for damage in damages {
             var damaged = bytes
@@ -229,9 +231,11 @@ struct LoaderRobustnessTests {
                 try writeBytes(damaged, to: path)
                 let profile = try ProfileSnapshot.load(path: path).profile(for: primary)
                 let consents = profile.map { consents in
-                    [consents.consents.personalizeContent, consents.consents.marketingAny,
-                     consents.consents.marketingEmail, consents.consents.marketingSMS,
-                     consents.consents.marketingPush, consents.consents.marketingCall]
+                    [
+                        consents.consents.personalizeContent, consents.consents.marketingAny,
+                        consents.consents.marketingEmail, consents.consents.marketingSMS,
+                        consents.consents.marketingPush, consents.consents.marketingCall,
+                    ]
                 }
                 #expect(consents?[slot] == expected, "slot \(slot), byte \(code)")
                 if expected == nil { #expect(profile == nil, "slot \(slot), byte \(code)") }

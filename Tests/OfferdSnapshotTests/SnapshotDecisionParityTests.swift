@@ -48,7 +48,8 @@ struct SnapshotDecisionParityTests {
     }
 
     @Test func everyProfileDecidesAlikeInPlaceAndAsPlainValues() throws {
-        let engine = DecisionEngine(catalog: try Catalog.load(bytes: Array(Self.catalogJSON.utf8), fileName: "parity.json"))
+        let engine = DecisionEngine(
+            catalog: try Catalog.load(bytes: Array(Self.catalogJSON.utf8), fileName: "parity.json"))
         let directory = try TemporaryDirectory()
         let source = directory.file("profiles.jsonl")
         try SyntheticProfiles.write(count: 600, seed: 11, to: source)

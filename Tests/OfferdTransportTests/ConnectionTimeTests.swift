@@ -29,7 +29,9 @@ private final class TimeTakingService: GRPCUnaryService, @unchecked Sendable {
 /// verdict is exact to the nanosecond and nothing sleeps.
 @Suite("connection timing on a manual clock")
 struct ConnectionTimeTests {
-    private static func status(of streamID: Int32, in frames: [(frame: RawFrame, fields: [(name: String, value: String)])])
+    private static func status(
+        of streamID: Int32, in frames: [(frame: RawFrame, fields: [(name: String, value: String)])]
+    )
         -> String?
     {
         frames.last { $0.frame.streamID == streamID && $0.frame.type == RawFrame.headers }?.fields.value("grpc-status")
@@ -62,7 +64,8 @@ struct ConnectionTimeTests {
         #expect(service.callCount == 0)
 
         // The connection goes on serving.
-        try peer.send(peer.request(streamID: 3) + RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([9, 9]), endStream: true))
+        try peer.send(
+            peer.request(streamID: 3) + RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([9, 9]), endStream: true))
         let next = try peer.frames()
         #expect(Self.status(of: 3, in: next) == "0")
         #expect(next.contains { $0.frame.streamID == 3 && $0.frame.payload == grpcFrame([9, 9]) })
@@ -83,7 +86,8 @@ struct ConnectionTimeTests {
         #expect(try peer.frames().allSatisfy { $0.frame.streamID != 1 })
         #expect(service.callCount == 0)
 
-        try peer.send(peer.request(streamID: 3) + RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([4]), endStream: true))
+        try peer.send(
+            peer.request(streamID: 3) + RawHTTP2Client.dataFrame(streamID: 3, grpcFrame([4]), endStream: true))
         #expect(Self.status(of: 3, in: try peer.frames()) == "0")
         #expect(peer.callCounter.value == 0)
         #expect(peer.channel.isActive)

@@ -98,7 +98,8 @@ struct EndToEndNGHTTPTests {
 
     @Test("a length prefix over the limit is RESOURCE_EXHAUSTED")
     func oversizedPrefix() async throws {
-        try await withTestServer(configure: { $0.maxMessageBytes = 1024 }) { _, port, service in
+        let configure: (inout GRPCServerConfiguration) -> Void = { $0.maxMessageBytes = 1024 }
+        try await withTestServer(configure: configure) { _, port, service in
             let call = try await NGHTTPCall.run(
                 port: port,
                 path: "/test.Echo/Echo",
@@ -162,7 +163,8 @@ struct EndToEndNGHTTPTests {
 
     @Test("too many header fields get 431 with RESOURCE_EXHAUSTED")
     func tooManyHeaders() async throws {
-        try await withTestServer(configure: { $0.maxHeaderCount = 16 }) { _, port, service in
+        let configure: (inout GRPCServerConfiguration) -> Void = { $0.maxHeaderCount = 16 }
+        try await withTestServer(configure: configure) { _, port, service in
             let extra = (0..<20).map { "x-filler-\($0): value" }
             let call = try await NGHTTPCall.run(
                 port: port,

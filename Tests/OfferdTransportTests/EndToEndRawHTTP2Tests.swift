@@ -23,7 +23,9 @@ struct EndToEndRawHTTP2Tests {
         }
     }
 
-    @Test("the preface followed by something other than SETTINGS: GOAWAY(PROTOCOL_ERROR), close, and the next client is served")
+    @Test(
+        "the preface followed by something other than SETTINGS: GOAWAY(PROTOCOL_ERROR), close, and the next client is served"
+    )
     func garbagePreface() async throws {
         try await withTestServer { _, port, _ in
             let client = try RawHTTP2Client(port: port)
@@ -62,7 +64,8 @@ struct EndToEndRawHTTP2Tests {
 
     @Test("an oversized prefix is answered at once, before the body, followed by RST_STREAM(NO_ERROR)")
     func oversizedPrefixAnsweredEarly() async throws {
-        try await withTestServer(configure: { $0.maxMessageBytes = 1000 }) { _, port, service in
+        let configure: (inout GRPCServerConfiguration) -> Void = { $0.maxMessageBytes = 1000 }
+        try await withTestServer(configure: configure) { _, port, service in
             let client = try Self.connect(port: port)
             try client.send(
                 client.headersFrame(streamID: 1, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
@@ -124,7 +127,8 @@ struct EndToEndRawHTTP2Tests {
 
     @Test("streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are refused, the others served")
     func concurrencyLimit() async throws {
-        try await withTestServer(configure: { $0.maxConcurrentStreams = 2 }) { _, port, _ in
+        let configure: (inout GRPCServerConfiguration) -> Void = { $0.maxConcurrentStreams = 2 }
+        try await withTestServer(configure: configure) { _, port, _ in
             let client = try Self.connect(port: port)
             // Sent before the server's SETTINGS is acknowledged: nghttp2 refuses the excess stream with
             // REFUSED_STREAM (after the acknowledgement, exceeding it is a connection error, PROTOCOL_ERROR).

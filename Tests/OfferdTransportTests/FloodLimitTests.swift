@@ -24,10 +24,10 @@ struct FloodLimitTests {
 
     /// A request header block, HPACK-encoded by hand: static-table entries and literals without indexing.
     private static let requestHeaderBlock: [UInt8] =
-        [0x83, 0x86]  // :method POST, :scheme http
-        + [0x04] + literal("/test.Echo/Echo")  // :path
-        + [0x01] + literal("localhost")  // :authority
-        + [0x0F, 0x10] + literal("application/grpc")  // content-type (static index 31)
+        [0x83, 0x86] // :method POST, :scheme http
+        + [0x04] + literal("/test.Echo/Echo") // :path
+        + [0x01] + literal("localhost") // :authority
+        + [0x0F, 0x10] + literal("application/grpc") // content-type (static index 31)
         + [0x00] + literal("te") + literal("trailers")
 
     private static let endStream: UInt8 = 0x1

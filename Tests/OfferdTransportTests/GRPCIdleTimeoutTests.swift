@@ -23,7 +23,8 @@ struct GRPCIdleTimeoutTests {
         var idle = GRPCIdleTimeout(timeout: Self.timeout, now: Self.start)
         let input = Self.start + .seconds(100)
         idle.activity(now: input)
-        #expect(idle.timerFired(now: Self.start + Self.timeout, openStreams: 0) == .checkAgain(at: input + Self.timeout))
+        #expect(
+            idle.timerFired(now: Self.start + Self.timeout, openStreams: 0) == .checkAgain(at: input + Self.timeout))
         // One nanosecond short is not idle; the period's end is.
         #expect(
             idle.timerFired(now: input + Self.timeout - .nanoseconds(1), openStreams: 0)

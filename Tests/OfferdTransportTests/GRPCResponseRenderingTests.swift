@@ -13,9 +13,10 @@ struct GRPCResponseRenderingTests {
 
     @Test("successful responses: headers, then trailers with grpc-status 0")
     func success() {
-        #expect(GRPCResponseRendering.responseHeaders.map { "\($0.name): \($0.value)" } == [
-            ":status: 200", "content-type: application/grpc",
-        ])
+        #expect(
+            GRPCResponseRendering.responseHeaders.map { "\($0.name): \($0.value)" } == [
+                ":status: 200", "content-type: application/grpc",
+            ])
         #expect(GRPCResponseRendering.successTrailers.map { "\($0.name): \($0.value)" } == ["grpc-status: 0"])
     }
 
@@ -31,31 +32,37 @@ struct GRPCResponseRenderingTests {
 
     @Test("headers too large: 431 carrying RESOURCE_EXHAUSTED")
     func headersTooLarge() {
-        #expect(Self.fields(.headersTooLarge("too many")) == [
-            ":status: 431", "content-type: application/grpc", "grpc-status: 8", "grpc-message: too many",
-        ])
+        #expect(
+            Self.fields(.headersTooLarge("too many")) == [
+                ":status: 431", "content-type: application/grpc", "grpc-status: 8", "grpc-message: too many",
+            ])
     }
 
     @Test("a status in the Trailers-Only form, message percent-encoded, none when empty")
     func trailersOnly() {
-        #expect(Self.fields(.status(GRPCStatus(.invalidArgument, "100% wrong: café"))) == [
-            ":status: 200", "content-type: application/grpc", "grpc-status: 3",
-            "grpc-message: 100%25 wrong: caf%C3%A9",
-        ])
-        #expect(Self.fields(.status(GRPCStatus(.deadlineExceeded, ""))) == [
-            ":status: 200", "content-type: application/grpc", "grpc-status: 4",
-        ])
+        #expect(
+            Self.fields(.status(GRPCStatus(.invalidArgument, "100% wrong: café"))) == [
+                ":status: 200", "content-type: application/grpc", "grpc-status: 3",
+                "grpc-message: 100%25 wrong: caf%C3%A9",
+            ])
+        #expect(
+            Self.fields(.status(GRPCStatus(.deadlineExceeded, ""))) == [
+                ":status: 200", "content-type: application/grpc", "grpc-status: 4",
+            ])
     }
 
     @Test("compression: UNIMPLEMENTED with grpc-accept-encoding: identity")
     func compressionUnsupported() {
-        #expect(Self.fields(.compressionUnsupported("no gzip")) == [
-            ":status: 200", "content-type: application/grpc", "grpc-status: 12", "grpc-message: no gzip",
-            "grpc-accept-encoding: identity",
-        ])
+        #expect(
+            Self.fields(.compressionUnsupported("no gzip")) == [
+                ":status: 200", "content-type: application/grpc", "grpc-status: 12", "grpc-message: no gzip",
+                "grpc-accept-encoding: identity",
+            ])
     }
 
-    @Test("the response body is the 5-byte prefix then the payload, whatever the room offered", arguments: [1, 2, 4, 5, 6, 7, 300])
+    @Test(
+        "the response body is the 5-byte prefix then the payload, whatever the room offered",
+        arguments: [1, 2, 4, 5, 6, 7, 300])
     func body(room: Int) {
         let payload = (0..<257).map { UInt8(truncatingIfNeeded: $0) }
         var body = GRPCResponseBody(payload: ByteBuffer(bytes: payload))

@@ -35,7 +35,8 @@ struct GRPCServerStreamStateMachineTests {
             var value = value
             name.withUTF8 { nameBytes in
                 value.withUTF8 { valueBytes in
-                    machine.receivedHeaderField(name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
+                    machine.receivedHeaderField(
+                        name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
                 }
             }
         }

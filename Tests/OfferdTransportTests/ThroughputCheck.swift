@@ -4,7 +4,7 @@ import OfferdTransport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A manual throughput check, skipped unless `OFFERD_TRANSPORT_BENCH=1`. Run it pinned to core 0 (h2load is

@@ -19,7 +19,8 @@ struct WebProtocolTests {
         arguments: [
             ("application/grpc", RPCWireProtocol.grpc), ("application/grpc+proto", .grpc),
             ("application/grpc-web", .grpcWeb(text: false)), ("application/grpc-web+proto", .grpcWeb(text: false)),
-            ("Application/GRPC-Web-Text", .grpcWeb(text: true)), ("application/grpc-web-text+proto", .grpcWeb(text: true)),
+            ("Application/GRPC-Web-Text", .grpcWeb(text: true)),
+            ("application/grpc-web-text+proto", .grpcWeb(text: true)),
             ("application/proto", .connect(json: false)), ("application/json", .connect(json: true)),
             ("application/json; charset=utf-8", .connect(json: true)),
         ]
@@ -28,7 +29,9 @@ struct WebProtocolTests {
         #expect(Self.classify(value) == expected)
     }
 
-    @Test("other content types are none of ours", arguments: ["text/plain", "application/jsonx", "application/grpc-webx", ""])
+    @Test(
+        "other content types are none of ours",
+        arguments: ["text/plain", "application/jsonx", "application/grpc-webx", ""])
     func unknownTypes(value: String) {
         #expect(Self.classify(value) == nil)
     }
@@ -98,7 +101,9 @@ struct WebProtocolTests {
         #expect(RPCResponseRendering.preflight(origin: "https://a.test", cors: cors).status == 204)
         #expect(RPCResponseRendering.preflight(origin: "https://b.test", cors: cors).status == 403)
         #expect(RPCResponseRendering.preflight(origin: nil, cors: cors).status == 403)
-        #expect(RPCResponseRendering.preflight(origin: "https://a.test", cors: CORSPolicy(allowedOrigins: [])).status == 403)
+        #expect(
+            RPCResponseRendering.preflight(origin: "https://a.test", cors: CORSPolicy(allowedOrigins: [])).status == 403
+        )
     }
 
     /// Which handler the detector installed, for the bytes split at `split`.

@@ -56,7 +56,8 @@ struct DecideJSONCodecTests {
         }
     }
 
-    @Test("a response's JSON reads back as the protobuf of the same result does, proposition ids aside",
+    @Test(
+        "a response's JSON reads back as the protobuf of the same result does, proposition ids aside",
         arguments: 0..<4)
     func responseAgreesWithProtobuf(seed: UInt64) throws {
         var random = SplitMix64(seed: seed)
@@ -115,8 +116,10 @@ struct DecideJSONCodecTests {
     @Test("doubles print so they parse back to the same value", arguments: 0..<2)
     func doublesRoundTrip(seed: UInt64) throws {
         var random = SplitMix64(seed: seed)
-        var values: [Double] = [0, -0.0, 1, -1, 0.1, 1e-7, 1e21, 9_007_199_254_740_994, .greatestFiniteMagnitude,
-            .leastNonzeroMagnitude, -.leastNormalMagnitude, .nan, .infinity, -.infinity]
+        var values: [Double] = [
+            0, -0.0, 1, -1, 0.1, 1e-7, 1e21, 9_007_199_254_740_994, .greatestFiniteMagnitude,
+            .leastNonzeroMagnitude, -.leastNormalMagnitude, .nan, .infinity, -.infinity,
+        ]
         for _ in 0..<2000 { values.append(Double(bitPattern: random.next())) }
         for value in values {
             let request = DecisionRequest(
@@ -176,8 +179,10 @@ struct DecideJSONCodecTests {
             (#"{"requestId":5}"#, "request_id: expected a string, got a number"),
             (#"{"identity":{"namespace":"a\u0000b","id":"i"}}"#, "identity.namespace contains a NUL character"),
             (#"{"context":{"k\u0000":{}}}"#, "context.key contains a NUL character"),
-            (#"{"context":{"k":{"stringValue":"a","boolValue":true}}}"#,
-                #"context["k"]: more than one member of oneof kind (string_value and bool_value)"#),
+            (
+                #"{"context":{"k":{"stringValue":"a","boolValue":true}}}"#,
+                #"context["k"]: more than one member of oneof kind (string_value and bool_value)"#
+            ),
             (#"{"context":{"k":{"numberValue":"inf"}}}"#, #"context["k"].number_value: "inf" is not a number"#),
             (#"{"context":{"k":{"value":1}}}"#, #"unknown field "value" in context["k"]"#),
             (#"{"context":{"k":{"stringValue":"a"},"k":{}}}"#, #"invalid JSON: line 1, column 37: duplicate key "k""#),
@@ -208,7 +213,9 @@ struct DecideJSONCodecTests {
     @Test("the run-copying string writer writes what JSONWriter, the reference, writes", arguments: 0..<2)
     func stringWriterMatchesReference(seed: UInt64) {
         var random = SplitMix64(seed: seed)
-        var samples = ["", "plain", "\u{0}", "\u{1F}\u{7F}", "a\"b\\c\nd\re\tf", "é🙂日", String(repeating: "x", count: 300)]
+        var samples = [
+            "", "plain", "\u{0}", "\u{1F}\u{7F}", "a\"b\\c\nd\re\tf", "é🙂日", String(repeating: "x", count: 300),
+        ]
         for _ in 0..<3000 {
             let scalars = (0..<(random.next() % 12)).map { _ -> Character in
                 switch random.next() % 4 {
@@ -307,7 +314,8 @@ private func randomRequest(_ random: inout SplitMix64) -> DecisionRequest {
         scopes: (0..<(random.next() % 4)).map { _ in
             ScopeRequest(
                 decisionID: randomString(&random), placementID: randomString(&random),
-                itemCount: random.next() % 3 == 0 ? UInt32(truncatingIfNeeded: random.next()) : UInt32(random.next() % 31))
+                itemCount: random.next() % 3 == 0
+                    ? UInt32(truncatingIfNeeded: random.next()) : UInt32(random.next() % 31))
         },
         context: context,
         allowDuplicates: random.next() % 2 == 0, includeContent: random.next() % 2 == 0,
@@ -359,7 +367,9 @@ private func hexBytes(_ hex: String) -> [UInt8]? {
     guard digits.count % 2 == 0 else { return nil }
     var bytes: [UInt8] = []
     for index in stride(from: 0, to: digits.count, by: 2) {
-        guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+        guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else {
+            return nil
+        }
         bytes.append(byte)
     }
     return bytes

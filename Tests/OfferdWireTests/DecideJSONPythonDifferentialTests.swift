@@ -188,7 +188,8 @@ private func randomResponseResult(_ random: inout SplitMix64) -> DecisionResult 
                 characteristics: random.next() % 2 == 0
                     ? [] : [Characteristic(key: "k" + text(&random), value: text(&random))],
                 representation: Representation(
-                    placementID: "p", format: text(&random), language: random.next() % 2 == 0 ? [] : ["en", text(&random)],
+                    placementID: "p", format: text(&random),
+                    language: random.next() % 2 == 0 ? [] : ["en", text(&random)],
                     content: text(&random), deliveryURL: nil, linkURL: text(&random)),
                 score: score(&random), isFallback: false)
         }

@@ -58,42 +58,77 @@ struct EventsCodecTests {
 
     @Test(
         arguments: [
-            (FeedbackEvent(eventID: "", identity: Identity(namespace: "E", id: "1"), type: .display, offerIDs: ["o"]),
-             "events[1].event_id is required"),
-            (FeedbackEvent(eventID: String(repeating: "x", count: 129), identity: Identity(namespace: "E", id: "1"),
-                           type: .display, offerIDs: ["o"]), "events[1].event_id is longer than 128 bytes"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "", id: "1"), type: .display, offerIDs: ["o"]),
-             "events[1].identity.namespace is empty"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: ""), type: .display, offerIDs: ["o"]),
-             "events[1].identity.id is empty"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .unspecified, offerIDs: ["o"]),
-             "events[1].type must be"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: nil, offerIDs: ["o"]),
-             "events[1].type must be"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact, offerIDs: []),
-             "events[1].offer_ids: at least one"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact,
-                           offerIDs: Array(repeating: "o", count: 31)), "events[1].offer_ids: at most 30"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact,
-                           offerIDs: ["o", ""]), "events[1].offer_ids[1] is empty"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact, offerIDs: ["o"],
-                           timestampMs: now + 5 * 60_000 + 1), "events[1].timestamp_ms is more than 5 minutes ahead"),
-            (FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact, offerIDs: ["o"],
-                           timestampMs: now - 31 * 86_400_000 - 1), "events[1].timestamp_ms is more than 31 days old"),
+            (
+                FeedbackEvent(
+                    eventID: "", identity: Identity(namespace: "E", id: "1"), type: .display, offerIDs: ["o"]),
+                "events[1].event_id is required"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: String(repeating: "x", count: 129), identity: Identity(namespace: "E", id: "1"),
+                    type: .display, offerIDs: ["o"]), "events[1].event_id is longer than 128 bytes"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "", id: "1"), type: .display, offerIDs: ["o"]),
+                "events[1].identity.namespace is empty"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "E", id: ""), type: .display, offerIDs: ["o"]),
+                "events[1].identity.id is empty"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .unspecified, offerIDs: ["o"]),
+                "events[1].type must be"
+            ),
+            (
+                FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: nil, offerIDs: ["o"]),
+                "events[1].type must be"
+            ),
+            (
+                FeedbackEvent(eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact, offerIDs: []),
+                "events[1].offer_ids: at least one"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact,
+                    offerIDs: Array(repeating: "o", count: 31)), "events[1].offer_ids: at most 30"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact,
+                    offerIDs: ["o", ""]), "events[1].offer_ids[1] is empty"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact, offerIDs: ["o"],
+                    timestampMs: now + 5 * 60_000 + 1), "events[1].timestamp_ms is more than 5 minutes ahead"
+            ),
+            (
+                FeedbackEvent(
+                    eventID: "e", identity: Identity(namespace: "E", id: "1"), type: .interact, offerIDs: ["o"],
+                    timestampMs: now - 31 * 86_400_000 - 1), "events[1].timestamp_ms is more than 31 days old"
+            ),
         ])
     func theFirstBadFieldIsNamed(bad: FeedbackEvent, message: String) {
-        let good = FeedbackEvent(eventID: "ok", identity: Identity(namespace: "E", id: "1"), type: .display, offerIDs: ["o"])
+        let good = FeedbackEvent(
+            eventID: "ok", identity: Identity(namespace: "E", id: "1"), type: .display, offerIDs: ["o"])
         let request = RecordEventsRequest(events: [good, bad, bad])
         let error = request.validationError(nowMs: Self.now)
         #expect(error?.hasPrefix(message) == true, "\(error ?? "nil")")
     }
 
     @Test func eventCountsAreBounded() {
-        let good = FeedbackEvent(eventID: "ok", identity: Identity(namespace: "E", id: "1"), type: .display, offerIDs: ["o"])
-        #expect(RecordEventsRequest(events: []).validationError(nowMs: Self.now)?.hasPrefix("events: at least one") == true)
+        let good = FeedbackEvent(
+            eventID: "ok", identity: Identity(namespace: "E", id: "1"), type: .display, offerIDs: ["o"])
+        #expect(
+            RecordEventsRequest(events: []).validationError(nowMs: Self.now)?.hasPrefix("events: at least one") == true)
         #expect(RecordEventsRequest(events: Array(repeating: good, count: 100)).validationError(nowMs: Self.now) == nil)
-        #expect(RecordEventsRequest(events: Array(repeating: good, count: 101)).validationError(nowMs: Self.now)?
-            .hasPrefix("events: at most 100") == true)
+        #expect(
+            RecordEventsRequest(events: Array(repeating: good, count: 101)).validationError(nowMs: Self.now)?
+                .hasPrefix("events: at most 100") == true)
         // Exactly at the bounds is fine.
         var edge = good
         edge.timestampMs = Self.now + 5 * 60_000
@@ -125,19 +160,39 @@ struct EventsCodecTests {
 
     @Test(
         arguments: [
-            (UpdateConsentRequest(eventID: "", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.any", "n")]),
-             "event_id is required"),
-            (UpdateConsentRequest(eventID: "c", identity: nil, consents: [("marketing.any", "n")]), "identity is required"),
-            (UpdateConsentRequest(eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: []),
-             "consents: at least one"),
-            (UpdateConsentRequest(eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.fax", "n")]),
-             "consents[\"marketing.fax\"] is not a consent"),
-            (UpdateConsentRequest(eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.sms", "no")]),
-             "consents[\"marketing.sms\"] value \"no\" is not an XDM choice value"),
-            (UpdateConsentRequest(eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.sms", "")]),
-             "consents[\"marketing.sms\"] value \"\" is not"),
-            (UpdateConsentRequest(eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.sms", "Y")]),
-             "consents[\"marketing.sms\"] value \"Y\" is not"),
+            (
+                UpdateConsentRequest(
+                    eventID: "", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.any", "n")]),
+                "event_id is required"
+            ),
+            (
+                UpdateConsentRequest(eventID: "c", identity: nil, consents: [("marketing.any", "n")]),
+                "identity is required"
+            ),
+            (
+                UpdateConsentRequest(eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: []),
+                "consents: at least one"
+            ),
+            (
+                UpdateConsentRequest(
+                    eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.fax", "n")]),
+                "consents[\"marketing.fax\"] is not a consent"
+            ),
+            (
+                UpdateConsentRequest(
+                    eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.sms", "no")]),
+                "consents[\"marketing.sms\"] value \"no\" is not an XDM choice value"
+            ),
+            (
+                UpdateConsentRequest(
+                    eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.sms", "")]),
+                "consents[\"marketing.sms\"] value \"\" is not"
+            ),
+            (
+                UpdateConsentRequest(
+                    eventID: "c", identity: Identity(namespace: "E", id: "1"), consents: [("marketing.sms", "Y")]),
+                "consents[\"marketing.sms\"] value \"Y\" is not"
+            ),
         ])
     func updateConsentNamesTheBadField(request: UpdateConsentRequest, message: String) {
         let error = request.validationError()
@@ -165,9 +220,11 @@ struct EventsCodecTests {
 
     @Test func responsesEncode() {
         // recorded = 3 (field 1), duplicates = 1 (field 2), position "42" (field 3).
-        #expect(EventsCodec.encodeRecordEventsResponse(recorded: 3, duplicates: 1, position: "42")
-            == [0x08, 0x03, 0x10, 0x01, 0x1A, 0x02, 0x34, 0x32])
-        #expect(EventsCodec.encodeUpdateConsentResponse(position: "7", duplicate: true) == [0x0A, 0x01, 0x37, 0x10, 0x01])
+        #expect(
+            EventsCodec.encodeRecordEventsResponse(recorded: 3, duplicates: 1, position: "42")
+                == [0x08, 0x03, 0x10, 0x01, 0x1A, 0x02, 0x34, 0x32])
+        #expect(
+            EventsCodec.encodeUpdateConsentResponse(position: "7", duplicate: true) == [0x0A, 0x01, 0x37, 0x10, 0x01])
         #expect(EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: false) == [])
     }
 }

@@ -17,7 +17,7 @@ struct HealthCodecTests {
         if !service.isEmpty {
             writer.string(1, service)
         }
-        writer.uint(99, 1)  // unknown field
+        writer.uint(99, 1) // unknown field
         #expect(try HealthCodec.decodeCheckRequest(writer.bytes) == service)
     }
 

@@ -393,7 +393,7 @@ struct CatalogLoader {
                 report(fields.path("rule"), "unknown rule \(quoted(ruleID))")
                 return nil
             }
-            guard let rule = rules[ruleID] else { return nil }  // its own error is already reported
+            guard let rule = rules[ruleID] else { return nil } // its own error is already reported
             if !perOffer && rule.usesOfferPaths {
                 report(
                     fields.path("rule"),

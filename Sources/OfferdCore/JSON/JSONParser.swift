@@ -65,9 +65,15 @@ public struct JSONParser {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
         default: throw error("unexpected character")
         }
@@ -93,7 +99,7 @@ public struct JSONParser {
     private mutating func parseObject() throws(JSONParseError) -> JSONValue {
         try enterContainer()
         defer { depth -= 1 }
-        index += 1  // "{"
+        index += 1 // "{"
         var members: [JSONMember] = []
         // Most objects are small: a linear scan finds duplicates without hashing; a set takes over past 16 keys.
         var seen: Set<String>? = nil
@@ -135,7 +141,7 @@ public struct JSONParser {
     private mutating func parseArray() throws(JSONParseError) -> JSONValue {
         try enterContainer()
         defer { depth -= 1 }
-        index += 1  // "["
+        index += 1 // "["
         var items: [JSONValue] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
@@ -219,7 +225,7 @@ public struct JSONParser {
             }
             seen = Set(members.map(\.key))
         }
-        return !seen!.insert(key).inserted  // set just above when it was nil
+        return !seen!.insert(key).inserted // set just above when it was nil
     }
 
     private func isDigit(_ byte: UInt8) -> Bool {
@@ -228,7 +234,7 @@ public struct JSONParser {
 
     private mutating func parseString() throws(JSONParseError) -> String {
         let start = index
-        index += 1  // opening quote
+        index += 1 // opening quote
         // Fast path: no escapes, so the bytes between the quotes are the string.
         var scan = index
         while scan < bytes.count {

@@ -37,6 +37,8 @@ public func asciiLowercased(_ text: String) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
+// swift-format-ignore: AlwaysUseLowerCamelCase
+// The cases are XDM's own spellings of the choice values (`LI`, `CT`, ...), which the profile source uses.
 /// An XDM consent choice value, or empty when the profile has none.
 ///
 /// The raw values are the snapshot's on-disk codes: never renumber them.
@@ -316,7 +318,9 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
 
         /// Records every member of `node` (an object) and, depth first, what lies below it. A repeated key is
         /// skipped with its subtree: a walk by key would only ever reach the first.
-        private static func flatten(_ node: JSONValue, prefix: [UInt8], paths: inout [[UInt8]], values: inout [RuleValue]) {
+        private static func flatten(
+            _ node: JSONValue, prefix: [UInt8], paths: inout [[UInt8]], values: inout [RuleValue]
+        ) {
             guard case .object(let members) = node else { return }
             var seen: [String] = []
             for member in members where !seen.contains(where: { sameCodePoints($0, member.key) }) {

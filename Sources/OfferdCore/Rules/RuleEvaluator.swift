@@ -115,9 +115,12 @@ extension RuleNode {
             let isNull = operand.evaluate(profile: profile, inputs: inputs) == .null
             return isNull != negated
         case .order(let ordering, let left, let right):
-            return RuleValue.ruleOrder(ordering, left.evaluate(profile: profile, inputs: inputs), right.evaluate(profile: profile, inputs: inputs))
+            return RuleValue.ruleOrder(
+                ordering, left.evaluate(profile: profile, inputs: inputs),
+                right.evaluate(profile: profile, inputs: inputs))
         case .member(let element, let list):
-            return RuleValue.ruleMembership(element.evaluate(profile: profile, inputs: inputs), list.evaluate(profile: profile, inputs: inputs))
+            return RuleValue.ruleMembership(
+                element.evaluate(profile: profile, inputs: inputs), list.evaluate(profile: profile, inputs: inputs))
         case .inAudience(let audience):
             return profile.isMember(of: audience)
         case .stringTest(let test, let subject, let pattern):
@@ -180,7 +183,8 @@ extension RuleNode {
             return RuleValue.ruleNumber(operand.evaluate(profile: profile, inputs: inputs))
         case .conditional(let condition, let whenTrue, let whenFalse):
             return condition.isTrue(profile: profile, inputs: inputs)
-                ? whenTrue.evaluate(profile: profile, inputs: inputs) : whenFalse.evaluate(profile: profile, inputs: inputs)
+                ? whenTrue.evaluate(profile: profile, inputs: inputs)
+                : whenFalse.evaluate(profile: profile, inputs: inputs)
         case .minimum(let left, let right):
             return RuleValue.ruleExtremum(
                 left.evaluate(profile: profile, inputs: inputs),

@@ -162,7 +162,7 @@ struct RuleLexer {
     }
 
     private mutating func lexString(start: SourcePosition) throws(RuleCompileError) -> String {
-        advance()  // opening quote
+        advance() // opening quote
         var text = ""
         while true {
             guard let scalar = peek() else { throw RuleCompileError("unterminated string", at: start) }

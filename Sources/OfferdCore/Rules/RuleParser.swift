@@ -317,7 +317,7 @@ struct RuleParser {
 
     private mutating func parseListLiteral() throws(RuleCompileError) -> Parsed {
         let start = current.position
-        advance()  // "["
+        advance() // "["
         var items: [RuleValue] = []
         if current.kind == .rightBracket {
             advance()
@@ -400,7 +400,7 @@ struct RuleParser {
     }
 
     private mutating func parsePath(root: String, at position: SourcePosition) throws(RuleCompileError) -> Parsed {
-        advance()  // the root name
+        advance() // the root name
         let segments = try parseSegments()
         let text = root + segments.map { ".\($0.name)" }.joined()
         switch root {
@@ -417,7 +417,8 @@ struct RuleParser {
             }
             let path = AttributePath(segments.map(\.name))
             let slot = symbols.attributeSlot(for: path)
-            return Parsed(node: .attribute(path, slot: slot), type: .dynamic, position: position, isPath: true, description: text)
+            return Parsed(
+                node: .attribute(path, slot: slot), type: .dynamic, position: position, isPath: true, description: text)
         case "context":
             guard let first = segments.first else {
                 throw RuleCompileError("'context' needs a key, e.g. context.channel", at: position)
@@ -473,7 +474,7 @@ struct RuleParser {
                 at: position
             )
         }
-        advance()  // "("
+        advance() // "("
         var arguments: [Parsed] = []
         if current.kind != .rightParen {
             while true {
@@ -522,7 +523,7 @@ struct RuleParser {
         case "number": return make(.toNumber(arguments[0].node), [.number, .null])
         case "min": return make(.minimum(arguments[0].node, arguments[1].node), [.number, .null])
         case "max": return make(.maximum(arguments[0].node, arguments[1].node), [.number, .null])
-        default:  // "if": typed by its branches
+        default: // "if": typed by its branches
             return make(
                 .conditional(arguments[0].node, arguments[1].node, arguments[2].node),
                 arguments[1].type.union(arguments[2].type)

@@ -163,7 +163,7 @@ struct ConditionProgram: Sendable {
                 return value
             }
         }
-        return false  // not reached: every program ends in `result`
+        return false // not reached: every program ends in `result`
     }
 
     private func passes<Profile: ProfileView>(
@@ -177,7 +177,7 @@ struct ConditionProgram: Sendable {
         }
         switch test {
         case .isTrue, .order, .isNull:
-            return false  // not reached: answered above
+            return false // not reached: answered above
         case .equal(let operand, let index, let negated):
             let value = read(operand, profile: profile, inputs: inputs, offer: offer)
             guard let equal = RuleValue.ruleEquality(value, constants[index]) else { return false }
@@ -236,7 +236,8 @@ private struct ConditionCompiler {
         case .and(let left, let right):
             // Jumping when true: a false left skips the right. Jumping when false: either side failing jumps.
             var skip: [Int] = []
-            let leftFits = jumpIf
+            let leftFits =
+                jumpIf
                 ? emitBranch(left, jumpIf: false, to: &skip) : emitBranch(left, jumpIf: false, to: &targets)
             guard leftFits, emitBranch(right, jumpIf: jumpIf, to: &targets) else { return false }
             patch(skip)
@@ -244,7 +245,8 @@ private struct ConditionCompiler {
         case .or(let left, let right):
             // Jumping when true: either side holding jumps. Jumping when false: a true left skips the right.
             var skip: [Int] = []
-            let leftFits = jumpIf
+            let leftFits =
+                jumpIf
                 ? emitBranch(left, jumpIf: true, to: &targets) : emitBranch(left, jumpIf: true, to: &skip)
             guard leftFits, emitBranch(right, jumpIf: jumpIf, to: &targets) else { return false }
             patch(skip)
@@ -281,7 +283,7 @@ private struct ConditionCompiler {
             if case .literal(.number(let number)) = right, let operand = self.operand(left) {
                 test = .order(operand, ordering, number)
             } else if case .literal(.number(let number)) = left, let operand = self.operand(right) {
-                test = .order(operand, ordering.mirrored, number)  // `2 < x` is `x > 2`
+                test = .order(operand, ordering.mirrored, number) // `2 < x` is `x > 2`
             } else {
                 return false
             }

@@ -313,7 +313,8 @@ public enum DecideJSONCodec {
 
     private static func scope(_ value: JSONValue, path: String) throws(WireDecodeError) -> ScopeRequest {
         guard case .object(let members) = value else {
-            throw WireDecodeError(message: "\(path): expected an object (offerd.v1.Scope), got \(value.typeDescription)")
+            throw WireDecodeError(
+                message: "\(path): expected an object (offerd.v1.Scope), got \(value.typeDescription)")
         }
         var scope = ScopeRequest(decisionID: "", placementID: "", itemCount: 0)
         try forEachField(members, of: FieldTable.scope, path: path) { (field, value) throws(WireDecodeError) in
@@ -402,7 +403,8 @@ public enum DecideJSONCodec {
                 }
             case "name": item.name = try string(value, path: path + ".name")
             case "priority":
-                item.priority = Int(try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path + ".priority"))
+                item.priority = Int(
+                    try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path + ".priority"))
             case "characteristics":
                 let entries = try object(value, path: path + ".characteristics", type: "map<string, string>")
                 for entry in entries {
@@ -428,7 +430,9 @@ public enum DecideJSONCodec {
             ("include_metadata", "includeMetadata"), ("dry_run", "dryRun"), ("explain", "explain"),
         ]
         static let identity = [("namespace", "namespace"), ("id", "id")]
-        static let scope = [("decision_id", "decisionId"), ("placement_id", "placementId"), ("item_count", "itemCount")]
+        static let scope = [
+            ("decision_id", "decisionId"), ("placement_id", "placementId"), ("item_count", "itemCount"),
+        ]
         static let contextValue = [
             ("string_value", "stringValue"), ("number_value", "numberValue"), ("bool_value", "boolValue"),
         ]

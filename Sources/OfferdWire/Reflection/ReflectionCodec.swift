@@ -35,7 +35,9 @@ public enum ReflectionCodec {
     }
 
     /// Decodes a ServerReflectionRequest.
-    public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> (host: String, query: Query) {
+    public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> (
+        host: String, query: Query
+    ) {
         let arena = ProtoArena(initialCapacity: 256 + bytes.count)
         return try withExtendedLifetime(arena) { () throws(WireDecodeError) -> (host: String, query: Query) in
             guard let request = Self.unpack(bytes, arena: arena)?.pointee else {

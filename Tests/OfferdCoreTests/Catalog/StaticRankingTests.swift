@@ -26,14 +26,18 @@ private struct RandomCase {
     /// Live counts for some of the offers (nil in half the cases: the snapshot's counts alone).
     let live: TableLiveCounts?
 
-    static let requestFormulas = ["profile.points * offer.priority", "if(inAudience(\"a1\"), offer.priority, 1)",
-                                  "number(context.boost) + offer.priority", "now - now + offer.priority"]
-    static let constantFormulas = ["number(offer.characteristics.margin) * 2", "offer.priority - 1",
-                                   "0 - offer.priority", "-offer.priority * 0", "1",
-                                   "number(offer.characteristics.margin) / offer.priority",
-                                   "max(offer.priority, number(offer.characteristics.margin))",
-                                   "if(offer.characteristics.kind = \"a\", 2, offer.priority)",
-                                   "if(offer.priority > 1, -0, 0)"]
+    static let requestFormulas = [
+        "profile.points * offer.priority", "if(inAudience(\"a1\"), offer.priority, 1)",
+        "number(context.boost) + offer.priority", "now - now + offer.priority",
+    ]
+    static let constantFormulas = [
+        "number(offer.characteristics.margin) * 2", "offer.priority - 1",
+        "0 - offer.priority", "-offer.priority * 0", "1",
+        "number(offer.characteristics.margin) / offer.priority",
+        "max(offer.priority, number(offer.characteristics.margin))",
+        "if(offer.characteristics.kind = \"a\", 2, offer.priority)",
+        "if(offer.priority > 1, -0, 0)",
+    ]
     static let eligibilities = [
         #""eligibility": {"condition": "profile.tier = \"gold\""}"#,
         #""eligibility": {"condition": "profile.points > 5 or offer.priority > 1"}"#,
@@ -72,7 +76,9 @@ private struct RandomCase {
             }
             if random.chance(0.05) {
                 fields.append(#""endDate": "2020-01-01T00:00:00Z""#)
-            } else if random.chance(0.05) { fields.append(#""startDate": "2030-01-01T00:00:00Z""#) }
+            } else if random.chance(0.05) {
+                fields.append(#""startDate": "2030-01-01T00:00:00Z""#)
+            }
             let margin = random.chance(0.8) ? #", "margin": "\#(Int.random(in: 0...3, using: &random))""# : ""
             let kind = ["a", "b"].randomElement(using: &random) ?? "a"
             offers.append(
@@ -126,7 +132,8 @@ private struct RandomCase {
                     TableLiveCounts.Key(
                         offer: offerID, event: CappingEvent.allCases.randomElement(using: &random)!,
                         period: CappingPeriod.allCases.randomElement(using: &random)!,
-                        scope: CappingScope.allCases.randomElement(using: &random)!)] = Int.random(in: 0...3, using: &random)
+                        scope: CappingScope.allCases.randomElement(using: &random)!)] = Int.random(
+                        in: 0...3, using: &random)
             }
             live = table
         } else {

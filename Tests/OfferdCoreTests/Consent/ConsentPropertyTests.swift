@@ -3,7 +3,6 @@ import Testing
 
 @testable import OfferdCore
 
-
 /// A random catalog: every channel's placement, 1 to 8 offers with random priority, status, dates, audiences or
 /// shared conditions, and capping, and decisions with and without a fallback over several criteria.
 func randomCatalog(seed: UInt64) throws -> Catalog {

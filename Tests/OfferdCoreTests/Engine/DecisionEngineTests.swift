@@ -2,7 +2,7 @@ import Testing
 
 @testable import OfferdCore
 
-let testNow: Double = 1_800_000_000  // 2027-01-15
+let testNow: Double = 1_800_000_000 // 2027-01-15
 
 @Suite struct DecisionOutcomeTests {
     static func engine(options: EngineOptions = EngineOptions()) throws -> DecisionEngine {

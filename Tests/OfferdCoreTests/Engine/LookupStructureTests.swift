@@ -32,7 +32,8 @@ import Testing
     @Test func topCandidatesStartAfreshAfterRemoveAll() {
         var top = TopCandidates()
         for index in 0..<5 {
-            top.offer(RankedCandidate(offerIndex: index, representationIndex: 0, rank: 1, tieHash: 0, idOrder: index),
+            top.offer(
+                RankedCandidate(offerIndex: index, representationIndex: 0, rank: 1, tieHash: 0, idOrder: index),
                 capacity: 2)
         }
         top.removeAll()
@@ -48,7 +49,10 @@ import Testing
         var random = SplitMix64(seed: 7)
         for _ in 0..<200 {
             let entries = (0..<Int.random(in: 0...40, using: &random)).map { _ in
-                (offerID: "offer-\(Int.random(in: 0...30, using: &random))", counts: CappingCounts(decision: Int.random(in: 0...9, using: &random)))
+                (
+                    offerID: "offer-\(Int.random(in: 0...30, using: &random))",
+                    counts: CappingCounts(decision: Int.random(in: 0...9, using: &random))
+                )
             }
             let profile = InMemoryProfile(identities: [Identity(namespace: "ECID", id: "1")], capping: entries)
             for id in 0...31 {
@@ -77,9 +81,10 @@ import Testing
             case 3: return .string(keys.randomElement(using: &random) ?? "")
             case 4: return .array([.number(1), .string("x")])
             default:
-                return .object((0..<Int.random(in: 0...4, using: &random)).map { _ in
-                    JSONMember(key: keys.randomElement(using: &random) ?? "", value: randomValue(depth: depth + 1))
-                })
+                return .object(
+                    (0..<Int.random(in: 0...4, using: &random)).map { _ in
+                        JSONMember(key: keys.randomElement(using: &random) ?? "", value: randomValue(depth: depth + 1))
+                    })
             }
         }
         func walk(_ node: JSONValue, _ segments: [String]) -> RuleValue {
@@ -92,9 +97,10 @@ import Testing
             return RuleValue(json: node)
         }
         for _ in 0..<300 {
-            let attributes = JSONValue.object((0..<Int.random(in: 0...5, using: &random)).map { _ in
-                JSONMember(key: keys.randomElement(using: &random) ?? "", value: randomValue(depth: 0))
-            })
+            let attributes = JSONValue.object(
+                (0..<Int.random(in: 0...5, using: &random)).map { _ in
+                    JSONMember(key: keys.randomElement(using: &random) ?? "", value: randomValue(depth: 0))
+                })
             let profile = InMemoryProfile(identities: [Identity(namespace: "ECID", id: "1")], attributes: attributes)
             for length in 1...3 {
                 for _ in 0..<10 {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import OfferdCore
 
 @Suite struct JSONParserTests {

@@ -61,7 +61,9 @@ final class EmbeddedHTTP2Peer {
     }
 
     /// A request HEADERS frame for a gRPC call to `path`.
-    func request(streamID: Int32, path: String = "/test.Echo/Echo", extra: [(String, String)] = [], endStream: Bool = false)
+    func request(
+        streamID: Int32, path: String = "/test.Echo/Echo", extra: [(String, String)] = [], endStream: Bool = false
+    )
         -> [UInt8]
     {
         self.hpack.headersFrame(

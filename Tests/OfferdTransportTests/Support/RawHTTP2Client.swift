@@ -2,7 +2,7 @@ import CNGHTTP2
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One HTTP/2 frame as read off the wire.

@@ -70,7 +70,9 @@ private func reseal(_ bytes: inout [UInt8]) {
     var chunkStart = headerLength
     while chunkStart < bytes.count {
         let chunkEnd = min(bytes.count, chunkStart + (1 << 20))
-        let digest = bytes.withUnsafeBytes { raw in UInt64(XXH3_64bits(raw.baseAddress! + chunkStart, chunkEnd - chunkStart)) }
+        let digest = bytes.withUnsafeBytes { raw in
+            UInt64(XXH3_64bits(raw.baseAddress! + chunkStart, chunkEnd - chunkStart))
+        }
         for i in 0..<8 { chunkDigests.append(UInt8(truncatingIfNeeded: digest >> (8 * UInt64(i)))) }
         chunkStart = chunkEnd
     }

@@ -49,7 +49,9 @@ public struct Fixtures: Sendable {
                 JSONMember(key: "homeAddress", value: .object([JSONMember(key: "city", value: .string("Paris"))])),
             ]),
             // Some offers the profile has seen often enough to be capped (limit 5), some not yet.
-            capping: (0..<20).map { (offerID: "offer-\($0 * 10)", counts: CappingCounts(decision: $0 % 2 == 0 ? 5 : 2)) }
+            capping: (0..<20).map {
+                (offerID: "offer-\($0 * 10)", counts: CappingCounts(decision: $0 % 2 == 0 ? 5 : 2))
+            }
         )
         let context: [String: ContextValue] = [
             "page": .string("home"), "device": .string("mobile"), "cartValue": .number(129.5),

@@ -13,17 +13,20 @@ let start = ContinuousClock.now
 for _ in 0..<iterations {
     switch path {
     case "decide3":
-        sink &+= fixtures.engine.decide(fixtures.threeScopeRequest, profile: fixtures.profile, now: Fixtures.now)
+        sink &+=
+            fixtures.engine.decide(fixtures.threeScopeRequest, profile: fixtures.profile, now: Fixtures.now)
             .propositions.count
     case "decode":
         sink &+= (try? DecideCodec.decodeRequest(fixtures.threeScopeRequestBytes))?.scopes.count ?? 0
     case "encode":
-        sink &+= DecideCodec.encodeResponse(
-            fixtures.threeScopeResult, requestID: "r", snapshotVersion: "s", includeContent: true,
-            includeMetadata: false
-        ).count
+        sink &+=
+            DecideCodec.encodeResponse(
+                fixtures.threeScopeResult, requestID: "r", snapshotVersion: "s", includeContent: true,
+                includeMetadata: false
+            ).count
     default:
-        sink &+= fixtures.engine.decide(fixtures.oneScopeRequest, profile: fixtures.profile, now: Fixtures.now)
+        sink &+=
+            fixtures.engine.decide(fixtures.oneScopeRequest, profile: fixtures.profile, now: Fixtures.now)
             .propositions.count
     }
 }

@@ -1,3 +1,7 @@
+import OfferdCore
+import OfferdSnapshot
+import OfferdSnapshotBuilder
+
 // Usage: offerd-snapshot-bench SNAPSHOT SOURCE [SAMPLES] [copy]   (SAMPLES 0: load figures only; "copy": read the
 // file into memory instead of mapping it under a lease)
 //        offerd-snapshot-bench --build SOURCE OUTPUT             (only build, reading the source: for callgrind)
@@ -17,9 +21,6 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import OfferdCore
-import OfferdSnapshot
-import OfferdSnapshotBuilder
 
 let arguments = CommandLine.arguments
 // `--build SOURCE OUTPUT`: only builds (read, not mapped), for instruction counts under callgrind, which cannot run
@@ -243,12 +244,16 @@ print(
     "RSS after load: \(residentAfter) bytes = \(format(Double(residentAfter) / Double(fileSize)))x file size "
         + "(growth over the load: \(format(Double(residentAfter - residentBefore) / Double(fileSize)))x)")
 let hugeBytes = procfsKilobytes(file: "/proc/self/smaps_rollup", field: "AnonHugePages:")
-print("transparent huge pages: \(hugeBytes / 1_048_576) MiB (\(format(Double(hugeBytes) / Double(fileSize), 2))x file size)")
+print(
+    "transparent huge pages: \(hugeBytes / 1_048_576) MiB (\(format(Double(hugeBytes) / Double(fileSize), 2))x file size)"
+)
 // A mapped snapshot's pages are file pages: resident as RssFile, and 2 MiB-mapped where the page cache holds large
 // folios (FilePmdMapped).
 let fileResident = procfsKilobytes(file: "/proc/self/status", field: "RssFile:")
 let filePmd = procfsKilobytes(file: "/proc/self/smaps_rollup", field: "FilePmdMapped:")
-print("file pages resident: \(fileResident / 1_048_576) MiB, of which mapped by 2 MiB entries: \(filePmd / 1_048_576) MiB")
+print(
+    "file pages resident: \(fileResident / 1_048_576) MiB, of which mapped by 2 MiB entries: \(filePmd / 1_048_576) MiB"
+)
 
 guard let current = store.load() else { exit(1) }
 // SAMPLES 0: load figures only (for repeated load measurements).
@@ -293,10 +298,14 @@ func timeHotSet(_ size: Int, _ random: inout SplitMix64) -> (median: Double, fou
 var hotSets: [(Int, (median: Double, found: Int, count: Int))] = []
 for size in [256, 4_096] { hotSets.append((size, timeHotSet(size, &orderRandom))) }
 let sampled = hits.count / batchLength * batchLength
-print("lookup hit, cold (first lookup of each profile after the load): \(format(cold.median, 1)) ns median (found \(cold.found) of \(sampled))")
+print(
+    "lookup hit, cold (first lookup of each profile after the load): \(format(cold.median, 1)) ns median (found \(cold.found) of \(sampled))"
+)
 print("lookup hit, again in another order: \(format(warm.median, 1)) ns median")
 for (size, hot) in hotSets {
-    print("lookup hit, hot set of \(size) profiles: \(format(hot.median, 1)) ns median (found \(hot.found) of \(hot.count))")
+    print(
+        "lookup hit, hot set of \(size) profiles: \(format(hot.median, 1)) ns median (found \(hot.found) of \(hot.count))"
+    )
 }
 print("lookup miss: \(format(miss.median, 1)) ns median (found \(miss.found))")
 print("lookup hit, dependent chain: \(format(chain, 1)) ns median")
@@ -309,7 +318,9 @@ let ladder = [1 << 18, 1 << 20, 1 << 22, 1 << 24].map { ($0, randomReadLatency(b
 print(
     "random read latency by buffer size: "
         + ladder.map { "\($0.0 >> 10) KiB \(format($0.1.nanoseconds, 1)) ns" }.joined(separator: ", "))
-if cold.found != sampled || warm.found != sampled || hotSets.contains(where: { $0.1.found != $0.1.count }) || miss.found != 0 {
+if cold.found != sampled || warm.found != sampled || hotSets.contains(where: { $0.1.found != $0.1.count })
+    || miss.found != 0
+{
     print("ERROR: lookups returned wrong results")
     exit(1)
 }

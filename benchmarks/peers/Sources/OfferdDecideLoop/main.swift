@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import OfferdCore
 import OfferdServer
 import OfferdSnapshot
 import OfferdTransport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 // N in-process Decide calls through `DecisioningService.handle`, the exact code path behind both gRPC servers
 // minus the transport. Made for callgrind: run it with two call counts and divide the difference in instructions

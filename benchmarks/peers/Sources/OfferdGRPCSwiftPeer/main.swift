@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import NIOPosix
 import OfferdCore
 import OfferdServer
 import OfferdSnapshot
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 func fail(_ message: String) -> Never {
     let line = "offerd-grpc-swift-peer: \(message)\n"
