@@ -97,8 +97,10 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 offerd_port=$(free_port)
+# OFFERD_ARGS: more `serve` options for this build only (e.g. `--events none`, which the base build may not know).
+# shellcheck disable=SC2086
 taskset -c 0 "$offerd" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.snap" \
-    --port "$offerd_port" --admin-port 0 --threads 1 --log-level warning &
+    --port "$offerd_port" --admin-port 0 --threads 1 --log-level warning ${OFFERD_ARGS:-} &
 pid[offerd]=$!; pids+=($!)
 url[offerd]="http://127.0.0.1:$offerd_port/offerd.v1.Decisioning/Decide"
 wait_for_port "$offerd_port"
@@ -107,8 +109,13 @@ pid[offerd-health]=${pid[offerd]}
 url[offerd-health]="http://127.0.0.1:$offerd_port/grpc.health.v1.Health/Check"
 
 if [[ " $SERVERS " == *" base "* ]]; then
+    # Its own snapshot, built by its own builder from the same profiles: the format may differ between builds.
+    if [ ! -f "$WORK/profiles-$PROFILES.base.snap" ]; then
+        "$BASE_BIN" snapshot build --input "$WORK/profiles-$PROFILES.jsonl" \
+            --output "$WORK/profiles-$PROFILES.base.snap" --version "bench-$PROFILES" >/dev/null
+    fi
     base_port=$(free_port)
-    taskset -c 0 "$BASE_BIN" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.snap" \
+    taskset -c 0 "$BASE_BIN" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.base.snap" \
         --port "$base_port" --admin-port 0 --threads 1 --log-level warning &
     pid[base]=$!; pids+=($!)
     url[base]="http://127.0.0.1:$base_port/offerd.v1.Decisioning/Decide"
