@@ -39,6 +39,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var quiescing = false
     private var readPending = false
+    private var isUpgrade = false
+    private var stoppedReading = false
 
     init(configuration: GRPCServerConfiguration, service: any GRPCUnaryService, logger: Logger, clock: any GRPCClock) {
         self.configuration = configuration
@@ -75,6 +77,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
+        // After an upgrade request nothing more is read (see `receivedHead`).
+        guard !self.stoppedReading else { return }
         // A client that does not read its answers stops being read from.
         if context.channel.isWritable {
             context.read()
@@ -84,7 +88,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable && self.readPending {
+        if context.channel.isWritable && self.readPending && !self.stoppedReading {
             self.readPending = false
             context.read()
         }
@@ -118,6 +122,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.perform(action, context: context)
         case .end:
             self.requestEnded = true
+            if self.isUpgrade {
+                // NIOHTTP1 parses nothing after an upgrade request and would buffer whatever follows: read no
+                // more. Its answer (sent or to come) closes the connection.
+                self.stoppedReading = true
+            }
             self.timer.requestArrived()
             guard let action = self.machine?.receivedEndOfStream() else {
                 // Answered before the body ended: the rest of the body was read and dropped; idle again.
@@ -132,7 +141,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         var machine = GRPCServerStreamStateMachine(configuration: self.configuration)
-        self.keepAlive = head.isKeepAlive && !self.quiescing
+        // llhttp takes CONNECT, or `upgrade` with a `connection: upgrade` token, for a switch of protocol and
+        // parses nothing after that request's end; offerd upgrades to nothing (h2c included: HTTP/2 needs the
+        // preface), so such a request is answered over HTTP/1.1 and the connection closes after it.
+        self.isUpgrade =
+            head.method == .CONNECT
+            || (head.headers.contains(name: "upgrade")
+                && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" })
+        self.keepAlive = head.isKeepAlive && !self.quiescing && !self.isUpgrade
         self.answered = false
         self.requestEnded = false
         self.isHead = head.method == .HEAD

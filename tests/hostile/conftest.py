@@ -40,14 +40,15 @@ def server(tmp_path_factory):
 
 
 class ControlClient:
-    """Calls Decide in a loop on its own gRPC channel and samples the server's RSS, until stopped."""
+    """Calls Decide in a loop on its own gRPC channel and samples the server's RSS, until stopped. `channel`: a
+    channel of the caller's (a TLS one for a TLS server); by default a cleartext channel to the server."""
 
-    def __init__(self, stubs, server):
+    def __init__(self, stubs, server, channel=None):
         import grpc
         from helpers import request
 
         self.server = server
-        self.channel = grpc.insecure_channel(server.target)
+        self.channel = channel if channel is not None else grpc.insecure_channel(server.target)
         self.stub = stubs.pb_grpc.DecisioningStub(self.channel)
         self.req = request(stubs.pb)
         self.calls = 0
@@ -100,6 +101,12 @@ def control(stubs, server):
     """A control client running for the whole test; checked after the attack."""
     client = ControlClient(stubs, server)
     yield client
+    check_control(client, server)
+
+
+def check_control(client, server):
+    """Stops the control client after an attack and checks it: the server lives, every call succeeded, some were
+    made, the RSS stayed bounded."""
     client.stop()
     assert server.proc.poll() is None, "the server died: " + server.log_path.read_text()[-4000:]
     assert client.failures == [], client.failures[:5]
