@@ -32,7 +32,7 @@ def test_missing_or_broken_files_refuse_to_start(fresh_dir):
         (["--catalog", str(FIXTURES / "catalog.json"), "--snapshot", str(broken)], "broken.json"),
     ]
     for args, name in cases:
-        out = subprocess.run([OFFERD, "serve", "--port", "0", "--admin-port", "0", *args],
+        out = subprocess.run([OFFERD, "serve", "--port", "0", "--admin-port", "0", "--events", "none", *args],
                              capture_output=True, text=True, timeout=30)
         assert out.returncode != 0
         assert name in out.stderr + out.stdout

@@ -145,7 +145,7 @@ def test_bad_pair_refuses_to_start_naming_the_file(tmp_path, pki, problem):
         key.write_text("not a key\n")
     result = subprocess.run(
         [OFFERD, "serve", "--catalog", str(tmp_path / "catalog.json"), "--snapshot", str(tmp_path / "p.snap"),
-         "--port", "0", "--admin-port", "0", "--tls-cert", str(cert), "--tls-key", str(key)],
+         "--port", "0", "--admin-port", "0", "--events", "none", "--tls-cert", str(cert), "--tls-key", str(key)],
         capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "cannot start" in result.stdout + result.stderr
