@@ -10,6 +10,8 @@
 #
 #   benchmarks/callgrind/run.sh                  # defaults below
 #   CALLS=5000 SCOPES=3 benchmarks/callgrind/run.sh
+#   SHAPE=real PAGE=home benchmarks/callgrind/run.sh       # issue 15's catalog, answered by the formula criterion
+#   SHAPE=real PAGE=checkout benchmarks/callgrind/run.sh   # ... by the priority criterion
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,6 +20,8 @@ CALLS=${CALLS:-2000}          # measured calls
 FEW=${FEW:-200}               # calls in the baseline run
 SCOPES=${SCOPES:-1}
 BODIES=${BODIES:-16}          # distinct profiles, used in turn
+SHAPE=${SHAPE:-bench}         # benchmarks/load/make_catalog.py's catalog shape: bench or real
+PAGE=${PAGE:-home}            # the requests' context.page
 WORK=${WORK:-/tmp/offerd-callgrind}
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
@@ -39,8 +43,8 @@ if [ ! -f "$WORK/profiles-$PROFILES.snap" ]; then
     "$offerd" snapshot build --input "$WORK/profiles-$PROFILES.jsonl" --output "$WORK/profiles-$PROFILES.snap" \
         --version "callgrind-$PROFILES"
 fi
-python3 benchmarks/load/make_catalog.py "$WORK/catalog.json"
-rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES"
+python3 benchmarks/load/make_catalog.py "$WORK/catalog.json" "$SHAPE"
+rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES" "$PAGE"
 requests=()
 for n in $(seq 0 $((BODIES - 1))); do requests+=(--request "$WORK/bodies/req-$SCOPES-$n.bin"); done
 
@@ -55,7 +59,7 @@ instructions() {  # calls: total instructions (Ir) of one run
 few=$(instructions "$FEW")
 many=$(instructions $((FEW + CALLS)))
 per_call=$(( (many - few) / CALLS ))
-echo "scopes $SCOPES, $BODIES profiles in turn, snapshot of $PROFILES profiles"
+echo "catalog shape $SHAPE, page $PAGE, scopes $SCOPES, $BODIES profiles in turn, snapshot of $PROFILES profiles"
 echo "instructions: $few with $FEW calls, $many with $((FEW + CALLS)) calls"
 echo "instructions per Decide call: $per_call"
 echo "top functions: callgrind_annotate $WORK/callgrind.out.$((FEW + CALLS)) | head -40"

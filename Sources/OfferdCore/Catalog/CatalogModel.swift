@@ -192,6 +192,8 @@ final class CriterionDefinition: Sendable {
     /// The candidates by a rank known at load, when there is one (see ``StaticRanking``); nil when the ranking
     /// formula reads the request, so every candidate is scored per request.
     let staticRanking: StaticRanking?
+    /// The formula folded for these candidates when it reads the request (see ``FormulaRanking``).
+    let formulaRanking: FormulaRanking?
 
     init(
         eligibility: Eligibility?,
@@ -203,7 +205,13 @@ final class CriterionDefinition: Sendable {
         self.ranking = ranking
         self.collectionOffers = collectionOffers
         self.candidates = candidates
-        self.staticRanking = StaticRanking(ranking: ranking, candidates: candidates)
+        let staticRanking = StaticRanking(ranking: ranking, candidates: candidates)
+        self.staticRanking = staticRanking
+        if staticRanking == nil, case .formula(let formula) = ranking {
+            self.formulaRanking = FormulaRanking(formula: formula.node, candidates: candidates)
+        } else {
+            self.formulaRanking = nil
+        }
     }
 }
 
@@ -254,7 +262,7 @@ final class StaticRanking: Sendable {
     let groupEnds: [Int]
 
     /// Nil when `ranking` is a formula that reads the profile, the context, `now` or an audience.
-    init?(ranking: Ranking, candidates: [CandidateOffer]) {
+    convenience init?(ranking: Ranking, candidates: [CandidateOffer]) {
         let ranks: [Double]
         switch ranking {
         case .priority:
@@ -269,6 +277,11 @@ final class StaticRanking: Sendable {
                 )
             }
         }
+        self.init(candidates: candidates, ranks: ranks)
+    }
+
+    /// `candidates` by `ranks` (at the same positions), best first; equal ranks keep collection order.
+    init(candidates: [CandidateOffer], ranks: [Double]) {
         // Stable by collection position (order inside a group does not matter: the tie-break is per person).
         let order = candidates.indices.sorted { lhs, rhs in
             ranks[lhs] != ranks[rhs] ? ranks[lhs] > ranks[rhs] : lhs < rhs

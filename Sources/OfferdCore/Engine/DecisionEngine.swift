@@ -325,6 +325,8 @@ private struct ScopeWalker<Profile: ProfileView> {
                 )
             } else if criterionEligible && remaining > 0, let staticRanking = criterion.staticRanking {
                 considerByGroups(staticRanking, remaining: remaining, state: &state)
+            } else if criterionEligible && remaining > 0, let formulaRanking = criterion.formulaRanking {
+                considerByFormula(formulaRanking, remaining: remaining, state: &state)
             } else if criterionEligible && remaining > 0 {
                 considerAll(criterion, remaining: remaining, state: &state)
             }
@@ -387,83 +389,133 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        // Screens and capping keys are read in place through buffer pointers: copying a screen out of its array
-        // costs a retain and a release per candidate for the references it holds (the inline condition's
-        // operands). Every position below is under `groupEnds.last`, which is the arrays' common count (checked).
-        // Not spans: their bounds checks, in this loop, cost 2 to 3% of a Decide call's instructions (see
-        // Support/ContiguousSpans.swift). This function and that file hold all of OfferdCore's unsafe code.
-        precondition(
-            ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
-                && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
-        // safe: the pointers are used inside these closures only, at positions checked above.
-        unsafe ranking.screens.withUnsafeBufferPointer { screens in
-            unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
-                unsafe considerByGroups(
-                    ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+        unsafe withScreens(of: ranking) { screens, offerIDs in
+            let offerIDBytes = ranking.offerIDBytes
+            var idPrefixHash = tieHashPrefix
+            for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
+            var groupStart = 0
+            for groupEnd in ranking.groupEnds {
+                for position in groupStart..<groupEnd {
+                    guard
+                        unsafe passesScreen(
+                            position, of: ranking, screens: screens, offerIDs: offerIDs, state: &state)
+                    else { continue }
+                    let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
+                    unsafe state.best.offer(
+                        RankedCandidate(
+                            offerIndex: screens[position].offerIndex,
+                            representationIndex: screens[position].representationIndex,
+                            rank: screens[position].rank,
+                            tieHash: tieHash,
+                            idOrder: screens[position].idOrder
+                        ),
+                        capacity: remaining
+                    )
+                }
+                if state.best.count == remaining { return }
+                groupStart = groupEnd
             }
         }
     }
 
-    private func considerByGroups(
-        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
-    ) {
-        let offerIDBytes = ranking.offerIDBytes
-        var idPrefixHash = tieHashPrefix
-        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
-        var groupStart = 0
-        for groupEnd in ranking.groupEnds {
-            for position in groupStart..<groupEnd {
-                // Every test below must pass, so the cheap ones on plain values run first and the offer object is
-                // loaded only for an eligibility neither the memo nor an inline condition settles, or for a
-                // capping lookup.
-                // unsafe: `position` is below `groupEnds.last`, which the caller checked against both counts.
-                var eligible = unsafe screens[position].alwaysEligible
-                let memoSlot = unsafe screens[position].eligibilityMemoSlot
-                if memoSlot >= 0, let known = state.memo[memoSlot] {
-                    guard known else { continue }
-                    eligible = true
-                }
-                guard unsafe screens[position].isInsideDates(now),
-                    unsafe !state.chosen.contains(screens[position].offerIndex)
+    /// The fast path of a criterion ranked by a formula that reads the request: the formula's request parts are
+    /// evaluated once, then every candidate that passes the screens is scored by the folded program and offered to
+    /// the bounded top-k. Nothing is copied or allocated per candidate.
+    private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
+        let ranking = formula.candidates
+        var parts = FoldedParts(request: RuleValueSlots(), offerTable: formula.offerParts, offerBase: 0)
+        for part in formula.requestParts { parts.request.append(part.evaluate(profile: profile, inputs: inputs)) }
+        let program = formula.program
+        let partsPerCandidate = formula.partsPerCandidate
+        unsafe withScreens(of: ranking) { screens, offerIDs in
+            let offerIDBytes = ranking.offerIDBytes
+            var idPrefixHash = tieHashPrefix
+            for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
+            for position in 0..<ranking.candidates.count {
+                guard
+                    unsafe passesScreen(position, of: ranking, screens: screens, offerIDs: offerIDs, state: &state)
                 else { continue }
-                if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
-                    if memoSlot >= 0 { state.memo[memoSlot] = value }
-                    guard value else { continue }
-                    eligible = true
-                }
-                // Without live counts an offer whose summary bit is clear has only zero counts: its offer object
-                // is not loaded.
-                if unsafe screens[position].hasCappingRules
-                    && (live != nil || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
-                    && isCapped(ranking.candidates[position].offer)
-                {
-                    continue
-                }
-                if !eligible {
-                    let offer = ranking.candidates[position].offer
-                    // Called through the optional in place: binding it would copy the rule (a retain per reference).
-                    if offer.eligibility?.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
-                        == false
-                    {
-                        continue
-                    }
-                }
+                parts.offerBase = position * partsPerCandidate
+                let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
+                // Strictly worse than the worst kept: no need for the tie hash.
+                if let worst = state.best.worstRank(capacity: remaining), rank < worst { continue }
                 let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
                 unsafe state.best.offer(
                     RankedCandidate(
                         offerIndex: screens[position].offerIndex,
                         representationIndex: screens[position].representationIndex,
-                        rank: screens[position].rank,
+                        rank: rank,
                         tieHash: tieHash,
                         idOrder: screens[position].idOrder
                     ),
                     capacity: remaining
                 )
             }
-            if state.best.count == remaining { return }
-            groupStart = groupEnd
         }
+    }
+
+    /// Lends `ranking`'s screens and capping keys to `body` as buffer pointers, valid at every position below
+    /// `ranking.candidates.count` (checked). Screens are read in place: copying a screen out of its array costs a
+    /// retain and a release per candidate for the references it holds (the inline condition's operands). Not
+    /// spans: their bounds checks, in these loops, cost 2 to 3% of a Decide call's instructions (see
+    /// Support/ContiguousSpans.swift). This function, its callers' loops and that file hold all of OfferdCore's
+    /// unsafe code.
+    private func withScreens(
+        of ranking: StaticRanking,
+        _ body: (UnsafeBufferPointer<CandidateScreen>, UnsafeBufferPointer<InternedName>) -> Void
+    ) {
+        precondition(
+            ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
+                && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
+        // safe: the pointers are used inside these closures only, at positions checked above.
+        unsafe ranking.screens.withUnsafeBufferPointer { screens in
+            unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
+                unsafe body(screens, offerIDs)
+            }
+        }
+    }
+
+    /// Whether the candidate at `position` passes dates, de-duplication, eligibility and capping. Every test must
+    /// pass, so the cheap ones on plain values run first and the offer object is loaded only for an eligibility
+    /// neither the memo nor an inline condition settles, or for a capping lookup.
+    @inline(__always)
+    private func passesScreen(
+        _ position: Int, of ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
+        offerIDs: UnsafeBufferPointer<InternedName>, state: inout WalkState
+    ) -> Bool {
+        // unsafe: `position` is below `candidates.count`, which `withScreens` checked against both counts.
+        var eligible = unsafe screens[position].alwaysEligible
+        let memoSlot = unsafe screens[position].eligibilityMemoSlot
+        if memoSlot >= 0, let known = state.memo[memoSlot] {
+            guard known else { return false }
+            eligible = true
+        }
+        guard unsafe screens[position].isInsideDates(now),
+            unsafe !state.chosen.contains(screens[position].offerIndex)
+        else { return false }
+        if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
+            if memoSlot >= 0 { state.memo[memoSlot] = value }
+            guard value else { return false }
+            eligible = true
+        }
+        // Without live counts an offer whose summary bit is clear has only zero counts: its offer object is not
+        // loaded.
+        if unsafe screens[position].hasCappingRules
+            && (live != nil || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
+            && isCapped(ranking.candidates[position].offer)
+        {
+            return false
+        }
+        if !eligible {
+            let offer = ranking.candidates[position].offer
+            // Called through the optional in place: binding it would copy the rule (a retain per reference).
+            if offer.eligibility?.isEligible(profile: profile, inputs: inputs, offer: offer, memo: &state.memo)
+                == false
+            {
+                return false
+            }
+        }
+        return true
     }
 
     /// True when any of the offer's capping rules has reached its limit (SPEC 3, 9.3): a `profile`/`lifetime` rule

@@ -361,18 +361,24 @@ extension OrderingOperator {
 final class CompiledRule: Sendable {
     let node: RuleNode
     let condition: ConditionProgram?
+    /// The rule in the VM's form, for a formula and for a condition that is not made of flat tests; nil when it
+    /// needs `lower` or `upper` (see ``ExpressionProgram``) and for a condition that has a ``ConditionProgram``.
+    let program: ExpressionProgram?
     /// For a condition that does not read `offer.*`: its slot in the request's ``ConditionMemo``.
     let memoSlot: Int?
 
     init(_ node: RuleNode, kind: RuleKind, memoSlot: Int? = nil) {
         self.node = node
-        self.condition = kind == .condition ? ConditionProgram(node) : nil
+        let condition = kind == .condition ? ConditionProgram(node) : nil
+        self.condition = condition
+        self.program = condition == nil ? ExpressionProgram(node) : nil
         self.memoSlot = memoSlot
     }
 
     /// Whether the rule is exactly `true` for `offer` (nil: no offer); `inputs.offer` is ignored.
     func isTrue<Profile: ProfileView>(profile: Profile, inputs: RuleInputs, offer: OfferDefinition?) -> Bool {
         if let condition { return condition.isTrue(profile: profile, inputs: inputs, offer: offer) }
+        if let program { return program.isTrue(profile: profile, inputs: inputs, offer: offer) }
         return node.isTrue(profile: profile, inputs: inputs.with(offer: offer))
     }
 
@@ -393,7 +399,8 @@ final class CompiledRule: Sendable {
 
     /// The formula's score for `offer`; `inputs.offer` is ignored.
     func score<Profile: ProfileView>(profile: Profile, inputs: RuleInputs, offer: OfferDefinition?) -> Double {
-        node.score(profile: profile, inputs: inputs.with(offer: offer))
+        if let program { return program.score(profile: profile, inputs: inputs, offer: offer) }
+        return node.score(profile: profile, inputs: inputs.with(offer: offer))
     }
 }
 

@@ -29,6 +29,13 @@ private struct RandomCase {
     static let requestFormulas = [
         "profile.points * offer.priority", "if(inAudience(\"a1\"), offer.priority, 1)",
         "number(context.boost) + offer.priority", "now - now + offer.priority",
+        "if(profile.tier = offer.characteristics.kind, 2, 1) * offer.priority",
+        "if(offer.characteristics.kind = \"a\", profile.points, -profile.points)",
+        "min(profile.points, offer.priority * 3) + number(offer.characteristics.margin)",
+        "len(if(offer.priority > 1, profile.tier, offer.characteristics.kind)) - offer.priority",
+        "number(if(inAudience(\"a1\"), offer.characteristics.margin, context.boost))",
+        // No folded program (`lower` of a value of both sides): every candidate scored by the plain path.
+        "len(lower(if(offer.priority > 1, profile.tier, \"X\"))) + offer.priority",
     ]
     static let constantFormulas = [
         "number(offer.characteristics.margin) * 2", "offer.priority - 1",
@@ -172,6 +179,7 @@ private func jsonEscaped(_ text: String) -> String {
     func fastPathAnswersLikeTheFullEvaluation(block: Int) throws {
         var comparedItems = 0
         var staticCriteria = 0
+        var formulaCriteria = 0
         for seed in UInt64(block * 1000)..<UInt64(block * 1000 + 1000) {
             let random = try RandomCase(seed: seed)
             let engine = DecisionEngine(catalog: random.catalog)
@@ -191,12 +199,14 @@ private func jsonEscaped(_ text: String) -> String {
             for decision in random.catalog.decisions {
                 for scope in decision.scopeByPlacement.compactMap({ $0 }) {
                     staticCriteria += scope.criteria.filter { $0.staticRanking != nil }.count
+                    formulaCriteria += scope.criteria.filter { $0.formulaRanking != nil }.count
                 }
             }
         }
         // The generator must exercise the fast path, not just fall back everywhere.
         #expect(comparedItems > 1000)
         #expect(staticCriteria > 1000)
+        #expect(formulaCriteria > 300)
     }
 
     @Test func requestDependentFormulasAreNotFolded() throws {

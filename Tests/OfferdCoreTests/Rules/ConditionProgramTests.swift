@@ -2,8 +2,9 @@ import Testing
 
 @testable import OfferdCore
 
-/// Random conditions over a fixed vocabulary of paths, literals and operators, as rule source text.
-private struct ConditionGenerator {
+/// Random conditions over a fixed vocabulary of paths, literals and operators, as rule source text (also used by
+/// ExpressionProgramTests).
+struct ConditionGenerator {
     var random: SplitMix64
 
     static let leaves = [

@@ -1,0 +1,496 @@
+/// A rule value as an ``ExpressionProgram`` passes it between instructions: null, booleans and numbers unboxed, and
+/// a value with storage (a string, a list, an object) as the position of the instruction that read it. An operator
+/// that needs such a value's contents reads them again from where they are kept (the request's slots, the offer,
+/// the program's literals, a folded part), in place. A trivial type: evaluating a program retains nothing.
+enum ProgramValue: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    /// A string, a list or an object, read by the instruction at this position.
+    case stored(position: Int32)
+
+    var isStored: Bool {
+        if case .stored = self { return true }
+        return false
+    }
+}
+
+/// One instruction of an ``ExpressionProgram``: a leaf that reads a value, or an operator whose operands are the
+/// positions of earlier instructions. Plain data, so walking a program retains nothing (a `RuleNode` tree costs a
+/// retain and a release of every box it visits).
+enum ExpressionInstruction: Sendable, Equatable {
+    /// A null, boolean or number literal.
+    case scalar(ProgramValue)
+    /// A string or list literal: the program's `constants[index]`.
+    case constant(index: Int32)
+    /// `profile.…`: the request's resolved `slot`, or the program's `paths[path]` asked of the profile.
+    case attribute(slot: Int32, path: Int32)
+    case context(slot: Int32)
+    case offerPriority
+    case characteristic(slot: Int32)
+    /// `number(offer.characteristics.key)`, parsed at catalog load.
+    case characteristicNumber(slot: Int32)
+    case now
+    /// A sub-expression that reads the request but no offer, evaluated once per request (``FoldedParts``).
+    case requestPart(index: Int32)
+    /// A sub-expression that reads the offer but not the request, evaluated per candidate at catalog load.
+    case offerPart(index: Int32)
+    case not(Int32)
+    case and(Int32, Int32)
+    case or(Int32, Int32)
+    case equal(Int32, Int32, negated: Bool)
+    case isNull(Int32, negated: Bool)
+    case order(OrderingOperator, Int32, Int32)
+    case member(Int32, Int32)
+    case arithmetic(ArithmeticOperator, Int32, Int32)
+    case negate(Int32)
+    case inAudience(index: Int32)
+    case stringTest(StringTest, Int32, Int32)
+    case length(Int32)
+    case toNumber(Int32)
+    case conditional(Int32, Int32, Int32)
+    case minimum(Int32, Int32)
+    case maximum(Int32, Int32)
+}
+
+/// The values of a formula's folded parts for one candidate of one request: the request parts (evaluated once per
+/// request) and the candidate's offer parts (evaluated at catalog load), read by ``ExpressionInstruction/requestPart``
+/// and ``ExpressionInstruction/offerPart``. Empty for a program that folds nothing.
+struct FoldedParts {
+    var request: RuleValueSlots
+    /// Every candidate's offer parts, `partsPerCandidate` values a candidate.
+    let offerTable: [RuleValue]
+    /// Where the current candidate's offer parts start in `offerTable`.
+    var offerBase: Int
+
+    static var none: FoldedParts { FoldedParts(request: RuleValueSlots(), offerTable: [], offerBase: 0) }
+}
+
+/// A rule expression compiled into flat code over ``ProgramValue``: the rule VM of the decision loop.
+///
+/// Instructions are in post-order (every operand before its operator) and the last one is the result; evaluation
+/// recurses from the result over positions in one array of plain values, so it allocates nothing and retains
+/// nothing, and `and`, `or` and `if` short-circuit exactly as the tree walker does. Every operator gives what
+/// ``RuleNode/evaluate(profile:inputs:)`` gives for the same node, nulls and type mismatches included (SPEC 4); the
+/// tree walker stays the reference, and a differential test runs both on random rules.
+///
+/// A program is either plain (its leaves read the profile, the context, `now` and the offer) or folded for one
+/// criterion (``FormulaRanking``): its maximal sub-expressions that read only the offer are replaced by
+/// per-candidate values computed at load, and those that read only the request by values computed once per request,
+/// so a formula such as `offer.priority + number(offer.characteristics.margin) * 2 + profile.loyalty.points / 1000`
+/// costs one addition per candidate.
+///
+/// `lower` and `upper` make new strings, which a ``ProgramValue`` cannot hold: a rule that needs them per candidate
+/// has no program (``init?(_:)`` is nil) and stays on the tree walker.
+struct ExpressionProgram: Sendable {
+    let instructions: [ExpressionInstruction]
+    /// String and list literals.
+    let constants: [RuleValue]
+    let audiences: [InternedName]
+    /// Attribute paths, for requests that did not resolve the profile's attributes into slots.
+    let paths: [AttributePath]
+
+    /// The plain program of `node`; nil when it needs `lower` or `upper`.
+    init?(_ node: RuleNode) {
+        var compiler = ExpressionCompiler(fold: nil)
+        guard compiler.emit(node) != nil else { return nil }
+        self.init(compiler)
+    }
+
+    fileprivate init(_ compiler: ExpressionCompiler) {
+        instructions = compiler.instructions
+        constants = compiler.constants
+        audiences = compiler.audiences
+        paths = compiler.paths
+    }
+
+    private var result: Int32 { Int32(instructions.count - 1) }
+
+    /// Whether the expression is exactly `true` (SPEC 4) for `offer`; `inputs.offer` is ignored.
+    func isTrue<Profile: ProfileView>(
+        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts = .none
+    ) -> Bool {
+        truth(at: result, profile: profile, inputs: inputs, offer: offer, parts: parts)
+    }
+
+    /// The formula's score for `offer`: its number, or 0 when it gives anything else (SPEC 4).
+    func score<Profile: ProfileView>(
+        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts = .none
+    ) -> Double {
+        if case .number(let number) = value(at: result, profile: profile, inputs: inputs, offer: offer, parts: parts),
+            number.isFinite
+        {
+            return number
+        }
+        return 0
+    }
+
+    /// The expression's value as a ``RuleValue`` (the tree walker's form; tests and folding at load).
+    func evaluate<Profile: ProfileView>(
+        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts = .none
+    ) -> RuleValue {
+        let value = value(at: result, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        return contents(of: value, profile: profile, inputs: inputs, offer: offer, parts: parts)
+    }
+
+    /// ``RuleNode/isTrue(profile:inputs:)`` of the instruction at `position`.
+    private func truth<Profile: ProfileView>(
+        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+    ) -> Bool {
+        switch instructions[Int(position)] {
+        case .not(let operand):
+            return !truth(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        case .and(let left, let right):
+            return truth(at: left, profile: profile, inputs: inputs, offer: offer, parts: parts)
+                && truth(at: right, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        case .or(let left, let right):
+            return truth(at: left, profile: profile, inputs: inputs, offer: offer, parts: parts)
+                || truth(at: right, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        case .conditional(let condition, let whenTrue, let whenFalse):
+            let branch =
+                truth(at: condition, profile: profile, inputs: inputs, offer: offer, parts: parts)
+                ? whenTrue : whenFalse
+            return truth(at: branch, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        default:
+            return value(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts) == .bool(true)
+        }
+    }
+
+    /// ``RuleNode/evaluate(profile:inputs:)`` of the instruction at `position`.
+    private func value<Profile: ProfileView>(
+        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+    ) -> ProgramValue {
+        func operand(_ position: Int32) -> ProgramValue {
+            value(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        }
+        func contents(_ value: ProgramValue) -> RuleValue {
+            self.contents(of: value, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        }
+        switch instructions[Int(position)] {
+        case .scalar(let value):
+            return value
+        case .constant, .attribute, .context, .characteristic, .requestPart, .offerPart:
+            return Self.classify(
+                leaf(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts), position)
+        case .offerPriority:
+            guard let offer else { return .null }
+            return .number(Double(offer.priority))
+        case .characteristicNumber(let slot):
+            guard let offer, Int(slot) < offer.characteristicNumbers.count else { return .null }
+            return Self.classify(offer.characteristicNumbers[Int(slot)], position)
+        case .now:
+            return .number(inputs.now)
+        case .not, .and, .or:
+            return .bool(truth(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts))
+        case .equal(let left, let right, let negated):
+            let lhs = operand(left)
+            let rhs = operand(right)
+            let equal: Bool?
+            switch (lhs, rhs) {
+            case (.bool(let a), .bool(let b)): equal = a == b
+            case (.number(let a), .number(let b)): equal = a == b
+            case (.stored, _), (_, .stored): equal = RuleValue.ruleEquality(contents(lhs), contents(rhs))
+            default: equal = nil
+            }
+            guard let equal else { return .bool(false) }
+            return .bool(equal != negated)
+        case .isNull(let operand, let negated):
+            return .bool(
+                (self.value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts) == .null)
+                    != negated)
+        case .order(let ordering, let left, let right):
+            switch (operand(left), operand(right)) {
+            case (.number(let lhs), .number(let rhs)):
+                switch ordering {
+                case .less: return .bool(lhs < rhs)
+                case .lessEqual: return .bool(lhs <= rhs)
+                case .greater: return .bool(lhs > rhs)
+                case .greaterEqual: return .bool(lhs >= rhs)
+                }
+            case (let lhs, let rhs) where lhs.isStored && rhs.isStored:
+                // Strings by code points; anything else with storage is false.
+                return .bool(RuleValue.ruleOrder(ordering, contents(lhs), contents(rhs)))
+            default:
+                return .bool(false)
+            }
+        case .member(let element, let list):
+            let items = operand(list)
+            guard items.isStored else { return .bool(false) }
+            return .bool(RuleValue.ruleMembership(contents(operand(element)), contents(items)))
+        case .arithmetic(let operation, let left, let right):
+            guard case .number(let lhs) = operand(left), case .number(let rhs) = operand(right) else { return .null }
+            let result: Double
+            switch operation {
+            case .add: result = lhs + rhs
+            case .subtract: result = lhs - rhs
+            case .multiply: result = lhs * rhs
+            case .divide:
+                guard rhs != 0 else { return .null }
+                result = lhs / rhs
+            }
+            return result.isFinite ? .number(result) : .null
+        case .negate(let operand):
+            guard
+                case .number(let number) = self.value(
+                    at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
+            else { return .null }
+            return .number(-number)
+        case .inAudience(let index):
+            return .bool(profile.isMember(of: audiences[Int(index)]))
+        case .stringTest(let test, let subject, let pattern):
+            let text = operand(subject)
+            let part = operand(pattern)
+            guard text.isStored && part.isStored else { return .bool(false) }
+            return .bool(RuleValue.ruleStringTest(test, contents(text), contents(part)))
+        case .length(let operand):
+            let value = self.value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
+            guard value.isStored else { return .null }
+            return Self.classify(RuleValue.ruleLength(contents(value)), position)
+        case .toNumber(let operand):
+            let value = self.value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
+            switch value {
+            case .number: return value
+            case .stored: return Self.classify(RuleValue.ruleNumber(contents(value)), position)
+            case .null, .bool: return .null
+            }
+        case .conditional(let condition, let whenTrue, let whenFalse):
+            let branch =
+                truth(at: condition, profile: profile, inputs: inputs, offer: offer, parts: parts)
+                ? whenTrue : whenFalse
+            return operand(branch)
+        case .minimum(let left, let right):
+            guard case .number(let lhs) = operand(left), case .number(let rhs) = operand(right) else { return .null }
+            return .number(Swift.min(lhs, rhs))
+        case .maximum(let left, let right):
+            guard case .number(let lhs) = operand(left), case .number(let rhs) = operand(right) else { return .null }
+            return .number(Swift.max(lhs, rhs))
+        }
+    }
+
+    /// A leaf's ``ProgramValue``: scalars unboxed, anything with storage as the leaf's position.
+    private static func classify(_ value: RuleValue, _ position: Int32) -> ProgramValue {
+        switch value {
+        case .null: return .null
+        case .bool(let flag): return .bool(flag)
+        case .number(let number): return .number(number)
+        case .string, .list, .object: return .stored(position: position)
+        }
+    }
+
+    /// The contents of `value`: a scalar as is; a stored value read again by the leaf that produced it.
+    private func contents<Profile: ProfileView>(
+        of value: ProgramValue, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+    ) -> RuleValue {
+        switch value {
+        case .null: return .null
+        case .bool(let flag): return .bool(flag)
+        case .number(let number): return .number(number)
+        case .stored(let position):
+            return leaf(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts)
+        }
+    }
+
+    /// What the leaf at `position` reads, as a ``RuleValue``; null for an instruction that is not a leaf with
+    /// storage (``length`` and ``toNumber`` of a stored value give numbers or null, never stored values).
+    private func leaf<Profile: ProfileView>(
+        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+    ) -> RuleValue {
+        switch instructions[Int(position)] {
+        case .constant(let index):
+            return constants[Int(index)]
+        case .attribute(let slot, let path):
+            return inputs.attributesResolved ? inputs.attributes[Int(slot)] : profile.attribute(at: paths[Int(path)])
+        case .context(let slot):
+            return inputs.context[Int(slot)]
+        case .characteristic(let slot):
+            guard let offer, Int(slot) < offer.characteristicValues.count else { return .null }
+            return offer.characteristicValues[Int(slot)]
+        case .requestPart(let index):
+            return parts.request[Int(index)]
+        case .offerPart(let index):
+            return parts.offerTable[parts.offerBase + Int(index)]
+        default:
+            // Not reached: only the leaves above give stored values (a conditional passes on its branch's).
+            return .null
+        }
+    }
+}
+
+/// Turns a ``RuleNode`` tree into an ``ExpressionProgram``'s instructions; with `fold`, replaces each maximal
+/// sub-expression that reads only the offer, or only the request, by a part (and one that reads neither by its
+/// value).
+private struct ExpressionCompiler {
+    /// The parts of a folded program, in the order of their indices.
+    struct Folding {
+        var requestParts: [RuleNode] = []
+        var offerParts: [RuleNode] = []
+    }
+
+    var fold: Folding?
+    var instructions: [ExpressionInstruction] = []
+    var constants: [RuleValue] = []
+    var audiences: [InternedName] = []
+    var paths: [AttributePath] = []
+
+    /// Emits `node` and returns the position of its result; nil when it needs `lower` or `upper` per evaluation.
+    mutating func emit(_ node: RuleNode) -> Int32? {
+        if fold != nil, let folded = emitFolded(node) { return folded }
+        switch node {
+        case .literal(let value):
+            return emitLiteral(value)
+        case .attribute(let path, let slot):
+            paths.append(path)
+            return append(.attribute(slot: Int32(slot), path: Int32(paths.count - 1)))
+        case .context(let slot):
+            return append(.context(slot: Int32(slot)))
+        case .offerPriority:
+            return append(.offerPriority)
+        case .offerCharacteristic(let slot):
+            return append(.characteristic(slot: Int32(slot)))
+        case .toNumber(.offerCharacteristic(let slot)):
+            return append(.characteristicNumber(slot: Int32(slot)))
+        case .now:
+            return append(.now)
+        case .inAudience(let audience):
+            audiences.append(audience)
+            return append(.inAudience(index: Int32(audiences.count - 1)))
+        case .lower, .upper:
+            return nil
+        case .not(let operand):
+            return emit(operand).flatMap { append(.not($0)) }
+        case .negate(let operand):
+            return emit(operand).flatMap { append(.negate($0)) }
+        case .length(let operand):
+            return emit(operand).flatMap { append(.length($0)) }
+        case .toNumber(let operand):
+            return emit(operand).flatMap { append(.toNumber($0)) }
+        case .isNull(let operand, let negated):
+            return emit(operand).flatMap { append(.isNull($0, negated: negated)) }
+        case .and(let left, let right):
+            return emitPair(left, right) { .and($0, $1) }
+        case .or(let left, let right):
+            return emitPair(left, right) { .or($0, $1) }
+        case .equal(let left, let right, let negated):
+            return emitPair(left, right) { .equal($0, $1, negated: negated) }
+        case .order(let ordering, let left, let right):
+            return emitPair(left, right) { .order(ordering, $0, $1) }
+        case .member(let element, let list):
+            return emitPair(element, list) { .member($0, $1) }
+        case .arithmetic(let operation, let left, let right):
+            return emitPair(left, right) { .arithmetic(operation, $0, $1) }
+        case .stringTest(let test, let subject, let pattern):
+            return emitPair(subject, pattern) { .stringTest(test, $0, $1) }
+        case .minimum(let left, let right):
+            return emitPair(left, right) { .minimum($0, $1) }
+        case .maximum(let left, let right):
+            return emitPair(left, right) { .maximum($0, $1) }
+        case .conditional(let condition, let whenTrue, let whenFalse):
+            guard let condition = emit(condition), let whenTrue = emit(whenTrue), let whenFalse = emit(whenFalse)
+            else { return nil }
+            return append(.conditional(condition, whenTrue, whenFalse))
+        }
+    }
+
+    /// The part or literal that stands for `node` in a folded program; nil when `node` reads both the offer and
+    /// the request, so it is compiled as an operator over folded operands.
+    private mutating func emitFolded(_ node: RuleNode) -> Int32? {
+        let readsOffer = node.readsOffer
+        let readsRequest = !node.isRequestIndependent
+        switch (readsOffer, readsRequest) {
+        case (false, false):
+            // Literals only: its value is the same for every offer and request.
+            let inputs = RuleInputs(context: RuleValueSlots(), attributes: nil, now: 0, offer: nil)
+            return emitLiteral(node.evaluate(profile: AbsentProfile(), inputs: inputs))
+        case (true, false):
+            fold?.offerParts.append(node)
+            return append(.offerPart(index: Int32((fold?.offerParts.count ?? 1) - 1)))
+        case (false, true):
+            fold?.requestParts.append(node)
+            return append(.requestPart(index: Int32((fold?.requestParts.count ?? 1) - 1)))
+        case (true, true):
+            return nil
+        }
+    }
+
+    private mutating func emitLiteral(_ value: RuleValue) -> Int32 {
+        switch value {
+        case .null: return append(.scalar(.null))
+        case .bool(let flag): return append(.scalar(.bool(flag)))
+        case .number(let number): return append(.scalar(.number(number)))
+        case .string, .list, .object:
+            constants.append(value)
+            return append(.constant(index: Int32(constants.count - 1)))
+        }
+    }
+
+    private mutating func emitPair(
+        _ left: RuleNode, _ right: RuleNode, _ instruction: (Int32, Int32) -> ExpressionInstruction
+    ) -> Int32? {
+        guard let left = emit(left), let right = emit(right) else { return nil }
+        return append(instruction(left, right))
+    }
+
+    private mutating func append(_ instruction: ExpressionInstruction) -> Int32 {
+        instructions.append(instruction)
+        return Int32(instructions.count - 1)
+    }
+}
+
+/// A formula folded for one criterion's candidates: what ``ScopeWalker`` scores a formula-ranked criterion with
+/// when the formula reads the request (one that does not is ranked at load, see ``StaticRanking``).
+///
+/// The formula's maximal offer-only sub-expressions were evaluated for every candidate at load (`offerParts`), and
+/// its request-only ones are evaluated once per request (`requestParts`), so the per-candidate program combines a
+/// few folded values. The candidates are a ``StaticRanking`` with one tie group in collection order: the same
+/// plain-value screens the priority path tests before it loads an offer.
+final class FormulaRanking: Sendable {
+    let program: ExpressionProgram
+    /// Evaluated once per request, in order: the values of ``ExpressionInstruction/requestPart``.
+    let requestParts: [RuleNode]
+    /// `partsPerCandidate` values for each candidate of `candidates`, at the same positions.
+    let offerParts: [RuleValue]
+    let partsPerCandidate: Int
+    let candidates: StaticRanking
+
+    /// Nil when the formula needs `lower` or `upper` of a value that depends on both the offer and the request.
+    init?(formula: RuleNode, candidates: [CandidateOffer]) {
+        var compiler = ExpressionCompiler(fold: ExpressionCompiler.Folding())
+        guard compiler.emit(formula) != nil, let folding = compiler.fold else { return nil }
+        program = ExpressionProgram(compiler)
+        requestParts = folding.requestParts
+        partsPerCandidate = folding.offerParts.count
+        let ranked = StaticRanking(candidates: candidates, ranks: candidates.map { _ in 0 })
+        var offerParts: [RuleValue] = []
+        offerParts.reserveCapacity(ranked.candidates.count * folding.offerParts.count)
+        for candidate in ranked.candidates {
+            // Offer parts read nothing of the request, so empty inputs give what every request would.
+            let inputs = RuleInputs(context: RuleValueSlots(), attributes: nil, now: 0, offer: candidate.offer)
+            for part in folding.offerParts {
+                offerParts.append(part.evaluate(profile: AbsentProfile(), inputs: inputs))
+            }
+        }
+        self.offerParts = offerParts
+        self.candidates = ranked
+    }
+}
+
+extension RuleNode {
+    /// Whether the value depends on `offer.*`.
+    var readsOffer: Bool {
+        switch self {
+        case .offerPriority, .offerCharacteristic:
+            return true
+        case .literal, .attribute, .context, .now, .inAudience:
+            return false
+        case .not(let operand), .isNull(let operand, _), .negate(let operand), .lower(let operand),
+            .upper(let operand), .length(let operand), .toNumber(let operand):
+            return operand.readsOffer
+        case .and(let lhs, let rhs), .or(let lhs, let rhs), .equal(let lhs, let rhs, _), .order(_, let lhs, let rhs),
+            .member(let lhs, let rhs), .arithmetic(_, let lhs, let rhs), .stringTest(_, let lhs, let rhs),
+            .minimum(let lhs, let rhs), .maximum(let lhs, let rhs):
+            return lhs.readsOffer || rhs.readsOffer
+        case .conditional(let condition, let then, let otherwise):
+            return condition.readsOffer || then.readsOffer || otherwise.readsOffer
+        }
+    }
+}
