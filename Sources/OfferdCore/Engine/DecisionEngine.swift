@@ -423,8 +423,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// the bounded top-k. Nothing is copied or allocated per candidate.
     private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
         let ranking = formula.candidates
-        var parts = FoldedParts(request: RuleValueSlots(), offerTable: formula.offerParts, offerBase: 0)
-        for part in formula.requestParts { parts.request.append(part.evaluate(profile: profile, inputs: inputs)) }
+        let parts = FoldedParts(formula, profile: profile, inputs: inputs)
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate
         unsafe withScreens(of: ranking) { screens, offerIDs in

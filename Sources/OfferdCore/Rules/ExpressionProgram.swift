@@ -9,6 +9,16 @@ enum ProgramValue: Sendable, Equatable {
     /// A string, a list or an object, read by the instruction at this position.
     case stored(position: Int32)
 
+    /// `value` unboxed when it is a scalar; else a stored value read back by the instruction at `position`.
+    init(_ value: RuleValue, storedAt position: Int32) {
+        switch value {
+        case .null: self = .null
+        case .bool(let flag): self = .bool(flag)
+        case .number(let number): self = .number(number)
+        case .string, .list, .object: self = .stored(position: position)
+        }
+    }
+
     var isStored: Bool {
         if case .stored = self { return true }
         return false
@@ -53,17 +63,32 @@ enum ExpressionInstruction: Sendable, Equatable {
     case maximum(Int32, Int32)
 }
 
-/// The values of a formula's folded parts for one candidate of one request: the request parts (evaluated once per
-/// request) and the candidate's offer parts (evaluated at catalog load), read by ``ExpressionInstruction/requestPart``
-/// and ``ExpressionInstruction/offerPart``. Empty for a program that folds nothing.
-struct FoldedParts {
-    var request: RuleValueSlots
-    /// Every candidate's offer parts, `partsPerCandidate` values a candidate.
+/// The values of a formula's folded parts while one request scores one criterion's candidates: the request parts
+/// (evaluated once, when this is made) and every candidate's offer parts (evaluated at catalog load), read by
+/// ``ExpressionInstruction/requestPart`` and ``ExpressionInstruction/offerPart``.
+///
+/// A class, made once per criterion and request: the program's evaluation passes one reference down its recursion,
+/// where a struct of inline slots was copied at every call (a tenth of a formula-ranked Decide, measured).
+final class FoldedParts {
+    /// The request parts' values, and the same as program values (stored ones read back from `request`).
+    private(set) var request = RuleValueSlots()
+    private(set) var requestValues = SmallArray<ProgramValue>(filler: .null)
+    /// Every candidate's offer parts, ``FormulaRanking/partsPerCandidate`` values a candidate, and the same as
+    /// program values.
     let offerTable: [RuleValue]
-    /// Where the current candidate's offer parts start in `offerTable`.
-    var offerBase: Int
+    let offerValues: [ProgramValue]
+    /// Where the candidate being scored starts in `offerTable` and `offerValues`.
+    var offerBase = 0
 
-    static var none: FoldedParts { FoldedParts(request: RuleValueSlots(), offerTable: [], offerBase: 0) }
+    init<Profile: ProfileView>(_ ranking: FormulaRanking, profile: Profile, inputs: RuleInputs) {
+        offerTable = ranking.offerParts
+        offerValues = ranking.offerValues
+        for (index, part) in ranking.requestParts.enumerated() {
+            let value = part.evaluate(profile: profile, inputs: inputs)
+            requestValues.append(ProgramValue(value, storedAt: ranking.requestPartPositions[index]))
+            request.append(value)
+        }
+    }
 }
 
 /// A rule expression compiled into flat code over ``ProgramValue``: the rule VM of the decision loop.
@@ -108,14 +133,14 @@ struct ExpressionProgram: Sendable {
 
     /// Whether the expression is exactly `true` (SPEC 4) for `offer`; `inputs.offer` is ignored.
     func isTrue<Profile: ProfileView>(
-        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts = .none
+        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts? = nil
     ) -> Bool {
         truth(at: result, profile: profile, inputs: inputs, offer: offer, parts: parts)
     }
 
     /// The formula's score for `offer`: its number, or 0 when it gives anything else (SPEC 4).
     func score<Profile: ProfileView>(
-        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts = .none
+        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts? = nil
     ) -> Double {
         if case .number(let number) = value(at: result, profile: profile, inputs: inputs, offer: offer, parts: parts),
             number.isFinite
@@ -127,7 +152,7 @@ struct ExpressionProgram: Sendable {
 
     /// The expression's value as a ``RuleValue`` (the tree walker's form; tests and folding at load).
     func evaluate<Profile: ProfileView>(
-        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts = .none
+        profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts? = nil
     ) -> RuleValue {
         let value = value(at: result, profile: profile, inputs: inputs, offer: offer, parts: parts)
         return contents(of: value, profile: profile, inputs: inputs, offer: offer, parts: parts)
@@ -135,7 +160,7 @@ struct ExpressionProgram: Sendable {
 
     /// ``RuleNode/isTrue(profile:inputs:)`` of the instruction at `position`.
     private func truth<Profile: ProfileView>(
-        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts?
     ) -> Bool {
         switch instructions[Int(position)] {
         case .not(let operand):
@@ -158,7 +183,7 @@ struct ExpressionProgram: Sendable {
 
     /// ``RuleNode/evaluate(profile:inputs:)`` of the instruction at `position`.
     private func value<Profile: ProfileView>(
-        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts?
     ) -> ProgramValue {
         func operand(_ position: Int32) -> ProgramValue {
             value(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts)
@@ -169,7 +194,12 @@ struct ExpressionProgram: Sendable {
         switch instructions[Int(position)] {
         case .scalar(let value):
             return value
-        case .constant, .attribute, .context, .characteristic, .requestPart, .offerPart:
+        case .requestPart(let index):
+            return parts?.requestValues[Int(index)] ?? .null
+        case .offerPart(let index):
+            guard let parts else { return .null }
+            return parts.offerValues[parts.offerBase + Int(index)]
+        case .constant, .attribute, .context, .characteristic:
             return Self.classify(
                 leaf(at: position, profile: profile, inputs: inputs, offer: offer, parts: parts), position)
         case .offerPriority:
@@ -269,17 +299,12 @@ struct ExpressionProgram: Sendable {
 
     /// A leaf's ``ProgramValue``: scalars unboxed, anything with storage as the leaf's position.
     private static func classify(_ value: RuleValue, _ position: Int32) -> ProgramValue {
-        switch value {
-        case .null: return .null
-        case .bool(let flag): return .bool(flag)
-        case .number(let number): return .number(number)
-        case .string, .list, .object: return .stored(position: position)
-        }
+        ProgramValue(value, storedAt: position)
     }
 
     /// The contents of `value`: a scalar as is; a stored value read again by the leaf that produced it.
     private func contents<Profile: ProfileView>(
-        of value: ProgramValue, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+        of value: ProgramValue, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts?
     ) -> RuleValue {
         switch value {
         case .null: return .null
@@ -293,7 +318,7 @@ struct ExpressionProgram: Sendable {
     /// What the leaf at `position` reads, as a ``RuleValue``; null for an instruction that is not a leaf with
     /// storage (``length`` and ``toNumber`` of a stored value give numbers or null, never stored values).
     private func leaf<Profile: ProfileView>(
-        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts
+        at position: Int32, profile: Profile, inputs: RuleInputs, offer: OfferDefinition?, parts: FoldedParts?
     ) -> RuleValue {
         switch instructions[Int(position)] {
         case .constant(let index):
@@ -306,8 +331,9 @@ struct ExpressionProgram: Sendable {
             guard let offer, Int(slot) < offer.characteristicValues.count else { return .null }
             return offer.characteristicValues[Int(slot)]
         case .requestPart(let index):
-            return parts.request[Int(index)]
+            return parts?.request[Int(index)] ?? .null
         case .offerPart(let index):
+            guard let parts else { return .null }
             return parts.offerTable[parts.offerBase + Int(index)]
         default:
             // Not reached: only the leaves above give stored values (a conditional passes on its branch's).
@@ -447,8 +473,12 @@ final class FormulaRanking: Sendable {
     let program: ExpressionProgram
     /// Evaluated once per request, in order: the values of ``ExpressionInstruction/requestPart``.
     let requestParts: [RuleNode]
+    /// The positions of the program's ``ExpressionInstruction/requestPart`` instructions, by part index.
+    let requestPartPositions: [Int32]
     /// `partsPerCandidate` values for each candidate of `candidates`, at the same positions.
     let offerParts: [RuleValue]
+    /// `offerParts` as program values.
+    let offerValues: [ProgramValue]
     let partsPerCandidate: Int
     let candidates: StaticRanking
 
@@ -469,7 +499,20 @@ final class FormulaRanking: Sendable {
                 offerParts.append(part.evaluate(profile: AbsentProfile(), inputs: inputs))
             }
         }
+        var requestPartPositions = [Int32](repeating: 0, count: folding.requestParts.count)
+        var offerPartPositions = [Int32](repeating: 0, count: folding.offerParts.count)
+        for (position, instruction) in program.instructions.enumerated() {
+            switch instruction {
+            case .requestPart(let index): requestPartPositions[Int(index)] = Int32(position)
+            case .offerPart(let index): offerPartPositions[Int(index)] = Int32(position)
+            default: break
+            }
+        }
+        self.requestPartPositions = requestPartPositions
         self.offerParts = offerParts
+        self.offerValues = offerParts.enumerated().map { index, value in
+            ProgramValue(value, storedAt: offerPartPositions[index % max(folding.offerParts.count, 1)])
+        }
         self.candidates = ranked
     }
 }

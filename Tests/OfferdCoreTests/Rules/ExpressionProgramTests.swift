@@ -108,10 +108,7 @@ extension ConditionGenerator {
                 let context = generator.context()
                 let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
                 let inputs = RuleInputs(context: RuleValueSlots(contextSlots), attributes: nil, now: 7, offer: nil)
-                var parts = FoldedParts(request: RuleValueSlots(), offerTable: ranking.offerParts, offerBase: 0)
-                for part in ranking.requestParts {
-                    parts.request.append(part.evaluate(profile: profile, inputs: inputs))
-                }
+                let parts = FoldedParts(ranking, profile: profile, inputs: inputs)
                 for (position, candidate) in ranking.candidates.candidates.enumerated() {
                     parts.offerBase = position * ranking.partsPerCandidate
                     let score = ranking.program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
