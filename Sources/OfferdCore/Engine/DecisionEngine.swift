@@ -422,34 +422,43 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// evaluated once, then every candidate that passes the screens is scored by the folded program and offered to
     /// the bounded top-k. Nothing is copied or allocated per candidate.
     private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
-        let ranking = formula.candidates
         let parts = FoldedParts(formula, profile: profile, inputs: inputs)
+        unsafe withScreens(of: formula.candidates) { screens, offerIDs in
+            unsafe considerByFormula(
+                formula, parts: parts, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+        }
+    }
+
+    // A method rather than the closure's body: in the closure, each call that passed the profile and the rule
+    // inputs copied them first (a memcpy per candidate, measured).
+    private func considerByFormula(
+        _ formula: FormulaRanking, parts: FoldedParts, screens: UnsafeBufferPointer<CandidateScreen>,
+        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+    ) {
+        let ranking = formula.candidates
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate
-        unsafe withScreens(of: ranking) { screens, offerIDs in
-            let offerIDBytes = ranking.offerIDBytes
-            var idPrefixHash = tieHashPrefix
-            for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
-            for position in 0..<ranking.candidates.count {
-                guard
-                    unsafe passesScreen(position, of: ranking, screens: screens, offerIDs: offerIDs, state: &state)
-                else { continue }
-                parts.offerBase = position * partsPerCandidate
-                let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
-                // Strictly worse than the worst kept: no need for the tie hash.
-                if let worst = state.best.worstRank(capacity: remaining), rank < worst { continue }
-                let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-                unsafe state.best.offer(
-                    RankedCandidate(
-                        offerIndex: screens[position].offerIndex,
-                        representationIndex: screens[position].representationIndex,
-                        rank: rank,
-                        tieHash: tieHash,
-                        idOrder: screens[position].idOrder
-                    ),
-                    capacity: remaining
-                )
-            }
+        let offerIDBytes = ranking.offerIDBytes
+        var idPrefixHash = tieHashPrefix
+        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
+        for position in 0..<ranking.candidates.count {
+            guard unsafe passesScreen(position, of: ranking, screens: screens, offerIDs: offerIDs, state: &state)
+            else { continue }
+            parts.offerBase = position * partsPerCandidate
+            let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
+            // Strictly worse than the worst kept: no need for the tie hash.
+            if let worst = state.best.worstRank(capacity: remaining), rank < worst { continue }
+            let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
+            unsafe state.best.offer(
+                RankedCandidate(
+                    offerIndex: screens[position].offerIndex,
+                    representationIndex: screens[position].representationIndex,
+                    rank: rank,
+                    tieHash: tieHash,
+                    idOrder: screens[position].idOrder
+                ),
+                capacity: remaining
+            )
         }
     }
 
