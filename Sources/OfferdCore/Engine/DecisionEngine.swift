@@ -129,6 +129,9 @@ private struct ScopeWalker<Profile: ProfileView> {
     let cappingSummary: UInt64
     /// The event log's counts (SPEC 9.3); nil when there are none, and then only the snapshot's counts cap.
     let live: (any LiveCappingCounts)?
+    /// `live != nil`, kept apart: comparing the optional existential with nil copies it into a temporary first (an
+    /// existential copy and destroy per candidate, measured).
+    let hasLiveCounts: Bool
 
     init(
         catalog: Catalog,
@@ -141,6 +144,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         now: Double
     ) {
         self.live = live
+        self.hasLiveCounts = live != nil
         self.catalog = catalog
         self.options = options
         self.allowDuplicates = request.allowDuplicates
@@ -509,7 +513,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         // Without live counts an offer whose summary bit is clear has only zero counts: its offer object is not
         // loaded.
         if unsafe screens[position].hasCappingRules
-            && (live != nil || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
+            && (hasLiveCounts || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
             && isCapped(ranking.candidates[position].offer)
         {
             return false
@@ -531,7 +535,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     private func isCapped(_ offer: OfferDefinition) -> Bool {
         if offer.cappingRules.isEmpty { return false }
         let snapshotCounts = cappingSummary & cappingSummaryBit(offer.internedID.hash) != 0
-        if live == nil && !snapshotCounts { return false }
+        if !hasLiveCounts && !snapshotCounts { return false }
         for rule in offer.cappingRules {
             var count = 0
             if rule.readsProfileCounts && snapshotCounts {
