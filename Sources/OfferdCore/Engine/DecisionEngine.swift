@@ -394,31 +394,43 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
         unsafe withScreens(of: ranking) { screens, offerIDs in
-            let offerIDBytes = ranking.offerIDBytes
-            var idPrefixHash = tieHashPrefix
-            for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
-            var groupStart = 0
-            for groupEnd in ranking.groupEnds {
-                for position in groupStart..<groupEnd {
-                    guard
-                        unsafe passesScreen(
-                            position, of: ranking, screens: screens, offerIDs: offerIDs, state: &state)
-                    else { continue }
-                    let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-                    unsafe state.best.offer(
-                        RankedCandidate(
-                            offerIndex: screens[position].offerIndex,
-                            representationIndex: screens[position].representationIndex,
-                            rank: screens[position].rank,
-                            tieHash: tieHash,
-                            idOrder: screens[position].idOrder
-                        ),
-                        capacity: remaining
-                    )
-                }
-                if state.best.count == remaining { return }
-                groupStart = groupEnd
+            unsafe considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+        }
+    }
+
+    private func considerByGroups(
+        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
+        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+    ) {
+        // Read into locals once: passing the walker's own stored properties to a call copies them first (the rule
+        // inputs are 440 bytes, a memcpy per candidate, measured).
+        let profile = self.profile
+        let inputs = self.inputs
+        let offerIDBytes = ranking.offerIDBytes
+        var idPrefixHash = tieHashPrefix
+        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
+        var groupStart = 0
+        for groupEnd in ranking.groupEnds {
+            for position in groupStart..<groupEnd {
+                guard
+                    unsafe passesScreen(
+                        position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
+                        state: &state)
+                else { continue }
+                let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
+                unsafe state.best.offer(
+                    RankedCandidate(
+                        offerIndex: screens[position].offerIndex,
+                        representationIndex: screens[position].representationIndex,
+                        rank: screens[position].rank,
+                        tieHash: tieHash,
+                        idOrder: screens[position].idOrder
+                    ),
+                    capacity: remaining
+                )
             }
+            if state.best.count == remaining { return }
+            groupStart = groupEnd
         }
     }
 
@@ -433,12 +445,13 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
     }
 
-    // A method rather than the closure's body: in the closure, each call that passed the profile and the rule
-    // inputs copied them first (a memcpy per candidate, measured).
     private func considerByFormula(
         _ formula: FormulaRanking, parts: FoldedParts, screens: UnsafeBufferPointer<CandidateScreen>,
         offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
     ) {
+        // Read into locals once, as in `considerByGroups`.
+        let profile = self.profile
+        let inputs = self.inputs
         let ranking = formula.candidates
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate
@@ -446,7 +459,10 @@ private struct ScopeWalker<Profile: ProfileView> {
         var idPrefixHash = tieHashPrefix
         for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
         for position in 0..<ranking.candidates.count {
-            guard unsafe passesScreen(position, of: ranking, screens: screens, offerIDs: offerIDs, state: &state)
+            guard
+                unsafe passesScreen(
+                    position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
+                    state: &state)
             else { continue }
             parts.offerBase = position * partsPerCandidate
             let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
@@ -493,7 +509,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     @inline(__always)
     private func passesScreen(
         _ position: Int, of ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, state: inout WalkState
+        offerIDs: UnsafeBufferPointer<InternedName>, profile: Profile, inputs: RuleInputs, state: inout WalkState
     ) -> Bool {
         // unsafe: `position` is below `candidates.count`, which `withScreens` checked against both counts.
         var eligible = unsafe screens[position].alwaysEligible
