@@ -531,6 +531,12 @@ public final class Catalog: Sendable {
         decisionTable.position(of: id, in: decisionIDs) ?? decisionIndexByID[id]
     }
 
+    /// The ids of the catalog's decisions, in catalog order (the positions ``decisionIndex(ofDecision:)`` gives).
+    public var decisionIdentifiers: [String] { decisionIDs }
+
+    /// The position of the decision `id` in ``decisionIdentifiers``, if the catalog has it (per-decision metrics).
+    public func decisionIndex(ofDecision id: String) -> Int? { decisionIndex(of: id) }
+
     /// How many placements, offers, fallback offers, collections, rules and decisions it holds.
     public var summary: CatalogSummary { counts }
 
