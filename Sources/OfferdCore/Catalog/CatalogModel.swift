@@ -183,6 +183,8 @@ struct CandidateOffer: Sendable {
 /// One evaluation criterion, bound to its decision scope's placement. A class so that the decision loop holds
 /// it by one reference instead of copying its arrays.
 final class CriterionDefinition: Sendable {
+    /// The id of the criterion's collection (for the explain trace).
+    let collectionID: String
     let eligibility: Eligibility?
     let ranking: Ranking
     /// Every offer of the collection, in collection order (for the explain trace).
@@ -197,8 +199,10 @@ final class CriterionDefinition: Sendable {
         eligibility: Eligibility?,
         ranking: Ranking,
         collectionOffers: [OfferDefinition],
-        candidates: [CandidateOffer]
+        candidates: [CandidateOffer],
+        collectionID: String = ""
     ) {
+        self.collectionID = collectionID
         self.eligibility = eligibility
         self.ranking = ranking
         self.collectionOffers = collectionOffers
