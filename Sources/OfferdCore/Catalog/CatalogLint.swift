@@ -1,5 +1,5 @@
 /// One likely mistake in a catalog that loads: where (a JSON path, as catalog errors give) and why.
-public struct CatalogWarning: Sendable, Equatable, CustomStringConvertible {
+public struct CatalogWarning: Sendable, Hashable, CustomStringConvertible {
     /// JSON path, e.g. `decisions[0].scopes[0].criteria[1].ranking.formula`.
     public var path: String
     public var message: String
@@ -74,6 +74,8 @@ public struct CatalogLint: Sendable {
         return audienceUses.map(\.name).filter { seen.insert($0).inserted }
     }
 
+    /// The same warning twice (one rule text at one path analysed twice) is reported once.
+    private var reported: Set<CatalogWarning> = []
     private var symbols = RuleSymbols()
     private var offers: [OfferFacts] = []
     /// Every characteristic key any offer has (fallback offers are never read by rules).
@@ -248,7 +250,7 @@ public struct CatalogLint: Sendable {
 
     private mutating func warn(_ path: String, _ message: String) {
         let warning = CatalogWarning(path: path, message: message)
-        if !warnings.contains(warning) { warnings.append(warning) }
+        if reported.insert(warning).inserted { warnings.append(warning) }
     }
 
     // MARK: - Expressions
@@ -357,9 +359,10 @@ public struct CatalogLint: Sendable {
     /// are not numbers, or are missing, in some profiles. `snapshotName` names the snapshot in the messages.
     public func profileWarnings(census: ProfileCensus, snapshotName: String) -> [CatalogWarning] {
         var result: [CatalogWarning] = []
+        var reported: Set<CatalogWarning> = []
         func warn(_ path: String, _ message: String) {
             let warning = CatalogWarning(path: path, message: message)
-            if !result.contains(warning) { result.append(warning) }
+            if reported.insert(warning).inserted { result.append(warning) }
         }
         let total = census.profileCount
         for use in attributeUses {
