@@ -66,7 +66,8 @@ def test_the_admin_endpoints_listen_on_admin_host_only(stubs, fresh_dir):
 
 
 def test_metrics_have_help_status_names_and_only_possible_pairs(stubs, fresh_dir):
-    s = Server(fresh_dir)
+    # With an event log, so the live-state metrics are there too.
+    s = Server(fresh_dir, extra_args=["--events", f"file:{fresh_dir / 'events.log'}"])
     try:
         decide(stubs, s.target, request(stubs.pb))
         bad = decide_error(stubs, s.target, request(stubs.pb, id=""))
@@ -77,6 +78,8 @@ def test_metrics_have_help_status_names_and_only_possible_pairs(stubs, fresh_dir
         types = [line.split()[2] for line in lines if line.startswith("# TYPE ")]
         helps = [line.split()[2] for line in lines if line.startswith("# HELP ")]
         assert types and sorted(types) == sorted(helps), (types, helps)
+        assert {"offerd_events_total", "offerd_event_log_up", "offerd_ready", "offerd_decision_outcomes_total",
+                "offerd_grpc_call_duration_seconds"} <= set(types), types
         for index, line in enumerate(lines):
             if line.startswith("# TYPE "):
                 assert lines[index - 1].startswith(f"# HELP {line.split()[2]} "), line
