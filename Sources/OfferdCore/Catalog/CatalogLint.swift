@@ -282,7 +282,11 @@ public struct CatalogLint: Sendable {
                 case "a string":
                     fix = ": write number(\(term))"
                 case "a boolean":
-                    fix = ": write if(\(term), 1, 0)"
+                    if case .literal = node {
+                        fix = ": write a number (1 or 0)"
+                    } else {
+                        fix = ": write if(\(term), 1, 0)"
+                    }
                 default:
                     fix = ""
                 }

@@ -128,6 +128,13 @@ import Testing
         #expect(warnings.first?.message.contains(#"write if(inAudience("vip"), 1, 0)"#) == true)
     }
 
+    @Test func aBooleanBranchOfTheScore() throws {
+        let warnings = try Self.warnings(Self.catalog(criterion: Self.formula(#"if(inAudience("vip"), true, 2)"#)))
+        #expect(warnings.map(\.path) == [Self.formulaPath])
+        #expect(warnings.first?.message.hasPrefix("true gives a boolean") == true)
+        #expect(warnings.first?.message.hasSuffix("write a number (1 or 0)") == true)
+    }
+
     @Test func aStringComparedWithANumberInACondition() throws {
         let criterion = #"{"collection": "all"}"#
         let o1 =
