@@ -2,7 +2,7 @@ import LoadgenCore
 import NIOCore
 
 /// One HTTP/2 connection of the generator: a NIO channel handler that owns an ``NGHTTP2ClientSession``, feeds it
-/// what the server sends and writes what it queues. Calls are submitted by the round (``submit(_:at:)``) and
+/// what the server sends and writes what it queues. Calls are submitted by the round (``submit(_:body:at:)``) and
 /// written by ``flush()``; their ends go to ``receiver``. Everything runs on the one event loop.
 final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelegate {
     typealias InboundIn = ByteBuffer
@@ -30,10 +30,10 @@ final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelega
 
     var openCalls: Int { self.session?.openCalls ?? 0 }
 
-    /// Queues a call; ``flush()`` writes it. A call the connection cannot take ends at once as
+    /// Queues a call with body number `body`; ``flush()`` writes it. A call the connection cannot take ends at once as
     /// ``CallOutcome/connectionLost``.
-    func submit(_ call: UInt64, at nanoseconds: UInt64) {
-        guard !self.isClosed, let session = self.session, session.submitCall(call) else {
+    func submit(_ call: UInt64, body: Int, at nanoseconds: UInt64) {
+        guard !self.isClosed, let session = self.session, session.submitCall(call, body: body) else {
             self.receiver?.callFinished(call, .connectionLost, at: nanoseconds)
             return
         }

@@ -54,10 +54,10 @@ final class NGHTTP2ClientSession {
     /// Calls submitted and not finished yet.
     var openCalls: Int { self.streams.count }
 
-    /// Queues call `call` with body `body % bodies.count`; it is written by the next ``drainOutput(into:)``.
+    /// Queues call `call` with body number `body`; it is written by the next ``drainOutput(into:)``.
     /// Returns false when the session takes no new stream (GOAWAY received, stream ids exhausted): the call is
     /// not sent and the caller reports it.
-    func submitCall(_ call: UInt64) -> Bool {
+    func submitCall(_ call: UInt64, body: Int) -> Bool {
         precondition(!self.isInsideNGHTTP2, "nghttp2 session re-entered")
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: nil),
@@ -74,7 +74,7 @@ final class NGHTTP2ClientSession {
         guard streamID > 0 else {
             return false
         }
-        self.streams[streamID] = StreamState(call: call, body: Int(call % UInt64(self.bodies.count)))
+        self.streams[streamID] = StreamState(call: call, body: body)
         return true
     }
 

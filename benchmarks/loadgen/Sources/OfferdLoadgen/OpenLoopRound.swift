@@ -25,9 +25,9 @@ struct RoundError: Error, CustomStringConvertible {
 /// One open-loop round at one rate, on the one event loop:
 ///
 /// 1. connect ``RoundConfiguration/connections`` HTTP/2 connections;
-/// 2. probe: one call on each, which must succeed (the server's SETTINGS are then known, and a wrong URL or body
+/// 2. probe: one call on each (with the first body), which must succeed (the server's SETTINGS are then known, and a wrong URL or body
 ///    is an error, not a round of failures);
-/// 3. send: call `k` on connection `k % connections` at ``SendSchedule/sendTime(of:)``. A timer wakes the loop
+/// 3. send: call `k` with body `k % bodies` on connection `k % connections` at ``SendSchedule/sendTime(of:)``. A timer wakes the loop
 ///    at the next call's time; every call due by then is sent in that wake-up (late ones with their lag recorded)
 ///    and each connection written once;
 /// 4. drain: wait for the open calls, at most ``RoundConfiguration/drainTimeoutNanoseconds``; calls still open
@@ -119,7 +119,7 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
         }
         self.phase = .probing(open: self.connections.count)
         for (index, connection) in self.connections.enumerated() {
-            connection.submit(Self.firstProbeCall - UInt64(index), at: monotonicNanoseconds())
+            connection.submit(Self.firstProbeCall - UInt64(index), body: 0, at: monotonicNanoseconds())
             connection.flush()
         }
         self.schedule(at: monotonicNanoseconds() + self.configuration.probeTimeoutNanoseconds) { round in
@@ -181,12 +181,13 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
             self.cpuSecondsAtMeasuredStart = processCPUSeconds()
         }
         let connectionCount = UInt64(self.connections.count)
+        let bodyCount = UInt64(self.configuration.bodies.count)
         while self.nextCall < due {
             let call = self.nextCall
             self.nextCall += 1
             self.openCalls += 1
             self.tally!.recordSend(call, at: now)
-            self.connections[Int(call % connectionCount)].submit(call, at: now)
+            self.connections[Int(call % connectionCount)].submit(call, body: Int(call % bodyCount), at: now)
         }
         for connection in self.connections where connection.hasUnwrittenOutput {
             connection.flush()
