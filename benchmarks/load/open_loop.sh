@@ -20,7 +20,10 @@
 # offerd is pinned to core 0 with one event loop thread; h2load and offerd-loadgen to core 1. REALTIME=1 runs all
 # three under SCHED_FIFO (chrt -f 10), so that on a machine shared with other work the server and the generator
 # get their cores when they need them (what is measured is then offerd, not the scheduler's queue); the kernel
-# still leaves 5% of each core to everything else.
+# still leaves 5% of each core to everything else, and stops a SCHED_FIFO task that keeps its core busier than
+# that for the rest of the second: a generator that reaches ~95% of core 1 then shows 50 ms gaps in its sends
+# (reported: its rounds say the generator fell behind). SPIN_US > 0 makes offerd-loadgen poll instead of sleeping
+# before each send (cheaper and more exact on a dedicated core); not with REALTIME=1, for that reason.
 #
 # Output: $WORK/open-loop.csv (offerd-loadgen's rows), $WORK/max-rates.txt, a Markdown table on standard output
 # and the plot OUT (latency percentiles against the rate, PNG, matplotlib).
@@ -41,6 +44,7 @@ MAX_ROUNDS=${MAX_ROUNDS:-3}       # closed-loop rounds per workload for the maxi
 MAX_CALLS=${MAX_CALLS:-50000}     # calls per closed-loop round
 BODIES=${BODIES:-16}              # request bodies (profiles) per workload, rotated call by call
 REALTIME=${REALTIME:-0}
+SPIN_US=${SPIN_US:-0}             # offerd-loadgen --spin-us
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-120}
 WORK=${WORK:-/tmp/offerd-open-loop}
 OUT=${OUT:-$WORK/open-loop.png}
@@ -133,7 +137,8 @@ for percent in $FRACTIONS; do
         # shellcheck disable=SC2046  # body_args is split on purpose; paths have no spaces
         timeout "$ROUND_TIMEOUT" "${load_core[@]}" "$LOADGEN_BIN" --url "$(url_of "$workload")" \
             $(body_args "$workload") --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" \
-            --connections "$LOADGEN_CONNECTIONS" --label "$workload" --csv "$WORK/open-loop.csv" --pause 0 \
+            --connections "$LOADGEN_CONNECTIONS" --spin-us "$SPIN_US" --label "$workload" \
+            --csv "$WORK/open-loop.csv" --pause 0 \
             || echo "offerd-loadgen: exit $? ($workload at $percent%)"
     done
 done

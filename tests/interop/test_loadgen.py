@@ -70,7 +70,8 @@ def test_failed_calls_are_counted_as_grpc_errors(server, decide_bodies, tmp_path
     csv_path = tmp_path / "out.csv"
     # Bodies alternate by call number, so exactly the odd calls carry the unparsable body.
     out = loadgen(f"http://{server.target}/offerd.v1.Decisioning/Decide", [good[0], bad], csv_path,
-                  "--rate", 100, "--duration", 2, "--warmup", 1, "--connections", 2, "--drain-timeout", 60)
+                  "--rate", 100, "--duration", 2, "--warmup", 1, "--connections", 2, "--drain-timeout", 60,
+                  "--spin-us", 300)  # the polling path too
     assert out.returncode == 0, out.stderr
     [r] = rows(csv_path)
     assert (r["sent"], r["succeeded"], r["errors"], r["unanswered"]) == ("200", "100", "100", "0"), out.stdout

@@ -47,6 +47,20 @@ struct LoadgenCommand: ParsableCommand {
     @Option(name: .customLong("late-threshold-us"), help: "A send this many microseconds after its time is late.")
     var lateThresholdMicroseconds: UInt64 = 1000
 
+    /// Polling saves the cost and the delay of a timer wake-up (tens of microseconds on a virtual machine) but
+    /// keeps the core busy at rates above 1/spin. Not under SCHED_FIFO (chrt): the kernel stops a task that keeps
+    /// its core busy for more than 95% of a second for the rest of that second (kernel.sched_rt_runtime_us),
+    /// which showed here as 50 ms gaps in the sends, even with short rests every millisecond (answers arriving
+    /// during a rest keep the task running). So: a dedicated core at normal priority.
+    @Option(
+        name: .customLong("spin-us"),
+        help: ArgumentHelp(
+            "Poll instead of sleeping this many microseconds before each send (0: sleep on a timer). Polling "
+                + "keeps the core busy at high rates: not with chrt (SCHED_FIFO is throttled 50 ms a second)."
+        )
+    )
+    var spinMicroseconds: UInt64 = 0
+
     @Option(help: "Seconds to pause between rounds.")
     var pause: UInt64 = 1
 
@@ -74,6 +88,9 @@ struct LoadgenCommand: ParsableCommand {
         }
         guard (1...1024).contains(self.connections) else {
             throw ValidationError("--connections \(self.connections): must be 1 to 1024")
+        }
+        guard self.spinMicroseconds <= 1_000_000 else {
+            throw ValidationError("--spin-us \(self.spinMicroseconds): a second at most")
         }
         guard self.drainTimeout <= 3600 else {
             throw ValidationError("--drain-timeout \(self.drainTimeout): an hour at most")
@@ -125,7 +142,8 @@ struct LoadgenCommand: ParsableCommand {
                 seconds: self.duration,
                 connections: self.connections,
                 drainTimeoutNanoseconds: self.drainTimeout * 1_000_000_000,
-                lateThresholdNanoseconds: self.lateThresholdMicroseconds * 1000
+                lateThresholdNanoseconds: self.lateThresholdMicroseconds * 1000,
+                spinNanoseconds: self.spinMicroseconds * 1000
             )
             let report = try OpenLoopRound.run(configuration, on: eventLoop).wait()
             print(report.summary)
