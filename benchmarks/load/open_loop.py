@@ -86,8 +86,9 @@ def plot(csv_path, max_rates_path, out):
     rates = read_max_rates(max_rates_path)
     workloads = list(dict.fromkeys(row["label"] for row in rows))
     colors = dict(zip(workloads, ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange"]))
-    styles = {"p50_us": ("p50", ":"), "p99_us": ("p99", "-"), "p999_us": ("p99.9", "--")}
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    styles = {"p50_us": ("p50", ":"), "p99_us": ("p99", "-"), "p999_us": ("p99.9", "--"),
+              "send_lag_p99_us": ("send lag p99 (generator)", "-.")}
+    fig, ax = plt.subplots(figsize=(12, 5.5))
     for workload in workloads:
         selected = sorted((r for r in rows if r["label"] == workload), key=lambda r: r["percent"])
         xs = [r["percent"] for r in selected]
@@ -95,20 +96,22 @@ def plot(csv_path, max_rates_path, out):
         for column, (name, style) in styles.items():
             ys = [float(r[column]) for r in selected]
             ax.plot(xs, ys, style, color=colors[workload], marker="o", markersize=3,
+                    alpha=0.45 if column.startswith("send_lag") else 1.0,
                     label=f"{workload} {name} (max {basis:,}/s)" if name == "p99" else f"{workload} {name}")
         behind = [r for r in selected if r["generator_kept_up"] != "yes"]
         if behind:
             ax.scatter([r["percent"] for r in behind], [float(r["p99_us"]) for r in behind], s=80,
                        facecolors="none", edgecolors="black", zorder=5)
     ax.axhline(1000, color="gray", linewidth=0.8)
-    ax.text(1, 1000, " 1 ms", va="bottom", color="gray")
+    ax.annotate("1 ms", xy=(1, 1000), xycoords=("axes fraction", "data"), xytext=(-4, 2),
+                textcoords="offset points", ha="right", va="bottom", color="gray")
     ax.set_yscale("log")
     ax.set_xlabel("offered load, % of the workload's closed-loop maximum (open loop, exact intervals)")
     ax.set_ylabel("latency from scheduled send (us)")
     ax.set_title("offerd, one core: latency against rate (offerd-loadgen)\n"
                  "circled: the generator fell behind (>1% of sends late)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     print(f"plot: {out}")
