@@ -229,6 +229,12 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
             for connection in round.connections {
                 connection.close(failingOpenCallsWith: .unanswered, at: now)
             }
+            // Every open call was just reported and the last report finished the round; if the count of open
+            // calls ever disagreed with the connections', the round still ends here rather than hang.
+            if case .draining = round.phase {
+                reportError("\(round.openCalls) calls unaccounted for at the end of the round")
+                round.finish()
+            }
         }
     }
 
