@@ -41,12 +41,19 @@ def read_max_rates(path):
     return rates
 
 
+def basis_rate(rates, workload):
+    """The rate a workload's percentages are of: its own maximum; health runs at the priority workload's rates."""
+    if workload == "health" and "priority" in rates:
+        return rates["priority"]
+    return rates.get(workload) or rates.get("priority") or 0
+
+
 def rows_with_percent(csv_path, max_rates_path):
     """The CSV rows, each with `percent` (of the workload's maximum; health: of the priority workload's)."""
     rates = read_max_rates(max_rates_path)
     rows = list(csv.DictReader(open(csv_path)))
     for row in rows:
-        basis = rates.get(row["label"]) or rates.get("priority") or 0
+        basis = basis_rate(rates, row["label"])
         row["basis"] = basis
         row["percent"] = round(100 * int(row["target_rate"]) / basis) if basis else 0
     return rows
@@ -92,7 +99,7 @@ def plot(csv_path, max_rates_path, out):
     for workload in workloads:
         selected = sorted((r for r in rows if r["label"] == workload), key=lambda r: r["percent"])
         xs = [r["percent"] for r in selected]
-        basis = rates.get(workload) or rates.get("priority")
+        basis = basis_rate(rates, workload)
         for column, (name, style) in styles.items():
             ys = [float(r[column]) for r in selected]
             ax.plot(xs, ys, style, color=colors[workload], marker="o", markersize=3,

@@ -88,10 +88,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
     --port "$port" --admin-port 0 --threads 1 --log-level warning --events none &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null && break
+listening=no
+for _ in $(seq 1 600); do  # up to 60 s
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1',$port),0.2)" 2>/dev/null; then
+        listening=yes; break
+    fi
+    kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
+[ "$listening" = yes ] || { echo "offerd did not start listening on port $port"; exit 1; }
 
 url_of() {  # workload
     if [ "$1" = health ]; then echo "http://127.0.0.1:$port/grpc.health.v1.Health/Check"
