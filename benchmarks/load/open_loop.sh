@@ -24,6 +24,9 @@
 # that for the rest of the second: a generator that reaches ~95% of core 1 then shows 50 ms gaps in its sends
 # (reported: its rounds say the generator fell behind). SPIN_US > 0 makes offerd-loadgen poll instead of sleeping
 # before each send (cheaper and more exact on a dedicated core); not with REALTIME=1, for that reason.
+# TIMER_GAP_US (50) keeps offerd-loadgen's send timers at least that far apart: calls due in between go out when
+# it wakes to read answers, or at the next timer, their lag counted (a timer per call costs a timerfd_settime and
+# a wake-up each: at 21,700 calls/s under REALTIME=1 it turned a generator that fell behind into one that kept up).
 #
 # Output: $WORK/open-loop.csv (offerd-loadgen's rows), $WORK/max-rates.txt, a Markdown table on standard output
 # and the plot OUT (latency percentiles against the rate, PNG, matplotlib).
@@ -45,6 +48,7 @@ MAX_CALLS=${MAX_CALLS:-50000}     # calls per closed-loop round
 BODIES=${BODIES:-16}              # request bodies (profiles) per workload, rotated call by call
 REALTIME=${REALTIME:-0}
 SPIN_US=${SPIN_US:-0}             # offerd-loadgen --spin-us
+TIMER_GAP_US=${TIMER_GAP_US:-50}  # offerd-loadgen --timer-gap-us: send timers at least this far apart
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-120}
 WORK=${WORK:-/tmp/offerd-open-loop}
 OUT=${OUT:-$WORK/open-loop.png}
@@ -142,7 +146,8 @@ for percent in $FRACTIONS; do
         # shellcheck disable=SC2046  # body_args is split on purpose; paths have no spaces
         timeout "$ROUND_TIMEOUT" "${load_core[@]}" "$LOADGEN_BIN" --url "$(url_of "$workload")" \
             $(body_args "$workload") --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" \
-            --connections "$LOADGEN_CONNECTIONS" --spin-us "$SPIN_US" --label "$workload" \
+            --connections "$LOADGEN_CONNECTIONS" --spin-us "$SPIN_US" --timer-gap-us "$TIMER_GAP_US" \
+            --label "$workload" \
             --csv "$WORK/open-loop.csv" --pause 0 \
             || echo "offerd-loadgen: exit $? ($workload at $percent%)"
     done

@@ -61,6 +61,15 @@ struct LoadgenCommand: ParsableCommand {
     )
     var spinMicroseconds: UInt64 = 0
 
+    @Option(
+        name: .customLong("timer-gap-us"),
+        help: ArgumentHelp(
+            "Arm send timers at least this many microseconds apart (0: one per call). Calls due in between go out "
+                + "when the loop wakes to read answers, or late at the next timer (their lag is counted)."
+        )
+    )
+    var timerGapMicroseconds: UInt64 = 0
+
     @Option(help: "Seconds to pause between rounds.")
     var pause: UInt64 = 1
 
@@ -91,6 +100,9 @@ struct LoadgenCommand: ParsableCommand {
         }
         guard self.spinMicroseconds <= 1_000_000 else {
             throw ValidationError("--spin-us \(self.spinMicroseconds): a second at most")
+        }
+        guard self.timerGapMicroseconds <= 1_000_000 else {
+            throw ValidationError("--timer-gap-us \(self.timerGapMicroseconds): a second at most")
         }
         guard self.drainTimeout <= 3600 else {
             throw ValidationError("--drain-timeout \(self.drainTimeout): an hour at most")
@@ -143,7 +155,8 @@ struct LoadgenCommand: ParsableCommand {
                 connections: self.connections,
                 drainTimeoutNanoseconds: self.drainTimeout * 1_000_000_000,
                 lateThresholdNanoseconds: self.lateThresholdMicroseconds * 1000,
-                spinNanoseconds: self.spinMicroseconds * 1000
+                spinNanoseconds: self.spinMicroseconds * 1000,
+                timerGapNanoseconds: self.timerGapMicroseconds * 1000
             )
             let report = try OpenLoopRound.run(configuration, on: eventLoop).wait()
             print(report.summary)

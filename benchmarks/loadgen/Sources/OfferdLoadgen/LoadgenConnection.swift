@@ -1,6 +1,12 @@
 import LoadgenCore
 import NIOCore
 
+/// Hears how calls end, and when the loop is awake anyway after reading.
+protocol LoadgenConnectionReceiver: NGHTTP2ClientSessionDelegate {
+    /// A read burst was handled: the loop is awake, a good moment to send calls that are due.
+    func connectionReadComplete()
+}
+
 /// One HTTP/2 connection of the generator: a NIO channel handler that owns an ``NGHTTP2ClientSession``, feeds it
 /// what the server sends and writes what it queues. Calls are submitted by the round (``submit(_:body:at:)``) and
 /// written by ``flush()``; their ends go to ``receiver``. Everything runs on the one event loop.
@@ -11,7 +17,7 @@ final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelega
     private let target: CallTarget
     private let bodies: [GRPCRequestBody]
     /// Hears how calls end. Weak: the round owns its connections and may be gone before a late channel event.
-    weak var receiver: (any NGHTTP2ClientSessionDelegate)?
+    weak var receiver: (any LoadgenConnectionReceiver)?
     private var session: NGHTTP2ClientSession?
     private var context: ChannelHandlerContext?
     /// Calls were submitted since the last ``flush()``.
@@ -103,6 +109,7 @@ final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelega
     func channelReadComplete(context: ChannelHandlerContext) {
         // SETTINGS acknowledgements, WINDOW_UPDATEs and PING answers that reading queued.
         self.flush()
+        self.receiver?.connectionReadComplete()
         context.fireChannelReadComplete()
     }
 

@@ -16,6 +16,10 @@ struct RoundConfiguration: Sendable {
     /// The loop stops sleeping this long before a call is due and polls (sockets included) until it is: waking
     /// from a timer costs tens of microseconds and is late by as much on a virtual machine; 0 always sleeps.
     var spinNanoseconds: UInt64
+    /// Send timers are at least this far apart; calls due in between go out when the loop wakes for answers, or
+    /// at the next timer (late, and counted so). A timer per call costs a `timerfd_settime` and a wake-up each;
+    /// 0 arms one per call.
+    var timerGapNanoseconds: UInt64 = 0
     /// How long the first call on each connection may take before the round gives up.
     var probeTimeoutNanoseconds: UInt64 = 10_000_000_000
 }
@@ -36,7 +40,7 @@ struct RoundError: Error, CustomStringConvertible {
 /// 4. drain: wait for the open calls, at most ``RoundConfiguration/drainTimeoutNanoseconds``; calls still open
 ///    then count as unanswered;
 /// 5. close the connections and report.
-final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
+final class OpenLoopRound: LoadgenConnectionReceiver {
     private enum Phase {
         case connecting
         case probing(open: Int)
@@ -58,6 +62,8 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
     private var cpuSecondsAtMeasuredStart: Double?
     private var cpuSecondsAtSendingEnd: Double?
     private var pendingTimer: NIOScheduledCallback?
+    /// Whether the pending timer is the send timer, and when it fires.
+    private var sendTimerDeadline: UInt64?
 
     /// Probe calls are numbered down from here, far above any scheduled call.
     private static let firstProbeCall = UInt64.max
@@ -172,13 +178,28 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
     }
 
     /// Sleeps until shortly before `time`, or polls if it is that close already: NIO runs a task queued with
-    /// `execute` after an `epoll_wait` that does not block, so answers are read while the loop spins.
+    /// `execute` after an `epoll_wait` that does not block, so answers are read while the loop spins. A send
+    /// timer already pending at or before the wanted time is kept (it is not re-armed for every call).
     private func waitForNextSend(at time: UInt64, now: UInt64) {
         let spin = self.configuration.spinNanoseconds
         if spin > 0 && time <= now + spin {
             self.eventLoop.assumeIsolated().execute { self.sendDueCalls() }
-        } else {
-            self.schedule(at: time - spin) { $0.sendDueCalls() }
+            return
+        }
+        if let pending = self.sendTimerDeadline, pending <= time - spin {
+            return
+        }
+        let deadline = max(time - spin, now + self.configuration.timerGapNanoseconds)
+        self.schedule(at: deadline) { round in
+            round.sendTimerDeadline = nil
+            round.sendDueCalls()
+        }
+        self.sendTimerDeadline = deadline
+    }
+
+    func connectionReadComplete() {
+        if case .sending = self.phase, self.configuration.spinNanoseconds == 0 {
+            self.sendDueCalls()
         }
     }
 
@@ -300,6 +321,7 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
 
     /// One timer at a time: the next send, the probe deadline or the drain deadline.
     private func schedule(at nanoseconds: UInt64, _ action: @escaping (OpenLoopRound) -> Void) {
+        self.cancelTimer()
         self.pendingTimer = try? self.eventLoop.assumeIsolated().scheduleCallback(
             at: .uptimeNanoseconds(nanoseconds),
             handler: RoundTimer(round: self, action: action)
@@ -307,6 +329,7 @@ final class OpenLoopRound: NGHTTP2ClientSessionDelegate {
     }
 
     private func cancelTimer() {
+        self.sendTimerDeadline = nil
         if let timer = self.pendingTimer {
             self.eventLoop.assumeIsolated().cancelScheduledCallback(timer)
             self.pendingTimer = nil
