@@ -31,10 +31,13 @@ public struct RoundReport: Sendable, Equatable {
     public var generatorCPUPercent: Double
 
     /// The largest share of late sends for which the round still counts as kept up.
-    public static let keptUpLateFraction = 0.01
+    public static let keptUpLateFraction = 0.005
 
-    /// True when at most 1% of the sends were late: the generator's own delays then move every percentile up to
-    /// p99 by less than the late threshold.
+    /// True when at most 0.5% of the sends were late. A stall of the generator delays the calls due during it
+    /// (late sends) and about as many answers that arrive during it (read late, so timed late, though their sends
+    /// were on time): with at most 0.5% of the sends late, at most about 1% of the calls are the generator's,
+    /// and p99 and below are the server's to within the late threshold. (Seen here: 0.6% of sends late behind a
+    /// 50 ms stall, and a p99 of 30 ms.)
     public var generatorKeptUp: Bool {
         Double(self.lateSends) <= Self.keptUpLateFraction * Double(self.sent)
     }

@@ -15,7 +15,7 @@ struct LoadgenCommand: ParsableCommand {
             as it is due, whatever happened to the calls before it; its latency runs from that scheduled time to \
             the end of its answer, so a stall delays (and shows in) every call it holds up, as a user would see it. \
             A call succeeds on HTTP 200 with grpc-status 0. One line per rate on standard output, one CSV row per \
-            rate with --csv. A round whose sends were late (over --late-threshold-us, for more than 1% of them) \
+            rate with --csv. A round whose sends were late (over --late-threshold-us, for more than 0.5% of them) \
             says the generator fell behind: its latencies then include the generator's own delays.
             """
     )
