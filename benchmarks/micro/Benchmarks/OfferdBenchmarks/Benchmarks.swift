@@ -1,7 +1,7 @@
 import Benchmark
+import BenchmarkFixtures
 import OfferdCore
 import OfferdWire
-import BenchmarkFixtures
 
 let benchmarks: @Sendable () -> Void = {
     // Each iteration runs `scaledIterations` (1,000) calls so that clock and counter reads stay small next to
@@ -35,6 +35,21 @@ let benchmarks: @Sendable () -> Void = {
         let fixtures = Fixtures.shared
         for _ in benchmark.scaledIterations {
             blackHole(fixtures.engine.decide(fixtures.threeScopeRequest, profile: fixtures.profile, now: Fixtures.now))
+        }
+    }
+
+    // Issue 15's catalog: the formula reads the profile, so every candidate is scored per request.
+    let realRequests: [(String, KeyPath<Fixtures, DecisionRequest>)] = [
+        ("formula", \.realFormulaRequest), ("priority", \.realPriorityRequest),
+        ("formula-3-scopes", \.realThreeScopeRequest), ("formula-30-scopes", \.realThirtyScopeRequest),
+    ]
+    for (name, request) in realRequests {
+        measure("Engine.decide/real-\(name)") { benchmark in
+            let fixtures = Fixtures.shared
+            let request = fixtures[keyPath: request]
+            for _ in benchmark.scaledIterations {
+                blackHole(fixtures.realEngine.decide(request, profile: fixtures.profile, now: Fixtures.now))
+            }
         }
     }
 

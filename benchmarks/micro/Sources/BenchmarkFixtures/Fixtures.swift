@@ -21,6 +21,15 @@ public struct Fixtures: Sendable {
     public let threeScopeRequestBytes: [UInt8]
     public let oneScopeResult: DecisionResult
     public let threeScopeResult: DecisionResult
+    /// The `real` shape of `make_catalog.py` (issue 15's workload): a formula over the offer and the profile.
+    public let realEngine: DecisionEngine
+    /// One scope answered by the formula criterion (`page` is not `checkout`).
+    public let realFormulaRequest: DecisionRequest
+    /// One scope answered by the priority criterion (`page` is `checkout`).
+    public let realPriorityRequest: DecisionRequest
+    /// 3 and 30 scopes (the limit) answered by the formula criterion, 3 items each.
+    public let realThreeScopeRequest: DecisionRequest
+    public let realThirtyScopeRequest: DecisionRequest
 
     /// Built on first use; `setup` touches it so that the cost never lands in a measurement.
     public static let shared: Fixtures = {
@@ -77,15 +86,44 @@ public struct Fixtures: Sendable {
         threeScopeRequestBytes = DecideCodec.encodeRequest(threeScopeRequest)
         oneScopeResult = engine.decide(oneScopeRequest, profile: profile, now: Self.now)
         threeScopeResult = engine.decide(threeScopeRequest, profile: profile, now: Self.now)
+        realEngine = DecisionEngine(
+            catalog: try Catalog.load(bytes: Array(Self.catalogJSON(shape: .real).utf8), fileName: "real-catalog.json"))
+        func realRequest(scopes: Int, page: String) -> DecisionRequest {
+            let placementIDs = ["web-banner", "email-hero", "app-card"]
+            return DecisionRequest(
+                requestID: "7c1e2f0a-5b7d-4e44-9a51-3f1d2c8b9e1\(scopes)",
+                identity: identity,
+                scopes: (0..<scopes).map {
+                    ScopeRequest(decisionID: "dec-bench", placementID: placementIDs[$0 % 3], itemCount: 3)
+                },
+                context: ["page": .string(page), "device": .string("mobile")],
+                includeContent: true
+            )
+        }
+        realFormulaRequest = realRequest(scopes: 1, page: "home")
+        realPriorityRequest = realRequest(scopes: 1, page: "checkout")
+        realThreeScopeRequest = realRequest(scopes: 3, page: "home")
+        realThirtyScopeRequest = realRequest(scopes: 30, page: "home")
+        var propositions = oneScopeResult.propositions + threeScopeResult.propositions
+        for request in [realFormulaRequest, realPriorityRequest, realThreeScopeRequest, realThirtyScopeRequest] {
+            propositions += realEngine.decide(request, profile: profile, now: Self.now).propositions
+        }
         // A fixture that decides nothing would benchmark the fallback path, not the ranking.
-        for proposition in oneScopeResult.propositions + threeScopeResult.propositions
-        where proposition.outcome != .offers || proposition.items.count != 3 {
+        for proposition in propositions where proposition.outcome != .offers || proposition.items.count != 3 {
             throw FixtureError(message: "expected 3 offers per scope, got \(proposition)")
         }
     }
 
+    /// The shapes of `benchmarks/load/make_catalog.py`.
+    public enum CatalogShape: Sendable {
+        /// Formula over the offer alone (ranked at load), then priority.
+        case bench
+        /// Priority on checkout pages, else a formula over the offer and the profile (scored per request).
+        case real
+    }
+
     /// The benchmark catalog as JSON text, shaped like `benchmarks/load/make_catalog.py`.
-    public static func catalogJSON() -> String {
+    public static func catalogJSON(shape: CatalogShape = .bench) -> String {
         let placements = ["web-banner": "web", "email-hero": "email", "app-card": "app"]
         let placementIDs = ["web-banner", "email-hero", "app-card"]
         var json = #"{"version":"bench-1","placements":["#
@@ -99,7 +137,7 @@ public struct Fixtures: Sendable {
             }.joined(separator: ",")
             return #"{"id":"offer-\#(index)","name":"Offer \#(index)","status":"approved","#
                 + #""priority":\#((index * 7919) % 100),"tags":["c\#(index % collectionCount)"],"#
-                + #""characteristics":{"margin":"\#((index * 13) % 50)"},"eligibility":\#(eligibility(index)),"#
+                + #""characteristics":{"margin":"\#((index * 13) % 50)"},"eligibility":\#(shape == .real ? realEligibility(index) : eligibility(index)),"#
                 + #""capping":[{"limit":5}],"representations":[\#(representations)]}"#
         }.joined(separator: ",")
         json += #"],"fallbackOffers":[{"id":"fallback","representations":["#
@@ -113,13 +151,25 @@ public struct Fixtures: Sendable {
         }.joined(separator: ",")
         json += #"],"decisions":[{"id":"dec-bench","status":"live","fallback":"fallback","scopes":["#
         json += [("web-banner", 0), ("email-hero", 3), ("app-card", 6)].map { placement, collection in
-            #"{"placement":"\#(placement)","criteria":["#
+            if shape == .real {
+                return #"{"placement":"\#(placement)","criteria":["#
+                    + #"{"collection":"col-\#(collection)","eligibility":{"condition":"context.page = \"checkout\""}},"#
+                    + #"{"collection":"col-\#((collection + 1) % collectionCount)","ranking":{"method":"formula","#
+                    + #""formula":"offer.priority + number(offer.characteristics.margin) * 2 + "#
+                    + #"profile.loyalty.points / 1000"}}]}"#
+            }
+            return #"{"placement":"\#(placement)","criteria":["#
                 + #"{"collection":"col-\#(collection)","ranking":{"method":"formula","#
                 + #""formula":"number(offer.characteristics.margin) * 2 + offer.priority"}},"#
                 + #"{"collection":"col-\#((collection + 1) % collectionCount)"}]}"#
         }.joined(separator: ",")
         json += "]}]}"
         return json
+    }
+
+    /// The `real` shape's eligibility: a profile attribute and a context value, different for every offer.
+    private static func realEligibility(_ index: Int) -> String {
+        #"{"condition":"profile.loyalty.points >= \#((index * 37) % 4000) and context.page != \"blocked-\#(index % 7)\""}"#
     }
 
     /// The four eligibility kinds of `make_catalog.py`, by `index % 4`.
