@@ -6,8 +6,9 @@
 // but the snapshot builder (the command line adds it). The decision engine
 // (OfferdCore) has no I/O and no C, and is built with strict memory safety
 // checking: its unsafe code is Sources/OfferdCore/Support/ContiguousSpans.swift
-// (String UTF-8 and Array storage read in place) and the statically ranked fast
-// path in Sources/OfferdCore/Engine/DecisionEngine.swift (considerByGroups).
+// (String UTF-8 and Array storage read in place) and the screened fast paths
+// in Sources/OfferdCore/Engine/DecisionEngine.swift (withScreens and the
+// considerByGroups / considerByFormula loops).
 import PackageDescription
 
 /// The engine's entry point is generic over the profile type, and the server
