@@ -377,8 +377,10 @@ final class CompiledRule: Sendable {
 
     /// Whether the rule is exactly `true` for `offer` (nil: no offer); `inputs.offer` is ignored.
     func isTrue<Profile: ProfileView>(profile: Profile, inputs: RuleInputs, offer: OfferDefinition?) -> Bool {
-        if let condition { return condition.isTrue(profile: profile, inputs: inputs, offer: offer) }
-        if let program { return program.isTrue(profile: profile, inputs: inputs, offer: offer) }
+        // Called through the optionals in place: binding one copies the program out (a retain and a release for
+        // each of its arrays, per candidate).
+        if let result = condition?.isTrue(profile: profile, inputs: inputs, offer: offer) { return result }
+        if let result = program?.isTrue(profile: profile, inputs: inputs, offer: offer) { return result }
         return node.isTrue(profile: profile, inputs: inputs.with(offer: offer))
     }
 
@@ -399,7 +401,7 @@ final class CompiledRule: Sendable {
 
     /// The formula's score for `offer`; `inputs.offer` is ignored.
     func score<Profile: ProfileView>(profile: Profile, inputs: RuleInputs, offer: OfferDefinition?) -> Double {
-        if let program { return program.score(profile: profile, inputs: inputs, offer: offer) }
+        if let score = program?.score(profile: profile, inputs: inputs, offer: offer) { return score }
         return node.score(profile: profile, inputs: inputs.with(offer: offer))
     }
 }
