@@ -19,7 +19,7 @@ SERVICE=${SERVICE:-fixed}     # fixed, health or decide
 CALLS=${CALLS:-4000}          # measured calls
 FEW=${FEW:-800}               # calls in the baseline run
 BATCH=${BATCH:-32}            # requests per read, as h2load -m 32
-RESPONSE_BYTES=${RESPONSE_BYTES:-560}  # SERVICE=fixed: the message size (a one-scope Decide response)
+RESPONSE_BYTES=${RESPONSE_BYTES:-200}  # SERVICE=fixed: the message size (the load benchmark's Decide answers 199 bytes)
 PROFILES=${PROFILES:-10000}
 SCOPES=${SCOPES:-1}
 BODIES=${BODIES:-16}

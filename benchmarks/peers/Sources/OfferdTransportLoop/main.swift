@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import OfferdCore
 import OfferdServer
+import OfferdSnapshot
 @_spi(Benchmarks) import OfferdTransport
 
 #if canImport(Glibc)
@@ -17,7 +18,7 @@ import OfferdServer
 //   offerd-transport-loop --calls N [--batch B] [--service fixed|health|decide] [--response-bytes K]
 //       [--catalog PATH --snapshot PATH --request PATH...]
 //
-// --service fixed (default) answers every call with the same K-byte message (default 560, a one-scope Decide
+// --service fixed (default) answers every call with the same K-byte message (default 200, about a one-scope Decide
 // response): what the transport costs alone. health and decide run offerd's DecisioningService (the load
 // benchmark's offerd-health and offerd rows) and need --catalog and --snapshot; decide sends the --request bodies
 // (gRPC-framed, as benchmarks/load/make_requests.py writes them) in turn.
@@ -37,19 +38,24 @@ struct FixedReplyService: GRPCUnaryService {
     }
 }
 
-/// The client side of the connection: builds request frames and reads the server's, just enough of HTTP/2 to
-/// keep the connection going (connection flow control) and to count the answers.
+/// The client side of the connection: writes request frames and reads the server's, just enough of HTTP/2 to
+/// keep the connection going (connection flow control) and to count the answers. Cheap per call (a copied
+/// template, two stream ids patched in, frame headers read in place), so the count is the server's.
 struct H2Client {
     private var nextStreamID: UInt32 = 1
     private var headersSent = false
     private let path: String
+    private let bodies: [[UInt8]]
+    /// Per body, once the HPACK table holds the request fields: the request's bytes with stream id 0.
+    private var templates: [[UInt8]] = []
     /// DATA bytes received since the last connection WINDOW_UPDATE.
     private var unacknowledgedData = 0
     private(set) var answers = 0
     private(set) var responseDataBytes = 0
 
-    init(path: String) {
+    init(path: String, bodies: [[UInt8]]) {
         self.path = path
+        self.bodies = bodies
     }
 
     static func frameHeader(length: Int, type: UInt8, flags: UInt8, streamID: UInt32, into out: inout [UInt8]) {
@@ -86,64 +92,80 @@ struct H2Client {
     /// h2load's request header block: the first one adds its fields to the HPACK dynamic table, every later one
     /// names them by index (the static table's :method POST and :scheme http, then the five dynamic entries).
     private mutating func headerBlock() -> [UInt8] {
-        var out: [UInt8] = [0x83, 0x86]  // :method POST, :scheme http
+        var out: [UInt8] = [0x83, 0x86] // :method POST, :scheme http
         if self.headersSent {
             // Newest entry first: user-agent 62, content-type 63, te 64, :authority 65, :path 66.
             out += [0x80 | 66, 0x80 | 65, 0x80 | 64, 0x80 | 63, 0x80 | 62]
             return out
         }
         self.headersSent = true
-        out.append(0x40 | 4)  // :path, with incremental indexing
+        out.append(0x40 | 4) // :path, with incremental indexing
         Self.literal(self.path, into: &out)
-        out.append(0x40 | 1)  // :authority
+        out.append(0x40 | 1) // :authority
         Self.literal("127.0.0.1:50051", into: &out)
-        out.append(0x40)  // te, a new name
+        out.append(0x40) // te, a new name
         Self.literal("te", into: &out)
         Self.literal("trailers", into: &out)
-        out.append(0x40 | 31)  // content-type
+        out.append(0x40 | 31) // content-type
         Self.literal("application/grpc", into: &out)
-        out.append(0x40 | 58)  // user-agent
+        out.append(0x40 | 58) // user-agent
         Self.literal("h2load nghttp2/1.52.0", into: &out)
         return out
     }
 
-    /// One request: HEADERS, then a DATA frame carrying `body` and ending the stream.
-    mutating func appendRequest(body: [UInt8], into out: inout [UInt8]) {
-        let streamID = self.nextStreamID
-        self.nextStreamID += 2
+    /// HEADERS, then a DATA frame carrying `body` and ending the stream.
+    private mutating func request(body: [UInt8], streamID: UInt32) -> [UInt8] {
+        var out: [UInt8] = []
         let block = self.headerBlock()
         Self.frameHeader(length: block.count, type: 1, flags: 0x4, streamID: streamID, into: &out)
         out += block
         Self.frameHeader(length: body.count, type: 0, flags: 0x1, streamID: streamID, into: &out)
         out += body
+        return out
+    }
+
+    /// Writes call number `call`'s request (the bodies are sent in turn).
+    mutating func writeRequest(call: Int, into buffer: inout ByteBuffer) {
+        let streamID = self.nextStreamID
+        self.nextStreamID += 2
+        let body = self.bodies[call % self.bodies.count]
+        guard self.headersSent else {
+            buffer.writeBytes(self.request(body: body, streamID: streamID))
+            self.templates = self.bodies.map { self.request(body: $0, streamID: 0) }
+            return
+        }
+        let start = buffer.writerIndex
+        let template = self.templates[call % self.bodies.count]
+        buffer.writeBytes(template)
+        // Stream ids at bytes 5...8 of each frame header: the HEADERS frame's and the DATA frame's.
+        buffer.setInteger(streamID, at: start + 5)
+        buffer.setInteger(streamID, at: start + 9 + (template.count - 18 - body.count) + 5)
     }
 
     /// Gives back the connection window the DATA received so far used (streams each get a fresh window).
-    mutating func appendWindowUpdate(into out: inout [UInt8]) {
+    mutating func writeWindowUpdate(into buffer: inout ByteBuffer) {
         guard self.unacknowledgedData > 0 else {
             return
         }
-        Self.frameHeader(length: 4, type: 8, flags: 0, streamID: 0, into: &out)
-        let increment = UInt32(self.unacknowledgedData)
-        out += [
-            UInt8(truncatingIfNeeded: increment >> 24), UInt8(truncatingIfNeeded: increment >> 16),
-            UInt8(truncatingIfNeeded: increment >> 8), UInt8(truncatingIfNeeded: increment),
-        ]
+        buffer.writeBytes([0, 0, 4, 8, 0, 0, 0, 0, 0])
+        buffer.writeInteger(UInt32(self.unacknowledgedData))
         self.unacknowledgedData = 0
     }
 
     /// Reads whole frames from `buffer` (the server writes whole frames in each buffer it drains): counts the
     /// header blocks that end a stream (the trailers of each answer) and the DATA bytes.
     mutating func read(_ buffer: ByteBuffer) {
-        var buffer = buffer
-        while buffer.readableBytes >= 9, let header = buffer.readBytes(length: 9) {
-            let length = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
-            let type = header[3]
-            let flags = header[4]
-            guard buffer.readableBytes >= length else {
+        var offset = buffer.readerIndex
+        let end = buffer.writerIndex
+        while offset + 9 <= end {
+            let lengthAndType = buffer.getInteger(at: offset, as: UInt32.self).unsafelyUnwrapped
+            let flags = buffer.getInteger(at: offset + 4, as: UInt8.self).unsafelyUnwrapped
+            let length = Int(lengthAndType >> 8)
+            let type = UInt8(truncatingIfNeeded: lengthAndType)
+            offset += 9 + length
+            guard offset <= end else {
                 fail("the server wrote a partial frame")
             }
-            buffer.moveReaderIndex(forwardBy: length)
             switch type {
             case 0:
                 self.unacknowledgedData += length
@@ -162,7 +184,7 @@ struct H2Client {
 var calls = 0
 var batch = 32
 var serviceName = "fixed"
-var responseBytes = 560
+var responseBytes = 200
 var catalogPath = ""
 var snapshotPath = ""
 var requestPaths: [String] = []
@@ -205,7 +227,7 @@ case "health", "decide":
             metrics: ServerMetrics())
         if serviceName == "health" {
             path = DecisioningService.healthCheckPath
-            bodies = [[0, 0, 0, 0, 0]]  // an empty HealthCheckRequest
+            bodies = [[0, 0, 0, 0, 0]] // an empty HealthCheckRequest
         } else {
             path = DecisioningService.decidePath
             if requestPaths.isEmpty { fail("--service decide needs --request") }
@@ -227,11 +249,11 @@ do {
     fail("could not set up the connection: \(error)")
 }
 
-var client = H2Client(path: path)
+var client = H2Client(path: path, bodies: bodies)
 @MainActor
-func exchange(_ bytes: [UInt8]) {
+func exchange(_ bytes: ByteBuffer) {
     do {
-        try channel.writeInbound(channel.allocator.buffer(bytes: bytes))
+        try channel.writeInbound(bytes)
         while let output = try channel.readOutbound(as: ByteBuffer.self) {
             client.read(output)
         }
@@ -240,16 +262,15 @@ func exchange(_ bytes: [UInt8]) {
     }
 }
 
-exchange(H2Client.preface)
-exchange(H2Client.settingsAck)
+exchange(channel.allocator.buffer(bytes: H2Client.preface))
+exchange(channel.allocator.buffer(bytes: H2Client.settingsAck))
 var sent = 0
-var frames: [UInt8] = []
-frames.reserveCapacity(batch * 1024)
 while sent < calls {
-    frames.removeAll(keepingCapacity: true)
-    client.appendWindowUpdate(into: &frames)
+    // A new buffer per read, as a socket read gives the server.
+    var frames = channel.allocator.buffer(capacity: batch * 400)
+    client.writeWindowUpdate(into: &frames)
     for _ in 0..<min(batch, calls - sent) {
-        client.appendRequest(body: bodies[sent % bodies.count], into: &frames)
+        client.writeRequest(call: sent, into: &frames)
         sent += 1
     }
     exchange(frames)
