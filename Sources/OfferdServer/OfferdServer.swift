@@ -185,7 +185,7 @@ public final class OfferdServer: Sendable {
     }
 
     static func metricsText(metrics: ServerMetrics, service: DecisioningService) -> [UInt8] {
-        var text = metrics.registry.emitToBuffer()
+        var text = metrics.emitToBuffer()
         var extra = ""
         if let catalog = service.catalogs.load() {
             extra += "# TYPE offerd_catalog_info gauge\n"

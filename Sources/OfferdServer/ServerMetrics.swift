@@ -81,7 +81,8 @@ public final class ServerMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// [method][status code]: made on first use (the expected statuses at init).
     private let callCounters: [[ManagedAtomicLazyReference<Prometheus.Counter>]]
-    private let latency: [DurationHistogram] // [method]
+    /// Lock-free: two relaxed atomic adds per call (a registry histogram took a lock per observation).
+    private let durations: CallDurationHistogram
     /// [outcome][reason]: made at init for the possible pairs; any other pair (a bug) on first use.
     private let decisionCounters: [[ManagedAtomicLazyReference<Prometheus.Counter>]]
     private let reloadSuccesses: [Prometheus.Counter] // [ReloadKind index]
@@ -90,17 +91,10 @@ public final class ServerMetrics: Sendable {
     public init() {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
-        // Decisions take microseconds, so the default millisecond buckets would put everything in the first one.
-        let buckets: [Duration] = [
-            .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250),
-            .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10),
-            .milliseconds(25), .milliseconds(100), .seconds(1),
-        ]
         self.callCounters = Method.allCases.map { _ in (0...16).map { _ in ManagedAtomicLazyReference() } }
-        self.latency = Method.allCases.map { method in
-            registry.makeDurationHistogram(
-                descriptor: Self.callDuration, labels: [("method", method.label)], buckets: buckets)
-        }
+        self.durations = CallDurationHistogram(
+            name: "offerd_grpc_call_duration_seconds", help: Self.callDuration.helpText ?? "",
+            methods: Method.allCases.map(\.label))
         self.decisionCounters = Outcome.allCases.map { _ in Reason.allCases.map { _ in ManagedAtomicLazyReference() } }
         self.reloadSuccesses = ReloadKind.allCases.map { kind in
             registry.makeCounter(descriptor: Self.reloads, labels: [("kind", kind.rawValue), ("result", "success")])
@@ -133,7 +127,14 @@ public final class ServerMetrics: Sendable {
 
     func recordCall(_ method: Method, status: GRPCStatus.Code, nanoseconds: Int64) {
         callCounter(method, status).increment()
-        latency[method.rawValue].recordNanoseconds(nanoseconds)
+        durations.record(method: method.rawValue, nanoseconds: nanoseconds)
+    }
+
+    /// Every metric in the Prometheus text format: the registry's, then the call durations.
+    public func emitToBuffer() -> [UInt8] {
+        var text = registry.emitToBuffer()
+        durations.emit(into: &text)
+        return text
     }
 
     /// Counts each proposition by outcome and reason, and, for decisions of `catalog`, by decision and outcome.
@@ -216,5 +217,79 @@ extension Reason {
         case .placementNotInDecision: "placement_not_in_decision"
         case .decisionInactive: "decision_inactive"
         }
+    }
+}
+
+/// The per-method histogram of call durations, recorded without a lock: one relaxed atomic increment of the
+/// bucket and one of the sum per call. swift-prometheus's histogram takes a lock and walks every bucket per
+/// record, a measurable share of a health check's CPU (benchmarks/README.md, transport pass). Rendered like it:
+/// cumulative `_bucket` lines with `le` in seconds, then `_sum` and `_count`, under one `# TYPE` line.
+final class CallDurationHistogram: Sendable {
+    /// Upper bounds of the buckets, in nanoseconds. Decisions take microseconds, so the usual millisecond buckets
+    /// would put everything in the first one.
+    static let bounds: [Int64] = [
+        10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+        25_000_000, 100_000_000, 1_000_000_000,
+    ]
+
+    private let name: String
+    private let help: String
+    private let methods: [String]
+    private let bounds: [Int64]
+    /// Per method: a count per bucket (not cumulative; the last one is +Inf), then the sum of nanoseconds.
+    private let cells: [ManagedAtomic<Int>]
+    private let stride: Int
+
+    init(name: String, help: String, methods: [String]) {
+        self.name = name
+        self.help = help
+        self.methods = methods
+        self.bounds = Self.bounds
+        self.stride = Self.bounds.count + 2
+        self.cells = (0..<(methods.count * self.stride)).map { _ in ManagedAtomic(0) }
+    }
+
+    /// One call of `method` (an index into the method labels) that took `nanoseconds`.
+    @inline(__always)
+    func record(method: Int, nanoseconds: Int64) {
+        var bucket = 0
+        // Most calls end in the first bucket or two, so a linear search beats a binary one.
+        while bucket < bounds.count && nanoseconds > bounds[bucket] {
+            bucket += 1
+        }
+        let base = method * stride
+        cells[base + bucket].wrappingIncrement(ordering: .relaxed)
+        cells[base + stride - 1].wrappingIncrement(by: Int(max(0, nanoseconds)), ordering: .relaxed)
+    }
+
+    /// Appends the histogram in the Prometheus text format.
+    func emit(into text: inout [UInt8]) {
+        var out = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (index, method) in methods.enumerated() {
+            let base = index * stride
+            let labels = "method=\"\(method)\""
+            var cumulative = 0
+            for (bucket, bound) in bounds.enumerated() {
+                cumulative += cells[base + bucket].load(ordering: .relaxed)
+                out += "\(name)_bucket{\(labels),le=\"\(Self.seconds(bound))\"} \(cumulative)\n"
+            }
+            cumulative += cells[base + bounds.count].load(ordering: .relaxed)
+            out += "\(name)_bucket{\(labels),le=\"+Inf\"} \(cumulative)\n"
+            let sum = Int64(cells[base + stride - 1].load(ordering: .relaxed))
+            out += "\(name)_sum{\(labels)} \(Self.seconds(sum))\n"
+            out += "\(name)_count{\(labels)} \(cumulative)\n"
+        }
+        text.append(contentsOf: out.utf8)
+    }
+
+    /// Nanoseconds as decimal seconds with no trailing zeros past the first decimal (`0.000025`, `1.0`), as
+    /// swift-prometheus writes durations.
+    static func seconds(_ nanoseconds: Int64) -> String {
+        let fraction = String(nanoseconds % 1_000_000_000)
+        var digits = String(repeating: "0", count: 9 - fraction.count) + fraction
+        while digits.count > 1 && digits.hasSuffix("0") {
+            digits.removeLast()
+        }
+        return "\(nanoseconds / 1_000_000_000).\(digits)"
     }
 }

@@ -212,16 +212,16 @@ enum RPCWireProtocol: Equatable {
     /// The protocol of a `content-type` value (ASCII case-insensitive, parameters after `;` ignored); `nil` for
     /// anything else. `application/grpc+json` and other non-proto gRPC codecs are refused: offerd speaks proto.
     init?(contentType value: UnsafeRawBufferPointer) {
+        // gRPC first, with no allocation and no search for parameters: the request path of plain gRPC.
+        if GRPCRequestHead.isGRPCContentType(value) {
+            self = .grpc
+            return
+        }
         var end = value.firstIndex(of: UInt8(ascii: ";")) ?? value.count
         while end > 0, value[end - 1] == UInt8(ascii: " ") {
             end -= 1
         }
         let type = UnsafeRawBufferPointer(rebasing: value[0..<end])
-        // gRPC first, with no allocation: the request path of plain gRPC.
-        if GRPCRequestHead.isGRPCContentType(value) {
-            self = .grpc
-            return
-        }
         switch String(decoding: type, as: UTF8.self).lowercased() {
         case "application/grpc-web", "application/grpc-web+proto": self = .grpcWeb(text: false)
         case "application/grpc-web-text", "application/grpc-web-text+proto": self = .grpcWeb(text: true)

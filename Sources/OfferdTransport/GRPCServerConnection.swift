@@ -19,6 +19,8 @@ import NIOCore
 ///
 /// ## Stream life
 /// A stream entry is created when a request HEADERS frame begins and removed when nghttp2 closes the stream.
+/// nghttp2 keeps a pointer to it as the stream's user data, so callbacks find it through nghttp2's own stream
+/// map (no hashing of our own per callback); ``openStreams`` owns it meanwhile.
 /// Each stream is answered exactly once (the state machine's guarantee): by the service, by the transport
 /// (``GRPCStreamRejection``) as soon as the request is known to be unacceptable, or by its deadline timer.
 ///
@@ -26,8 +28,12 @@ import NIOCore
 /// At most `maxConcurrentStreams` streams, each buffering at most `maxMessageBytes` (reserved only after the
 /// length prefix passed the limit): 100 x 64 KiB = 6.4 MiB per connection with the defaults.
 final class GRPCServerConnection {
-    /// One open stream. A class so session callbacks update it in place through one dictionary lookup.
+    /// One open stream. A class so session callbacks update it in place, found through nghttp2's stream user
+    /// data.
     private final class Stream {
+        let id: Int32
+        /// Where it is in ``GRPCServerConnection/openStreams``.
+        var openIndex: Int
         var machine: GRPCServerStreamStateMachine
         var deadlineTimer: Scheduled<Void>?
         /// The response message being written, from ``GRPCServerStreamStateMachine/Action/respond(_:)`` until
@@ -40,7 +46,9 @@ final class GRPCServerConnection {
         /// Message streams: the response headers and the body reader are submitted.
         var responseSubmitted = false
 
-        init(machine: GRPCServerStreamStateMachine) {
+        init(id: Int32, openIndex: Int, machine: GRPCServerStreamStateMachine) {
+            self.id = id
+            self.openIndex = openIndex
             self.machine = machine
         }
     }
@@ -54,14 +62,16 @@ final class GRPCServerConnection {
     private let callCounter: GRPCActiveCallCounter
     private let cors: CORSPolicy
     private var logger: Logger
-    /// Open streams by id. Read through ``stream(_:)``: nghttp2 reports a request as a run of callbacks for one
-    /// stream (headers began, each header, headers ended, data, end), so the last stream looked up answers most
-    /// lookups without hashing.
-    private var streams: [Int32: Stream] = [:]
+    /// The streams nghttp2 has not closed yet, in no order (a closed one's place goes to the last): they own the
+    /// `Stream` objects nghttp2 points to. Found by id through ``stream(_:)``.
+    private var openStreams: [Stream] = []
+    /// The stream found last, unretained: nghttp2 reports a request as a run of callbacks for one stream (headers
+    /// began, each header, headers ended, data, end), so this answers most lookups without asking nghttp2.
+    /// Cleared when that stream closes.
     private var recentStreamID: Int32 = 0
-    private var recentStream: Stream?
+    private var recentStream: Unmanaged<Stream>?
     /// Streams whose request completed during the current `receive`, dispatched once nghttp2 returned.
-    private var readyStreams: [Int32] = []
+    private var readyStreams: [Stream] = []
 
     /// Called when something other than incoming bytes (a deadline timer) produced output to write.
     var onAsynchronousOutput: (() -> Void)?
@@ -86,6 +96,7 @@ final class GRPCServerConnection {
         self.cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
         self.readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
+        self.openStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         self.session.setDelegate(self)
     }
 
@@ -107,7 +118,7 @@ final class GRPCServerConnection {
     var isFinished: Bool { self.session.isFinished }
 
     /// Number of streams not yet closed.
-    var openStreamCount: Int { self.streams.count }
+    var openStreamCount: Int { self.openStreams.count }
 
     /// Sends GOAWAY(NO_ERROR) naming the highest stream processed so far: streams up to it are finished, later
     /// ones are refused, and the connection ends once the last stream closes. Idempotent.
@@ -127,26 +138,46 @@ final class GRPCServerConnection {
 
     /// Releases per-stream resources when the channel goes away (timers, call counts).
     func tearDown() {
-        for stream in self.streams.values {
+        for stream in self.openStreams {
             stream.deadlineTimer?.cancel()
+            // nghttp2 must not hand out a pointer to a stream released here.
+            self.session.setStreamUserData(stream.id, nil)
         }
-        self.callCounter.subtract(self.streams.count)
-        self.streams.removeAll()
+        self.callCounter.subtract(self.openStreams.count)
         self.recentStream = nil
+        self.openStreams.removeAll()
         self.readyStreams.removeAll()
         self.onAsynchronousOutput = nil
     }
 
     // MARK: - Performing actions
 
+    /// The open stream `streamID`, from nghttp2's stream user data; `nil` once it is closed.
+    @inline(__always)
     private func stream(_ streamID: Int32) -> Stream? {
-        if streamID == self.recentStreamID, let stream = self.recentStream {
-            return stream
+        guard let pointer = self.session.streamUserData(streamID) else {
+            return nil
         }
-        let stream = self.streams[streamID]
+        // Unretained: `openStreams` owns every stream nghttp2 points to, until it closes.
+        return Unmanaged<Stream>.fromOpaque(pointer).takeUnretainedValue()
+    }
+
+    /// Calls `body` with the open stream `streamID`, borrowed: no reference counting on the hot path. Safe because
+    /// `openStreams` holds the stream until ``sessionStreamClosed(_:)``, which nghttp2 never calls from inside
+    /// another callback, and nothing `body` does (performing actions, calling the service, submitting frames)
+    /// closes a stream: nghttp2 closes streams only while it reads or writes frames.
+    @inline(__always)
+    private func withStream<Result>(_ streamID: Int32, orElse absent: Result, _ body: (Stream) -> Result) -> Result {
+        if streamID == self.recentStreamID, let stream = self.recentStream {
+            return stream._withUnsafeGuaranteedRef(body)
+        }
+        guard let pointer = self.session.streamUserData(streamID) else {
+            return absent
+        }
+        let stream = Unmanaged<Stream>.fromOpaque(pointer)
         self.recentStreamID = streamID
         self.recentStream = stream
-        return stream
+        return stream._withUnsafeGuaranteedRef(body)
     }
 
     /// Does what a stream's state machine asked for.
@@ -160,7 +191,7 @@ final class GRPCServerConnection {
                 self?.deadlineReached(streamID: streamID)
             }
         case .queueForDispatch:
-            self.readyStreams.append(streamID)
+            self.readyStreams.append(stream)
         case .dispatch(let call):
             // The service is synchronous and the reply is checked against the deadline, so the timer has
             // nothing left to do (a message stream keeps it: it covers the whole stream).
@@ -261,11 +292,9 @@ final class GRPCServerConnection {
         guard !self.readyStreams.isEmpty else {
             return
         }
-        for streamID in self.readyStreams {
-            guard let stream = self.stream(streamID) else {
-                continue
-            }
-            self.perform(stream.machine.dispatch(clock: self.clock), on: stream, streamID: streamID)
+        // A stream closed meanwhile (reset in the same read) is in phase closed: dispatch does nothing.
+        for stream in self.readyStreams {
+            self.perform(stream.machine.dispatch(clock: self.clock), on: stream, streamID: stream.id)
         }
         self.readyStreams.removeAll(keepingCapacity: true)
     }
@@ -290,79 +319,89 @@ final class GRPCServerConnection {
 extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
     func sessionStreamOpened(_ streamID: Int32) {
         let stream = Stream(
+            id: streamID,
+            openIndex: self.openStreams.count,
             machine: GRPCServerStreamStateMachine(
                 maxHeaderCount: self.configuration.maxHeaderCount,
                 maxHeaderListBytes: self.configuration.maxHeaderListBytes,
                 maxMessageBytes: self.configuration.maxMessageBytes
             )
         )
-        self.streams[streamID] = stream
-        self.recentStreamID = streamID
-        self.recentStream = stream
+        // nghttp2 opened the stream before this callback, so it knows it; if it did not, the stream would never
+        // be closed either, and is not tracked.
+        guard self.session.setStreamUserData(streamID, Unmanaged.passUnretained(stream).toOpaque()) else {
+            return
+        }
+        self.openStreams.append(stream)
         self.callCounter.add(1)
     }
 
     func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        self.stream(streamID)?.machine.receivedHeaderField(name: name, value: value)
+        self.withStream(streamID, orElse: ()) { $0.machine.receivedHeaderField(name: name, value: value) }
     }
 
     func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {
-        guard let stream = self.stream(streamID) else {
-            return
+        self.withStream(streamID, orElse: ()) { stream in
+            let service = self.service
+            let action = stream.machine.receivedHeaders(endStream: endStream, clock: self.clock) {
+                service.isMessageStream(path: $0)
+            }
+            self.perform(action, on: stream, streamID: streamID)
         }
-        let service = self.service
-        let action = stream.machine.receivedHeaders(endStream: endStream, clock: self.clock) {
-            service.isMessageStream(path: $0)
-        }
-        self.perform(action, on: stream, streamID: streamID)
     }
 
     func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
-        guard let stream = self.stream(streamID) else {
-            return
+        self.withStream(streamID, orElse: ()) { stream in
+            self.perform(stream.machine.receivedData(bytes, allocator: self.allocator), on: stream, streamID: streamID)
         }
-        self.perform(stream.machine.receivedData(bytes, allocator: self.allocator), on: stream, streamID: streamID)
     }
 
     func sessionReceivedEndOfStream(_ streamID: Int32) {
-        guard let stream = self.stream(streamID) else {
-            return
+        self.withStream(streamID, orElse: ()) { stream in
+            self.perform(stream.machine.receivedEndOfStream(), on: stream, streamID: streamID)
         }
-        self.perform(stream.machine.receivedEndOfStream(), on: stream, streamID: streamID)
     }
 
     func sessionSentEndOfStream(_ streamID: Int32) {
-        guard let stream = self.stream(streamID) else {
-            return
+        self.withStream(streamID, orElse: ()) { stream in
+            self.perform(stream.machine.answerSent(), on: stream, streamID: streamID)
         }
-        self.perform(stream.machine.answerSent(), on: stream, streamID: streamID)
     }
 
     func sessionStreamClosed(_ streamID: Int32) {
-        if streamID == self.recentStreamID {
-            self.recentStream = nil
-        }
-        guard let stream = self.streams.removeValue(forKey: streamID) else {
+        guard let stream = self.stream(streamID) else {
             return
         }
         stream.machine.closed()
         self.cancelDeadline(stream)
         self.callCounter.subtract(1)
+        if streamID == self.recentStreamID {
+            self.recentStream = nil
+        }
+        // nghttp2 forgets the stream, and its pointer, once this callback returns.
+        let last = self.openStreams.removeLast()
+        if last !== stream {
+            last.openIndex = stream.openIndex
+            self.openStreams[stream.openIndex] = last
+        }
     }
 
     func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
         -> NGHTTP2BodyChunk
     {
-        // Written in place through the optional: the payload is never referenced twice, so never copied.
-        guard let stream = self.stream(streamID), let written = stream.body?.write(into: destination) else {
-            return self.readStreamBody(streamID, into: destination)
+        let chunk: NGHTTP2BodyChunk? = self.withStream(streamID, orElse: nil) { stream in
+            // Written in place through the optional: the payload is never referenced twice, so never copied.
+            guard let written = stream.body?.write(into: destination) else {
+                return nil
+            }
+            if stream.body?.isComplete == true {
+                let endsWithTrailers = stream.body?.endsWithTrailers ?? true
+                stream.body = nil
+                return endsWithTrailers ? .last(written, trailers: StaticHeaderBlock.successTrailers) : .end(written)
+            }
+            return .bytes(written)
         }
-        if stream.body?.isComplete == true {
-            let endsWithTrailers = stream.body?.endsWithTrailers ?? true
-            stream.body = nil
-            return endsWithTrailers ? .last(written, trailers: StaticHeaderBlock.successTrailers) : .end(written)
-        }
-        return .bytes(written)
+        return chunk ?? self.readStreamBody(streamID, into: destination)
     }
 }
 

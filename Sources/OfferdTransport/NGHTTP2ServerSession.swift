@@ -60,6 +60,8 @@ enum NGHTTP2BodyChunk {
 /// ENHANCE_YOUR_CALM.
 final class NGHTTP2ServerSession {
     private let session: OpaquePointer
+    /// nghttp2's memory; released after the session (stored properties go after `deinit`'s body).
+    private let allocator: NGHTTP2Allocator
     /// Receives the events. Unowned: the delegate owns this session.
     private unowned(unsafe) var delegate: (any NGHTTP2ServerSessionDelegate)?
     private var isInsideNGHTTP2 = false
@@ -75,7 +77,8 @@ final class NGHTTP2ServerSession {
     /// Creates the session, configures it and queues the server's SETTINGS (sent by the first
     /// ``drainOutput(allocator:)``). Events go nowhere until ``setDelegate(_:)``.
     init(configuration: GRPCServerConfiguration) throws(NGHTTP2Error) {
-        self.session = try Self.makeSession()
+        self.allocator = NGHTTP2Allocator()
+        self.session = try Self.makeSession(allocator: self.allocator)
         nghttp2_session_set_user_data(self.session, Unmanaged.passUnretained(self).toOpaque())
         try self.submitInitialSettings(configuration)
     }
@@ -134,6 +137,21 @@ final class NGHTTP2ServerSession {
             }
             output?.writeBytes(bytes)
         }
+    }
+
+    /// Attaches `pointer` to an open stream, where ``streamUserData(_:)`` finds it (nghttp2's own stream map,
+    /// so the owner needs no map of its own); false for a stream nghttp2 does not know. The pointer is not
+    /// retained, and nghttp2 forgets it with the stream, after
+    /// ``NGHTTP2ServerSessionDelegate/sessionStreamClosed(_:)``.
+    @discardableResult
+    func setStreamUserData(_ streamID: Int32, _ pointer: UnsafeMutableRawPointer?) -> Bool {
+        nghttp2_session_set_stream_user_data(self.session, streamID, pointer) == 0
+    }
+
+    /// The pointer attached by ``setStreamUserData(_:_:)``; `nil` for a stream that is closed or has none.
+    @inline(__always)
+    func streamUserData(_ streamID: Int32) -> UnsafeMutableRawPointer? {
+        nghttp2_session_get_stream_user_data(self.session, streamID)
     }
 
     /// True when nghttp2 neither expects nor has anything more: the connection can be closed.
@@ -435,7 +453,7 @@ final class NGHTTP2ServerSession {
         )
     }
 
-    private static func makeSession() throws(NGHTTP2Error) -> OpaquePointer {
+    private static func makeSession(allocator: NGHTTP2Allocator) throws(NGHTTP2Error) -> OpaquePointer {
         var callbacks: OpaquePointer?
         _ = try NGHTTP2Error.check(nghttp2_session_callbacks_new(&callbacks), "nghttp2_session_callbacks_new")
         defer { nghttp2_session_callbacks_del(callbacks) }
@@ -447,12 +465,14 @@ final class NGHTTP2ServerSession {
         Self.configureHardening(options)
 
         var session: OpaquePointer?
+        // nghttp2 copies the functions; the allocator itself must outlive the session.
+        var memory = allocator.functions
         _ = try NGHTTP2Error.check(
-            nghttp2_session_server_new2(&session, callbacks, nil, options),
-            "nghttp2_session_server_new2"
+            nghttp2_session_server_new3(&session, callbacks, nil, options, &memory),
+            "nghttp2_session_server_new3"
         )
         guard let session else {
-            throw NGHTTP2Error(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_session_server_new2")
+            throw NGHTTP2Error(code: NGHTTP2_ERR_NOMEM.rawValue, operation: "nghttp2_session_server_new3")
         }
         return session
     }

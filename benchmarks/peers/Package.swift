@@ -6,6 +6,8 @@
 //   compares the transports and nothing else.
 // - offerd-decide-loop: N in-process Decide calls, for callgrind instruction counts
 //   (benchmarks/callgrind/run.sh).
+// - offerd-transport-loop: N calls through the HTTP/2 transport on an EmbeddedChannel (production pipeline,
+//   h2load's request bytes), for callgrind instruction counts (benchmarks/callgrind/transport.sh).
 import PackageDescription
 
 let package = Package(
@@ -14,6 +16,7 @@ let package = Package(
     products: [
         .executable(name: "offerd-grpc-swift-peer", targets: ["OfferdGRPCSwiftPeer"]),
         .executable(name: "offerd-decide-loop", targets: ["OfferdDecideLoop"]),
+        .executable(name: "offerd-transport-loop", targets: ["OfferdTransportLoop"]),
     ],
     dependencies: [
         .package(name: "offerd", path: "../.."),
@@ -39,6 +42,15 @@ let package = Package(
                 .product(name: "_OfferdServer", package: "offerd"),
                 .product(name: "_OfferdCore", package: "offerd"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "OfferdTransportLoop",
+            dependencies: [
+                .product(name: "_OfferdServer", package: "offerd"),
+                .product(name: "_OfferdCore", package: "offerd"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
     ]
