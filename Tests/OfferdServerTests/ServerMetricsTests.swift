@@ -36,7 +36,7 @@ import Testing
         let metrics = ServerMetrics()
         metrics.recordCall(.decide, status: .ok, nanoseconds: 12_000)
         let text = String(decoding: metrics.emitToBuffer(), as: UTF8.self)
-        #expect(text.contains("offerd_grpc_calls_total{method=\"offerd.v1.Decisioning/Decide\",status=\"0\"} 1"))
+        #expect(text.contains("offerd_grpc_calls_total{method=\"offerd.v1.Decisioning/Decide\",status=\"OK\"} 1"))
         #expect(
             text.contains(
                 "offerd_grpc_call_duration_seconds_bucket{method=\"offerd.v1.Decisioning/Decide\",le=\"0.000025\"} 1"))
