@@ -25,6 +25,7 @@
 #   benchmarks/load/run.sh                     # defaults below
 #   PROFILES=200000 ROUNDS=3 benchmarks/load/run.sh
 #   BASE_BIN=/tmp/main-before/offerd SERVERS="offerd offerd-health nghttpd" benchmarks/load/run.sh
+#   SHAPE=real PAGE=home benchmarks/load/run.sh      # issue 15's catalog, answered by the formula criterion
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,7 +35,9 @@ CALLS=${CALLS:-100000}          # calls per closed-loop round
 CONNECTIONS=${CONNECTIONS:-16}
 STREAMS=${STREAMS:-32}
 SINGLE_CALLS=${SINGLE_CALLS:-2000}  # calls with one in flight, per round
-SCOPES=${SCOPES:-1}             # scopes per request (1 or 3)
+SCOPES=${SCOPES:-1}             # scopes per request (1 to 30)
+SHAPE=${SHAPE:-bench}           # make_catalog.py's catalog: bench, or real (issue 15's: formula over the profile)
+PAGE=${PAGE:-home}              # the requests' context.page (with SHAPE=real: checkout is the priority path)
 BODIES=${BODIES:-16}            # distinct request bodies (profiles), rotated over rounds
 RATES=${RATES:-"10 50 80"}      # open-loop rates, percent of offerd's median closed-loop calls/s
 RATE_SECONDS=${RATE_SECONDS:-10}  # duration of each open-loop round
@@ -78,8 +81,8 @@ if [ ! -f "$WORK/profiles-$PROFILES.snap" ]; then
         "$offerd" snapshot build --input "$WORK/profiles-$PROFILES.jsonl" --output "$WORK/profiles-$PROFILES.snap" \
         --version "bench-$PROFILES"
 fi
-python3 benchmarks/load/make_catalog.py "$WORK/catalog.json"
-rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES"
+python3 benchmarks/load/make_catalog.py "$WORK/catalog.json" "$SHAPE"
+rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES" "$PAGE"
 # An empty HealthCheckRequest (service ""), gRPC-framed: flag 0, length 0.
 printf '\x00\x00\x00\x00\x00' > "$WORK/bodies/health.bin"
 
