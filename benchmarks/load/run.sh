@@ -103,7 +103,8 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 offerd_port=$(free_port)
-# OFFERD_ARGS: more `serve` options for this build only (e.g. `--events none`, which the base build may not know).
+# OFFERD_ARGS: more `serve` options for this build only (e.g. `--events none`, which the base build may not know);
+# BASE_ARGS: the same for the base build.
 # shellcheck disable=SC2086
 taskset -c 0 "$offerd" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.snap" \
     --port "$offerd_port" --admin-port 0 --threads 1 --log-level warning ${OFFERD_ARGS:-} &
@@ -122,7 +123,7 @@ if [[ " $SERVERS " == *" base "* ]]; then
     fi
     base_port=$(free_port)
     taskset -c 0 "$BASE_BIN" serve --catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.base.snap" \
-        --port "$base_port" --admin-port 0 --threads 1 --log-level warning &
+        --port "$base_port" --admin-port 0 --threads 1 --log-level warning ${BASE_ARGS:-} &
     pid[base]=$!; pids+=($!)
     url[base]="http://127.0.0.1:$base_port/offerd.v1.Decisioning/Decide"
     wait_for_port "$base_port"
