@@ -146,18 +146,29 @@ public final class DecisioningService: GRPCUnaryService {
         guard let catalog = catalogs.load() else {
             return .failure(GRPCStatus(.unavailable, "no catalog is loaded yet"))
         }
-        guard let snapshot = snapshots.load() else {
-            return .failure(GRPCStatus(.unavailable, "no profile snapshot is loaded yet"))
+        // With live state the snapshot comes with the overlay that sits on it, in one load (SPEC 9.6: a swap
+        // publishes both at once).
+        let overlay: LiveOverlaySnapshot?
+        let snapshot: ProfileSnapshot
+        if let live {
+            guard live.isReplayed, let loaded = live.overlays.load(), let paired = loaded.snapshot else {
+                return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
+            }
+            overlay = loaded
+            snapshot = paired
+        } else {
+            guard let loaded = snapshots.load() else {
+                return .failure(GRPCStatus(.unavailable, "no profile snapshot is loaded yet"))
+            }
+            overlay = nil
+            snapshot = loaded
         }
         if let deadline = call.deadline, deadline <= .now() {
             return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired before the decision started"))
         }
         let profile = snapshot.profile(for: request.identity)
         let result: DecisionResult
-        if let live {
-            guard live.isReplayed, let overlay = live.overlays.load() else {
-                return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
-            }
+        if let live, let overlay {
             // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
             let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
             let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)

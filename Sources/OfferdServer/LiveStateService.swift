@@ -29,7 +29,8 @@ extension DecisioningService {
             )
         }
         if isShuttingDown { return .failure(GRPCStatus(.unavailable, "the server is shutting down")) }
-        guard live.isReplayed, let snapshot = snapshots.load() else {
+        // The snapshot the overlay sits on: keys resolve as the Decides that read this overlay resolve them.
+        guard live.isReplayed, let snapshot = live.overlays.load()?.snapshot ?? snapshots.load() else {
             return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
         }
         return .success((live, snapshot))
