@@ -111,12 +111,17 @@ public final class DecisioningService: GRPCUnaryService {
             method = .unknown
             reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))
         }
-        let code: GRPCStatus.Code
         switch reply {
-        case .message: code = .ok
-        case .failure(let status): code = status.code
+        case .message: metrics.recordCall(method, status: .ok, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+        case .failure(let status):
+            metrics.recordCall(method, status: status.code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+        case .deferred(let pending):
+            // Counted when answered, with the time until then.
+            pending.whenComplete { [metrics] completed in
+                let code: GRPCStatus.Code = if case .failure(let status) = completed { status.code } else { .ok }
+                metrics.recordCall(method, status: code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+            }
         }
-        metrics.recordCall(method, status: code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
         return reply
     }
 

@@ -26,8 +26,9 @@ import OfferdSnapshot
 ///   that changed it. ``isReplayed`` turns true once a read returned less than it asked for, that is once the
 ///   follower reached the end of the log as it was; readiness waits for it (SPEC 7).
 /// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
-/// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submitAndWait(_:timeout:)``: the writer appends
-///   them in its next batch, and the follower completes them once it has applied past their position.
+/// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submit(_:timeout:completion:)`` and answer
+///   with a deferred reply: the writer appends them in its next batch, and the follower completes them once it
+///   has applied past their position (a timer fails them after the timeout). No event loop waits.
 ///
 /// - This server's decision events count here from the moment the writer takes them until the follower applies
 ///   them (or the buffer drops them): ``PendingCounts``, changed by both threads under `publication` and
@@ -143,53 +144,59 @@ public final class LiveStateRuntime: Sendable {
     }
 
     /// Entries that must be durable and applied here before their caller answers.
-    final class Submission: @unchecked Sendable {
-        // @unchecked: `result` is written once, before `done` is signalled, and read after waiting on it.
+    final class Submission: Sendable {
         let entries: [EventLogEntry]
-        private let done = DispatchSemaphore(value: 0)
         private let claimed = ManagedAtomic<Bool>(false)
-        private var result: Result<EventLogPosition, SubmitError> = .failure(.unavailable("not answered"))
+        private let completion: @Sendable (Result<EventLogPosition, SubmitError>) -> Void
 
-        init(entries: [EventLogEntry]) { self.entries = entries }
+        init(entries: [EventLogEntry], completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void)
+        {
+            self.entries = entries
+            self.completion = completion
+        }
 
         /// Completes the submission once (true), or does nothing when it was completed before (false).
         @discardableResult
         func complete(_ outcome: Result<EventLogPosition, SubmitError>) -> Bool {
             guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return false }
-            result = outcome
-            done.signal()
+            completion(outcome)
             return true
-        }
-
-        func wait(timeout: Duration) -> Result<EventLogPosition, SubmitError> {
-            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-            if done.wait(timeout: .now() + seconds) == .timedOut
-                && !complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
-            {
-                // Another thread claimed it first and signals right after setting the result: wait for that.
-                done.wait()
-                return result
-            }
-            return result
         }
     }
 
-    /// Writes `entries` and waits until they are durable and applied by this server's follower (SPEC 9.4: OK
-    /// only then), at most `timeout`; returns the position of the last entry.
-    ///
-    /// - Important: This blocks the calling thread. The RPC handlers call it on an event loop because the
-    ///   transport's service seam answers synchronously; see docs/live-state.md for why that is a known gap and
-    ///   how a deferred reply removes it. While the log is known to be down it fails at once instead.
+    /// Writes `entries` and calls `completion` once they are durable and applied by this server's follower
+    /// (SPEC 9.4: OK only then) with the position of the last entry, or with UNAVAILABLE after at most `timeout`
+    /// (at once while the log is known to be down). Returns at once; `completion` runs on the follower's, the
+    /// writer's or a timer's thread (or this one, when it fails at once).
+    public func submit(
+        _ entries: [EventLogEntry], timeout: Duration = .seconds(1),
+        completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void
+    ) {
+        if !isLogUp {
+            completion(.failure(.unavailable("the event log is unreachable")))
+            return
+        }
+        let submission = Submission(entries: entries, completion: completion)
+        submissions.withLockedValue { $0.append(submission) }
+        if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+            submission.complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
+        }
+    }
+
+    /// ``submit(_:timeout:completion:)``, waited for: blocks the calling thread (tests; never an event loop).
     public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration = .seconds(1)) -> Result<
         EventLogPosition, SubmitError
     > {
-        if !isLogUp {
-            return .failure(.unavailable("the event log is unreachable"))
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<Result<EventLogPosition, SubmitError>?>(nil)
+        submit(entries, timeout: timeout) { outcome in
+            result.withLockedValue { $0 = outcome }
+            done.signal()
         }
-        let submission = Submission(entries: entries)
-        submissions.withLockedValue { $0.append(submission) }
-        if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
-        return submission.wait(timeout: timeout)
+        done.wait()
+        return result.withLockedValue { $0 }!
     }
 
     /// Called by the writer once a submission's entries are in the log at `position` (its last entry's).
