@@ -50,6 +50,9 @@ public final class LiveStateRuntime: Sendable {
     private let initialSnapshot: ProfileSnapshot?
     /// A snapshot loaded and waiting for the follower to swap it in (the newest wins).
     private let requestedSnapshot = NIOLockedValueBox<ProfileSnapshot?>(nil)
+    /// How long a submission waits before it answers UNAVAILABLE (SPEC 9.1: within a second); tests that hold
+    /// a write on purpose lengthen it.
+    let submitTimeout: Duration
     /// Snapshots swapped in since the start (tests, metrics).
     let swaps = ManagedAtomic<Int>(0)
     private let log: any EventLog
@@ -93,8 +96,10 @@ public final class LiveStateRuntime: Sendable {
     ///   - snapshots: the store where swapped-in snapshots are published after their overlay.
     public init(
         log: any EventLog, bufferLimit: Int, logger: Logger, snapshot: ProfileSnapshot? = nil,
-        snapshots: AtomicReferenceStore<ProfileSnapshot> = AtomicReferenceStore(nil)
+        snapshots: AtomicReferenceStore<ProfileSnapshot> = AtomicReferenceStore(nil),
+        submitTimeout: Duration = .seconds(1)
     ) {
+        self.submitTimeout = submitTimeout
         self.log = log
         self.bufferLimit = max(1, bufferLimit)
         self.logger = logger
@@ -169,9 +174,10 @@ public final class LiveStateRuntime: Sendable {
     /// (at once while the log is known to be down). Returns at once; `completion` runs on the follower's, the
     /// writer's or a timer's thread (or this one, when it fails at once).
     public func submit(
-        _ entries: [EventLogEntry], timeout: Duration = .seconds(1),
+        _ entries: [EventLogEntry], timeout: Duration? = nil,
         completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void
     ) {
+        let timeout = timeout ?? submitTimeout
         if !isLogUp {
             completion(.failure(.unavailable("the event log is unreachable")))
             return
@@ -186,7 +192,7 @@ public final class LiveStateRuntime: Sendable {
     }
 
     /// ``submit(_:timeout:completion:)``, waited for: blocks the calling thread (tests; never an event loop).
-    public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration = .seconds(1)) -> Result<
+    public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration? = nil) -> Result<
         EventLogPosition, SubmitError
     > {
         let done = DispatchSemaphore(value: 0)
