@@ -361,6 +361,14 @@ public final class LiveOverlaySnapshot: Sendable {
     /// An empty overlay (nothing applied).
     public static let empty = LiveOverlay().published()
 
+    /// The overlay of a snapshot's folded state alone (SPEC 9.6), for deciding without an event log
+    /// (`--events none`, `offerd decide`): folded lifetime counts and totals, folded consents, no period counts.
+    /// Nil when the snapshot folded nothing (then the snapshot's own values are the whole story).
+    public static func foldedOnly(_ snapshot: ProfileSnapshot) -> LiveOverlaySnapshot? {
+        guard snapshot.hasFoldedState else { return nil }
+        return LiveOverlay(folded: snapshot.folded, watermark: nil).published(snapshot: snapshot)
+    }
+
     /// Profile keys with live state.
     public var keyCount: Int { profiles.count }
 

@@ -40,6 +40,8 @@ public final class DecisioningService: GRPCUnaryService {
     /// The live state (SPEC 9); nil with `--events none`.
     public let live: LiveStateRuntime?
     private let shuttingDown = ManagedAtomic<Bool>(false)
+    /// Without a log: the overlay of the serving snapshot's folded state (``foldedOverlay(of:)``).
+    private let foldedOverlays = AtomicReferenceStore<LiveOverlaySnapshot>(nil)
     /// Request time in epoch seconds; injectable so tests can pin dates (nil: the wall clock).
     let now: @Sendable () -> Double
 
@@ -58,6 +60,15 @@ public final class DecisioningService: GRPCUnaryService {
         self.metrics = metrics
         // The wall clock by default (a `package` function, so it cannot be the default argument itself).
         self.now = now ?? { wallClockSeconds() }
+    }
+
+    /// The overlay of a snapshot's folded state, for deciding without a log; made once per snapshot.
+    private func foldedOverlay(of snapshot: ProfileSnapshot) -> LiveOverlaySnapshot? {
+        if let cached = foldedOverlays.load(), cached.snapshot === snapshot { return cached }
+        // Two calls may both build it for a new snapshot: the same value, published twice; harmless.
+        let made = LiveOverlaySnapshot.foldedOnly(snapshot)
+        if let made { foldedOverlays.publish(made) }
+        return made
     }
 
     /// Whether a catalog and a snapshot are loaded, the event log's start-up replay has finished, and shutdown
@@ -165,7 +176,8 @@ public final class DecisioningService: GRPCUnaryService {
             guard let loaded = snapshots.load() else {
                 return .failure(GRPCStatus(.unavailable, "no profile snapshot is loaded yet"))
             }
-            overlay = nil
+            // Without a log a folded snapshot still brings its folded counts and consents (SPEC 9.3, 9.6).
+            overlay = loaded.hasFoldedState ? foldedOverlay(of: loaded) : nil
             snapshot = loaded
         }
         if let deadline = call.deadline, deadline <= .now() {
@@ -173,14 +185,14 @@ public final class DecisioningService: GRPCUnaryService {
         }
         let profile = snapshot.profile(for: request.identity)
         let result: DecisionResult
-        if let live, let overlay {
+        if let overlay {
             // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
             let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
             let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
             let time = now()
             result = catalog.engine.decide(
                 request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
-            if !request.dryRun {
+            if let live, !request.dryRun {
                 live.recordDecisions(
                     result, catalog: catalog.engine.catalog, key: key, timeMs: CalendarBuckets.milliseconds(time))
             }

@@ -106,6 +106,8 @@ public final class ProfileSnapshot: Sendable {
     public let folded: FoldedState
     /// The position of the last folded log entry (SPEC 9.6); nil for a snapshot built without folding.
     public var watermark: String? { folded.watermark }
+    /// Whether anything was folded in (a stored flag: Decide asks it on every call without an event log).
+    public let hasFoldedState: Bool
 
     let recordsStart: Int
     let recordsEnd: Int
@@ -121,6 +123,7 @@ public final class ProfileSnapshot: Sendable {
         stringCount: Int, slotsStart: Int, slotCount: Int, folded: FoldedState
     ) {
         self.folded = folded
+        self.hasFoldedState = !folded.isEmpty
         self.region = region
         self.version = version
         self.createdAt = createdAt

@@ -222,3 +222,29 @@ def test_bad_fold_inputs_are_named(fold_dir):
     result = offerd("events", "trim", "--events", "file:" + str(fold_dir / "x.log"), "--keep-after", "nope",
                     check=False)
     assert result.returncode != 0 and "not a log position" in result.stderr
+
+
+def test_without_an_event_log_a_folded_snapshot_still_caps_and_denies(stubs, fold_dir):
+    pb = stubs.pb
+    log = f"file:{fold_dir / 'events.log'}"
+    a = start(fold_dir, log)
+    try:
+        for _ in range(4):
+            assert decide_once(stubs, a, "carl") == "five"
+        update_consent(stubs, a, "opt-out-1", "dora", {"personalize.content": "n"})
+    finally:
+        assert a.stop() == 0, a.log_path.read_text()
+    offerd("snapshot", "build", "--input", fold_dir / "profiles.jsonl", "--output", fold_dir / "profiles.snap",
+           "--version", "folded-1", "--events", log)
+    # 1 (source) + 4 (folded) = 5: capped; Dora's folded opt-out holds; with no log at all.
+    b = start(fold_dir, "none")
+    try:
+        assert first_offer(stubs, b, "carl") == "free"
+        assert reason(stubs, b, "dora") == pb.REASON_PERSONALIZATION_DENIED
+    finally:
+        assert b.stop() == 0, b.log_path.read_text()
+    # `offerd decide` (no server, no log) reads the folded state the same way.
+    common = ["decide", "--catalog", fold_dir / "catalog.json", "--snapshot", fold_dir / "profiles.snap",
+              "--scope", "d:web"]
+    assert '"free"' in offerd(*common, "--id", "ECID:carl").stdout
+    assert "PERSONALIZATION_DENIED" in offerd(*common, "--id", "ECID:dora").stdout
