@@ -453,6 +453,16 @@ public final class LiveStateRuntime: Sendable {
                             "keys": "\(overlay.keyCount)",
                             "seconds": "\(ContinuousClock.now - replayStart)",
                         ])
+                    if let watermark = overlay.watermark, overlay.lastApplied.map({ $0 < watermark }) ?? true {
+                        // The snapshot folded entries this log does not hold (a file log replaced by a new one, or
+                        // another log): new entries up to the watermark would count in periods but not lifetime.
+                        logger.error(
+                            "snapshot watermark after the end of the event log (replaced log?): entries up to it will not count toward lifetime caps",
+                            metadata: [
+                                "watermark": "\(watermark)",
+                                "log end": "\(overlay.lastApplied.map(String.init(describing:)) ?? "empty")",
+                            ])
+                    }
                 }
             } catch {
                 if case .malformedEntry(let at, let reason, let resumeAfter) = error {

@@ -248,3 +248,22 @@ def test_without_an_event_log_a_folded_snapshot_still_caps_and_denies(stubs, fol
               "--scope", "d:web"]
     assert '"free"' in offerd(*common, "--id", "ECID:carl").stdout
     assert "PERSONALIZATION_DENIED" in offerd(*common, "--id", "ECID:dora").stdout
+
+
+def test_a_snapshot_folded_from_another_log_is_flagged_at_start(stubs, fold_dir):
+    log = f"file:{fold_dir / 'events.log'}"
+    a = start(fold_dir, log)
+    try:
+        for _ in range(2):
+            decide_once(stubs, a, "carl")
+    finally:
+        assert a.stop() == 0, a.log_path.read_text()
+    offerd("snapshot", "build", "--input", fold_dir / "profiles.jsonl", "--output", fold_dir / "profiles.snap",
+           "--version", "folded-1", "--events", log)
+    # A new, empty log under the folded snapshot: the server serves, and says the watermark is past its log.
+    b = start(fold_dir, f"file:{fold_dir / 'new-events.log'}")
+    try:
+        assert first_offer(stubs, b, "carl") == "five"
+    finally:
+        assert b.stop() == 0
+    assert "snapshot watermark after the end of the event log" in b.log_path.read_text()
