@@ -1394,7 +1394,7 @@ const ProtobufCMessageDescriptor offerd__v1__item__descriptor =
   (ProtobufCMessageInit) offerd__v1__item__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor offerd__v1__trace_entry__field_descriptors[3] =
+static const ProtobufCFieldDescriptor offerd__v1__trace_entry__field_descriptors[6] =
 {
   {
     "offer_id",
@@ -1432,16 +1432,55 @@ static const ProtobufCFieldDescriptor offerd__v1__trace_entry__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "collection_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__TraceEntry, collection_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "score",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Offerd__V1__TraceEntry, _score_case),
+    offsetof(Offerd__V1__TraceEntry, score),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Offerd__V1__TraceEntry, detail),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned offerd__v1__trace_entry__field_indices_by_name[] = {
+  3,   /* field[3] = collection_id */
   1,   /* field[1] = criterion */
+  5,   /* field[5] = detail */
   0,   /* field[0] = offer_id */
+  4,   /* field[4] = score */
   2,   /* field[2] = verdict */
 };
 static const ProtobufCIntRange offerd__v1__trace_entry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor offerd__v1__trace_entry__descriptor =
 {
@@ -1451,7 +1490,7 @@ const ProtobufCMessageDescriptor offerd__v1__trace_entry__descriptor =
   "Offerd__V1__TraceEntry",
   "offerd.v1",
   sizeof(Offerd__V1__TraceEntry),
-  3,
+  6,
   offerd__v1__trace_entry__field_descriptors,
   offerd__v1__trace_entry__field_indices_by_name,
   1,  offerd__v1__trace_entry__number_ranges,

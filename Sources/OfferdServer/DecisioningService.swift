@@ -6,15 +6,20 @@ import OfferdLiveState
 import OfferdSnapshot
 import OfferdTransport
 import OfferdWire
+import Prometheus
 
 /// A catalog compiled into a ready engine: the unit the catalog store publishes.
 public final class LoadedCatalog: Sendable {
     public let engine: DecisionEngine
     public let path: String
+    /// `offerd_decision_outcomes_total`: [decision index][outcome] (see ``ServerMetrics/decisionOutcomeCounters(for:)``);
+    /// nil where no metrics are kept (tests, batches).
+    let decisionOutcomeCounters: [[Prometheus.Counter]]?
 
-    public init(engine: DecisionEngine, path: String) {
+    public init(engine: DecisionEngine, path: String, metrics: ServerMetrics? = nil) {
         self.engine = engine
         self.path = path
+        self.decisionOutcomeCounters = metrics?.decisionOutcomeCounters(for: engine.catalog)
     }
 
     public var version: String { engine.catalog.version }
@@ -199,7 +204,7 @@ public final class DecisioningService: GRPCUnaryService {
         } else {
             result = catalog.engine.decide(request, profile: profile, now: now())
         }
-        metrics.recordDecisions(result)
+        metrics.recordDecisions(result, catalog: catalog)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
         if call.codec == .json {
             let json = DecideJSONCodec.encodeResponse(

@@ -35,11 +35,13 @@ public func readWholeFile(_ path: String) throws(LoadError) -> [UInt8] {
 }
 
 /// Loads, validates and compiles a catalog file into a ready engine.
-public func loadCatalog(path: String, options: EngineOptions) throws(LoadError) -> LoadedCatalog {
+public func loadCatalog(
+    path: String, options: EngineOptions, metrics: ServerMetrics? = nil
+) throws(LoadError) -> LoadedCatalog {
     let bytes = try readWholeFile(path)
     do {
         let catalog = try Catalog.load(bytes: bytes, fileName: path)
-        return LoadedCatalog(engine: DecisionEngine(catalog: catalog, options: options), path: path)
+        return LoadedCatalog(engine: DecisionEngine(catalog: catalog, options: options), path: path, metrics: metrics)
     } catch {
         throw LoadError(error.description)
     }

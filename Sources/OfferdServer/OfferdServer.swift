@@ -7,6 +7,12 @@ import OfferdEventLog
 import OfferdSnapshot
 import OfferdTransport
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A running offerd: the gRPC server, the admin endpoints and the reloaders,
 /// wired to one catalog store and one snapshot store.
 ///
@@ -115,14 +121,14 @@ public final class OfferdServer: Sendable {
         } catch {
             try? await group.shutdownGracefully()
             live?.stop()
-            throw error
+            throw ListenError(listener: "gRPC", host: configuration.host, port: configuration.port, error) ?? error
         }
 
         var adminServer: AdminServer?
         if let adminPort = configuration.adminPort {
             do {
                 adminServer = try await AdminServer.start(
-                    host: configuration.host, port: adminPort, group: group,
+                    host: configuration.adminHost, port: adminPort, group: group,
                     endpoints: .init(
                         metrics: { [metrics, service] in Self.metricsText(metrics: metrics, service: service) },
                         isReady: { [service] in service.isReady }))
@@ -130,7 +136,7 @@ public final class OfferdServer: Sendable {
                 await grpcServer.shutdown(grace: .zero)
                 try? await group.shutdownGracefully()
                 live?.stop()
-                throw error
+                throw ListenError(listener: "admin", host: configuration.adminHost, port: adminPort, error) ?? error
             }
         }
 
@@ -146,10 +152,10 @@ public final class OfferdServer: Sendable {
         logger.info(
             "listening",
             metadata: [
-                "grpc": "\(configuration.host):\(server.grpcPort ?? configuration.port)",
+                "grpc": "\(hostAndPort(configuration.host, server.grpcPort ?? configuration.port))",
                 "tls":
                     "\(configuration.tlsCertificatePath == nil ? "off" : configuration.tlsClientCAPath == nil ? "on" : "mtls")",
-                "admin": "\(server.adminPort.map { "\(configuration.host):\($0)" } ?? "disabled")",
+                "admin": "\(server.adminPort.map { hostAndPort(configuration.adminHost, $0) } ?? "disabled")",
                 "threads": "\(configuration.threads)",
             ])
         return server
@@ -206,9 +212,86 @@ public final class OfferdServer: Sendable {
         if let live = service.live { extra += live.metricsText() }
         extra += "# TYPE offerd_ready gauge\n"
         extra += "offerd_ready \(service.isReady ? 1 : 0)\n"
-        text.append(contentsOf: extra.utf8)
+        text.append(contentsOf: MetricsHelp.addingHelp(to: extra).utf8)
         return text
     }
+}
+
+/// The `# HELP` lines of the metrics written by hand (the registry writes its own): one place for every text, so
+/// the live-state lines (``LiveStateRuntime/metricsText()``) get theirs too.
+enum MetricsHelp {
+    static let texts: [String: String] = [
+        "offerd_catalog_info": "The version of the catalog being served (always 1).",
+        "offerd_snapshot_info": "The version of the profile snapshot being served (always 1).",
+        "offerd_snapshot_profiles": "Profiles in the snapshot being served.",
+        "offerd_snapshot_age_seconds": "Time since the snapshot being served was built.",
+        "offerd_ready": "1 while /readyz answers 200.",
+        "offerd_events_total": "Live-state events written by this server, and log entries applied or skipped as "
+            + "duplicates, by type and result.",
+        "offerd_event_log_up": "1 while the event log answers.",
+        "offerd_event_log_lag_seconds": "Time between the last applied entry's write and its application here.",
+        "offerd_overlay_keys": "Profiles with live state (counts or consents) in memory.",
+        "offerd_events_dropped_total": "Decision events dropped because the buffer for an unreachable log was full.",
+    ]
+
+    /// `text` with a `# HELP` line before each `# TYPE` line that has none and whose metric has a text above.
+    static func addingHelp(to text: String) -> String {
+        var result = ""
+        result.reserveCapacity(text.utf8.count + 1024)
+        var previous: Substring = ""
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE "), !previous.hasPrefix("# HELP ") {
+                let name = line.dropFirst("# TYPE ".count).prefix { $0 != " " }
+                if let help = texts[String(name)] { result += "# HELP \(name) \(help)\n" }
+            }
+            result += line
+            result += "\n"
+            previous = line
+        }
+        // split keeps an empty last piece after the final newline: drop the newline added for it.
+        if text.hasSuffix("\n") || text.isEmpty { result.removeLast() }
+        return result
+    }
+}
+
+/// A listener that could not be opened: which one, on which address, and why in words (not NIO's raw error).
+public struct ListenError: Error, Sendable, CustomStringConvertible {
+    /// `gRPC` or `admin`.
+    public var listener: String
+    public var host: String
+    public var port: Int
+    public var reason: String
+
+    /// Wraps the socket errors of binding `listener` to `host`:`port`; nil for any other error (TLS files,
+    /// configuration), which already says what it is.
+    init?(listener: String, host: String, port: Int, _ error: any Error) {
+        self.listener = listener
+        self.host = host
+        self.port = port
+        if let error = error as? IOError {
+            var reason = String(cString: strerror(error.errnoCode)).lowercased()
+            switch error.errnoCode {
+            case EADDRINUSE: reason += " (another process listens there; choose another port)"
+            case EACCES: reason += " (ports below 1024 need privileges)"
+            case EADDRNOTAVAIL: reason += " (no interface of this machine has that address)"
+            default: break
+            }
+            self.reason = reason
+        } else if error is SocketAddressError {
+            self.reason = "cannot resolve the address"
+        } else {
+            return nil
+        }
+    }
+
+    public var description: String {
+        "cannot listen for \(listener) on \(hostAndPort(host, port)): \(reason)"
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets (`[::1]:9090`).
+func hostAndPort(_ host: String, _ port: Int) -> String {
+    host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
 }
 
 /// Escapes backslash, double quote and newline, as both Prometheus label
@@ -235,7 +318,7 @@ extension OfferdServer {
         let options = configuration.engineOptions
         return FileReloader(
             path: path, pollInterval: configuration.reloadPollInterval,
-            load: { path in try loadCatalog(path: path, options: options) },
+            load: { path in try loadCatalog(path: path, options: options, metrics: metrics) },
             version: { $0.version },
             onEvent: { event in
                 switch event {

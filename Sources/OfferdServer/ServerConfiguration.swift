@@ -6,9 +6,13 @@ import OfferdEventLog
 public struct ServerConfiguration: Sendable {
     public var catalogPath: String
     public var snapshotPath: String
+    /// The gRPC listener's address.
     public var host: String = "127.0.0.1"
     /// gRPC port; 0 picks a free one (tests).
     public var port: Int = 50051
+    /// The admin listener's address: loopback by default whatever `host` is, so `/metrics` stays private while
+    /// gRPC listens publicly.
+    public var adminHost: String = "127.0.0.1"
     /// Admin HTTP/1.1 port; `nil` disables the admin endpoints, 0 picks a free one.
     public var adminPort: Int? = 9090
     public var threads: Int = System.coreCount

@@ -1,12 +1,14 @@
-import CoreMetrics
+import Atomics
 import OfferdCore
 import OfferdTransport
 import Prometheus
 
-/// The server's Prometheus metrics.
+/// The server's Prometheus metrics (docs/server.md lists them).
 ///
-/// Every counter the request path touches is created up front, so a request
-/// never looks a metric up by name or takes the factory's lock.
+/// Every series a request can touch is made up front or, for rare label values, once on first use (a lazy
+/// reference per slot), so a request never looks a metric up by name or takes the registry's lock after that.
+/// Only series that can happen are shown: an outcome with each reason it can have (SPEC 2.2), and the gRPC
+/// statuses a method has answered (OK and the common ones from the start).
 public final class ServerMetrics: Sendable {
     /// The gRPC methods offerd serves, as metric label values.
     public enum Method: Int, Sendable, CaseIterable {
@@ -21,6 +23,15 @@ public final class ServerMetrics: Sendable {
             case .unknown: "unknown"
             }
         }
+
+        /// The statuses shown at 0 before any call: what the method answers in normal operation.
+        var expectedStatuses: [GRPCStatus.Code] {
+            switch self {
+            case .unknown: [.unimplemented]
+            case .healthCheck: [.ok, .notFound]
+            case .decide, .recordEvents, .updateConsent: [.ok, .invalidArgument, .unavailable, .deadlineExceeded]
+            }
+        }
     }
 
     /// Reload targets, as metric label values.
@@ -28,70 +39,156 @@ public final class ServerMetrics: Sendable {
         case catalog, snapshot
     }
 
+    /// The (outcome, reason) pairs SPEC 2.2 allows; nothing else is ever answered.
+    static let possibleDecisionPairs: [(Outcome, Reason)] = [
+        (.offers, .unspecified),
+        (.fallback, .noEligibleOffers), (.suppressed, .noEligibleOffers),
+        (.fallback, .personalizationDenied), (.suppressed, .personalizationDenied),
+        (.suppressed, .marketingDenied),
+        (.fallback, .unknownProfile), (.suppressed, .unknownProfile),
+        (.error, .decisionNotFound), (.error, .placementNotInDecision), (.error, .decisionInactive),
+    ]
+
+    /// The outcomes a decision of the catalog can have, in `offerd_decision_outcomes_total`.
+    static let decisionOutcomes: [Outcome] = [.offers, .fallback, .suppressed, .error]
+
+    static var calls: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "offerd_grpc_calls", unitName: "total",
+            helpText: "gRPC calls answered, by method and gRPC status (by name, e.g. OK, INVALID_ARGUMENT).")
+    }
+    static var callDuration: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "offerd_grpc_call_duration", unitName: "seconds",
+            helpText: "Time spent handling a call, from its decoded request to its encoded answer.")
+    }
+    static var decisions: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "offerd_decisions", unitName: "total",
+            helpText: "Propositions answered, by outcome and reason (only the pairs that can happen are shown).")
+    }
+    static var decisionOutcomesByDecision: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "offerd_decision_outcomes", unitName: "total",
+            helpText: "Propositions answered for each decision of the catalog, by outcome.")
+    }
+    static var reloads: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "offerd_reloads", unitName: "total",
+            helpText: "Catalog and snapshot loads after start-up, by kind and result.")
+    }
+
     public let registry: PrometheusCollectorRegistry
-    private let callCounters: [[CoreMetrics.Counter]] // [method][status code]
-    private let latency: [CoreMetrics.Timer] // [method]
-    private let decisionCounters: [[CoreMetrics.Counter]] // [outcome][reason]
-    private let reloadSuccesses: [CoreMetrics.Counter] // [ReloadKind index]
-    private let reloadFailures: [CoreMetrics.Counter]
+    /// [method][status code]: made on first use (the expected statuses at init).
+    private let callCounters: [[ManagedAtomicLazyReference<Prometheus.Counter>]]
+    private let latency: [DurationHistogram] // [method]
+    /// [outcome][reason]: made at init for the possible pairs; any other pair (a bug) on first use.
+    private let decisionCounters: [[ManagedAtomicLazyReference<Prometheus.Counter>]]
+    private let reloadSuccesses: [Prometheus.Counter] // [ReloadKind index]
+    private let reloadFailures: [Prometheus.Counter]
 
     public init() {
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
+        self.registry = registry
         // Decisions take microseconds, so the default millisecond buckets would put everything in the first one.
-        factory.defaultDurationHistogramBuckets = [
+        let buckets: [Duration] = [
             .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250),
             .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10),
             .milliseconds(25), .milliseconds(100), .seconds(1),
         ]
-        self.registry = registry
-        self.callCounters = Method.allCases.map { method in
-            (0...16).map { code in
-                CoreMetrics.Counter(
-                    label: "offerd_grpc_calls_total",
-                    dimensions: [("method", method.label), ("status", String(code))],
-                    factory: factory)
-            }
-        }
+        self.callCounters = Method.allCases.map { _ in (0...16).map { _ in ManagedAtomicLazyReference() } }
         self.latency = Method.allCases.map { method in
-            CoreMetrics.Timer(
-                label: "offerd_grpc_call_duration_seconds", dimensions: [("method", method.label)],
-                factory: factory)
+            registry.makeDurationHistogram(
+                descriptor: Self.callDuration, labels: [("method", method.label)], buckets: buckets)
         }
-        self.decisionCounters = Outcome.allCases.map { outcome in
-            Reason.allCases.map { reason in
-                CoreMetrics.Counter(
-                    label: "offerd_decisions_total",
-                    dimensions: [("outcome", outcome.metricLabel), ("reason", reason.metricLabel)],
-                    factory: factory)
-            }
-        }
+        self.decisionCounters = Outcome.allCases.map { _ in Reason.allCases.map { _ in ManagedAtomicLazyReference() } }
         self.reloadSuccesses = ReloadKind.allCases.map { kind in
-            CoreMetrics.Counter(
-                label: "offerd_reloads_total", dimensions: [("kind", kind.rawValue), ("result", "success")],
-                factory: factory)
+            registry.makeCounter(descriptor: Self.reloads, labels: [("kind", kind.rawValue), ("result", "success")])
         }
         self.reloadFailures = ReloadKind.allCases.map { kind in
-            CoreMetrics.Counter(
-                label: "offerd_reloads_total", dimensions: [("kind", kind.rawValue), ("result", "failure")],
-                factory: factory)
+            registry.makeCounter(descriptor: Self.reloads, labels: [("kind", kind.rawValue), ("result", "failure")])
         }
+        for method in Method.allCases {
+            for code in method.expectedStatuses { _ = callCounter(method, code) }
+        }
+        for (outcome, reason) in Self.possibleDecisionPairs { _ = decisionCounter(outcome, reason) }
+    }
+
+    private func callCounter(_ method: Method, _ code: GRPCStatus.Code) -> Prometheus.Counter {
+        let slot = callCounters[method.rawValue][code.rawValue]
+        if let counter = slot.load() { return counter }
+        return slot.storeIfNilThenLoad(
+            registry.makeCounter(
+                descriptor: Self.calls, labels: [("method", method.label), ("status", code.metricLabel)]))
+    }
+
+    private func decisionCounter(_ outcome: Outcome, _ reason: Reason) -> Prometheus.Counter {
+        let slot = decisionCounters[outcome.rawValue][reason.rawValue]
+        if let counter = slot.load() { return counter }
+        return slot.storeIfNilThenLoad(
+            registry.makeCounter(
+                descriptor: Self.decisions,
+                labels: [("outcome", outcome.metricLabel), ("reason", reason.metricLabel)]))
     }
 
     func recordCall(_ method: Method, status: GRPCStatus.Code, nanoseconds: Int64) {
-        callCounters[method.rawValue][status.rawValue].increment()
+        callCounter(method, status).increment()
         latency[method.rawValue].recordNanoseconds(nanoseconds)
     }
 
-    func recordDecisions(_ result: DecisionResult) {
+    /// Counts each proposition by outcome and reason, and, for decisions of `catalog`, by decision and outcome.
+    func recordDecisions(_ result: DecisionResult, catalog: LoadedCatalog? = nil) {
         for proposition in result.propositions {
-            decisionCounters[proposition.outcome.rawValue][proposition.reason.rawValue].increment()
+            decisionCounter(proposition.outcome, proposition.reason).increment()
+            if let byDecision = catalog?.decisionOutcomeCounters,
+                let index = catalog?.engine.catalog.decisionIndex(ofDecision: proposition.decisionID),
+                let outcome = Self.decisionOutcomes.firstIndex(of: proposition.outcome)
+            {
+                byDecision[index][outcome].increment()
+            }
+        }
+    }
+
+    /// One counter per outcome for each decision of `catalog`, in catalog order: what a ``LoadedCatalog`` keeps.
+    /// Only the catalog's own decision ids become label values, never a request's.
+    public func decisionOutcomeCounters(for catalog: Catalog) -> [[Prometheus.Counter]] {
+        catalog.decisionIdentifiers.map { id in
+            Self.decisionOutcomes.map { outcome in
+                registry.makeCounter(
+                    descriptor: Self.decisionOutcomesByDecision,
+                    labels: [("decision", id), ("outcome", outcome.metricLabel)])
+            }
         }
     }
 
     func recordReload(_ kind: ReloadKind, succeeded: Bool) {
         let index = ReloadKind.allCases.firstIndex(of: kind)! // every case is in allCases
         (succeeded ? reloadSuccesses : reloadFailures)[index].increment()
+    }
+}
+
+extension GRPCStatus.Code {
+    /// The status's canonical name (`OK`, `INVALID_ARGUMENT`), as gRPC's own tools print it.
+    var metricLabel: String {
+        switch self {
+        case .ok: "OK"
+        case .cancelled: "CANCELLED"
+        case .unknown: "UNKNOWN"
+        case .invalidArgument: "INVALID_ARGUMENT"
+        case .deadlineExceeded: "DEADLINE_EXCEEDED"
+        case .notFound: "NOT_FOUND"
+        case .alreadyExists: "ALREADY_EXISTS"
+        case .permissionDenied: "PERMISSION_DENIED"
+        case .resourceExhausted: "RESOURCE_EXHAUSTED"
+        case .failedPrecondition: "FAILED_PRECONDITION"
+        case .aborted: "ABORTED"
+        case .outOfRange: "OUT_OF_RANGE"
+        case .unimplemented: "UNIMPLEMENTED"
+        case .internalError: "INTERNAL"
+        case .unavailable: "UNAVAILABLE"
+        case .dataLoss: "DATA_LOSS"
+        case .unauthenticated: "UNAUTHENTICATED"
+        }
     }
 }
 

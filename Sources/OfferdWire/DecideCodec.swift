@@ -85,6 +85,12 @@ public enum DecideCodec {
                     traceMessage.pointee.offer_id = arena.cString(entry.offerID)
                     traceMessage.pointee.criterion = arena.cString(entry.criterion)
                     traceMessage.pointee.verdict = arena.cString(entry.verdict.rawValue)
+                    traceMessage.pointee.collection_id = arena.cString(entry.collectionID)
+                    if let score = entry.score {
+                        traceMessage.pointee._score_case = OFFERD__V1__TRACE_ENTRY___SCORE_SCORE
+                        traceMessage.pointee.score = score
+                    }
+                    traceMessage.pointee.detail = arena.cString(entry.detail)
                     return traceMessage
                 }
                 return message
@@ -181,7 +187,9 @@ public enum DecideCodec {
                         trace: array(proposition.trace, count: proposition.n_trace) { entry in
                             TraceEntryMessage(
                                 offerID: swiftString(entry.offer_id), criterion: swiftString(entry.criterion),
-                                verdict: swiftString(entry.verdict))
+                                verdict: swiftString(entry.verdict), collectionID: swiftString(entry.collection_id),
+                                score: entry._score_case == OFFERD__V1__TRACE_ENTRY___SCORE_SCORE ? entry.score : nil,
+                                detail: swiftString(entry.detail))
                         })
                 },
                 profileFound: message.profile_found != 0,

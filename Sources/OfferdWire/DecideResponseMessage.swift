@@ -90,10 +90,20 @@ public struct TraceEntryMessage: Sendable, Equatable {
     public var offerID: String
     public var criterion: String
     public var verdict: String
+    public var collectionID: String
+    /// Present exactly when the entry carries a formula score.
+    public var score: Double?
+    public var detail: String
 
-    public init(offerID: String, criterion: String, verdict: String) {
+    public init(
+        offerID: String, criterion: String, verdict: String, collectionID: String = "", score: Double? = nil,
+        detail: String = ""
+    ) {
         self.offerID = offerID
         self.criterion = criterion
         self.verdict = verdict
+        self.collectionID = collectionID
+        self.score = score
+        self.detail = detail
     }
 }

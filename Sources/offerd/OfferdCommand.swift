@@ -32,8 +32,9 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "The catalog JSON file.") var catalog: String
     @Option(help: "The profile snapshot file (built by `offerd snapshot build`).") var snapshot: String
-    @Option(help: "Address for gRPC and admin endpoints.") var host = "127.0.0.1"
+    @Option(help: "Address for gRPC (0.0.0.0 or :: for every interface).") var host = "127.0.0.1"
     @Option(help: "gRPC port (0 picks a free port).") var port = 50051
+    @Option(help: "Address for the admin endpoints, apart from --host.") var adminHost = "127.0.0.1"
     @Option(help: "Admin HTTP port for /metrics, /healthz, /readyz; 0 disables.") var adminPort = 9090
     @Option(help: "Event loop threads (default: number of cores).") var threads: Int?
     @Option(help: "Largest request message in bytes.") var maxMessageBytes = 65536
@@ -87,6 +88,7 @@ struct Serve: AsyncParsableCommand {
         var configuration = ServerConfiguration(catalogPath: catalog, snapshotPath: snapshot)
         configuration.host = host
         configuration.port = port
+        configuration.adminHost = adminHost
         configuration.adminPort = adminPort == 0 ? nil : adminPort
         if let threads { configuration.threads = threads }
         configuration.maxMessageBytes = maxMessageBytes
@@ -110,6 +112,9 @@ struct Serve: AsyncParsableCommand {
             server = try await OfferdServer.start(configuration: configuration, logger: logger)
         } catch let error as LoadError {
             logger.critical("cannot start", metadata: ["error": "\(error.message)"])
+            throw ExitCode(1)
+        } catch let error as ListenError {
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)"])
@@ -197,9 +202,18 @@ struct CatalogCommand: ParsableCommand {
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate a catalog: print a summary, or every error (exit 1).")
+            abstract: "Validate a catalog: print a summary and any warnings, or every error (exit 1).",
+            discussion: """
+                Warnings name what loads but cannot work as meant: formula terms that are strings or booleans, \
+                characteristic keys no offer has, unused rules and collections, offers no decision reaches; with \
+                --snapshot also profile paths and audiences no profile has. Exit status: 0 valid (warnings \
+                included), 1 invalid or unreadable, 2 valid with warnings under --strict.
+                """)
 
         @Argument(help: "The catalog JSON file.") var file: String
+        @Option(help: "A profile snapshot to check the catalog's profile paths and audiences against.")
+        var snapshot: String?
+        @Flag(help: "Exit 2 when there is any warning.") var strict = false
 
         func run() throws {
             let bytes: [UInt8]
@@ -209,22 +223,43 @@ struct CatalogCommand: ParsableCommand {
                 printError(error.message)
                 throw ExitCode(1)
             }
+            let catalog: Catalog
             do {
-                let catalog = try Catalog.load(bytes: bytes, fileName: file)
-                let summary = catalog.summary
-                print("\(file): OK")
-                print("version: \(catalog.version)")
-                print("placements: \(summary.placements)")
-                print("offers: \(summary.offers)")
-                print("fallbackOffers: \(summary.fallbackOffers)")
-                print("collections: \(summary.collections)")
-                print("rules: \(summary.rules)")
-                print("decisions: \(summary.decisions)")
+                catalog = try Catalog.load(bytes: bytes, fileName: file)
             } catch {
                 printError(error.description)
                 printError("\(file): \(error.issues.count) error\(error.issues.count == 1 ? "" : "s")")
                 throw ExitCode(1)
             }
+            let lint = CatalogLint(bytes: bytes)
+            var warnings = lint.warnings
+            if let snapshot {
+                let profiles: ProfileSnapshot
+                do {
+                    profiles = try ProfileSnapshot.load(path: snapshot)
+                } catch {
+                    printError(error.description)
+                    throw ExitCode(1)
+                }
+                let census = ProfileCensus.take(
+                    of: profiles.profiles, for: lint, whole: { $0.toInMemoryProfile() })
+                warnings += lint.profileWarnings(census: census, snapshotName: snapshot)
+            }
+            let summary = catalog.summary
+            print("\(file): OK")
+            print("version: \(catalog.version)")
+            print("placements: \(summary.placements)")
+            print("offers: \(summary.offers)")
+            print("fallbackOffers: \(summary.fallbackOffers)")
+            print("collections: \(summary.collections)")
+            print("rules: \(summary.rules)")
+            print("decisions: \(summary.decisions)")
+            print("warnings: \(warnings.count)")
+            for warning in warnings { printError("\(file): \(warning.path): warning: \(warning.message)") }
+            if !warnings.isEmpty {
+                printError("\(file): \(warnings.count) warning\(warnings.count == 1 ? "" : "s")")
+            }
+            if strict && !warnings.isEmpty { throw ExitCode(2) }
         }
     }
 }
@@ -332,7 +367,7 @@ struct SnapshotCommand: ParsableCommand {
                 let snapshot = try ProfileSnapshot.load(path: file)
                 print("file: \(file)")
                 print("version: \(snapshot.version)")
-                print("created: \(snapshot.createdAt)")
+                print("created: \(Timestamp.format(epochSeconds: snapshot.createdAt))")
                 print("profiles: \(snapshot.profileCount)")
                 print("identities: \(snapshot.identityCount)")
                 print("size: \(snapshot.fileSize)")
@@ -342,7 +377,7 @@ struct SnapshotCommand: ParsableCommand {
                     print("folded keys: \(snapshot.folded.profiles.count)")
                 }
             } catch {
-                printError("\(file): \(error)")
+                printError(error.description)
                 throw ExitCode(1)
             }
         }
@@ -360,7 +395,7 @@ struct SnapshotCommand: ParsableCommand {
             do {
                 snapshot = try ProfileSnapshot.load(path: file)
             } catch {
-                printError("\(file): \(error)")
+                printError(error.description)
                 throw ExitCode(1)
             }
             guard let profile = snapshot.profile(for: Identity(namespace: namespace, id: id)) else {

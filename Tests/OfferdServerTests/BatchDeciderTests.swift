@@ -307,7 +307,12 @@ struct BatchDeciderTests {
                 let response = try DecideJSONCodec.decodeResponse(Array(line.utf8))
                 for proposition in response.propositions {
                     #expect(proposition.outcome == .fallback && proposition.reason == .personalizationDenied, "\(line)")
-                    #expect(proposition.items.map(\.id) == ["fallback-brand"] && proposition.trace.isEmpty, "\(line)")
+                    #expect(proposition.items.map(\.id) == ["fallback-brand"], "\(line)")
+                    // The input lines ask for explain, which names no offer: one entry that says consent decided.
+                    let explained = output == lines
+                    #expect(
+                        proposition.trace.map(\.verdict) == (explained ? ["personalization-denied"] : []), "\(line)")
+                    #expect(proposition.trace.allSatisfy { $0.offerID.isEmpty }, "\(line)")
                 }
             }
             let granted = try DecideJSONCodec.decodeResponse(Array(output[2].utf8))

@@ -57,10 +57,12 @@ import Testing
         _ = try SnapshotBuilder.build(input: source.path, output: snapshotPath, version: "snap-1", progress: nil)
         let catalog = try Catalog.load(bytes: Array(catalogJSON.utf8), fileName: "catalog.json")
         let engine = DecisionEngine(catalog: catalog, options: EngineOptions())
+        let metrics = ServerMetrics()
         let service = DecisioningService(
-            catalogs: AtomicReferenceStore(loaded ? LoadedCatalog(engine: engine, path: "catalog.json") : nil),
+            catalogs: AtomicReferenceStore(
+                loaded ? LoadedCatalog(engine: engine, path: "catalog.json", metrics: metrics) : nil),
             snapshots: AtomicReferenceStore(loaded ? try ProfileSnapshot.load(path: snapshotPath) : nil),
-            allowExplain: allowExplain, metrics: ServerMetrics())
+            allowExplain: allowExplain, metrics: metrics)
         return Fixture(service: service, directory: directory)
     }
 
@@ -207,9 +209,46 @@ import Testing
         let text = String(
             decoding: OfferdServer.metricsText(metrics: fixture.service.metrics, service: fixture.service),
             as: UTF8.self)
-        #expect(text.contains(#"offerd_grpc_calls_total{method="offerd.v1.Decisioning/Decide",status="0"} 1"#))
+        #expect(text.contains(#"offerd_grpc_calls_total{method="offerd.v1.Decisioning/Decide",status="OK"} 1"#))
         #expect(text.contains(#"offerd_decisions_total{outcome="fallback",reason="personalization_denied"} 1"#))
         #expect(text.contains(#"offerd_catalog_info{version="svc-1"} 1"#))
         #expect(text.contains("offerd_snapshot_profiles 3"))
+        // Per decision of the catalog, by outcome.
+        #expect(text.contains(#"offerd_decision_outcomes_total{decision="dec",outcome="fallback"} 1"#))
+        #expect(text.contains(#"offerd_decision_outcomes_total{decision="dec",outcome="offers"} 0"#))
+    }
+
+    @Test func metricsHaveHelpAndOnlyPossibleSeries() throws {
+        let fixture = try Self.makeService()
+        _ = Self.call(fixture.service, Self.request("gold"))
+        _ = Self.call(fixture.service, Self.request("gold"), path: "/offerd.v1.Decisioning/Nope")
+        var bad = ByteBufferAllocator().buffer(capacity: 4)
+        bad.writeBytes([0xFF, 0xFF])
+        _ = fixture.service.handle(
+            GRPCUnaryCall(path: DecisioningService.decidePath, message: bad, deadline: nil),
+            allocator: ByteBufferAllocator())
+        let text = String(
+            decoding: OfferdServer.metricsText(metrics: fixture.service.metrics, service: fixture.service),
+            as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        // Every metric has one HELP line, right before its TYPE line.
+        for (index, line) in lines.enumerated() where line.hasPrefix("# TYPE ") {
+            let name = line.split(separator: " ")[2]
+            #expect(index > 0 && lines[index - 1].hasPrefix("# HELP \(name) "), "no HELP for \(name)")
+        }
+        #expect(lines.filter { $0.hasPrefix("# HELP ") }.count == lines.filter { $0.hasPrefix("# TYPE ") }.count)
+        // gRPC statuses by name, as they happened.
+        #expect(text.contains(#"offerd_grpc_calls_total{method="offerd.v1.Decisioning/Decide",status="OK"} 1"#))
+        #expect(
+            text.contains(
+                #"offerd_grpc_calls_total{method="offerd.v1.Decisioning/Decide",status="INVALID_ARGUMENT"} 1"#))
+        #expect(text.contains(#"offerd_grpc_calls_total{method="unknown",status="UNIMPLEMENTED"} 1"#))
+        #expect(!text.contains(#"status="0""#) && !text.contains(#"status="DATA_LOSS""#))
+        // Outcomes only with the reasons they can have: 11 series.
+        let decisionSeries = lines.filter { $0.hasPrefix("offerd_decisions_total{") }
+        #expect(decisionSeries.count == 11, "\(decisionSeries)")
+        #expect(!text.contains(#"outcome="unspecified""#))
+        #expect(!text.contains(#"offerd_decisions_total{outcome="offers",reason="decision_not_found"}"#))
+        #expect(text.contains(#"offerd_decisions_total{outcome="offers",reason="unspecified"} 1"#))
     }
 }

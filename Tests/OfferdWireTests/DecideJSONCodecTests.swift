@@ -93,7 +93,11 @@ struct DecideJSONCodecTests {
                 Proposition(decisionID: "d", placementID: "p", outcome: .offers, reason: .unspecified, items: [item]),
                 Proposition(
                     decisionID: "d", placementID: "q", outcome: .suppressed, reason: .marketingDenied,
-                    trace: [TraceEntry(offerID: "o1", criterion: "0", verdict: .notApproved)]),
+                    trace: [
+                        TraceEntry(offerID: "o1", criterion: "0", verdict: .notApproved, collectionID: "c"),
+                        TraceEntry(offerID: "o2", criterion: "0", verdict: .rankedOut, collectionID: "c", score: 0),
+                        .proposition(.marketingDenied, detail: "why"),
+                    ]),
             ],
             profileFound: false, catalogVersion: "c1")
         var text = String(
@@ -110,7 +114,9 @@ struct DecideJSONCodecTests {
                 + #""outcome":"OUTCOME_OFFERS","items":[{"id":"o1","format":"text/html","language":["en","fr"],"#
                 + #""name":"One","priority":5,"characteristics":{"k":"v"},"score":0}]},{"propositionId":"","#
                 + #""decisionId":"d","placementId":"q","outcome":"OUTCOME_SUPPRESSED","reason":"REASON_MARKETING_DENIED","#
-                + #""trace":[{"offerId":"o1","criterion":"0","verdict":"not-approved"}]}],"catalogVersion":"c1"}"#)
+                + #""trace":[{"offerId":"o1","criterion":"0","verdict":"not-approved","collectionId":"c"},"#
+                + #"{"offerId":"o2","criterion":"0","verdict":"ranked-out","collectionId":"c","score":0},"#
+                + #"{"verdict":"marketing-denied","detail":"why"}]}],"catalogVersion":"c1"}"#)
     }
 
     @Test("doubles print so they parse back to the same value", arguments: 0..<2)
@@ -352,7 +358,9 @@ private func randomResult(_ random: inout SplitMix64) -> DecisionResult {
         let trace = (0..<(random.next() % 3)).map { _ in
             TraceEntry(
                 offerID: randomString(&random), criterion: String(random.next() % 4),
-                verdict: TraceVerdict.allCases[Int(random.next() % UInt64(TraceVerdict.allCases.count))])
+                verdict: TraceVerdict.allCases[Int(random.next() % UInt64(TraceVerdict.allCases.count))],
+                collectionID: randomString(&random), score: random.next() % 2 == 0 ? nil : randomDouble(&random),
+                detail: random.next() % 4 == 0 ? randomString(&random) : "")
         }
         return Proposition(
             decisionID: randomString(&random), placementID: randomString(&random), outcome: outcome, reason: reason,

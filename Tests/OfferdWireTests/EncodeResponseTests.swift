@@ -29,9 +29,11 @@ let sampleResult = DecisionResult(
                     representation: Representation(placementID: "web-banner"), score: nil, isFallback: false),
             ],
             trace: [
-                TraceEntry(offerID: "offer-gold", criterion: "0", verdict: .chosen),
-                TraceEntry(offerID: "offer-old", criterion: "0", verdict: .outsideDates),
-                TraceEntry(offerID: "offer-x", criterion: "1", verdict: .criterionIneligible),
+                TraceEntry(offerID: "offer-gold", criterion: "0", verdict: .chosen, collectionID: "col-a", score: 12.5),
+                TraceEntry(
+                    offerID: "offer-zero-score", criterion: "0", verdict: .chosen, collectionID: "col-a", score: 0),
+                TraceEntry(offerID: "offer-old", criterion: "0", verdict: .outsideDates, collectionID: "col-a"),
+                TraceEntry(offerID: "offer-x", criterion: "1", verdict: .criterionIneligible, collectionID: "col-b"),
             ]),
         Proposition(
             decisionID: "decision-b", placementID: "email-hero", outcome: .fallback, reason: .personalizationDenied,
@@ -40,7 +42,8 @@ let sampleResult = DecisionResult(
                     id: "fallback-generic", name: "Generic", priority: 0, characteristics: [],
                     representation: Representation(placementID: "email-hero", format: "text/plain", content: "Hi"),
                     score: nil, isFallback: true)
-            ]),
+            ],
+            trace: [.proposition(.personalizationDenied, detail: #"personalize.content is "n""#)]),
         Proposition(decisionID: "decision-c", placementID: "sms", outcome: .suppressed, reason: .marketingDenied),
         Proposition(decisionID: "nope", placementID: "web-banner", outcome: .error, reason: .decisionNotFound),
     ],
@@ -69,6 +72,9 @@ struct EncodeResponseTests {
             #expect(received.trace.map(\.offerID) == sent.trace.map(\.offerID))
             #expect(received.trace.map(\.criterion) == sent.trace.map(\.criterion))
             #expect(received.trace.map(\.verdict) == sent.trace.map(\.verdict.rawValue))
+            #expect(received.trace.map(\.collectionID) == sent.trace.map(\.collectionID))
+            #expect(received.trace.map(\.score) == sent.trace.map(\.score)) // 0 stays present, nil stays absent
+            #expect(received.trace.map(\.detail) == sent.trace.map(\.detail))
             #expect(received.items.count == sent.items.count)
             for (item, message) in zip(sent.items, received.items) {
                 #expect(message == expectedItem(item, includeContent: includeContent, includeMetadata: includeMetadata))

@@ -90,7 +90,7 @@ def grpc_status_counts(server):
     for line in text.splitlines():
         m = re.match(r'offerd_grpc_calls_total\{([^}]*)\} (\d+)', line)
         if m:
-            status = re.search(r'status="(\d+)"', m.group(1)).group(1)
+            status = re.search(r'status="(\w+)"', m.group(1)).group(1)
             counts[status] = counts.get(status, 0) + int(m.group(2))
     return {status: count for status, count in counts.items() if count}
 
@@ -211,7 +211,7 @@ def reload_under_load(args):
         "exit_code": exit_code,
     }, indent=2))
     ok = (load_result.get("failed") == 0 and load_result.get("errored") == 0 and not poll_errors
-          and backwards == 0 and set(statuses) <= {"0"} and exit_code == 0 and distinct > 1
+          and backwards == 0 and set(statuses) <= {"OK"} and exit_code == 0 and distinct > 1
           and end_rss <= baseline_rss * 1.10 + 4096)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
@@ -313,7 +313,7 @@ def soak(args):
         "exit_code": exit_code,
     }, indent=2))
     failed = warm["failed"] + warm["errored"] + rest["failed"] + rest["errored"]
-    ok = failed == 0 and growth <= 0.05 and set(statuses) <= {"0"} and exit_code == 0
+    ok = failed == 0 and growth <= 0.05 and set(statuses) <= {"OK"} and exit_code == 0
     shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 

@@ -1,7 +1,16 @@
 #!/usr/bin/env python3
-"""Writes the benchmark catalog: 1,000 offers in 10 tag collections, an
-eligibility rule on every offer, and decisions with priority- and
-formula-ranked criteria over the attributes `offerd profiles generate` makes."""
+"""Writes a benchmark catalog over the attributes `offerd profiles generate` makes:
+make_catalog.py OUT [SHAPE].
+
+SHAPE `bench` (the default): 1,000 offers in 10 tag collections, an eligibility rule on every offer, and decisions
+whose scopes rank one collection by a formula over the offer alone (folded at load), then another by priority.
+
+SHAPE `real`: what a retailer writes (issue 15's workload). 1,000 approved offers in 10 tag collections of 100, each
+with its own eligibility condition on a profile attribute and a context value; every scope's first criterion ranks a
+collection by priority on checkout pages only, its second ranks another collection by a formula over the offer and
+the profile (`offer.priority + number(offer.characteristics.margin) * 2 + profile.loyalty.points / 1000`), which
+cannot be folded at load. A request with `context.page = "checkout"` is answered by the priority criterion, any
+other page by the formula criterion."""
 
 import json
 import sys
@@ -21,7 +30,17 @@ def condition(i):
     return {"rule": f"rule-{i % 20}"}
 
 
-def main(path):
+def real_condition(i):
+    return {"condition": f'profile.loyalty.points >= {(i * 37) % 4000} and context.page != "blocked-{i % 7}"'}
+
+
+REAL_FORMULA = "offer.priority + number(offer.characteristics.margin) * 2 + profile.loyalty.points / 1000"
+
+
+def main(path, shape="bench"):
+    if shape not in ("bench", "real"):
+        sys.exit(f"unknown shape {shape!r}: bench or real")
+    real = shape == "real"
     placements = [
         {"id": "web-banner", "channel": "web", "contentType": "html"},
         {"id": "email-hero", "channel": "email", "contentType": "html"},
@@ -36,7 +55,7 @@ def main(path):
             "priority": (i * 7919) % 100,
             "tags": [f"c{i % COLLECTIONS}"],
             "characteristics": {"margin": str((i * 13) % 50)},
-            "eligibility": condition(i),
+            "eligibility": real_condition(i) if real else condition(i),
             "capping": [{"limit": 5}],
             "representations": [
                 {"placement": p["id"], "format": "text/html", "content": f"<p>offer {i} for {p['id']}</p>"}
@@ -49,6 +68,12 @@ def main(path):
     fallback = {"id": "fallback", "representations": [{"placement": p["id"], "content": "hello"} for p in placements]}
 
     def scope(placement, k):
+        if real:
+            return {"placement": placement, "criteria": [
+                {"collection": f"col-{k}", "eligibility": {"condition": 'context.page = "checkout"'}},
+                {"collection": f"col-{(k + 1) % COLLECTIONS}",
+                 "ranking": {"method": "formula", "formula": REAL_FORMULA}},
+            ]}
         return {"placement": placement, "criteria": [
             {"collection": f"col-{k}", "ranking": {"method": "formula",
                                                     "formula": "number(offer.characteristics.margin) * 2 + offer.priority"}},
@@ -66,4 +91,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes gRPC-framed DecideRequest bodies for h2load, one file per profile:
-make_requests.py OUTDIR COUNT PROFILES SCOPES. Profiles are `ecid-<n>` as
-made by `offerd profiles generate`, spread over the whole snapshot."""
+make_requests.py OUTDIR COUNT PROFILES SCOPES [PAGE]. Profiles are `ecid-<n>` as
+made by `offerd profiles generate`, spread over the whole snapshot. Scope `s` asks
+for 3 items of `dec-bench` in placement `s % 3` (up to 30 scopes: later scopes get
+the offers earlier ones left); `context.page` is PAGE (default `home`)."""
 
 import pathlib
 import struct
@@ -13,7 +15,7 @@ from grpc_tools import protoc
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def main(outdir, count, profiles, scopes):
+def main(outdir, count, profiles, scopes, page="home"):
     stubs = pathlib.Path(tempfile.mkdtemp(prefix="offerd-bench-stubs-"))
     if protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"--python_out={stubs}", "offerd/v1/decisioning.proto"]) != 0:
         sys.exit("protoc failed")
@@ -29,11 +31,11 @@ def main(outdir, count, profiles, scopes):
         request.identity.namespace = "ECID"
         request.identity.id = f"ecid-{(n * step + 7) % profiles}"
         for s in range(scopes):
-            request.scopes.add(decision_id="dec-bench", placement_id=placements[s], item_count=3)
-        request.context["page"].string_value = "home"
+            request.scopes.add(decision_id="dec-bench", placement_id=placements[s % len(placements)], item_count=3)
+        request.context["page"].string_value = page
         payload = request.SerializeToString()
         (out / f"req-{scopes}-{n}.bin").write_bytes(struct.pack(">BI", 0, len(payload)) + payload)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:6])

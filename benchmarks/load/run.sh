@@ -17,6 +17,9 @@
 # Per round and server: a closed-loop load round (h2load -n CALLS -c CONNECTIONS -m STREAMS, latency logged), then
 # SINGLE_CALLS calls with one in flight. Then open-loop rounds at fixed rates (h2load --rps) at 10%, 50% and 80% of
 # offerd's measured maximum. One `nghttp -v` call per server and round checks the trailers (grpc-status: 0).
+# h2load times a call from its actual send and sends in bursts, so those open-loop percentiles understate what
+# callers see (coordinated omission); benchmarks/load/open_loop.sh measures latency against rate with
+# offerd-loadgen (benchmarks/loadgen), which times each call from its scheduled send time.
 # Loopback only; every step is bounded in calls and time.
 #
 #   benchmarks/load/run.sh                     # defaults below

@@ -73,7 +73,7 @@ def build_snapshot(source, output, version):
 class Server:
     """A running `offerd serve` on free ports, with its log captured to a file."""
 
-    def __init__(self, workdir, extra_args=(), catalog=None, snapshot=None):
+    def __init__(self, workdir, extra_args=(), catalog=None, snapshot=None, admin_host="127.0.0.1"):
         self.workdir = pathlib.Path(workdir)
         self.catalog = catalog or self.workdir / "catalog.json"
         self.snapshot = snapshot or self.workdir / "profiles.snap"
@@ -83,6 +83,7 @@ class Server:
             build_snapshot(FIXTURES / "profiles.jsonl", self.snapshot, "snap-1")
         self.port = free_port()
         self.admin_port = free_port()
+        self.admin_host = admin_host
         self.log_path = self.workdir / f"offerd-{self.port}.log"
         self.log = open(self.log_path, "w")
         # No event log unless the test names one: the suites written before live state expect every Decide to
@@ -91,7 +92,8 @@ class Server:
             extra_args = ("--events", "none", *extra_args)
         self.proc = subprocess.Popen(
             [OFFERD, "serve", "--catalog", str(self.catalog), "--snapshot", str(self.snapshot),
-             "--port", str(self.port), "--admin-port", str(self.admin_port), "--threads", "2",
+             "--port", str(self.port), "--admin-host", admin_host, "--admin-port", str(self.admin_port),
+             "--threads", "2",
              *extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -108,7 +110,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"offerd exited with {self.proc.returncode}: {self.log_path.read_text()}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/readyz", timeout=1) as r:
+                with urllib.request.urlopen(f"http://{self.admin_host}:{self.admin_port}/readyz", timeout=1) as r:
                     if r.status == 200:
                         return
             except Exception:
@@ -118,7 +120,7 @@ class Server:
 
     def admin(self, path):
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+            with urllib.request.urlopen(f"http://{self.admin_host}:{self.admin_port}{path}", timeout=5) as r:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()

@@ -301,4 +301,6 @@ def test_personalization_opt_out_gets_only_the_fallback(tmp_path):
     out = batch(world, "--input", "-", "--output", "-", input=(line + "\n").encode())
     [p] = json.loads(out.stdout)["propositions"]
     assert p["outcome"] == "OUTCOME_FALLBACK" and [i["id"] for i in p["items"]] == ["fb-generic"]
-    assert "trace" not in p
+    # Explain says consent decided, and names no offer.
+    assert p["trace"] == [{"verdict": "personalization-denied",
+                           "detail": 'personalization consent is denied: personalize.content is "n"'}]

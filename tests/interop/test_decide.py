@@ -163,6 +163,39 @@ def test_explain_trace(stubs, server):
     assert ("offer-expired", "outside-dates") in trace
     assert ("offer-gold-10", "ranked-out") in trace
     assert all(t.criterion == "0" for t in r.propositions[0].trace)
+    # Each entry names its criterion's collection; a priority ranking gives no score.
+    assert all(t.collection_id == "col-all" for t in r.propositions[0].trace)
+    assert not any(t.HasField("score") for t in r.propositions[0].trace)
+
+
+def test_explain_trace_carries_formula_scores(stubs, server):
+    r = decide(stubs, server.target, request(stubs.pb, scopes=[("dec-formula", "web-banner", 2)], explain=True))
+    proposition = r.propositions[0]
+    entries = {t.offer_id: t for t in proposition.trace}
+    # number(offer.characteristics.margin) * 2: the candidates that reached the ranking carry their score.
+    assert entries["offer-paris"].verdict == "chosen" and entries["offer-paris"].score == 40
+    assert entries["offer-gold-10"].verdict == "chosen" and entries["offer-gold-10"].score == 24
+    assert entries["offer-generic-5"].verdict == "ranked-out" and entries["offer-generic-5"].score == 2
+    assert not entries["offer-draft"].HasField("score") and not entries["offer-expired"].HasField("score")
+    # The items' scores are the trace's.
+    assert [(i.id, i.score) for i in proposition.items] == [("offer-paris", 40), ("offer-gold-10", 24)]
+
+
+def test_explain_says_why_consent_decided(stubs, server):
+    r = decide(stubs, server.target, request(stubs.pb, id="optout-perso", explain=True,
+                                             scopes=[("dec-home", "web-banner", 1), ("dec-home", "email-hero", 1)]))
+    for proposition in r.propositions:
+        assert proposition.reason == stubs.pb.REASON_PERSONALIZATION_DENIED
+        assert len(proposition.trace) == 1
+        entry = proposition.trace[0]
+        assert (entry.offer_id, entry.criterion, entry.collection_id) == ("", "", "")
+        assert entry.verdict == "personalization-denied"
+        assert entry.detail == 'personalization consent is denied: personalize.content is "n"'
+    unsubscribed = decide(stubs, server.target, request(stubs.pb, id="email-unsub", explain=True,
+                                                        scopes=[("dec-home", "email-hero", 1)]))
+    entry, = unsubscribed.propositions[0].trace
+    assert entry.verdict == "marketing-denied"
+    assert entry.detail == 'marketing consent for the email channel is denied: marketing.email is "n"'
 
 
 def test_many_concurrent_calls_on_one_connection(stubs, server):

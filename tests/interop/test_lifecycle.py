@@ -48,7 +48,7 @@ def test_admin_endpoints_and_metrics(stubs, fresh_dir):
         assert status == 200
         status, metrics = s.admin("/metrics")
         assert status == 200
-        assert re.search(r'offerd_grpc_calls_total\{method="offerd.v1.Decisioning/Decide",status="0"\} [1-9]', metrics), metrics
+        assert re.search(r'offerd_grpc_calls_total\{method="offerd.v1.Decisioning/Decide",status="OK"\} [1-9]', metrics), metrics
         assert re.search(r'offerd_decisions_total\{outcome="fallback",reason="personalization_denied"\} [1-9]', metrics)
         assert 'offerd_catalog_info{version="interop-1"} 1' in metrics
         assert 'offerd_snapshot_info{version="snap-1"} 1' in metrics
@@ -111,7 +111,7 @@ def test_sigterm_during_load_finishes_in_flight_calls(stubs, fresh_dir):
     # Under load before the signal: wait for answered calls, not for a fixed time.
     def answered():
         text = s.admin("/metrics")[1]
-        found = re.search(r'offerd_grpc_calls_total\{method="offerd.v1.Decisioning/Decide",status="0"\} (\d+)', text)
+        found = re.search(r'offerd_grpc_calls_total\{method="offerd.v1.Decisioning/Decide",status="OK"\} (\d+)', text)
         return found is not None and int(found.group(1)) >= 100
     assert wait_for(answered, timeout=60), s.admin("/metrics")[1]
     started = time.time()

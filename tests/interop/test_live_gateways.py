@@ -20,7 +20,7 @@ class Target:
 
 
 def decide_calls(server):
-    value = metric(server, "offerd_grpc_calls_total", '{method="offerd.v1.Decisioning/Decide",status="0"}')
+    value = metric(server, "offerd_grpc_calls_total", '{method="offerd.v1.Decisioning/Decide",status="OK"}')
     return value or 0
 
 

@@ -842,6 +842,9 @@ struct CatalogLoader {
             }
         }
 
+        var collectionIDByIndex = [String](repeating: "", count: collections.count)
+        for (id, declaration) in collectionIDs { collectionIDByIndex[declaration.index] = id }
+
         let decisionDefinitions = decisions.map { draft in
             var scopeByPlacement = [DecisionScopeDefinition?](repeating: nil, count: placements.count)
             for scope in draft.scopes {
@@ -857,7 +860,8 @@ struct CatalogLoader {
                         eligibility: criterion.eligibility,
                         ranking: criterion.ranking,
                         collectionOffers: members,
-                        candidates: candidates
+                        candidates: candidates,
+                        collectionID: collectionIDByIndex[criterion.collectionIndex]
                     )
                 }
                 scopeByPlacement[scope.placementIndex] = DecisionScopeDefinition(

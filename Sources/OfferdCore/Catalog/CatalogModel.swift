@@ -183,6 +183,8 @@ struct CandidateOffer: Sendable {
 /// One evaluation criterion, bound to its decision scope's placement. A class so that the decision loop holds
 /// it by one reference instead of copying its arrays.
 final class CriterionDefinition: Sendable {
+    /// The id of the criterion's collection (for the explain trace).
+    let collectionID: String
     let eligibility: Eligibility?
     let ranking: Ranking
     /// Every offer of the collection, in collection order (for the explain trace).
@@ -197,8 +199,10 @@ final class CriterionDefinition: Sendable {
         eligibility: Eligibility?,
         ranking: Ranking,
         collectionOffers: [OfferDefinition],
-        candidates: [CandidateOffer]
+        candidates: [CandidateOffer],
+        collectionID: String = ""
     ) {
+        self.collectionID = collectionID
         self.eligibility = eligibility
         self.ranking = ranking
         self.collectionOffers = collectionOffers
@@ -530,6 +534,12 @@ public final class Catalog: Sendable {
     func decisionIndex(of id: String) -> Int? {
         decisionTable.position(of: id, in: decisionIDs) ?? decisionIndexByID[id]
     }
+
+    /// The ids of the catalog's decisions, in catalog order (the positions ``decisionIndex(ofDecision:)`` gives).
+    public var decisionIdentifiers: [String] { decisionIDs }
+
+    /// The position of the decision `id` in ``decisionIdentifiers``, if the catalog has it (per-decision metrics).
+    public func decisionIndex(ofDecision id: String) -> Int? { decisionIndex(of: id) }
 
     /// How many placements, offers, fallback offers, collections, rules and decisions it holds.
     public var summary: CatalogSummary { counts }

@@ -228,15 +228,23 @@ private struct ScopeWalker<Profile: ProfileView> {
         if placement.channel.isMarketing
             && !ConsentResolver.marketingGranted(consents, channel: placement.channel, default: options.consentDefault)
         {
-            return answer(.suppressed, .marketingDenied)
+            var proposition = answer(.suppressed, .marketingDenied)
+            if explain { proposition.trace = [ExplainDetail.marketingDenied(consents, placement.channel, options)] }
+            return proposition
         }
         // Step 3: unknown profile under `--unknown-profile fallback`.
         if !profileFound && options.unknownProfile == .fallback {
-            return fallback(decision, placementIndex: placementIndex, reason: .unknownProfile, request: request)
+            var proposition = fallback(
+                decision, placementIndex: placementIndex, reason: .unknownProfile, request: request)
+            if explain { proposition.trace = [ExplainDetail.unknownProfile] }
+            return proposition
         }
         // Step 4: personalization consent; no profile data is used past this point when denied.
         if !ConsentResolver.personalizationGranted(consents, default: options.consentDefault) {
-            return fallback(decision, placementIndex: placementIndex, reason: .personalizationDenied, request: request)
+            var proposition = fallback(
+                decision, placementIndex: placementIndex, reason: .personalizationDenied, request: request)
+            if explain { proposition.trace = [ExplainDetail.personalizationDenied(consents, options)] }
+            return proposition
         }
         // Steps 5 to 7.
         var trace: [TraceEntry] = []
@@ -533,6 +541,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         let label = String(index)
         for offer in criterion.collectionOffers {
             let verdict: TraceVerdict
+            var score: Double?
             if !eligible {
                 verdict = .criterionIneligible
             } else if offer.status != .approved {
@@ -560,8 +569,15 @@ private struct ScopeWalker<Profile: ProfileView> {
                         best: &state.best
                     )
                 }
+                // The score `rank` ranked by (evaluated again: explain only, and `rank` keeps none it drops).
+                if case .formula(let formula) = criterion.ranking {
+                    score = formula.score(profile: profile, inputs: inputs, offer: offer)
+                }
             }
-            trace.append(TraceEntry(offerID: offer.id, criterion: label, verdict: verdict))
+            trace.append(
+                TraceEntry(
+                    offerID: offer.id, criterion: label, verdict: verdict, collectionID: criterion.collectionID,
+                    score: score))
         }
     }
 }

@@ -168,19 +168,44 @@ public enum TraceVerdict: String, Sendable, CaseIterable {
     case capped
     case duplicate
     case rankedOut = "ranked-out"
+    /// Proposition-level: the placement's marketing channel is denied (SUPPRESSED before any criterion).
+    case marketingDenied = "marketing-denied"
+    /// Proposition-level: personalization is denied, so only the fallback is shown.
+    case personalizationDenied = "personalization-denied"
+    /// Proposition-level: the identity is not in the snapshot and the server answers those with the fallback.
+    case unknownProfile = "unknown-profile"
 }
 
-/// One line of an explain trace.
+/// One line of an explain trace: a candidate offer of one criterion, or the one line of a proposition decided before
+/// any criterion (by consent or the unknown-profile policy; ``offerID`` and ``criterion`` are then empty).
 public struct TraceEntry: Sendable, Equatable {
     public var offerID: String
     /// The criterion's 0-based index as a decimal string.
     public var criterion: String
     public var verdict: TraceVerdict
+    /// The id of the criterion's collection.
+    public var collectionID: String
+    /// The offer's formula score, when the criterion ranks by formula and the offer reached the ranking (`chosen`,
+    /// `ranked-out`).
+    public var score: Double?
+    /// Why, in words, for a proposition-level entry.
+    public var detail: String
 
-    public init(offerID: String, criterion: String, verdict: TraceVerdict) {
+    public init(
+        offerID: String, criterion: String, verdict: TraceVerdict, collectionID: String = "", score: Double? = nil,
+        detail: String = ""
+    ) {
         self.offerID = offerID
         self.criterion = criterion
         self.verdict = verdict
+        self.collectionID = collectionID
+        self.score = score
+        self.detail = detail
+    }
+
+    /// The one entry of a proposition decided before any criterion.
+    public static func proposition(_ verdict: TraceVerdict, detail: String) -> TraceEntry {
+        TraceEntry(offerID: "", criterion: "", verdict: verdict, detail: detail)
     }
 }
 

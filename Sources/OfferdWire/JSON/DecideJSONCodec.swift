@@ -199,6 +199,9 @@ public enum DecideJSONCodec {
                         out.string("offerId", entry.offerID)
                         out.string("criterion", entry.criterion)
                         out.string("verdict", entry.verdict.rawValue)
+                        out.string("collectionId", entry.collectionID)
+                        if let score = entry.score { out.double("score", score) }
+                        out.string("detail", entry.detail)
                         out.close()
                     }
                     out.closeArray()
@@ -377,7 +380,11 @@ public enum DecideJSONCodec {
                         switch field {
                         case "offer_id": trace.offerID = try string(value, path: entryPath + ".offer_id")
                         case "criterion": trace.criterion = try string(value, path: entryPath + ".criterion")
-                        default: trace.verdict = try string(value, path: entryPath + ".verdict")
+                        case "verdict": trace.verdict = try string(value, path: entryPath + ".verdict")
+                        case "collection_id":
+                            trace.collectionID = try string(value, path: entryPath + ".collection_id")
+                        case "score": trace.score = try double(value, path: entryPath + ".score")
+                        default: trace.detail = try string(value, path: entryPath + ".detail")
                         }
                     }
                     proposition.trace.append(trace)
@@ -449,7 +456,10 @@ public enum DecideJSONCodec {
             ("link_url", "linkUrl"), ("language", "language"), ("name", "name"), ("priority", "priority"),
             ("characteristics", "characteristics"), ("score", "score"),
         ]
-        static let traceEntry = [("offer_id", "offerId"), ("criterion", "criterion"), ("verdict", "verdict")]
+        static let traceEntry = [
+            ("offer_id", "offerId"), ("criterion", "criterion"), ("verdict", "verdict"),
+            ("collection_id", "collectionId"), ("score", "score"), ("detail", "detail"),
+        ]
     }
 
     /// Calls `body` with the proto name and value of each member that is not `null` (a `null` field is its

@@ -46,4 +46,23 @@ import Testing
             #expect(error.message.contains(fragment), "\(text): \(error.message)")
         }
     }
+
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00Z"),
+        (Int64(951_782_400), "2000-02-29T00:00:00Z"),
+        (Int64(1_796_619_599), "2026-12-07T04:59:59Z"),
+        (Int64(-1), "1969-12-31T23:59:59Z"),
+    ])
+    func formats(seconds: Int64, text: String) throws {
+        #expect(Timestamp.format(epochSeconds: seconds) == text)
+        #expect(try Timestamp.parse(text) == Double(seconds))
+    }
+
+    @Test func formatReadsBackEveryDayOfACentury() throws {
+        var seconds: Int64 = -86_400 * 366
+        while seconds < 4_102_444_800 {
+            #expect(try Timestamp.parse(Timestamp.format(epochSeconds: seconds + 3_723)) == Double(seconds + 3_723))
+            seconds += 86_400 * 7 + 1
+        }
+    }
 }

@@ -534,7 +534,10 @@ let testNow: Double = 1_800_000_000 // 2027-01-15
             now: testNow
         )
         #expect(result.propositions[0].items.map(\.id) == ["taken"])
-        #expect(result.propositions[0].trace == [TraceEntry(offerID: "taken", criterion: "0", verdict: .chosen)])
+        #expect(
+            result.propositions[0].trace == [
+                TraceEntry(offerID: "taken", criterion: "0", verdict: .chosen, collectionID: "taken")
+            ])
         let proposition = result.propositions[1]
         #expect(proposition.items.map(\.id) == ["best", "second"])
         let expectedPerOffer: [(String, TraceVerdict)] = [
@@ -563,6 +566,9 @@ let testNow: Double = 1_800_000_000 // 2027-01-15
             TraceEntry(offerID: "third", criterion: "2", verdict: .rankedOut),
             TraceEntry(offerID: "both", criterion: "2", verdict: .notApproved),
         ]
+        // Each entry names its criterion's collection.
+        let collections = ["0": "all", "1": "gated", "2": "all"]
+        for index in expected.indices { expected[index].collectionID = collections[expected[index].criterion] ?? "" }
         #expect(proposition.trace == expected)
     }
 
@@ -585,9 +591,78 @@ let testNow: Double = 1_800_000_000 // 2027-01-15
             profile: profile(consents: .init(marketingEmail: .n)),
             now: testNow
         )
+        // An ERROR proposition has no trace; one decided by consent has one entry that says so.
         #expect(result.propositions[0].trace.isEmpty)
-        #expect(result.propositions[1].trace.isEmpty)
-        #expect(result.propositions[2].trace == [TraceEntry(offerID: "a", criterion: "0", verdict: .chosen)])
+        #expect(
+            result.propositions[1].trace == [
+                TraceEntry.proposition(
+                    .marketingDenied,
+                    detail: #"marketing consent for the email channel is denied: marketing.email is "n""#)
+            ])
+        #expect(
+            result.propositions[2].trace == [
+                TraceEntry(offerID: "a", criterion: "0", verdict: .chosen, collectionID: "all")
+            ])
+    }
+
+    @Test func explainSaysWhyConsentOrTheUnknownProfilePolicyDecided() throws {
+        let catalog = try engineCatalog(offers: [offerJSON("a", extra: tagged)])
+        let deniedByDefault = DecisionEngine(
+            catalog: catalog, options: EngineOptions(consentDefault: .denied)
+        ).decide(request([scope()], explain: true), profile: profile(consents: .init()), now: testNow)
+        #expect(
+            deniedByDefault.propositions[0].trace == [
+                TraceEntry.proposition(
+                    .personalizationDenied,
+                    detail: "personalization consent is denied: personalize.content is empty, and the server's "
+                        + "--consent-default is denied")
+            ])
+        let optedOut = DecisionEngine(catalog: catalog).decide(
+            request([scope("email")], explain: true),
+            profile: profile(consents: .init(marketingAny: .dn, marketingEmail: .y)), now: testNow)
+        #expect(optedOut.propositions[0].reason == .marketingDenied)
+        #expect(
+            optedOut.propositions[0].trace.map(\.detail) == [
+                #"marketing consent for the email channel is denied: marketing.any is "dn", which denies every "#
+                    + "marketing channel"
+            ])
+        let unknown = DecisionEngine(catalog: catalog, options: EngineOptions(unknownProfile: .fallback)).decide(
+            request([scope()], explain: true), profile: InMemoryProfile?.none, now: testNow)
+        #expect(unknown.propositions[0].trace.map(\.verdict) == [.unknownProfile])
+        // Without explain, nothing.
+        let plain = DecisionEngine(catalog: catalog, options: EngineOptions(unknownProfile: .fallback)).decide(
+            request([scope()]), profile: InMemoryProfile?.none, now: testNow)
+        #expect(plain.propositions[0].trace.isEmpty)
+    }
+
+    @Test func explainCarriesTheFormulaScoreOfRankedCandidates() throws {
+        let offers = [
+            offerJSON("cheap", characteristics: #"{"margin": "1"}"#, extra: tagged),
+            offerJSON("rich", characteristics: #"{"margin": "4"}"#, extra: tagged),
+            offerJSON(
+                "nope", characteristics: #"{"margin": "9"}"#,
+                extra: tagged + #", "eligibility": {"condition": "false"}"#),
+        ]
+        // One formula the catalog folds at load (request-independent), one it scores per request.
+        for formula in [
+            "number(offer.characteristics.margin) * 2", "number(offer.characteristics.margin) + profile.boost",
+        ] {
+            let criteria = #"[{"collection": "all", "ranking": {"method": "formula", "formula": "\#(formula)"}}]"#
+            let catalog = try engineCatalog(offers: offers, decisions: [decisionJSON(criteria: criteria)])
+            let result = DecisionEngine(catalog: catalog).decide(
+                request([scope(items: 1)], explain: true), profile: profile(attributes: #"{"boost": 1}"#),
+                now: testNow)
+            let trace = result.propositions[0].trace
+            let plus = formula.hasSuffix("boost") ? 1.0 : 0.0
+            let factor = formula.hasSuffix("boost") ? 1.0 : 2.0
+            #expect(trace.first { $0.offerID == "rich" }?.score == 4 * factor + plus, "\(formula)")
+            #expect(trace.first { $0.offerID == "rich" }?.verdict == .chosen)
+            #expect(trace.first { $0.offerID == "cheap" }?.score == 1 * factor + plus)
+            #expect(trace.first { $0.offerID == "cheap" }?.verdict == .rankedOut)
+            #expect(trace.first { $0.offerID == "nope" }?.score == nil)
+            // The chosen item's score is the one the trace gives.
+            #expect(result.propositions[0].items.first?.score == trace.first { $0.offerID == "rich" }?.score)
+        }
     }
 }
 

@@ -47,11 +47,13 @@ if catalogPath.isEmpty || snapshotPath.isEmpty || requestPaths.isEmpty {
 let service: DecisioningService
 var requests: [ByteBuffer] = []
 do {
-    let catalog = try loadCatalog(path: catalogPath, options: EngineOptions())
+    // As `offerd serve` does: the catalog's per-decision counters come from the same metrics.
+    let metrics = ServerMetrics()
+    let catalog = try loadCatalog(path: catalogPath, options: EngineOptions(), metrics: metrics)
     let snapshot = try loadSnapshot(path: snapshotPath)
     service = DecisioningService(
         catalogs: AtomicReferenceStore(catalog), snapshots: AtomicReferenceStore(snapshot), allowExplain: false,
-        metrics: ServerMetrics())
+        metrics: metrics)
     for path in requestPaths {
         let framed = try readWholeFile(path)
         guard framed.count >= 5 else { fail("\(path): shorter than a gRPC message prefix") }

@@ -23,11 +23,13 @@ case .failure(let error): fail("\(error.message)\n\(PeerArguments.usage)")
 
 let service: DecisioningService
 do {
-    let catalog = try loadCatalog(path: arguments.catalogPath, options: EngineOptions())
+    // As `offerd serve` does: the catalog's per-decision counters come from the same metrics.
+    let metrics = ServerMetrics()
+    let catalog = try loadCatalog(path: arguments.catalogPath, options: EngineOptions(), metrics: metrics)
     let snapshot = try loadSnapshot(path: arguments.snapshotPath)
     service = DecisioningService(
         catalogs: AtomicReferenceStore(catalog), snapshots: AtomicReferenceStore(snapshot), allowExplain: false,
-        metrics: ServerMetrics())
+        metrics: metrics)
 } catch {
     fail(error.message)
 }

@@ -230,19 +230,48 @@ struct  Offerd__V1__Item
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0, 0,NULL, OFFERD__V1__ITEM___SCORE__NOT_SET, {0} }
 
 
+typedef enum {
+  OFFERD__V1__TRACE_ENTRY___SCORE__NOT_SET = 0,
+  OFFERD__V1__TRACE_ENTRY___SCORE_SCORE = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(OFFERD__V1__TRACE_ENTRY___SCORE__CASE)
+} Offerd__V1__TraceEntry__ScoreCase;
+
 /*
- * Why a candidate offer was or was not chosen (only with explain).
+ * Why a candidate offer was or was not chosen (only with explain); or, as the only entry of a proposition decided
+ * before any criterion (consent, the unknown-profile policy), why it was decided so.
  */
 struct  Offerd__V1__TraceEntry
 {
   ProtobufCMessage base;
+  /*
+   * The offer; empty in a proposition-level entry.
+   */
   char *offer_id;
+  /*
+   * The criterion's 0-based index in its scope, as a decimal string; empty in a proposition-level entry.
+   */
   char *criterion;
+  /*
+   * chosen, not-approved, outside-dates, no-representation, ineligible, criterion-ineligible, capped, duplicate,
+   * ranked-out; or, proposition-level, marketing-denied, personalization-denied, unknown-profile.
+   */
   char *verdict;
+  /*
+   * The id of the criterion's collection; empty in a proposition-level entry.
+   */
+  char *collection_id;
+  /*
+   * Why, in words, for a proposition-level entry (e.g. which consent resolved to denied, and from what).
+   */
+  char *detail;
+  Offerd__V1__TraceEntry__ScoreCase _score_case;
+  union {
+    double score;
+  };
 };
 #define OFFERD__V1__TRACE_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&offerd__v1__trace_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, OFFERD__V1__TRACE_ENTRY___SCORE__NOT_SET, {0} }
 
 
 /*
