@@ -163,11 +163,12 @@ let package = Package(
 
         // The overlay of live state: the event log applied on top of the snapshot (counters, consent updates,
         // event ids); pure Swift, no I/O.
-        .target(name: "OfferdLiveState", dependencies: ["OfferdCore", "OfferdEventLog"]),
+        // It reads a snapshot's folded state and watermark (SPEC 9.6), so it depends on OfferdSnapshot too.
+        .target(name: "OfferdLiveState", dependencies: ["OfferdCore", "OfferdEventLog", "OfferdSnapshot"]),
         .testTarget(
             name: "OfferdLiveStateTests",
             dependencies: [
-                "OfferdLiveState", "OfferdCore", "OfferdEventLog",
+                "OfferdLiveState", "OfferdCore", "OfferdEventLog", "OfferdSnapshot",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
@@ -176,7 +177,8 @@ let package = Package(
         .executableTarget(
             name: "offerd",
             dependencies: [
-                "OfferdCore", "OfferdSnapshot", "OfferdSnapshotBuilder", "OfferdServer",
+                "OfferdCore", "OfferdSnapshot", "OfferdSnapshotBuilder", "OfferdServer", "OfferdEventLog",
+                "OfferdLiveState",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -6,4 +6,4 @@
 # other threaded code. A report fails the run.
 set -eu
 cd "$(dirname "$0")/.."
-exec swift test --sanitize=thread --filter 'OfferdSnapshotTests|OfferdSnapshotBuilderTests|BatchDeciderTests|OfferdLiveStateTests|LiveStateRuntimeTests' "$@"
+exec swift test --sanitize=thread --filter 'OfferdSnapshotTests|OfferdSnapshotBuilderTests|BatchDeciderTests|OfferdLiveStateTests|LiveStateRuntimeTests|DeferredRecordingTests' "$@"

@@ -100,6 +100,21 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         self.recovery = recovery
     }
 
+    /// Opens the log at `path` for reading only, without its lock: the entries of the whole records it holds at
+    /// this moment, while its server may go on appending (`offerd events export`, `snapshot build --events`).
+    /// Appends and trims throw; a torn or half-written tail is left alone and not read; reads do not see what is
+    /// appended after the open. A trim by the owner renames a new file over the path: this log keeps reading the
+    /// file it opened.
+    public init(readingOnly path: String) throws(EventLogError) {
+        self.path = path
+        let opened = try EventLogFile.openForReading(path)
+        let (index, recovery) = try Self.recover(opened, readOnly: true)
+        self.file = opened
+        self.index = index
+        self.recovery = recovery
+        self.stopped = .closed("\(path) is open for reading only")
+    }
+
     /// Takes the log's lock, waiting out a holder that cannot be named for up to two seconds.
     ///
     /// Such a holder is almost always a child process that another thread of this process is spawning: between
@@ -313,9 +328,14 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
     private static func readUInt32(_ bytes: [UInt8], at offset: Int) -> UInt32 { readUInt32(bytes[...], at: offset) }
 
     /// Checks the header (writing it when the file is new), indexes the whole records, and cuts a torn tail.
-    private static func recover(_ file: EventLogFile) throws(EventLogError) -> (RecordIndex, FileEventLogRecovery) {
+    private static func recover(_ file: EventLogFile, readOnly: Bool = false) throws(EventLogError) -> (
+        RecordIndex, FileEventLogRecovery
+    ) {
         var size = try file.size()
         var created = false
+        if size < headerSize && readOnly {
+            throw EventLogError.notAnEventLog(path: file.path, reason: "\(size) bytes, shorter than a header")
+        }
         if size < headerSize {
             // A new file, or one whose creation stopped inside the header: what is there must be the start of a
             // new log's header, or the file is someone else's and stays untouched.
@@ -384,7 +404,11 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         var recovery = FileEventLogRecovery(
             createdFile: created, recordCount: index.recordCount,
             entryCount: Int(index.nextSequence - index.baseSequence), cutBytes: 0)
-        if let cutReason {
+        if let cutReason, readOnly {
+            // Possibly a record its owner is writing right now: not read, never cut from here.
+            recovery.cutOffset = offset
+            recovery.cutReason = cutReason
+        } else if let cutReason {
             try file.truncate(to: offset)
             try file.synchronizeData()
             recovery.cutBytes = size - offset

@@ -63,6 +63,13 @@ final class EventLogFile {
         return EventLogFile(descriptor: fd, path: path)
     }
 
+    /// Opens an existing file for reading only.
+    static func openForReading(_ path: String) throws(EventLogError) -> EventLogFile {
+        let fd = retryingOnInterrupt { open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { throw systemError("open", path: path) }
+        return EventLogFile(descriptor: fd, path: path)
+    }
+
     /// The file's size in bytes.
     func size() throws(EventLogError) -> Int {
         var status = stat()

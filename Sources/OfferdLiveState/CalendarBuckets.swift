@@ -61,6 +61,24 @@ public enum CalendarBuckets {
         return (year, month, dayOfMonth)
     }
 
+    /// The Unix time (ms) of the 1st of the month before the one holding `timeMs`, 00:00 UTC (SPEC 9.1's
+    /// retention: the current and the previous calendar month).
+    public static func startOfPreviousMonth(timeMs: Int64) -> Int64 {
+        let (year, month, _) = civilDate(day: day(timeMs))
+        let previous = month == 1 ? (year - 1, Int64(12)) : (year, month - 1)
+        return days(year: previous.0, month: previous.1, day: 1) * millisecondsPerDay
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date: Howard Hinnant's `days_from_civil`.
+    static func days(year: Int64, month: Int64, day: Int64) -> Int64 {
+        let shiftedYear = month <= 2 ? year - 1 : year
+        let era = floorDivide(shiftedYear, 400)
+        let yearOfEra = shiftedYear - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
     private static func floorDivide(_ lhs: Int64, _ rhs: Int64) -> Int64 {
         let quotient = lhs / rhs
         return (lhs % rhs != 0 && (lhs < 0) != (rhs < 0)) ? quotient - 1 : quotient

@@ -1,5 +1,6 @@
 import OfferdCore
 import OfferdEventLog
+import OfferdSnapshot
 
 /// One live counter: events of one type naming one offer, in one period bucket (``CalendarBuckets``).
 public struct LiveCounterKey: Hashable, Sendable {
@@ -56,8 +57,14 @@ public struct LiveProfileState: Hashable, Sendable {
 /// - **Bounded memory.** ``expire()`` drops event ids older than 31 days and period counters of buckets before
 ///   the previous one; the follower calls it when the log's clock enters a new day.
 ///
-/// Not here yet (see docs/live-state.md): the snapshot watermark (SPEC 9.6: dropping lifetime counts a new
-/// snapshot has folded), and the pending table of a server's own decision events not yet read back.
+/// - **The snapshot's watermark** (SPEC 9.6). Lifetime counters and consents sit on top of the snapshot being
+///   served: they hold that snapshot's folded state (``FoldedState``) plus the entries after its watermark
+///   ``watermark``. An entry at or before the watermark changes period counters and event ids only (the
+///   snapshot has folded its lifetime part). ``rebase(onto:watermark:)`` and ``reapplyAfterWatermark(_:)`` move
+///   the overlay onto another snapshot: the follower resets lifetime counters and consents to the new folded
+///   state, then re-reads the log from the new watermark up to ``lastApplied``. To make that re-read reach
+///   the same verdicts as the first reading, the overlay remembers the positions it skipped as duplicates
+///   (rare: retries), and the re-read skips exactly those.
 public struct LiveOverlay: Sendable {
     /// How long an event id makes a later entry with the same id a duplicate (SPEC 9.4).
     public static let eventIDRetentionMs: Int64 = 31 * CalendarBuckets.millisecondsPerDay
@@ -72,8 +79,18 @@ public struct LiveOverlay: Sendable {
     private var lastBatchByServer: [String: UInt64] = [:]
     /// The (server, batch) of the previous entry, and whether that batch is being skipped as a copy.
     private var currentBatch: (server: String, batch: UInt64, skipping: Bool)?
+    /// The watermark of the snapshot the lifetime counters and consents sit on; nil: every entry is after it.
+    public private(set) var watermark: EventLogPosition?
+    /// Positions skipped as duplicates (event id or batch copy), ascending: a re-read skips them too.
+    private var skippedPositions: [EventLogPosition] = []
 
     public init() {}
+
+    /// An overlay whose lifetime counters and consents start from a snapshot's folded state, with its watermark
+    /// (see ``rebase(onto:watermark:)``).
+    public init(folded: FoldedState, watermark: EventLogPosition?) {
+        rebase(onto: folded, watermark: watermark)
+    }
 
     /// What ``apply(_:)`` did with a record.
     public enum Outcome: Hashable, Sendable {
@@ -93,9 +110,14 @@ public struct LiveOverlay: Sendable {
         if let lastApplied, record.position <= lastApplied { return .alreadyApplied }
         lastApplied = record.position
         let entry = record.entry
-        if isCopyOfAppliedBatch(entry) { return .duplicateBatch }
+        if isCopyOfAppliedBatch(entry) {
+            skippedPositions.append(record.position)
+            return .duplicateBatch
+        }
         logClockMs = max(logClockMs, entry.timeMs)
         let clock = logClockMs
+        // At or before the watermark the snapshot holds the entry's lifetime part (SPEC 9.6).
+        let lifetimeToo = watermark.map { record.position > $0 } ?? true
         let duplicate = profiles.modify(entry.key, default: LiveProfileState()) { state -> Bool in
             if !entry.eventID.isEmpty {
                 if let seen = state.eventIDs[entry.eventID], clock - seen <= Self.eventIDRetentionMs {
@@ -105,20 +127,107 @@ public struct LiveOverlay: Sendable {
             }
             switch entry.type {
             case .consent:
-                for (key, value) in entry.consents { state.consents.set(key, xdmValue: value) }
+                if lifetimeToo { for (key, value) in entry.consents { state.consents.set(key, xdmValue: value) } }
             case .dismiss:
                 break
             case .decision, .display, .interact:
                 let event = Self.cappingEvent(entry.type)
-                Self.count(entry, event: event) { state.counters[$0, default: 0] += 1 }
+                Self.count(entry, event: event, lifetime: lifetimeToo) { state.counters[$0, default: 0] += 1 }
             }
             return false
         }
-        if duplicate { return .duplicateEvent }
+        if duplicate {
+            skippedPositions.append(record.position)
+            return .duplicateEvent
+        }
         if entry.type == .decision || entry.type == .display || entry.type == .interact {
-            Self.count(entry, event: Self.cappingEvent(entry.type)) { totals[$0, default: 0] += 1 }
+            Self.count(entry, event: Self.cappingEvent(entry.type), lifetime: lifetimeToo) {
+                totals[$0, default: 0] += 1
+            }
         }
         return .applied
+    }
+
+    /// Moves the lifetime counters and the consents onto a snapshot with `folded` state and `watermark`: they
+    /// become the folded state alone, and entries up to `watermark` no longer change them. Period counters,
+    /// event ids and ``lastApplied`` stay. The caller then hands every record after `watermark` up to
+    /// ``lastApplied`` to ``reapplyAfterWatermark(_:)``, in order (none when `watermark` is at or after
+    /// ``lastApplied``), before anyone reads the result.
+    public mutating func rebase(onto folded: FoldedState, watermark: EventLogPosition?) {
+        self.watermark = watermark
+        profiles.compact { _, state in
+            var state = state
+            state.counters = state.counters.filter { $0.key.period != .lifetime }
+            state.consents = ConsentOverride()
+            return state.counters.isEmpty && state.eventIDs.isEmpty ? nil : state
+        }
+        totals = totals.filter { $0.key.period != .lifetime }
+        for (foldedKey, profile) in folded.profiles {
+            let key = EventLogProfileKey(namespace: foldedKey.namespace, id: foldedKey.id)
+            profiles.modify(key, default: LiveProfileState()) { state in
+                for (offer, counts) in profile.counts {
+                    Self.addFolded(counts, offer: offer) { state.counters[$0, default: 0] += $1 }
+                }
+                for (consentKey, value) in profile.consents { state.consents.set(consentKey, xdmValue: value) }
+            }
+        }
+        for (offer, counts) in folded.totals {
+            Self.addFolded(counts, offer: offer) { totals[$0, default: 0] += $1 }
+        }
+    }
+
+    /// The second half of ``rebase(onto:watermark:)``: counts the lifetime part of one record after the new
+    /// watermark and at or before ``lastApplied`` again, unless the first reading skipped it as a duplicate.
+    /// Records must come in position order; others are ignored.
+    public mutating func reapplyAfterWatermark(_ record: EventLogRecord) {
+        guard let lastApplied, record.position <= lastApplied,
+            watermark.map({ record.position > $0 }) ?? true, !wasSkipped(record.position)
+        else { return }
+        let entry = record.entry
+        switch entry.type {
+        case .consent:
+            profiles.modify(entry.key, default: LiveProfileState()) { state in
+                for (key, value) in entry.consents { state.consents.set(key, xdmValue: value) }
+            }
+        case .dismiss:
+            break
+        case .decision, .display, .interact:
+            let event = Self.cappingEvent(entry.type)
+            profiles.modify(entry.key, default: LiveProfileState()) { state in
+                Self.count(entry, event: event, periods: [.lifetime]) { state.counters[$0, default: 0] += 1 }
+            }
+            Self.count(entry, event: event, periods: [.lifetime]) { totals[$0, default: 0] += 1 }
+        }
+    }
+
+    /// Forgets the skipped positions before `position` (the log no longer holds them: trimmed away).
+    public mutating func forgetSkipped(before position: EventLogPosition) {
+        skippedPositions.removeSubrange(0..<firstSkippedIndex(atOrAfter: position))
+    }
+
+    private func wasSkipped(_ position: EventLogPosition) -> Bool {
+        let index = firstSkippedIndex(atOrAfter: position)
+        return index < skippedPositions.count && skippedPositions[index] == position
+    }
+
+    private func firstSkippedIndex(atOrAfter position: EventLogPosition) -> Int {
+        var low = 0
+        var high = skippedPositions.count
+        while low < high {
+            let middle = (low + high) / 2
+            if skippedPositions[middle] < position { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    /// Calls `body` with each lifetime counter of folded `counts` and the amount to add.
+    private static func addFolded(_ counts: FoldedCounts, offer: String, _ body: (LiveCounterKey, Int) -> Void) {
+        for (event, amount) in [
+            (CappingEvent.decision, counts.decision), (.display, counts.display),
+            (.interact, counts.interact),
+        ] where amount > 0 {
+            body(LiveCounterKey(offer: offer, event: event, period: .lifetime, bucket: 0), amount)
+        }
     }
 
     /// Applies records in order; returns how many were applied and how many skipped as duplicates.
@@ -144,8 +253,12 @@ public struct LiveOverlay: Sendable {
     }
 
     /// The immutable value readers use; cheap (it shares storage with this overlay until the next change).
-    public func published() -> LiveOverlaySnapshot {
-        LiveOverlaySnapshot(profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs)
+    ///
+    /// `snapshot` is the profile snapshot the overlay sits on (its folded state and watermark, SPEC 9.6): a
+    /// Decide reads both from this one value, so a swap publishes them together.
+    public func published(snapshot: ProfileSnapshot? = nil) -> LiveOverlaySnapshot {
+        LiveOverlaySnapshot(
+            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, snapshot: snapshot)
     }
 
     /// Profile keys with live state (the `offerd_overlay_keys` metric).
@@ -187,11 +300,22 @@ public struct LiveOverlay: Sendable {
         }
     }
 
-    /// Calls `body` with every counter an entry adds 1 to: each distinct offer, each period.
-    private static func count(_ entry: EventLogEntry, event: CappingEvent, _ body: (LiveCounterKey) -> Void) {
+    /// Calls `body` with every counter an entry adds 1 to: each distinct offer, each period (the lifetime one only
+    /// when `lifetime`).
+    private static func count(
+        _ entry: EventLogEntry, event: CappingEvent, lifetime: Bool, _ body: (LiveCounterKey) -> Void
+    ) {
+        count(entry, event: event, periods: lifetime ? CappingPeriod.allCases : periodsOnly, body)
+    }
+
+    private static let periodsOnly = CappingPeriod.allCases.filter { $0 != .lifetime }
+
+    private static func count(
+        _ entry: EventLogEntry, event: CappingEvent, periods: [CappingPeriod], _ body: (LiveCounterKey) -> Void
+    ) {
         var seen: Set<String> = []
         for offer in entry.offerIDs where seen.insert(offer).inserted {
-            for period in CappingPeriod.allCases {
+            for period in periods {
                 body(
                     LiveCounterKey(
                         offer: offer, event: event, period: period,
@@ -211,26 +335,39 @@ public final class LiveOverlaySnapshot: Sendable {
     public let logClockMs: Int64
     /// This server's own events not yet applied, counted on top (see ``PendingCounts``).
     public let pending: PendingCounts
+    /// The profile snapshot this overlay's lifetime counters and consents sit on (nil in tests that need none).
+    public let snapshot: ProfileSnapshot?
 
     init(
         profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>, totals: [LiveCounterKey: Int],
-        lastApplied: EventLogPosition?, logClockMs: Int64, pending: PendingCounts = PendingCounts()
+        lastApplied: EventLogPosition?, logClockMs: Int64, pending: PendingCounts = PendingCounts(),
+        snapshot: ProfileSnapshot? = nil
     ) {
         self.profiles = profiles
         self.totals = totals
         self.lastApplied = lastApplied
         self.logClockMs = logClockMs
         self.pending = pending
+        self.snapshot = snapshot
     }
 
     /// The same overlay with `pending` counted on top; shares the overlay's storage.
     public func with(pending: PendingCounts) -> LiveOverlaySnapshot {
         LiveOverlaySnapshot(
-            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, pending: pending)
+            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, pending: pending,
+            snapshot: snapshot)
     }
 
     /// An empty overlay (nothing applied).
     public static let empty = LiveOverlay().published()
+
+    /// The overlay of a snapshot's folded state alone (SPEC 9.6), for deciding without an event log
+    /// (`--events none`, `offerd decide`): folded lifetime counts and totals, folded consents, no period counts.
+    /// Nil when the snapshot folded nothing (then the snapshot's own values are the whole story).
+    public static func foldedOnly(_ snapshot: ProfileSnapshot) -> LiveOverlaySnapshot? {
+        guard snapshot.hasFoldedState else { return nil }
+        return LiveOverlay(folded: snapshot.folded, watermark: nil).published(snapshot: snapshot)
+    }
 
     /// Profile keys with live state.
     public var keyCount: Int { profiles.count }

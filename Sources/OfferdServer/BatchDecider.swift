@@ -2,6 +2,8 @@ import Atomics
 import Dispatch
 import Foundation
 import OfferdCore
+import OfferdEventLog
+import OfferdLiveState
 import OfferdSnapshot
 import OfferdWire
 
@@ -60,6 +62,8 @@ public final class BatchDecider: Sendable {
 
     let catalog: LoadedCatalog
     let snapshot: ProfileSnapshot
+    /// The snapshot's folded state as an overlay; nil when it folded nothing.
+    let folded: LiveOverlaySnapshot?
     let configuration: Configuration
     /// Request time in epoch seconds, read per request as the server does; injectable for tests.
     let now: @Sendable () -> Double
@@ -70,6 +74,7 @@ public final class BatchDecider: Sendable {
     ) {
         self.catalog = catalog
         self.snapshot = snapshot
+        self.folded = LiveOverlaySnapshot.foldedOnly(snapshot)
         self.configuration = configuration
         self.now = now ?? { wallClockSeconds() }
     }
@@ -111,7 +116,16 @@ public final class BatchDecider: Sendable {
         _ request: DecisionRequest, profile: consuming SnapshotProfile?, into output: inout [UInt8],
         stats: inout BatchStats
     ) {
-        let result = catalog.engine.decide(request, profile: profile, now: now())
+        let result: DecisionResult
+        if let folded {
+            // A folded snapshot's counts and consents, as a server without a log uses them (SPEC 9.6).
+            let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
+            let inputs = folded.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
+            result = catalog.engine.decide(
+                request, profile: profile, live: inputs.counts, consents: inputs.consents, now: now())
+        } else {
+            result = catalog.engine.decide(request, profile: profile, now: now())
+        }
         stats.record(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
         DecideJSONCodec.appendResponse(

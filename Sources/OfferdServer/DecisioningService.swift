@@ -45,6 +45,8 @@ public final class DecisioningService: GRPCUnaryService {
     /// The live state (SPEC 9); nil with `--events none`.
     public let live: LiveStateRuntime?
     private let shuttingDown = ManagedAtomic<Bool>(false)
+    /// Without a log: the overlay of the serving snapshot's folded state (``foldedOverlay(of:)``).
+    private let foldedOverlays = AtomicReferenceStore<LiveOverlaySnapshot>(nil)
     /// Request time in epoch seconds; injectable so tests can pin dates (nil: the wall clock).
     let now: @Sendable () -> Double
 
@@ -63,6 +65,15 @@ public final class DecisioningService: GRPCUnaryService {
         self.metrics = metrics
         // The wall clock by default (a `package` function, so it cannot be the default argument itself).
         self.now = now ?? { wallClockSeconds() }
+    }
+
+    /// The overlay of a snapshot's folded state, for deciding without a log; made once per snapshot.
+    private func foldedOverlay(of snapshot: ProfileSnapshot) -> LiveOverlaySnapshot? {
+        if let cached = foldedOverlays.load(), cached.snapshot === snapshot { return cached }
+        // Two calls may both build it for a new snapshot: the same value, published twice; harmless.
+        let made = LiveOverlaySnapshot.foldedOnly(snapshot)
+        if let made { foldedOverlays.publish(made) }
+        return made
     }
 
     /// Whether a catalog and a snapshot are loaded, the event log's start-up replay has finished, and shutdown
@@ -116,12 +127,17 @@ public final class DecisioningService: GRPCUnaryService {
             method = .unknown
             reply = .failure(GRPCStatus(.unimplemented, "unknown method \(call.path)"))
         }
-        let code: GRPCStatus.Code
         switch reply {
-        case .message: code = .ok
-        case .failure(let status): code = status.code
+        case .message: metrics.recordCall(method, status: .ok, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+        case .failure(let status):
+            metrics.recordCall(method, status: status.code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+        case .deferred(let pending):
+            // Counted when answered, with the time until then.
+            pending.whenComplete { [metrics] completed in
+                let code: GRPCStatus.Code = if case .failure(let status) = completed { status.code } else { .ok }
+                metrics.recordCall(method, status: code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
+            }
         }
-        metrics.recordCall(method, status: code, nanoseconds: (NIODeadline.now() - started).nanoseconds)
         return reply
     }
 
@@ -151,25 +167,37 @@ public final class DecisioningService: GRPCUnaryService {
         guard let catalog = catalogs.load() else {
             return .failure(GRPCStatus(.unavailable, "no catalog is loaded yet"))
         }
-        guard let snapshot = snapshots.load() else {
-            return .failure(GRPCStatus(.unavailable, "no profile snapshot is loaded yet"))
+        // With live state the snapshot comes with the overlay that sits on it, in one load (SPEC 9.6: a swap
+        // publishes both at once).
+        let overlay: LiveOverlaySnapshot?
+        let snapshot: ProfileSnapshot
+        if let live {
+            guard live.isReplayed, let loaded = live.overlays.load(), let paired = loaded.snapshot else {
+                return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
+            }
+            overlay = loaded
+            snapshot = paired
+        } else {
+            guard let loaded = snapshots.load() else {
+                return .failure(GRPCStatus(.unavailable, "no profile snapshot is loaded yet"))
+            }
+            // Without a log a folded snapshot still brings its folded counts and consents (SPEC 9.3, 9.6).
+            overlay = loaded.hasFoldedState ? foldedOverlay(of: loaded) : nil
+            snapshot = loaded
         }
         if let deadline = call.deadline, deadline <= .now() {
             return .failure(GRPCStatus(.deadlineExceeded, "the deadline expired before the decision started"))
         }
         let profile = snapshot.profile(for: request.identity)
         let result: DecisionResult
-        if let live {
-            guard live.isReplayed, let overlay = live.overlays.load() else {
-                return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
-            }
+        if let overlay {
             // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
             let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
             let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
             let time = now()
             result = catalog.engine.decide(
                 request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
-            if !request.dryRun {
+            if let live, !request.dryRun {
                 live.recordDecisions(
                     result, catalog: catalog.engine.catalog, key: key, timeMs: CalendarBuckets.milliseconds(time))
             }

@@ -26,17 +26,35 @@ import OfferdSnapshot
 ///   that changed it. ``isReplayed`` turns true once a read returned less than it asked for, that is once the
 ///   follower reached the end of the log as it was; readiness waits for it (SPEC 7).
 /// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
-/// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submitAndWait(_:timeout:)``: the writer appends
-///   them in its next batch, and the follower completes them once it has applied past their position.
+/// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submit(_:timeout:completion:)`` and answer
+///   with a deferred reply: the writer appends them in its next batch, and the follower completes them once it
+///   has applied past their position (a timer fails them after the timeout). No event loop waits.
 ///
 /// - This server's decision events count here from the moment the writer takes them until the follower applies
 ///   them (or the buffer drops them): ``PendingCounts``, changed by both threads under `publication` and
 ///   published with the overlay in one value.
 ///
-/// Not built yet (docs/live-state.md): snapshot watermarks, trimming.
+/// - **Snapshot swaps** (SPEC 9.6): the overlay's lifetime counters and consents sit on one snapshot (its folded
+///   state plus the log after its watermark), and a published overlay carries that snapshot, so a Decide reads
+///   both from one atomic load. ``adopt(_:)`` hands a newly loaded snapshot to the follower, which waits until it
+///   has applied up to the new watermark, rebases a copy of its overlay onto the snapshot (re-reading the log
+///   from the watermark to where it is), and publishes the pair at once, then the snapshot into `snapshots`
+///   (what metrics and the other methods read). Until then the old pair keeps serving. A file log is then trimmed
+///   as SPEC 9.1 says (``EventLogTrimming``).
 public final class LiveStateRuntime: Sendable {
     /// The overlay Decide reads.
     public let overlays: AtomicReferenceStore<LiveOverlaySnapshot>
+    /// Where the snapshot a swap puts in service is published, once its overlay is.
+    private let snapshots: AtomicReferenceStore<ProfileSnapshot>
+    /// The snapshot being served when the runtime starts (nil only in tests of the runtime alone).
+    private let initialSnapshot: ProfileSnapshot?
+    /// A snapshot loaded and waiting for the follower to swap it in (the newest wins).
+    private let requestedSnapshot = NIOLockedValueBox<ProfileSnapshot?>(nil)
+    /// How long a submission waits before it answers UNAVAILABLE (SPEC 9.1: within a second); tests that hold
+    /// a write on purpose lengthen it.
+    let submitTimeout: Duration
+    /// Snapshots swapped in since the start (tests, metrics).
+    let swaps = ManagedAtomic<Int>(0)
     private let log: any EventLog
     private let logger: Logger
     /// A fresh id for this run of the writer: batch copies are recognised by (server id, batch number).
@@ -73,11 +91,26 @@ public final class LiveStateRuntime: Sendable {
     /// The most entries a writer appends in one batch, and a follower reads in one call.
     static let batchLimit = 4096
 
-    public init(log: any EventLog, bufferLimit: Int, logger: Logger) {
+    /// - Parameters:
+    ///   - snapshot: the snapshot served at start; the start-up replay counts on top of its folded state.
+    ///   - snapshots: the store where swapped-in snapshots are published after their overlay.
+    public init(
+        log: any EventLog, bufferLimit: Int, logger: Logger, snapshot: ProfileSnapshot? = nil,
+        snapshots: AtomicReferenceStore<ProfileSnapshot> = AtomicReferenceStore(nil),
+        submitTimeout: Duration = .seconds(1)
+    ) {
+        self.submitTimeout = submitTimeout
         self.log = log
         self.bufferLimit = max(1, bufferLimit)
         self.logger = logger
         self.overlays = AtomicReferenceStore(LiveOverlaySnapshot.empty)
+        self.initialSnapshot = snapshot
+        self.snapshots = snapshots
+    }
+
+    /// Asks the follower to swap `snapshot` in (see the type's documentation); returns at once.
+    public func adopt(_ snapshot: ProfileSnapshot) {
+        requestedSnapshot.withLockedValue { $0 = snapshot }
     }
 
     /// True once the follower has applied the log as it was at start-up.
@@ -116,53 +149,60 @@ public final class LiveStateRuntime: Sendable {
     }
 
     /// Entries that must be durable and applied here before their caller answers.
-    final class Submission: @unchecked Sendable {
-        // @unchecked: `result` is written once, before `done` is signalled, and read after waiting on it.
+    final class Submission: Sendable {
         let entries: [EventLogEntry]
-        private let done = DispatchSemaphore(value: 0)
         private let claimed = ManagedAtomic<Bool>(false)
-        private var result: Result<EventLogPosition, SubmitError> = .failure(.unavailable("not answered"))
+        private let completion: @Sendable (Result<EventLogPosition, SubmitError>) -> Void
 
-        init(entries: [EventLogEntry]) { self.entries = entries }
+        init(entries: [EventLogEntry], completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void)
+        {
+            self.entries = entries
+            self.completion = completion
+        }
 
         /// Completes the submission once (true), or does nothing when it was completed before (false).
         @discardableResult
         func complete(_ outcome: Result<EventLogPosition, SubmitError>) -> Bool {
             guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return false }
-            result = outcome
-            done.signal()
+            completion(outcome)
             return true
-        }
-
-        func wait(timeout: Duration) -> Result<EventLogPosition, SubmitError> {
-            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-            if done.wait(timeout: .now() + seconds) == .timedOut
-                && !complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
-            {
-                // Another thread claimed it first and signals right after setting the result: wait for that.
-                done.wait()
-                return result
-            }
-            return result
         }
     }
 
-    /// Writes `entries` and waits until they are durable and applied by this server's follower (SPEC 9.4: OK
-    /// only then), at most `timeout`; returns the position of the last entry.
-    ///
-    /// - Important: This blocks the calling thread. The RPC handlers call it on an event loop because the
-    ///   transport's service seam answers synchronously; see docs/live-state.md for why that is a known gap and
-    ///   how a deferred reply removes it. While the log is known to be down it fails at once instead.
-    public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration = .seconds(1)) -> Result<
-        EventLogPosition, SubmitError
-    > {
+    /// Writes `entries` and calls `completion` once they are durable and applied by this server's follower
+    /// (SPEC 9.4: OK only then) with the position of the last entry, or with UNAVAILABLE after at most `timeout`
+    /// (at once while the log is known to be down). Returns at once; `completion` runs on the follower's, the
+    /// writer's or a timer's thread (or this one, when it fails at once).
+    public func submit(
+        _ entries: [EventLogEntry], timeout: Duration? = nil,
+        completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void
+    ) {
+        let timeout = timeout ?? submitTimeout
         if !isLogUp {
-            return .failure(.unavailable("the event log is unreachable"))
+            completion(.failure(.unavailable("the event log is unreachable")))
+            return
         }
-        let submission = Submission(entries: entries)
+        let submission = Submission(entries: entries, completion: completion)
         submissions.withLockedValue { $0.append(submission) }
         if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
-        return submission.wait(timeout: timeout)
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+            submission.complete(.failure(.unavailable("the event log did not answer within \(timeout)")))
+        }
+    }
+
+    /// ``submit(_:timeout:completion:)``, waited for: blocks the calling thread (tests; never an event loop).
+    public func submitAndWait(_ entries: [EventLogEntry], timeout: Duration? = nil) -> Result<
+        EventLogPosition, SubmitError
+    > {
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<Result<EventLogPosition, SubmitError>?>(nil)
+        submit(entries, timeout: timeout) { outcome in
+            result.withLockedValue { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        return result.withLockedValue { $0 }!
     }
 
     /// Called by the writer once a submission's entries are in the log at `position` (its last entry's).
@@ -328,12 +368,38 @@ public final class LiveStateRuntime: Sendable {
     // MARK: - The follower
 
     private func runFollower() {
-        var overlay = LiveOverlay()
+        var serving: ProfileSnapshot? = initialSnapshot
+        // The start-up replay counts on top of the served snapshot's folded state (SPEC 9.6).
+        var overlay = LiveOverlay(
+            folded: initialSnapshot?.folded ?? FoldedState(),
+            watermark: initialSnapshot.flatMap { Self.watermark(of: $0, logger: logger) })
+        var reportedWaitFor: String?
         var expiredDay = Int64.min
         var reportedDown = false
         let replayStart = ContinuousClock.now
         while !stopping.load(ordering: .acquiring) {
             let replaying = !replayed.load(ordering: .relaxed)
+            if !replaying, let next = requestedSnapshot.withLockedValue({ $0 }) {
+                switch swap(to: next, overlay: &overlay, waitingFor: &reportedWaitFor) {
+                case .swapped:
+                    requestedSnapshot.withLockedValue { if $0 === next { $0 = nil } }
+                    serving = next
+                    publish(overlay.published(snapshot: serving), removingPending: [])
+                    snapshots.publish(next)
+                    swaps.wrappingIncrement(ordering: .releasing)
+                    logger.info(
+                        "snapshot swapped in",
+                        metadata: [
+                            "version": "\(next.version)", "watermark": "\(next.watermark ?? "none")",
+                            "applied": "\(overlay.lastApplied.map(String.init(describing:)) ?? "start")",
+                        ])
+                    trimFileLog(keepingAfter: next.watermark, overlay: &overlay)
+                case .refused:
+                    requestedSnapshot.withLockedValue { if $0 === next { $0 = nil } }
+                case .waiting:
+                    break
+                }
+            }
             do {
                 let records = try log.read(
                     after: overlay.lastApplied, maxCount: Self.batchLimit,
@@ -372,12 +438,12 @@ public final class LiveStateRuntime: Sendable {
                     }
                     // During the replay nobody reads the overlay (Decide answers UNAVAILABLE): publish once, at its end.
                     if !replaying {
-                        publish(overlay.published(), removingPending: ownApplied)
+                        publish(overlay.published(snapshot: serving), removingPending: ownApplied)
                         didApply(through: overlay.lastApplied)
                     }
                 }
                 if replaying && records.count < Self.batchLimit {
-                    publish(overlay.published(), removingPending: [])
+                    publish(overlay.published(snapshot: serving), removingPending: [])
                     didApply(through: overlay.lastApplied)
                     replayed.store(true, ordering: .releasing)
                     logger.info(
@@ -387,6 +453,16 @@ public final class LiveStateRuntime: Sendable {
                             "keys": "\(overlay.keyCount)",
                             "seconds": "\(ContinuousClock.now - replayStart)",
                         ])
+                    if let watermark = overlay.watermark, overlay.lastApplied.map({ $0 < watermark }) ?? true {
+                        // The snapshot folded entries this log does not hold (a file log replaced by a new one, or
+                        // another log): new entries up to the watermark would count in periods but not lifetime.
+                        logger.error(
+                            "snapshot watermark after the end of the event log (replaced log?): entries up to it will not count toward lifetime caps",
+                            metadata: [
+                                "watermark": "\(watermark)",
+                                "log end": "\(overlay.lastApplied.map(String.init(describing:)) ?? "empty")",
+                            ])
+                    }
                 }
             } catch {
                 if case .malformedEntry(let at, let reason, let resumeAfter) = error {
@@ -403,6 +479,106 @@ public final class LiveStateRuntime: Sendable {
             }
         }
     }
+
+    /// A snapshot's watermark as a position; nil when it has none, or (logged) when it is no position at all.
+    private static func watermark(of snapshot: ProfileSnapshot, logger: Logger) -> EventLogPosition? {
+        guard let text = snapshot.watermark else { return nil }
+        guard let position = EventLogPosition(text) else {
+            logger.error("snapshot watermark is not a log position; ignored", metadata: ["watermark": "\(text)"])
+            return nil
+        }
+        return position
+    }
+
+    private enum SwapOutcome {
+        case swapped
+        /// The follower has not applied up to the watermark yet.
+        case waiting
+        /// The snapshot cannot sit on this log; the serving pair stays.
+        case refused
+    }
+
+    /// Rebases a copy of `overlay` onto `snapshot` and, on success, replaces `overlay` with it.
+    private func swap(to snapshot: ProfileSnapshot, overlay: inout LiveOverlay, waitingFor: inout String?)
+        -> SwapOutcome
+    {
+        var watermark: EventLogPosition?
+        if let text = snapshot.watermark {
+            guard let position = EventLogPosition(text) else {
+                logger.error(
+                    "snapshot not swapped in: its watermark is not a log position; keeping the serving one",
+                    metadata: ["version": "\(snapshot.version)", "watermark": "\(text)"])
+                return .refused
+            }
+            if let applied = overlay.lastApplied, Self.isStream(applied) != Self.isStream(position) {
+                logger.error(
+                    "snapshot not swapped in: its watermark is a position of another kind of log; keeping the serving one",
+                    metadata: ["version": "\(snapshot.version)", "watermark": "\(text)"])
+                return .refused
+            }
+            // SPEC 9.6: a watermark ahead of what this server applied waits until it has applied up to it.
+            if overlay.lastApplied.map({ $0 < position }) ?? true {
+                if waitingFor != text {
+                    logger.info(
+                        "snapshot waits until the log is applied up to its watermark",
+                        metadata: ["version": "\(snapshot.version)", "watermark": "\(text)"])
+                    waitingFor = text
+                }
+                return .waiting
+            }
+            watermark = position
+        }
+        waitingFor = nil
+        var candidate = overlay
+        candidate.rebase(onto: snapshot.folded, watermark: watermark)
+        // Re-read the entries after the new watermark that were applied already: their lifetime part counts on
+        // top of the new folded state.
+        if let end = candidate.lastApplied, watermark.map({ $0 < end }) ?? true {
+            var position = watermark
+            do {
+                reading: while true {
+                    let records = try log.read(after: position, maxCount: Self.batchLimit, timeout: .zero)
+                    if records.isEmpty { break }
+                    for record in records {
+                        if record.position > end { break reading }
+                        candidate.reapplyAfterWatermark(record)
+                    }
+                    position = records.last?.position
+                    if let position, position >= end { break }
+                }
+            } catch {
+                logger.warning(
+                    "snapshot swap: re-reading the log failed; retrying", metadata: ["error": "\(error)"])
+                return .waiting
+            }
+        }
+        overlay = candidate
+        return .swapped
+    }
+
+    private static func isStream(_ position: EventLogPosition) -> Bool {
+        if case .stream = position { return true }
+        return false
+    }
+
+    /// After a swap: a file log, which this server alone owns, is trimmed as `offerd events trim` would
+    /// (SPEC 9.1); a shared Redis stream is left to the operator's `events trim`.
+    private func trimFileLog(keepingAfter watermark: String?, overlay: inout LiveOverlay) {
+        guard let fileLog = log as? FileEventLog, let watermark, let position = EventLogPosition(watermark) else {
+            return
+        }
+        do {
+            let cut = try EventLogTrimming.cut(log: fileLog, keepAfter: position, nowMs: Self.nowMilliseconds())
+            guard let cut else { return }
+            try fileLog.trim(before: cut)
+            overlay.forgetSkipped(before: cut)
+            logger.info("event log trimmed", metadata: ["before": "\(cut)"])
+        } catch {
+            logger.warning("event log trim failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private static func nowMilliseconds() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
 
     /// Publishes the follower's overlay with the pending events that are still not in it.
     private func publish(_ published: LiveOverlaySnapshot, removingPending applied: [EventLogEntry]) {

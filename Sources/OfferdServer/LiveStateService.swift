@@ -9,14 +9,12 @@ import OfferdWire
 /// `RecordEvents` and `UpdateConsent` (SPEC 9.4, 9.5).
 ///
 /// Both validate the whole request first (INVALID_ARGUMENT naming the first bad field, nothing recorded), then
-/// resolve each identity's profile key with the snapshot this server serves, then write and wait until the
-/// entries are durable and applied here (``LiveStateRuntime/submitAndWait(_:timeout:)``), so that a Decide on
-/// this server after the answer sees them. With `--events none` they answer FAILED_PRECONDITION; while the log
-/// is unreachable, UNAVAILABLE (the client retries with the same event ids).
-///
-/// - Important: The wait blocks the event loop that runs the call, for as long as one group commit and its
-///   read-back take (about a millisecond on a local Redis, an `fdatasync` on a file) and at most a second. The
-///   transport answers calls synchronously; a deferred reply there would remove the block (docs/live-state.md).
+/// resolve each identity's profile key with the snapshot this server serves, then write and answer once the
+/// entries are durable and applied here (``LiveStateRuntime/submit(_:timeout:completion:)``), so that a Decide
+/// on this server after the answer sees them. The answer is a deferred reply: the event loop serves other calls
+/// while the write is under way. With `--events none` they answer FAILED_PRECONDITION; while the log is
+/// unreachable, or when it does not answer within a second, UNAVAILABLE (the client retries with the same event
+/// ids).
 extension DecisioningService {
     public static let recordEventsPath = "/offerd.v1.Decisioning/RecordEvents"
     public static let updateConsentPath = "/offerd.v1.Decisioning/UpdateConsent"
@@ -29,7 +27,8 @@ extension DecisioningService {
             )
         }
         if isShuttingDown { return .failure(GRPCStatus(.unavailable, "the server is shutting down")) }
-        guard live.isReplayed, let snapshot = snapshots.load() else {
+        // The snapshot the overlay sits on: keys resolve as the Decides that read this overlay resolve them.
+        guard live.isReplayed, let snapshot = live.overlays.load()?.snapshot ?? snapshots.load() else {
             return .failure(GRPCStatus(.unavailable, "the event log's start-up replay has not finished"))
         }
         return .success((live, snapshot))
@@ -40,6 +39,10 @@ extension DecisioningService {
     }
 
     private func message(_ bytes: [UInt8], allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        Self.message(bytes, allocator: allocator)
+    }
+
+    private static func message(_ bytes: [UInt8], allocator: ByteBufferAllocator) -> GRPCUnaryReply {
         var buffer = allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
         return .message(buffer)
@@ -94,15 +97,23 @@ extension DecisioningService {
                 EventsCodec.encodeRecordEventsResponse(recorded: 0, duplicates: duplicates, position: ""),
                 allocator: allocator)
         }
-        switch live.submitAndWait(entries) {
-        case .success(let position):
-            return message(
-                EventsCodec.encodeRecordEventsResponse(
-                    recorded: UInt32(entries.count), duplicates: duplicates, position: position.description),
-                allocator: allocator)
-        case .failure(.unavailable(let reason)):
-            return .failure(GRPCStatus(.unavailable, "events not recorded: \(reason); retry with the same event ids"))
+        let pending = GRPCPendingReply()
+        let recorded = UInt32(entries.count)
+        live.submit(entries) { [duplicates] outcome in
+            switch outcome {
+            case .success(let position):
+                pending.complete(
+                    Self.message(
+                        EventsCodec.encodeRecordEventsResponse(
+                            recorded: recorded, duplicates: duplicates, position: position.description),
+                        allocator: allocator))
+            case .failure(.unavailable(let reason)):
+                pending.complete(
+                    .failure(
+                        GRPCStatus(.unavailable, "events not recorded: \(reason); retry with the same event ids")))
+            }
         }
+        return .deferred(pending)
     }
 
     func updateConsent(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
@@ -137,13 +148,20 @@ extension DecisioningService {
         let entry = EventLogEntry(
             key: key, type: .consent, timeMs: CalendarBuckets.milliseconds(now()), eventID: request.eventID,
             consents: request.consentMap, serverID: live.serverID, batchNumber: 0)
-        switch live.submitAndWait([entry]) {
-        case .success(let position):
-            return message(
-                EventsCodec.encodeUpdateConsentResponse(position: position.description, duplicate: false),
-                allocator: allocator)
-        case .failure(.unavailable(let reason)):
-            return .failure(GRPCStatus(.unavailable, "consent not recorded: \(reason); retry with the same event id"))
+        let pending = GRPCPendingReply()
+        live.submit([entry]) { outcome in
+            switch outcome {
+            case .success(let position):
+                pending.complete(
+                    Self.message(
+                        EventsCodec.encodeUpdateConsentResponse(position: position.description, duplicate: false),
+                        allocator: allocator))
+            case .failure(.unavailable(let reason)):
+                pending.complete(
+                    .failure(
+                        GRPCStatus(.unavailable, "consent not recorded: \(reason); retry with the same event id")))
+            }
         }
+        return .deferred(pending)
     }
 }

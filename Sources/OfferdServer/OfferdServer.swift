@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import OfferdCore
@@ -72,7 +73,11 @@ public final class OfferdServer: Sendable {
         logger.info(
             "catalog loaded",
             metadata: ["path": "\(configuration.catalogPath)", "version": "\(catalog.version)"])
-        let snapshotReloader = Self.snapshotReloader(configuration: configuration, metrics: metrics, logger: logger)
+        // With live state a loaded snapshot goes to the runtime, which publishes it with its overlay (SPEC 9.6).
+        let swapTarget = NIOLockedValueBox<LiveStateRuntime?>(nil)
+        let snapshotReloader = Self.snapshotReloader(
+            configuration: configuration, metrics: metrics, logger: logger,
+            onLoaded: { snapshot in swapTarget.withLockedValue { $0 }?.adopt(snapshot) })
         let snapshot = try snapshotReloader.loadInitial()
         logger.info(
             "snapshot loaded",
@@ -84,11 +89,16 @@ public final class OfferdServer: Sendable {
         // The event log: a file that cannot be opened (held by another server, not a log) stops the start; a
         // Redis log connects on first use, and readiness waits for its replay.
         var live: LiveStateRuntime?
+        var servedSnapshots = snapshotReloader.store
         if let log = try configuration.events.open() {
-            live = LiveStateRuntime(log: log, bufferLimit: configuration.eventsBuffer, logger: logger)
+            servedSnapshots = AtomicReferenceStore(snapshot)
+            live = LiveStateRuntime(
+                log: log, bufferLimit: configuration.eventsBuffer, logger: logger, snapshot: snapshot,
+                snapshots: servedSnapshots)
+            swapTarget.withLockedValue { $0 = live }
         }
         let service = DecisioningService(
-            catalogs: catalogReloader.store, snapshots: snapshotReloader.store,
+            catalogs: catalogReloader.store, snapshots: servedSnapshots,
             allowExplain: configuration.allowExplain, metrics: metrics, live: live)
         live?.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.threads))
@@ -326,7 +336,8 @@ extension OfferdServer {
 
     /// The snapshot's reloader: ``loadSnapshot(path:)``, with the reload metrics and log lines.
     static func snapshotReloader(
-        configuration: ServerConfiguration, metrics: ServerMetrics, logger: Logger
+        configuration: ServerConfiguration, metrics: ServerMetrics, logger: Logger,
+        onLoaded: @escaping @Sendable (ProfileSnapshot) -> Void = { _ in }
     ) -> FileReloader<ProfileSnapshot> {
         let path = configuration.snapshotPath
         // Read by the events: `onEvent` runs right after the publish it reports, before the next load.
@@ -340,6 +351,7 @@ extension OfferdServer {
                 case .loaded(let version, _):
                     metrics.recordReload(.snapshot, succeeded: true)
                     let snapshot = snapshots.load()
+                    if let snapshot { onLoaded(snapshot) }
                     logger.info(
                         "snapshot reloaded",
                         metadata: [

@@ -102,6 +102,13 @@ public final class ProfileSnapshot: Sendable {
     /// The stored checksum (verified at load).
     public let checksum: UInt64
 
+    /// The event log folded into this snapshot (SPEC 9.6); empty, with no watermark, when none was.
+    public let folded: FoldedState
+    /// The position of the last folded log entry (SPEC 9.6); nil for a snapshot built without folding.
+    public var watermark: String? { folded.watermark }
+    /// Whether anything was folded in (a stored flag: Decide asks it on every call without an event log).
+    public let hasFoldedState: Bool
+
     let recordsStart: Int
     let recordsEnd: Int
     let stringsStart: Int
@@ -113,8 +120,10 @@ public final class ProfileSnapshot: Sendable {
     private init(
         region: SnapshotBuffer, version: String, createdAt: Int64, profileCount: Int, identityCount: Int,
         checksum: UInt64, recordsStart: Int, recordsEnd: Int, stringsStart: Int, stringsEnd: Int,
-        stringCount: Int, slotsStart: Int, slotCount: Int
+        stringCount: Int, slotsStart: Int, slotCount: Int, folded: FoldedState
     ) {
+        self.folded = folded
+        self.hasFoldedState = !folded.isEmpty
         self.region = region
         self.version = version
         self.createdAt = createdAt
@@ -214,7 +223,7 @@ public final class ProfileSnapshot: Sendable {
         }
         guard let formatVersion = region.u32(Field.formatVersion), let headerLength = region.int32(Field.headerLength)
         else { throw fail(.truncated, "truncated header (\(region.count) bytes)") }
-        guard formatVersion == SnapshotFormat.formatVersion else {
+        guard (SnapshotFormat.oldestReadableVersion...SnapshotFormat.formatVersion).contains(formatVersion) else {
             throw fail(
                 .unsupportedVersion,
                 "unsupported snapshot format version \(formatVersion)"
@@ -269,6 +278,24 @@ public final class ProfileSnapshot: Sendable {
             }
         }
 
+        var folded = FoldedState()
+        if formatVersion >= 4, headerLength >= Field.foldedLength + 8 {
+            guard let foldedOffset = region.int64(Field.foldedOffset),
+                let foldedLength = region.int64(Field.foldedLength)
+            else { throw fail(.malformed, "header field out of range") }
+            if foldedLength > 0 {
+                guard foldedOffset >= headerLength, foldedOffset + foldedLength <= fileLength,
+                    let bytes = region.copyBytes(foldedOffset, foldedLength)
+                else {
+                    throw fail(.malformed, "folded-state section [\(foldedOffset), +\(foldedLength)) outside the file")
+                }
+                switch FoldedState.decode(bytes) {
+                case .success(let state): folded = state
+                case .failure(let error): throw fail(.malformed, "folded-state section: \(error.message)")
+                }
+            }
+        }
+
         guard let stringCount = region.int64(stringsOffset), stringsLength >= 8,
             stringCount <= (stringsLength - 8) / 8
         else { throw fail(.malformed, "invalid string table") }
@@ -286,7 +313,7 @@ public final class ProfileSnapshot: Sendable {
             identityCount: identityCount, checksum: storedChecksum, recordsStart: recordsOffset,
             recordsEnd: recordsOffset + recordsLength, stringsStart: stringsOffset,
             stringsEnd: stringsOffset + stringsLength, stringCount: stringCount, slotsStart: indexOffset + 8,
-            slotCount: slotCount)
+            slotCount: slotCount, folded: folded)
     }
 
     /// The profile holding `identity` (namespace compared case-insensitively in ASCII, id exact), if any.

@@ -14,8 +14,12 @@ package enum SnapshotFormat {
     /// Bumped on any incompatible layout change; the loader accepts only this one.
     /// Version 2 changed the body checksum to a digest of chunk digests (parallel verification). Version 3
     /// gave each capping entry three counts (decision, display, interact: SPEC 5.1's object form); a version 2
-    /// reader would have read the new entries' display count as part of the next entry.
-    @inlinable package static var formatVersion: UInt32 { 3 }
+    /// reader would have read the new entries' display count as part of the next entry. Version 4 added the
+    /// folded-state section (SPEC 9.6, ``FoldedState``): a version 3 reader would ignore it and lose the folded
+    /// counts and consents, so it must refuse the file. Version 3 files are still read, as having none.
+    @inlinable package static var formatVersion: UInt32 { 4 }
+    /// The oldest format version the loader still reads.
+    @inlinable package static var oldestReadableVersion: UInt32 { 3 }
     /// The body is checksummed in chunks of this many bytes (the last one shorter), see ``SnapshotChecksum``.
     @inlinable package static var checksumChunkLength: Int { 1 << 20 }
     /// The header is a fixed-size block, so records can be streamed right after it
@@ -53,6 +57,9 @@ package enum SnapshotFormat {
         @inlinable package static var indexLength: Int { 96 }
         @inlinable package static var versionLength: Int { 104 }
         @inlinable package static var flags: Int { 108 }
+        /// The folded-state section (format 4): offset and length (u64 each), both 0 when there is none.
+        @inlinable package static var foldedOffset: Int { 368 }
+        @inlinable package static var foldedLength: Int { 376 }
     }
 
     // Record header field offsets (relative to the record's start).

@@ -86,10 +86,12 @@ public enum SnapshotBuilder {
     /// `mapInput` parses a regular source file through a read-only memory mapping under a read lease where one can be
     /// had (see ``MappedSource``), instead of `read()`: less CPU; false always reads.
     public static func build(
-        input: String, output: String, version: String?, progress: ((Int) -> Void)?, mapInput: Bool = true
+        input: String, output: String, version: String?, progress: ((Int) -> Void)?, mapInput: Bool = true,
+        folded: FoldedState = FoldedState()
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         var options = BuildOptions()
         options.mapInput = mapInput
+        options.folded = folded
         return try build(input: input, output: output, version: version, progress: progress, options: options)
     }
 
@@ -124,6 +126,8 @@ public enum SnapshotBuilder {
         /// Whether the page cache of a file at the output path is dropped while the build runs (see
         /// ``ReplacedFileEviction``) rather than inside the final rename.
         var evictReplacedFile = true
+        /// The event log folded into the snapshot (SPEC 9.6); written as the folded-state section unless empty.
+        var folded = FoldedState()
     }
 
     /// Workers for this process: one per core it may run on (the calling thread's reading and writing is light
@@ -192,7 +196,8 @@ public enum SnapshotBuilder {
                 if let progress, state.profileCount % 100_000 == 0 { progress(state.profileCount) }
             }
         }
-        let summary = try state.finish(version: version, output: output, createdAt: options.createdAt)
+        let summary = try state.finish(
+            version: version, output: output, createdAt: options.createdAt, folded: options.folded)
         do {
             try backgroundSync.stop()
         } catch {
@@ -565,21 +570,24 @@ struct BuildState {
 
     /// Writes the string table, the index and the header; returns the summary.
     mutating func finish(
-        version: String?, output: String, createdAt fixedCreatedAt: Int64?
+        version: String?, output: String, createdAt fixedCreatedAt: Int64?, folded: FoldedState = FoldedState()
     ) throws(SnapshotBuildError) -> SnapshotBuildSummary {
         try flush()
         backgroundSync?.syncNow()
         let stringsSection = strings.encode()
         let indexSection = buildIndex()
+        let foldedSection = folded.isEmpty ? [] : folded.encoded()
         bodyHash.update(stringsSection)
         bodyHash.update(indexSection)
+        if !foldedSection.isEmpty { bodyHash.update(foldedSection) }
         let bodyDigest = bodyHash.digest()
 
         let headerLength = SnapshotFormat.headerLength
         let recordsOffset = headerLength
         let stringsOffset = recordsOffset + recordsLength
         let indexOffset = stringsOffset + stringsSection.count
-        let fileLength = indexOffset + indexSection.count
+        let foldedOffset = indexOffset + indexSection.count
+        let fileLength = foldedOffset + foldedSection.count
         let versionString = version ?? hex(bodyDigest)
         let createdAt = fixedCreatedAt ?? SystemClock.wall.read().seconds
 
@@ -599,6 +607,10 @@ struct BuildState {
         header.storeLE(UInt64(indexOffset), at: Field.indexOffset)
         header.storeLE(UInt64(indexSection.count), at: Field.indexLength)
         header.storeLE(UInt32(versionString.utf8.count), at: Field.versionLength)
+        if !foldedSection.isEmpty {
+            header.storeLE(UInt64(foldedOffset), at: Field.foldedOffset)
+            header.storeLE(UInt64(foldedSection.count), at: Field.foldedLength)
+        }
         header.replaceSubrange(
             SnapshotFormat.versionOffset..<(SnapshotFormat.versionOffset + versionString.utf8.count),
             with: versionString.utf8)
@@ -608,6 +620,7 @@ struct BuildState {
         do {
             try destination.write(stringsSection[...])
             try destination.write(indexSection[...])
+            if !foldedSection.isEmpty { try destination.write(foldedSection[...]) }
             try destination.write(header, at: 0)
             try destination.synchronize()
         } catch {

@@ -193,12 +193,20 @@ final class GRPCServerConnection {
         case .queueForDispatch:
             self.readyStreams.append(stream)
         case .dispatch(let call):
-            // The service is synchronous and the reply is checked against the deadline, so the timer has
-            // nothing left to do (a message stream keeps it: it covers the whole stream).
+            var reply = self.service.handle(call, allocator: self.allocator)
+            if case .deferred(let pending) = reply {
+                guard stream.machine.isMessageStream else {
+                    // The deadline timer stays armed while the reply is pending.
+                    self.awaitReply(pending, on: stream, streamID: streamID)
+                    return
+                }
+                reply = .failure(GRPCStatus(.internalError, "a message stream's reply cannot be deferred"))
+            }
+            // The reply is checked against the deadline, so the timer has nothing left to do (a message stream
+            // keeps it: it covers the whole stream).
             if !stream.machine.isMessageStream {
                 self.cancelDeadline(stream)
             }
-            let reply = self.service.handle(call, allocator: self.allocator)
             self.perform(stream.machine.replyReady(reply, clock: self.clock), on: stream, streamID: streamID)
         case .respond(let payload) where stream.machine.wireProtocol != .grpc:
             self.cancelDeadline(stream)
@@ -243,6 +251,20 @@ final class GRPCServerConnection {
             self.cancelDeadline(stream)
             stream.trailers = GRPCResponseRendering.trailers(status)
             self.submitOrResumeStreamBody(stream, streamID: streamID)
+        }
+    }
+
+    /// A deferred reply: answered on this event loop once complete, if the stream is still open then (a reset
+    /// or a closed connection removed it from `streams`, and nothing of it is touched any more; the deadline may
+    /// have answered it, and the state machine drops the late reply).
+    private func awaitReply(_ pending: GRPCPendingReply, on stream: Stream, streamID: Int32) {
+        pending.futureResult(on: self.eventLoop).assumeIsolated().whenSuccess { [weak self] reply in
+            guard let self, let current = self.streams[streamID], current === stream else {
+                return
+            }
+            self.cancelDeadline(stream)
+            self.perform(stream.machine.replyReady(reply, clock: self.clock), on: stream, streamID: streamID)
+            self.onAsynchronousOutput?()
         }
     }
 

@@ -263,6 +263,9 @@ struct GRPCServerStreamStateMachine {
             return .respond(payload)
         case .failure(let status):
             return self.answer(.status(status))
+        case .deferred:
+            // The owner waits for a deferred reply and passes the completed one.
+            preconditionFailure("replyReady takes a completed reply")
         }
     }
 
@@ -380,6 +383,8 @@ struct GRPCServerStreamStateMachine {
             return .sendMessage(payload)
         case .failure(let status):
             return self.finishStream(status)
+        case .deferred:
+            preconditionFailure("replyReady takes a completed reply")
         }
     }
 

@@ -41,6 +41,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var readPending = false
     private var isUpgrade = false
     private var stoppedReading = false
+    /// Counts request heads, so that a deferred reply answers only the request it belongs to.
+    private var requestNumber = 0
 
     init(configuration: GRPCServerConfiguration, service: any GRPCUnaryService, logger: Logger, clock: any GRPCClock) {
         self.configuration = configuration
@@ -141,6 +143,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         var machine = GRPCServerStreamStateMachine(configuration: self.configuration)
+        self.requestNumber &+= 1
         // llhttp takes CONNECT, or `upgrade` with a `connection: upgrade` token, for a switch of protocol and
         // parses nothing after that request's end; offerd upgrades to nothing (h2c included: HTTP/2 needs the
         // preface), so such a request is answered over HTTP/1.1 and the connection closes after it.
@@ -199,8 +202,23 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 self.perform(next, context: context)
             }
         case .dispatch(let call):
-            self.cancelDeadline()
             let reply = self.service.handle(call, allocator: context.channel.allocator)
+            if case .deferred(let pending) = reply {
+                // The deadline timer stays armed while the reply is pending; NIOHTTP1's pipelining handler holds
+                // later requests back until this one's answer ends.
+                let request = self.requestNumber
+                pending.futureResult(on: context.eventLoop).assumeIsolated().whenSuccess { [weak self] reply in
+                    // Dropped when the connection went away or the request was answered meanwhile (deadline, 408).
+                    guard let self, let context = self.context, self.requestNumber == request, self.machine != nil
+                    else { return }
+                    self.cancelDeadline()
+                    if let next = self.machine?.replyReady(reply, clock: self.clock) {
+                        self.perform(next, context: context)
+                    }
+                }
+                return
+            }
+            self.cancelDeadline()
             if let next = self.machine?.replyReady(reply, clock: self.clock) {
                 self.perform(next, context: context)
             }

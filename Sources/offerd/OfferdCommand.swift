@@ -2,6 +2,8 @@ import ArgumentParser
 import Dispatch
 import Logging
 import OfferdCore
+import OfferdEventLog
+import OfferdLiveState
 import OfferdServer
 import OfferdSnapshot
 import OfferdSnapshotBuilder
@@ -19,7 +21,7 @@ struct OfferdCommand: AsyncParsableCommand {
         abstract: "An offer-decisioning gRPC server for the edge.",
         subcommands: [
             Serve.self, CatalogCommand.self, SnapshotCommand.self, ProfilesCommand.self, DecideCommand.self,
-            ProtoCommand.self,
+            EventsCommand.self, ProtoCommand.self,
         ])
 }
 
@@ -277,13 +279,64 @@ struct SnapshotCommand: ParsableCommand {
         @Option(help: "The snapshot file to write (replaced atomically).") var output: String
         @Option(help: "The snapshot version string (default: a content hash).") var version: String?
         @Flag(inversion: .prefixedNo, help: ArgumentHelp(Self.mapInputHelp)) var mapInput = true
+        @Option(help: ArgumentHelp(Self.eventsHelp)) var events: String?
+        private static let eventsHelp =
+            "Fold the event log into the snapshot: an export of `offerd events export` (JSON Lines), or the log "
+            + "itself (file:PATH, redis://...)."
+        @Option(help: "The previous snapshot: its folded state is kept and only entries after its watermark are added.")
+        var base: String?
         private static let mapInputHelp =
             "Parse a regular source file through a memory mapping under a read lease (a writer or a truncation "
             + "elsewhere waits until the build has its own copy) instead of read(): less CPU. Where no lease can "
             + "be had, the source is read."
 
+        func validate() throws {
+            if base != nil && events == nil { throw ValidationError("--base needs --events (what to fold on top)") }
+        }
+
+        /// SPEC 9.6: the base's folded state plus the entries after its watermark.
+        func foldedState() throws -> FoldedState {
+            var baseState = FoldedState()
+            if let base {
+                do {
+                    baseState = try ProfileSnapshot.load(path: base, loading: .copy).folded
+                } catch {
+                    printError("--base \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            guard let events else { return baseState }
+            var folder: LogFolder
+            do {
+                folder = try LogFolder(base: baseState)
+            } catch {
+                printError("--base \(base ?? ""): \(error)")
+                throw ExitCode(1)
+            }
+            func add(_ record: EventLogRecord, at place: String) throws {
+                do {
+                    try folder.add(record)
+                } catch {
+                    printError("\(place): \(error)")
+                    throw ExitCode(1)
+                }
+            }
+            if events.hasPrefix("file:") || events.hasPrefix("redis://") || events.hasPrefix("rediss://") {
+                let log = try openForReading(events)
+                defer { log.close() }
+                try forEachRecord(in: log, after: nil) { record in try add(record, at: events) }
+            } else {
+                try forEachExportedRecord(path: events) { record in try add(record, at: events) }
+            }
+            printError(
+                "folded \(folder.foldedCount) events; watermark \(folder.state.watermark ?? "none"), "
+                    + "\(folder.state.profiles.count) profile keys")
+            return folder.state
+        }
+
         func run() throws {
             var lastReported = 0
+            let folded = try foldedState()
             do {
                 let summary = try SnapshotBuilder.build(
                     input: input, output: output, version: version,
@@ -292,10 +345,11 @@ struct SnapshotCommand: ParsableCommand {
                             lastReported = count
                             printError("\(count) profiles read")
                         }
-                    }, mapInput: mapInput)
+                    }, mapInput: mapInput, folded: folded)
                 print(
                     "\(output): version \(summary.version), \(summary.profileCount) profiles, "
-                        + "\(summary.identityCount) identities, \(summary.fileSize) bytes")
+                        + "\(summary.identityCount) identities, \(summary.fileSize) bytes"
+                        + (folded.watermark.map { ", watermark \($0)" } ?? ""))
             } catch {
                 printError("\(input): \(error)")
                 throw ExitCode(1)
@@ -318,6 +372,10 @@ struct SnapshotCommand: ParsableCommand {
                 print("identities: \(snapshot.identityCount)")
                 print("size: \(snapshot.fileSize)")
                 print("checksum: ok")
+                print("watermark: \(snapshot.watermark ?? "none")")
+                if !snapshot.folded.isEmpty {
+                    print("folded keys: \(snapshot.folded.profiles.count)")
+                }
             } catch {
                 printError(error.description)
                 throw ExitCode(1)

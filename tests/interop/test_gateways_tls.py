@@ -53,7 +53,20 @@ def stop(proc):
         proc.wait()
 
 
-def nginx_config(d, port, backend, ca):
+def nginx_config(d, port, backend, ca=None):
+    """nginx in front of one offerd (`backend`, HOST:PORT) or several (a list, balanced per call): `grpc_pass
+    grpcs://` with `ca`, else `grpc_pass grpc://` (cleartext HTTP/2)."""
+    backends = [backend] if isinstance(backend, str) else backend
+    upstream = "".join(f"        server {b};\n" for b in backends)
+    if ca:
+        location = f"""grpc_pass grpcs://offerd;
+            grpc_ssl_verify on;
+            grpc_ssl_trusted_certificate {ca};
+            grpc_ssl_name localhost;
+            grpc_ssl_server_name on;
+            grpc_ssl_protocols TLSv1.2 TLSv1.3;"""
+    else:
+        location = "grpc_pass grpc://offerd;"
     return f"""
 worker_processes 1;
 daemon off;
@@ -67,15 +80,12 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+    upstream offerd {{
+{upstream}    }}
     server {{
         listen 127.0.0.1:{port} http2;
         location / {{
-            grpc_pass grpcs://{backend};
-            grpc_ssl_verify on;
-            grpc_ssl_trusted_certificate {ca};
-            grpc_ssl_name localhost;
-            grpc_ssl_server_name on;
-            grpc_ssl_protocols TLSv1.2 TLSv1.3;
+            {location}
         }}
     }}
 }}
@@ -83,9 +93,14 @@ http {{
 
 
 def haproxy_config(port, backend, ca=None):
-    server = f"server offerd {backend} proto h2"
-    if ca:
-        server = f"server offerd {backend} ssl verify required ca-file {ca} sni str(localhost) alpn h2"
+    """HAProxy in front of one offerd (`backend`, HOST:PORT) or several (a list, balanced per call round robin):
+    an h2 backend, TLS with `ca`."""
+    backends = [backend] if isinstance(backend, str) else backend
+    servers = []
+    for number, b in enumerate(backends, 1):
+        tls = f" ssl verify required ca-file {ca} sni str(localhost) alpn h2" if ca else " proto h2"
+        servers.append(f"server offerd{number} {b}{tls}")
+    server = "\n    ".join(["balance roundrobin", *servers])
     return f"""
 global
     maxconn 256

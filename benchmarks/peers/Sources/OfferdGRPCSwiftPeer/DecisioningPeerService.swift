@@ -19,13 +19,15 @@ struct DecisioningPeerService: RegistrableRPCService {
         ) { [service] streamingRequest, _ in
             let request = try await ServerRequest(stream: streamingRequest)
             let call = GRPCUnaryCall(path: DecisioningService.decidePath, message: request.message)
-            switch service.handle(call, allocator: ByteBufferAllocator()) {
+            switch service.handle(call, allocator: ByteBufferAllocator()).waitedFor() {
             case .message(let payload):
                 return StreamingServerResponse(single: ServerResponse(message: payload))
             case .failure(let status):
                 let code = Status.Code(rawValue: status.code.rawValue).flatMap(RPCError.Code.init) ?? .unknown
                 let error = RPCError(code: code, message: status.message)
                 return StreamingServerResponse(single: ServerResponse(error: error))
+            case .deferred:
+                fatalError("waitedFor() returns a completed reply")
             }
         }
     }
