@@ -255,11 +255,12 @@ final class GRPCServerConnection {
     }
 
     /// A deferred reply: answered on this event loop once complete, if the stream is still open then (a reset
-    /// or a closed connection removed it from `streams`, and nothing of it is touched any more; the deadline may
-    /// have answered it, and the state machine drops the late reply).
+    /// or a closed connection removed it from `openStreams`, and nothing of it is touched any more; the deadline
+    /// may have answered it, and the state machine drops the late reply). Looked up by identity in `openStreams`,
+    /// not through nghttp2's stream user data, which may point to a stream a closed connection already released.
     private func awaitReply(_ pending: GRPCPendingReply, on stream: Stream, streamID: Int32) {
         pending.futureResult(on: self.eventLoop).assumeIsolated().whenSuccess { [weak self] reply in
-            guard let self, let current = self.streams[streamID], current === stream else {
+            guard let self, self.openStreams.contains(where: { $0 === stream }) else {
                 return
             }
             self.cancelDeadline(stream)
