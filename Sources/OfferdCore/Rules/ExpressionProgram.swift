@@ -248,17 +248,10 @@ struct ExpressionProgram: Sendable {
             guard items.isStored else { return .bool(false) }
             return .bool(RuleValue.ruleMembership(contents(operand(element)), contents(items)))
         case .arithmetic(let operation, let left, let right):
-            guard case .number(let lhs) = operand(left), case .number(let rhs) = operand(right) else { return .null }
-            let result: Double
-            switch operation {
-            case .add: result = lhs + rhs
-            case .subtract: result = lhs - rhs
-            case .multiply: result = lhs * rhs
-            case .divide:
-                guard rhs != 0 else { return .null }
-                result = lhs / rhs
-            }
-            return result.isFinite ? .number(result) : .null
+            guard case .number(let lhs) = operand(left), case .number(let rhs) = operand(right),
+                let result = operation.apply(lhs, rhs)
+            else { return .null }
+            return .number(result)
         case .negate(let operand):
             guard
                 case .number(let number) = self.value(

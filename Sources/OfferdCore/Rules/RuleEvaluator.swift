@@ -207,6 +207,23 @@ extension RuleNode {
     }
 }
 
+extension ArithmeticOperator {
+    /// The operation on two numbers; nil (the rule's null) for a division by zero or a non-finite result.
+    @inline(__always)
+    func apply(_ lhs: Double, _ rhs: Double) -> Double? {
+        let result: Double
+        switch self {
+        case .add: result = lhs + rhs
+        case .subtract: result = lhs - rhs
+        case .multiply: result = lhs * rhs
+        case .divide:
+            guard rhs != 0 else { return nil }
+            result = lhs / rhs
+        }
+        return result.isFinite ? result : nil
+    }
+}
+
 extension RuleValue {
     /// `=` between two values: nil when they cannot be compared (null, an
     /// object, or mismatched types), else whether they are equal. Strings
@@ -252,16 +269,7 @@ extension RuleValue {
     /// `+`, `-`, `*`, `/` of two numbers; null for any other operand, a division by zero or a non-finite result.
     static func ruleArithmetic(_ operation: ArithmeticOperator, _ left: RuleValue, _ right: RuleValue) -> RuleValue {
         guard case .number(let lhs) = left, case .number(let rhs) = right else { return .null }
-        let result: Double
-        switch operation {
-        case .add: result = lhs + rhs
-        case .subtract: result = lhs - rhs
-        case .multiply: result = lhs * rhs
-        case .divide:
-            guard rhs != 0 else { return .null }
-            result = lhs / rhs
-        }
-        return result.isFinite ? .number(result) : .null
+        return operation.apply(lhs, rhs).map(RuleValue.number) ?? .null
     }
 
     /// `min` or `max` of two numbers; null for any other operand.

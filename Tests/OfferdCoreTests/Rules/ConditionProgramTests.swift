@@ -69,6 +69,28 @@ struct ConditionGenerator {
         )
     }
 
+    /// A random profile, context and offer for rules compiled with `symbols`, and the rule inputs of each, with
+    /// the profile's attributes resolved into slots (`resolved`) and asked of the profile.
+    mutating func request(symbols: RuleSymbols) throws -> (
+        profile: InMemoryProfile, context: [String: ContextValue], offer: OfferDefinition?,
+        inputs: [(resolved: Bool, inputs: RuleInputs)]
+    ) {
+        let profile = try self.profile()
+        let context = self.context()
+        let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
+        let offer = self.offer(characteristicKeys: symbols.characteristicKeys)
+        let attributes = RuleValueSlots(symbols.attributePaths.map { profile.attribute(at: $0) })
+        let inputs = [true, false].map { resolved in
+            (
+                resolved,
+                RuleInputs(
+                    context: RuleValueSlots(contextSlots), attributes: resolved ? attributes : nil, now: 1_000,
+                    offer: offer)
+            )
+        }
+        return (profile, context, offer, inputs)
+    }
+
     mutating func context() -> [String: ContextValue] {
         var context: [String: ContextValue] = [:]
         switch random.next(below: 4) {
@@ -132,18 +154,9 @@ struct ConditionGenerator {
             let program = ConditionProgram(compiled.node)
             if program != nil { programs += 1 }
             for _ in 0..<8 {
-                let profile = try generator.profile()
-                let context = generator.context()
-                let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
-                let offer = generator.offer(characteristicKeys: symbols.characteristicKeys)
-                let attributes = RuleValueSlots(symbols.attributePaths.map { profile.attribute(at: $0) })
-                for resolved in [true, false] {
-                    let inputs = RuleInputs(
-                        context: RuleValueSlots(contextSlots),
-                        attributes: resolved ? attributes : nil,
-                        now: 1_000,
-                        offer: offer
-                    )
+                let request = try generator.request(symbols: symbols)
+                let (profile, context, offer) = (request.profile, request.context, request.offer)
+                for (resolved, inputs) in request.inputs {
                     let expected = compiled.node.isTrue(profile: profile, inputs: inputs)
                     if expected { trueResults += 1 }
                     // The program reads the offer from its argument, never from the inputs.

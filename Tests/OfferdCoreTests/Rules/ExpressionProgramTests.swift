@@ -54,15 +54,9 @@ extension ConditionGenerator {
             guard let program = ExpressionProgram(compiled.node) else { continue }
             programs += 1
             for _ in 0..<6 {
-                let profile = try generator.profile()
-                let context = generator.context()
-                let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
-                let offer = generator.offer(characteristicKeys: symbols.characteristicKeys)
-                let attributes = RuleValueSlots(symbols.attributePaths.map { profile.attribute(at: $0) })
-                for resolved in [true, false] {
-                    let inputs = RuleInputs(
-                        context: RuleValueSlots(contextSlots), attributes: resolved ? attributes : nil, now: 1_000,
-                        offer: offer)
+                let request = try generator.request(symbols: symbols)
+                let (profile, context, offer) = (request.profile, request.context, request.offer)
+                for (_, inputs) in request.inputs {
                     let expected = compiled.node.evaluate(profile: profile, inputs: inputs)
                     // The program reads the offer from its argument, never from the inputs.
                     let programInputs = inputs.with(offer: nil)
