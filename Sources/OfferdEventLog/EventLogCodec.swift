@@ -167,7 +167,7 @@ private struct ByteReader {
 
     init(_ bytes: ArraySlice<UInt8>) {
         self.bytes = bytes
-        self.index = bytes.startIndex
+        index = bytes.startIndex
     }
 
     var remaining: Int { bytes.endIndex - index }

@@ -95,7 +95,7 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
             guard attempts < 10 else { throw EventLogError.locked(path: path, pid: nil) }
         }
         let (index, recovery) = try Self.recover(opened)
-        self.file = opened
+        file = opened
         self.index = index
         self.recovery = recovery
     }
@@ -109,10 +109,10 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         self.path = path
         let opened = try EventLogFile.openForReading(path)
         let (index, recovery) = try Self.recover(opened, readOnly: true)
-        self.file = opened
+        file = opened
         self.index = index
         self.recovery = recovery
-        self.stopped = .closed("\(path) is open for reading only")
+        stopped = .closed("\(path) is open for reading only")
     }
 
     /// Takes the log's lock, waiting out a holder that cannot be named for up to two seconds.
@@ -434,7 +434,7 @@ private struct RecordIndex {
     init(baseSequence: UInt64, endOffset: Int) {
         self.baseSequence = baseSequence
         self.endOffset = endOffset
-        self.nextSequence = baseSequence
+        nextSequence = baseSequence
     }
 
     var recordCount: Int { offsets.count }

@@ -47,9 +47,9 @@ public final class RedisStreamEventLog: EventLog, @unchecked Sendable {
     public init(configuration: RedisEventLogConfiguration, timeouts: RedisTimeouts = RedisTimeouts()) {
         self.configuration = configuration
         self.timeouts = timeouts
-        self.key = Array(configuration.key.utf8)
-        self.writer = RedisConnection(configuration: configuration, timeouts: timeouts)
-        self.reader = RedisConnection(configuration: configuration, timeouts: timeouts)
+        key = Array(configuration.key.utf8)
+        writer = RedisConnection(configuration: configuration, timeouts: timeouts)
+        reader = RedisConnection(configuration: configuration, timeouts: timeouts)
     }
 
     // MARK: - EventLog

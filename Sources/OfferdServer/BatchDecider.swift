@@ -74,7 +74,7 @@ public final class BatchDecider: Sendable {
     ) {
         self.catalog = catalog
         self.snapshot = snapshot
-        self.folded = LiveOverlaySnapshot.foldedOnly(snapshot)
+        folded = LiveOverlaySnapshot.foldedOnly(snapshot)
         self.configuration = configuration
         self.now = now ?? { wallClockSeconds() }
     }

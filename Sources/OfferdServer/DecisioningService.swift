@@ -19,7 +19,7 @@ public final class LoadedCatalog: Sendable {
     public init(engine: DecisionEngine, path: String, metrics: ServerMetrics? = nil) {
         self.engine = engine
         self.path = path
-        self.decisionOutcomeCounters = metrics?.decisionOutcomeCounters(for: engine.catalog)
+        decisionOutcomeCounters = metrics?.decisionOutcomeCounters(for: engine.catalog)
     }
 
     public var version: String { engine.catalog.version }

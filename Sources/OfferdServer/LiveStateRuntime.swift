@@ -103,8 +103,8 @@ public final class LiveStateRuntime: Sendable {
         self.log = log
         self.bufferLimit = max(1, bufferLimit)
         self.logger = logger
-        self.overlays = AtomicReferenceStore(LiveOverlaySnapshot.empty)
-        self.initialSnapshot = snapshot
+        overlays = AtomicReferenceStore(LiveOverlaySnapshot.empty)
+        initialSnapshot = snapshot
         self.snapshots = snapshots
     }
 

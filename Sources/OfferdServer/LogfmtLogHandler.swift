@@ -19,7 +19,7 @@ public struct LogfmtLogHandler: LogHandler {
 
     public init(label: String, level: Logger.Level) {
         self.label = label
-        self.logLevel = level
+        logLevel = level
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {

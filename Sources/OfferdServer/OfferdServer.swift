@@ -278,7 +278,7 @@ public struct ListenError: Error, Sendable, CustomStringConvertible {
             }
             self.reason = reason
         } else if error is SocketAddressError {
-            self.reason = "cannot resolve the address"
+            reason = "cannot resolve the address"
         } else {
             return nil
         }

@@ -91,15 +91,15 @@ public final class ServerMetrics: Sendable {
     public init() {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
-        self.callCounters = Method.allCases.map { _ in (0...16).map { _ in ManagedAtomicLazyReference() } }
-        self.durations = CallDurationHistogram(
+        callCounters = Method.allCases.map { _ in (0...16).map { _ in ManagedAtomicLazyReference() } }
+        durations = CallDurationHistogram(
             name: "offerd_grpc_call_duration_seconds", help: Self.callDuration.helpText ?? "",
             methods: Method.allCases.map(\.label))
-        self.decisionCounters = Outcome.allCases.map { _ in Reason.allCases.map { _ in ManagedAtomicLazyReference() } }
-        self.reloadSuccesses = ReloadKind.allCases.map { kind in
+        decisionCounters = Outcome.allCases.map { _ in Reason.allCases.map { _ in ManagedAtomicLazyReference() } }
+        reloadSuccesses = ReloadKind.allCases.map { kind in
             registry.makeCounter(descriptor: Self.reloads, labels: [("kind", kind.rawValue), ("result", "success")])
         }
-        self.reloadFailures = ReloadKind.allCases.map { kind in
+        reloadFailures = ReloadKind.allCases.map { kind in
             registry.makeCounter(descriptor: Self.reloads, labels: [("kind", kind.rawValue), ("result", "failure")])
         }
         for method in Method.allCases {
@@ -244,9 +244,9 @@ final class CallDurationHistogram: Sendable {
         self.name = name
         self.help = help
         self.methods = methods
-        self.bounds = Self.bounds
-        self.stride = Self.bounds.count + 2
-        self.cells = (0..<(methods.count * self.stride)).map { _ in ManagedAtomic(0) }
+        bounds = Self.bounds
+        stride = Self.bounds.count + 2
+        cells = (0..<(methods.count * stride)).map { _ in ManagedAtomic(0) }
     }
 
     /// One call of `method` (an index into the method labels) that took `nanoseconds`.

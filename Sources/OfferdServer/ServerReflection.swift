@@ -34,7 +34,7 @@ struct ServerReflection: Sendable {
             } catch {
                 return .failure(GRPCStatus(.invalidArgument, error.message))
             }
-            let encoded = ReflectionCodec.encodeResponse(self.answer(query), validHost: host, requestBytes: bytes)
+            let encoded = ReflectionCodec.encodeResponse(answer(query), validHost: host, requestBytes: bytes)
             var buffer = allocator.buffer(capacity: encoded.count)
             buffer.writeBytes(encoded)
             return .message(buffer)
@@ -46,14 +46,14 @@ struct ServerReflection: Sendable {
         let notFound = Int32(GRPCStatus.Code.notFound.rawValue)
         switch query {
         case .listServices:
-            return .services(self.index.services)
+            return .services(index.services)
         case .fileByFilename(let name):
-            guard let files = self.index.filesWithImports(named: name) else {
+            guard let files = index.filesWithImports(named: name) else {
                 return .error(code: notFound, message: "unknown file \(name)")
             }
             return .files(files)
         case .fileContainingSymbol(let symbol):
-            guard let file = self.index.file(declaring: symbol), let files = self.index.filesWithImports(named: file)
+            guard let file = index.file(declaring: symbol), let files = index.filesWithImports(named: file)
             else {
                 return .error(code: notFound, message: "unknown symbol \(symbol)")
             }
@@ -61,7 +61,7 @@ struct ServerReflection: Sendable {
         case .fileContainingExtension(let type, let number):
             return .error(code: notFound, message: "no extension \(number) of \(type): offerd's protos declare none")
         case .allExtensionNumbersOfType(let type):
-            guard self.index.file(declaring: type) != nil else {
+            guard index.file(declaring: type) != nil else {
                 return .error(code: notFound, message: "unknown type \(type)")
             }
             return .extensionNumbers(baseType: type, numbers: [])
@@ -89,7 +89,7 @@ struct DescriptorIndex: Sendable {
         var reader = ProtoFieldReader(fileDescriptorSet[...])
         while let field = reader.next() {
             // FileDescriptorSet has one field: 1, the files.
-            guard field.number == 1, case .bytes(let file) = field.value, self.addFile(file) else {
+            guard field.number == 1, case .bytes(let file) = field.value, addFile(file) else {
                 return nil
             }
         }
@@ -100,13 +100,13 @@ struct DescriptorIndex: Sendable {
 
     /// The file declaring `symbol` (a leading dot is allowed).
     func file(declaring symbol: String) -> String? {
-        self.symbols[symbol.hasPrefix(".") ? String(symbol.dropFirst()) : symbol]
+        symbols[symbol.hasPrefix(".") ? String(symbol.dropFirst()) : symbol]
     }
 
     /// The serialized FileDescriptorProto of `name`, then those of the files it imports, transitively, each
     /// once; `nil` for an unknown file.
     func filesWithImports(named name: String) -> [[UInt8]]? {
-        guard self.files[name] != nil else {
+        guard files[name] != nil else {
             return nil
         }
         var order: [String] = []
@@ -114,11 +114,11 @@ struct DescriptorIndex: Sendable {
         var seen: Set<String> = [name]
         while let next = pending.popLast() {
             order.append(next)
-            for dependency in self.files[next]?.imports ?? [] where seen.insert(dependency).inserted {
+            for dependency in files[next]?.imports ?? [] where seen.insert(dependency).inserted {
                 pending.append(dependency)
             }
         }
-        return order.compactMap { self.files[$0]?.bytes }
+        return order.compactMap { files[$0]?.bytes }
     }
 
     private mutating func addFile(_ bytes: ArraySlice<UInt8>) -> Bool {
@@ -146,16 +146,16 @@ struct DescriptorIndex: Sendable {
                         declared.append(service + "." + Self.name(of: methodBytes))
                     }
                 }
-                self.services.append(package.isEmpty ? service : package + "." + service)
+                services.append(package.isEmpty ? service : package + "." + service)
             default: break
             }
         }
         guard !reader.failed, !name.isEmpty else {
             return false
         }
-        self.files[name] = (Array(bytes), imports)
+        files[name] = (Array(bytes), imports)
         for symbol in declared {
-            self.symbols[package.isEmpty ? symbol : package + "." + symbol] = name
+            symbols[package.isEmpty ? symbol : package + "." + symbol] = name
         }
         return true
     }
@@ -204,55 +204,55 @@ struct ProtoFieldReader {
     private(set) var failed = false
 
     init(_ bytes: ArraySlice<UInt8>) {
-        self.rest = bytes
+        rest = bytes
     }
 
     mutating func next() -> (number: UInt64, value: Value)? {
-        guard !self.rest.isEmpty, !self.failed, let key = self.varint() else {
+        guard !rest.isEmpty, !failed, let key = varint() else {
             return nil
         }
         let number = key >> 3
         switch key & 7 {
         case 0:
-            guard let value = self.varint() else { return self.fail() }
+            guard let value = varint() else { return fail() }
             return (number, .varint(value))
         case 1:
-            return self.skip(8) ? (number, .fixed) : self.fail()
+            return skip(8) ? (number, .fixed) : fail()
         case 2:
-            guard let length = self.varint(), length <= UInt64(self.rest.count) else { return self.fail() }
-            let value = self.rest.prefix(Int(length))
-            self.rest = self.rest.dropFirst(Int(length))
+            guard let length = varint(), length <= UInt64(rest.count) else { return fail() }
+            let value = rest.prefix(Int(length))
+            rest = rest.dropFirst(Int(length))
             return (number, .bytes(value))
         case 5:
-            return self.skip(4) ? (number, .fixed) : self.fail()
+            return skip(4) ? (number, .fixed) : fail()
         default:
-            return self.fail()
+            return fail()
         }
     }
 
     private mutating func fail() -> (number: UInt64, value: Value)? {
-        self.failed = true
+        failed = true
         return nil
     }
 
     private mutating func skip(_ count: Int) -> Bool {
-        guard self.rest.count >= count else { return false }
-        self.rest = self.rest.dropFirst(count)
+        guard rest.count >= count else { return false }
+        rest = rest.dropFirst(count)
         return true
     }
 
     private mutating func varint() -> UInt64? {
         var result: UInt64 = 0
         var shift: UInt64 = 0
-        while let byte = self.rest.first, shift < 64 {
-            self.rest = self.rest.dropFirst()
+        while let byte = rest.first, shift < 64 {
+            rest = rest.dropFirst()
             result |= UInt64(byte & 0x7F) << shift
             if byte & 0x80 == 0 {
                 return result
             }
             shift += 7
         }
-        self.failed = true
+        failed = true
         return nil
     }
 }

@@ -63,7 +63,7 @@ public final class FileChangeWatcher: Sendable {
         self.onChange = onChange
         // Three quarters of the interval: on-time polls pass despite timer jitter, back-to-back ones do not.
         let settle = UInt64(max(1_000_000, nanoseconds(of: pollInterval))) / 4 * 3
-        self.state = LockedState(State(detector: ChangeDetector(count: paths.count, settleNanoseconds: settle)))
+        state = LockedState(State(detector: ChangeDetector(count: paths.count, settleNanoseconds: settle)))
     }
 
     deinit {
@@ -145,7 +145,7 @@ struct ChangeDetector<FileState: Equatable> {
 
     /// `count` paths, with no baseline yet (every existing path counts as new until ``setBaseline(_:)``).
     init(count: Int, settleNanoseconds: UInt64) {
-        self.entries = Array(repeating: Entry(), count: count)
+        entries = Array(repeating: Entry(), count: count)
         self.settleNanoseconds = settleNanoseconds
     }
 

@@ -101,8 +101,8 @@ public final class FileReloader<Value: AnyObject & Sendable>: Sendable {
     ) {
         self.path = path
         self.store = store
-        self.loadValue = load
-        self.versionOf = version
+        loadValue = load
+        versionOf = version
         self.onEvent = onEvent
         self.pollInterval = pollInterval
         self.polling = polling

@@ -60,7 +60,7 @@ package final class LeasedFileMapping: @unchecked Sendable {
         self.mappedLength = mappedLength
         self.reservation = reservation
         self.reservationLength = reservationLength
-        self.state = LockedState(.leased(file))
+        state = LockedState(.leased(file))
     }
 
     deinit {
@@ -222,7 +222,7 @@ final class LeaseBreakMonitor: Sendable {
 
     private init?() {
         #if os(Linux)
-            self.sources = LockedState([])
+            sources = LockedState([])
             let signal = DispatchSource.makeSignalSource(signal: SIGIO, queue: queue)
             let timer = DispatchSource.makeTimerSource(queue: queue)
             sources.withLock { $0 = [signal, timer] }

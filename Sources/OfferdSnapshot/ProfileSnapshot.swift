@@ -123,13 +123,13 @@ public final class ProfileSnapshot: Sendable {
         stringCount: Int, slotsStart: Int, slotCount: Int, folded: FoldedState
     ) {
         self.folded = folded
-        self.hasFoldedState = !folded.isEmpty
+        hasFoldedState = !folded.isEmpty
         self.region = region
         self.version = version
         self.createdAt = createdAt
         self.profileCount = profileCount
         self.identityCount = identityCount
-        self.fileSize = region.count
+        fileSize = region.count
         self.checksum = checksum
         self.recordsStart = recordsStart
         self.recordsEnd = recordsEnd

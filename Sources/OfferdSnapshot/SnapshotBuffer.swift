@@ -93,13 +93,13 @@ final class SnapshotBuffer: @unchecked Sendable {
             munmap(mapping, mappingLength)
             throw error
         case .success(let readCount):
-            self.storage = .copy(mapping, mappingLength)
-            self.loadMethod = .copied(reason: whyNotMapped)
-            self.bytes = UnsafeRawBufferPointer(start: start, count: readCount)
+            storage = .copy(mapping, mappingLength)
+            loadMethod = .copied(reason: whyNotMapped)
+            bytes = UnsafeRawBufferPointer(start: start, count: readCount)
             self.chunkedFrom = chunkedFrom
             // A short read (the file shrank) leaves digests of bytes never read: drop them, the
             // loader then refuses the truncated file or recomputes from what was read.
-            self.chunkDigests = readCount == count ? digests : []
+            chunkDigests = readCount == count ? digests : []
         }
     }
 
@@ -117,11 +117,11 @@ final class SnapshotBuffer: @unchecked Sendable {
                 digests: digestStorage, readsFile: false
             ).run(threads: count >= Self.parallelThreshold ? 2 : 1)
         }
-        self.storage = .leased(mapping)
-        self.loadMethod = .mapped
-        self.bytes = UnsafeRawBufferPointer(start: mapping.start, count: count)
+        storage = .leased(mapping)
+        loadMethod = .mapped
+        bytes = UnsafeRawBufferPointer(start: mapping.start, count: count)
         self.chunkedFrom = chunkedFrom
-        self.chunkDigests = digests
+        chunkDigests = digests
     }
 
     deinit {

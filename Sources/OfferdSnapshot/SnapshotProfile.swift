@@ -65,17 +65,17 @@ public struct SnapshotProfile: ProfileView, Sendable {
         else { return nil }
         self.snapshot = snapshot
         self.recordStart = recordStart
-        self.recordLength = length
-        self.recordEnd = recordStart + length
+        recordLength = length
+        recordEnd = recordStart + length
         self.identityCount = identityCount
         self.audienceCount = audienceCount
         self.cappingCount = cappingCount
         self.attributeCount = attributeCount
-        self.audiencesStart = recordStart + audiencesOffset
-        self.cappingStart = recordStart + cappingOffset
-        self.directoryStart = recordStart + directoryOffset
-        self.nodesStart = recordStart + nodesOffset
-        self.consents = ConsentRecord(
+        audiencesStart = recordStart + audiencesOffset
+        cappingStart = recordStart + cappingOffset
+        directoryStart = recordStart + directoryOffset
+        nodesStart = recordStart + nodesOffset
+        consents = ConsentRecord(
             personalizeContent: personalizeContent, marketingAny: marketingAny, marketingEmail: marketingEmail,
             marketingSMS: marketingSMS, marketingPush: marketingPush, marketingCall: marketingCall)
     }

@@ -26,31 +26,31 @@ struct GRPCIdleTimeout {
     /// Starts the count at `now` (the connection became active); the first check is due at ``firstCheck``.
     init(timeout: TimeAmount, now: NIODeadline) {
         self.timeout = timeout
-        self.lastActivity = now
+        lastActivity = now
     }
 
     /// When the timer must first fire.
-    var firstCheck: NIODeadline { self.lastActivity + self.timeout }
+    var firstCheck: NIODeadline { lastActivity + timeout }
 
     /// Bytes arrived.
     @inline(__always)
     mutating func activity(now: NIODeadline) {
-        self.lastActivity = now
+        lastActivity = now
     }
 
     /// The timer fired at `now`, with `openStreams` streams not yet closed.
     mutating func timerFired(now: NIODeadline, openStreams: Int) -> Action {
-        if self.goAwaySent {
+        if goAwaySent {
             return .close
         }
         if openStreams > 0 {
-            return .checkAgain(at: now + self.timeout)
+            return .checkAgain(at: now + timeout)
         }
-        let idleAt = self.lastActivity + self.timeout
+        let idleAt = lastActivity + timeout
         if now < idleAt {
             return .checkAgain(at: idleAt)
         }
-        self.goAwaySent = true
-        return .goAway(closeAt: now + self.timeout)
+        goAwaySent = true
+        return .goAway(closeAt: now + timeout)
     }
 }

@@ -48,36 +48,36 @@ struct GRPCMessageReader {
     /// Takes the next bytes of the request body. Returns a rejection the first time the body turns out to be
     /// unacceptable; after that, further bytes are ignored.
     mutating func consume(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
-        if self.bareBody {
-            return self.consumeBare(bytes, allocator: allocator)
+        if bareBody {
+            return consumeBare(bytes, allocator: allocator)
         }
         var offset = 0
         while offset < bytes.count {
-            switch self.phase {
+            switch phase {
             case .readingPrefix:
                 let byte = bytes[offset]
                 offset += 1
-                if self.prefixBytesSeen == 0 {
-                    self.compressionFlag = byte
+                if prefixBytesSeen == 0 {
+                    compressionFlag = byte
                 } else {
-                    self.declaredLength = self.declaredLength << 8 | Int(byte)
+                    declaredLength = declaredLength << 8 | Int(byte)
                 }
-                self.prefixBytesSeen += 1
-                if self.prefixBytesSeen == 5, let rejection = self.prefixCompleted(allocator: allocator) {
-                    self.phase = .failed
+                prefixBytesSeen += 1
+                if prefixBytesSeen == 5, let rejection = prefixCompleted(allocator: allocator) {
+                    phase = .failed
                     return rejection
                 }
             case .readingMessage:
-                let written = self.message?.readableBytes ?? 0
-                let take = min(self.declaredLength - written, bytes.count - offset)
-                self.message?.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+                let written = message?.readableBytes ?? 0
+                let take = min(declaredLength - written, bytes.count - offset)
+                message?.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
                 offset += take
-                if written + take == self.declaredLength, let rejection = self.messageCompleted() {
+                if written + take == declaredLength, let rejection = messageCompleted() {
                     return rejection
                 }
             case .complete:
-                self.phase = .failed
-                self.message = nil
+                phase = .failed
+                message = nil
                 return .status(GRPCStatus(.invalidArgument, "unary request carried more than one message"))
             case .failed:
                 return nil
@@ -88,42 +88,42 @@ struct GRPCMessageReader {
 
     /// Convenience for tests and in-process callers.
     mutating func consume(_ bytes: [UInt8], allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
-        bytes.withUnsafeBytes { self.consume($0, allocator: allocator) }
+        bytes.withUnsafeBytes { consume($0, allocator: allocator) }
     }
 
     /// The request body has ended: returns the message, or why there is none.
     mutating func finish() -> Result<ByteBuffer, GRPCStreamRejection> {
-        switch self.phase {
+        switch phase {
         case .complete:
-            if let message = self.message {
+            if let message = message {
                 self.message = nil
-                self.phase = .failed
+                phase = .failed
                 return .success(message)
             }
-            if self.bareBody {
+            if bareBody {
                 // An empty Connect body is the empty message.
-                self.phase = .failed
+                phase = .failed
                 return .success(ByteBuffer())
             }
             return .failure(.status(GRPCStatus(.invalidArgument, "unary request message was already taken")))
-        case .readingPrefix where self.prefixBytesSeen == 0:
+        case .readingPrefix where prefixBytesSeen == 0:
             return .failure(.status(GRPCStatus(.invalidArgument, "unary request carried no message")))
         case .readingPrefix:
             return .failure(
                 .status(
                     GRPCStatus(
                         .invalidArgument,
-                        "request ended inside the message prefix (\(self.prefixBytesSeen) of 5 bytes)"
+                        "request ended inside the message prefix (\(prefixBytesSeen) of 5 bytes)"
                     )
                 )
             )
         case .readingMessage:
-            let received = self.message?.readableBytes ?? 0
+            let received = message?.readableBytes ?? 0
             return .failure(
                 .status(
                     GRPCStatus(
                         .invalidArgument,
-                        "request ended after \(received) of the \(self.declaredLength) message bytes "
+                        "request ended after \(received) of the \(declaredLength) message bytes "
                             + "its prefix announced"
                     )
                 )
@@ -134,45 +134,45 @@ struct GRPCMessageReader {
     }
 
     private mutating func prefixCompleted(allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
-        switch self.compressionFlag {
+        switch compressionFlag {
         case 0:
             break
         case 1:
             return .compressionUnsupported("compressed messages are not supported; send identity-encoded messages")
         default:
-            return .status(GRPCStatus(.invalidArgument, "invalid message flag \(self.compressionFlag)"))
+            return .status(GRPCStatus(.invalidArgument, "invalid message flag \(compressionFlag)"))
         }
-        guard self.declaredLength <= self.maxMessageBytes else {
+        guard declaredLength <= maxMessageBytes else {
             return .status(
                 GRPCStatus(
                     .resourceExhausted,
-                    "request message of \(self.declaredLength) bytes exceeds the limit of \(self.maxMessageBytes) bytes"
+                    "request message of \(declaredLength) bytes exceeds the limit of \(maxMessageBytes) bytes"
                 )
             )
         }
-        self.message = allocator.buffer(capacity: self.declaredLength)
-        if self.declaredLength == 0 {
-            return self.messageCompleted()
+        message = allocator.buffer(capacity: declaredLength)
+        if declaredLength == 0 {
+            return messageCompleted()
         }
-        self.phase = .readingMessage
+        phase = .readingMessage
         return nil
     }
 
     /// The message's last byte arrived: keep it (unary) or queue it and start over (message stream).
     private mutating func messageCompleted() -> GRPCStreamRejection? {
-        guard self.severalMessages else {
-            self.phase = .complete
+        guard severalMessages else {
+            phase = .complete
             return nil
         }
-        guard self.completed.count < Self.maxQueuedMessages, let message = self.message else {
-            self.phase = .failed
+        guard completed.count < Self.maxQueuedMessages, let message = message else {
+            phase = .failed
             return .status(GRPCStatus(.resourceExhausted, "more than \(Self.maxQueuedMessages) messages in one read"))
         }
-        self.completed.append(message)
+        completed.append(message)
         self.message = nil
-        self.prefixBytesSeen = 0
-        self.declaredLength = 0
-        self.phase = .readingPrefix
+        prefixBytesSeen = 0
+        declaredLength = 0
+        phase = .readingPrefix
         return nil
     }
 
@@ -181,31 +181,31 @@ struct GRPCMessageReader {
     /// Turns this reader into a Connect unary reader: the whole body is the message, at most
     /// `maxMessageBytes`, refused as soon as it grows past that.
     mutating func expectBareBody() {
-        self.bareBody = true
-        self.phase = .complete
+        bareBody = true
+        phase = .complete
     }
 
     private mutating func consumeBare(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator)
         -> GRPCStreamRejection?
     {
-        guard self.phase == .complete else {
+        guard phase == .complete else {
             return nil
         }
-        let received = self.message?.readableBytes ?? 0
-        guard bytes.count <= self.maxMessageBytes - received else {
-            self.phase = .failed
-            self.message = nil
+        let received = message?.readableBytes ?? 0
+        guard bytes.count <= maxMessageBytes - received else {
+            phase = .failed
+            message = nil
             return .status(
                 GRPCStatus(
                     .resourceExhausted,
-                    "request message of more than \(self.maxMessageBytes) bytes exceeds the limit"
+                    "request message of more than \(maxMessageBytes) bytes exceeds the limit"
                 )
             )
         }
-        if self.message == nil {
-            self.message = allocator.buffer(capacity: min(max(bytes.count, 256), self.maxMessageBytes))
+        if message == nil {
+            message = allocator.buffer(capacity: min(max(bytes.count, 256), maxMessageBytes))
         }
-        self.message?.writeBytes(bytes)
+        message?.writeBytes(bytes)
         return nil
     }
 
@@ -213,34 +213,34 @@ struct GRPCMessageReader {
 
     /// Turns this reader into a message stream's: any number of messages, each queued when complete.
     mutating func allowSeveralMessages() {
-        self.severalMessages = true
+        severalMessages = true
     }
 
     /// True when a completed message waits for ``nextMessage()``.
     var hasMessage: Bool {
-        !self.completed.isEmpty
+        !completed.isEmpty
     }
 
     /// The oldest completed message of a message stream, if any.
     mutating func nextMessage() -> ByteBuffer? {
-        self.completed.isEmpty ? nil : self.completed.removeFirst()
+        completed.isEmpty ? nil : completed.removeFirst()
     }
 
     /// A message stream's request ended: nil when it ended between messages, else why it is wrong.
     func streamEndRejection() -> GRPCStreamRejection? {
-        switch self.phase {
-        case .readingPrefix where self.prefixBytesSeen == 0:
+        switch phase {
+        case .readingPrefix where prefixBytesSeen == 0:
             return nil
         case .readingPrefix:
             return .status(
                 GRPCStatus(
-                    .invalidArgument, "request ended inside a message prefix (\(self.prefixBytesSeen) of 5 bytes)")
+                    .invalidArgument, "request ended inside a message prefix (\(prefixBytesSeen) of 5 bytes)")
             )
         case .readingMessage:
             return .status(
                 GRPCStatus(
                     .invalidArgument,
-                    "request ended after \(self.message?.readableBytes ?? 0) of the \(self.declaredLength) message "
+                    "request ended after \(message?.readableBytes ?? 0) of the \(declaredLength) message "
                         + "bytes its prefix announced"
                 )
             )

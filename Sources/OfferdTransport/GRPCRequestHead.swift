@@ -47,49 +47,49 @@ struct GRPCRequestHead {
     /// Adds one decoded header field. nghttp2 has already checked the field is valid HTTP/2 (lower-case name,
     /// legal characters, pseudo-headers first and not repeated).
     mutating func add(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        self.fieldCount += 1
+        fieldCount += 1
         // RFC 9113 section 6.5.2 counts 32 bytes of overhead per field.
-        self.headerListBytes += name.count + value.count + 32
-        if self.fieldCount > self.maxHeaderCount || self.headerListBytes > self.maxHeaderListBytes {
-            self.isOverLimit = true
+        headerListBytes += name.count + value.count + 32
+        if fieldCount > maxHeaderCount || headerListBytes > maxHeaderListBytes {
+            isOverLimit = true
         }
-        if self.isOverLimit {
+        if isOverLimit {
             return
         }
         switch name.count {
         case 5 where Self.equals(name, ":path"):
-            self.path = String(decoding: value, as: UTF8.self)
+            path = String(decoding: value, as: UTF8.self)
         case 7 where Self.equals(name, ":method"):
-            self.isPost = Self.equals(value, "POST")
-            self.isOptions = Self.equals(value, "OPTIONS")
+            isPost = Self.equals(value, "POST")
+            isOptions = Self.equals(value, "OPTIONS")
         case 12 where Self.equals(name, "content-type"):
-            self.wireProtocol = RPCWireProtocol(contentType: value)
+            wireProtocol = RPCWireProtocol(contentType: value)
         case 6 where Self.equals(name, "origin"):
-            self.origin = String(decoding: value.prefix(256), as: UTF8.self)
+            origin = String(decoding: value.prefix(256), as: UTF8.self)
         case 18 where Self.equals(name, "connect-timeout-ms"):
             // Connect: 1 to 10 ASCII digits of milliseconds.
             if value.count >= 1, value.count <= 10, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
                 let milliseconds = value.reduce(Int64(0)) { $0 * 10 + Int64($1 - 0x30) }
-                self.connectTimeout = .valid(.milliseconds(milliseconds))
+                connectTimeout = .valid(.milliseconds(milliseconds))
             } else {
-                self.connectTimeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
+                connectTimeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
             }
         case 24 where Self.equals(name, "connect-protocol-version"):
-            self.connectVersion = String(decoding: value.prefix(32), as: UTF8.self)
+            connectVersion = String(decoding: value.prefix(32), as: UTF8.self)
         case 12 where Self.equals(name, "grpc-timeout"):
             if let amount = GRPCTimeout.parse(value) {
-                self.timeout = .valid(amount)
+                timeout = .valid(amount)
             } else {
-                self.timeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
+                timeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
             }
         case 16 where Self.equals(name, "content-encoding"):
             // Connect's body compression; gRPC's is grpc-encoding.
             if !Self.equals(value, "identity") {
-                self.unsupportedContentEncoding = String(decoding: value.prefix(32), as: UTF8.self)
+                unsupportedContentEncoding = String(decoding: value.prefix(32), as: UTF8.self)
             }
         case 13 where Self.equals(name, "grpc-encoding"):
             if !Self.equals(value, "identity") {
-                self.unsupportedEncoding = String(decoding: value.prefix(32), as: UTF8.self)
+                unsupportedEncoding = String(decoding: value.prefix(32), as: UTF8.self)
             }
         default:
             break
@@ -102,7 +102,7 @@ struct GRPCRequestHead {
         var value = value
         name.withUTF8 { nameBytes in
             value.withUTF8 { valueBytes in
-                self.add(name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
+                add(name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
             }
         }
     }
@@ -110,34 +110,34 @@ struct GRPCRequestHead {
     /// Decides, once the header block is complete, whether the call goes on. HTTP-level problems come first
     /// (size, method, content-type), then gRPC-level ones (encoding, timeout).
     func validate() -> Result<Accepted, GRPCStreamRejection> {
-        if self.isOverLimit {
+        if isOverLimit {
             return .failure(
                 .headersTooLarge(
-                    "request headers exceed the limit of \(self.maxHeaderCount) fields "
-                        + "or \(self.maxHeaderListBytes) bytes"
+                    "request headers exceed the limit of \(maxHeaderCount) fields "
+                        + "or \(maxHeaderListBytes) bytes"
                 )
             )
         }
-        if self.isOptions {
+        if isOptions {
             return .failure(.preflight)
         }
-        guard self.isPost else {
+        guard isPost else {
             return .failure(.methodNotAllowed)
         }
-        guard let wireProtocol = self.wireProtocol else {
+        guard let wireProtocol = wireProtocol else {
             return .failure(.unsupportedMediaType)
         }
         if case .connect = wireProtocol {
-            return self.validateConnect(wireProtocol)
+            return validateConnect(wireProtocol)
         }
-        if let encoding = self.unsupportedEncoding {
+        if let encoding = unsupportedEncoding {
             return .failure(.compressionUnsupported("grpc-encoding '\(encoding)' is not supported; use identity"))
         }
-        switch self.timeout {
+        switch timeout {
         case .absent:
-            return .success(Accepted(path: self.path ?? "", timeout: nil, wireProtocol: wireProtocol))
+            return .success(Accepted(path: path ?? "", timeout: nil, wireProtocol: wireProtocol))
         case .valid(let amount):
-            return .success(Accepted(path: self.path ?? "", timeout: amount, wireProtocol: wireProtocol))
+            return .success(Accepted(path: path ?? "", timeout: amount, wireProtocol: wireProtocol))
         case .malformed(let raw):
             return .failure(.status(GRPCStatus(.invalidArgument, "malformed grpc-timeout '\(raw)'")))
         }
@@ -146,19 +146,19 @@ struct GRPCRequestHead {
     /// Connect unary: `connect-protocol-version`, when sent, must be `1`; a compressed body (`content-encoding`
     /// other than `identity`) is refused; `connect-timeout-ms` replaces `grpc-timeout`.
     private func validateConnect(_ wireProtocol: RPCWireProtocol) -> Result<Accepted, GRPCStreamRejection> {
-        if let version = self.connectVersion, version != "1" {
+        if let version = connectVersion, version != "1" {
             return .failure(
                 .status(GRPCStatus(.invalidArgument, "connect-protocol-version must be 1, not '\(version)'"))
             )
         }
-        if let encoding = self.unsupportedContentEncoding {
+        if let encoding = unsupportedContentEncoding {
             return .failure(.compressionUnsupported("content-encoding '\(encoding)' is not supported; use identity"))
         }
-        switch self.connectTimeout {
+        switch connectTimeout {
         case .absent:
-            return .success(Accepted(path: self.path ?? "", timeout: nil, wireProtocol: wireProtocol))
+            return .success(Accepted(path: path ?? "", timeout: nil, wireProtocol: wireProtocol))
         case .valid(let amount):
-            return .success(Accepted(path: self.path ?? "", timeout: amount, wireProtocol: wireProtocol))
+            return .success(Accepted(path: path ?? "", timeout: amount, wireProtocol: wireProtocol))
         case .malformed(let raw):
             return .failure(.status(GRPCStatus(.invalidArgument, "malformed connect-timeout-ms '\(raw)'")))
         }

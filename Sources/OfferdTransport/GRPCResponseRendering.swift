@@ -77,26 +77,26 @@ struct GRPCHeaderBlock {
     private(set) var ranges: [(nameStart: Int, nameCount: Int, valueStart: Int, valueCount: Int)] = []
 
     init() {
-        self.storage.reserveCapacity(160)
-        self.ranges.reserveCapacity(6)
+        storage.reserveCapacity(160)
+        ranges.reserveCapacity(6)
     }
 
     /// Adds one field; names are written as given (HTTP/2 wants them lower-case).
     mutating func append(_ name: String, _ value: String) {
-        let nameStart = self.storage.count
-        self.storage.append(contentsOf: name.utf8)
-        let valueStart = self.storage.count
-        self.storage.append(contentsOf: value.utf8)
-        self.ranges.append((nameStart, valueStart - nameStart, valueStart, self.storage.count - valueStart))
+        let nameStart = storage.count
+        storage.append(contentsOf: name.utf8)
+        let valueStart = storage.count
+        storage.append(contentsOf: value.utf8)
+        ranges.append((nameStart, valueStart - nameStart, valueStart, storage.count - valueStart))
     }
 
     /// The fields as strings, in order: for tests and for framings that write text.
     var fields: [(name: String, value: String)] {
-        self.ranges.map { range in
+        ranges.map { range in
             (
-                String(decoding: self.storage[range.nameStart..<(range.nameStart + range.nameCount)], as: UTF8.self),
+                String(decoding: storage[range.nameStart..<(range.nameStart + range.nameCount)], as: UTF8.self),
                 String(
-                    decoding: self.storage[range.valueStart..<(range.valueStart + range.valueCount)],
+                    decoding: storage[range.valueStart..<(range.valueStart + range.valueCount)],
                     as: UTF8.self
                 )
             )
@@ -105,7 +105,7 @@ struct GRPCHeaderBlock {
 
     /// The value of the last field called `name`, if any.
     func value(_ name: String) -> String? {
-        self.fields.last { $0.name == name }?.value
+        fields.last { $0.name == name }?.value
     }
 }
 
@@ -123,10 +123,10 @@ struct GRPCResponseBody {
 
     /// A body written as is, without a prefix: a whole Connect or gRPC-Web response body.
     init(bare body: ByteBuffer) {
-        self.payload = body
-        self.prefix = (0, 0, 0, 0, 0)
-        self.prefixBytesWritten = 5
-        self.endsWithTrailers = false
+        payload = body
+        prefix = (0, 0, 0, 0, 0)
+        prefixBytesWritten = 5
+        endsWithTrailers = false
     }
 
     /// Creates the body of `payload`, which must fit the prefix's 32-bit length (the stream state machine
@@ -135,40 +135,40 @@ struct GRPCResponseBody {
         precondition(payload.readableBytes <= Int(UInt32.max), "response message too large for its prefix")
         let length = UInt32(truncatingIfNeeded: payload.readableBytes)
         self.payload = payload
-        self.prefix = (
+        prefix = (
             0, UInt8(truncatingIfNeeded: length >> 24), UInt8(truncatingIfNeeded: length >> 16),
             UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length)
         )
-        self.endsWithTrailers = true
+        endsWithTrailers = true
     }
 
     /// True once the prefix and every payload byte have been written.
     var isComplete: Bool {
-        self.prefixBytesWritten == 5 && self.payload.readableBytes == 0
+        prefixBytesWritten == 5 && payload.readableBytes == 0
     }
 
     /// Bytes still to write.
     var remainingBytes: Int {
-        5 - self.prefixBytesWritten + self.payload.readableBytes
+        5 - prefixBytesWritten + payload.readableBytes
     }
 
     /// Writes as much of the rest of the body as fits in `destination`; returns the number of bytes written.
     mutating func write(into destination: UnsafeMutableRawBufferPointer) -> Int {
         var written = 0
-        if self.prefixBytesWritten < 5 {
-            let start = self.prefixBytesWritten
+        if prefixBytesWritten < 5 {
+            let start = prefixBytesWritten
             let take = min(5 - start, destination.count)
-            withUnsafeBytes(of: self.prefix) { prefixBytes in
+            withUnsafeBytes(of: prefix) { prefixBytes in
                 UnsafeMutableRawBufferPointer(rebasing: destination[0..<take]).copyMemory(
                     from: UnsafeRawBufferPointer(rebasing: prefixBytes[start..<(start + take)])
                 )
             }
-            self.prefixBytesWritten += take
+            prefixBytesWritten += take
             written = take
         }
         let room = destination.count - written
-        if room > 0 && self.payload.readableBytes > 0 {
-            written += self.payload.readWithUnsafeReadableBytes { source in
+        if room > 0 && payload.readableBytes > 0 {
+            written += payload.readWithUnsafeReadableBytes { source in
                 let take = min(room, source.count)
                 UnsafeMutableRawBufferPointer(rebasing: destination[written..<(written + take)]).copyMemory(
                     from: UnsafeRawBufferPointer(rebasing: source[0..<take])

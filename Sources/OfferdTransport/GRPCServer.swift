@@ -208,33 +208,33 @@ public final class GRPCServer: Sendable {
 
     /// The bound address; with port 0 it carries the port the system chose.
     public var localAddress: SocketAddress? {
-        self.serverChannel.localAddress
+        serverChannel.localAddress
     }
 
     /// Calls whose request headers have arrived and whose stream has not closed yet, over all connections.
     public var activeCalls: Int {
-        self.callCounter.value
+        callCounter.value
     }
 
     /// Number of open client connections.
     public var connectionCount: Int {
-        self.registry.count
+        registry.count
     }
 
     /// Stops accepting, sends GOAWAY on every connection (last-stream-id = highest stream processed), lets the
     /// calls in flight finish and closes each connection when it has none; after `grace`, closes whatever
     /// remains. Returns when every connection and the listening socket are closed.
     public func shutdown(grace: TimeAmount) async {
-        self.registry.beginShutdown()
-        self.tlsStore?.stopReloading()
-        try? await self.serverChannel.close()
-        let connections = self.registry.current()
-        self.logger.debug("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])
+        registry.beginShutdown()
+        tlsStore?.stopReloading()
+        try? await serverChannel.close()
+        let connections = registry.current()
+        logger.debug("gRPC server shutting down", metadata: ["connections": "\(connections.count)"])
         for connection in connections {
             connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
-        let registry = self.registry
-        let forcedClose = self.serverChannel.eventLoop.scheduleTask(in: grace) {
+        let registry = registry
+        let forcedClose = serverChannel.eventLoop.scheduleTask(in: grace) {
             for connection in registry.current() {
                 connection.close(promise: nil)
             }
@@ -243,7 +243,7 @@ public final class GRPCServer: Sendable {
             try? await connection.closeFuture.get()
         }
         forcedClose.cancel()
-        self.logger.debug("gRPC server stopped")
+        logger.debug("gRPC server stopped")
     }
 }
 
@@ -259,7 +259,7 @@ final class ConnectionRegistry: Sendable {
     /// Adds a new connection; `false` once shutdown has begun.
     func register(_ channel: any Channel) -> Bool {
         let key = ObjectIdentifier(channel)
-        let accepted = self.state.withLockedValue { state in
+        let accepted = state.withLockedValue { state in
             guard !state.isShuttingDown else {
                 return false
             }
@@ -277,15 +277,15 @@ final class ConnectionRegistry: Sendable {
     }
 
     func beginShutdown() {
-        self.state.withLockedValue { $0.isShuttingDown = true }
+        state.withLockedValue { $0.isShuttingDown = true }
     }
 
     func current() -> [any Channel] {
-        self.state.withLockedValue { Array($0.connections.values) }
+        state.withLockedValue { Array($0.connections.values) }
     }
 
     var count: Int {
-        self.state.withLockedValue { $0.connections.count }
+        state.withLockedValue { $0.connections.count }
     }
 }
 
@@ -294,17 +294,17 @@ final class GRPCActiveCallCounter: Sendable {
     private let count = NIOLockedValueBox(0)
 
     func add(_ amount: Int) {
-        self.count.withLockedValue { $0 += amount }
+        count.withLockedValue { $0 += amount }
     }
 
     func subtract(_ amount: Int) {
         guard amount != 0 else {
             return
         }
-        self.count.withLockedValue { $0 -= amount }
+        count.withLockedValue { $0 -= amount }
     }
 
     var value: Int {
-        self.count.withLockedValue { $0 }
+        count.withLockedValue { $0 }
     }
 }

@@ -41,25 +41,25 @@ public struct GRPCServerConfiguration: Sendable {
 
     /// Checks the values that would make the server misbehave, with a message naming the field.
     func validate() throws(GRPCServerConfigurationError) {
-        if self.port < 0 || self.port > 65535 {
-            throw GRPCServerConfigurationError("port \(self.port) is outside 0...65535")
+        if port < 0 || port > 65535 {
+            throw GRPCServerConfigurationError("port \(port) is outside 0...65535")
         }
         // The length prefix is a UInt32 and nghttp2 windows are at most 2^31-1: keep well inside both.
-        if self.maxMessageBytes < 0 || self.maxMessageBytes > 1 << 30 {
-            throw GRPCServerConfigurationError("maxMessageBytes \(self.maxMessageBytes) is outside 0...\(1 << 30)")
+        if maxMessageBytes < 0 || maxMessageBytes > 1 << 30 {
+            throw GRPCServerConfigurationError("maxMessageBytes \(maxMessageBytes) is outside 0...\(1 << 30)")
         }
-        if self.maxConcurrentStreams == 0 {
+        if maxConcurrentStreams == 0 {
             throw GRPCServerConfigurationError("maxConcurrentStreams must be at least 1")
         }
-        if self.maxHeaderListBytes < 1024 || self.maxHeaderListBytes > 1 << 20 {
+        if maxHeaderListBytes < 1024 || maxHeaderListBytes > 1 << 20 {
             throw GRPCServerConfigurationError(
-                "maxHeaderListBytes \(self.maxHeaderListBytes) is outside 1024...\(1 << 20)"
+                "maxHeaderListBytes \(maxHeaderListBytes) is outside 1024...\(1 << 20)"
             )
         }
-        if self.maxHeaderCount < 8 {
-            throw GRPCServerConfigurationError("maxHeaderCount \(self.maxHeaderCount) is below 8")
+        if maxHeaderCount < 8 {
+            throw GRPCServerConfigurationError("maxHeaderCount \(maxHeaderCount) is below 8")
         }
-        if self.idleTimeout <= .zero {
+        if idleTimeout <= .zero {
             throw GRPCServerConfigurationError("idleTimeout must be positive")
         }
     }
@@ -74,5 +74,5 @@ public struct GRPCServerConfigurationError: Error, Sendable, Equatable, CustomSt
         self.message = message
     }
 
-    public var description: String { "invalid gRPC server configuration: \(self.message)" }
+    public var description: String { "invalid gRPC server configuration: \(message)" }
 }

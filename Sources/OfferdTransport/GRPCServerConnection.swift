@@ -86,18 +86,18 @@ final class GRPCServerConnection {
         callCounter: GRPCActiveCallCounter,
         logger: Logger
     ) throws(NGHTTP2Error) {
-        self.session = try NGHTTP2ServerSession(configuration: configuration)
+        session = try NGHTTP2ServerSession(configuration: configuration)
         self.configuration = configuration
         self.service = service
         self.eventLoop = eventLoop
         self.clock = clock
         self.allocator = allocator
         self.callCounter = callCounter
-        self.cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
+        cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
-        self.readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
-        self.openStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
-        self.session.setDelegate(self)
+        readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
+        openStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
+        session.setDelegate(self)
     }
 
     // MARK: - Driving the connection
@@ -105,49 +105,49 @@ final class GRPCServerConnection {
     /// Feeds received bytes to nghttp2, then answers every request that completed in them.
     /// Throws when the connection is beyond repair (bad preface, flood, ...); call `terminate` then.
     func receive(_ bytes: ByteBuffer) throws(NGHTTP2Error) {
-        try self.session.receive(bytes)
-        self.dispatchReadyStreams()
+        try session.receive(bytes)
+        dispatchReadyStreams()
     }
 
     /// Collects everything nghttp2 wants to send into one buffer; `nil` when there is nothing.
     func drainOutput() throws(NGHTTP2Error) -> ByteBuffer? {
-        try self.session.drainOutput(allocator: self.allocator)
+        try session.drainOutput(allocator: allocator)
     }
 
     /// True when nghttp2 neither expects nor has anything more: the connection can be closed.
-    var isFinished: Bool { self.session.isFinished }
+    var isFinished: Bool { session.isFinished }
 
     /// Number of streams not yet closed.
-    var openStreamCount: Int { self.openStreams.count }
+    var openStreamCount: Int { openStreams.count }
 
     /// Sends GOAWAY(NO_ERROR) naming the highest stream processed so far: streams up to it are finished, later
     /// ones are refused, and the connection ends once the last stream closes. Idempotent.
     func beginGracefulShutdown() {
         do {
-            try self.session.submitGracefulGoAway()
+            try session.submitGracefulGoAway()
         } catch {
-            self.logger.debug("could not submit GOAWAY", metadata: ["error": "\(error)"])
+            logger.debug("could not submit GOAWAY", metadata: ["error": "\(error)"])
         }
     }
 
     /// Ends the connection after an unrecoverable error: queues GOAWAY with `errorCode`, after which nghttp2
     /// reads nothing more.
     func terminate(errorCode: UInt32) {
-        self.session.terminate(errorCode: errorCode)
+        session.terminate(errorCode: errorCode)
     }
 
     /// Releases per-stream resources when the channel goes away (timers, call counts).
     func tearDown() {
-        for stream in self.openStreams {
+        for stream in openStreams {
             stream.deadlineTimer?.cancel()
             // nghttp2 must not hand out a pointer to a stream released here.
-            self.session.setStreamUserData(stream.id, nil)
+            session.setStreamUserData(stream.id, nil)
         }
-        self.callCounter.subtract(self.openStreams.count)
-        self.recentStream = nil
-        self.openStreams.removeAll()
-        self.readyStreams.removeAll()
-        self.onAsynchronousOutput = nil
+        callCounter.subtract(openStreams.count)
+        recentStream = nil
+        openStreams.removeAll()
+        readyStreams.removeAll()
+        onAsynchronousOutput = nil
     }
 
     // MARK: - Performing actions
@@ -155,7 +155,7 @@ final class GRPCServerConnection {
     /// The open stream `streamID`, from nghttp2's stream user data; `nil` once it is closed.
     @inline(__always)
     private func stream(_ streamID: Int32) -> Stream? {
-        guard let pointer = self.session.streamUserData(streamID) else {
+        guard let pointer = session.streamUserData(streamID) else {
             return nil
         }
         // Unretained: `openStreams` owns every stream nghttp2 points to, until it closes.
@@ -168,15 +168,15 @@ final class GRPCServerConnection {
     /// closes a stream: nghttp2 closes streams only while it reads or writes frames.
     @inline(__always)
     private func withStream<Result>(_ streamID: Int32, orElse absent: Result, _ body: (Stream) -> Result) -> Result {
-        if streamID == self.recentStreamID, let stream = self.recentStream {
+        if streamID == recentStreamID, let stream = recentStream {
             return stream._withUnsafeGuaranteedRef(body)
         }
-        guard let pointer = self.session.streamUserData(streamID) else {
+        guard let pointer = session.streamUserData(streamID) else {
             return absent
         }
         let stream = Unmanaged<Stream>.fromOpaque(pointer)
-        self.recentStreamID = streamID
-        self.recentStream = stream
+        recentStreamID = streamID
+        recentStream = stream
         return stream._withUnsafeGuaranteedRef(body)
     }
 
@@ -186,18 +186,18 @@ final class GRPCServerConnection {
         case .none:
             break
         case .armDeadline(let deadline):
-            stream.deadlineTimer = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            stream.deadlineTimer = eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
                 [weak self] in
                 self?.deadlineReached(streamID: streamID)
             }
         case .queueForDispatch:
-            self.readyStreams.append(stream)
+            readyStreams.append(stream)
         case .dispatch(let call):
-            var reply = self.service.handle(call, allocator: self.allocator)
+            var reply = service.handle(call, allocator: allocator)
             if case .deferred(let pending) = reply {
                 guard stream.machine.isMessageStream else {
                     // The deadline timer stays armed while the reply is pending.
-                    self.awaitReply(pending, on: stream, streamID: streamID)
+                    awaitReply(pending, on: stream, streamID: streamID)
                     return
                 }
                 reply = .failure(GRPCStatus(.internalError, "a message stream's reply cannot be deferred"))
@@ -205,52 +205,52 @@ final class GRPCServerConnection {
             // The reply is checked against the deadline, so the timer has nothing left to do (a message stream
             // keeps it: it covers the whole stream).
             if !stream.machine.isMessageStream {
-                self.cancelDeadline(stream)
+                cancelDeadline(stream)
             }
-            self.perform(stream.machine.replyReady(reply, clock: self.clock), on: stream, streamID: streamID)
+            perform(stream.machine.replyReady(reply, clock: clock), on: stream, streamID: streamID)
         case .respond(let payload) where stream.machine.wireProtocol != .grpc:
-            self.cancelDeadline(stream)
+            cancelDeadline(stream)
             let response = RPCResponseRendering.message(
-                payload, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: self.cors,
-                allocator: self.allocator
+                payload, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: cors,
+                allocator: allocator
             )
-            self.submitWhole(response, on: stream, streamID: streamID)
+            submitWhole(response, on: stream, streamID: streamID)
         case .answer(let rejection) where stream.machine.wireProtocol != .grpc || rejection == .preflight:
-            self.cancelDeadline(stream)
+            cancelDeadline(stream)
             let response = RPCResponseRendering.answer(
-                rejection, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: self.cors,
-                allocator: self.allocator
+                rejection, wireProtocol: stream.machine.wireProtocol, origin: stream.machine.origin, cors: cors,
+                allocator: allocator
             )
-            self.submitWhole(response, on: stream, streamID: streamID)
+            submitWhole(response, on: stream, streamID: streamID)
         case .respond(let payload):
-            self.cancelDeadline(stream)
+            cancelDeadline(stream)
             stream.body = GRPCResponseBody(payload: payload)
             do {
-                try self.session.submitResponse(streamID, headers: StaticHeaderBlock.successHeaders)
+                try session.submitResponse(streamID, headers: StaticHeaderBlock.successHeaders)
             } catch {
                 stream.body = nil
-                self.submitFailed(streamID: streamID, error)
+                submitFailed(streamID: streamID, error)
             }
         case .answer(let rejection):
-            self.cancelDeadline(stream)
+            cancelDeadline(stream)
             stream.body = nil
             do {
-                try self.session.submitHeadersOnly(streamID, headers: GRPCResponseRendering.answer(rejection))
+                try session.submitHeadersOnly(streamID, headers: GRPCResponseRendering.answer(rejection))
             } catch {
-                self.submitFailed(streamID: streamID, error)
+                submitFailed(streamID: streamID, error)
             }
         case .stopUpload:
-            self.session.submitReset(streamID, errorCode: HTTP2ErrorCode.noError)
+            session.submitReset(streamID, errorCode: HTTP2ErrorCode.noError)
         case .sendMessage(let payload):
             stream.messages.append(GRPCResponseBody(payload: payload))
-            self.submitOrResumeStreamBody(stream, streamID: streamID)
+            submitOrResumeStreamBody(stream, streamID: streamID)
             // The next queued message, or the end once the client has half-closed. Recursion depth is bounded
             // by the messages one read can queue (GRPCMessageReader.maxQueuedMessages).
-            self.perform(stream.machine.dispatch(clock: self.clock), on: stream, streamID: streamID)
+            perform(stream.machine.dispatch(clock: clock), on: stream, streamID: streamID)
         case .finish(let status):
-            self.cancelDeadline(stream)
+            cancelDeadline(stream)
             stream.trailers = GRPCResponseRendering.trailers(status)
-            self.submitOrResumeStreamBody(stream, streamID: streamID)
+            submitOrResumeStreamBody(stream, streamID: streamID)
         }
     }
 
@@ -259,13 +259,13 @@ final class GRPCServerConnection {
     /// may have answered it, and the state machine drops the late reply). Looked up by identity in `openStreams`,
     /// not through nghttp2's stream user data, which may point to a stream a closed connection already released.
     private func awaitReply(_ pending: GRPCPendingReply, on stream: Stream, streamID: Int32) {
-        pending.futureResult(on: self.eventLoop).assumeIsolated().whenSuccess { [weak self] reply in
-            guard let self, self.openStreams.contains(where: { $0 === stream }) else {
+        pending.futureResult(on: eventLoop).assumeIsolated().whenSuccess { [weak self] reply in
+            guard let self, openStreams.contains(where: { $0 === stream }) else {
                 return
             }
-            self.cancelDeadline(stream)
-            self.perform(stream.machine.replyReady(reply, clock: self.clock), on: stream, streamID: streamID)
-            self.onAsynchronousOutput?()
+            cancelDeadline(stream)
+            perform(stream.machine.replyReady(reply, clock: clock), on: stream, streamID: streamID)
+            onAsynchronousOutput?()
         }
     }
 
@@ -274,14 +274,14 @@ final class GRPCServerConnection {
         do {
             if response.body.readableBytes == 0 {
                 stream.body = nil
-                try self.session.submitHeadersOnly(streamID, headers: response.headerBlock)
+                try session.submitHeadersOnly(streamID, headers: response.headerBlock)
             } else {
                 stream.body = GRPCResponseBody(bare: response.body)
-                try self.session.submitResponse(streamID, dynamicHeaders: response.headerBlock)
+                try session.submitResponse(streamID, dynamicHeaders: response.headerBlock)
             }
         } catch {
             stream.body = nil
-            self.submitFailed(streamID: streamID, error)
+            submitFailed(streamID: streamID, error)
         }
     }
 
@@ -289,15 +289,15 @@ final class GRPCServerConnection {
     /// the trailers wake the reader, which nghttp2 parked when it ran out of messages.
     private func submitOrResumeStreamBody(_ stream: Stream, streamID: Int32) {
         guard !stream.responseSubmitted else {
-            self.session.resumeData(streamID)
+            session.resumeData(streamID)
             return
         }
         stream.responseSubmitted = true
         do {
-            try self.session.submitResponse(streamID, headers: StaticHeaderBlock.successHeaders)
+            try session.submitResponse(streamID, headers: StaticHeaderBlock.successHeaders)
         } catch {
             stream.messages.removeAll()
-            self.submitFailed(streamID: streamID, error)
+            submitFailed(streamID: streamID, error)
         }
     }
 
@@ -307,32 +307,32 @@ final class GRPCServerConnection {
     }
 
     private func submitFailed(streamID: Int32, _ error: NGHTTP2Error) {
-        self.logger.debug("could not submit answer", metadata: ["stream": "\(streamID)", "error": "\(error)"])
-        self.session.submitReset(streamID, errorCode: HTTP2ErrorCode.internalError)
+        logger.debug("could not submit answer", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+        session.submitReset(streamID, errorCode: HTTP2ErrorCode.internalError)
     }
 
     private func dispatchReadyStreams() {
-        guard !self.readyStreams.isEmpty else {
+        guard !readyStreams.isEmpty else {
             return
         }
         // A stream closed meanwhile (reset in the same read) is in phase closed: dispatch does nothing.
-        for stream in self.readyStreams {
-            self.perform(stream.machine.dispatch(clock: self.clock), on: stream, streamID: stream.id)
+        for stream in readyStreams {
+            perform(stream.machine.dispatch(clock: clock), on: stream, streamID: stream.id)
         }
-        self.readyStreams.removeAll(keepingCapacity: true)
+        readyStreams.removeAll(keepingCapacity: true)
     }
 
     /// A deadline timer fired before the stream was answered.
     private func deadlineReached(streamID: Int32) {
-        guard let stream = self.stream(streamID) else {
+        guard let stream = stream(streamID) else {
             return
         }
         stream.deadlineTimer = nil
         let action = stream.machine.deadlineReached()
-        self.perform(action, on: stream, streamID: streamID)
+        perform(action, on: stream, streamID: streamID)
         switch action {
         case .answer, .finish:
-            self.onAsynchronousOutput?()
+            onAsynchronousOutput?()
         default:
             break
         }
@@ -343,76 +343,76 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
     func sessionStreamOpened(_ streamID: Int32) {
         let stream = Stream(
             id: streamID,
-            openIndex: self.openStreams.count,
+            openIndex: openStreams.count,
             machine: GRPCServerStreamStateMachine(
-                maxHeaderCount: self.configuration.maxHeaderCount,
-                maxHeaderListBytes: self.configuration.maxHeaderListBytes,
-                maxMessageBytes: self.configuration.maxMessageBytes
+                maxHeaderCount: configuration.maxHeaderCount,
+                maxHeaderListBytes: configuration.maxHeaderListBytes,
+                maxMessageBytes: configuration.maxMessageBytes
             )
         )
         // nghttp2 opened the stream before this callback, so it knows it; if it did not, the stream would never
         // be closed either, and is not tracked.
-        guard self.session.setStreamUserData(streamID, Unmanaged.passUnretained(stream).toOpaque()) else {
+        guard session.setStreamUserData(streamID, Unmanaged.passUnretained(stream).toOpaque()) else {
             return
         }
-        self.openStreams.append(stream)
-        self.callCounter.add(1)
+        openStreams.append(stream)
+        callCounter.add(1)
     }
 
     func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        self.withStream(streamID, orElse: ()) { $0.machine.receivedHeaderField(name: name, value: value) }
+        withStream(streamID, orElse: ()) { $0.machine.receivedHeaderField(name: name, value: value) }
     }
 
     func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {
-        self.withStream(streamID, orElse: ()) { stream in
-            let service = self.service
-            let action = stream.machine.receivedHeaders(endStream: endStream, clock: self.clock) {
+        withStream(streamID, orElse: ()) { stream in
+            let service = service
+            let action = stream.machine.receivedHeaders(endStream: endStream, clock: clock) {
                 service.isMessageStream(path: $0)
             }
-            self.perform(action, on: stream, streamID: streamID)
+            perform(action, on: stream, streamID: streamID)
         }
     }
 
     func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
-        self.withStream(streamID, orElse: ()) { stream in
-            self.perform(stream.machine.receivedData(bytes, allocator: self.allocator), on: stream, streamID: streamID)
+        withStream(streamID, orElse: ()) { stream in
+            perform(stream.machine.receivedData(bytes, allocator: allocator), on: stream, streamID: streamID)
         }
     }
 
     func sessionReceivedEndOfStream(_ streamID: Int32) {
-        self.withStream(streamID, orElse: ()) { stream in
-            self.perform(stream.machine.receivedEndOfStream(), on: stream, streamID: streamID)
+        withStream(streamID, orElse: ()) { stream in
+            perform(stream.machine.receivedEndOfStream(), on: stream, streamID: streamID)
         }
     }
 
     func sessionSentEndOfStream(_ streamID: Int32) {
-        self.withStream(streamID, orElse: ()) { stream in
-            self.perform(stream.machine.answerSent(), on: stream, streamID: streamID)
+        withStream(streamID, orElse: ()) { stream in
+            perform(stream.machine.answerSent(), on: stream, streamID: streamID)
         }
     }
 
     func sessionStreamClosed(_ streamID: Int32) {
-        guard let stream = self.stream(streamID) else {
+        guard let stream = stream(streamID) else {
             return
         }
         stream.machine.closed()
-        self.cancelDeadline(stream)
-        self.callCounter.subtract(1)
-        if streamID == self.recentStreamID {
-            self.recentStream = nil
+        cancelDeadline(stream)
+        callCounter.subtract(1)
+        if streamID == recentStreamID {
+            recentStream = nil
         }
         // nghttp2 forgets the stream, and its pointer, once this callback returns.
-        let last = self.openStreams.removeLast()
+        let last = openStreams.removeLast()
         if last !== stream {
             last.openIndex = stream.openIndex
-            self.openStreams[stream.openIndex] = last
+            openStreams[stream.openIndex] = last
         }
     }
 
     func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
         -> NGHTTP2BodyChunk
     {
-        let chunk: NGHTTP2BodyChunk? = self.withStream(streamID, orElse: nil) { stream in
+        let chunk: NGHTTP2BodyChunk? = withStream(streamID, orElse: nil) { stream in
             // Written in place through the optional: the payload is never referenced twice, so never copied.
             guard let written = stream.body?.write(into: destination) else {
                 return nil
@@ -424,7 +424,7 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
             }
             return .bytes(written)
         }
-        return chunk ?? self.readStreamBody(streamID, into: destination)
+        return chunk ?? readStreamBody(streamID, into: destination)
     }
 }
 
@@ -433,7 +433,7 @@ extension GRPCServerConnection {
     /// while it waits for the next reply.
     private func readStreamBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer) -> NGHTTP2BodyChunk
     {
-        guard let stream = self.stream(streamID), stream.machine.isMessageStream else {
+        guard let stream = stream(streamID), stream.machine.isMessageStream else {
             return .unavailable
         }
         var written = 0

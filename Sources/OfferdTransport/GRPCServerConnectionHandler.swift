@@ -48,62 +48,62 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
         self.context = context
         do {
             let connection = try GRPCServerConnection(
-                configuration: self.configuration,
-                service: self.service,
+                configuration: configuration,
+                service: service,
                 eventLoop: context.eventLoop,
-                clock: self.clock,
+                clock: clock,
                 allocator: context.channel.allocator,
-                callCounter: self.callCounter,
-                logger: self.logger
+                callCounter: callCounter,
+                logger: logger
             )
             // Unowned: the handler owns the connection and clears this hook before it goes away.
             connection.onAsynchronousOutput = { [unowned self] in
-                self.flushOutput()
+                flushOutput()
             }
             self.connection = connection
         } catch {
-            self.logger.error("could not create an HTTP/2 session", metadata: ["error": "\(error)"])
-            self.isClosing = true
+            logger.error("could not create an HTTP/2 session", metadata: ["error": "\(error)"])
+            isClosing = true
             context.close(promise: nil)
             return
         }
         if context.channel.isActive {
-            self.connectionBecameActive(context: context)
+            connectionBecameActive(context: context)
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.tearDown()
+        tearDown()
         self.context = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.connectionBecameActive(context: context)
+        connectionBecameActive(context: context)
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.tearDown()
+        tearDown()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let connection = self.connection, !self.isClosing else {
+        guard let connection = connection, !isClosing else {
             return
         }
-        self.idleTimeout?.activity(now: self.clock.now())
+        idleTimeout?.activity(now: clock.now())
         do {
-            try connection.receive(self.unwrapInboundIn(data))
+            try connection.receive(unwrapInboundIn(data))
         } catch {
-            self.logger.debug("closing HTTP/2 connection after an error", metadata: ["error": "\(error)"])
+            logger.debug("closing HTTP/2 connection after an error", metadata: ["error": "\(error)"])
             connection.terminate(errorCode: error.goAwayErrorCode)
-            self.flushOutput()
-            self.closeAfterPendingWrites()
+            flushOutput()
+            closeAfterPendingWrites()
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.flushOutput()
+        flushOutput()
         context.fireChannelReadComplete()
     }
 
@@ -111,13 +111,13 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
         if context.channel.isWritable {
             context.read()
         } else {
-            self.readPending = true
+            readPending = true
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable && self.readPending {
-            self.readPending = false
+        if context.channel.isWritable && readPending {
+            readPending = false
             context.read()
         }
         context.fireChannelWritabilityChanged()
@@ -125,94 +125,94 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            self.connection?.beginGracefulShutdown()
-            self.flushOutput()
+            connection?.beginGracefulShutdown()
+            flushOutput()
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.logger.debug("HTTP/2 connection error", metadata: ["error": "\(error)"])
-        self.isClosing = true
+        logger.debug("HTTP/2 connection error", metadata: ["error": "\(error)"])
+        isClosing = true
         context.close(promise: nil)
     }
 
     // MARK: - Effects
 
     private func connectionBecameActive(context: ChannelHandlerContext) {
-        guard self.idleTimer == nil, !self.isClosing else {
+        guard idleTimer == nil, !isClosing else {
             return
         }
-        let idleTimeout = GRPCIdleTimeout(timeout: self.configuration.idleTimeout, now: self.clock.now())
+        let idleTimeout = GRPCIdleTimeout(timeout: configuration.idleTimeout, now: clock.now())
         self.idleTimeout = idleTimeout
-        self.scheduleIdleCheck(at: idleTimeout.firstCheck)
+        scheduleIdleCheck(at: idleTimeout.firstCheck)
         // The server preface (SETTINGS) goes out without waiting for the client.
-        self.flushOutput()
+        flushOutput()
     }
 
     /// Writes everything nghttp2 has queued as one buffer, and closes the channel once nghttp2 is done with it.
     private func flushOutput() {
-        guard let context = self.context, let connection = self.connection, !self.isClosing else {
+        guard let context = context, let connection = connection, !isClosing else {
             return
         }
         do {
             if let output = try connection.drainOutput() {
-                context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(output), promise: nil)
             }
         } catch {
-            self.logger.debug("HTTP/2 send failed", metadata: ["error": "\(error)"])
-            self.isClosing = true
+            logger.debug("HTTP/2 send failed", metadata: ["error": "\(error)"])
+            isClosing = true
             context.close(promise: nil)
             return
         }
         if connection.isFinished {
-            self.closeAfterPendingWrites()
+            closeAfterPendingWrites()
         }
     }
 
     /// Closes once what was already written has been sent (a plain `close` would drop a final GOAWAY).
     private func closeAfterPendingWrites() {
-        guard let context = self.context, !self.isClosing else {
+        guard let context = context, !isClosing else {
             return
         }
-        self.isClosing = true
+        isClosing = true
         let channel = context.channel
-        context.writeAndFlush(self.wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
         }
     }
 
     /// Arms the idle timer; its deadline comes from ``GRPCIdleTimeout``, read on the same clock.
     private func scheduleIdleCheck(at deadline: NIODeadline) {
-        guard let context = self.context else {
+        guard let context = context else {
             return
         }
-        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             self?.idleTimerFired()
         }
     }
 
     /// Does what ``GRPCIdleTimeout`` decides: look again later, send GOAWAY, or close.
     private func idleTimerFired() {
-        self.idleTimer = nil
-        guard let connection = self.connection, let context = self.context, !self.isClosing else {
+        idleTimer = nil
+        guard let connection = connection, let context = context, !isClosing else {
             return
         }
-        let action = self.idleTimeout?.timerFired(now: self.clock.now(), openStreams: connection.openStreamCount)
+        let action = idleTimeout?.timerFired(now: clock.now(), openStreams: connection.openStreamCount)
         switch action {
         case .checkAgain(let deadline):
-            self.scheduleIdleCheck(at: deadline)
+            scheduleIdleCheck(at: deadline)
         case .goAway(let closeAt):
-            self.logger.debug("closing idle HTTP/2 connection")
+            logger.debug("closing idle HTTP/2 connection")
             connection.beginGracefulShutdown()
-            self.flushOutput()
-            if !self.isClosing {
+            flushOutput()
+            if !isClosing {
                 // A client that never lets the connection finish still loses it after one more period.
-                self.scheduleIdleCheck(at: closeAt)
+                scheduleIdleCheck(at: closeAt)
             }
         case .close:
-            self.isClosing = true
+            isClosing = true
             context.close(promise: nil)
         case nil:
             break
@@ -220,9 +220,9 @@ final class GRPCServerConnectionHandler: ChannelDuplexHandler, RemovableChannelH
     }
 
     private func tearDown() {
-        self.idleTimer?.cancel()
-        self.idleTimer = nil
-        self.connection?.tearDown()
+        idleTimer?.cancel()
+        idleTimer = nil
+        connection?.tearDown()
     }
 }
 

@@ -106,12 +106,12 @@ struct GRPCServerStreamStateMachine {
     /// The protocol the request's `content-type` names (gRPC when it names none we speak); the owner renders
     /// every answer in it, refusals of the head included.
     var wireProtocol: RPCWireProtocol {
-        self.head.wireProtocol ?? .grpc
+        head.wireProtocol ?? .grpc
     }
 
     /// The protocol `content-type` names, `nil` when it names none the port speaks.
     var requestedProtocol: RPCWireProtocol? {
-        self.head.wireProtocol
+        head.wireProtocol
     }
     /// gRPC-Web text: the body is base64, decoded here before the message reader sees it.
     private var base64: Base64Decoder?
@@ -124,8 +124,8 @@ struct GRPCServerStreamStateMachine {
     /// ``GRPCServerConfiguration``). Takes the three numbers rather than the configuration, which is not
     /// copied for every stream.
     init(maxHeaderCount: Int, maxHeaderListBytes: Int, maxMessageBytes: Int) {
-        self.head = GRPCRequestHead(maxHeaderCount: maxHeaderCount, maxHeaderListBytes: maxHeaderListBytes)
-        self.reader = GRPCMessageReader(maxMessageBytes: maxMessageBytes)
+        head = GRPCRequestHead(maxHeaderCount: maxHeaderCount, maxHeaderListBytes: maxHeaderListBytes)
+        reader = GRPCMessageReader(maxMessageBytes: maxMessageBytes)
     }
 
     /// A stream checked against `configuration`'s limits.
@@ -141,10 +141,10 @@ struct GRPCServerStreamStateMachine {
     /// framing layer does not pass them, and they are ignored here.
     @inline(__always)
     mutating func receivedHeaderField(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard self.phase == .receivingHeaders else {
+        guard phase == .receivingHeaders else {
             return
         }
-        self.head.add(name: name, value: value)
+        head.add(name: name, value: value)
     }
 
     /// A header block ended. The first is the request head: it is validated, and the deadline starts. A later
@@ -155,90 +155,90 @@ struct GRPCServerStreamStateMachine {
         clock: some GRPCClock,
         isMessageStream: (String) -> Bool = { _ in false }
     ) -> Action {
-        guard self.phase == .receivingHeaders else {
-            return endStream ? self.receivedEndOfStream() : .none
+        guard phase == .receivingHeaders else {
+            return endStream ? receivedEndOfStream() : .none
         }
-        self.requestEnded = endStream
-        switch self.head.validate() {
+        requestEnded = endStream
+        switch head.validate() {
         case .failure(let rejection):
-            return self.answer(rejection)
+            return answer(rejection)
         case .success(let accepted):
-            self.path = accepted.path
-            self.phase = .receivingMessage
+            path = accepted.path
+            phase = .receivingMessage
             if let timeout = accepted.timeout {
-                self.deadline = clock.now() + timeout
+                deadline = clock.now() + timeout
             }
             if accepted.wireProtocol != .grpc {
-                self.acceptWebProtocol(accepted.wireProtocol)
+                acceptWebProtocol(accepted.wireProtocol)
             } else if isMessageStream(accepted.path) {
                 self.isMessageStream = true
-                self.phase = .streaming
-                self.reader.allowSeveralMessages()
+                phase = .streaming
+                reader.allowSeveralMessages()
                 if endStream {
-                    self.dispatchQueued = true
+                    dispatchQueued = true
                     return .queueForDispatch
                 }
-                return self.deadline.map { .armDeadline($0) } ?? .none
+                return deadline.map { .armDeadline($0) } ?? .none
             }
             if endStream {
                 // Dispatched before the owner could run a timer; dispatch checks the deadline itself.
-                self.phase = .awaitingDispatch
+                phase = .awaitingDispatch
                 return .queueForDispatch
             }
-            return self.deadline.map { .armDeadline($0) } ?? .none
+            return deadline.map { .armDeadline($0) } ?? .none
         }
     }
 
     /// Bytes of the request body. A body refused from its prefix (too large, compressed, a bad flag) or a
     /// second message is answered at once; bytes after the answer are dropped.
     mutating func receivedData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
-        guard self.phase == .receivingMessage else {
-            return self.phase == .streaming ? self.receivedStreamData(bytes, allocator: allocator) : .none
+        guard phase == .receivingMessage else {
+            return phase == .streaming ? receivedStreamData(bytes, allocator: allocator) : .none
         }
-        if self.base64 != nil {
-            return self.receivedBase64(bytes, allocator: allocator)
+        if base64 != nil {
+            return receivedBase64(bytes, allocator: allocator)
         }
-        if let rejection = self.reader.consume(bytes, allocator: allocator) {
-            return self.answer(rejection)
+        if let rejection = reader.consume(bytes, allocator: allocator) {
+            return answer(rejection)
         }
         return .none
     }
 
     /// The client ended the stream.
     mutating func receivedEndOfStream() -> Action {
-        guard !self.requestEnded else {
+        guard !requestEnded else {
             return .none
         }
-        self.requestEnded = true
-        if self.phase == .streaming {
-            return self.queueStreamDispatch()
+        requestEnded = true
+        if phase == .streaming {
+            return queueStreamDispatch()
         }
-        guard self.phase == .receivingMessage else {
+        guard phase == .receivingMessage else {
             return .none
         }
-        self.phase = .awaitingDispatch
+        phase = .awaitingDispatch
         return .queueForDispatch
     }
 
     /// Takes the complete request for the service, unless its body is incomplete or wrong, or its deadline
     /// has passed (then the service is not called).
     mutating func dispatch(clock: some GRPCClock) -> Action {
-        guard self.phase == .awaitingDispatch else {
-            return self.phase == .streaming ? self.dispatchStream(clock: clock) : .none
+        guard phase == .awaitingDispatch else {
+            return phase == .streaming ? dispatchStream(clock: clock) : .none
         }
-        if let base64 = self.base64, !base64.isAtBoundary {
-            return self.answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body ends inside a base64 group")))
+        if let base64 = base64, !base64.isAtBoundary {
+            return answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body ends inside a base64 group")))
         }
-        switch self.reader.finish() {
+        switch reader.finish() {
         case .failure(let rejection):
-            return self.answer(rejection)
+            return answer(rejection)
         case .success(let message):
-            if let deadline = self.deadline, clock.now() >= deadline {
-                return self.answer(.status(Self.deadlineExceeded))
+            if let deadline = deadline, clock.now() >= deadline {
+                return answer(.status(Self.deadlineExceeded))
             }
-            self.phase = .dispatched
-            var call = GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline)
-            if self.wireProtocol == .connect(json: true) {
+            phase = .dispatched
+            var call = GRPCUnaryCall(path: path, message: message, deadline: deadline)
+            if wireProtocol == .connect(json: true) {
                 call.codec = .json
             }
             return .dispatch(call)
@@ -248,21 +248,21 @@ struct GRPCServerStreamStateMachine {
     /// The service answered. A reply that comes after the deadline is replaced by DEADLINE_EXCEEDED; a reply
     /// for a stream already answered or closed is dropped.
     mutating func replyReady(_ reply: GRPCUnaryReply, clock: some GRPCClock) -> Action {
-        guard self.phase == .dispatched else {
-            return self.phase == .streaming ? self.streamReplyReady(reply, clock: clock) : .none
+        guard phase == .dispatched else {
+            return phase == .streaming ? streamReplyReady(reply, clock: clock) : .none
         }
-        if let deadline = self.deadline, clock.now() >= deadline {
-            return self.answer(.status(Self.deadlineExceeded))
+        if let deadline = deadline, clock.now() >= deadline {
+            return answer(.status(Self.deadlineExceeded))
         }
         switch reply {
         case .message(let payload):
             guard payload.readableBytes <= Int(UInt32.max) else {
-                return self.answer(.status(Self.responseTooLarge))
+                return answer(.status(Self.responseTooLarge))
             }
-            self.phase = .responding
+            phase = .responding
             return .respond(payload)
         case .failure(let status):
-            return self.answer(.status(status))
+            return answer(.status(status))
         case .deferred:
             // The owner waits for a deferred reply and passes the completed one.
             preconditionFailure("replyReady takes a completed reply")
@@ -272,11 +272,11 @@ struct GRPCServerStreamStateMachine {
     /// The deadline armed by ``Action/armDeadline(_:)`` passed: answer DEADLINE_EXCEEDED unless already
     /// answered.
     mutating func deadlineReached() -> Action {
-        switch self.phase {
+        switch phase {
         case .receivingMessage, .awaitingDispatch, .dispatched:
-            return self.answer(.status(Self.deadlineExceeded))
+            return answer(.status(Self.deadlineExceeded))
         case .streaming:
-            return self.finishStream(Self.deadlineExceeded)
+            return finishStream(Self.deadlineExceeded)
         case .receivingHeaders, .responding, .answered, .closed:
             return .none
         }
@@ -285,26 +285,26 @@ struct GRPCServerStreamStateMachine {
     /// The header block that ends our side of the stream is on the wire. If the client is still uploading,
     /// it is told to stop; submitted earlier, the reset would make the framing layer drop the answer.
     mutating func answerSent() -> Action {
-        guard self.phase == .answered || self.phase == .responding, !self.requestEnded else {
+        guard phase == .answered || phase == .responding, !requestEnded else {
             return .none
         }
-        self.requestEnded = true
+        requestEnded = true
         return .stopUpload
     }
 
     /// The stream is gone (closed after the answer, or reset by the client mid-call).
     mutating func closed() {
-        self.phase = .closed
+        phase = .closed
     }
 
     private mutating func answer(_ rejection: GRPCStreamRejection) -> Action {
-        self.phase = .answered
+        phase = .answered
         return .answer(rejection)
     }
 
     /// The request's `origin` header, for CORS.
     var origin: String? {
-        self.head.origin
+        head.origin
     }
 
     // MARK: - gRPC-Web and Connect
@@ -312,10 +312,10 @@ struct GRPCServerStreamStateMachine {
     private mutating func acceptWebProtocol(_ wireProtocol: RPCWireProtocol) {
         switch wireProtocol {
         case .connect:
-            self.reader.expectBareBody()
+            reader.expectBareBody()
         case .grpcWeb(let text):
             if text {
-                self.base64 = Base64Decoder()
+                base64 = Base64Decoder()
             }
         case .grpc:
             break
@@ -323,66 +323,66 @@ struct GRPCServerStreamStateMachine {
     }
 
     private mutating func receivedBase64(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
-        guard let decoded = self.base64?.decode(bytes) else {
-            return self.answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body is not valid base64")))
+        guard let decoded = base64?.decode(bytes) else {
+            return answer(.status(GRPCStatus(.invalidArgument, "grpc-web-text body is not valid base64")))
         }
-        let rejection = decoded.withUnsafeBytes { self.reader.consume($0, allocator: allocator) }
-        return rejection.map { self.answer($0) } ?? .none
+        let rejection = decoded.withUnsafeBytes { reader.consume($0, allocator: allocator) }
+        return rejection.map { answer($0) } ?? .none
     }
 
     // MARK: - Message streams
 
     private mutating func receivedStreamData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action
     {
-        if let rejection = self.reader.consume(bytes, allocator: allocator) {
-            guard self.responseStarted else {
-                return self.answer(rejection)
+        if let rejection = reader.consume(bytes, allocator: allocator) {
+            guard responseStarted else {
+                return answer(rejection)
             }
-            return self.finishStream(rejection.grpcStatus ?? GRPCStatus(.invalidArgument, "malformed request"))
+            return finishStream(rejection.grpcStatus ?? GRPCStatus(.invalidArgument, "malformed request"))
         }
-        return self.reader.hasMessage ? self.queueStreamDispatch() : .none
+        return reader.hasMessage ? queueStreamDispatch() : .none
     }
 
     private mutating func queueStreamDispatch() -> Action {
-        guard !self.dispatchQueued else {
+        guard !dispatchQueued else {
             return .none
         }
-        self.dispatchQueued = true
+        dispatchQueued = true
         return .queueForDispatch
     }
 
     /// The next queued message as a call, or the end of the stream once the client has half-closed and every
     /// message is answered.
     private mutating func dispatchStream(clock: some GRPCClock) -> Action {
-        self.dispatchQueued = false
-        if let deadline = self.deadline, clock.now() >= deadline {
-            return self.finishStream(Self.deadlineExceeded)
+        dispatchQueued = false
+        if let deadline = deadline, clock.now() >= deadline {
+            return finishStream(Self.deadlineExceeded)
         }
-        if let message = self.reader.nextMessage() {
-            return .dispatch(GRPCUnaryCall(path: self.path, message: message, deadline: self.deadline))
+        if let message = reader.nextMessage() {
+            return .dispatch(GRPCUnaryCall(path: path, message: message, deadline: deadline))
         }
-        guard self.requestEnded else {
+        guard requestEnded else {
             return .none
         }
-        if let rejection = self.reader.streamEndRejection() {
-            return self.finishStream(rejection.grpcStatus ?? GRPCStatus(.invalidArgument, "malformed request"))
+        if let rejection = reader.streamEndRejection() {
+            return finishStream(rejection.grpcStatus ?? GRPCStatus(.invalidArgument, "malformed request"))
         }
-        return self.finishStream(GRPCStatus(.ok, ""))
+        return finishStream(GRPCStatus(.ok, ""))
     }
 
     private mutating func streamReplyReady(_ reply: GRPCUnaryReply, clock: some GRPCClock) -> Action {
-        if let deadline = self.deadline, clock.now() >= deadline {
-            return self.finishStream(Self.deadlineExceeded)
+        if let deadline = deadline, clock.now() >= deadline {
+            return finishStream(Self.deadlineExceeded)
         }
         switch reply {
         case .message(let payload):
             guard payload.readableBytes <= Int(UInt32.max) else {
-                return self.finishStream(Self.responseTooLarge)
+                return finishStream(Self.responseTooLarge)
             }
-            self.responseStarted = true
+            responseStarted = true
             return .sendMessage(payload)
         case .failure(let status):
-            return self.finishStream(status)
+            return finishStream(status)
         case .deferred:
             preconditionFailure("replyReady takes a completed reply")
         }
@@ -390,10 +390,10 @@ struct GRPCServerStreamStateMachine {
 
     /// Ends a message stream with `status`: trailers after the messages sent, or Trailers-Only before any.
     private mutating func finishStream(_ status: GRPCStatus) -> Action {
-        guard self.responseStarted else {
-            return self.answer(.status(status))
+        guard responseStarted else {
+            return answer(.status(status))
         }
-        self.phase = .responding
+        phase = .responding
         return .finish(status)
     }
 }

@@ -36,8 +36,8 @@ public struct GRPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        self.message.isEmpty
-            ? "\(self.code) (\(self.code.rawValue))" : "\(self.code) (\(self.code.rawValue)): \(self.message)"
+        message.isEmpty
+            ? "\(code) (\(code.rawValue))" : "\(code) (\(code.rawValue)): \(message)"
     }
 }
 

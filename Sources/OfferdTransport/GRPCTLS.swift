@@ -34,7 +34,7 @@ public struct GRPCTLSError: Error, Sendable, CustomStringConvertible {
     /// What is wrong, naming the file.
     public var message: String
 
-    public var description: String { self.message }
+    public var description: String { message }
 }
 
 /// The TLS context new connections use, and its reloading: validate, then swap; keep the last good.
@@ -65,26 +65,26 @@ final class GRPCTLSContextStore: Sendable {
         self.logger = logger
         let files = try Self.read(configuration)
         let context = try Self.makeContext(files, configuration: configuration)
-        self.state = NIOLockedValueBox(State(context: context, lastTried: files))
+        state = NIOLockedValueBox(State(context: context, lastTried: files))
     }
 
     /// The context for a new connection.
     var context: NIOSSLContext {
-        self.state.withLockedValue { $0.context }
+        state.withLockedValue { $0.context }
     }
 
     /// Starts checking the files every `reloadInterval` on `eventLoop`.
     func startReloading(on eventLoop: any EventLoop) {
         let task = eventLoop.scheduleRepeatedTask(
-            initialDelay: self.configuration.reloadInterval, delay: self.configuration.reloadInterval
+            initialDelay: configuration.reloadInterval, delay: configuration.reloadInterval
         ) { [self] _ in
-            self.reloadIfChanged()
+            reloadIfChanged()
         }
         self.task.withLockedValue { $0 = task }
     }
 
     func stopReloading() {
-        self.task.withLockedValue {
+        task.withLockedValue {
             $0?.cancel()
             $0 = nil
         }
@@ -96,25 +96,25 @@ final class GRPCTLSContextStore: Sendable {
     func reloadIfChanged() -> Bool {
         let files: [[UInt8]]
         do {
-            files = try Self.read(self.configuration)
+            files = try Self.read(configuration)
         } catch {
             // A file being replaced may be missing for a moment; the next check tries again.
             return false
         }
-        let changed = self.state.withLockedValue { $0.lastTried != files }
+        let changed = state.withLockedValue { $0.lastTried != files }
         guard changed else {
             return false
         }
-        self.state.withLockedValue { $0.lastTried = files }
+        state.withLockedValue { $0.lastTried = files }
         do {
-            let context = try Self.makeContext(files, configuration: self.configuration)
-            self.state.withLockedValue { $0.context = context }
-            self.logger.info(
-                "TLS certificate reloaded", metadata: ["certificate": "\(self.configuration.certificatePath)"]
+            let context = try Self.makeContext(files, configuration: configuration)
+            state.withLockedValue { $0.context = context }
+            logger.info(
+                "TLS certificate reloaded", metadata: ["certificate": "\(configuration.certificatePath)"]
             )
             return true
         } catch {
-            self.logger.error(
+            logger.error(
                 "TLS certificate reload failed; keeping the previous certificate",
                 metadata: ["error": "\(error.message)"]
             )

@@ -34,26 +34,26 @@ final class NGHTTP2Allocator {
     private let lists: UnsafeMutableRawPointer
 
     init() {
-        self.lists = .allocate(byteCount: 2 * Self.classCount * MemoryLayout<Int>.stride, alignment: 16)
-        self.lists.initializeMemory(as: Int.self, repeating: 0, count: 2 * Self.classCount)
+        lists = .allocate(byteCount: 2 * Self.classCount * MemoryLayout<Int>.stride, alignment: 16)
+        lists.initializeMemory(as: Int.self, repeating: 0, count: 2 * Self.classCount)
     }
 
     /// Call only once the session that used it is deleted: every cached block is freed.
     deinit {
         for sizeClass in 0..<Self.classCount {
-            var block = Self.head(self.lists, sizeClass)
+            var block = Self.head(lists, sizeClass)
             while let current = block {
                 block = (current + Self.headerBytes).load(as: UnsafeMutableRawPointer?.self)
                 Glibc.free(current)
             }
         }
-        self.lists.deallocate()
+        lists.deallocate()
     }
 
     /// The memory functions to pass to `nghttp2_session_server_new3`; `self` must outlive the session.
     var functions: nghttp2_mem {
         nghttp2_mem(
-            mem_user_data: self.lists,
+            mem_user_data: lists,
             malloc: { size, lists in
                 NGHTTP2Allocator.allocate(size, lists.unsafelyUnwrapped)
             },
@@ -76,17 +76,17 @@ final class NGHTTP2Allocator {
 
     /// `malloc`.
     func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
-        Self.allocate(size, self.lists)
+        Self.allocate(size, lists)
     }
 
     /// `free`.
     func release(_ pointer: UnsafeMutableRawPointer?) {
-        Self.release(pointer, self.lists)
+        Self.release(pointer, lists)
     }
 
     /// `realloc`.
     func reallocate(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
-        Self.reallocate(pointer, size, self.lists)
+        Self.reallocate(pointer, size, lists)
     }
 
     // MARK: - On the raw state

@@ -77,16 +77,16 @@ final class NGHTTP2ServerSession {
     /// Creates the session, configures it and queues the server's SETTINGS (sent by the first
     /// ``drainOutput(allocator:)``). Events go nowhere until ``setDelegate(_:)``.
     init(configuration: GRPCServerConfiguration) throws(NGHTTP2Error) {
-        self.allocator = NGHTTP2Allocator()
-        self.session = try Self.makeSession(allocator: self.allocator)
-        nghttp2_session_set_user_data(self.session, Unmanaged.passUnretained(self).toOpaque())
-        try self.submitInitialSettings(configuration)
+        allocator = NGHTTP2Allocator()
+        session = try Self.makeSession(allocator: allocator)
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
+        try submitInitialSettings(configuration)
     }
 
     deinit {
         // Detach first so nothing nghttp2 does while freeing can reach a half-deinitialised `self`.
-        nghttp2_session_set_user_data(self.session, nil)
-        nghttp2_session_del(self.session)
+        nghttp2_session_set_user_data(session, nil)
+        nghttp2_session_del(session)
     }
 
     /// Sets the receiver of the events; it must own this session (it is not retained).
@@ -100,17 +100,17 @@ final class NGHTTP2ServerSession {
     /// Throws when the connection is beyond repair (bad preface, protocol error, flood): call
     /// ``terminate(errorCode:)`` with the error's `goAwayErrorCode` then.
     func receive(_ bytes: ByteBuffer) throws(NGHTTP2Error) {
-        precondition(!self.isInsideNGHTTP2, "nghttp2 session re-entered")
+        precondition(!isInsideNGHTTP2, "nghttp2 session re-entered")
         guard bytes.readableBytes > 0 else {
             return
         }
-        self.isInsideNGHTTP2 = true
+        isInsideNGHTTP2 = true
         let result = bytes.withUnsafeReadableBytes { raw in
-            nghttp2_session_mem_recv(self.session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
+            nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
         }
-        self.isInsideNGHTTP2 = false
-        if let error = self.pendingError {
-            self.pendingError = nil
+        isInsideNGHTTP2 = false
+        if let error = pendingError {
+            pendingError = nil
             throw error
         }
         _ = try NGHTTP2Error.check(result, "nghttp2_session_mem_recv")
@@ -118,13 +118,13 @@ final class NGHTTP2ServerSession {
 
     /// Collects everything nghttp2 wants to send into one buffer; `nil` when there is nothing.
     func drainOutput(allocator: ByteBufferAllocator) throws(NGHTTP2Error) -> ByteBuffer? {
-        precondition(!self.isInsideNGHTTP2, "nghttp2 session re-entered")
+        precondition(!isInsideNGHTTP2, "nghttp2 session re-entered")
         var output: ByteBuffer?
         while true {
             var chunk: UnsafePointer<UInt8>?
-            self.isInsideNGHTTP2 = true
-            let count = nghttp2_session_mem_send(self.session, &chunk)
-            self.isInsideNGHTTP2 = false
+            isInsideNGHTTP2 = true
+            let count = nghttp2_session_mem_send(session, &chunk)
+            isInsideNGHTTP2 = false
             guard try NGHTTP2Error.check(count, "nghttp2_session_mem_send") > 0, let chunk else {
                 return output
             }
@@ -145,18 +145,18 @@ final class NGHTTP2ServerSession {
     /// ``NGHTTP2ServerSessionDelegate/sessionStreamClosed(_:)``.
     @discardableResult
     func setStreamUserData(_ streamID: Int32, _ pointer: UnsafeMutableRawPointer?) -> Bool {
-        nghttp2_session_set_stream_user_data(self.session, streamID, pointer) == 0
+        nghttp2_session_set_stream_user_data(session, streamID, pointer) == 0
     }
 
     /// The pointer attached by ``setStreamUserData(_:_:)``; `nil` for a stream that is closed or has none.
     @inline(__always)
     func streamUserData(_ streamID: Int32) -> UnsafeMutableRawPointer? {
-        nghttp2_session_get_stream_user_data(self.session, streamID)
+        nghttp2_session_get_stream_user_data(session, streamID)
     }
 
     /// True when nghttp2 neither expects nor has anything more: the connection can be closed.
     var isFinished: Bool {
-        nghttp2_session_want_read(self.session) == 0 && nghttp2_session_want_write(self.session) == 0
+        nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0
     }
 
     // MARK: - Submitting
@@ -178,7 +178,7 @@ final class NGHTTP2ServerSession {
             }
         )
         _ = try NGHTTP2Error.check(
-            nghttp2_submit_response(self.session, streamID, headers.fields, headers.count, &provider),
+            nghttp2_submit_response(session, streamID, headers.fields, headers.count, &provider),
             "nghttp2_submit_response"
         )
     }
@@ -200,7 +200,7 @@ final class NGHTTP2ServerSession {
             }
         )
         let result = headers.withNGHTTP2Fields { fields, count in
-            nghttp2_submit_response(self.session, streamID, fields, count, &provider)
+            nghttp2_submit_response(session, streamID, fields, count, &provider)
         }
         _ = try NGHTTP2Error.check(result, "nghttp2_submit_response")
     }
@@ -208,7 +208,7 @@ final class NGHTTP2ServerSession {
     /// Submits one header block that ends the stream (no body); nghttp2 copies the fields.
     func submitHeadersOnly(_ streamID: Int32, headers: GRPCHeaderBlock) throws(NGHTTP2Error) {
         let result = headers.withNGHTTP2Fields { fields, count in
-            nghttp2_submit_response(self.session, streamID, fields, count, nil)
+            nghttp2_submit_response(session, streamID, fields, count, nil)
         }
         _ = try NGHTTP2Error.check(result, "nghttp2_submit_response")
     }
@@ -216,25 +216,25 @@ final class NGHTTP2ServerSession {
     /// Asks nghttp2 to read a deferred body again (``NGHTTP2BodyChunk/deferred``); a failure means the stream
     /// is not deferred or is gone, and nothing needs doing.
     func resumeData(_ streamID: Int32) {
-        _ = nghttp2_session_resume_data(self.session, streamID)
+        _ = nghttp2_session_resume_data(session, streamID)
     }
 
     /// Submits RST_STREAM; a failure means the stream is already gone, which is what was wanted.
     func submitReset(_ streamID: Int32, errorCode: UInt32) {
-        _ = nghttp2_submit_rst_stream(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
     }
 
     /// Sends GOAWAY(NO_ERROR) naming the highest stream processed so far: streams up to it are finished, later
     /// ones are refused, and ``isFinished`` turns true once the last stream closes. Idempotent.
     func submitGracefulGoAway() throws(NGHTTP2Error) {
-        guard !self.goAwaySubmitted else {
+        guard !goAwaySubmitted else {
             return
         }
-        self.goAwaySubmitted = true
-        let lastStreamID = nghttp2_session_get_last_proc_stream_id(self.session)
+        goAwaySubmitted = true
+        let lastStreamID = nghttp2_session_get_last_proc_stream_id(session)
         _ = try NGHTTP2Error.check(
             nghttp2_submit_goaway(
-                self.session,
+                session,
                 UInt8(NGHTTP2_FLAG_NONE.rawValue),
                 lastStreamID,
                 NGHTTP2_NO_ERROR.rawValue,
@@ -248,8 +248,8 @@ final class NGHTTP2ServerSession {
     /// Ends the connection after an unrecoverable error: queues GOAWAY with `errorCode`, after which nghttp2
     /// reads nothing more.
     func terminate(errorCode: UInt32) {
-        self.goAwaySubmitted = true
-        _ = nghttp2_session_terminate_session(self.session, errorCode)
+        goAwaySubmitted = true
+        _ = nghttp2_session_terminate_session(session, errorCode)
     }
 
     // MARK: - Callbacks
@@ -259,7 +259,7 @@ final class NGHTTP2ServerSession {
         into destination: UnsafeMutableRawBufferPointer,
         flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let delegate = self.delegate else {
+        guard let delegate = delegate else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         switch delegate.sessionReadResponseBody(streamID, into: destination) {
@@ -268,7 +268,7 @@ final class NGHTTP2ServerSession {
         case .last(let count, let trailers):
             // End the DATA without ending the stream: the trailers end it.
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-            let result = nghttp2_submit_trailer(self.session, streamID, trailers.fields, trailers.count)
+            let result = nghttp2_submit_trailer(session, streamID, trailers.fields, trailers.count)
             return result < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
         case .unavailable:
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
@@ -280,7 +280,7 @@ final class NGHTTP2ServerSession {
         case .lastWithTrailers(let count, let trailers):
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
             let result = trailers.withNGHTTP2Fields { fields, fieldCount in
-                nghttp2_submit_trailer(self.session, streamID, fields, fieldCount)
+                nghttp2_submit_trailer(session, streamID, fields, fieldCount)
             }
             return result < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
         }
@@ -290,14 +290,14 @@ final class NGHTTP2ServerSession {
     /// the error is stashed, the callback fails, nghttp2 stops parsing and ``receive(_:)`` throws the flood.
     private func frameReceived(type: UInt8, length: Int, endStream: Bool) -> Bool {
         if type == UInt8(NGHTTP2_DATA.rawValue) && length == 0 && !endStream {
-            self.consecutiveEmptyDataFrames += 1
-            if self.consecutiveEmptyDataFrames > Self.maxConsecutiveEmptyDataFrames {
-                self.pendingError = NGHTTP2Error(
+            consecutiveEmptyDataFrames += 1
+            if consecutiveEmptyDataFrames > Self.maxConsecutiveEmptyDataFrames {
+                pendingError = NGHTTP2Error(
                     code: NGHTTP2_ERR_FLOODED.rawValue, operation: "nghttp2_session_mem_recv")
                 return false
             }
         } else if type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue) {
-            self.consecutiveEmptyDataFrames = 0
+            consecutiveEmptyDataFrames = 0
         }
         return true
     }
@@ -436,7 +436,7 @@ final class NGHTTP2ServerSession {
         _ = try NGHTTP2Error.check(
             settings.withUnsafeBufferPointer { entries in
                 nghttp2_submit_settings(
-                    self.session,
+                    session,
                     UInt8(NGHTTP2_FLAG_NONE.rawValue),
                     entries.baseAddress,
                     entries.count
@@ -448,7 +448,7 @@ final class NGHTTP2ServerSession {
         // requests upload without waiting on connection-level WINDOW_UPDATEs.
         let connectionWindow = max(Int32(1 << 20), Int32(streamWindow))
         _ = try NGHTTP2Error.check(
-            nghttp2_session_set_local_window_size(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindow),
+            nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, connectionWindow),
             "nghttp2_session_set_local_window_size"
         )
     }

@@ -8,13 +8,13 @@ struct NGHTTP2Error: Error, CustomStringConvertible {
     var operation: StaticString
 
     var description: String {
-        let reason = nghttp2_strerror(self.code).map { String(cString: $0) } ?? "unknown error"
-        return "\(self.operation) failed: \(reason) (\(self.code))"
+        let reason = nghttp2_strerror(code).map { String(cString: $0) } ?? "unknown error"
+        return "\(operation) failed: \(reason) (\(code))"
     }
 
     /// The GOAWAY error code that fits this failure when the connection has to end because of it.
     var goAwayErrorCode: UInt32 {
-        switch self.code {
+        switch code {
         // Floods: the peer is generating excessive load (RFC 9113 section 7), whether nghttp2 or offerd saw it.
         case NGHTTP2_ERR_FLOODED.rawValue, NGHTTP2_ERR_TOO_MANY_CONTINUATIONS.rawValue:
             return NGHTTP2_ENHANCE_YOUR_CALM.rawValue
@@ -56,13 +56,13 @@ final class StaticHeaderBlock: @unchecked Sendable {
     let count: Int
 
     init(_ pairs: [(name: String, value: String)]) {
-        self.count = pairs.count
-        self.fields = .allocate(capacity: pairs.count)
+        count = pairs.count
+        fields = .allocate(capacity: pairs.count)
         for (index, pair) in pairs.enumerated() {
             let name = Self.permanentCopy(pair.name)
             let value = Self.permanentCopy(pair.value)
             let flags = UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue)
-            (self.fields + index).initialize(
+            (fields + index).initialize(
                 to: nghttp2_nv(
                     name: name.base,
                     value: value.base,
@@ -93,13 +93,13 @@ extension GRPCHeaderBlock {
     /// fields it is given this way.
     func withNGHTTP2Fields<Result>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
         // nghttp2_nv wants mutable pointers although nghttp2 only reads them; a local copy provides them.
-        var storage = self.storage
+        var storage = storage
         storage.append(0) // never empty, so baseAddress is never nil
         return storage.withUnsafeMutableBufferPointer { bytes in
             guard let base = bytes.baseAddress else {
                 preconditionFailure("a non-empty array has a base address")
             }
-            let fields = self.ranges.map { range in
+            let fields = ranges.map { range in
                 nghttp2_nv(
                     name: base + range.nameStart,
                     value: base + range.valueStart,

@@ -11,8 +11,8 @@ struct RenderedHTTPResponse {
     /// The fields as an HTTP/2 header block, `:status` first.
     var headerBlock: GRPCHeaderBlock {
         var block = GRPCHeaderBlock()
-        block.append(":status", String(self.status))
-        for field in self.fields {
+        block.append(":status", String(status))
+        for field in fields {
             block.append(field.name, field.value)
         }
         return block
@@ -33,7 +33,7 @@ struct CORSPolicy: Sendable {
         guard let origin else {
             return false
         }
-        return self.allowedOrigins.contains(origin) || self.allowedOrigins.contains("*")
+        return allowedOrigins.contains(origin) || allowedOrigins.contains("*")
     }
 }
 
@@ -277,7 +277,7 @@ struct Base64Decoder {
 
     /// True when no partial group is waiting.
     var isAtBoundary: Bool {
-        self.group.isEmpty
+        group.isEmpty
     }
 
     /// The bytes of every group completed by `bytes`; `nil` when the input is not base64.
@@ -285,15 +285,15 @@ struct Base64Decoder {
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count / 4 * 3 + 3)
         for byte in bytes {
-            self.group.append(byte)
-            guard self.group.count == 4 else {
+            group.append(byte)
+            guard group.count == 4 else {
                 continue
             }
-            guard let decoded = Self.decodeGroup(self.group) else {
+            guard let decoded = Self.decodeGroup(group) else {
                 return nil
             }
             output.append(contentsOf: decoded)
-            self.group.removeAll(keepingCapacity: true)
+            group.removeAll(keepingCapacity: true)
         }
         return output
     }

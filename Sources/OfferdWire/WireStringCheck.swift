@@ -28,7 +28,7 @@ struct WireStringSchema: Sendable {
             self.name = name
             self.isRepeated = isRepeated
             self.kind = kind
-            self.isString = kind.isString
+            isString = kind.isString
         }
 
         /// The sub-message schema of a `.message` field.

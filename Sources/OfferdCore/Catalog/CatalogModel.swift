@@ -114,7 +114,7 @@ final class OfferDefinition: Sendable {
     ) {
         self.index = index
         self.id = id
-        self.internedID = InternedName(id)
+        internedID = InternedName(id)
         self.name = name
         self.status = status
         self.priority = priority
@@ -123,15 +123,15 @@ final class OfferDefinition: Sendable {
         self.tags = tags
         self.characteristics = characteristics
         self.characteristicValues = characteristicValues
-        self.characteristicNumbers = characteristicValues.map { value in
+        characteristicNumbers = characteristicValues.map { value in
             guard case .string(let text) = value else { return .null }
             return UnicodeText.strictNumber(text).map(RuleValue.number) ?? .null
         }
         self.eligibility = eligibility
         self.cappingRules = cappingRules
-        self.recordsDecisions = cappingRules.contains { $0.event == .decision }
+        recordsDecisions = cappingRules.contains { $0.event == .decision }
         self.representations = representations
-        self.itemContents = DecidedItemContent.forEach(
+        itemContents = DecidedItemContent.forEach(
             of: representations, id: id, name: name, characteristics: characteristics)
         self.representationByPlacement = representationByPlacement
         self.idOrder = idOrder
@@ -161,7 +161,7 @@ struct FallbackOfferDefinition: Sendable {
         self.characteristics = characteristics
         self.representations = representations
         self.representationByPlacement = representationByPlacement
-        self.itemContents = DecidedItemContent.forEach(
+        itemContents = DecidedItemContent.forEach(
             of: representations, id: id, name: name, characteristics: characteristics)
     }
 }
@@ -212,9 +212,9 @@ final class CriterionDefinition: Sendable {
         let staticRanking = StaticRanking(ranking: ranking, candidates: candidates)
         self.staticRanking = staticRanking
         if staticRanking == nil, case .formula(let formula) = ranking {
-            self.formulaRanking = FormulaRanking(formula: formula.node, candidates: candidates)
+            formulaRanking = FormulaRanking(formula: formula.node, candidates: candidates)
         } else {
-            self.formulaRanking = nil
+            formulaRanking = nil
         }
     }
 }
@@ -235,9 +235,9 @@ struct StaticallyRankedCandidate: Sendable {
         self.representationIndex = representationIndex
         self.rank = rank
         if case .condition(let rule)? = offer.eligibility {
-            self.eligibilityMemoSlot = rule.memoSlot
+            eligibilityMemoSlot = rule.memoSlot
         } else {
-            self.eligibilityMemoSlot = nil
+            eligibilityMemoSlot = nil
         }
     }
 }
@@ -318,9 +318,9 @@ final class StaticRanking: Sendable {
             screens.append(CandidateScreen(candidate, idSuffix: (start + sharedLength)..<offerIDBytes.count))
         }
         self.screens = screens
-        self.sharedIDPrefix = 0..<(ids.isEmpty ? 0 : sharedLength)
+        sharedIDPrefix = 0..<(ids.isEmpty ? 0 : sharedLength)
         self.offerIDBytes = offerIDBytes
-        self.offerIDs = sorted.map(\.offer.internedID)
+        offerIDs = sorted.map(\.offer.internedID)
         self.candidates = sorted
         self.groupEnds = groupEnds
     }
@@ -351,20 +351,20 @@ struct CandidateScreen: Sendable {
 
     init(_ candidate: StaticallyRankedCandidate, idSuffix: Range<Int>) {
         let offer = candidate.offer
-        self.offerIndex = offer.index
-        self.representationIndex = candidate.representationIndex
-        self.rank = candidate.rank
-        self.startDate = offer.startDate
-        self.endDate = offer.endDate
-        self.hasCappingRules = !offer.cappingRules.isEmpty
-        self.eligibilityMemoSlot = candidate.eligibilityMemoSlot ?? -1
-        self.alwaysEligible = offer.eligibility == nil
+        offerIndex = offer.index
+        representationIndex = candidate.representationIndex
+        rank = candidate.rank
+        startDate = offer.startDate
+        endDate = offer.endDate
+        hasCappingRules = !offer.cappingRules.isEmpty
+        eligibilityMemoSlot = candidate.eligibilityMemoSlot ?? -1
+        alwaysEligible = offer.eligibility == nil
         if case .condition(let rule)? = offer.eligibility, let program = rule.condition {
-            self.inlineEligibility = InlineCondition(program)
+            inlineEligibility = InlineCondition(program)
         } else {
-            self.inlineEligibility = nil
+            inlineEligibility = nil
         }
-        self.idOrder = offer.idOrder
+        idOrder = offer.idOrder
         self.idSuffix = idSuffix
     }
 
@@ -512,22 +512,22 @@ public final class Catalog: Sendable {
         self.decisions = decisions
         self.contextKeys = contextKeys
         self.attributePaths = attributePaths
-        self.decisionCountedOfferIDs = Set(offers.filter(\.recordsDecisions).map(\.id))
+        decisionCountedOfferIDs = Set(offers.filter(\.recordsDecisions).map(\.id))
         var placementIndex: [String: Int] = [:]
         for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
             placementIndex[placement.id] = index
         }
-        self.placementIndexByID = placementIndex
+        placementIndexByID = placementIndex
         var decisionIndex: [String: Int] = [:]
         for (index, decision) in decisions.enumerated() where decisionIndex[decision.id] == nil {
             decisionIndex[decision.id] = index
         }
-        self.decisionIndexByID = decisionIndex
-        self.placementIDs = placements.map(\.id)
-        self.placementTable = HashPositionTable(ids: placementIDs)
-        self.decisionIDs = decisions.map(\.id)
-        self.decisionTable = HashPositionTable(ids: decisionIDs)
-        self.counts = CatalogSummary(
+        decisionIndexByID = decisionIndex
+        placementIDs = placements.map(\.id)
+        placementTable = HashPositionTable(ids: placementIDs)
+        decisionIDs = decisions.map(\.id)
+        decisionTable = HashPositionTable(ids: decisionIDs)
+        counts = CatalogSummary(
             placements: placements.count,
             offers: offers.count,
             fallbackOffers: fallbackOffers.count,

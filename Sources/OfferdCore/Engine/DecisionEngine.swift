@@ -144,11 +144,11 @@ private struct ScopeWalker<Profile: ProfileView> {
         now: Double
     ) {
         self.live = live
-        self.hasLiveCounts = live != nil
+        hasLiveCounts = live != nil
         self.catalog = catalog
         self.options = options
-        self.allowDuplicates = request.allowDuplicates
-        self.explain = request.explain
+        allowDuplicates = request.allowDuplicates
+        explain = request.explain
         self.now = now
         self.profile = consume profile
         self.profileFound = profileFound
@@ -168,7 +168,7 @@ private struct ScopeWalker<Profile: ProfileView> {
             for path in catalog.attributePaths { attributes.append(self.profile.attribute(at: path)) }
         }
         // Moved, not copied: a copy of a slot table retains every value in it.
-        self.inputs = RuleInputs(
+        inputs = RuleInputs(
             context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
             now: now, offer: nil)
         func tieHashPrefix(namespace: Span<UInt8>, id: Span<UInt8>) -> FNV1a64 {
@@ -412,8 +412,8 @@ private struct ScopeWalker<Profile: ProfileView> {
     ) {
         // Read into locals once: passing the walker's own stored properties to a call copies them first (the rule
         // inputs are 440 bytes, a memcpy per candidate, measured).
-        let profile = self.profile
-        let inputs = self.inputs
+        let profile = profile
+        let inputs = inputs
         let offerIDBytes = ranking.offerIDBytes
         var idPrefixHash = tieHashPrefix
         for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
@@ -458,8 +458,8 @@ private struct ScopeWalker<Profile: ProfileView> {
         offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
     ) {
         // Read into locals once, as in `considerByGroups`.
-        let profile = self.profile
-        let inputs = self.inputs
+        let profile = profile
+        let inputs = inputs
         let ranking = formula.candidates
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate

@@ -130,7 +130,7 @@ public struct InternedName: Sendable, Hashable {
 
     public init(_ name: String) {
         self.name = name
-        self.hash = stableHash(name.utf8)
+        hash = stableHash(name.utf8)
     }
 
     public static func == (lhs: InternedName, rhs: InternedName) -> Bool {
@@ -154,8 +154,8 @@ public struct AttributePath: Sendable, Hashable, CustomStringConvertible {
 
     public init(_ segments: [String]) {
         self.segments = segments
-        self.canonicalBytes = AttributePath.encode(segments)
-        self.hash = stableHash(canonicalBytes)
+        canonicalBytes = AttributePath.encode(segments)
+        hash = stableHash(canonicalBytes)
     }
 
     public static func encode(_ segments: [String]) -> [UInt8] {
@@ -284,7 +284,7 @@ public struct InMemoryProfile: ProfileView, Sendable, Equatable {
         self.audiences = audiences
         self.attributes = attributes
         self.capping = capping
-        self.index = Index(audiences: audiences, attributes: attributes, capping: capping)
+        index = Index(audiences: audiences, attributes: attributes, capping: capping)
     }
 
     /// The engine asks for every candidate offer and for every attribute path a rule reads, so each answer is a

@@ -226,7 +226,7 @@ struct ExpressionProgram: Sendable {
             return .bool(equal != negated)
         case .isNull(let operand, let negated):
             return .bool(
-                (self.value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts) == .null)
+                (value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts) == .null)
                     != negated)
         case .order(let ordering, let left, let right):
             switch (operand(left), operand(right)) {
@@ -254,7 +254,7 @@ struct ExpressionProgram: Sendable {
             return .number(result)
         case .negate(let operand):
             guard
-                case .number(let number) = self.value(
+                case .number(let number) = value(
                     at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
             else { return .null }
             return .number(-number)
@@ -266,11 +266,11 @@ struct ExpressionProgram: Sendable {
             guard text.isStored && part.isStored else { return .bool(false) }
             return .bool(RuleValue.ruleStringTest(test, contents(text), contents(part)))
         case .length(let operand):
-            let value = self.value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
+            let value = value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
             guard value.isStored else { return .null }
             return Self.classify(RuleValue.ruleLength(contents(value)), position)
         case .toNumber(let operand):
-            let value = self.value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
+            let value = value(at: operand, profile: profile, inputs: inputs, offer: offer, parts: parts)
             switch value {
             case .number: return value
             case .stored: return Self.classify(RuleValue.ruleNumber(contents(value)), position)
@@ -503,7 +503,7 @@ final class FormulaRanking: Sendable {
         }
         self.requestPartPositions = requestPartPositions
         self.offerParts = offerParts
-        self.offerValues = offerParts.enumerated().map { index, value in
+        offerValues = offerParts.enumerated().map { index, value in
             ProgramValue(value, storedAt: offerPartPositions[index % max(folding.offerParts.count, 1)])
         }
         self.candidates = ranked

@@ -15,8 +15,8 @@ public struct RuleCompileError: Error, Sendable, Equatable, CustomStringConverti
 
     init(_ message: String, at position: SourcePosition) {
         self.message = message
-        self.line = position.line
-        self.column = position.column
+        line = position.line
+        column = position.column
     }
 
     public var description: String { "line \(line), column \(column): \(message)" }

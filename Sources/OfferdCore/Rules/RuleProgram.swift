@@ -84,8 +84,8 @@ struct InlineCondition: Sendable {
         case .offerPriority, .characteristic, .characteristicNumber: return nil
         }
         self.test = test
-        self.whenPassed = jumpIf ? jumped : fallThrough
-        self.whenFailed = jumpIf ? fallThrough : jumped
+        whenPassed = jumpIf ? jumped : fallThrough
+        whenFailed = jumpIf ? fallThrough : jumped
     }
 
     /// The condition's value, as ``ConditionProgram/isTrue(profile:inputs:offer:)`` gives it; nil when the request
@@ -270,9 +270,9 @@ private struct ConditionCompiler {
         case .equal(let left, let right, let negated):
             // Equality is symmetric, so the literal may be on either side. Null literals were made `isNull`.
             let test: RuleTest
-            if case .literal(let value) = right, value != .null, let operand = self.operand(left) {
+            if case .literal(let value) = right, value != .null, let operand = operand(left) {
                 test = .equal(operand, constant: constant(value), negated: negated)
-            } else if case .literal(let value) = left, value != .null, let operand = self.operand(right) {
+            } else if case .literal(let value) = left, value != .null, let operand = operand(right) {
                 test = .equal(operand, constant: constant(value), negated: negated)
             } else {
                 return false
@@ -280,19 +280,19 @@ private struct ConditionCompiler {
             return emitTest(test, jumpIf: jumpIf, to: &targets)
         case .order(let ordering, let left, let right):
             let test: RuleTest
-            if case .literal(.number(let number)) = right, let operand = self.operand(left) {
+            if case .literal(.number(let number)) = right, let operand = operand(left) {
                 test = .order(operand, ordering, number)
-            } else if case .literal(.number(let number)) = left, let operand = self.operand(right) {
+            } else if case .literal(.number(let number)) = left, let operand = operand(right) {
                 test = .order(operand, ordering.mirrored, number) // `2 < x` is `x > 2`
             } else {
                 return false
             }
             return emitTest(test, jumpIf: jumpIf, to: &targets)
         case .member(let element, let list):
-            guard case .literal(let value) = list, let operand = self.operand(element) else { return false }
+            guard case .literal(let value) = list, let operand = operand(element) else { return false }
             return emitTest(.member(operand, constant: constant(value)), jumpIf: jumpIf, to: &targets)
         default:
-            guard let operand = self.operand(node) else { return false }
+            guard let operand = operand(node) else { return false }
             return emitTest(.isTrue(operand), jumpIf: jumpIf, to: &targets)
         }
     }
@@ -371,7 +371,7 @@ final class CompiledRule: Sendable {
         self.node = node
         let condition = kind == .condition ? ConditionProgram(node) : nil
         self.condition = condition
-        self.program = condition == nil ? ExpressionProgram(node) : nil
+        program = condition == nil ? ExpressionProgram(node) : nil
         self.memoSlot = memoSlot
     }
 
