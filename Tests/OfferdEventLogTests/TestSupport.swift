@@ -106,7 +106,7 @@ final class RedisTestServer: @unchecked Sendable {
     init(port: Int? = nil, extraArguments: [String] = []) throws {
         self.port = try port ?? Self.freePort()
         self.extraArguments = extraArguments
-        self.directory = try TemporaryDirectory()
+        directory = try TemporaryDirectory()
         try start()
     }
 

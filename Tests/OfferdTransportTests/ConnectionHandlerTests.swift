@@ -11,7 +11,7 @@ private final class ReadCounter: ChannelOutboundHandler {
     var reads = 0
 
     func read(context: ChannelHandlerContext) {
-        self.reads += 1
+        reads += 1
         context.read()
     }
 }

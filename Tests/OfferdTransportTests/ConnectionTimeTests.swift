@@ -19,8 +19,8 @@ private final class TimeTakingService: GRPCUnaryService, @unchecked Sendable {
     }
 
     func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
-        self.calls += 1
-        self.loop.advanceTime(by: self.duration)
+        calls += 1
+        loop.advanceTime(by: duration)
         return .message(call.message)
     }
 }

@@ -8,11 +8,11 @@ private final class ManualClock: GRPCClock {
     var current = NIODeadline.uptimeNanoseconds(1_000_000_000)
 
     func now() -> NIODeadline {
-        self.current
+        current
     }
 
     func advance(by amount: TimeAmount) {
-        self.current = self.current + amount
+        current = current + amount
     }
 }
 

@@ -10,7 +10,7 @@ struct MessageStreamStateMachineTests {
 
     private struct FixedClock: GRPCClock {
         var current = NIODeadline.uptimeNanoseconds(1_000_000_000)
-        func now() -> NIODeadline { self.current }
+        func now() -> NIODeadline { current }
     }
 
     private static func streaming(timeout: String? = nil, clock: FixedClock = FixedClock())

@@ -75,10 +75,10 @@ struct ConditionGenerator {
         profile: InMemoryProfile, context: [String: ContextValue], offer: OfferDefinition?,
         inputs: [(resolved: Bool, inputs: RuleInputs)]
     ) {
-        let profile = try self.profile()
-        let context = self.context()
+        let profile = try profile()
+        let context = context()
         let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
-        let offer = self.offer(characteristicKeys: symbols.characteristicKeys)
+        let offer = offer(characteristicKeys: symbols.characteristicKeys)
         let attributes = RuleValueSlots(symbols.attributePaths.map { profile.attribute(at: $0) })
         let inputs = [true, false].map { resolved in
             (

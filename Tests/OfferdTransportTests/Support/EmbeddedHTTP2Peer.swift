@@ -10,7 +10,7 @@ struct EmbeddedLoopClock: GRPCClock {
     let loop: EmbeddedEventLoop
 
     func now() -> NIODeadline {
-        self.loop.now
+        loop.now
     }
 }
 
@@ -36,28 +36,28 @@ final class EmbeddedHTTP2Peer {
             GRPCServerConnectionHandler(
                 configuration: configuration,
                 service: service,
-                callCounter: self.callCounter,
+                callCounter: callCounter,
                 logger: Logger(label: "test"),
                 clock: EmbeddedLoopClock(loop: channel.embeddedEventLoop)
             )
         )
         self.channel = channel
-        self.hpack = try HPACKCodec()
+        hpack = try HPACKCodec()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-        try self.send(RawHTTP2Client.connectionPreface())
-        _ = try self.frames()
+        try send(RawHTTP2Client.connectionPreface())
+        _ = try frames()
     }
 
     deinit {
-        _ = try? self.channel.finish()
+        _ = try? channel.finish()
     }
 
     /// Delivers bytes to the server as one read burst.
     func send(_ bytes: [UInt8]) throws {
-        var buffer = self.channel.allocator.buffer(capacity: bytes.count)
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
-        try self.channel.writeInbound(buffer)
-        self.channel.pipeline.fireChannelReadComplete()
+        try channel.writeInbound(buffer)
+        channel.pipeline.fireChannelReadComplete()
     }
 
     /// A request HEADERS frame for a gRPC call to `path`.
@@ -66,7 +66,7 @@ final class EmbeddedHTTP2Peer {
     )
         -> [UInt8]
     {
-        self.hpack.headersFrame(
+        hpack.headersFrame(
             streamID: streamID,
             fields: RawHTTP2Client.grpcRequestFields(path: path, extra: extra),
             endStream: endStream
@@ -75,17 +75,17 @@ final class EmbeddedHTTP2Peer {
 
     /// Moves the event loop's clock; timers due by then run.
     func advanceTime(by amount: TimeAmount) {
-        self.channel.embeddedEventLoop.advanceTime(by: amount)
+        channel.embeddedEventLoop.advanceTime(by: amount)
     }
 
     /// Every whole frame the server has written since the last call, header blocks decoded in order.
     func frames() throws -> [(frame: RawFrame, fields: [(name: String, value: String)])] {
-        while let chunk = try self.channel.readOutbound(as: ByteBuffer.self) {
-            self.inbound += chunk.readableBytesView
+        while let chunk = try channel.readOutbound(as: ByteBuffer.self) {
+            inbound += chunk.readableBytesView
         }
         var frames: [(RawFrame, [(name: String, value: String)])] = []
-        while let frame = RawFrame.parse(&self.inbound) {
-            frames.append((frame, frame.type == RawFrame.headers ? try self.hpack.decodeHeaders(frame) : []))
+        while let frame = RawFrame.parse(&inbound) {
+            frames.append((frame, frame.type == RawFrame.headers ? try hpack.decodeHeaders(frame) : []))
         }
         return frames
     }

@@ -20,24 +20,24 @@ struct RawFrame {
     static let goAway: UInt8 = 7
     static let windowUpdate: UInt8 = 8
 
-    var endStream: Bool { self.flags & 0x1 != 0 }
+    var endStream: Bool { flags & 0x1 != 0 }
 
     /// For GOAWAY: (last stream id, error code).
     var goAwayFields: (lastStreamID: Int32, errorCode: UInt32)? {
-        guard self.type == Self.goAway, self.payload.count >= 8 else {
+        guard type == Self.goAway, payload.count >= 8 else {
             return nil
         }
-        let last = self.payload[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
-        let code = self.payload[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let last = payload[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
+        let code = payload[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         return (Int32(last), code)
     }
 
     /// For RST_STREAM: the error code.
     var resetCode: UInt32? {
-        guard self.type == Self.rstStream, self.payload.count == 4 else {
+        guard type == Self.rstStream, payload.count == 4 else {
             return nil
         }
-        return self.payload.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return payload.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
     }
 }
 
@@ -70,7 +70,7 @@ final class RawHTTP2Client {
             throw TestFailure("connect() failed")
         }
         do {
-            self.hpack = try HPACKCodec()
+            hpack = try HPACKCodec()
         } catch {
             close(socket)
             throw error
@@ -79,7 +79,7 @@ final class RawHTTP2Client {
     }
 
     deinit {
-        close(self.socket)
+        close(socket)
     }
 
     // MARK: Writing
@@ -87,7 +87,7 @@ final class RawHTTP2Client {
     func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.send(self.socket, $0.baseAddress, $0.count, 0) }
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, 0) }
             guard written > 0 else {
                 throw TestFailure("send() failed")
             }
@@ -113,7 +113,7 @@ final class RawHTTP2Client {
 
     /// A HEADERS frame (END_HEADERS, optionally END_STREAM) with the fields HPACK-encoded.
     func headersFrame(streamID: Int32, fields: [(String, String)], endStream: Bool = false) -> [UInt8] {
-        self.hpack.headersFrame(streamID: streamID, fields: fields, endStream: endStream)
+        hpack.headersFrame(streamID: streamID, fields: fields, endStream: endStream)
     }
 
     static func grpcRequestFields(path: String, extra: [(String, String)] = []) -> [(String, String)] {
@@ -135,50 +135,50 @@ final class RawHTTP2Client {
         let deadline = Date().addingTimeInterval(timeout)
         var frames: [RawFrame] = []
         while true {
-            while let frame = self.nextBufferedFrame() {
+            while let frame = nextBufferedFrame() {
                 frames.append(frame)
                 if frame.type == RawFrame.settings && frame.flags & 0x1 == 0 {
-                    try? self.send(Self.frame(type: RawFrame.settings, flags: 0x1, streamID: 0, payload: []))
+                    try? send(Self.frame(type: RawFrame.settings, flags: 0x1, streamID: 0, payload: []))
                 }
                 if stop(frame) {
                     return frames
                 }
             }
-            if self.isClosedByPeer || Date() >= deadline {
+            if isClosedByPeer || Date() >= deadline {
                 return frames
             }
-            try self.receiveSome(until: deadline)
+            try receiveSome(until: deadline)
         }
     }
 
     /// Reads until the peer closes the connection (or `timeout`), returning all frames read.
     func readUntilClosed(timeout: Double = 5) throws -> [RawFrame] {
-        try self.readFrames(timeout: timeout) { _ in false }
+        try readFrames(timeout: timeout) { _ in false }
     }
 
     private func receiveSome(until deadline: Date) throws {
-        var pollDescriptor = pollfd(fd: self.socket, events: Int16(POLLIN), revents: 0)
+        var pollDescriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
         let milliseconds = max(0, Int32(deadline.timeIntervalSinceNow * 1000))
         let ready = poll(&pollDescriptor, 1, milliseconds)
         guard ready > 0 else {
             return
         }
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let count = chunk.withUnsafeMutableBytes { recv(self.socket, $0.baseAddress, $0.count, 0) }
+        let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
         if count <= 0 {
-            self.isClosedByPeer = true
+            isClosedByPeer = true
         } else {
-            self.inbound += chunk[0..<count]
+            inbound += chunk[0..<count]
         }
     }
 
     private func nextBufferedFrame() -> RawFrame? {
-        RawFrame.parse(&self.inbound)
+        RawFrame.parse(&inbound)
     }
 
     /// Decodes a HEADERS frame's block (the server sends neither padding nor priority).
     func decodeHeaders(_ frame: RawFrame) throws -> [(name: String, value: String)] {
-        try self.hpack.decodeHeaders(frame)
+        try hpack.decodeHeaders(frame)
     }
 }
 
@@ -225,8 +225,8 @@ final class HPACKCodec {
     }
 
     deinit {
-        nghttp2_hd_deflate_del(self.deflater)
-        nghttp2_hd_inflate_del(self.inflater)
+        nghttp2_hd_deflate_del(deflater)
+        nghttp2_hd_inflate_del(inflater)
     }
 
     /// A HEADERS frame (END_HEADERS, optionally END_STREAM) with the fields HPACK-encoded.
@@ -252,10 +252,10 @@ final class HPACKCodec {
                 }
             }
             // The pointers above stay valid: the arrays are not mutated until this closure ends.
-            let bound = nghttp2_hd_deflate_bound(self.deflater, nameValues, nameValues.count)
+            let bound = nghttp2_hd_deflate_bound(deflater, nameValues, nameValues.count)
             block = [UInt8](repeating: 0, count: bound)
             let used = block.withUnsafeMutableBufferPointer {
-                nghttp2_hd_deflate_hd(self.deflater, $0.baseAddress, bound, nameValues, nameValues.count)
+                nghttp2_hd_deflate_hd(deflater, $0.baseAddress, bound, nameValues, nameValues.count)
             }
             block.removeLast(bound - max(used, 0))
         }
@@ -276,7 +276,7 @@ final class HPACKCodec {
             var flags: Int32 = 0
             let consumed = remaining.withUnsafeBufferPointer { input in
                 nghttp2_hd_inflate_hd2(
-                    self.inflater,
+                    inflater,
                     &nameValue,
                     &flags,
                     input.baseAddress,
@@ -300,7 +300,7 @@ final class HPACKCodec {
                 fields.append((name, value))
             }
             if flags & Int32(NGHTTP2_HD_INFLATE_FINAL.rawValue) != 0 {
-                nghttp2_hd_inflate_end_headers(self.inflater)
+                nghttp2_hd_inflate_end_headers(inflater)
                 return fields
             }
             if consumed == 0 && remaining.isEmpty {
@@ -312,6 +312,6 @@ final class HPACKCodec {
 
 extension Array where Element == (name: String, value: String) {
     func value(_ name: String) -> String? {
-        self.last { $0.name == name }?.value
+        last { $0.name == name }?.value
     }
 }

@@ -14,10 +14,10 @@ final class EchoService: GRPCUnaryService {
     private let calls = NIOLockedValueBox(0)
 
     /// Number of times the service was called.
-    var callCount: Int { self.calls.withLockedValue { $0 } }
+    var callCount: Int { calls.withLockedValue { $0 } }
 
     func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
-        self.calls.withLockedValue { $0 += 1 }
+        calls.withLockedValue { $0 += 1 }
         switch call.path {
         case "/test.Echo/Echo":
             return .message(call.message)
@@ -147,7 +147,7 @@ struct NGHTTPCall {
     var output: ProcessOutput
 
     func value(_ name: String) -> String? {
-        self.headers.last { $0.name == name }?.value
+        headers.last { $0.name == name }?.value
     }
 
     /// Runs `nghttp -v` for one request and parses the header fields it reports as received.

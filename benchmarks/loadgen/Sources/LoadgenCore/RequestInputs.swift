@@ -7,7 +7,7 @@ public struct CallTarget: Sendable, Equatable {
     public let path: String
 
     /// `:authority` of every request.
-    public var authority: String { "\(self.host):\(self.port)" }
+    public var authority: String { "\(host):\(port)" }
 
     /// Parses `http://HOST:PORT/PATH`; the error says what is wrong with the text.
     public init(url: String) throws(LoadgenInputError) {

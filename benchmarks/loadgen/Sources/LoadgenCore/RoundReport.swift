@@ -39,7 +39,7 @@ public struct RoundReport: Sendable, Equatable {
     /// and p99 and below are the server's to within the late threshold. (Seen here: 0.6% of sends late behind a
     /// 50 ms stall, and a p99 of 30 ms.)
     public var generatorKeptUp: Bool {
-        Double(self.lateSends) <= Self.keptUpLateFraction * Double(self.sent)
+        Double(lateSends) <= Self.keptUpLateFraction * Double(sent)
     }
 
     public init(
@@ -58,28 +58,28 @@ public struct RoundReport: Sendable, Equatable {
             histogram.totalCount == 0 ? .nan : micro(histogram.valueAtPercentile(p))
         }
         self.label = label
-        self.targetRate = schedule.callsPerSecond
+        targetRate = schedule.callsPerSecond
         self.connections = connections
-        self.measuredSeconds = measuredNanoseconds / 1e9
-        self.sent = tally.sent
-        self.succeeded = tally.succeeded
-        self.errors = tally.errors
-        self.unanswered = tally.failures[.unanswered] ?? 0
+        measuredSeconds = measuredNanoseconds / 1e9
+        sent = tally.sent
+        succeeded = tally.succeeded
+        errors = tally.errors
+        unanswered = tally.failures[.unanswered] ?? 0
         // The last answer is at least the scheduled end's worth of time after the start for a server that keeps
         // up; a round whose answers came back sooner (all failed fast, say) is measured over its schedule.
         let window = Swift.max(answeredNanoseconds, measuredNanoseconds)
-        self.achievedRate = window > 0 ? Double(tally.succeeded) / (window / 1e9) : 0
-        self.p50 = percentile(tally.latency, 50)
-        self.p90 = percentile(tally.latency, 90)
-        self.p99 = percentile(tally.latency, 99)
-        self.p999 = percentile(tally.latency, 99.9)
-        self.max = tally.latency.totalCount == 0 ? .nan : micro(tally.latency.max)
-        self.sendLagP50 = percentile(tally.sendLag, 50)
-        self.sendLagP99 = percentile(tally.sendLag, 99)
-        self.sendLagMax = tally.sendLag.totalCount == 0 ? .nan : micro(tally.sendLag.max)
-        self.lateSends = tally.lateSends
-        self.lateThreshold = micro(tally.lateThresholdNanoseconds)
-        self.generatorCPUPercent = measuredNanoseconds > 0 ? generatorCPUSeconds / (measuredNanoseconds / 1e9) * 100 : 0
+        achievedRate = window > 0 ? Double(tally.succeeded) / (window / 1e9) : 0
+        p50 = percentile(tally.latency, 50)
+        p90 = percentile(tally.latency, 90)
+        p99 = percentile(tally.latency, 99)
+        p999 = percentile(tally.latency, 99.9)
+        max = tally.latency.totalCount == 0 ? .nan : micro(tally.latency.max)
+        sendLagP50 = percentile(tally.sendLag, 50)
+        sendLagP99 = percentile(tally.sendLag, 99)
+        sendLagMax = tally.sendLag.totalCount == 0 ? .nan : micro(tally.sendLag.max)
+        lateSends = tally.lateSends
+        lateThreshold = micro(tally.lateThresholdNanoseconds)
+        generatorCPUPercent = measuredNanoseconds > 0 ? generatorCPUSeconds / (measuredNanoseconds / 1e9) * 100 : 0
     }
 
     public static let csvHeader = [
@@ -91,26 +91,26 @@ public struct RoundReport: Sendable, Equatable {
     /// The CSV row for ``csvHeader``; the label is quoted when it needs to be.
     public var csvRow: String {
         [
-            csvField(self.label), String(self.targetRate), String(self.connections), fixed(self.measuredSeconds, 3),
-            String(self.sent), String(self.succeeded), String(self.errors), String(self.unanswered),
-            fixed(self.achievedRate, 1), fixed(self.p50, 1), fixed(self.p90, 1), fixed(self.p99, 1),
-            fixed(self.p999, 1), fixed(self.max, 1), fixed(self.sendLagP50, 1), fixed(self.sendLagP99, 1),
-            fixed(self.sendLagMax, 1), String(self.lateSends), fixed(self.lateThreshold, 1),
-            self.generatorKeptUp ? "yes" : "no", fixed(self.generatorCPUPercent, 1),
+            csvField(label), String(targetRate), String(connections), fixed(measuredSeconds, 3),
+            String(sent), String(succeeded), String(errors), String(unanswered),
+            fixed(achievedRate, 1), fixed(p50, 1), fixed(p90, 1), fixed(p99, 1),
+            fixed(p999, 1), fixed(max, 1), fixed(sendLagP50, 1), fixed(sendLagP99, 1),
+            fixed(sendLagMax, 1), String(lateSends), fixed(lateThreshold, 1),
+            generatorKeptUp ? "yes" : "no", fixed(generatorCPUPercent, 1),
         ].joined(separator: ",")
     }
 
     /// One line for people.
     public var summary: String {
         let keptUp =
-            self.generatorKeptUp
+            generatorKeptUp
             ? "generator kept up"
-            : "GENERATOR FELL BEHIND: \(self.lateSends) of \(self.sent) sends more than \(fixed(self.lateThreshold, 0)) us late"
-        return "\(self.label) @ \(self.targetRate)/s: \(self.succeeded)/\(self.sent) ok, \(self.errors) errors"
-            + " (\(self.unanswered) unanswered), achieved \(fixed(self.achievedRate, 0))/s;"
-            + " latency us p50 \(fixed(self.p50, 0)) p90 \(fixed(self.p90, 0)) p99 \(fixed(self.p99, 0))"
-            + " p99.9 \(fixed(self.p999, 0)) max \(fixed(self.max, 0)); send lag us p99 \(fixed(self.sendLagP99, 0))"
-            + " max \(fixed(self.sendLagMax, 0)); \(keptUp); generator CPU \(fixed(self.generatorCPUPercent, 0))%"
+            : "GENERATOR FELL BEHIND: \(lateSends) of \(sent) sends more than \(fixed(lateThreshold, 0)) us late"
+        return "\(label) @ \(targetRate)/s: \(succeeded)/\(sent) ok, \(errors) errors"
+            + " (\(unanswered) unanswered), achieved \(fixed(achievedRate, 0))/s;"
+            + " latency us p50 \(fixed(p50, 0)) p90 \(fixed(p90, 0)) p99 \(fixed(p99, 0))"
+            + " p99.9 \(fixed(p999, 0)) max \(fixed(max, 0)); send lag us p99 \(fixed(sendLagP99, 0))"
+            + " max \(fixed(sendLagMax, 0)); \(keptUp); generator CPU \(fixed(generatorCPUPercent, 0))%"
     }
 }
 

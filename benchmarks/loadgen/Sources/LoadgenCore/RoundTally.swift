@@ -28,10 +28,10 @@ public struct RoundTally: Sendable {
     public init(schedule: SendSchedule, warmupCalls: UInt64, lateThresholdNanoseconds: UInt64) {
         precondition(warmupCalls <= schedule.callCount, "more warm-up calls than calls")
         self.schedule = schedule
-        self.firstMeasuredCall = warmupCalls
+        firstMeasuredCall = warmupCalls
         self.lateThresholdNanoseconds = lateThresholdNanoseconds
-        self.latency = Self.makeHistogram()
-        self.sendLag = Self.makeHistogram()
+        latency = Self.makeHistogram()
+        sendLag = Self.makeHistogram()
     }
 
     private static func makeHistogram() -> Histogram<UInt64> {
@@ -39,44 +39,44 @@ public struct RoundTally: Sendable {
     }
 
     /// Calls counted in the report.
-    public var measuredCalls: UInt64 { self.schedule.callCount - self.firstMeasuredCall }
+    public var measuredCalls: UInt64 { schedule.callCount - firstMeasuredCall }
 
     public func isMeasured(_ call: UInt64) -> Bool {
-        call >= self.firstMeasuredCall && call < self.schedule.callCount
+        call >= firstMeasuredCall && call < schedule.callCount
     }
 
     /// Call `call` was handed to the connection at `now`.
     public mutating func recordSend(_ call: UInt64, at now: UInt64) {
-        guard self.isMeasured(call) else {
+        guard isMeasured(call) else {
             return
         }
-        let lag = now &- self.schedule.sendTime(of: call)
+        let lag = now &- schedule.sendTime(of: call)
         // A send is never early (calls are sent once due), but the clock read before the loop may be older than
         // the schedule's start by a few nanoseconds in tests that build times by hand.
-        let clampedLag = now >= self.schedule.sendTime(of: call) ? lag : 0
-        self.sent += 1
-        if clampedLag > self.lateThresholdNanoseconds {
-            self.lateSends += 1
+        let clampedLag = now >= schedule.sendTime(of: call) ? lag : 0
+        sent += 1
+        if clampedLag > lateThresholdNanoseconds {
+            lateSends += 1
         }
-        _ = self.sendLag.record(min(clampedLag, Self.highestTrackableNanoseconds))
+        _ = sendLag.record(min(clampedLag, Self.highestTrackableNanoseconds))
     }
 
     /// Call `call` ended with `outcome`, its answer (or the failure) seen at `now`.
     public mutating func recordOutcome(_ call: UInt64, _ outcome: CallOutcome, at now: UInt64) {
-        guard self.isMeasured(call) else {
+        guard isMeasured(call) else {
             return
         }
-        self.lastAnswerNanoseconds = max(self.lastAnswerNanoseconds, now)
+        lastAnswerNanoseconds = max(lastAnswerNanoseconds, now)
         if let kind = outcome.failureKind {
-            self.failures[kind, default: 0] += 1
+            failures[kind, default: 0] += 1
             return
         }
-        self.succeeded += 1
-        let scheduled = self.schedule.sendTime(of: call)
+        succeeded += 1
+        let scheduled = schedule.sendTime(of: call)
         let latency = now > scheduled ? now - scheduled : 0
         _ = self.latency.record(min(latency, Self.highestTrackableNanoseconds))
     }
 
     /// Every failed measured call.
-    public var errors: UInt64 { self.failures.values.reduce(0, +) }
+    public var errors: UInt64 { failures.values.reduce(0, +) }
 }

@@ -31,27 +31,27 @@ public struct SendSchedule: Sendable, Equatable {
     }
 
     /// Nanoseconds between two calls, as a fraction (the schedule itself never accumulates rounding).
-    public var intervalNanoseconds: Double { 1e9 / Double(self.callsPerSecond) }
+    public var intervalNanoseconds: Double { 1e9 / Double(callsPerSecond) }
 
     /// When call `call` is due (it may be past the end of the round: that is when the round ends).
     public func sendTime(of call: UInt64) -> UInt64 {
         // 128-bit: call * 1e9 overflows 64 bits past 1.8e10 calls, which a valid round (up to 8.6e11) can reach.
-        self.startNanoseconds + UInt64(UInt128(call) * 1_000_000_000 / UInt128(self.callsPerSecond))
+        startNanoseconds + UInt64(UInt128(call) * 1_000_000_000 / UInt128(callsPerSecond))
     }
 
     /// When the round's sending ends: the time the call after the last one would be due.
-    public var endNanoseconds: UInt64 { self.sendTime(of: self.callCount) }
+    public var endNanoseconds: UInt64 { sendTime(of: callCount) }
 
     /// How many calls are due at `now`: every call whose send time is at or before it, at most ``callCount``.
     ///
     /// Call `k` is due when `floor(k * 1e9 / rate) <= elapsed`, that is when `k * 1e9 < (elapsed + 1) * rate`; the
     /// calls 0 ..< ceil((elapsed + 1) * rate / 1e9) are.
     public func dueCount(at now: UInt64) -> UInt64 {
-        guard now >= self.startNanoseconds else {
+        guard now >= startNanoseconds else {
             return 0
         }
-        let elapsed = UInt128(now - self.startNanoseconds)
-        let due = ((elapsed + 1) * UInt128(self.callsPerSecond) + 999_999_999) / 1_000_000_000
-        return due >= UInt128(self.callCount) ? self.callCount : UInt64(due)
+        let elapsed = UInt128(now - startNanoseconds)
+        let due = ((elapsed + 1) * UInt128(callsPerSecond) + 999_999_999) / 1_000_000_000
+        return due >= UInt128(callCount) ? callCount : UInt64(due)
     }
 }

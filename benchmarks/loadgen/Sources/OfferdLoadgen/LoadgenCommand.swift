@@ -83,31 +83,31 @@ struct LoadgenCommand: ParsableCommand {
     var cpu: Int?
 
     func validate() throws {
-        guard !self.bodyFiles.isEmpty else {
+        guard !bodyFiles.isEmpty else {
             throw ValidationError("--body: give at least one request body file")
         }
-        guard !self.rates.isEmpty else {
+        guard !rates.isEmpty else {
             throw ValidationError("--rate: give at least one rate (calls per second)")
         }
-        for rate in self.rates where rate == 0 || rate > SendSchedule.maximumCallsPerSecond {
+        for rate in rates where rate == 0 || rate > SendSchedule.maximumCallsPerSecond {
             throw ValidationError("--rate \(rate): must be 1 to \(SendSchedule.maximumCallsPerSecond) calls per second")
         }
-        guard self.duration >= 1 && self.duration + self.warmup <= 3600 else {
-            throw ValidationError("--duration \(self.duration) --warmup \(self.warmup): at least 1 s, an hour at most")
+        guard duration >= 1 && duration + warmup <= 3600 else {
+            throw ValidationError("--duration \(duration) --warmup \(warmup): at least 1 s, an hour at most")
         }
-        guard (1...1024).contains(self.connections) else {
-            throw ValidationError("--connections \(self.connections): must be 1 to 1024")
+        guard (1...1024).contains(connections) else {
+            throw ValidationError("--connections \(connections): must be 1 to 1024")
         }
-        guard self.spinMicroseconds <= 1_000_000 else {
-            throw ValidationError("--spin-us \(self.spinMicroseconds): a second at most")
+        guard spinMicroseconds <= 1_000_000 else {
+            throw ValidationError("--spin-us \(spinMicroseconds): a second at most")
         }
-        guard self.timerGapMicroseconds <= 1_000_000 else {
-            throw ValidationError("--timer-gap-us \(self.timerGapMicroseconds): a second at most")
+        guard timerGapMicroseconds <= 1_000_000 else {
+            throw ValidationError("--timer-gap-us \(timerGapMicroseconds): a second at most")
         }
-        guard self.drainTimeout <= 3600 else {
-            throw ValidationError("--drain-timeout \(self.drainTimeout): an hour at most")
+        guard drainTimeout <= 3600 else {
+            throw ValidationError("--drain-timeout \(drainTimeout): an hour at most")
         }
-        if let cpu = self.cpu, cpu < 0 {
+        if let cpu = cpu, cpu < 0 {
             throw ValidationError("--cpu \(cpu): a CPU number, 0 or more")
         }
     }
@@ -116,8 +116,8 @@ struct LoadgenCommand: ParsableCommand {
         let target: CallTarget
         let bodies: [GRPCRequestBody]
         do {
-            target = try CallTarget(url: self.url)
-            bodies = try self.bodyFiles.map { path throws(LoadgenInputError) in
+            target = try CallTarget(url: url)
+            bodies = try bodyFiles.map { path throws(LoadgenInputError) in
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw LoadgenInputError("--body \(path): cannot be read")
                 }
@@ -126,9 +126,9 @@ struct LoadgenCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        let csv = try self.csv.map { try CSVFile(path: $0) }
+        let csv = try csv.map { try CSVFile(path: $0) }
 
-        if let cpu = self.cpu {
+        if let cpu = cpu {
             try pinToCPU(cpu)
         }
         if allowedCPUCount() != 1 {
@@ -141,22 +141,22 @@ struct LoadgenCommand: ParsableCommand {
         let eventLoop = group.next()
         try eventLoop.submit { tightenTimerSlack() }.wait()
 
-        for (index, rate) in self.rates.enumerated() {
-            if index > 0 && self.pause > 0 {
-                sleep(UInt32(self.pause))
+        for (index, rate) in rates.enumerated() {
+            if index > 0 && pause > 0 {
+                sleep(UInt32(pause))
             }
             let configuration = RoundConfiguration(
-                label: self.label,
+                label: label,
                 target: target,
                 bodies: bodies,
                 callsPerSecond: rate,
-                warmupSeconds: self.warmup,
-                seconds: self.duration,
-                connections: self.connections,
-                drainTimeoutNanoseconds: self.drainTimeout * 1_000_000_000,
-                lateThresholdNanoseconds: self.lateThresholdMicroseconds * 1000,
-                spinNanoseconds: self.spinMicroseconds * 1000,
-                timerGapNanoseconds: self.timerGapMicroseconds * 1000
+                warmupSeconds: warmup,
+                seconds: duration,
+                connections: connections,
+                drainTimeoutNanoseconds: drainTimeout * 1_000_000_000,
+                lateThresholdNanoseconds: lateThresholdMicroseconds * 1000,
+                spinNanoseconds: spinMicroseconds * 1000,
+                timerGapNanoseconds: timerGapMicroseconds * 1000
             )
             let report = try OpenLoopRound.run(configuration, on: eventLoop).wait()
             print(report.summary)
@@ -186,8 +186,8 @@ struct CSVFile {
     }
 
     func append(_ report: RoundReport) throws {
-        guard let handle = FileHandle(forWritingAtPath: self.path) else {
-            throw ValidationError("--csv \(self.path): cannot be opened for writing")
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw ValidationError("--csv \(path): cannot be opened for writing")
         }
         defer { try? handle.close() }
         try handle.seekToEnd()

@@ -31,44 +31,44 @@ final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelega
     }
 
     func callFinished(_ call: UInt64, _ outcome: CallOutcome, at nanoseconds: UInt64) {
-        self.receiver?.callFinished(call, outcome, at: nanoseconds)
+        receiver?.callFinished(call, outcome, at: nanoseconds)
     }
 
-    var openCalls: Int { self.session?.openCalls ?? 0 }
+    var openCalls: Int { session?.openCalls ?? 0 }
 
     /// Queues a call with body number `body`; ``flush()`` writes it. A call the connection cannot take ends at once as
     /// ``CallOutcome/connectionLost``.
     func submit(_ call: UInt64, body: Int, at nanoseconds: UInt64) {
-        guard !self.isClosed, let session = self.session, session.submitCall(call, body: body) else {
-            self.receiver?.callFinished(call, .connectionLost, at: nanoseconds)
+        guard !isClosed, let session = session, session.submitCall(call, body: body) else {
+            receiver?.callFinished(call, .connectionLost, at: nanoseconds)
             return
         }
-        self.hasUnwrittenOutput = true
+        hasUnwrittenOutput = true
     }
 
     /// Writes whatever the session has queued, in one write.
     func flush() {
-        guard let context = self.context, let session = self.session, !self.isClosed else {
+        guard let context = context, let session = session, !isClosed else {
             return
         }
-        self.hasUnwrittenOutput = false
+        hasUnwrittenOutput = false
         var output = context.channel.allocator.buffer(capacity: 1024)
         do {
             try session.drainOutput(into: &output)
         } catch {
-            self.fail(error, at: monotonicNanoseconds())
+            fail(error, at: monotonicNanoseconds())
             return
         }
         if output.readableBytes > 0 {
-            context.writeAndFlush(self.wrapOutboundOut(output), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(output), promise: nil)
         }
     }
 
     /// Ends the open calls with `outcome` and closes the connection.
     func close(failingOpenCallsWith outcome: CallOutcome, at nanoseconds: UInt64) {
-        self.session?.failOpenCalls(outcome, at: nanoseconds)
-        self.isClosed = true
-        self.context?.close(promise: nil)
+        session?.failOpenCalls(outcome, at: nanoseconds)
+        isClosed = true
+        context?.close(promise: nil)
     }
 
     // MARK: - ChannelInboundHandler
@@ -76,9 +76,9 @@ final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelega
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         do {
-            self.session = try NGHTTP2ClientSession(target: self.target, bodies: self.bodies, delegate: self)
+            session = try NGHTTP2ClientSession(target: target, bodies: bodies, delegate: self)
         } catch {
-            self.isClosed = true
+            isClosed = true
             context.fireErrorCaught(error)
         }
     }
@@ -89,45 +89,45 @@ final class LoadgenConnection: ChannelInboundHandler, NGHTTP2ClientSessionDelega
 
     func channelActive(context: ChannelHandlerContext) {
         // The client preface (magic and SETTINGS) goes out before any call.
-        self.flush()
+        flush()
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // One clock read per read: the answers in these bytes all arrived now.
         let now = monotonicNanoseconds()
-        guard let session = self.session, !self.isClosed else {
+        guard let session = session, !isClosed else {
             return
         }
         do {
-            try session.receive(self.unwrapInboundIn(data), at: now)
+            try session.receive(unwrapInboundIn(data), at: now)
         } catch {
-            self.fail(error, at: now)
+            fail(error, at: now)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // SETTINGS acknowledgements, WINDOW_UPDATEs and PING answers that reading queued.
-        self.flush()
-        self.receiver?.connectionReadComplete()
+        flush()
+        receiver?.connectionReadComplete()
         context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.isClosed = true
-        self.session?.failOpenCalls(.connectionLost, at: monotonicNanoseconds())
+        isClosed = true
+        session?.failOpenCalls(.connectionLost, at: monotonicNanoseconds())
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.fail(error, at: monotonicNanoseconds())
+        fail(error, at: monotonicNanoseconds())
     }
 
     private func fail(_ error: any Error, at nanoseconds: UInt64) {
-        guard !self.isClosed else {
+        guard !isClosed else {
             return
         }
-        reportError("connection to \(self.target.authority): \(error)")
-        self.close(failingOpenCallsWith: .connectionLost, at: nanoseconds)
+        reportError("connection to \(target.authority): \(error)")
+        close(failingOpenCallsWith: .connectionLost, at: nanoseconds)
     }
 }

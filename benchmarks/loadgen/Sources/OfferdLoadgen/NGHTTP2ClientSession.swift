@@ -38,27 +38,27 @@ final class NGHTTP2ClientSession {
     /// SETTINGS here (sent by the first ``drainOutput(into:)``).
     init(target: CallTarget, bodies: [GRPCRequestBody], delegate: any NGHTTP2ClientSessionDelegate) throws {
         precondition(!bodies.isEmpty, "no request body")
-        self.headers = RequestHeaderBlock(target: target)
+        headers = RequestHeaderBlock(target: target)
         self.bodies = bodies
         self.delegate = delegate
-        self.session = try Self.makeSession()
-        nghttp2_session_set_user_data(self.session, Unmanaged.passUnretained(self).toOpaque())
-        try self.submitSettings()
+        session = try Self.makeSession()
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(self).toOpaque())
+        try submitSettings()
     }
 
     deinit {
-        nghttp2_session_set_user_data(self.session, nil)
-        nghttp2_session_del(self.session)
+        nghttp2_session_set_user_data(session, nil)
+        nghttp2_session_del(session)
     }
 
     /// Calls submitted and not finished yet.
-    var openCalls: Int { self.streams.count }
+    var openCalls: Int { streams.count }
 
     /// Queues call `call` with body number `body`; it is written by the next ``drainOutput(into:)``.
     /// Returns false when the session takes no new stream (GOAWAY received, stream ids exhausted): the call is
     /// not sent and the caller reports it.
     func submitCall(_ call: UInt64, body: Int) -> Bool {
-        precondition(!self.isInsideNGHTTP2, "nghttp2 session re-entered")
+        precondition(!isInsideNGHTTP2, "nghttp2 session re-entered")
         var provider = nghttp2_data_provider(
             source: nghttp2_data_source(ptr: nil),
             read_callback: { _, streamID, buffer, length, flags, _, userData in
@@ -68,25 +68,25 @@ final class NGHTTP2ClientSession {
                 }
             }
         )
-        let streamID = self.headers.withFields { fields, count in
-            nghttp2_submit_request(self.session, nil, fields, count, &provider, nil)
+        let streamID = headers.withFields { fields, count in
+            nghttp2_submit_request(session, nil, fields, count, &provider, nil)
         }
         guard streamID > 0 else {
             return false
         }
-        self.streams[streamID] = StreamState(call: call, body: body)
+        streams[streamID] = StreamState(call: call, body: body)
         return true
     }
 
     /// Feeds the server's bytes, which arrived at `nanoseconds`; finished calls are reported before this returns.
     func receive(_ bytes: ByteBuffer, at nanoseconds: UInt64) throws(NGHTTP2ClientError) {
-        precondition(!self.isInsideNGHTTP2, "nghttp2 session re-entered")
-        self.arrivalNanoseconds = nanoseconds
-        self.isInsideNGHTTP2 = true
+        precondition(!isInsideNGHTTP2, "nghttp2 session re-entered")
+        arrivalNanoseconds = nanoseconds
+        isInsideNGHTTP2 = true
         let result = bytes.withUnsafeReadableBytes { raw in
-            nghttp2_session_mem_recv(self.session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
+            nghttp2_session_mem_recv(session, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
         }
-        self.isInsideNGHTTP2 = false
+        isInsideNGHTTP2 = false
         if result < 0 {
             throw NGHTTP2ClientError(code: Int32(result), operation: "nghttp2_session_mem_recv")
         }
@@ -94,12 +94,12 @@ final class NGHTTP2ClientSession {
 
     /// Appends everything nghttp2 wants to send to `output`.
     func drainOutput(into output: inout ByteBuffer) throws(NGHTTP2ClientError) {
-        precondition(!self.isInsideNGHTTP2, "nghttp2 session re-entered")
+        precondition(!isInsideNGHTTP2, "nghttp2 session re-entered")
         while true {
             var chunk: UnsafePointer<UInt8>?
-            self.isInsideNGHTTP2 = true
-            let count = nghttp2_session_mem_send(self.session, &chunk)
-            self.isInsideNGHTTP2 = false
+            isInsideNGHTTP2 = true
+            let count = nghttp2_session_mem_send(session, &chunk)
+            isInsideNGHTTP2 = false
             if count < 0 {
                 throw NGHTTP2ClientError(code: Int32(count), operation: "nghttp2_session_mem_send")
             }
@@ -113,10 +113,10 @@ final class NGHTTP2ClientSession {
 
     /// Ends every open call with `outcome` (the connection is gone, or the round gave up waiting).
     func failOpenCalls(_ outcome: CallOutcome, at nanoseconds: UInt64) {
-        let open = self.streams
-        self.streams.removeAll()
+        let open = streams
+        streams.removeAll()
         for state in open.values.sorted(by: { $0.call < $1.call }) {
-            self.delegate.callFinished(state.call, outcome, at: nanoseconds)
+            delegate.callFinished(state.call, outcome, at: nanoseconds)
         }
     }
 
@@ -127,10 +127,10 @@ final class NGHTTP2ClientSession {
         into destination: UnsafeMutableRawBufferPointer,
         _ flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard var state = self.streams[streamID] else {
+        guard var state = streams[streamID] else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
-        let body = self.bodies[state.body].bytes
+        let body = bodies[state.body].bytes
         let count = min(destination.count, body.count - state.bodyOffset)
         body.withUnsafeBytes { source in
             destination.baseAddress!.copyMemory(from: source.baseAddress! + state.bodyOffset, byteCount: count)
@@ -139,24 +139,24 @@ final class NGHTTP2ClientSession {
         if state.bodyOffset == body.count {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
         }
-        self.streams[streamID] = state
+        streams[streamID] = state
         return count
     }
 
     private func headerReceived(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         if name.elementsEqual(":status".utf8) {
-            self.streams[streamID]?.httpStatus = parseStatusCode(value)
+            streams[streamID]?.httpStatus = parseStatusCode(value)
         } else if name.elementsEqual("grpc-status".utf8) {
-            self.streams[streamID]?.grpcStatus = parseStatusCode(value)
+            streams[streamID]?.grpcStatus = parseStatusCode(value)
         }
     }
 
     private func streamClosed(_ streamID: Int32, errorCode: UInt32) {
-        guard let state = self.streams.removeValue(forKey: streamID) else {
+        guard let state = streams.removeValue(forKey: streamID) else {
             return
         }
         let outcome = CallOutcome.of(resetCode: errorCode, httpStatus: state.httpStatus, grpcStatus: state.grpcStatus)
-        self.delegate.callFinished(state.call, outcome, at: self.arrivalNanoseconds)
+        delegate.callFinished(state.call, outcome, at: arrivalNanoseconds)
     }
 
     // MARK: - Set-up
@@ -168,11 +168,11 @@ final class NGHTTP2ClientSession {
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 1 << 20),
         ]
         let result = settings.withUnsafeBufferPointer {
-            nghttp2_submit_settings(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
+            nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), $0.baseAddress, $0.count)
         }
         try NGHTTP2ClientError.check(result, "nghttp2_submit_settings")
         try NGHTTP2ClientError.check(
-            nghttp2_session_set_local_window_size(self.session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 1 << 24),
+            nghttp2_session_set_local_window_size(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, 1 << 24),
             "nghttp2_session_set_local_window_size"
         )
     }
@@ -241,12 +241,12 @@ private final class RequestHeaderBlock {
             ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "offerd-loadgen"),
         ]
         let total = pairs.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count }
-        self.storage = .allocate(byteCount: total, alignment: 1)
-        self.fields = .allocate(capacity: pairs.count)
+        storage = .allocate(byteCount: total, alignment: 1)
+        fields = .allocate(capacity: pairs.count)
         var offset = 0
         func place(_ text: String) -> (UnsafeMutablePointer<UInt8>, Int) {
             let bytes = Array(text.utf8)
-            let start = self.storage.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self)
+            let start = storage.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt8.self)
             start.update(from: bytes, count: bytes.count)
             offset += bytes.count
             return (start, bytes.count)
@@ -254,7 +254,7 @@ private final class RequestHeaderBlock {
         for (index, (name, value)) in pairs.enumerated() {
             let (namePointer, nameLength) = place(name)
             let (valuePointer, valueLength) = place(value)
-            self.fields[index] = nghttp2_nv(
+            fields[index] = nghttp2_nv(
                 name: namePointer,
                 value: valuePointer,
                 namelen: nameLength,
@@ -265,12 +265,12 @@ private final class RequestHeaderBlock {
     }
 
     deinit {
-        self.storage.deallocate()
-        self.fields.deallocate()
+        storage.deallocate()
+        fields.deallocate()
     }
 
     func withFields<Result>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> Result) -> Result {
-        body(UnsafePointer(self.fields.baseAddress!), self.fields.count)
+        body(UnsafePointer(fields.baseAddress!), fields.count)
     }
 }
 
@@ -280,7 +280,7 @@ struct NGHTTP2ClientError: Error, CustomStringConvertible {
     let operation: String
 
     var description: String {
-        "\(self.operation) failed: \(String(cString: nghttp2_strerror(Int32(self.code)))) (\(self.code))"
+        "\(operation) failed: \(String(cString: nghttp2_strerror(Int32(code)))) (\(code))"
     }
 
     /// Throws for a negative result: every nghttp2 call's errors go through here.

@@ -71,7 +71,7 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
     private init(configuration: RoundConfiguration, eventLoop: any EventLoop) {
         self.configuration = configuration
         self.eventLoop = eventLoop
-        self.promise = eventLoop.makePromise(of: RoundReport.self)
+        promise = eventLoop.makePromise(of: RoundReport.self)
     }
 
     /// Runs a round on `eventLoop` (a loop of a one-thread group: the round, its connections and its timers all
@@ -87,9 +87,9 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
     // MARK: - Connecting and probing
 
     private func connect() {
-        let target = self.configuration.target
-        let bodies = self.configuration.bodies
-        let bootstrap = ClientBootstrap(group: self.eventLoop)
+        let target = configuration.target
+        let bodies = configuration.bodies
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
@@ -97,10 +97,10 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
                     try channel.pipeline.syncOperations.addHandler(LoadgenConnection(target: target, bodies: bodies))
                 }
             }
-        let attempts = (0..<self.configuration.connections).map { _ in
+        let attempts = (0..<configuration.connections).map { _ in
             bootstrap.connect(host: target.host, port: target.port)
         }
-        EventLoopFuture.whenAllComplete(attempts, on: self.eventLoop).assumeIsolated().whenSuccess { results in
+        EventLoopFuture.whenAllComplete(attempts, on: eventLoop).assumeIsolated().whenSuccess { results in
             self.connected(results)
         }
     }
@@ -110,11 +110,11 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
         for result in results {
             switch result {
             case .success(let channel):
-                self.channels.append(channel)
+                channels.append(channel)
                 do {
                     let connection = try channel.pipeline.syncOperations.handler(type: LoadgenConnection.self)
                     connection.receiver = self
-                    self.connections.append(connection)
+                    connections.append(connection)
                 } catch {
                     failure = error
                 }
@@ -123,15 +123,15 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
             }
         }
         if let failure {
-            self.fail("cannot connect to \(self.configuration.target.authority): \(failure)")
+            fail("cannot connect to \(configuration.target.authority): \(failure)")
             return
         }
-        self.phase = .probing(open: self.connections.count)
-        for (index, connection) in self.connections.enumerated() {
+        phase = .probing(open: connections.count)
+        for (index, connection) in connections.enumerated() {
             connection.submit(Self.firstProbeCall - UInt64(index), body: 0, at: monotonicNanoseconds())
             connection.flush()
         }
-        self.schedule(at: monotonicNanoseconds() + self.configuration.probeTimeoutNanoseconds) { round in
+        schedule(at: monotonicNanoseconds() + configuration.probeTimeoutNanoseconds) { round in
             if case .probing = round.phase {
                 round.fail(
                     "no answer to the first call on every connection within "
@@ -144,102 +144,102 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
     private func probeFinished(_ call: UInt64, _ outcome: CallOutcome, open: Int) {
         guard outcome == .succeeded else {
             let connection = Self.firstProbeCall - call + 1
-            self.fail(
-                "the first call on connection \(connection) to \(self.configuration.target.authority)"
-                    + "\(self.configuration.target.path) failed: \(outcome.description)"
+            fail(
+                "the first call on connection \(connection) to \(configuration.target.authority)"
+                    + "\(configuration.target.path) failed: \(outcome.description)"
             )
             return
         }
         if open > 1 {
-            self.phase = .probing(open: open - 1)
+            phase = .probing(open: open - 1)
             return
         }
-        self.cancelTimer()
-        self.startSending()
+        cancelTimer()
+        startSending()
     }
 
     // MARK: - Sending
 
     private func startSending() {
-        let rate = self.configuration.callsPerSecond
+        let rate = configuration.callsPerSecond
         // A little ahead, so that call 0 is not already late when the first timer fires.
         let schedule = SendSchedule(
             startNanoseconds: monotonicNanoseconds() + 2_000_000,
             callsPerSecond: rate,
-            seconds: self.configuration.warmupSeconds + self.configuration.seconds
+            seconds: configuration.warmupSeconds + configuration.seconds
         )
-        self.tally = RoundTally(
+        tally = RoundTally(
             schedule: schedule,
-            warmupCalls: rate * self.configuration.warmupSeconds,
-            lateThresholdNanoseconds: self.configuration.lateThresholdNanoseconds
+            warmupCalls: rate * configuration.warmupSeconds,
+            lateThresholdNanoseconds: configuration.lateThresholdNanoseconds
         )
-        self.phase = .sending
-        self.waitForNextSend(at: schedule.startNanoseconds, now: monotonicNanoseconds())
+        phase = .sending
+        waitForNextSend(at: schedule.startNanoseconds, now: monotonicNanoseconds())
     }
 
     /// Sleeps until shortly before `time`, or polls if it is that close already: NIO runs a task queued with
     /// `execute` after an `epoll_wait` that does not block, so answers are read while the loop spins. A send
     /// timer already pending at or before the wanted time is kept (it is not re-armed for every call).
     private func waitForNextSend(at time: UInt64, now: UInt64) {
-        let spin = self.configuration.spinNanoseconds
+        let spin = configuration.spinNanoseconds
         if spin > 0 && time <= now + spin {
             self.eventLoop.assumeIsolated().execute { self.sendDueCalls() }
             return
         }
-        if let pending = self.sendTimerDeadline, pending <= time - spin {
+        if let pending = sendTimerDeadline, pending <= time - spin {
             return
         }
-        let deadline = max(time - spin, now + self.configuration.timerGapNanoseconds)
-        self.schedule(at: deadline) { round in
+        let deadline = max(time - spin, now + configuration.timerGapNanoseconds)
+        schedule(at: deadline) { round in
             round.sendTimerDeadline = nil
             round.sendDueCalls()
         }
-        self.sendTimerDeadline = deadline
+        sendTimerDeadline = deadline
     }
 
     func connectionReadComplete() {
-        if case .sending = self.phase, self.configuration.spinNanoseconds == 0 {
-            self.sendDueCalls()
+        if case .sending = phase, configuration.spinNanoseconds == 0 {
+            sendDueCalls()
         }
     }
 
     /// Sends every call due now, then sleeps until the next one is.
     private func sendDueCalls() {
-        guard case .sending = self.phase, let schedule = self.tally?.schedule,
-            let firstMeasuredCall = self.tally?.firstMeasuredCall
+        guard case .sending = phase, let schedule = tally?.schedule,
+            let firstMeasuredCall = tally?.firstMeasuredCall
         else {
             return
         }
         let now = monotonicNanoseconds()
         let due = schedule.dueCount(at: now)
-        if due == self.nextCall {
+        if due == nextCall {
             // Polling ahead of the next call, or a timer that fired a hair early.
-            self.waitForNextSend(at: schedule.sendTime(of: self.nextCall), now: now)
+            waitForNextSend(at: schedule.sendTime(of: nextCall), now: now)
             return
         }
-        if self.nextCall <= firstMeasuredCall && firstMeasuredCall < due {
-            self.cpuSecondsAtMeasuredStart = processCPUSeconds()
+        if nextCall <= firstMeasuredCall && firstMeasuredCall < due {
+            cpuSecondsAtMeasuredStart = processCPUSeconds()
         }
-        let connectionCount = UInt64(self.connections.count)
-        let bodyCount = UInt64(self.configuration.bodies.count)
-        while self.nextCall < due {
-            let call = self.nextCall
-            self.nextCall += 1
-            self.openCalls += 1
-            self.tally!.recordSend(call, at: now)
-            self.connections[Int(call % connectionCount)].submit(call, body: Int(call % bodyCount), at: now)
+        let connectionCount = UInt64(connections.count)
+        let bodyCount = UInt64(configuration.bodies.count)
+        while nextCall < due {
+            let call = nextCall
+            nextCall += 1
+            openCalls += 1
+            tally!.recordSend(call, at: now)
+            connections[Int(call % connectionCount)].submit(call, body: Int(call % bodyCount), at: now)
         }
-        for connection in self.connections where connection.hasUnwrittenOutput {
+        for connection in connections where connection.hasUnwrittenOutput {
             connection.flush()
         }
-        if self.nextCall < schedule.callCount {
-            self.waitForNextSend(at: schedule.sendTime(of: self.nextCall), now: now)
+        if nextCall < schedule.callCount {
+            waitForNextSend(at: schedule.sendTime(of: nextCall), now: now)
             return
         }
-        self.cpuSecondsAtSendingEnd = processCPUSeconds()
-        self.phase = .draining
-        if self.openCalls == 0 {
-            self.finish()
+        cpuSecondsAtSendingEnd = processCPUSeconds()
+        phase = .draining
+        if openCalls == 0 {
+            finish()
             return
         }
         self.schedule(at: now + self.configuration.drainTimeoutNanoseconds) { round in
@@ -260,17 +260,17 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
     }
 
     func callFinished(_ call: UInt64, _ outcome: CallOutcome, at nanoseconds: UInt64) {
-        switch self.phase {
+        switch phase {
         case .probing(let open):
-            self.probeFinished(call, outcome, open: open)
+            probeFinished(call, outcome, open: open)
         case .sending, .draining:
-            guard call < Self.firstProbeCall - UInt64(self.connections.count) else {
+            guard call < Self.firstProbeCall - UInt64(connections.count) else {
                 return
             }
-            self.openCalls -= 1
-            self.tally!.recordOutcome(call, outcome, at: nanoseconds)
-            if case .draining = self.phase, self.openCalls == 0 {
-                self.finish()
+            openCalls -= 1
+            tally!.recordOutcome(call, outcome, at: nanoseconds)
+            if case .draining = phase, openCalls == 0 {
+                finish()
             }
         case .connecting, .done:
             break
@@ -280,29 +280,29 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
     // MARK: - Ending
 
     private func finish() {
-        self.phase = .done
-        self.cancelTimer()
-        let cpuSeconds = (self.cpuSecondsAtSendingEnd ?? 0) - (self.cpuSecondsAtMeasuredStart ?? 0)
+        phase = .done
+        cancelTimer()
+        let cpuSeconds = (cpuSecondsAtSendingEnd ?? 0) - (cpuSecondsAtMeasuredStart ?? 0)
         let report = RoundReport(
-            label: self.configuration.label,
-            connections: self.connections.count,
-            tally: self.tally!,
+            label: configuration.label,
+            connections: connections.count,
+            tally: tally!,
             generatorCPUSeconds: cpuSeconds
         )
-        self.closeChannels { $0.promise.succeed(report) }
+        closeChannels { $0.promise.succeed(report) }
     }
 
     private func fail(_ message: String) {
-        guard !self.isDone else {
+        guard !isDone else {
             return
         }
-        self.phase = .done
-        self.cancelTimer()
-        self.closeChannels { $0.promise.fail(RoundError(description: message)) }
+        phase = .done
+        cancelTimer()
+        closeChannels { $0.promise.fail(RoundError(description: message)) }
     }
 
     private var isDone: Bool {
-        if case .done = self.phase {
+        if case .done = phase {
             return true
         }
         return false
@@ -310,10 +310,10 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
 
     /// Closes every connection; `then` runs once all are closed, so no channel event reaches a finished round.
     private func closeChannels(then: @escaping (OpenLoopRound) -> Void) {
-        for channel in self.channels {
+        for channel in channels {
             channel.close(promise: nil)
         }
-        EventLoopFuture.andAllComplete(self.channels.map(\.closeFuture), on: self.eventLoop).assumeIsolated()
+        EventLoopFuture.andAllComplete(channels.map(\.closeFuture), on: eventLoop).assumeIsolated()
             .whenComplete { _ in then(self) }
     }
 
@@ -321,18 +321,18 @@ final class OpenLoopRound: LoadgenConnectionReceiver {
 
     /// One timer at a time: the next send, the probe deadline or the drain deadline.
     private func schedule(at nanoseconds: UInt64, _ action: @escaping (OpenLoopRound) -> Void) {
-        self.cancelTimer()
-        self.pendingTimer = try? self.eventLoop.assumeIsolated().scheduleCallback(
+        cancelTimer()
+        pendingTimer = try? eventLoop.assumeIsolated().scheduleCallback(
             at: .uptimeNanoseconds(nanoseconds),
             handler: RoundTimer(round: self, action: action)
         )
     }
 
     private func cancelTimer() {
-        self.sendTimerDeadline = nil
-        if let timer = self.pendingTimer {
-            self.eventLoop.assumeIsolated().cancelScheduledCallback(timer)
-            self.pendingTimer = nil
+        sendTimerDeadline = nil
+        if let timer = pendingTimer {
+            eventLoop.assumeIsolated().cancelScheduledCallback(timer)
+            pendingTimer = nil
         }
     }
 }
@@ -344,6 +344,6 @@ private struct RoundTimer: NIOScheduledCallbackHandler {
     let action: (OpenLoopRound) -> Void
 
     func handleScheduledCallback(eventLoop: some EventLoop) {
-        self.action(self.round)
+        action(round)
     }
 }

@@ -18,7 +18,7 @@ import Testing
     }
 
     @Test func percentilesRatesAndCountsComeFromTheTally() {
-        let report = self.makeReport(late: 0, failing: [3, 4])
+        let report = makeReport(late: 0, failing: [3, 4])
         #expect(report.sent == 1_000 && report.succeeded == 998 && report.errors == 2 && report.unanswered == 0)
         #expect(report.targetRate == 100 && report.measuredSeconds == 10)
         #expect(abs(report.p50 - 400) < 1 && abs(report.p99 - 400) < 1 && abs(report.max - 400) < 1)
@@ -28,15 +28,15 @@ import Testing
     }
 
     @Test func theGeneratorKeptUpWithAtMostHalfAPercentLate() {
-        #expect(self.makeReport(late: 5).generatorKeptUp)
-        let behind = self.makeReport(late: 6)
+        #expect(makeReport(late: 5).generatorKeptUp)
+        let behind = makeReport(late: 6)
         #expect(!behind.generatorKeptUp)
         #expect(behind.lateSends == 6)
         #expect(behind.summary.contains("GENERATOR FELL BEHIND"))
     }
 
     @Test func csvRowsMatchTheHeaderAndQuoteTheLabel() {
-        let report = self.makeReport(late: 0)
+        let report = makeReport(late: 0)
         let header = RoundReport.csvHeader.split(separator: ",")
         #expect(report.csvRow.hasPrefix("\"offerd, formula\",100,4,10.000,1000,1000,0,0,"))
         // The quoted label holds one comma.
@@ -45,7 +45,7 @@ import Testing
     }
 
     @Test func aRoundWithoutSuccessReportsNoLatency() {
-        let report = self.makeReport(late: 0, failing: Set(0..<1_000))
+        let report = makeReport(late: 0, failing: Set(0..<1_000))
         #expect(report.succeeded == 0 && report.p99.isNaN && report.achievedRate == 0)
         #expect(report.csvRow.contains(",nan,nan,nan,nan,nan,"))
     }

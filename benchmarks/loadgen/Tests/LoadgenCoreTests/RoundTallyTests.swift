@@ -10,7 +10,7 @@ import Testing
     }
 
     @Test func warmupCallsAreNotCounted() {
-        var tally = self.makeTally()
+        var tally = makeTally()
         let schedule = tally.schedule
         tally.recordSend(0, at: schedule.sendTime(of: 0) + 50_000_000)
         tally.recordOutcome(0, .grpcStatus(13), at: schedule.sendTime(of: 0) + 60_000_000)
@@ -22,7 +22,7 @@ import Testing
     }
 
     @Test func latencyRunsFromTheScheduledTimeNotTheSend() {
-        var tally = self.makeTally()
+        var tally = makeTally()
         let scheduled = tally.schedule.sendTime(of: 1_500)
         // Sent 5 ms late, answered 1 ms after the send: 6 ms, as the caller waiting since `scheduled` saw it.
         tally.recordSend(1_500, at: scheduled + 5_000_000)
@@ -33,7 +33,7 @@ import Testing
     }
 
     @Test func onlySendsPastTheThresholdAreLate() {
-        var tally = self.makeTally(lateThreshold: 100_000)
+        var tally = makeTally(lateThreshold: 100_000)
         tally.recordSend(1_000, at: tally.schedule.sendTime(of: 1_000) + 100_000)
         tally.recordSend(1_001, at: tally.schedule.sendTime(of: 1_001) + 100_001)
         tally.recordSend(1_002, at: tally.schedule.sendTime(of: 1_002))
@@ -41,7 +41,7 @@ import Testing
     }
 
     @Test func failuresAreCountedByKindAndKeptOutOfTheLatencies() {
-        var tally = self.makeTally()
+        var tally = makeTally()
         let outcomes: [CallOutcome] = [
             .succeeded, .grpcStatus(12), .missingGRPCStatus, .httpStatus(503), .httpStatus(nil), .reset(7),
             .connectionLost, .unanswered, .unanswered,
