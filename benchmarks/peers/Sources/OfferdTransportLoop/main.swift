@@ -34,7 +34,7 @@ struct FixedReplyService: GRPCUnaryService {
     let reply: ByteBuffer
 
     func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
-        .message(self.reply)
+        .message(reply)
     }
 }
 
@@ -93,14 +93,14 @@ struct H2Client {
     /// names them by index (the static table's :method POST and :scheme http, then the five dynamic entries).
     private mutating func headerBlock() -> [UInt8] {
         var out: [UInt8] = [0x83, 0x86] // :method POST, :scheme http
-        if self.headersSent {
+        if headersSent {
             // Newest entry first: user-agent 62, content-type 63, te 64, :authority 65, :path 66.
             out += [0x80 | 66, 0x80 | 65, 0x80 | 64, 0x80 | 63, 0x80 | 62]
             return out
         }
-        self.headersSent = true
+        headersSent = true
         out.append(0x40 | 4) // :path, with incremental indexing
-        Self.literal(self.path, into: &out)
+        Self.literal(path, into: &out)
         out.append(0x40 | 1) // :authority
         Self.literal("127.0.0.1:50051", into: &out)
         out.append(0x40) // te, a new name
@@ -116,7 +116,7 @@ struct H2Client {
     /// HEADERS, then a DATA frame carrying `body` and ending the stream.
     private mutating func request(body: [UInt8], streamID: UInt32) -> [UInt8] {
         var out: [UInt8] = []
-        let block = self.headerBlock()
+        let block = headerBlock()
         Self.frameHeader(length: block.count, type: 1, flags: 0x4, streamID: streamID, into: &out)
         out += block
         Self.frameHeader(length: body.count, type: 0, flags: 0x1, streamID: streamID, into: &out)
@@ -126,16 +126,16 @@ struct H2Client {
 
     /// Writes call number `call`'s request (the bodies are sent in turn).
     mutating func writeRequest(call: Int, into buffer: inout ByteBuffer) {
-        let streamID = self.nextStreamID
-        self.nextStreamID += 2
-        let body = self.bodies[call % self.bodies.count]
-        guard self.headersSent else {
-            buffer.writeBytes(self.request(body: body, streamID: streamID))
-            self.templates = self.bodies.map { self.request(body: $0, streamID: 0) }
+        let streamID = nextStreamID
+        nextStreamID += 2
+        let body = bodies[call % bodies.count]
+        guard headersSent else {
+            buffer.writeBytes(request(body: body, streamID: streamID))
+            templates = bodies.map { request(body: $0, streamID: 0) }
             return
         }
         let start = buffer.writerIndex
-        let template = self.templates[call % self.bodies.count]
+        let template = templates[call % bodies.count]
         buffer.writeBytes(template)
         // Stream ids at bytes 5...8 of each frame header: the HEADERS frame's and the DATA frame's.
         buffer.setInteger(streamID, at: start + 5)
@@ -144,12 +144,12 @@ struct H2Client {
 
     /// Gives back the connection window the DATA received so far used (streams each get a fresh window).
     mutating func writeWindowUpdate(into buffer: inout ByteBuffer) {
-        guard self.unacknowledgedData > 0 else {
+        guard unacknowledgedData > 0 else {
             return
         }
         buffer.writeBytes([0, 0, 4, 8, 0, 0, 0, 0, 0])
-        buffer.writeInteger(UInt32(self.unacknowledgedData))
-        self.unacknowledgedData = 0
+        buffer.writeInteger(UInt32(unacknowledgedData))
+        unacknowledgedData = 0
     }
 
     /// Reads whole frames from `buffer` (the server writes whole frames in each buffer it drains): counts the
@@ -168,10 +168,10 @@ struct H2Client {
             }
             switch type {
             case 0:
-                self.unacknowledgedData += length
-                self.responseDataBytes += length
+                unacknowledgedData += length
+                responseDataBytes += length
             case 1 where flags & 0x1 != 0:
-                self.answers += 1
+                answers += 1
             case 3, 7:
                 fail("the server reset a stream or ended the connection (frame type \(type))")
             default:
