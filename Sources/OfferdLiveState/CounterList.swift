@@ -10,6 +10,10 @@ import OfferdCore
 struct OfferNumbers: Sendable {
     private var numbers: [String: UInt32] = [:]
     private(set) var names: [String] = []
+    /// The numbers by the names' ``stableHash(_:)`` (what an ``InternedName`` carries): a Decide finds an offer's
+    /// number by an integer instead of hashing its name. Two names with one stable hash (it is not keyed, and
+    /// offer ids in RecordEvents are the caller's) map to nil there, and are found by name.
+    private var byStableHash: [UInt64: UInt32?] = [:]
 
     /// The number of `offer`, numbering it when it is new.
     mutating func number(for offer: String) -> UInt32 {
@@ -18,11 +22,26 @@ struct OfferNumbers: Sendable {
         let number = UInt32(truncatingIfNeeded: names.count)
         numbers[offer] = number
         names.append(offer)
+        let hash = stableHash(offer.utf8)
+        if byStableHash[hash] == nil {
+            byStableHash[hash] = .some(number)
+        } else {
+            byStableHash[hash] = .some(nil)
+        }
         return number
     }
 
     /// The number of `offer`; nil when the overlay never met it (so it counts nothing).
     func existingNumber(_ offer: String) -> UInt32? { numbers[offer] }
+
+    /// The number of `offer`, found by its stable hash.
+    func existingNumber(_ offer: InternedName) -> UInt32? {
+        switch byStableHash[offer.hash] {
+        case nil: return nil
+        case .some(.some(let number)): return names[Int(number)] == offer.name ? number : nil
+        case .some(nil): return numbers[offer.name]
+        }
+    }
 }
 
 /// A live counter's key (offer number, event type, period, bucket) packed into one integer, ordered as the tuple.

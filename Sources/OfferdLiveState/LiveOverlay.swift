@@ -392,8 +392,8 @@ public struct LiveOverlay: Sendable {
 /// The overlay as readers see it: immutable, read without locks from any thread (see ``LiveOverlay``).
 public final class LiveOverlaySnapshot: Sendable {
     private let profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>
-    private let totals: CounterList
-    private let offers: OfferNumbers
+    let totals: CounterList
+    let offers: OfferNumbers
     /// The last position this value reflects.
     public let lastApplied: EventLogPosition?
     /// The log's clock when it was published (``LiveOverlay/logClockMs``).
@@ -443,8 +443,13 @@ public final class LiveOverlaySnapshot: Sendable {
 
     /// The counts a Decide for `key` reads (the engine's ``LiveCappingCounts``).
     public func counts(for key: EventLogProfileKey) -> LiveCounts {
+        liveCounts(profiles[key], key: key)
+    }
+
+    private func liveCounts(_ state: LiveProfileState?, key: EventLogProfileKey) -> LiveCounts {
         LiveCounts(
-            profile: profiles[key], totals: totals, offers: offers, pending: pending.isEmpty ? nil : pending, key: key)
+            overlay: self, counters: state.flatMap { $0.counters.isEmpty ? nil : $0.counters },
+            pendingCounters: pending.isEmpty ? nil : pending.counters(for: key))
     }
 
     /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
@@ -454,8 +459,7 @@ public final class LiveOverlaySnapshot: Sendable {
     ) {
         let state = profiles[key]
         return (
-            LiveCounts(
-                profile: state, totals: totals, offers: offers, pending: pending.isEmpty ? nil : pending, key: key),
+            liveCounts(state, key: key),
             state?.consents.applied(to: snapshotConsents) ?? snapshotConsents
         )
     }
@@ -500,31 +504,40 @@ public final class LiveOverlaySnapshot: Sendable {
 }
 
 /// One profile key's live counts and the totals, as the engine asks for them (SPEC 9.3).
+///
+/// Three references, so that the engine's `any LiveCappingCounts` holds it inline (no allocation per Decide).
 public struct LiveCounts: LiveCappingCounts, Sendable {
-    let profile: LiveProfileState?
-    let totals: CounterList
-    let offers: OfferNumbers
-    /// Nil when nothing is pending (the common case: no second lookup).
-    var pending: PendingCounts? = nil
-    var key: EventLogProfileKey? = nil
+    let overlay: LiveOverlaySnapshot
+    /// The key's counters; nil when it has none.
+    let counters: CounterList?
+    /// The key's pending counters; nil when none (the common case: no second lookup).
+    let pendingCounters: [LiveCounterKey: Int]?
 
     public func count(
         offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double
     ) -> Int {
+        // Nothing for this key and nothing pending (most profiles): no lookup at all.
+        if scope == .profile && counters == nil && pendingCounters == nil { return 0 }
         let bucket = CalendarBuckets.bucket(period, now: now)
         var count = 0
-        if let number = offers.existingNumber(offer.name) {
+        if let number = overlay.offers.existingNumber(offer) {
             let key = PackedCounterKey(offer: number, event: event, period: period, bucket: bucket)
             switch scope {
-            case .profile: count = profile?.counters[key] ?? 0
-            case .total: count = totals[key]
+            case .profile: count = counters?[key] ?? 0
+            case .total: count = overlay.totals[key]
             }
         }
-        if let pending {
-            let key = LiveCounterKey(offer: offer.name, event: event, period: period, bucket: bucket)
-            switch scope {
-            case .profile: if let profileKey = self.key { count += pending.profileCount(profileKey, key) }
-            case .total: count += pending.totalCount(key)
+        switch scope {
+        case .profile:
+            if let pendingCounters {
+                count +=
+                    pendingCounters[LiveCounterKey(offer: offer.name, event: event, period: period, bucket: bucket)]
+                    ?? 0
+            }
+        case .total:
+            if !overlay.pending.isEmpty {
+                count += overlay.pending.totalCount(
+                    LiveCounterKey(offer: offer.name, event: event, period: period, bucket: bucket))
             }
         }
         return count

@@ -149,7 +149,7 @@ struct LiveOverlayTests {
         for key in [ana, bob, EventLogProfileKey(namespace: "ECID", id: "x")] {
             let inputs = view.decideInputs(for: key, snapshotConsents: snapshot)
             #expect(inputs.consents == view.consents(for: key, snapshotConsents: snapshot))
-            #expect(inputs.counts.profile == view.counts(for: key).profile)
+            #expect(inputs.counts.counters == view.counts(for: key).counters)
         }
         let nobody = EventLogProfileKey(namespace: "ECID", id: "nobody")
         #expect(view.consents(for: nobody, snapshotConsents: snapshot) == snapshot)

@@ -6,10 +6,14 @@
 # and live counters built). Redis on core 0, offerd on core 1.
 #
 # usage: benchmarks/live/replay.sh OFFERD_BIN [EVENTS] [redis|file]
+#        KEYS=N OFFERS=N (environment): profile keys and offer ids the events cycle through (100000, 20); with 20
+#        offers each key sees the same 2 offers (8 live counters), with a count prime to the keys' more.
 set -eu
 bin=$1
 events=${2:-1000000}
 mode=${3:-redis}
+keys=${KEYS:-100000}
+offers=${OFFERS:-20}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 offerd_pid=
@@ -24,11 +28,11 @@ redis)
         >/dev/null 2>&1 &
     redis_pid=$!
     until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
-    python3 "$here/make_stream.py" "$redis_port" offerd:events "$events"
+    python3 "$here/make_stream.py" "$redis_port" offerd:events "$events" "$keys" "$offers"
     log="redis://127.0.0.1:$redis_port"
     ;;
 file)
-    python3 "$here/make_stream.py" file "$dir/events.log" "$events"
+    python3 "$here/make_stream.py" file "$dir/events.log" "$events" "$keys" "$offers"
     log="file:$dir/events.log"
     ;;
 *)
