@@ -59,7 +59,8 @@ until curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1; do
     kill -0 "$offerd_pid" 2>/dev/null || { cat "$dir/offerd.log"; exit 1; }
     sleep 0.05
 done
-grep 'event log replayed' "$dir/offerd.log"
+# Readiness is set just before the line is logged.
+until grep 'event log replayed' "$dir/offerd.log"; do sleep 0.05; done
 ps -o rss= -p "$offerd_pid" | awk '{printf "offerd RSS after replay: %.1f MiB\n", $1 / 1024}'
 # CPU time of the whole process up to readiness (start-up included): on a shared machine the wall-clock seconds
 # above include waiting for a core, this does not.
