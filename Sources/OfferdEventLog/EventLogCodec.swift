@@ -211,16 +211,20 @@ private struct ByteReader {
         guard length <= UInt64(remaining) else {
             throw error("string of \(length) bytes with \(remaining) remaining")
         }
-        let slice = bytes[index..<(index + Int(length))]
+        let count = Int(length)
+        if count == 0 { return "" }
+        let start = index - bytes.startIndex
+        // Read in place: slicing the array slice would retain and release its storage for every string.
         // `String(decoding:)` is specialised for contiguous bytes, where `String(validating:)` runs generic code
         // that looks up type metadata per call (a third of the decoder's time). Decoding repairs invalid UTF-8,
-        // so a string whose bytes differ from the input's was not valid.
-        // ASCII, the common case, is valid as it is.
-        let text = String(decoding: slice, as: UTF8.self)
-        guard slice.allSatisfy({ $0 < 0x80 }) || text.utf8.elementsEqual(slice) else {
-            throw error("string is not UTF-8")
+        // so a string whose bytes differ from the input's was not valid. ASCII, the common case, is valid as it is.
+        let text = bytes.withUnsafeBufferPointer { buffer -> String? in
+            let part = UnsafeBufferPointer(rebasing: buffer[start..<(start + count)])
+            let text = String(decoding: part, as: UTF8.self)
+            return part.allSatisfy({ $0 < 0x80 }) || text.utf8.elementsEqual(part) ? text : nil
         }
-        index += Int(length)
+        guard let text else { throw error("string is not UTF-8") }
+        index += count
         return text
     }
 }

@@ -17,7 +17,14 @@ public struct EventLogProfileKey: Hashable, Sendable, CustomStringConvertible {
         // Only ASCII letters fold (the snapshot's identity rule): `String.lowercased()` would also fold
         // non-ASCII letters and make two distinct keys equal.
         guard text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return text }
-        return String(decoding: text.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+        // Written in place (no intermediate array): a Decide resolves a key with an upper-case namespace (`ECID`)
+        // on every call, and a short result needs no allocation at all.
+        return String(unsafeUninitializedCapacity: text.utf8.count) { buffer in
+            for (index, byte) in text.utf8.enumerated() {
+                buffer[index] = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            }
+            return text.utf8.count
+        }
     }
 }
 

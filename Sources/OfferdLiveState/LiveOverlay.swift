@@ -19,14 +19,17 @@ public struct LiveCounterKey: Hashable, Sendable {
 
 /// What the overlay holds for one profile key (SPEC 9.2).
 public struct LiveProfileState: Hashable, Sendable {
-    /// Counters of this key's events, every period of every counted event type.
-    public internal(set) var counters: [LiveCounterKey: Int] = [:]
+    /// Counters of this key's events, every period of every counted event type (offers by the overlay's numbers).
+    var counters = CounterList()
     /// The consent values set by this key's updates.
     public internal(set) var consents = ConsentOverride()
     /// Event ids applied for this key, with the log clock (``LiveOverlay/logClockMs``) when each was.
     public internal(set) var eventIDs: [String: Int64] = [:]
 
     public init() {}
+
+    /// How many live counters this key holds.
+    public var counterCount: Int { counters.count }
 }
 
 /// The live state of SPEC 9: the event log applied, entry by entry in position order, on top of the snapshot.
@@ -70,7 +73,11 @@ public struct LiveOverlay: Sendable {
     public static let eventIDRetentionMs: Int64 = 31 * CalendarBuckets.millisecondsPerDay
 
     private var profiles = ShardedDictionary<EventLogProfileKey, LiveProfileState>()
-    private var totals: [LiveCounterKey: Int] = [:]
+    private var totals = CounterList()
+    /// The offer ids met so far, by number: counters are keyed by the number (see ``OfferNumbers``).
+    private var offers = OfferNumbers()
+    /// The counters one entry adds to, reused from entry to entry so that applying allocates nothing.
+    private var entryCounters: [PackedCounterKey] = []
     /// The position of the last record applied (or skipped as a duplicate): the next read starts after it.
     public private(set) var lastApplied: EventLogPosition?
     /// The largest entry time applied so far (Unix ms); `Int64.min` before the first.
@@ -109,30 +116,42 @@ public struct LiveOverlay: Sendable {
     public mutating func apply(_ record: EventLogRecord) -> Outcome {
         if let lastApplied, record.position <= lastApplied { return .alreadyApplied }
         lastApplied = record.position
-        let entry = record.entry
-        if isCopyOfAppliedBatch(entry) {
+        if isCopyOfAppliedBatch(record.entry) {
             skippedPositions.append(record.position)
             return .duplicateBatch
         }
-        logClockMs = max(logClockMs, entry.timeMs)
+        logClockMs = max(logClockMs, record.entry.timeMs)
         let clock = logClockMs
         // At or before the watermark the snapshot holds the entry's lifetime part (SPEC 9.6).
         let lifetimeToo = watermark.map { record.position > $0 } ?? true
-        let duplicate = profiles.modify(entry.key, default: LiveProfileState()) { state -> Bool in
-            if !entry.eventID.isEmpty {
-                if let seen = state.eventIDs[entry.eventID], clock - seen <= Self.eventIDRetentionMs {
+        let counted = record.entry.type == .decision || record.entry.type == .display || record.entry.type == .interact
+        var counters = entryCounters
+        entryCounters = []
+        defer {
+            counters.removeAll(keepingCapacity: true)
+            entryCounters = counters
+        }
+        if counted {
+            Self.counters(
+                of: record.entry, event: Self.cappingEvent(record.entry.type), periods: lifetimeToo ? .all : .calendar,
+                offers: &offers, into: &counters)
+        }
+        let duplicate = profiles.modify(record.entry.key, default: LiveProfileState()) { state -> Bool in
+            if !record.entry.eventID.isEmpty {
+                if let seen = state.eventIDs[record.entry.eventID], clock - seen <= Self.eventIDRetentionMs {
                     return true
                 }
-                state.eventIDs[entry.eventID] = clock
+                state.eventIDs[record.entry.eventID] = clock
             }
-            switch entry.type {
+            switch record.entry.type {
             case .consent:
-                if lifetimeToo { for (key, value) in entry.consents { state.consents.set(key, xdmValue: value) } }
+                if lifetimeToo {
+                    for (key, value) in record.entry.consents { state.consents.set(key, xdmValue: value) }
+                }
             case .dismiss:
                 break
             case .decision, .display, .interact:
-                let event = Self.cappingEvent(entry.type)
-                Self.count(entry, event: event, lifetime: lifetimeToo) { state.counters[$0, default: 0] += 1 }
+                for counter in counters { state.counters.add(1, at: counter) }
             }
             return false
         }
@@ -140,11 +159,7 @@ public struct LiveOverlay: Sendable {
             skippedPositions.append(record.position)
             return .duplicateEvent
         }
-        if entry.type == .decision || entry.type == .display || entry.type == .interact {
-            Self.count(entry, event: Self.cappingEvent(entry.type), lifetime: lifetimeToo) {
-                totals[$0, default: 0] += 1
-            }
-        }
+        for counter in counters { totals.add(1, at: counter) }
         return .applied
     }
 
@@ -157,22 +172,23 @@ public struct LiveOverlay: Sendable {
         self.watermark = watermark
         profiles.compact { _, state in
             var state = state
-            state.counters = state.counters.filter { $0.key.period != .lifetime }
+            state.counters.keep { $0.period != .lifetime }
             state.consents = ConsentOverride()
             return state.counters.isEmpty && state.eventIDs.isEmpty ? nil : state
         }
-        totals = totals.filter { $0.key.period != .lifetime }
+        totals.keep { $0.period != .lifetime }
         for (foldedKey, profile) in folded.profiles {
             let key = EventLogProfileKey(namespace: foldedKey.namespace, id: foldedKey.id)
+            let numbered = profile.counts.map { (offer, counts) in (offers.number(for: offer), counts) }
             profiles.modify(key, default: LiveProfileState()) { state in
-                for (offer, counts) in profile.counts {
-                    Self.addFolded(counts, offer: offer) { state.counters[$0, default: 0] += $1 }
+                for (offer, counts) in numbered {
+                    Self.addFolded(counts, offer: offer) { state.counters.add($1, at: $0) }
                 }
                 for (consentKey, value) in profile.consents { state.consents.set(consentKey, xdmValue: value) }
             }
         }
         for (offer, counts) in folded.totals {
-            Self.addFolded(counts, offer: offer) { totals[$0, default: 0] += $1 }
+            Self.addFolded(counts, offer: offers.number(for: offer)) { totals.add($1, at: $0) }
         }
     }
 
@@ -192,11 +208,13 @@ public struct LiveOverlay: Sendable {
         case .dismiss:
             break
         case .decision, .display, .interact:
-            let event = Self.cappingEvent(entry.type)
+            var counters: [PackedCounterKey] = []
+            Self.counters(
+                of: entry, event: Self.cappingEvent(entry.type), periods: .lifetime, offers: &offers, into: &counters)
             profiles.modify(entry.key, default: LiveProfileState()) { state in
-                Self.count(entry, event: event, periods: [.lifetime]) { state.counters[$0, default: 0] += 1 }
+                for counter in counters { state.counters.add(1, at: counter) }
             }
-            Self.count(entry, event: event, periods: [.lifetime]) { totals[$0, default: 0] += 1 }
+            for counter in counters { totals.add(1, at: counter) }
         }
     }
 
@@ -221,12 +239,14 @@ public struct LiveOverlay: Sendable {
     }
 
     /// Calls `body` with each lifetime counter of folded `counts` and the amount to add.
-    private static func addFolded(_ counts: FoldedCounts, offer: String, _ body: (LiveCounterKey, Int) -> Void) {
+    private static func addFolded(
+        _ counts: FoldedCounts, offer: UInt32, _ body: (PackedCounterKey, Int) -> Void
+    ) {
         for (event, amount) in [
             (CappingEvent.decision, counts.decision), (.display, counts.display),
             (.interact, counts.interact),
         ] where amount > 0 {
-            body(LiveCounterKey(offer: offer, event: event, period: .lifetime, bucket: 0), amount)
+            body(PackedCounterKey(offer: offer, event: event, period: .lifetime, bucket: 0), amount)
         }
     }
 
@@ -258,11 +278,17 @@ public struct LiveOverlay: Sendable {
     /// Decide reads both from this one value, so a swap publishes them together.
     public func published(snapshot: ProfileSnapshot? = nil) -> LiveOverlaySnapshot {
         LiveOverlaySnapshot(
-            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, snapshot: snapshot)
+            profiles: profiles, totals: totals, offers: offers, lastApplied: lastApplied, logClockMs: logClockMs,
+            snapshot: snapshot)
     }
 
     /// Profile keys with live state (the `offerd_overlay_keys` metric).
     public var keyCount: Int { profiles.count }
+
+    /// Live counters of every profile key, and total counters (memory measurements; walks every key).
+    public var counterCount: (profiles: Int, totals: Int) {
+        (profiles.sum { $0.counters.count }, totals.count)
+    }
 
     /// Drops event ids older than ``eventIDRetentionMs`` and period counters before the previous bucket of the
     /// log's clock, and keys left with nothing. Changes no answer of a reader asking about `now` within a period
@@ -270,16 +296,31 @@ public struct LiveOverlay: Sendable {
     public mutating func expire() {
         guard logClockMs != .min else { return }
         let clock = logClockMs
-        func keep(_ key: LiveCounterKey) -> Bool {
-            key.period == .lifetime || key.bucket >= CalendarBuckets.bucket(key.period, timeMs: clock) - 1
+        // The current buckets as counters store them (clamped), so that comparing them is comparing periods.
+        func current(_ period: CappingPeriod) -> Int64 {
+            PackedCounterKey(
+                offer: 0, event: .decision, period: period, bucket: CalendarBuckets.bucket(period, timeMs: clock)
+            )
+            .bucket
+        }
+        let day = current(.day)
+        let week = current(.week)
+        let month = current(.month)
+        func keep(_ key: PackedCounterKey) -> Bool {
+            switch key.period {
+            case .lifetime: true
+            case .day: key.bucket >= day - 1
+            case .week: key.bucket >= week - 1
+            case .month: key.bucket >= month - 1
+            }
         }
         profiles.compact { _, state in
             var state = state
-            state.counters = state.counters.filter { keep($0.key) }
+            state.counters.keep(where: keep)
             state.eventIDs = state.eventIDs.filter { clock - $0.value <= Self.eventIDRetentionMs }
             return state.counters.isEmpty && state.eventIDs.isEmpty && state.consents.isEmpty ? nil : state
         }
-        totals = totals.filter { keep($0.key) }
+        totals.keep(where: keep)
     }
 
     private mutating func isCopyOfAppliedBatch(_ entry: EventLogEntry) -> Bool {
@@ -300,27 +341,50 @@ public struct LiveOverlay: Sendable {
         }
     }
 
-    /// Calls `body` with every counter an entry adds 1 to: each distinct offer, each period (the lifetime one only
-    /// when `lifetime`).
-    private static func count(
-        _ entry: EventLogEntry, event: CappingEvent, lifetime: Bool, _ body: (LiveCounterKey) -> Void
-    ) {
-        count(entry, event: event, periods: lifetime ? CappingPeriod.allCases : periodsOnly, body)
+    /// Which periods an entry counts in: every one, or (at or before the snapshot's watermark, SPEC 9.6) the
+    /// calendar ones only, or (re-reading after a rebase) the lifetime alone.
+    enum CountedPeriods {
+        case all, calendar, lifetime
     }
 
-    private static let periodsOnly = CappingPeriod.allCases.filter { $0 != .lifetime }
-
-    private static func count(
-        _ entry: EventLogEntry, event: CappingEvent, periods: [CappingPeriod], _ body: (LiveCounterKey) -> Void
+    /// Appends to `counters` every counter `entry` adds 1 to: each distinct offer, in each of `periods`.
+    private static func counters(
+        of entry: EventLogEntry, event: CappingEvent, periods: CountedPeriods, offers: inout OfferNumbers,
+        into counters: inout [PackedCounterKey]
     ) {
-        var seen: Set<String> = []
-        for offer in entry.offerIDs where seen.insert(offer).inserted {
-            for period in periods {
-                body(
-                    LiveCounterKey(
-                        offer: offer, event: event, period: period,
-                        bucket: CalendarBuckets.bucket(period, timeMs: entry.timeMs)))
+        let firstOfOffer = counters.count
+        // One counter per offer first (distinct offers), then the other periods of each.
+        let firstPeriod: CappingPeriod = periods == .calendar ? .day : .lifetime
+        for offer in entry.offerIDs {
+            let key = PackedCounterKey(
+                offer: offers.number(for: offer), event: event, period: firstPeriod,
+                bucket: CalendarBuckets.bucket(firstPeriod, timeMs: entry.timeMs))
+            // An entry names few offers; past 16 duplicates are removed by sorting instead (hostile entries).
+            if counters.count - firstOfOffer >= 16 || !counters[firstOfOffer...].contains(key) {
+                counters.append(key)
             }
+        }
+        if counters.count - firstOfOffer > 16 {
+            counters[firstOfOffer...].sort()
+            var kept = firstOfOffer
+            for index in firstOfOffer..<counters.count
+            where index == firstOfOffer || counters[index] != counters[kept - 1] {
+                counters[kept] = counters[index]
+                kept += 1
+            }
+            counters.removeSubrange(kept...)
+        }
+        guard periods != .lifetime else { return }
+        let day = CalendarBuckets.bucket(.day, timeMs: entry.timeMs)
+        let week = CalendarBuckets.bucket(.week, timeMs: entry.timeMs)
+        let month = CalendarBuckets.bucket(.month, timeMs: entry.timeMs)
+        for index in firstOfOffer..<counters.count {
+            let offer = counters[index].offer
+            if periods == .all {
+                counters.append(PackedCounterKey(offer: offer, event: event, period: .day, bucket: day))
+            }
+            counters.append(PackedCounterKey(offer: offer, event: event, period: .week, bucket: week))
+            counters.append(PackedCounterKey(offer: offer, event: event, period: .month, bucket: month))
         }
     }
 }
@@ -328,7 +392,8 @@ public struct LiveOverlay: Sendable {
 /// The overlay as readers see it: immutable, read without locks from any thread (see ``LiveOverlay``).
 public final class LiveOverlaySnapshot: Sendable {
     private let profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>
-    private let totals: [LiveCounterKey: Int]
+    let totals: CounterList
+    let offers: OfferNumbers
     /// The last position this value reflects.
     public let lastApplied: EventLogPosition?
     /// The log's clock when it was published (``LiveOverlay/logClockMs``).
@@ -339,12 +404,13 @@ public final class LiveOverlaySnapshot: Sendable {
     public let snapshot: ProfileSnapshot?
 
     init(
-        profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>, totals: [LiveCounterKey: Int],
-        lastApplied: EventLogPosition?, logClockMs: Int64, pending: PendingCounts = PendingCounts(),
-        snapshot: ProfileSnapshot? = nil
+        profiles: ShardedDictionary<EventLogProfileKey, LiveProfileState>, totals: CounterList,
+        offers: OfferNumbers, lastApplied: EventLogPosition?, logClockMs: Int64,
+        pending: PendingCounts = PendingCounts(), snapshot: ProfileSnapshot? = nil
     ) {
         self.profiles = profiles
         self.totals = totals
+        self.offers = offers
         self.lastApplied = lastApplied
         self.logClockMs = logClockMs
         self.pending = pending
@@ -354,8 +420,8 @@ public final class LiveOverlaySnapshot: Sendable {
     /// The same overlay with `pending` counted on top; shares the overlay's storage.
     public func with(pending: PendingCounts) -> LiveOverlaySnapshot {
         LiveOverlaySnapshot(
-            profiles: profiles, totals: totals, lastApplied: lastApplied, logClockMs: logClockMs, pending: pending,
-            snapshot: snapshot)
+            profiles: profiles, totals: totals, offers: offers, lastApplied: lastApplied, logClockMs: logClockMs,
+            pending: pending, snapshot: snapshot)
     }
 
     /// An empty overlay (nothing applied).
@@ -377,7 +443,13 @@ public final class LiveOverlaySnapshot: Sendable {
 
     /// The counts a Decide for `key` reads (the engine's ``LiveCappingCounts``).
     public func counts(for key: EventLogProfileKey) -> LiveCounts {
-        LiveCounts(profile: profiles[key], totals: totals, pending: pending.isEmpty ? nil : pending, key: key)
+        liveCounts(profiles[key], key: key)
+    }
+
+    private func liveCounts(_ state: LiveProfileState?, key: EventLogProfileKey) -> LiveCounts {
+        LiveCounts(
+            overlay: self, counters: state.flatMap { $0.counters.isEmpty ? nil : $0.counters },
+            pendingCounters: pending.isEmpty ? nil : pending.counters(for: key))
     }
 
     /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
@@ -387,7 +459,7 @@ public final class LiveOverlaySnapshot: Sendable {
     ) {
         let state = profiles[key]
         return (
-            LiveCounts(profile: state, totals: totals, pending: pending.isEmpty ? nil : pending, key: key),
+            liveCounts(state, key: key),
             state?.consents.applied(to: snapshotConsents) ?? snapshotConsents
         )
     }
@@ -406,35 +478,66 @@ public final class LiveOverlaySnapshot: Sendable {
 
     /// The total counter of `offer`, `event`, `period` at the bucket holding `timeMs` (tests, metrics).
     public func total(offer: String, event: CappingEvent, period: CappingPeriod, timeMs: Int64) -> Int {
-        totals[
-            LiveCounterKey(
-                offer: offer, event: event, period: period, bucket: CalendarBuckets.bucket(period, timeMs: timeMs))]
-            ?? 0
+        guard let number = offers.existingNumber(offer) else { return 0 }
+        return totals[
+            PackedCounterKey(
+                offer: number, event: event, period: period, bucket: CalendarBuckets.bucket(period, timeMs: timeMs))]
+    }
+
+    /// The counters of `key`, by offer id (tests, diagnostics).
+    public func counters(for key: EventLogProfileKey) -> [LiveCounterKey: Int] {
+        var result: [LiveCounterKey: Int] = [:]
+        for counter in profiles[key]?.counters.counters ?? [] {
+            let packed = counter.key
+            result[
+                LiveCounterKey(
+                    offer: offers.names[Int(packed.offer)], event: packed.event, period: packed.period,
+                    bucket: packed.bucket)] = counter.count
+        }
+        return result
+    }
+
+    /// Live counters of every profile key and total counters (the overlay's size, for memory measurements).
+    public var counterCount: (profiles: Int, totals: Int) {
+        (profiles.sum { $0.counters.count }, totals.count)
     }
 }
 
 /// One profile key's live counts and the totals, as the engine asks for them (SPEC 9.3).
+///
+/// Three references, so that the engine's `any LiveCappingCounts` holds it inline (no allocation per Decide).
 public struct LiveCounts: LiveCappingCounts, Sendable {
-    let profile: LiveProfileState?
-    let totals: [LiveCounterKey: Int]
-    /// Nil when nothing is pending (the common case: no second lookup).
-    var pending: PendingCounts? = nil
-    var key: EventLogProfileKey? = nil
+    let overlay: LiveOverlaySnapshot
+    /// The key's counters; nil when it has none.
+    let counters: CounterList?
+    /// The key's pending counters; nil when none (the common case: no second lookup).
+    let pendingCounters: [LiveCounterKey: Int]?
 
     public func count(
         offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double
     ) -> Int {
-        let key = LiveCounterKey(
-            offer: offer.name, event: event, period: period, bucket: CalendarBuckets.bucket(period, now: now))
-        var count: Int
-        switch scope {
-        case .profile: count = profile?.counters[key] ?? 0
-        case .total: count = totals[key] ?? 0
-        }
-        if let pending {
+        // Nothing for this key and nothing pending (most profiles): no lookup at all.
+        if scope == .profile && counters == nil && pendingCounters == nil { return 0 }
+        let bucket = CalendarBuckets.bucket(period, now: now)
+        var count = 0
+        if let number = overlay.offers.existingNumber(offer) {
+            let key = PackedCounterKey(offer: number, event: event, period: period, bucket: bucket)
             switch scope {
-            case .profile: if let profileKey = self.key { count += pending.profileCount(profileKey, key) }
-            case .total: count += pending.totalCount(key)
+            case .profile: count = counters?[key] ?? 0
+            case .total: count = overlay.totals[key]
+            }
+        }
+        switch scope {
+        case .profile:
+            if let pendingCounters {
+                count +=
+                    pendingCounters[LiveCounterKey(offer: offer.name, event: event, period: period, bucket: bucket)]
+                    ?? 0
+            }
+        case .total:
+            if !overlay.pending.isEmpty {
+                count += overlay.pending.totalCount(
+                    LiveCounterKey(offer: offer.name, event: event, period: period, bucket: bucket))
             }
         }
         return count

@@ -60,6 +60,11 @@ public final class LiveStateRuntime: Sendable {
     /// A fresh id for this run of the writer: batch copies are recognised by (server id, batch number).
     let serverID = UUID().uuidString.lowercased()
     private let bufferLimit: Int
+    /// The most submitted entries (RecordEvents, UpdateConsent) that may wait to be written and applied here: past
+    /// it a submission is refused at once (``SubmitError/overloaded(_:)``). What bounds the memory of a flood.
+    let backlogLimit: Int
+    /// Submitted entries not yet applied here, nor given up (see ``Submission/release()``).
+    let backlog = ManagedAtomic<Int>(0)
     private let queue = NIOLockedValueBox<[EventLogEntry]>([])
     /// The follower's last overlay and this server's pending decision events: the two threads change them under
     /// this lock and publish them together, so an event moves from pending to the overlay in one publication.
@@ -83,6 +88,8 @@ public final class LiveStateRuntime: Sendable {
     /// Entries this server wrote, by ``EventLogEventType`` raw value.
     let written = (0...EventLogEventType.allCases.count).map { _ in ManagedAtomic<Int>(0) }
     let eventsDropped = ManagedAtomic<Int>(0)
+    /// Submitted entries refused past ``backlogLimit``, by ``EventLogEventType`` raw value.
+    let rejected = (0...EventLogEventType.allCases.count).map { _ in ManagedAtomic<Int>(0) }
     let entriesApplied = ManagedAtomic<Int>(0)
     let entriesDuplicate = ManagedAtomic<Int>(0)
     /// Milliseconds between the last applied entry's time and its application here.
@@ -91,15 +98,19 @@ public final class LiveStateRuntime: Sendable {
     /// The most entries a writer appends in one batch, and a follower reads in one call.
     static let batchLimit = 4096
 
+    /// ``backlogLimit`` unless told: 160 full RecordEvents calls (100 events each), a few MB of entries.
+    public static let defaultBacklogLimit = 16_384
+
     /// - Parameters:
     ///   - snapshot: the snapshot served at start; the start-up replay counts on top of its folded state.
     ///   - snapshots: the store where swapped-in snapshots are published after their overlay.
     public init(
         log: any EventLog, bufferLimit: Int, logger: Logger, snapshot: ProfileSnapshot? = nil,
         snapshots: AtomicReferenceStore<ProfileSnapshot> = AtomicReferenceStore(nil),
-        submitTimeout: Duration = .seconds(1)
+        submitTimeout: Duration = .seconds(1), backlogLimit: Int = LiveStateRuntime.defaultBacklogLimit
     ) {
         self.submitTimeout = submitTimeout
+        self.backlogLimit = max(1, backlogLimit)
         self.log = log
         self.bufferLimit = max(1, bufferLimit)
         self.logger = logger
@@ -146,6 +157,9 @@ public final class LiveStateRuntime: Sendable {
     public enum SubmitError: Error, Sendable {
         /// The log cannot be reached now (or did not answer in time): the client retries with the same event ids.
         case unavailable(String)
+        /// Too many submitted entries wait to be written and applied here (``backlogLimit``): refused, nothing
+        /// recorded; the client retries later.
+        case overloaded(String)
     }
 
     /// Entries that must be durable and applied here before their caller answers.
@@ -154,10 +168,22 @@ public final class LiveStateRuntime: Sendable {
         private let claimed = ManagedAtomic<Bool>(false)
         private let completion: @Sendable (Result<EventLogPosition, SubmitError>) -> Void
 
-        init(entries: [EventLogEntry], completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void)
-        {
+        private let released = ManagedAtomic<Bool>(false)
+        private let backlog: ManagedAtomic<Int>
+
+        init(
+            entries: [EventLogEntry], backlog: ManagedAtomic<Int>,
+            completion: @escaping @Sendable (Result<EventLogPosition, SubmitError>) -> Void
+        ) {
             self.entries = entries
+            self.backlog = backlog
             self.completion = completion
+        }
+
+        /// Takes the entries out of the backlog once the runtime holds them no more (applied, or given up).
+        func release() {
+            guard !released.exchange(true, ordering: .relaxed) else { return }
+            backlog.wrappingDecrement(by: entries.count, ordering: .relaxed)
         }
 
         /// Completes the submission once (true), or does nothing when it was completed before (false).
@@ -182,7 +208,20 @@ public final class LiveStateRuntime: Sendable {
             completion(.failure(.unavailable("the event log is unreachable")))
             return
         }
-        let submission = Submission(entries: entries, completion: completion)
+        // A caller's timeout does not take its entries back (they are written all the same), so without this bound
+        // a flood faster than the log grows the queue without end.
+        let before = backlog.loadThenWrappingIncrement(by: entries.count, ordering: .relaxed)
+        if before > 0 && before + entries.count > backlogLimit {
+            backlog.wrappingDecrement(by: entries.count, ordering: .relaxed)
+            for entry in entries { rejected[Int(entry.type.rawValue)].wrappingIncrement(ordering: .relaxed) }
+            completion(
+                .failure(
+                    .overloaded(
+                        "\(before) events wait to be written and applied on this server (at most \(backlogLimit)); retry later with the same event ids"
+                    )))
+            return
+        }
+        let submission = Submission(entries: entries, backlog: backlog, completion: completion)
         submissions.withLockedValue { $0.append(submission) }
         if writerSleeping.exchange(false, ordering: .acquiringAndReleasing) { wake.signal() }
         let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
@@ -212,7 +251,10 @@ public final class LiveStateRuntime: Sendable {
             state.waiting.append((position, submission))
             return false
         }
-        if completeNow { submission.complete(.success(position)) }
+        if completeNow {
+            submission.release()
+            submission.complete(.success(position))
+        }
     }
 
     /// Called by the follower after it applied up to `position`.
@@ -224,7 +266,10 @@ public final class LiveStateRuntime: Sendable {
             state.waiting.removeAll { $0.0 <= position }
             return ready
         }
-        for (at, submission) in ready { submission.complete(.success(at)) }
+        for (at, submission) in ready {
+            submission.release()
+            submission.complete(.success(at))
+        }
     }
 
     /// Queues events for the writer; never waits for I/O (see the type's documentation).
@@ -330,6 +375,7 @@ public final class LiveStateRuntime: Sendable {
                         if end - 1 < positions.count, count > 0 {
                             awaitApplication(submission, at: positions[end - 1])
                         } else {
+                            submission.release()
                             submission.complete(.failure(.unavailable("the event log returned no position")))
                         }
                     }
@@ -413,13 +459,14 @@ public final class LiveStateRuntime: Sendable {
                     var applied = 0
                     var duplicates = 0
                     var ownApplied: [EventLogEntry] = []
-                    for record in records {
-                        switch overlay.apply(record) {
+                    // By index: the records are read in place, not copied out (a copy retains every string).
+                    for index in records.indices {
+                        switch overlay.apply(records[index]) {
                         case .applied:
                             applied += 1
                             // Only decision events go through the queue, so only they are pending.
-                            if record.entry.serverID == serverID && record.entry.type == .decision {
-                                ownApplied.append(record.entry)
+                            if records[index].entry.type == .decision && records[index].entry.serverID == serverID {
+                                ownApplied.append(records[index].entry)
                             }
                         case .duplicateEvent, .duplicateBatch: duplicates += 1
                         case .alreadyApplied: break
@@ -451,6 +498,7 @@ public final class LiveStateRuntime: Sendable {
                         metadata: [
                             "position": "\(overlay.lastApplied.map(String.init(describing:)) ?? "start")",
                             "keys": "\(overlay.keyCount)",
+                            "counters": "\(overlay.counterCount.profiles)",
                             "seconds": "\(ContinuousClock.now - replayStart)",
                         ])
                     if let watermark = overlay.watermark, overlay.lastApplied.map({ $0 < watermark }) ?? true {
@@ -598,8 +646,14 @@ public final class LiveStateRuntime: Sendable {
             let count = written[Int(type.rawValue)].load(ordering: .relaxed)
             text += "offerd_events_total{type=\"\(type)\",result=\"written\"} \(count)\n"
         }
+        for type in EventLogEventType.allCases where type != .decision {
+            let count = rejected[Int(type.rawValue)].load(ordering: .relaxed)
+            text += "offerd_events_total{type=\"\(type)\",result=\"rejected\"} \(count)\n"
+        }
         text += "offerd_events_total{type=\"any\",result=\"applied\"} \(entriesApplied.load(ordering: .relaxed))\n"
         text += "offerd_events_total{type=\"any\",result=\"duplicate\"} \(entriesDuplicate.load(ordering: .relaxed))\n"
+        text += "# TYPE offerd_events_waiting gauge\n"
+        text += "offerd_events_waiting \(backlog.load(ordering: .relaxed))\n"
         text += "# TYPE offerd_event_log_up gauge\n"
         text += "offerd_event_log_up \(isLogUp ? 1 : 0)\n"
         text += "# TYPE offerd_event_log_lag_seconds gauge\n"

@@ -111,6 +111,8 @@ extension DecisioningService {
                 pending.complete(
                     .failure(
                         GRPCStatus(.unavailable, "events not recorded: \(reason); retry with the same event ids")))
+            case .failure(.overloaded(let reason)):
+                pending.complete(.failure(GRPCStatus(.resourceExhausted, "events not recorded: \(reason)")))
             }
         }
         return .deferred(pending)
@@ -160,6 +162,8 @@ extension DecisioningService {
                 pending.complete(
                     .failure(
                         GRPCStatus(.unavailable, "consent not recorded: \(reason); retry with the same event id")))
+            case .failure(.overloaded(let reason)):
+                pending.complete(.failure(GRPCStatus(.resourceExhausted, "consent not recorded: \(reason)")))
             }
         }
         return .deferred(pending)

@@ -35,6 +35,55 @@ private final class DownLog: EventLog, @unchecked Sendable {
     func close() {}
 }
 
+/// Submission outcomes by name, from whichever thread completes them.
+private final class LockedOutcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var outcomes: [String: Result<EventLogPosition, LiveStateRuntime.SubmitError>] = [:]
+
+    func withLockedValue<T>(_ body: (inout [String: Result<EventLogPosition, LiveStateRuntime.SubmitError>]) -> T) -> T
+    {
+        lock.withLock { body(&outcomes) }
+    }
+}
+
+/// A log in memory whose appends wait until the test opens it: submissions pile up behind the first one.
+private final class HeldLog: EventLog, @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [EventLogRecord] = []
+    private var held = true
+    private let gate = DispatchSemaphore(value: 0)
+    /// Signalled when an append starts.
+    let appendStarted = DispatchSemaphore(value: 0)
+
+    func open() {
+        lock.withLock { held = false }
+        gate.signal()
+    }
+
+    func append(_ batch: [EventLogEntry]) throws(EventLogError) -> [EventLogPosition] {
+        appendStarted.signal()
+        if lock.withLock({ held }) { gate.wait() }
+        return lock.withLock {
+            batch.map { entry in
+                let position = EventLogPosition.sequence(UInt64(records.count + 1))
+                records.append(EventLogRecord(position: position, entry: entry))
+                return position
+            }
+        }
+    }
+
+    func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
+        -> [EventLogRecord]
+    {
+        let found = lock.withLock { records.filter { position == nil || $0.position > position! }.prefix(maxCount) }
+        if found.isEmpty { Thread.sleep(forTimeInterval: 0.005) }
+        return Array(found)
+    }
+
+    func trim(before position: EventLogPosition) throws(EventLogError) {}
+    func close() {}
+}
+
 @Suite("Live state runtime")
 struct LiveStateRuntimeTests {
     static let ana = EventLogProfileKey(namespace: "ECID", id: "ana")
@@ -65,7 +114,7 @@ struct LiveStateRuntimeTests {
             return
         }
         #expect(Self.count(runtime, "a") == 2)
-        #expect(runtime.overlays.load()?.state(for: Self.ana)?.counters.isEmpty == false)
+        #expect((runtime.overlays.load()?.state(for: Self.ana)?.counterCount ?? 0) > 0)
         // A submission is applied when it returns: no waiting after it.
         var consent = Self.decision([])
         consent.type = .consent
@@ -115,5 +164,60 @@ struct LiveStateRuntimeTests {
         // not the 6 dropped.
         #expect(Self.count(runtime, "a") == 7)
         #expect(runtime.overlays.load()?.state(for: Self.ana) == nil)
+    }
+
+    /// Submissions past the backlog limit are refused at once, counted, and take nothing; the backlog empties
+    /// as the log catches up, and recording works again.
+    @Test func submissionsPastTheBacklogLimitAreRefusedAtOnce() {
+        let log = HeldLog()
+        let runtime = LiveStateRuntime(
+            log: log, bufferLimit: 100, logger: Logger(label: "test"), submitTimeout: .seconds(600), backlogLimit: 10)
+        runtime.start()
+        defer { runtime.stop(flushTimeout: .milliseconds(10)) }
+        guard waitFor("the replay", { runtime.isReplayed }) else { return }
+        func display(_ id: String) -> EventLogEntry {
+            var entry = Self.decision(["a"])
+            entry.type = .display
+            entry.eventID = id
+            return entry
+        }
+        let answered = DispatchGroup()
+        let outcomes = LockedOutcomes()
+        func submit(_ name: String, _ entries: [EventLogEntry]) {
+            answered.enter()
+            runtime.submit(entries) { outcome in
+                outcomes.withLockedValue { $0[name] = outcome }
+                answered.leave()
+            }
+        }
+        submit("first", [display("e0")])
+        log.appendStarted.wait()
+        // The first is being written (and counts); nine more fit, the eleventh does not.
+        submit("second", (1...9).map { display("e\($0)") })
+        submit("third", [display("e10")])
+        guard case .failure(.overloaded(let reason))? = outcomes.withLockedValue({ $0["third"] }) else {
+            Issue.record("past the limit: \(String(describing: outcomes.withLockedValue { $0["third"] }))")
+            log.open()
+            return
+        }
+        #expect(reason.contains("at most 10"))
+        #expect(runtime.backlog.load(ordering: .relaxed) == 10)
+        #expect(runtime.metricsText().contains("offerd_events_total{type=\"display\",result=\"rejected\"} 1"))
+        log.open()
+        answered.wait()
+        outcomes.withLockedValue { outcomes in
+            for name in ["first", "second"] {
+                guard case .success? = outcomes[name] else {
+                    Issue.record("\(name): \(String(describing: outcomes[name]))")
+                    continue
+                }
+            }
+        }
+        #expect(runtime.backlog.load(ordering: .relaxed) == 0)
+        guard case .success = runtime.submitAndWait([display("e10")]) else {
+            Issue.record("recording after the backlog emptied failed")
+            return
+        }
+        #expect(runtime.overlays.load()?.knows(eventID: "e10", for: Self.ana) == true)
     }
 }

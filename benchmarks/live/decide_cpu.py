@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Decide CPU per call with live state (issue 14, SPEC 9.7), side by side in one run: three offerd servers with
+`--events none`, `--events file:` and `--events redis://` (a fresh redis-server, no persistence), each on core 0
+with one event loop thread, loaded in turn by h2load on core 1; rounds interleaved (none, file, redis, none, ...),
+medians over rounds. Server CPU per call = the server process's CPU time (every thread: event loop, writer,
+follower) over a round, divided by the round's calls.
+
+The catalog: 20 offers, each capped on displays per day (a rule Decide reads live counts for, and records no
+decision event for: a Decide here records nothing). Two profiles:
+- `empty`: nothing in the overlay;
+- `live`: 20 live counters (displays of 5 offers recorded with RecordEvents before the rounds: 5 offers x 4
+  periods), read by every Decide (each of the 20 candidates' rules asks for its count).
+With `--events none` both profiles have nothing live: its `live` column is the same work without counters.
+
+usage: decide_cpu.py OFFERD_BIN [ROUNDS] [CALLS]"""
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import grpc
+from grpc_tools import protoc
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime, every thread
+
+
+def ready(admin_port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def stubs(directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    if protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"--python_out={directory}", f"--grpc_python_out={directory}",
+                    "offerd/v1/decisioning.proto"]) != 0:
+        sys.exit("protoc failed")
+    sys.path.insert(0, str(directory))
+    import offerd.v1.decisioning_pb2 as pb
+    import offerd.v1.decisioning_pb2_grpc as pb_grpc
+    return pb, pb_grpc
+
+
+def main():
+    binary = sys.argv[1]
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    calls = int(sys.argv[3]) if len(sys.argv) > 3 else 50_000
+    work = pathlib.Path(tempfile.mkdtemp(prefix="offerd-live-cpu-"))
+    processes = []
+    try:
+        pb, pb_grpc = stubs(work / "stubs")
+        offers = [{"id": f"o{n}", "status": "approved", "priority": n, "tags": ["t"],
+                   "capping": [{"limit": 1_000_000, "event": "display", "period": "day"}],
+                   "representations": [{"placement": "web", "content": f"o{n}"}]} for n in range(20)]
+        (work / "catalog.json").write_text(json.dumps({
+            "version": "live-cpu", "placements": [{"id": "web", "channel": "web", "contentType": "text"}],
+            "offers": offers, "collections": [{"id": "all", "anyTags": ["t"]}],
+            "decisions": [{"id": "d", "status": "live",
+                           "scopes": [{"placement": "web", "criteria": [{"collection": "all"}]}]}]}))
+        (work / "profiles.jsonl").write_text("".join(
+            json.dumps({"identities": [{"namespace": "ECID", "id": who}]}) + "\n" for who in ("empty", "live")))
+        subprocess.run([binary, "snapshot", "build", "--input", str(work / "profiles.jsonl"),
+                        "--output", str(work / "profiles.snap")], check=True, stdout=subprocess.DEVNULL)
+        bodies = {}
+        for who in ("empty", "live"):
+            request = pb.DecideRequest()
+            request.identity.namespace = "ECID"
+            request.identity.id = who
+            request.scopes.add(decision_id="d", placement_id="web", item_count=3)
+            message = request.SerializeToString()
+            bodies[who] = work / f"{who}.bin"
+            bodies[who].write_bytes(struct.pack(">BI", 0, len(message)) + message)
+
+        redis_port = free_port()
+        processes.append(subprocess.Popen(
+            ["taskset", "-c", "1", shutil.which("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(work)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"],
+                                        capture_output=True).returncode == 0, "redis")
+        servers = {}
+        for name, events in (("none", "none"), ("file", f"file:{work / 'events.log'}"),
+                             ("redis", f"redis://127.0.0.1:{redis_port}?key=cpu")):
+            port, admin = free_port(), free_port()
+            proc = subprocess.Popen(
+                ["taskset", "-c", "0", binary, "serve", "--catalog", str(work / "catalog.json"),
+                 "--snapshot", str(work / "profiles.snap"), "--port", str(port), "--admin-port", str(admin),
+                 "--threads", "1", "--log-level", "warning", "--events", events],
+                stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"))
+            processes.append(proc)
+            wait_for(lambda: ready(admin), f"{name} to be ready")
+            servers[name] = (proc, port)
+            if name != "none":
+                request = pb.RecordEventsRequest()
+                for n in range(5):
+                    event = request.events.add(event_id=f"display-{n}", type=pb.EVENT_TYPE_DISPLAY,
+                                               offer_ids=[f"o{19 - n}"])
+                    event.identity.namespace = "ECID"
+                    event.identity.id = "live"
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    assert pb_grpc.DecisioningStub(channel).RecordEvents(request, timeout=10).recorded == 5
+
+        results = {(name, who): [] for name in servers for who in bodies}
+        for _ in range(rounds):
+            for name, (proc, port) in servers.items():
+                for who, body in bodies.items():
+                    before = cpu_ticks(proc.pid)
+                    out = subprocess.run(
+                        ["taskset", "-c", "1", "h2load", "-n", str(calls), "-c", "4", "-m", "16", "-d", str(body),
+                         "-H", "content-type: application/grpc", "-H", "te: trailers",
+                         f"http://127.0.0.1:{port}/offerd.v1.Decisioning/Decide"],
+                        capture_output=True, text=True, timeout=600).stdout
+                    after = cpu_ticks(proc.pid)
+                    if f"{calls} succeeded" not in out:
+                        sys.exit(f"h2load against {name}: {out}")
+                    results[(name, who)].append((after - before) / TICKS / calls * 1e6)
+        print(f"server CPU per Decide, microseconds (median of {rounds} rounds of {calls} calls; all rounds)")
+        print("| profile | --events none | --events file: | --events redis:// |")
+        print("|---|---|---|---|")
+        for who in bodies:
+            cells = []
+            for name in servers:
+                values = results[(name, who)]
+                cells.append(f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
+            print(f"| {who} | " + " | ".join(cells) + " |")
+    finally:
+        for proc in reversed(processes):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
