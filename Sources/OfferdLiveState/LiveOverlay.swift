@@ -513,6 +513,8 @@ public struct LiveCounts: LiveCappingCounts, Sendable {
     /// The key's pending counters; nil when none (the common case: no second lookup).
     let pendingCounters: [LiveCounterKey: Int]?
 
+    public var hasProfileCounts: Bool { counters != nil || pendingCounters != nil }
+
     public func count(
         offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double
     ) -> Int {

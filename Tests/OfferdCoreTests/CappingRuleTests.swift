@@ -18,6 +18,9 @@ struct TableLiveCounts: LiveCappingCounts {
     }
     let questions = Questions()
 
+    /// As the overlay answers: false when the table holds no `profile` count.
+    var hasProfileCounts: Bool { counts.keys.contains { $0.scope == .profile } }
+
     func count(offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double)
         -> Int
     {
@@ -145,6 +148,24 @@ struct CappingRuleTests {
         #expect(engine.decide(request([scope()]), now: testNow).propositions[0].items.first?.id == "capped")
         #expect(
             engine.decide(request([scope()]), live: live(1), now: testNow).propositions[0].items.first?.id == "free")
+    }
+
+    /// A profile with no live counter is not asked about `profile` rules (they would all answer zero); `total`
+    /// rules are still counted, and the answers are those of a table that is asked every time.
+    @Test func aProfileWithNothingLiveIsAskedOnlyAboutTotalRules() throws {
+        let profileRulesOnly = #"{"limit": 1}, {"limit": 1, "event": "display", "period": "day"}"#
+        let totalsOnly = live(5, scope: .total)
+        #expect(!totalsOnly.hasProfileCounts)
+        #expect(try firstOffer(rule: profileRulesOnly, counts: 0, live: totalsOnly) == "capped")
+        #expect(try firstOffer(rule: profileRulesOnly, counts: 1, live: totalsOnly) == "free")
+        #expect(totalsOnly.questions.count == 0)
+
+        let withTotalRule = profileRulesOnly + #", {"limit": 5, "scope": "total"}"#
+        #expect(try firstOffer(rule: withTotalRule, live: totalsOnly) == "free")
+        #expect(totalsOnly.questions.count > 0)
+        let profileCount = live(1, event: .display, period: .day)
+        #expect(profileCount.hasProfileCounts)
+        #expect(try firstOffer(rule: profileRulesOnly, live: profileCount) == "free")
     }
 
     /// Capping never opens a door consent closed: a denied consent answers as before, and no count is read.

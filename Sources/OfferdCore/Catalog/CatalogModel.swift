@@ -490,6 +490,8 @@ public final class Catalog: Sendable {
     /// The offers with a capping rule on `decision` events: a Decide that proposes one records a decision event
     /// (SPEC 9.2); other offers record nothing.
     public let decisionCountedOfferIDs: Set<String>
+    /// True when an offer has a `total` capping rule: live counts are then read even for a profile with none.
+    let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
     private let counts: CatalogSummary
@@ -513,6 +515,7 @@ public final class Catalog: Sendable {
         self.contextKeys = contextKeys
         self.attributePaths = attributePaths
         decisionCountedOfferIDs = Set(offers.filter(\.recordsDecisions).map(\.id))
+        hasTotalScopeCaps = offers.contains { offer in offer.cappingRules.contains { $0.scope == .total } }
         var placementIndex: [String: Int] = [:]
         for (index, placement) in placements.enumerated() where placementIndex[placement.id] == nil {
             placementIndex[placement.id] = index

@@ -129,8 +129,9 @@ private struct ScopeWalker<Profile: ProfileView> {
     let cappingSummary: UInt64
     /// The event log's counts (SPEC 9.3); nil when there are none, and then only the snapshot's counts cap.
     let live: (any LiveCappingCounts)?
-    /// `live != nil`, kept apart: comparing the optional existential with nil copies it into a temporary first (an
-    /// existential copy and destroy per candidate, measured).
+    /// True when `live` can make a count non-zero: there is one, and the profile has live counters or the catalog
+    /// has `total` rules. Kept apart from `live`: comparing the optional existential with nil copies it into a
+    /// temporary first (an existential copy and destroy per candidate, measured).
     let hasLiveCounts: Bool
 
     init(
@@ -144,7 +145,11 @@ private struct ScopeWalker<Profile: ProfileView> {
         now: Double
     ) {
         self.live = live
-        hasLiveCounts = live != nil
+        if let live {
+            hasLiveCounts = live.hasProfileCounts || catalog.hasTotalScopeCaps
+        } else {
+            hasLiveCounts = false
+        }
         self.catalog = catalog
         self.options = options
         allowDuplicates = request.allowDuplicates
@@ -565,7 +570,7 @@ private struct ScopeWalker<Profile: ProfileView> {
             if rule.readsProfileCounts && snapshotCounts {
                 count = profile.cappingCount(for: offer.internedID, event: rule.event)
             }
-            if let live {
+            if hasLiveCounts, let live {
                 let liveCount = live.count(
                     offer: offer.internedID, event: rule.event, period: rule.period, scope: rule.scope, now: now)
                 let (sum, overflow) = count.addingReportingOverflow(liveCount)
