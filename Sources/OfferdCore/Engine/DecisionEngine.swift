@@ -86,6 +86,8 @@ public struct DecisionEngine: Sendable {
         var propositions: [Proposition] = []
         propositions.reserveCapacity(request.scopes.count)
         var state = WalkState()
+        state.typedRequest = TypedRequest(
+            walker.inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots)
         for scope in request.scopes {
             propositions.append(walker.decide(scope, state: &state))
         }
@@ -104,6 +106,10 @@ private struct WalkState {
     var best = TopCandidates()
     /// Results of the offer-independent conditions evaluated so far in this request.
     var memo = ConditionMemo()
+    /// The rule inputs' context and attribute slots as plain values, for the candidates' inline conditions. Fixed
+    /// for the request, but kept here: read through the state's address, where a copy of the walker's own (640
+    /// bytes) was made per candidate (measured).
+    var typedRequest = TypedRequest()
 }
 
 /// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.
@@ -581,7 +587,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         guard unsafe screens[position].isInsideDates(now),
             unsafe !state.chosen.contains(screens[position].offerIndex)
         else { return false }
-        if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
+        if !eligible, let value = unsafe screens[position].inlineEligibility.isTrue(&state.typedRequest) {
             if memoSlot >= 0 { state.memo[memoSlot] = value }
             guard value else { return false }
             eligible = true

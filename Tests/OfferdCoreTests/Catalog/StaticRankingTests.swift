@@ -64,6 +64,10 @@ private struct RandomCase {
         #""eligibility": {"allAudiences": ["a1", "a2"]}"#,
         #""eligibility": {"rule": "r1"}"#,
         #""eligibility": {"condition": "context.page = \"home\""}"#,
+        // Inline conditions of several tests (typed request values), and one with a literal too long to inline.
+        #""eligibility": {"condition": "profile.points >= 3 and context.page != \"home\""}"#,
+        #""eligibility": {"condition": "not (profile.tier = \"gold\" or context.page = \"home\")"}"#,
+        #""eligibility": {"condition": "profile.points < 6 and context.page != \"home-and-seventeen\""}"#,
     ]
 
     init(seed: UInt64) throws {
