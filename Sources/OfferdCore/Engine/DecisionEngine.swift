@@ -85,9 +85,9 @@ public struct DecisionEngine: Sendable {
         )
         var propositions: [Proposition] = []
         propositions.reserveCapacity(request.scopes.count)
-        var state = WalkState()
-        state.typedRequest = TypedRequest(
-            walker.inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots)
+        var state = WalkState(
+            typedRequest: TypedRequest(
+                walker.inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots))
         for scope in request.scopes {
             propositions.append(walker.decide(scope, state: &state))
         }
@@ -109,7 +109,7 @@ private struct WalkState {
     /// The rule inputs' context and attribute slots as plain values, for the candidates' inline conditions. Fixed
     /// for the request, but kept here: read through the state's address, where a copy of the walker's own (640
     /// bytes) was made per candidate (measured).
-    var typedRequest = TypedRequest()
+    var typedRequest: TypedRequest
 }
 
 /// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.

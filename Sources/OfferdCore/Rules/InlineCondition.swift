@@ -80,16 +80,28 @@ struct TypedRequest {
     private var attributes = TypedSlots()
     private let now: Double
 
-    /// No typed values: every inline condition is answered by its program.
-    init() {
-        now = 0
-    }
-
-    /// `inputs`' slots whose bit is set in `contextSlots` and `attributeSlots`.
-    init(_ inputs: RuleInputs, contextSlots: UInt8 = .max, attributeSlots: UInt8 = .max) {
+    /// `inputs`' slots whose bit is set in `contextSlots` and `attributeSlots`. Reads the slots in place and only
+    /// those: copying a slot table retains every value in it.
+    init(_ inputs: borrowing RuleInputs, contextSlots: UInt8 = .max, attributeSlots: UInt8 = .max) {
         now = inputs.now
-        context = TypedSlots(inputs.context, positions: contextSlots)
-        if inputs.attributesResolved { attributes = TypedSlots(inputs.attributes, positions: attributeSlots) }
+        if inputs.context.count <= TypedSlots.capacity {
+            context.isAvailable = true
+            var bits = contextSlots
+            while bits != 0 {
+                let slot = bits.trailingZeroBitCount
+                if slot < inputs.context.count { context.values[slot] = TypedValue(inputs.context[slot]) }
+                bits &= bits - 1
+            }
+        }
+        if inputs.attributesResolved && inputs.attributes.count <= TypedSlots.capacity {
+            attributes.isAvailable = true
+            var bits = attributeSlots
+            while bits != 0 {
+                let slot = bits.trailingZeroBitCount
+                if slot < inputs.attributes.count { attributes.values[slot] = TypedValue(inputs.attributes[slot]) }
+                bits &= bits - 1
+            }
+        }
     }
 
     /// The value at `slot` of `source`; nil when this request has no typed view of it. Mutating only so that
@@ -107,19 +119,10 @@ struct TypedRequest {
 /// Up to eight typed values by slot; no table when there were more (`isAvailable` false). An `InlineArray` read at a
 /// computed offset: a struct of eight fields behind a `switch` made the loop load all eight per candidate.
 private struct TypedSlots {
-    private var values = InlineArray<8, TypedValue>(repeating: .null)
-    private var isAvailable = false
+    var values = InlineArray<8, TypedValue>(repeating: .null)
+    var isAvailable = false
 
-    init() {}
-
-    /// The values of `slots` at the positions set in `positions`.
-    init(_ slots: RuleValueSlots, positions: UInt8) {
-        guard slots.count <= values.count else { return }
-        isAvailable = true
-        for slot in 0..<slots.count where positions & (1 << UInt8(slot)) != 0 {
-            values[slot] = TypedValue(slots[slot])
-        }
-    }
+    static let capacity = 8
 
     /// The value of `slot` (null past the table's end, as ``RuleValueSlots`` gives); nil when there is no table.
     @inline(__always)
