@@ -450,7 +450,8 @@ private struct ScopeWalker<Profile: ProfileView> {
 
     /// The fast path of a criterion ranked by a formula that reads the request: the formula's request parts are
     /// evaluated once, then every candidate that passes the screens is scored by the folded program and offered to
-    /// the bounded top-k. Nothing is copied or allocated per candidate.
+    /// the bounded top-k (a separable formula walks in score order and stops early, see ``SeparableScore``). Nothing
+    /// is copied or allocated per candidate.
     private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
         let parts = FoldedParts(formula, profile: profile, inputs: inputs)
         unsafe withScreens(of: formula.candidates) { screens, offerIDs in
