@@ -343,8 +343,8 @@ struct CandidateScreen: Sendable {
     let eligibilityMemoSlot: Int
     /// True when the offer has no eligibility at all.
     let alwaysEligible: Bool
-    /// The offer's eligibility condition when it is one self-contained test (see ``InlineCondition``).
-    let inlineEligibility: InlineCondition?
+    /// The offer's eligibility condition when it is a few flat tests of request values (see ``InlineCondition``).
+    let inlineEligibility: InlineCondition
     let idOrder: Int
     /// Where the offer id's UTF-8 sits in ``StaticRanking/offerIDBytes``, past ``StaticRanking/sharedIDPrefix``.
     let idSuffix: Range<Int>
@@ -362,7 +362,7 @@ struct CandidateScreen: Sendable {
         if case .condition(let rule)? = offer.eligibility, let program = rule.condition {
             inlineEligibility = InlineCondition(program)
         } else {
-            inlineEligibility = nil
+            inlineEligibility = .none
         }
         idOrder = offer.idOrder
         self.idSuffix = idSuffix
@@ -494,6 +494,10 @@ public final class Catalog: Sendable {
     let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
+    /// The context slots and attribute slots (a bit each) the offers' inline conditions read: the values a request
+    /// types for them (``TypedRequest``).
+    let inlineContextSlots: UInt8
+    let inlineAttributeSlots: UInt8
     private let counts: CatalogSummary
 
     init(
@@ -514,6 +518,16 @@ public final class Catalog: Sendable {
         self.decisions = decisions
         self.contextKeys = contextKeys
         self.attributePaths = attributePaths
+        var inlineContextSlots: UInt8 = 0
+        var inlineAttributeSlots: UInt8 = 0
+        for offer in offers {
+            guard case .condition(let rule)? = offer.eligibility, let program = rule.condition else { continue }
+            let slots = InlineCondition(program).slotsRead
+            inlineContextSlots |= slots.context
+            inlineAttributeSlots |= slots.attributes
+        }
+        self.inlineContextSlots = inlineContextSlots
+        self.inlineAttributeSlots = inlineAttributeSlots
         decisionCountedOfferIDs = Set(offers.filter(\.recordsDecisions).map(\.id))
         hasTotalScopeCaps = offers.contains { offer in offer.cappingRules.contains { $0.scope == .total } }
         var placementIndex: [String: Int] = [:]

@@ -85,7 +85,9 @@ public struct DecisionEngine: Sendable {
         )
         var propositions: [Proposition] = []
         propositions.reserveCapacity(request.scopes.count)
-        var state = WalkState()
+        var state = WalkState(
+            typedRequest: TypedRequest(
+                walker.inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots))
         for scope in request.scopes {
             propositions.append(walker.decide(scope, state: &state))
         }
@@ -104,6 +106,10 @@ private struct WalkState {
     var best = TopCandidates()
     /// Results of the offer-independent conditions evaluated so far in this request.
     var memo = ConditionMemo()
+    /// The rule inputs' context and attribute slots as plain values, for the candidates' inline conditions. Fixed
+    /// for the request, but kept here: read through the state's address, where a copy of the walker's own (640
+    /// bytes) was made per candidate (measured).
+    var typedRequest: TypedRequest
 }
 
 /// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.
@@ -449,7 +455,8 @@ private struct ScopeWalker<Profile: ProfileView> {
 
     /// The fast path of a criterion ranked by a formula that reads the request: the formula's request parts are
     /// evaluated once, then every candidate that passes the screens is scored by the folded program and offered to
-    /// the bounded top-k. Nothing is copied or allocated per candidate.
+    /// the bounded top-k (a separable formula walks in score order and stops early, see ``SeparableScore``). Nothing
+    /// is copied or allocated per candidate.
     private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
         let parts = FoldedParts(formula, profile: profile, inputs: inputs)
         unsafe withScreens(of: formula.candidates) { screens, offerIDs in
@@ -471,7 +478,18 @@ private struct ScopeWalker<Profile: ProfileView> {
         let offerIDBytes = ranking.offerIDBytes
         var idPrefixHash = tieHashPrefix
         for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
-        for position in 0..<ranking.candidates.count {
+        // A separable formula scores the candidates whose offer part is not a number here, then walks the others
+        // in score order; any other formula, or a request the early stop is not sound for, scores them all here.
+        var scoredByProgram = 0..<ranking.candidates.count
+        var walkInScoreOrder: (separable: SeparableScore, request: Double, direction: SeparableScore.Direction)?
+        if let separable = formula.separable,
+            case .number(let request) = parts.requestValues[separable.requestPart],
+            let direction = separable.direction(for: .number(request))
+        {
+            scoredByProgram = 0..<separable.numericStart
+            walkInScoreOrder = (separable, request, direction)
+        }
+        for position in scoredByProgram {
             guard
                 unsafe passesScreen(
                     position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
@@ -481,6 +499,47 @@ private struct ScopeWalker<Profile: ProfileView> {
             let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
             // Strictly worse than the worst kept: no need for the tie hash.
             if let worst = state.best.worstRank(capacity: remaining), rank < worst { continue }
+            let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
+            unsafe state.best.offer(
+                RankedCandidate(
+                    offerIndex: screens[position].offerIndex,
+                    representationIndex: screens[position].representationIndex,
+                    rank: rank,
+                    tieHash: tieHash,
+                    idOrder: screens[position].idOrder
+                ),
+                capacity: remaining
+            )
+        }
+        if let walk = walkInScoreOrder {
+            unsafe considerInScoreOrder(
+                walk.separable, request: walk.request, direction: walk.direction, ranking: ranking, screens: screens,
+                offerIDs: offerIDs, idPrefixHash: idPrefixHash, remaining: remaining, state: &state)
+        }
+    }
+
+    /// The early-stopping walk of a separable formula (see ``SeparableScore``): candidates in the order of their
+    /// scores, best first, each scored before it is screened; the first whose score is strictly below the worst of
+    /// a full top-k ends the walk, since no later one scores more. Equal scores go on to the tie-break.
+    private func considerInScoreOrder(
+        _ separable: SeparableScore, request: Double, direction: SeparableScore.Direction, ranking: StaticRanking,
+        screens: UnsafeBufferPointer<CandidateScreen>, offerIDs: UnsafeBufferPointer<InternedName>,
+        idPrefixHash: FNV1a64, remaining: Int, state: inout WalkState
+    ) {
+        let profile = self.profile
+        let inputs = self.inputs
+        let offerIDBytes = ranking.offerIDBytes
+        let start = separable.numericStart
+        let count = ranking.candidates.count
+        for step in 0..<(count - start) {
+            let position = direction == .largestFirst ? start + step : count - 1 - step
+            let rank = separable.score(at: position, request: request)
+            if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+            guard
+                unsafe passesScreen(
+                    position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
+                    state: &state)
+            else { continue }
             let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
             unsafe state.best.offer(
                 RankedCandidate(
@@ -534,7 +593,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         guard unsafe screens[position].isInsideDates(now),
             unsafe !state.chosen.contains(screens[position].offerIndex)
         else { return false }
-        if !eligible, let value = unsafe screens[position].inlineEligibility?.isTrue(inputs: inputs) {
+        if !eligible, let value = unsafe screens[position].inlineEligibility.isTrue(&state.typedRequest) {
             if memoSlot >= 0 { state.memo[memoSlot] = value }
             guard value else { return false }
             eligible = true

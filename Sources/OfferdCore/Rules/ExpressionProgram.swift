@@ -460,8 +460,9 @@ private struct ExpressionCompiler {
 ///
 /// The formula's maximal offer-only sub-expressions were evaluated for every candidate at load (`offerParts`), and
 /// its request-only ones are evaluated once per request (`requestParts`), so the per-candidate program combines a
-/// few folded values. The candidates are a ``StaticRanking`` with one tie group in collection order: the same
-/// plain-value screens the priority path tests before it loads an offer.
+/// few folded values. The candidates are a ``StaticRanking`` with one tie group: the same plain-value screens the
+/// priority path tests before it loads an offer. They are in collection order, or, for a separable formula
+/// (``SeparableScore``), in the order of their offer part.
 final class FormulaRanking: Sendable {
     let program: ExpressionProgram
     /// Evaluated once per request, in order: the values of ``ExpressionInstruction/requestPart``.
@@ -474,6 +475,9 @@ final class FormulaRanking: Sendable {
     let offerValues: [ProgramValue]
     let partsPerCandidate: Int
     let candidates: StaticRanking
+    /// Set when the formula is one operator between an offer part and a request part: `candidates` are then in
+    /// the order of that offer part, and a request can walk them best first and stop early.
+    let separable: SeparableScore?
 
     /// Nil when the formula needs `lower` or `upper` of a value that depends on both the offer and the request.
     init?(formula: RuleNode, candidates: [CandidateOffer]) {
@@ -482,15 +486,21 @@ final class FormulaRanking: Sendable {
         program = ExpressionProgram(compiler)
         requestParts = folding.requestParts
         partsPerCandidate = folding.offerParts.count
-        let ranked = StaticRanking(candidates: candidates, ranks: candidates.map { _ in 0 })
+        // Offer parts read nothing of the request, so empty inputs give what every request would.
+        func offerPart(_ part: RuleNode, of offer: OfferDefinition) -> RuleValue {
+            let inputs = RuleInputs(context: RuleValueSlots(), attributes: nil, now: 0, offer: offer)
+            return part.evaluate(profile: AbsentProfile(), inputs: inputs)
+        }
+        let shape = SeparableScore.Shape(program)
+        var ordered = candidates
+        if let shape {
+            ordered = SeparableScore.order(candidates) { offerPart(folding.offerParts[shape.offerPart], of: $0) }
+        }
+        let ranked = StaticRanking(candidates: ordered, ranks: ordered.map { _ in 0 })
         var offerParts: [RuleValue] = []
         offerParts.reserveCapacity(ranked.candidates.count * folding.offerParts.count)
         for candidate in ranked.candidates {
-            // Offer parts read nothing of the request, so empty inputs give what every request would.
-            let inputs = RuleInputs(context: RuleValueSlots(), attributes: nil, now: 0, offer: candidate.offer)
-            for part in folding.offerParts {
-                offerParts.append(part.evaluate(profile: AbsentProfile(), inputs: inputs))
-            }
+            for part in folding.offerParts { offerParts.append(offerPart(part, of: candidate.offer)) }
         }
         var requestPartPositions = [Int32](repeating: 0, count: folding.requestParts.count)
         var offerPartPositions = [Int32](repeating: 0, count: folding.offerParts.count)
@@ -507,6 +517,144 @@ final class FormulaRanking: Sendable {
             ProgramValue(value, storedAt: offerPartPositions[index % max(folding.offerParts.count, 1)])
         }
         self.candidates = ranked
+        separable = shape.map { shape in
+            SeparableScore(
+                shape,
+                offerConstants: ranked.candidates.indices.map {
+                    offerParts[$0 * folding.offerParts.count + shape.offerPart]
+                })
+        }
+    }
+}
+
+/// A formula that is one arithmetic operator between a value of the offer alone `c` and a value of the request
+/// alone `t` (`c + t`, `c - t`, `t - c`, `c * t`, `t * c`, `c / t`), as issue 15's
+/// `offer.priority + number(offer.characteristics.margin) * 2 + profile.loyalty.points / 1000` folds to.
+///
+/// For one request, such a score is a monotonic function of `c`: rounding to the nearest double never reverses an
+/// order, so `c1 <= c2` gives `c1 + t <= c2 + t`, and likewise for the other operators (by the sign of `t` for `*`
+/// and `/`). Its candidates are sorted at load by `c`, and a request walks them from the best end and stops at the
+/// first candidate whose score is strictly below the worst of a full top-k: no later candidate can score more.
+/// Candidates with equal scores are all walked and ranked by the usual tie-break, so the answer is exactly the one
+/// scoring every candidate gives. The walk is used only when it is sound for the request: `t` a number, and no
+/// score that could overflow to a non-finite value (SPEC 4 makes that null, which scores 0 out of order); any other
+/// request scores every candidate.
+struct SeparableScore: Sendable {
+    /// Where the operator's operands come from in a folded program.
+    struct Shape {
+        let operation: ArithmeticOperator
+        /// The index of the offer part and the request part the operator combines.
+        let offerPart: Int
+        let requestPart: Int
+        /// True for `c op t`, false for `t op c`.
+        let offerFirst: Bool
+
+        /// The shape of `program`; nil unless it is one monotonic operator between an offer part and a request
+        /// part (`t / c` is not monotonic in `c`).
+        init?(_ program: ExpressionProgram) {
+            guard program.instructions.count == 3,
+                case .arithmetic(let operation, let left, let right) = program.instructions[2]
+            else { return nil }
+            switch (program.instructions[Int(left)], program.instructions[Int(right)]) {
+            case (.offerPart(let offer), .requestPart(let request)):
+                (offerPart, requestPart, offerFirst) = (Int(offer), Int(request), true)
+            case (.requestPart(let request), .offerPart(let offer)) where operation != .divide:
+                (offerPart, requestPart, offerFirst) = (Int(offer), Int(request), false)
+            default:
+                return nil
+            }
+            self.operation = operation
+        }
+    }
+
+    /// Which way a request walks the candidates, best scores first.
+    enum Direction {
+        /// From the first numeric candidate (largest `c`) to the last: the score does not decrease with `c`.
+        case largestFirst
+        /// From the last candidate (smallest `c`) back to the first numeric one: the score does not increase
+        /// with `c`.
+        case smallestFirst
+    }
+
+    let operation: ArithmeticOperator
+    let requestPart: Int
+    let offerFirst: Bool
+    /// Each candidate's `c`, at the candidates' positions (0 below `numericStart`).
+    let offerConstants: [Double]
+    /// Candidates below this position have an offer part that is not a finite number: each scores 0 for every
+    /// request, and every walk ranks them first. From here on, `c` does not increase.
+    let numericStart: Int
+    /// The largest `|c|`, to rule out overflow per request.
+    let largestMagnitude: Double
+
+    /// A request's score can only overflow past this magnitude (far above it, in fact): the early stop is used
+    /// below it only.
+    private static let safeMagnitude = 1e300
+
+    init(_ shape: Shape, offerConstants: [RuleValue]) {
+        operation = shape.operation
+        requestPart = shape.requestPart
+        offerFirst = shape.offerFirst
+        var constants: [Double] = []
+        var numericStart = 0
+        var largest = 0.0
+        for value in offerConstants {
+            if let number = Self.finiteNumber(value) {
+                constants.append(number)
+                largest = max(largest, abs(number))
+            } else {
+                constants.append(0)
+                numericStart = constants.count
+            }
+        }
+        self.offerConstants = constants
+        self.numericStart = numericStart
+        largestMagnitude = largest
+    }
+
+    private static func finiteNumber(_ value: RuleValue) -> Double? {
+        if case .number(let number) = value, number.isFinite { return number }
+        return nil
+    }
+
+    /// `candidates` in walking order: those whose offer part (`part`) is not a finite number first, in collection
+    /// order, then the others by descending offer part (ties in collection order).
+    static func order(_ candidates: [CandidateOffer], part: (OfferDefinition) -> RuleValue) -> [CandidateOffer] {
+        let keys = candidates.map { finiteNumber(part($0.offer)) }
+        let other = candidates.indices.filter { keys[$0] == nil }
+        let numeric = candidates.indices.filter { keys[$0] != nil }.sorted { lhs, rhs in
+            let (left, right) = (keys[lhs] ?? 0, keys[rhs] ?? 0)
+            return left != right ? left > right : lhs < rhs
+        }
+        return (other + numeric).map { candidates[$0] }
+    }
+
+    /// The walk for a request whose request part is `value`; nil when an early stop would not be sound for it
+    /// (then every candidate is scored).
+    func direction(for value: ProgramValue) -> Direction? {
+        guard case .number(let request) = value, request.isFinite else { return nil }
+        let magnitude = abs(request)
+        switch operation {
+        case .add, .subtract:
+            guard largestMagnitude + magnitude < Self.safeMagnitude else { return nil }
+            return operation == .subtract && !offerFirst ? .smallestFirst : .largestFirst
+        case .multiply:
+            guard largestMagnitude * magnitude < Self.safeMagnitude else { return nil }
+            return request < 0 ? .smallestFirst : .largestFirst
+        case .divide:
+            // `c / 0` is null for every candidate; a tiny divisor could overflow.
+            guard request != 0, largestMagnitude / magnitude < Self.safeMagnitude else { return nil }
+            return request < 0 ? .smallestFirst : .largestFirst
+        }
+    }
+
+    /// The score of the candidate at `position` (at or past `numericStart`) for request part `request`: what the
+    /// folded program gives, SPEC 4's null (a non-finite result) scoring 0.
+    @inline(__always)
+    func score(at position: Int, request: Double) -> Double {
+        let constant = offerConstants[position]
+        let result = offerFirst ? operation.apply(constant, request) : operation.apply(request, constant)
+        return result ?? 0
     }
 }
 

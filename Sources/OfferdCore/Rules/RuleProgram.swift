@@ -61,52 +61,6 @@ extension RuleTest {
     }
 }
 
-/// A condition that is one self-contained test of a request value, such as `profile.loyalty.points >= 1200`,
-/// kept by value beside a candidate (``CandidateScreen``): the decision loop answers it from the request's
-/// resolved slots without loading the offer, its rule or the program, three dependent cache misses per
-/// candidate under load.
-struct InlineCondition: Sendable {
-    private let test: RuleTest
-    private let whenPassed: Bool
-    private let whenFailed: Bool
-
-    /// Nil unless `program` is exactly one self-contained test of the profile, the context or `now` followed by
-    /// its two results (what ``ConditionProgram`` makes of such a condition, negated or not).
-    init?(_ program: ConditionProgram) {
-        guard program.instructions.count == 3,
-            case .test(let test, let jumpIf, let target) = program.instructions[0], target == 2,
-            case .result(let fallThrough) = program.instructions[1],
-            case .result(let jumped) = program.instructions[2],
-            let operand = test.selfContainedOperand
-        else { return nil }
-        switch operand {
-        case .attribute, .context, .now: break
-        case .offerPriority, .characteristic, .characteristicNumber: return nil
-        }
-        self.test = test
-        whenPassed = jumpIf ? jumped : fallThrough
-        whenFailed = jumpIf ? fallThrough : jumped
-    }
-
-    /// The condition's value, as ``ConditionProgram/isTrue(profile:inputs:offer:)`` gives it; nil when the request
-    /// did not resolve the profile's attributes into slots (the program then asks the profile).
-    func isTrue(inputs: RuleInputs) -> Bool? {
-        let value: RuleValue
-        switch test.selfContainedOperand {
-        case .attribute(let slot, _)?:
-            guard inputs.attributesResolved else { return nil }
-            value = inputs.attributes[slot]
-        case .context(let slot)?:
-            value = inputs.context[slot]
-        case .now?:
-            value = .number(inputs.now)
-        default:
-            return nil
-        }
-        return test.passes(value) ? whenPassed : whenFailed
-    }
-}
-
 /// One step of a ``ConditionProgram``. Plain data (no indirect payload), so walking a program retains nothing;
 /// the `RuleNode` tree is an indirect enum, whose every visited node costs a retain and a release of its box.
 enum ConditionInstruction: Sendable, Equatable {

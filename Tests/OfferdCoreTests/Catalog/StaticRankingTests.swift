@@ -36,6 +36,18 @@ private struct RandomCase {
         "number(if(inAudience(\"a1\"), offer.characteristics.margin, context.boost))",
         // No folded program (`lower` of a value of both sides): every candidate scored by the plain path.
         "len(lower(if(offer.priority > 1, profile.tier, \"X\"))) + offer.priority",
+        // Separable (an offer part and a request part under one operator): walked in score order, stopping early.
+        "offer.priority + number(offer.characteristics.margin) * 2 + profile.points / 4",
+        "number(context.boost) - offer.priority", "offer.priority * number(context.boost)",
+        "number(offer.characteristics.margin) / number(context.boost)",
+        "profile.points - number(offer.characteristics.margin) / 2",
+        "number(offer.characteristics.margin) - profile.points / 3",
+        // Distinct offer parts whose scores tie once rounded (1 + 1e-17 = 1).
+        "offer.priority * \(decimal(-17)) + profile.points",
+        // Scores that overflow to null (so 0) for some offers or requests, out of the offer parts' order.
+        "offer.priority * \(decimal(308)) + number(context.boost)",
+        "number(offer.characteristics.margin) * \(decimal(299)) + profile.points * \(decimal(298))",
+        "(offer.priority - 1.5) * \(decimal(308)) - number(context.boost) * \(decimal(308))",
     ]
     static let constantFormulas = [
         "number(offer.characteristics.margin) * 2", "offer.priority - 1",
@@ -52,6 +64,10 @@ private struct RandomCase {
         #""eligibility": {"allAudiences": ["a1", "a2"]}"#,
         #""eligibility": {"rule": "r1"}"#,
         #""eligibility": {"condition": "context.page = \"home\""}"#,
+        // Inline conditions of several tests (typed request values), and one with a literal too long to inline.
+        #""eligibility": {"condition": "profile.points >= 3 and context.page != \"home\""}"#,
+        #""eligibility": {"condition": "not (profile.tier = \"gold\" or context.page = \"home\")"}"#,
+        #""eligibility": {"condition": "profile.points < 6 and context.page != \"home-and-seventeen\""}"#,
     ]
 
     init(seed: UInt64) throws {
@@ -159,7 +175,11 @@ private struct RandomCase {
         }
         var context: [String: ContextValue] = [:]
         if random.chance(0.5) { context["page"] = .string("home") }
-        if random.chance(0.5) { context["boost"] = .number(Double(Int.random(in: -2...2, using: &random))) }
+        if random.chance(0.5) {
+            context["boost"] = .number(Double(Int.random(in: -2...2, using: &random)))
+        } else if random.chance(0.2) {
+            context["boost"] = .string(random.chance(0.5) ? "1.5" : "x")
+        }
         request = OfferdCoreTests.request(
             scopes,
             identity: Identity(namespace: "ECID", id: profile.primaryIdentity.id),
@@ -167,6 +187,12 @@ private struct RandomCase {
             allowDuplicates: random.chance(0.3)
         )
     }
+}
+
+/// `10^exponent` as a rule literal (rules have no exponent notation).
+func decimal(_ exponent: Int) -> String {
+    exponent >= 0
+        ? "1" + String(repeating: "0", count: exponent) : "0." + String(repeating: "0", count: -exponent - 1) + "1"
 }
 
 private func jsonEscaped(_ text: String) -> String {
@@ -180,6 +206,7 @@ private func jsonEscaped(_ text: String) -> String {
         var comparedItems = 0
         var staticCriteria = 0
         var formulaCriteria = 0
+        var separableCriteria = 0
         for seed in UInt64(block * 1000)..<UInt64(block * 1000 + 1000) {
             let random = try RandomCase(seed: seed)
             let engine = DecisionEngine(catalog: random.catalog)
@@ -200,6 +227,7 @@ private func jsonEscaped(_ text: String) -> String {
                 for scope in decision.scopeByPlacement.compactMap({ $0 }) {
                     staticCriteria += scope.criteria.filter { $0.staticRanking != nil }.count
                     formulaCriteria += scope.criteria.filter { $0.formulaRanking != nil }.count
+                    separableCriteria += scope.criteria.filter { $0.formulaRanking?.separable != nil }.count
                 }
             }
         }
@@ -207,6 +235,50 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(comparedItems > 1000)
         #expect(staticCriteria > 1000)
         #expect(formulaCriteria > 300)
+        #expect(separableCriteria > 150)
+    }
+
+    /// The early stop of a separable formula, on cases picked to break a wrong one: a score that overflows to null
+    /// (so 0) after the stopping candidate, scores that tie only once rounded, a request term that is not a number,
+    /// a negative multiplier (walked from the other end), and personalization consent denied.
+    @Test(
+        arguments: [
+            // (formula, context boost, items, the expected scores best first)
+            // c - t: -2.5e308 overflows to null, so offer p0 scores 0 and outranks p2, after p1 stops a walk.
+            ("(offer.priority - 1.5) * \(decimal(308)) - number(context.boost) * \(decimal(308))", 1.0, 2, [5e307, 0]),
+            // 1 + c * 1e-17 rounds to 1 for every offer: four ties, broken by the per-person hash.
+            ("offer.priority * \(decimal(-17)) + number(context.boost)", 1.0, 2, [1, 1]),
+            // Not a number: every score is null, so 0.
+            ("offer.priority + number(context.page)", 1.0, 3, [0, 0, 0]),
+            ("offer.priority * number(context.boost)", -2.0, 2, [0, -2]),
+            ("number(context.boost) - offer.priority", 0.5, 1, [0.5]),
+        ] as [(String, Double, Int, [Double])])
+    func separableWalkStopsOnlyWhenNoLaterScoreCanEnter(
+        formula: String, boost: Double, items: Int, scores: [Double]
+    ) throws {
+        let offers = (0..<4).map { offerJSON("p\($0)", priority: $0, extra: tagged) }
+        let criteria = #"[{"collection": "all", "ranking": {"method": "formula", "formula": "\#(formula)"}}]"#
+        let catalog = try engineCatalog(
+            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
+        let criterion = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria.first)
+        #expect(criterion.formulaRanking?.separable != nil, "\(formula)")
+        let engine = DecisionEngine(catalog: catalog)
+        var decisionRequest = request(
+            [scope("web", items: UInt32(items))], context: ["boost": .number(boost), "page": .string("home")])
+        let now = 1_800_000_000.0
+        let fast = engine.decide(decisionRequest, profile: profile(), now: now)
+        decisionRequest.explain = true
+        var full = engine.decide(decisionRequest, profile: profile(), now: now)
+        for index in full.propositions.indices { full.propositions[index].trace = [] }
+        #expect(fast == full, "\(formula)")
+        #expect(fast.propositions.first?.items.map { $0.score } == scores, "\(formula)")
+        // Denied personalization: the fallback only, whatever the formula.
+        let denied = engine.decide(
+            decisionRequest,
+            profile: profile(consents: .init(personalizeContent: .n)),
+            now: now)
+        #expect(denied.propositions.first?.outcome == .fallback)
+        #expect(denied.propositions.first?.items.map(\.isFallback) == [true])
     }
 
     @Test func requestDependentFormulasAreNotFolded() throws {

@@ -17,6 +17,11 @@ struct ConditionGenerator {
     static let literals = [
         #""gold""#, #""home""#, #""""#, #""Ana""#, "1200", "0", "-3", "2.5", "12", "true", "false", "null",
         #"["gold", 3, null]"#, #"["a", "b"]"#, "[]", "[1200, -3]",
+        // Strings about the 16 UTF-8 bytes an inline condition keeps inline.
+        #""exactly-16-bytes""#, #""seventeen-bytes!!""#, #""exactly-16-byteX""#, #""Ünïcödé-16-b""#,
+    ]
+    static let names = [
+        #""Ana""#, "null", #""""#, "[]", #""exactly-16-bytes""#, #""seventeen-bytes!!""#, #""Ünïcödé-16-b""#,
     ]
     static let comparisons = ["=", "==", "!=", "<", "<=", ">", ">="]
 
@@ -55,7 +60,7 @@ struct ConditionGenerator {
         let tier = pick([#""gold""#, #""silver""#, "null", "5", #""Gold""#])
         let points = pick(["1200", "0", "-3", #""1200""#, "null", "2.5"])
         var members = [#""loyalty": {"tier": \#(tier), "points": \#(points), "": "gold"}"#]
-        if random.next(below: 3) > 0 { members.append(#""name": \#(pick([#""Ana""#, "null", #""""#, "[]"]))"#) }
+        if random.next(below: 3) > 0 { members.append(#""name": \#(pick(Self.names))"#) }
         if random.next(below: 3) > 0 {
             members.append(#""tags": \#(pick([#"["a", "b", 3, null]"#, "[]", #""a""#, #"["gold", 3, null]"#]))"#)
         }
@@ -95,7 +100,7 @@ struct ConditionGenerator {
         var context: [String: ContextValue] = [:]
         switch random.next(below: 4) {
         case 0: context["page"] = .string("home")
-        case 1: context["page"] = .string("other")
+        case 1: context["page"] = .string(pick(["other", "exactly-16-bytes", "seventeen-bytes!!", "Ünïcödé-16-b"]))
         case 2: context["page"] = .number(3)
         default: break
         }
@@ -140,6 +145,7 @@ struct ConditionGenerator {
         var programs = 0
         var trueResults = 0
         var inlineAnswers = 0
+        var inlineCompoundAnswers = 0
         for _ in 0..<400 {
             let source = generator.condition(depth: 3)
             var symbols = RuleSymbols()
@@ -168,10 +174,13 @@ struct ConditionGenerator {
                     )
                     if let program {
                         #expect(program.isTrue(profile: profile, inputs: programInputs, offer: offer) == expected)
-                        // The decision loop's inline form of one-test conditions, where it answers at all.
-                        if let inline = InlineCondition(program), let answer = inline.isTrue(inputs: programInputs) {
+                        // The decision loop's inline form of conditions of a few flat tests of the request, where it
+                        // answers at all (from the typed view of the request's values).
+                        var typed = TypedRequest(programInputs)
+                        if let answer = InlineCondition(program).isTrue(&typed) {
                             #expect(answer == expected, "inline \(source), resolved \(resolved)")
                             inlineAnswers += 1
+                            if program.instructions.count > 3 { inlineCompoundAnswers += 1 }
                         }
                     }
                     compared += 1
@@ -182,7 +191,30 @@ struct ConditionGenerator {
         #expect(compared > 2_000)
         #expect(programs > 150)
         #expect(inlineAnswers > 100)
+        #expect(inlineCompoundAnswers > 30)
         #expect(trueResults > compared / 10 && trueResults < compared * 9 / 10)
+    }
+
+    /// Which conditions the decision loop answers inline, from the request's typed values.
+    @Test(arguments: [
+        ("profile.loyalty.points >= 1200 and context.page != \"blocked-3\"", true),
+        ("not (profile.tier = \"gold\" or context.page = \"exactly-16-bytes\")", true),
+        ("exists(profile.tier) and profile.flag and now > 5", true),
+        ("context.page != \"seventeen-bytes!!\"", false),
+        ("inAudience(\"vip\") and profile.a > 1", false),
+        ("profile.a > 1 and profile.b > 1 and profile.c > 1 and profile.d > 1", false),
+        ("profile.a in [1, 2]", false),
+        ("offer.priority > 1 and profile.a > 1", false),
+    ])
+    func whichConditionsAreInline(source: String, inline: Bool) throws {
+        var symbols = RuleSymbols()
+        let compiled = try RuleParser.compile(source, kind: .condition, allowOfferPaths: true, symbols: &symbols)
+        let program = try #require(ConditionProgram(compiled.node))
+        let inputs = RuleInputs(
+            context: RuleValueSlots(symbols.contextKeys.map { _ in .null }),
+            attributes: RuleValueSlots(symbols.attributePaths.map { _ in .null }), now: 7, offer: nil)
+        var typed = TypedRequest(inputs)
+        #expect((InlineCondition(program).isTrue(&typed) != nil) == inline, "\(source)")
     }
 
     @Test(arguments: [

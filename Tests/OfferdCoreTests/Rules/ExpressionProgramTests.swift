@@ -118,6 +118,79 @@ extension ConditionGenerator {
         #expect(nonZero > compared / 4)
     }
 
+    /// A separable formula's candidates, walked in the direction a request picks, score what the folded program
+    /// scores and never more than the candidate before: what stopping the walk early relies on. Offer and request
+    /// values of every sign and kind, ties after rounding, and magnitudes near overflow.
+    @Test(arguments: [31, 32, 33] as [UInt64])
+    func separableScoresNeverIncreaseAlongTheWalk(seed: UInt64) throws {
+        var generator = ConditionGenerator(random: SplitMix64(seed: seed))
+        let offerSides = [
+            "offer.priority", "number(offer.characteristics.margin)", "offer.priority * \(decimal(-17))",
+            "-offer.priority / 3", "len(offer.characteristics.margin)", "offer.priority * \(decimal(299))",
+            "offer.priority * 4\(decimal(307).dropFirst())", "offer.characteristics.margin",
+            // With `points * 1e305`, some of {0, 4e307, 8e307, 1.2e308} + 1.2e308 overflow to null, so score 0.
+            "offer.priority * \(decimal(305))",
+        ]
+        let requestSides = [
+            "profile.loyalty.points", "number(context.cart)", "-profile.loyalty.points / 7", "context.cart",
+            "profile.loyalty.points * \(decimal(298))", "profile.loyalty.points * \(decimal(305))", "now",
+            "profile.loyalty.points - 1200",
+        ]
+        var walked = 0
+        var fellBack = 0
+        var directions = Set<String>()
+        for _ in 0..<400 {
+            let offerSide = generator.pick(offerSides)
+            let requestSide = generator.pick(requestSides)
+            let operation = generator.pick(["+", "-", "*", "/"])
+            let source =
+                generator.random.next(below: 2) == 0
+                ? "(\(offerSide)) \(operation) (\(requestSide))" : "(\(requestSide)) \(operation) (\(offerSide))"
+            var symbols = RuleSymbols()
+            let compiled = try RuleParser.compile(source, kind: .formula, allowOfferPaths: true, symbols: &symbols)
+            let offers = (0..<8).compactMap { _ in generator.offer(characteristicKeys: symbols.characteristicKeys) }
+            let candidates = offers.map { CandidateOffer(offer: $0, representationIndex: 0) }
+            let ranking = try #require(FormulaRanking(formula: compiled.node, candidates: candidates))
+            // `t / c` is not monotonic in `c`: it must not be separable.
+            let separable = ranking.separable
+            #expect((separable == nil) == (operation == "/" && source.hasPrefix("(\(requestSide))")), "\(source)")
+            guard let separable else { continue }
+            for _ in 0..<4 {
+                let profile = try generator.profile()
+                let context = generator.context()
+                let contextSlots = symbols.contextKeys.map { context[$0].map(RuleValue.init(context:)) ?? .null }
+                let inputs = RuleInputs(context: RuleValueSlots(contextSlots), attributes: nil, now: 7, offer: nil)
+                let parts = FoldedParts(ranking, profile: profile, inputs: inputs)
+                let requestValue = parts.requestValues[separable.requestPart]
+                guard case .number(let request) = requestValue, let direction = separable.direction(for: requestValue)
+                else {
+                    fellBack += 1
+                    continue
+                }
+                directions.insert("\(direction)")
+                let count = ranking.candidates.candidates.count
+                let order =
+                    direction == .largestFirst
+                    ? Array(separable.numericStart..<count) : Array((separable.numericStart..<count).reversed())
+                var previous = Double.infinity
+                for position in order {
+                    parts.offerBase = position * ranking.partsPerCandidate
+                    let score = ranking.program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
+                    let expected = compiled.node.score(
+                        profile: profile, inputs: inputs.with(offer: ranking.candidates.candidates[position].offer))
+                    #expect(score.bitPattern == expected.bitPattern, "\(source)")
+                    #expect(separable.score(at: position, request: request).bitPattern == score.bitPattern)
+                    #expect(score <= previous, "\(source) on \(profile.attributes), context \(context)")
+                    previous = score
+                    walked += 1
+                }
+            }
+        }
+        #expect(walked > 2_000)
+        #expect(fellBack > 100)
+        #expect(directions == ["largestFirst", "smallestFirst"])
+    }
+
     @Test(arguments: [
         // (formula, offer parts, request parts, instructions)
         ("offer.priority + number(offer.characteristics.margin) * 2 + profile.loyalty.points / 1000", 1, 1, 3),
