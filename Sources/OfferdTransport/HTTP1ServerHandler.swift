@@ -124,6 +124,7 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.perform(action, context: context)
         case .end:
             self.requestEnded = true
+            self.timer.requestEnded()
             if self.isUpgrade {
                 // NIOHTTP1 parses nothing after an upgrade request and would buffer whatever follows: read no
                 // more. Its answer (sent or to come) closes the connection.
@@ -144,23 +145,43 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         var machine = GRPCServerStreamStateMachine(configuration: self.configuration)
         self.requestNumber &+= 1
-        // llhttp takes CONNECT, or `upgrade` with a `connection: upgrade` token, for a switch of protocol and
-        // parses nothing after that request's end; offerd upgrades to nothing (h2c included: HTTP/2 needs the
-        // preface), so such a request is answered over HTTP/1.1 and the connection closes after it.
-        self.isUpgrade =
-            head.method == .CONNECT
-            || (head.headers.contains(name: "upgrade")
-                && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" })
-        self.keepAlive = head.isKeepAlive && !self.quiescing && !self.isUpgrade
+        // A head that arrived behind pipelined requests (its first bytes came with theirs) starts its own clock.
+        self.timer.requestBegan()
         self.answered = false
         self.requestEnded = false
         self.isHead = head.method == .HEAD
         machine.add(":method", head.method.rawValue)
         machine.add(":path", head.uri)
+        // One pass over the fields: the state machine's, and the HTTP/1.1 ones read here (NIOHTTP1's lookups
+        // would each walk the list again, and `headers[canonicalForm:]` allocates).
+        var hasUpgrade = false
+        var connectionUpgrade = false
+        var expectsContinue = false
         for (name, value) in head.headers {
             // Field names are compared as HTTP/2 sends them, lower-case; most clients already send them so.
-            machine.add(name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? name.lowercased() : name, value)
+            let lowerName = name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? name.lowercased() : name
+            machine.add(lowerName, value)
+            switch lowerName.utf8.count {
+            case 6 where lowerName == "expect":
+                expectsContinue = expectsContinue || Self.equalsIgnoringCase(value.utf8, "100-continue")
+            case 7 where lowerName == "upgrade":
+                hasUpgrade = true
+            case 10 where lowerName == "connection":
+                for token in value.utf8.split(separator: UInt8(ascii: ",")) {
+                    let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+                    var trimmed = token.drop(while: isBlank)
+                    while let last = trimmed.last, isBlank(last) { trimmed = trimmed.dropLast() }
+                    connectionUpgrade = connectionUpgrade || Self.equalsIgnoringCase(trimmed, "upgrade")
+                }
+            default:
+                break
+            }
         }
+        // llhttp takes CONNECT, or `upgrade` with a `connection: upgrade` token, for a switch of protocol and
+        // parses nothing after that request's end; offerd upgrades to nothing (h2c included: HTTP/2 needs the
+        // preface), so such a request is answered over HTTP/1.1 and the connection closes after it.
+        self.isUpgrade = head.method == .CONNECT || (hasUpgrade && connectionUpgrade)
+        self.keepAlive = head.isKeepAlive && !self.quiescing && !self.isUpgrade
         let isPlainGRPC = machine.requestedProtocol == .grpc
         self.machine = machine
         if isPlainGRPC, head.method == .POST {
@@ -172,13 +193,20 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let action = self.machine?.receivedHeaders(endStream: false, clock: self.clock) ?? .none
         if case .answer = action {
             // Refused from its head: no 100 Continue, the answer goes out at once.
-        } else if let expect = head.headers.first(name: "expect"), expect.lowercased() == "100-continue" {
+        } else if expectsContinue {
             // curl asks before sending a body over 1 KiB and would otherwise wait a second.
             context.writeAndFlush(
                 self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil
             )
         }
         self.perform(action, context: context)
+    }
+
+    /// ASCII case-insensitive equality with a lower-case literal.
+    private static func equalsIgnoringCase(_ bytes: some Collection<UInt8>, _ lowercase: StaticString) -> Bool {
+        let expected = UnsafeBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        guard bytes.count == expected.count else { return false }
+        return zip(bytes, expected).allSatisfy { ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }
     }
 
     /// Does what the state machine asked for; the same actions an HTTP/2 stream performs.
@@ -269,15 +297,20 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if response.body.readableBytes > 0 && !self.isHead {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
+        // Everything about this request is settled before its end is written: writing it makes NIOHTTP1's
+        // pipelining handler deliver the requests it held back, from inside the write, and they start afresh.
+        self.machine = nil
+        guard closeAfter else {
+            if self.requestEnded {
+                self.timer.responseSent()
+            }
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
         let channel = context.channel
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: written)
-        self.machine = nil
-        if closeAfter {
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
-        } else if self.requestEnded {
-            self.timer.responseSent()
-        }
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
     }
 
     private func timerExpired(requestStarted: Bool) {
@@ -323,15 +356,31 @@ extension GRPCServerStreamStateMachine {
 }
 
 /// An HTTP/1.1 connection's one timer: while idle it closes the connection after the idle timeout; once the
-/// first byte of a request arrives (``bytesArrived()``, from the raw byte stream before the decoder), the whole
-/// request must arrive within the request timeout. Stopped while a complete request is being answered.
+/// first byte of a request arrives (``bytesArrived()``, from the raw byte stream before the decoder, or
+/// ``requestBegan()`` for a request whose first bytes came with earlier ones), the whole request must arrive
+/// within the request timeout. Stopped while a complete request is being answered.
+///
+/// A request's bytes can arrive behind complete requests in the same read and stop there (a head cut short):
+/// ``HTTP1RequestDecoder`` tells the timer, once a read is parsed, whether a request is left unfinished
+/// (``readParsed(requestUnfinished:)``), and such a connection stays on the request clock after its answers.
+///
+/// No task is scheduled per request: the deadline is a stored time, and one scheduled check, never more than
+/// the request timeout ahead, closes the connection once the deadline has passed or schedules itself again
+/// for it (exactly at it, so the limits hold to the nanosecond on the loop's clock).
 final class HTTP1ConnectionTimer {
     private let idleTimeout: TimeAmount
     private let requestTimeout: TimeAmount
     private var eventLoop: (any EventLoop)?
     private var scheduled: Scheduled<Void>?
+    private var scheduledFor: NIODeadline?
+    /// When the connection is closed unless something happens first; `nil` while a request is answered.
+    private var deadline: NIODeadline?
     private var requestStarted = false
     private var answering = false
+    /// Bytes of a request that has not ended have arrived (see ``readParsed(requestUnfinished:)``).
+    private var unfinishedRequest = false
+    /// Requests whose end has been parsed, for ``HTTP1RequestDecoder``.
+    private(set) var requestsEnded = 0
     /// Called with whether a request had started when the time ran out.
     var onExpiry: ((Bool) -> Void)?
 
@@ -347,58 +396,161 @@ final class HTTP1ConnectionTimer {
 
     /// Raw bytes arrived: the first ones of a request start its clock.
     func bytesArrived() {
+        self.requestBegan()
+    }
+
+    /// A request head was parsed: if its first bytes did not start the clock (they came with an earlier
+    /// request's), it starts now.
+    func requestBegan() {
         guard !self.requestStarted, !self.answering else { return }
         self.requestStarted = true
         self.arm(self.requestTimeout)
+    }
+
+    /// A request's end was parsed (counted whether or not it is answered next).
+    func requestEnded() {
+        self.requestsEnded &+= 1
     }
 
     /// A request arrived whole: no timer while it is answered.
     func requestArrived() {
         self.answering = true
         self.requestStarted = false
-        self.scheduled?.cancel()
-        self.scheduled = nil
+        self.deadline = nil
     }
 
-    /// The answer is written: the connection is idle again.
+    /// The answer is written: the connection is idle again, or on the request clock when an unfinished
+    /// request's bytes are waiting.
     func responseSent() {
         self.answering = false
         self.requestStarted = false
-        self.arm(self.idleTimeout)
+        if self.unfinishedRequest {
+            self.requestBegan()
+        } else {
+            self.arm(self.idleTimeout)
+        }
+    }
+
+    /// A read was parsed to its end; `requestUnfinished` says whether it ended inside a request (`nil`: unknown,
+    /// because requests in it may be held back by the pipelining handler; taken as unfinished, so the
+    /// connection is on the request clock after the answers, which is never longer than the idle one).
+    func readParsed(requestUnfinished: Bool?) {
+        self.unfinishedRequest = requestUnfinished ?? true
+        guard !self.answering else { return }
+        if self.unfinishedRequest {
+            self.requestBegan()
+        } else {
+            // The read ended with a request's end, answered meanwhile: idle.
+            self.requestStarted = false
+            self.arm(self.idleTimeout)
+        }
+    }
+
+    /// A complete request is being answered; NIOHTTP1's pipelining handler holds later requests back meanwhile.
+    var isAnswering: Bool {
+        self.answering
     }
 
     func stop() {
         self.scheduled?.cancel()
         self.scheduled = nil
+        self.scheduledFor = nil
         self.onExpiry = nil
         self.eventLoop = nil
     }
 
     private func arm(_ amount: TimeAmount) {
-        self.scheduled?.cancel()
         guard let eventLoop = self.eventLoop else { return }
-        self.scheduled = eventLoop.assumeIsolated().scheduleTask(in: amount) { [weak self] in
-            guard let self else { return }
-            self.scheduled = nil
+        let now = eventLoop.now
+        self.deadline = now + amount
+        // A check at or before the earliest deadline that may follow (a request's, from the next byte) stays.
+        let checkBy = now + min(amount, self.requestTimeout)
+        if let scheduledFor = self.scheduledFor, scheduledFor <= checkBy {
+            return
+        }
+        self.schedule(at: checkBy, on: eventLoop)
+    }
+
+    private func schedule(at time: NIODeadline, on eventLoop: any EventLoop) {
+        self.scheduled?.cancel()
+        self.scheduledFor = time
+        self.scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: time) { [weak self] in
+            self?.check()
+        }
+    }
+
+    private func check() {
+        self.scheduled = nil
+        self.scheduledFor = nil
+        guard let eventLoop = self.eventLoop, let deadline = self.deadline else {
+            // Answering: the answer re-arms.
+            return
+        }
+        let now = eventLoop.now
+        if now >= deadline {
             self.onExpiry?(self.requestStarted)
+        } else {
+            self.schedule(at: min(deadline, now + self.requestTimeout), on: eventLoop)
         }
     }
 }
 
-/// Sits before the HTTP/1.1 decoder and tells the connection timer when request bytes arrive.
-final class HTTP1ByteWatcher: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
+/// NIOHTTP1's request decoder, fed so that the connection timer learns where requests begin and end in the
+/// raw bytes: each read is fed in two parts, everything before its last byte that is not CR or LF, then that
+/// byte and the line ends after it. If no request ended in the second part, the read ended inside a request
+/// (a head or body cut short, possibly behind complete pipelined requests), and the timer keeps the
+/// request clock for it. The first bytes of a read start a request's clock as before.
+struct HTTP1RequestDecoder: ByteToMessageDecoder {
+    typealias InboundOut = HTTPServerRequestPart
 
+    private let decoder: HTTPRequestDecoder
     private let timer: HTTP1ConnectionTimer
 
-    init(timer: HTTP1ConnectionTimer) {
+    init(limits: NIOHTTPDecoderLimitConfiguration, timer: HTTP1ConnectionTimer) {
+        self.decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)
         self.timer = timer
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    mutating func decoderAdded(context: ChannelHandlerContext) {
+        self.decoder.decoderAdded(context: context)
+    }
+
+    mutating func decoderRemoved(context: ChannelHandlerContext) {
+        self.decoder.decoderRemoved(context: context)
+    }
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard buffer.readableBytes > 0 else {
+            return .needMoreData
+        }
         self.timer.bytesArrived()
-        context.fireChannelRead(data)
+        // While a request is answered, the pipelining handler holds the parsed ones back: their ends are not
+        // seen here.
+        let delivered = !self.timer.isAnswering
+        let lastByteIndex = buffer.withUnsafeReadableBytes { bytes in
+            bytes.lastIndex { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
+        }
+        guard let lastByteIndex else {
+            // Only line ends (allowed between requests): no request begins here.
+            return try self.decoder.decode(context: context, buffer: &buffer)
+        }
+        if lastByteIndex > 0 {
+            var front = buffer.getSlice(at: buffer.readerIndex, length: lastByteIndex)!
+            _ = try self.decoder.decode(context: context, buffer: &front)
+            // What the decoder keeps of a field cut short stays in front of the rest, as it expects.
+            buffer.moveReaderIndex(forwardBy: lastByteIndex - front.readableBytes)
+        }
+        let endedBefore = self.timer.requestsEnded
+        let state = try self.decoder.decode(context: context, buffer: &buffer)
+        let endedInLastPart = self.timer.requestsEnded != endedBefore
+        self.timer.readParsed(requestUnfinished: delivered && !self.timer.isAnswering ? !endedInLastPart : nil)
+        return state
+    }
+
+    mutating func decodeLast(
+        context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
+    ) throws -> DecodingState {
+        try self.decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }
 
