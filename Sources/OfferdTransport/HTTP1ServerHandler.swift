@@ -16,7 +16,8 @@ import NIOHTTP1
 ///   first byte arrives the whole request must arrive within `http1RequestTimeout`, or 408 and close.
 ///
 /// Limits before allocation: the request head is bounded by NIOHTTP1's decoder limits (16 KiB of header
-/// list, 64 fields, 400 and close beyond, as for a malformed request or bad chunked encoding), the body by
+/// list, 64 fields, 400 and close beyond, as for a malformed request or bad chunked encoding: the 400 is
+/// written by ``errorCaught(context:error:)``), the body by
 /// the message reader (`maxMessageBytes`, counted as it arrives, so chunked bodies are bounded too).
 final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
@@ -73,8 +74,17 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A malformed request (NIOHTTP1 already answered 400) or a socket error: nothing more to read.
+        // A malformed request or a socket error: nothing more to read. A malformed request is told so first
+        // (what NIOHTTP1's HTTPServerProtocolErrorHandler does, without a handler on every request's way; no
+        // answer of ours is ever half-written here, each is written whole at once).
         self.logger.debug("HTTP/1.1 connection error", metadata: ["error": "\(error)"])
+        if error is HTTPParserError {
+            let head = HTTPResponseHead(
+                version: .http1_1, status: .badRequest,
+                headers: HTTPHeaders([("connection", "close"), ("content-length", "0")]))
+            context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        }
         context.close(promise: nil)
     }
 
@@ -282,13 +292,15 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // An answer before the whole body arrived: the rest of the body is read and dropped (bounded in time
         // by the request timer, never buffered), then the connection serves the next request.
         let closeAfter = !self.keepAlive || self.quiescing
+        // The rendered fields never include these two.
         var headers = HTTPHeaders()
+        headers.reserveCapacity(response.fields.count + 2)
         for field in response.fields {
             headers.add(name: field.name, value: field.value)
         }
-        headers.replaceOrAdd(name: "content-length", value: String(response.body.readableBytes))
+        headers.add(name: "content-length", value: String(response.body.readableBytes))
         if closeAfter {
-            headers.replaceOrAdd(name: "connection", value: "close")
+            headers.add(name: "connection", value: "close")
         }
         let status = HTTPResponseStatus(statusCode: response.status)
         context.write(

@@ -43,7 +43,7 @@ wait_for_port() {
     echo "nothing listens on port $1"; exit 1
 }
 tick_ns=$(( 1000000000 / $(getconf CLK_TCK) ))
-cpu_ns() { awk -v tick="$tick_ns" '{printf "%d\n", ($14 + $15) * tick}' "/proc/$1/stat"; }
+cpu_ns() { awk -v tick="$tick_ns" '{printf "%.0f\n", ($14 + $15) * tick}' "/proc/$1/stat"; }
 
 declare -A pid port
 builds=(new)
