@@ -2,12 +2,13 @@
 """TLS handshakes per server CPU second, full and resumed, TLS 1.2 and 1.3.
 
 `openssl s_time -reuse` does not read the TLS 1.3 ticket that arrives after the handshake, so it measures full
-TLS 1.3 handshakes twice. This client reads it: for `resumed`, one full handshake first, then a read until the
-server's NewSessionTicket has arrived (Python's `SSLSocket.session` then holds a resumable session), then
+TLS 1.3 handshakes twice. This client reads it: for `resumed`, one full handshake first (and, for TLS 1.3, one
+request), then a read until the server's NewSessionTicket has arrived (Python's `SSLSocket.session` then holds a resumable session), then
 connections that offer that session, each checked to have resumed (`session_reused`); a connection that did not
 is an error, not a slower figure.
 
-One connection at a time: connect, handshake, close. The server's CPU time (utime + stime of --pid, from
+One connection at a time: connect, handshake, close (no close_notify, no request). No ALPN unless --alpn says
+so, like `openssl s_time`; with `--alpn h2` each connection also sets up an HTTP/2 session on the server. The server's CPU time (utime + stime of --pid, from
 /proc/PID/stat) is read before and after; the figure is handshakes per server CPU second, which does not depend
 on how fast this client is.
 
@@ -27,11 +28,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def context(version):
+def context(version, alpn):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    if alpn:
+        ctx.set_alpn_protocols(alpn.split(","))
     pinned = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
     ctx.minimum_version = pinned
     ctx.maximum_version = pinned
@@ -46,9 +48,13 @@ def handshake(ctx, host, port, session=None):
 
 
 def ticket(ctx, host, port, version):
-    """A session to resume: after a full handshake, TLS 1.3 needs a read for the ticket to arrive."""
+    """A session to resume: after a full handshake, TLS 1.3 needs a read for the ticket to arrive. The server
+    sends its tickets with its first write: at once on HTTP/2 (its SETTINGS), with the first answer on HTTP/1.1
+    or before the protocol is known, so one request (answered 405) goes first there."""
     tls = handshake(ctx, host, port)
     if version == "1.3":
+        if tls.selected_alpn_protocol() != "h2":
+            tls.sendall(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
         tls.settimeout(0.5)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -74,9 +80,15 @@ def main():
     parser.add_argument("--mode", choices=["full", "resumed"], required=True)
     parser.add_argument("--tls", choices=["1.2", "1.3"], required=True)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument(
+        "--alpn",
+        default="",
+        help="protocols to offer, comma-separated (h2: the server sets up an HTTP/2 session per connection); "
+        "none by default, like openssl s_time",
+    )
     args = parser.parse_args()
 
-    ctx = context(args.tls)
+    ctx = context(args.tls, args.alpn)
     session = ticket(ctx, args.host, args.port, args.tls) if args.mode == "resumed" else None
     count = 0
     not_resumed = 0
