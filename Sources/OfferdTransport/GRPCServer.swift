@@ -133,8 +133,9 @@ public final class GRPCServer: Sendable {
         )
     }
 
-    /// The HTTP/1.1 pipeline: a byte watcher for the request timer, NIOHTTP1's codec with offerd's header
-    /// limits, pipelining assistance and protocol-error answers (400), then ``HTTP1ServerHandler``.
+    /// The HTTP/1.1 pipeline: NIOHTTP1's codec with offerd's header limits (its decoder fed by
+    /// ``HTTP1RequestDecoder`` for the request timer), pipelining assistance, then ``HTTP1ServerHandler`` (which
+    /// also answers protocol errors with 400).
     static func configureHTTP1(
         _ pipeline: ChannelPipeline.SynchronousOperations,
         configuration: GRPCServerConfiguration,
@@ -148,16 +149,15 @@ public final class GRPCServer: Sendable {
         limits.maxHeaderListSize = configuration.maxHeaderListBytes
         limits.maxHeaderFieldSize = configuration.maxHeaderListBytes
         limits.maxHeaderFieldCount = configuration.maxHeaderCount
-        try pipeline.addHandler(HTTP1ByteWatcher(timer: handler.timer))
-        try pipeline.configureHTTPServerPipeline(
-            withPipeliningAssistance: true,
-            withErrorHandling: true,
-            // The response fields are offerd's own; the one echoed value (origin) passed NIOHTTP1's request
-            // parser, which refuses CR and LF in field values.
-            withOutboundHeaderValidation: false,
-            withEncoderConfiguration: .init(),
-            withDecoderLimitConfiguration: limits
-        )
+        // What `configureHTTPServerPipeline(withPipeliningAssistance: true)` sets up, with the request decoder
+        // wrapped so that the connection timer sees where requests end in the bytes (``HTTP1RequestDecoder``),
+        // no outbound header validator (the response fields are offerd's own, and the one echoed value, origin,
+        // passed NIOHTTP1's request parser, which refuses CR and LF in values), and the protocol-error answer
+        // (400) written by ``HTTP1ServerHandler`` rather than by a handler that every part of every request and
+        // answer would pass through. Responses to HEAD carry no body because ``HTTP1ServerHandler`` writes none.
+        try pipeline.addHandler(HTTPResponseEncoder())
+        try pipeline.addHandler(ByteToMessageHandler(HTTP1RequestDecoder(limits: limits, timer: handler.timer)))
+        try pipeline.addHandler(HTTPServerPipelineHandler())
         try pipeline.addHandler(handler)
     }
 

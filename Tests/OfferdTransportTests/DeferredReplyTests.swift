@@ -169,6 +169,21 @@ struct DeferredReplyTests {
         #expect(channel.isActive)
     }
 
+    @Test("HTTP/1.1: a request pipelined behind a held call, its body cut short, is answered once the body ends")
+    func http1HeldThenPipelinedPartial() throws {
+        let service = HoldService()
+        let channel = try Self.http1Channel(service)
+        let next = Self.connect("/test.Echo/Echo", body: "next")
+        try channel.writeInbound(ByteBuffer(string: Self.connect("/test.Hold/Hold", body: "a") + next.dropLast(2)))
+        service.release(.message(ByteBuffer(string: "held")))
+        #expect(try Self.output(channel).hasSuffix("\r\n\r\nheld"))
+        // The held answer's end let the pipelining handler deliver the next request's head and first bytes,
+        // from inside that write: the request they start must survive it.
+        try channel.writeInbound(ByteBuffer(string: "xt"))
+        #expect(try Self.output(channel).hasSuffix("\r\n\r\nnext"))
+        #expect(channel.isActive)
+    }
+
     @Test("HTTP/1.1: a connection closed while a call is held: the late reply touches nothing")
     func http1ClosedWhileHeld() throws {
         let service = HoldService()

@@ -74,6 +74,63 @@ struct HTTP1ConnectionTests {
         #expect(!channel.isActive)
     }
 
+    @Test(
+        "a head cut short behind complete pipelined requests is closed by the request timer, not the idle one",
+        arguments: ["POST /test.Echo/Echo HT", "PO", "POST ", "POST /test.Echo/Echo HTTP/1.1\r\nhost: x\r\n"]
+    )
+    func partialHeadBehindPipelined(tail: String) throws {
+        let channel = try Self.channel()
+        let request = Self.echo + "content-length: 2\r\n\r\nhi"
+        try Self.send(request + request + tail, to: channel)
+        let answers = try Self.output(channel)
+        #expect(answers.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test("a body cut short behind a complete pipelined request gets 408 after the request timeout")
+    func partialBodyBehindPipelined() throws {
+        let channel = try Self.channel()
+        try Self.send(
+            Self.echo + "content-length: 2\r\n\r\nhi" + Self.echo + "content-length: 10\r\n\r\nab", to: channel)
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 200 OK"))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(try Self.output(channel) == "")
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 408"))
+        #expect(!channel.isActive)
+    }
+
+    @Test(
+        "complete pipelined requests (with or without line ends after them) leave the connection to the idle timer",
+        arguments: ["", "\r\n"]
+    )
+    func completePipelinedThenIdle(tail: String) throws {
+        let channel = try Self.channel { $0.idleTimeout = .seconds(60) }
+        let request = Self.echo + "content-length: 2\r\n\r\nhi"
+        try Self.send(request + request + tail, to: channel)
+        #expect(try Self.output(channel).components(separatedBy: "HTTP/1.1 200 OK").count == 3)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(60) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test("a head cut short in its own read, after an answered request, is closed by the request timer")
+    func partialHeadInLaterRead() throws {
+        let channel = try Self.channel()
+        try Self.send(Self.echo + "content-length: 2\r\n\r\nhi", to: channel)
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 200 OK"))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(100))
+        try Self.send("POST /te", to: channel)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
     @Test("a body over the limit is refused from its size; the rest is dropped and the connection serves on")
     func oversizedBody() throws {
         let channel = try Self.channel { $0.maxMessageBytes = 4 }

@@ -3,8 +3,11 @@
 make_requests.py OUTDIR COUNT PROFILES SCOPES [PAGE]. Profiles are `ecid-<n>` as
 made by `offerd profiles generate`, spread over the whole snapshot. Scope `s` asks
 for 3 items of `dec-bench` in placement `s % 3` (up to 30 scopes: later scopes get
-the offers earlier ones left); `context.page` is PAGE (default `home`)."""
+the offers earlier ones left); `context.page` is PAGE (default `home`).
+With OFFERD_CONNECT_BODIES=1 each request is also written as a Connect unary body:
+`req-S-N.proto` (the message, unframed) and `req-S-N.json` (protobuf's JSON mapping)."""
 
+import os
 import pathlib
 import struct
 import sys
@@ -21,6 +24,7 @@ def main(outdir, count, profiles, scopes, page="home"):
         sys.exit("protoc failed")
     sys.path.insert(0, str(stubs))
     import offerd.v1.decisioning_pb2 as pb
+    from google.protobuf import json_format
 
     out = pathlib.Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +39,9 @@ def main(outdir, count, profiles, scopes, page="home"):
         request.context["page"].string_value = page
         payload = request.SerializeToString()
         (out / f"req-{scopes}-{n}.bin").write_bytes(struct.pack(">BI", 0, len(payload)) + payload)
+        if os.environ.get("OFFERD_CONNECT_BODIES") == "1":
+            (out / f"req-{scopes}-{n}.proto").write_bytes(payload)
+            (out / f"req-{scopes}-{n}.json").write_text(json_format.MessageToJson(request, indent=None))
 
 
 if __name__ == "__main__":

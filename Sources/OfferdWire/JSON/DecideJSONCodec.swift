@@ -314,65 +314,72 @@ public enum DecideJSONCodec {
 
     // MARK: - Reading messages
 
-    private static func scope(_ value: JSONValue, path: String) throws(WireDecodeError) -> ScopeRequest {
+    private static func scope(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError)
+        -> ScopeRequest
+    {
         guard case .object(let members) = value else {
             throw WireDecodeError(
-                message: "\(path): expected an object (offerd.v1.Scope), got \(value.typeDescription)")
+                message: "\(path()): expected an object (offerd.v1.Scope), got \(value.typeDescription)")
         }
         var scope = ScopeRequest(decisionID: "", placementID: "", itemCount: 0)
-        try forEachField(members, of: FieldTable.scope, path: path) { (field, value) throws(WireDecodeError) in
+        try forEachField(members, of: FieldTable.scope, path: path()) { (field, value) throws(WireDecodeError) in
             switch field {
-            case "decision_id": scope.decisionID = try string(value, path: path + ".decision_id")
-            case "placement_id": scope.placementID = try string(value, path: path + ".placement_id")
+            case "decision_id": scope.decisionID = try string(value, path: path() + ".decision_id")
+            case "placement_id": scope.placementID = try string(value, path: path() + ".placement_id")
             default:
-                scope.itemCount = UInt32(try integer(value, in: 0...Int64(UInt32.max), path: path + ".item_count"))
+                scope.itemCount = UInt32(try integer(value, in: 0...Int64(UInt32.max), path: path() + ".item_count"))
             }
         }
         return scope
     }
 
-    private static func contextValue(_ value: JSONValue, path: String) throws(WireDecodeError) -> ContextValue {
+    private static func contextValue(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError)
+        -> ContextValue
+    {
         if case .null = value { return .null }
-        let members = try object(value, path: path, type: "offerd.v1.ContextValue")
+        let members = try object(value, path: path(), type: "offerd.v1.ContextValue")
         var result = ContextValue.null
         var kindField: String?
-        try forEachField(members, of: FieldTable.contextValue, path: path) { (field, value) throws(WireDecodeError) in
+        try forEachField(members, of: FieldTable.contextValue, path: path()) { (field, value) throws(WireDecodeError) in
             // A null member is the field's default: it does not choose the oneof.
             if case .null = value { return }
             if let kindField {
                 throw WireDecodeError(
-                    message: "\(path): more than one member of oneof kind (\(kindField) and \(field))")
+                    message: "\(path()): more than one member of oneof kind (\(kindField) and \(field))")
             }
             kindField = field
             switch field {
-            case "string_value": result = .string(try string(value, path: path + ".string_value"))
-            case "number_value": result = .number(try double(value, path: path + ".number_value"))
-            default: result = .bool(try bool(value, path: path + ".bool_value"))
+            case "string_value": result = .string(try string(value, path: path() + ".string_value"))
+            case "number_value": result = .number(try double(value, path: path() + ".number_value"))
+            default: result = .bool(try bool(value, path: path() + ".bool_value"))
             }
         }
         return result
     }
 
-    private static func proposition(_ value: JSONValue, path: String) throws(WireDecodeError) -> PropositionMessage {
-        let members = try object(value, path: path, type: "offerd.v1.Proposition")
+    private static func proposition(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError)
+        -> PropositionMessage
+    {
+        let members = try object(value, path: path(), type: "offerd.v1.Proposition")
         var proposition = PropositionMessage(
             propositionID: "", decisionID: "", placementID: "", outcomeNumber: 0, reasonNumber: 0, items: [],
             trace: [])
-        try forEachField(members, of: FieldTable.proposition, path: path) { (field, value) throws(WireDecodeError) in
+        try forEachField(members, of: FieldTable.proposition, path: path()) { (field, value) throws(WireDecodeError) in
             switch field {
-            case "proposition_id": proposition.propositionID = try string(value, path: path + ".proposition_id")
-            case "decision_id": proposition.decisionID = try string(value, path: path + ".decision_id")
-            case "placement_id": proposition.placementID = try string(value, path: path + ".placement_id")
+            case "proposition_id": proposition.propositionID = try string(value, path: path() + ".proposition_id")
+            case "decision_id": proposition.decisionID = try string(value, path: path() + ".decision_id")
+            case "placement_id": proposition.placementID = try string(value, path: path() + ".placement_id")
             case "outcome":
-                proposition.outcomeNumber = try enumNumber(value, names: outcomeNames, path: path + ".outcome")
-            case "reason": proposition.reasonNumber = try enumNumber(value, names: reasonNames, path: path + ".reason")
+                proposition.outcomeNumber = try enumNumber(value, names: outcomeNames, path: path() + ".outcome")
+            case "reason":
+                proposition.reasonNumber = try enumNumber(value, names: reasonNames, path: path() + ".reason")
             case "items":
-                for (index, element) in try array(value, path: path + ".items").enumerated() {
-                    proposition.items.append(try item(element, path: path + ".items[\(index)]"))
+                for (index, element) in try array(value, path: path() + ".items").enumerated() {
+                    proposition.items.append(try item(element, path: path() + ".items[\(index)]"))
                 }
             default:
-                for (index, element) in try array(value, path: path + ".trace").enumerated() {
-                    let entryPath = path + ".trace[\(index)]"
+                for (index, element) in try array(value, path: path() + ".trace").enumerated() {
+                    let entryPath = path() + ".trace[\(index)]"
                     let entry = try object(element, path: entryPath, type: "offerd.v1.TraceEntry")
                     var trace = TraceEntryMessage(offerID: "", criterion: "", verdict: "")
                     try forEachField(entry, of: FieldTable.traceEntry, path: entryPath) {
@@ -394,34 +401,35 @@ public enum DecideJSONCodec {
         return proposition
     }
 
-    private static func item(_ value: JSONValue, path: String) throws(WireDecodeError) -> ItemMessage {
-        let members = try object(value, path: path, type: "offerd.v1.Item")
+    private static func item(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> ItemMessage
+    {
+        let members = try object(value, path: path(), type: "offerd.v1.Item")
         var item = ItemMessage(id: "")
-        try forEachField(members, of: FieldTable.item, path: path) { (field, value) throws(WireDecodeError) in
+        try forEachField(members, of: FieldTable.item, path: path()) { (field, value) throws(WireDecodeError) in
             switch field {
-            case "id": item.id = try string(value, path: path + ".id")
-            case "format": item.format = try string(value, path: path + ".format")
-            case "content": item.content = try string(value, path: path + ".content")
-            case "delivery_url": item.deliveryURL = try string(value, path: path + ".delivery_url")
-            case "link_url": item.linkURL = try string(value, path: path + ".link_url")
+            case "id": item.id = try string(value, path: path() + ".id")
+            case "format": item.format = try string(value, path: path() + ".format")
+            case "content": item.content = try string(value, path: path() + ".content")
+            case "delivery_url": item.deliveryURL = try string(value, path: path() + ".delivery_url")
+            case "link_url": item.linkURL = try string(value, path: path() + ".link_url")
             case "language":
-                for (index, element) in try array(value, path: path + ".language").enumerated() {
-                    item.language.append(try string(element, path: path + ".language[\(index)]"))
+                for (index, element) in try array(value, path: path() + ".language").enumerated() {
+                    item.language.append(try string(element, path: path() + ".language[\(index)]"))
                 }
-            case "name": item.name = try string(value, path: path + ".name")
+            case "name": item.name = try string(value, path: path() + ".name")
             case "priority":
                 item.priority = Int(
-                    try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path + ".priority"))
+                    try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path() + ".priority"))
             case "characteristics":
-                let entries = try object(value, path: path + ".characteristics", type: "map<string, string>")
+                let entries = try object(value, path: path() + ".characteristics", type: "map<string, string>")
                 for entry in entries {
-                    try checkNoNUL(entry.key, path: path + ".characteristics.key")
+                    try checkNoNUL(entry.key, path: path() + ".characteristics.key")
                     item.characteristics.append(
                         Characteristic(
                             key: entry.key,
-                            value: try string(entry.value, path: path + ".characteristics[\(quoted(entry.key))]")))
+                            value: try string(entry.value, path: path() + ".characteristics[\(quoted(entry.key))]")))
                 }
-            default: item.score = try double(value, path: path + ".score")
+            default: item.score = try double(value, path: path() + ".score")
             }
         }
         return item
@@ -465,18 +473,18 @@ public enum DecideJSONCodec {
     /// Calls `body` with the proto name and value of each member that is not `null` (a `null` field is its
     /// default), after refusing unknown names and a field given twice (under one name or both).
     private static func forEachField(
-        _ members: [JSONMember], of table: [(String, String)], path: String,
+        _ members: [JSONMember], of table: [(String, String)], path: @autoclosure () -> String,
         _ body: (String, JSONValue) throws(WireDecodeError) -> Void
     ) throws(WireDecodeError) {
         var seen: UInt32 = 0
         for member in members {
             guard let index = table.firstIndex(where: { $0.1 == member.key || $0.0 == member.key }) else {
-                let place = path.isEmpty ? "" : " in \(path)"
+                let place = path().isEmpty ? "" : " in \(path())"
                 throw WireDecodeError(message: "unknown field \(quoted(member.key))\(place)")
             }
             let bit: UInt32 = 1 << UInt32(index)
             if seen & bit != 0 {
-                throw WireDecodeError(message: "field \(join(path, table[index].0)) is given twice")
+                throw WireDecodeError(message: "field \(join(path(), table[index].0)) is given twice")
             }
             seen |= bit
             if case .null = member.value { continue }
@@ -484,76 +492,80 @@ public enum DecideJSONCodec {
         }
     }
 
-    private static func join(_ path: String, _ field: String) -> String {
-        path.isEmpty ? field : path + "." + field
+    private static func join(_ path: @autoclosure () -> String, _ field: String) -> String {
+        path().isEmpty ? field : path() + "." + field
     }
 
-    private static func object(_ value: JSONValue, path: String, type: String) throws(WireDecodeError) -> [JSONMember] {
+    private static func object(_ value: JSONValue, path: @autoclosure () -> String, type: String)
+        throws(WireDecodeError) -> [JSONMember]
+    {
         guard case .object(let members) = value else {
-            let place = path.isEmpty ? "" : "\(path): "
+            let place = path().isEmpty ? "" : "\(path()): "
             throw WireDecodeError(message: "\(place)expected an object (\(type)), got \(value.typeDescription)")
         }
         return members
     }
 
-    private static func array(_ value: JSONValue, path: String) throws(WireDecodeError) -> [JSONValue] {
+    private static func array(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError)
+        -> [JSONValue]
+    {
         guard case .array(let elements) = value else {
-            throw WireDecodeError(message: "\(path): expected an array, got \(value.typeDescription)")
+            throw WireDecodeError(message: "\(path()): expected an array, got \(value.typeDescription)")
         }
         for (index, element) in elements.enumerated() {
             if case .null = element {
-                throw WireDecodeError(message: "\(path)[\(index)]: null is not allowed in a repeated field")
+                throw WireDecodeError(message: "\(path())[\(index)]: null is not allowed in a repeated field")
             }
         }
         return elements
     }
 
-    private static func string(_ value: JSONValue, path: String) throws(WireDecodeError) -> String {
+    private static func string(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> String {
         guard case .string(let text) = value else {
-            throw WireDecodeError(message: "\(path): expected a string, got \(value.typeDescription)")
+            throw WireDecodeError(message: "\(path()): expected a string, got \(value.typeDescription)")
         }
-        try checkNoNUL(text, path: path)
+        try checkNoNUL(text, path: path())
         return text
     }
 
-    /// The protobuf path's rule (``WireStringCheck``): a NUL would be cut off by protobuf-c, so both refuse it.
-    private static func checkNoNUL(_ text: String, path: String) throws(WireDecodeError) {
-        if text.utf8.contains(0) { throw WireDecodeError(message: "\(path) contains a NUL character") }
+    /// The protobuf path()'s rule (``WireStringCheck``): a NUL would be cut off by protobuf-c, so both refuse it.
+    private static func checkNoNUL(_ text: String, path: @autoclosure () -> String) throws(WireDecodeError) {
+        if text.utf8.contains(0) { throw WireDecodeError(message: "\(path()) contains a NUL character") }
     }
 
-    private static func bool(_ value: JSONValue, path: String) throws(WireDecodeError) -> Bool {
+    private static func bool(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> Bool {
         guard case .bool(let flag) = value else {
-            throw WireDecodeError(message: "\(path): expected true or false, got \(value.typeDescription)")
+            throw WireDecodeError(message: "\(path()): expected true or false, got \(value.typeDescription)")
         }
         return flag
     }
 
     /// An integer field: a JSON number with an integral value, or a string holding a JSON number with one.
     private static func integer(
-        _ value: JSONValue, in range: ClosedRange<Int64>, path: String
+        _ value: JSONValue, in range: ClosedRange<Int64>, path: @autoclosure () -> String
     ) throws(WireDecodeError) -> Int64 {
         let number: Double
         switch value {
         case .number(let parsed): number = parsed
         case .string(let text):
             guard let parsed = numberText(text) else {
-                throw WireDecodeError(message: "\(path): \(quoted(text)) is not an integer")
+                throw WireDecodeError(message: "\(path()): \(quoted(text)) is not an integer")
             }
             number = parsed
         default:
-            throw WireDecodeError(message: "\(path): expected an integer, got \(value.typeDescription)")
+            throw WireDecodeError(message: "\(path()): expected an integer, got \(value.typeDescription)")
         }
         guard number.isFinite, number == number.rounded(.towardZero) else {
-            throw WireDecodeError(message: "\(path): \(number) is not an integer")
+            throw WireDecodeError(message: "\(path()): \(number) is not an integer")
         }
         guard number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
-            throw WireDecodeError(message: "\(path): \(formatted(number)) is out of range")
+            throw WireDecodeError(message: "\(path()): \(formatted(number)) is out of range")
         }
         return Int64(number)
     }
 
     /// A double field: a JSON number, `"NaN"`, `"Infinity"`, `"-Infinity"`, or a string holding a JSON number.
-    private static func double(_ value: JSONValue, path: String) throws(WireDecodeError) -> Double {
+    private static func double(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> Double {
         switch value {
         case .number(let number): return number
         case .string("NaN"): return .nan
@@ -561,11 +573,11 @@ public enum DecideJSONCodec {
         case .string("-Infinity"): return -.infinity
         case .string(let text):
             guard let number = numberText(text) else {
-                throw WireDecodeError(message: "\(path): \(quoted(text)) is not a number")
+                throw WireDecodeError(message: "\(path()): \(quoted(text)) is not a number")
             }
             return number
         default:
-            throw WireDecodeError(message: "\(path): expected a number, got \(value.typeDescription)")
+            throw WireDecodeError(message: "\(path()): expected a number, got \(value.typeDescription)")
         }
     }
 
@@ -583,12 +595,14 @@ public enum DecideJSONCodec {
         return number
     }
 
-    private static func enumNumber(_ value: JSONValue, names: [String], path: String) throws(WireDecodeError) -> Int {
+    private static func enumNumber(_ value: JSONValue, names: [String], path: @autoclosure () -> String)
+        throws(WireDecodeError) -> Int
+    {
         if case .string(let name) = value, let index = names.firstIndex(of: name) { return index }
         if case .string(let name) = value, numberText(name) == nil {
-            throw WireDecodeError(message: "\(path): unknown enum value \(quoted(name))")
+            throw WireDecodeError(message: "\(path()): unknown enum value \(quoted(name))")
         }
-        return Int(try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path))
+        return Int(try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path()))
     }
 
     private static func quoted(_ text: String) -> String {
