@@ -18,7 +18,7 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
         init(_ key: Key) {
             self.key = key
-            self.hash = key.hashValue
+            hash = key.hashValue
         }
 
         static func == (lhs: Self, rhs: Self) -> Bool { lhs.hash == rhs.hash && lhs.key == rhs.key }

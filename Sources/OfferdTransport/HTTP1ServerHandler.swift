@@ -48,28 +48,28 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     init(configuration: GRPCServerConfiguration, service: any GRPCUnaryService, logger: Logger, clock: any GRPCClock) {
         self.configuration = configuration
         self.service = service
-        self.cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
+        cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
         self.clock = clock
-        self.timer = HTTP1ConnectionTimer(
+        timer = HTTP1ConnectionTimer(
             idleTimeout: configuration.idleTimeout, requestTimeout: configuration.http1RequestTimeout
         )
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        self.timer.onExpiry = { [weak self] requestStarted in
+        timer.onExpiry = { [weak self] requestStarted in
             self?.timerExpired(requestStarted: requestStarted)
         }
-        self.timer.start(eventLoop: context.eventLoop)
+        timer.start(eventLoop: context.eventLoop)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.tearDown()
+        tearDown()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.tearDown()
+        tearDown()
         context.fireChannelInactive()
     }
 
@@ -77,31 +77,31 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A malformed request or a socket error: nothing more to read. A malformed request is told so first
         // (what NIOHTTP1's HTTPServerProtocolErrorHandler does, without a handler on every request's way; no
         // answer of ours is ever half-written here, each is written whole at once).
-        self.logger.debug("HTTP/1.1 connection error", metadata: ["error": "\(error)"])
+        logger.debug("HTTP/1.1 connection error", metadata: ["error": "\(error)"])
         if error is HTTPParserError {
             let head = HTTPResponseHead(
                 version: .http1_1, status: .badRequest,
                 headers: HTTPHeaders([("connection", "close"), ("content-length", "0")]))
-            context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
         context.close(promise: nil)
     }
 
     func read(context: ChannelHandlerContext) {
         // After an upgrade request nothing more is read (see `receivedHead`).
-        guard !self.stoppedReading else { return }
+        guard !stoppedReading else { return }
         // A client that does not read its answers stops being read from.
         if context.channel.isWritable {
             context.read()
         } else {
-            self.readPending = true
+            readPending = true
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable && self.readPending && !self.stoppedReading {
-            self.readPending = false
+        if context.channel.isWritable && readPending && !stoppedReading {
+            readPending = false
             context.read()
         }
         context.fireChannelWritabilityChanged()
@@ -110,8 +110,8 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             // Finish the request in progress (its answer says `connection: close`); close an idle connection.
-            self.quiescing = true
-            if self.machine == nil {
+            quiescing = true
+            if machine == nil {
                 context.close(promise: nil)
             }
         } else {
@@ -120,46 +120,46 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
+        switch unwrapInboundIn(data) {
         case .head(let head):
-            self.receivedHead(head, context: context)
+            receivedHead(head, context: context)
         case .body(let bytes):
-            guard !self.answered, self.machine != nil else {
+            guard !answered, machine != nil else {
                 return
             }
             let allocator = context.channel.allocator
             let action = bytes.withUnsafeReadableBytes { raw in
-                self.machine?.receivedData(raw, allocator: allocator) ?? .none
+                machine?.receivedData(raw, allocator: allocator) ?? .none
             }
-            self.perform(action, context: context)
+            perform(action, context: context)
         case .end:
-            self.requestEnded = true
-            self.timer.requestEnded()
-            if self.isUpgrade {
+            requestEnded = true
+            timer.requestEnded()
+            if isUpgrade {
                 // NIOHTTP1 parses nothing after an upgrade request and would buffer whatever follows: read no
                 // more. Its answer (sent or to come) closes the connection.
-                self.stoppedReading = true
+                stoppedReading = true
             }
-            self.timer.requestArrived()
-            guard let action = self.machine?.receivedEndOfStream() else {
+            timer.requestArrived()
+            guard let action = machine?.receivedEndOfStream() else {
                 // Answered before the body ended: the rest of the body was read and dropped; idle again.
-                if self.answered {
-                    self.timer.responseSent()
+                if answered {
+                    timer.responseSent()
                 }
                 return
             }
-            self.perform(action, context: context)
+            perform(action, context: context)
         }
     }
 
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        var machine = GRPCServerStreamStateMachine(configuration: self.configuration)
-        self.requestNumber &+= 1
+        var machine = GRPCServerStreamStateMachine(configuration: configuration)
+        requestNumber &+= 1
         // A head that arrived behind pipelined requests (its first bytes came with theirs) starts its own clock.
-        self.timer.requestBegan()
-        self.answered = false
-        self.requestEnded = false
-        self.isHead = head.method == .HEAD
+        timer.requestBegan()
+        answered = false
+        requestEnded = false
+        isHead = head.method == .HEAD
         machine.add(":method", head.method.rawValue)
         machine.add(":path", head.uri)
         // One pass over the fields: the state machine's, and the HTTP/1.1 ones read here (NIOHTTP1's lookups
@@ -190,14 +190,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // llhttp takes CONNECT, or `upgrade` with a `connection: upgrade` token, for a switch of protocol and
         // parses nothing after that request's end; offerd upgrades to nothing (h2c included: HTTP/2 needs the
         // preface), so such a request is answered over HTTP/1.1 and the connection closes after it.
-        self.isUpgrade = head.method == .CONNECT || (hasUpgrade && connectionUpgrade)
-        self.keepAlive = head.isKeepAlive && !self.quiescing && !self.isUpgrade
+        isUpgrade = head.method == .CONNECT || (hasUpgrade && connectionUpgrade)
+        keepAlive = head.isKeepAlive && !quiescing && !isUpgrade
         let isPlainGRPC = machine.requestedProtocol == .grpc
         self.machine = machine
         if isPlainGRPC, head.method == .POST {
             // gRPC needs HTTP/2 (trailers, multiplexing): an HTTP/1.1 gRPC request is not one of ours.
-            self.keepAlive = false
-            self.writeResponse(RenderedHTTPResponse(status: 415, fields: [], body: ByteBuffer()), context: context)
+            keepAlive = false
+            writeResponse(RenderedHTTPResponse(status: 415, fields: [], body: ByteBuffer()), context: context)
             return
         }
         let action = self.machine?.receivedHeaders(endStream: false, clock: self.clock) ?? .none
@@ -206,10 +206,10 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         } else if expectsContinue {
             // curl asks before sending a body over 1 KiB and would otherwise wait a second.
             context.writeAndFlush(
-                self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil
             )
         }
-        self.perform(action, context: context)
+        perform(action, context: context)
     }
 
     /// ASCII case-insensitive equality with a lower-case literal.
@@ -226,60 +226,60 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // Message streams are HTTP/2 gRPC only; stopping an upload is done by closing after the answer.
             break
         case .armDeadline(let deadline):
-            self.deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            deadlineTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
                 [weak self] in
                 guard let self, let context = self.context else { return }
-                self.deadlineTimer = nil
-                if let action = self.machine?.deadlineReached() {
-                    self.perform(action, context: context)
+                deadlineTimer = nil
+                if let action = machine?.deadlineReached() {
+                    perform(action, context: context)
                 }
             }
         case .queueForDispatch:
             // Not inside a parser callback: NIOHTTP1 delivered a whole part. Dispatch now.
-            if let next = self.machine?.dispatch(clock: self.clock) {
-                self.perform(next, context: context)
+            if let next = machine?.dispatch(clock: clock) {
+                perform(next, context: context)
             }
         case .dispatch(let call):
-            let reply = self.service.handle(call, allocator: context.channel.allocator)
+            let reply = service.handle(call, allocator: context.channel.allocator)
             if case .deferred(let pending) = reply {
                 // The deadline timer stays armed while the reply is pending; NIOHTTP1's pipelining handler holds
                 // later requests back until this one's answer ends.
-                let request = self.requestNumber
+                let request = requestNumber
                 pending.futureResult(on: context.eventLoop).assumeIsolated().whenSuccess { [weak self] reply in
                     // Dropped when the connection went away or the request was answered meanwhile (deadline, 408).
                     guard let self, let context = self.context, self.requestNumber == request, self.machine != nil
                     else { return }
-                    self.cancelDeadline()
-                    if let next = self.machine?.replyReady(reply, clock: self.clock) {
-                        self.perform(next, context: context)
+                    cancelDeadline()
+                    if let next = machine?.replyReady(reply, clock: clock) {
+                        perform(next, context: context)
                     }
                 }
                 return
             }
-            self.cancelDeadline()
-            if let next = self.machine?.replyReady(reply, clock: self.clock) {
-                self.perform(next, context: context)
+            cancelDeadline()
+            if let next = machine?.replyReady(reply, clock: clock) {
+                perform(next, context: context)
             }
         case .respond(let payload):
-            guard let machine = self.machine else { return }
-            self.writeResponse(
+            guard let machine = machine else { return }
+            writeResponse(
                 RPCResponseRendering.message(
-                    payload, wireProtocol: machine.wireProtocol, origin: machine.origin, cors: self.cors,
+                    payload, wireProtocol: machine.wireProtocol, origin: machine.origin, cors: cors,
                     allocator: context.channel.allocator
                 ),
                 context: context
             )
         case .answer(let rejection):
-            guard let machine = self.machine else { return }
+            guard let machine = machine else { return }
             if rejection == .methodNotAllowed || rejection == .unsupportedMediaType {
                 // Not one of the port's protocols: answered, then the connection closes.
-                self.keepAlive = false
+                keepAlive = false
             }
-            self.writeResponse(
+            writeResponse(
                 RPCResponseRendering.answer(
                     rejection,
                     wireProtocol: machine.wireProtocol == .grpc ? .connect(json: true) : machine.wireProtocol,
-                    origin: machine.origin, cors: self.cors, allocator: context.channel.allocator
+                    origin: machine.origin, cors: cors, allocator: context.channel.allocator
                 ),
                 context: context
             )
@@ -287,11 +287,11 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func writeResponse(_ response: RenderedHTTPResponse, context: ChannelHandlerContext) {
-        self.cancelDeadline()
-        self.answered = true
+        cancelDeadline()
+        answered = true
         // An answer before the whole body arrived: the rest of the body is read and dropped (bounded in time
         // by the request timer, never buffered), then the connection serves the next request.
-        let closeAfter = !self.keepAlive || self.quiescing
+        let closeAfter = !keepAlive || quiescing
         // The rendered fields never include these two.
         var headers = HTTPHeaders()
         headers.reserveCapacity(response.fields.count + 2)
@@ -304,49 +304,49 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let status = HTTPResponseStatus(statusCode: response.status)
         context.write(
-            self.wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
             promise: nil)
-        if response.body.readableBytes > 0 && !self.isHead {
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
+        if response.body.readableBytes > 0 && !isHead {
+            context.write(wrapOutboundOut(.body(.byteBuffer(response.body))), promise: nil)
         }
         // Everything about this request is settled before its end is written: writing it makes NIOHTTP1's
         // pipelining handler deliver the requests it held back, from inside the write, and they start afresh.
-        self.machine = nil
+        machine = nil
         guard closeAfter else {
-            if self.requestEnded {
-                self.timer.responseSent()
+            if requestEnded {
+                timer.responseSent()
             }
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             return
         }
         let channel = context.channel
         let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: written)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
         written.futureResult.whenComplete { _ in channel.close(promise: nil) }
     }
 
     private func timerExpired(requestStarted: Bool) {
-        guard let context = self.context else { return }
-        if requestStarted && !self.answered && self.machine != nil {
+        guard let context = context else { return }
+        if requestStarted && !answered && machine != nil {
             // Too slow to send its request body (slowloris): say so, then close. A head that never completed
             // gets no answer (NIOHTTP1 has no request to answer): the connection is just closed.
-            self.keepAlive = false
-            self.writeResponse(RenderedHTTPResponse(status: 408, fields: [], body: ByteBuffer()), context: context)
+            keepAlive = false
+            writeResponse(RenderedHTTPResponse(status: 408, fields: [], body: ByteBuffer()), context: context)
         } else {
             context.close(promise: nil)
         }
     }
 
     private func cancelDeadline() {
-        self.deadlineTimer?.cancel()
-        self.deadlineTimer = nil
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
     }
 
     private func tearDown() {
-        self.cancelDeadline()
-        self.timer.stop()
-        self.machine = nil
-        self.context = nil
+        cancelDeadline()
+        timer.stop()
+        machine = nil
+        context = nil
     }
 }
 
@@ -360,7 +360,7 @@ extension GRPCServerStreamStateMachine {
         var value = value
         name.withUTF8 { nameBytes in
             value.withUTF8 { valueBytes in
-                self.receivedHeaderField(
+                receivedHeaderField(
                     name: UnsafeRawBufferPointer(nameBytes), value: UnsafeRawBufferPointer(valueBytes))
             }
         }
@@ -403,43 +403,43 @@ final class HTTP1ConnectionTimer {
 
     func start(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        self.arm(self.idleTimeout)
+        arm(idleTimeout)
     }
 
     /// Raw bytes arrived: the first ones of a request start its clock.
     func bytesArrived() {
-        self.requestBegan()
+        requestBegan()
     }
 
     /// A request head was parsed: if its first bytes did not start the clock (they came with an earlier
     /// request's), it starts now.
     func requestBegan() {
-        guard !self.requestStarted, !self.answering else { return }
-        self.requestStarted = true
-        self.arm(self.requestTimeout)
+        guard !requestStarted, !answering else { return }
+        requestStarted = true
+        arm(requestTimeout)
     }
 
     /// A request's end was parsed (counted whether or not it is answered next).
     func requestEnded() {
-        self.requestsEnded &+= 1
+        requestsEnded &+= 1
     }
 
     /// A request arrived whole: no timer while it is answered.
     func requestArrived() {
-        self.answering = true
-        self.requestStarted = false
-        self.deadline = nil
+        answering = true
+        requestStarted = false
+        deadline = nil
     }
 
     /// The answer is written: the connection is idle again, or on the request clock when an unfinished
     /// request's bytes are waiting.
     func responseSent() {
-        self.answering = false
-        self.requestStarted = false
-        if self.unfinishedRequest {
-            self.requestBegan()
+        answering = false
+        requestStarted = false
+        if unfinishedRequest {
+            requestBegan()
         } else {
-            self.arm(self.idleTimeout)
+            arm(idleTimeout)
         }
     }
 
@@ -447,62 +447,62 @@ final class HTTP1ConnectionTimer {
     /// because requests in it may be held back by the pipelining handler; taken as unfinished, so the
     /// connection is on the request clock after the answers, which is never longer than the idle one).
     func readParsed(requestUnfinished: Bool?) {
-        self.unfinishedRequest = requestUnfinished ?? true
-        guard !self.answering else { return }
-        if self.unfinishedRequest {
-            self.requestBegan()
+        unfinishedRequest = requestUnfinished ?? true
+        guard !answering else { return }
+        if unfinishedRequest {
+            requestBegan()
         } else {
             // The read ended with a request's end, answered meanwhile: idle.
-            self.requestStarted = false
-            self.arm(self.idleTimeout)
+            requestStarted = false
+            arm(idleTimeout)
         }
     }
 
     /// A complete request is being answered; NIOHTTP1's pipelining handler holds later requests back meanwhile.
     var isAnswering: Bool {
-        self.answering
+        answering
     }
 
     func stop() {
-        self.scheduled?.cancel()
-        self.scheduled = nil
-        self.scheduledFor = nil
-        self.onExpiry = nil
-        self.eventLoop = nil
+        scheduled?.cancel()
+        scheduled = nil
+        scheduledFor = nil
+        onExpiry = nil
+        eventLoop = nil
     }
 
     private func arm(_ amount: TimeAmount) {
-        guard let eventLoop = self.eventLoop else { return }
+        guard let eventLoop = eventLoop else { return }
         let now = eventLoop.now
-        self.deadline = now + amount
+        deadline = now + amount
         // A check at or before the earliest deadline that may follow (a request's, from the next byte) stays.
-        let checkBy = now + min(amount, self.requestTimeout)
-        if let scheduledFor = self.scheduledFor, scheduledFor <= checkBy {
+        let checkBy = now + min(amount, requestTimeout)
+        if let scheduledFor = scheduledFor, scheduledFor <= checkBy {
             return
         }
-        self.schedule(at: checkBy, on: eventLoop)
+        schedule(at: checkBy, on: eventLoop)
     }
 
     private func schedule(at time: NIODeadline, on eventLoop: any EventLoop) {
-        self.scheduled?.cancel()
-        self.scheduledFor = time
-        self.scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: time) { [weak self] in
+        scheduled?.cancel()
+        scheduledFor = time
+        scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: time) { [weak self] in
             self?.check()
         }
     }
 
     private func check() {
-        self.scheduled = nil
-        self.scheduledFor = nil
-        guard let eventLoop = self.eventLoop, let deadline = self.deadline else {
+        scheduled = nil
+        scheduledFor = nil
+        guard let eventLoop = eventLoop, let deadline = deadline else {
             // Answering: the answer re-arms.
             return
         }
         let now = eventLoop.now
         if now >= deadline {
-            self.onExpiry?(self.requestStarted)
+            onExpiry?(requestStarted)
         } else {
-            self.schedule(at: min(deadline, now + self.requestTimeout), on: eventLoop)
+            schedule(at: min(deadline, now + requestTimeout), on: eventLoop)
         }
     }
 }
@@ -519,50 +519,50 @@ struct HTTP1RequestDecoder: ByteToMessageDecoder {
     private let timer: HTTP1ConnectionTimer
 
     init(limits: NIOHTTPDecoderLimitConfiguration, timer: HTTP1ConnectionTimer) {
-        self.decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)
+        decoder = HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: limits)
         self.timer = timer
     }
 
     mutating func decoderAdded(context: ChannelHandlerContext) {
-        self.decoder.decoderAdded(context: context)
+        decoder.decoderAdded(context: context)
     }
 
     mutating func decoderRemoved(context: ChannelHandlerContext) {
-        self.decoder.decoderRemoved(context: context)
+        decoder.decoderRemoved(context: context)
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard buffer.readableBytes > 0 else {
             return .needMoreData
         }
-        self.timer.bytesArrived()
+        timer.bytesArrived()
         // While a request is answered, the pipelining handler holds the parsed ones back: their ends are not
         // seen here.
-        let delivered = !self.timer.isAnswering
+        let delivered = !timer.isAnswering
         let lastByteIndex = buffer.withUnsafeReadableBytes { bytes in
             bytes.lastIndex { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
         }
         guard let lastByteIndex else {
             // Only line ends (allowed between requests): no request begins here.
-            return try self.decoder.decode(context: context, buffer: &buffer)
+            return try decoder.decode(context: context, buffer: &buffer)
         }
         if lastByteIndex > 0 {
             var front = buffer.getSlice(at: buffer.readerIndex, length: lastByteIndex)!
-            _ = try self.decoder.decode(context: context, buffer: &front)
+            _ = try decoder.decode(context: context, buffer: &front)
             // What the decoder keeps of a field cut short stays in front of the rest, as it expects.
             buffer.moveReaderIndex(forwardBy: lastByteIndex - front.readableBytes)
         }
-        let endedBefore = self.timer.requestsEnded
-        let state = try self.decoder.decode(context: context, buffer: &buffer)
-        let endedInLastPart = self.timer.requestsEnded != endedBefore
-        self.timer.readParsed(requestUnfinished: delivered && !self.timer.isAnswering ? !endedInLastPart : nil)
+        let endedBefore = timer.requestsEnded
+        let state = try decoder.decode(context: context, buffer: &buffer)
+        let endedInLastPart = timer.requestsEnded != endedBefore
+        timer.readParsed(requestUnfinished: delivered && !timer.isAnswering ? !endedInLastPart : nil)
         return state
     }
 
     mutating func decodeLast(
         context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool
     ) throws -> DecodingState {
-        try self.decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
+        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }
 
@@ -597,16 +597,16 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        guard let timeout = self.timeout else { return }
+        guard let timeout = timeout else { return }
         let channel = context.channel
-        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             channel.close(promise: nil)
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.timer?.cancel()
-        self.timer = nil
+        timer?.cancel()
+        timer = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -619,8 +619,8 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = self.unwrapInboundIn(data)
-        if var held = self.held {
+        var bytes = unwrapInboundIn(data)
+        if var held = held {
             held.writeBuffer(&bytes)
             bytes = held
         }
@@ -634,22 +634,22 @@ final class ProtocolDetector: ChannelInboundHandler, RemovableChannelHandler {
             isHTTP2 = true
         }
         guard let isHTTP2 else {
-            self.held = bytes
+            held = bytes
             return
         }
-        self.held = nil
+        held = nil
         do {
             let pipeline = context.pipeline.syncOperations
             if isHTTP2 {
-                try pipeline.addHandler(self.makeHTTP2(), position: .after(self))
+                try pipeline.addHandler(makeHTTP2(), position: .after(self))
             } else {
-                try self.makeHTTP1(pipeline)
+                try makeHTTP1(pipeline)
             }
         } catch {
             context.close(promise: nil)
             return
         }
-        context.fireChannelRead(self.wrapInboundOut(bytes))
+        context.fireChannelRead(wrapInboundOut(bytes))
         context.pipeline.syncOperations.removeHandler(self, promise: nil)
     }
 }
