@@ -29,6 +29,13 @@ public enum DecideJSONCodec {
     /// `unknown field "foo" in scopes[0] (offerd.v1.Scope)`); the semantic limits are left to
     /// `DecisionRequest.validationError()`, as for protobuf.
     public static func decodeRequest(_ bytes: [UInt8]) throws(WireDecodeError) -> DecisionRequest {
+        if let request = bytes.withUnsafeBytes({ DecideRequestJSONReader.read($0) }) { return request }
+        return try decodeRequestThroughTree(bytes)
+    }
+
+    /// The general path: the whole document parsed into a `JSONValue` tree, then read field by field. It decides
+    /// every request ``DecideRequestJSONReader`` gives up on, and words every error.
+    static func decodeRequestThroughTree(_ bytes: [UInt8]) throws(WireDecodeError) -> DecisionRequest {
         let document: JSONValue
         do {
             document = try JSONParser.parse(bytes)
@@ -41,7 +48,8 @@ public enum DecideJSONCodec {
     /// Decodes one DecideRequest from bytes in place (a request body in a transport's buffer); see
     /// ``decodeRequest(_:)-([UInt8])``.
     public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> DecisionRequest {
-        try decodeRequest(Array(bytes))
+        if let request = DecideRequestJSONReader.read(bytes) { return request }
+        return try decodeRequestThroughTree(Array(bytes))
     }
 
     /// Decodes one DecideRequest from proto3 JSON text; see ``decodeRequest(_:)-([UInt8])``.
