@@ -232,6 +232,8 @@ enum MetricsHelp {
         "offerd_event_log_lag_seconds": "Time between the last applied entry's write and its application here.",
         "offerd_overlay_keys": "Profiles with live state (counts or consents) in memory.",
         "offerd_events_dropped_total": "Decision events dropped because the buffer for an unreachable log was full.",
+        "offerd_events_waiting": "RecordEvents and UpdateConsent events submitted here and not yet written and applied "
+            + "(refused past 16,384).",
     ]
 
     /// `text` with a `# HELP` line before each `# TYPE` line that has none and whose metric has a text above.
