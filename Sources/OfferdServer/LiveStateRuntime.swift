@@ -25,8 +25,8 @@ import OfferdSnapshot
 ///   (the start-up replay), applies every record, and publishes the overlay into ``overlays`` after every read
 ///   that changed it. ``isReplayed`` turns true once a read returned nothing, that is once the follower reached
 ///   the end of the log as it was; readiness waits for it (SPEC 7). (Not once a read returned less than it asked
-///   for: a log may do that while more entries exist, and a Redis stream of 100-event batches always did, which
-///   made a server ready after its first 4,000 entries.)
+///   for: a log may do that while more entries exist, and a Redis stream of 100-event batches did so after
+///   4,100 entries, the rest of a batch a read had cut.)
 /// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
 /// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submit(_:timeout:completion:)`` and answer
 ///   with a deferred reply: the writer appends them in its next batch, and the follower completes them once it
