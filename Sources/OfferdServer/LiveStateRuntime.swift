@@ -23,8 +23,10 @@ import OfferdSnapshot
 ///   skips (``LiveOverlay``).
 /// - The **follower** thread is the overlay's one writer: it reads the log in position order from the start
 ///   (the start-up replay), applies every record, and publishes the overlay into ``overlays`` after every read
-///   that changed it. ``isReplayed`` turns true once a read returned less than it asked for, that is once the
-///   follower reached the end of the log as it was; readiness waits for it (SPEC 7).
+///   that changed it. ``isReplayed`` turns true once a read returned nothing, that is once the follower reached
+///   the end of the log as it was; readiness waits for it (SPEC 7). (Not once a read returned less than it asked
+///   for: a log may do that while more entries exist, and a Redis stream of 100-event batches did so after
+///   4,100 entries, the rest of a batch a read had cut.)
 /// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
 /// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submit(_:timeout:completion:)`` and answer
 ///   with a deferred reply: the writer appends them in its next batch, and the follower completes them once it
@@ -489,7 +491,7 @@ public final class LiveStateRuntime: Sendable {
                         didApply(through: overlay.lastApplied)
                     }
                 }
-                if replaying && records.count < Self.batchLimit {
+                if replaying && records.isEmpty {
                     publish(overlay.published(snapshot: serving), removingPending: [])
                     didApply(through: overlay.lastApplied)
                     replayed.store(true, ordering: .releasing)

@@ -84,6 +84,41 @@ private final class HeldLog: EventLog, @unchecked Sendable {
     func close() {}
 }
 
+/// A log of `count` decision events that returns at most `readLimit` per read (as a Redis stream of small
+/// batches does) and never delivers a live entry: a read that may wait (the follower's reads after the start-up
+/// replay) waits a little and returns nothing, so the overlay stays where the replay left it.
+private final class ShortReadLog: EventLog, @unchecked Sendable {
+    private let records: [EventLogRecord]
+    private let readLimit: Int
+
+    init(count: Int, readLimit: Int, entry: EventLogEntry) {
+        records = (0..<count).map { index in
+            EventLogRecord(position: .stream(milliseconds: 1, sequence: UInt64(index), index: 0), entry: entry)
+        }
+        self.readLimit = readLimit
+    }
+
+    var lastPosition: EventLogPosition? { records.last?.position }
+
+    func append(_ batch: [EventLogEntry]) throws(EventLogError) -> [EventLogPosition] {
+        throw .unavailable("read only for the test")
+    }
+
+    func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
+        -> [EventLogRecord]
+    {
+        if timeout > .zero {
+            Thread.sleep(forTimeInterval: 0.01)
+            return []
+        }
+        let rest = records.filter { position == nil || $0.position > position! }
+        return Array(rest.prefix(min(maxCount, readLimit)))
+    }
+
+    func trim(before position: EventLogPosition) throws(EventLogError) {}
+    func close() {}
+}
+
 @Suite("Live state runtime")
 struct LiveStateRuntimeTests {
     static let ana = EventLogProfileKey(namespace: "ECID", id: "ana")
@@ -139,6 +174,18 @@ struct LiveStateRuntimeTests {
         #expect(Self.count(again, "a") == 2)
         #expect(Self.count(again, "b") == 2)
         #expect(again.overlays.load()?.consents(for: Self.ana, snapshotConsents: .empty).personalizeContent == .n)
+    }
+
+    /// A read may return fewer entries than asked while more exist (``EventLog``): the start-up replay ends at
+    /// the end of the log, not at the first short read, so a ready server has applied all of it.
+    @Test func theReplayEndsAtTheEndOfTheLogNotAtTheFirstShortRead() {
+        let log = ShortReadLog(count: 100, readLimit: 10, entry: Self.decision(["a"]))
+        let runtime = LiveStateRuntime(log: log, bufferLimit: 100, logger: Logger(label: "test"))
+        runtime.start()
+        defer { runtime.stop(flushTimeout: .milliseconds(10)) }
+        guard waitFor("the replay", { runtime.isReplayed }) else { return }
+        #expect(runtime.overlays.load()?.lastApplied == log.lastPosition)
+        #expect(Self.count(runtime, "a") == 100)
     }
 
     @Test func whileTheLogIsDownTheBufferIsBoundedAndSubmissionsFail() {

@@ -8,14 +8,17 @@ at half that rate), and the propagation delay from one server to another on the 
   (pre-encoded, unique event ids over 10,000 identities) for SECONDS; events/s = events recorded / elapsed.
 - Acknowledgement: then an open loop at half that rate: calls sent on a fixed schedule, each timed from its
   scheduled send to its OK (so a stall delays every call behind it: no coordinated omission); p50, p99, max.
-- Propagation: a second offerd on the same Redis (core 0 too). SAMPLES times: a display of the capped offer is
+- Propagation: a second offerd on the same Redis (core 0 too), started after the acknowledgement loop (it replays
+  the stream first; `follower` starts it before the loops). SAMPLES times: a display of the capped offer is
   recorded for a new identity through server A, and server B is asked (Decide, one call after the other) until
   the offer is capped there; the delay is from A's OK to the first Decide on B that saw it (and, in brackets,
   from the start of the RecordEvents call). Each Decide on B takes about a third of a millisecond from Python,
   which bounds the resolution.
 
-usage: record_events.py OFFERD_BIN [SECONDS] [EVENTS_PER_CALL] [CONCURRENCY] [SAMPLES] [ACK_RATE]
-(ACK_RATE: events/s of the acknowledgement loop instead of half the measured throughput)"""
+usage: record_events.py OFFERD_BIN [SECONDS] [EVENTS_PER_CALL] [CONCURRENCY] [SAMPLES] [ACK_RATE] [follower]
+(ACK_RATE: events/s of the acknowledgement loop instead of half the measured throughput, 0 for that half;
+`follower`: start server B before the throughput and acknowledgement loops, so that it follows the stream on
+A's core while they run, instead of after them)"""
 
 import asyncio
 import json
@@ -149,6 +152,9 @@ def main():
     per_call = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 32
     samples = int(sys.argv[5]) if len(sys.argv) > 5 else 300
+    # Server B (the propagation target) starts after the acknowledgement loop unless asked for during it: on
+    # core 0 it applies every event A writes, in step with A's follower, and so measures two servers on one core.
+    with_follower = len(sys.argv) > 7 and sys.argv[7] == "follower"
     work = pathlib.Path(tempfile.mkdtemp(prefix="offerd-live-record-"))
     processes = []
     try:
@@ -174,7 +180,8 @@ def main():
         wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"],
                                         capture_output=True).returncode == 0, "redis")
         targets = []
-        for name in ("a", "b"):
+
+        def start_server(name):
             port, admin = free_port(), free_port()
             processes.append(subprocess.Popen(
                 ["taskset", "-c", "0", binary, "serve", "--catalog", str(work / "catalog.json"),
@@ -184,6 +191,10 @@ def main():
             wait_for(lambda: ready(admin), f"server {name}")
             targets.append(f"127.0.0.1:{port}")
 
+        start_server("a")
+        if with_follower:
+            start_server("b")
+
         requests = Requests(pb, per_call)
         bodies = requests.make(int(seconds * 200_000 / per_call) + concurrency)
         calls, elapsed = asyncio.run(closed_loop(targets[0], bodies, concurrency, seconds))
@@ -191,7 +202,7 @@ def main():
         print(f"RecordEvents throughput: {rate:,.0f} events/s ({calls} calls of {per_call} events, "
               f"{concurrency} in flight, {elapsed:.1f} s)")
 
-        half = float(sys.argv[6]) if len(sys.argv) > 6 else rate / 2
+        half = float(sys.argv[6]) if len(sys.argv) > 6 and float(sys.argv[6]) > 0 else rate / 2
         calls_per_second = half / per_call
         bodies = requests.make(max(200, int(calls_per_second * seconds)) + 1)
         latencies, from_send = asyncio.run(open_loop(targets[0], bodies, calls_per_second))
@@ -200,6 +211,8 @@ def main():
               f"max {max(latencies):.2f} ms over {len(latencies)} calls (from the actual send: p50 "
               f"{percentile(from_send, 0.5):.2f} ms, p99 {percentile(from_send, 0.99):.2f} ms)")
 
+        if not with_follower:
+            start_server("b")
         with grpc.insecure_channel(targets[0]) as channel_a, grpc.insecure_channel(targets[1]) as channel_b:
             a = pb_grpc.DecisioningStub(channel_a)
             b = pb_grpc.DecisioningStub(channel_b)
