@@ -18,59 +18,23 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 import grpc
-from grpc_tools import protoc
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from live_harness import free_port, ready, stubs, wait_for
+
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime, every thread
-
-
-def ready(admin_port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def stubs(directory):
-    directory.mkdir(parents=True, exist_ok=True)
-    if protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"--python_out={directory}", f"--grpc_python_out={directory}",
-                    "offerd/v1/decisioning.proto"]) != 0:
-        sys.exit("protoc failed")
-    sys.path.insert(0, str(directory))
-    import offerd.v1.decisioning_pb2 as pb
-    import offerd.v1.decisioning_pb2_grpc as pb_grpc
-    return pb, pb_grpc
 
 
 def main():
