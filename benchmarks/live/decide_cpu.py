@@ -26,7 +26,7 @@ import tempfile
 
 import grpc
 
-from live_harness import free_port, ready, stubs, wait_for
+from live_harness import free_port, ready, stop_all, stubs, wait_for
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -120,12 +120,7 @@ def main():
                 cells.append(f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
             print(f"| {who} | " + " | ".join(cells) + " |")
     finally:
-        for proc in reversed(processes):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(processes)
         shutil.rmtree(work, ignore_errors=True)
 
 

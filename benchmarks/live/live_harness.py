@@ -2,6 +2,7 @@
 
 import pathlib
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -42,3 +43,13 @@ def stubs(directory):
     import offerd.v1.decisioning_pb2 as pb
     import offerd.v1.decisioning_pb2_grpc as pb_grpc
     return pb, pb_grpc
+
+
+def stop_all(processes):
+    """Stops the servers in the reverse of their start order (offerd before the Redis it writes to)."""
+    for proc in reversed(processes):
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

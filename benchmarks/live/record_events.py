@@ -31,7 +31,7 @@ import time
 
 import grpc
 
-from live_harness import free_port, ready, stubs, wait_for
+from live_harness import free_port, ready, stop_all, stubs, wait_for
 
 RECORD = "/offerd.v1.Decisioning/RecordEvents"
 
@@ -207,12 +207,7 @@ def main():
               f"p99 {percentile(from_ok, 0.99):.2f} ms, max {max(from_ok):.2f} ms; from the call's start p50 "
               f"{percentile(from_start, 0.5):.2f} ms, p99 {percentile(from_start, 0.99):.2f} ms")
     finally:
-        for proc in reversed(processes):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(processes)
         shutil.rmtree(work, ignore_errors=True)
 
 
