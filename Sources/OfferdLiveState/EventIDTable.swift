@@ -10,8 +10,8 @@
 /// and each id is copied into a merged chunk about log2(ids / 16) times over its life.
 ///
 /// An id is hashed once per lookup whatever the number of chunks (``HashedID`` keeps its hash), and a lookup of
-/// an id no chunk holds (every new event: RecordEvents' duplicate check, then the follower) reads the newest part
-/// and one word of a Bloom filter of the chunks, not every chunk.
+/// an id the table does not hold (every new event: RecordEvents' duplicate check, then the follower) reads one
+/// word of a Bloom filter and nothing else (about 1 in 10 such lookups goes on to the parts).
 public struct EventIDTable: Sendable {
     /// The most ids in ``recent`` before it becomes a chunk.
     static let recentLimit = 16
@@ -43,10 +43,12 @@ public struct EventIDTable: Sendable {
     private var recent: [HashedID: Int64] = [:]
     /// Older ids, oldest first, each chunk at least as large as the next.
     private var chunks: [Chunk] = []
-    /// A Bloom filter of the ids in ``chunks`` (one bit per id, at least 16 bits per id): a lookup of an id that
-    /// no chunk holds (a new event, the common case) reads one word of it instead of probing every chunk. Changed
-    /// only when a chunk is added (every ``recentLimit`` new ids), so its copies are rare and small.
+    /// A Bloom filter of every id held (one bit per id, 8 to 16 bits per id): a lookup of an id the table does not
+    /// hold (a new event: RecordEvents' duplicate check, then the follower), the common case, reads one word of it
+    /// and nothing else.
     private var filter: [UInt64] = []
+    /// The ids added to ``filter`` since it was built (an id applied again counts again).
+    private var filterLoad = 0
 
     public init() {}
 
@@ -60,8 +62,8 @@ public struct EventIDTable: Sendable {
     public subscript(id: String) -> Int64? { time(of: HashedID(id)) }
 
     private func time(of hashed: HashedID) -> Int64? {
-        if let time = recent[hashed] { return time }
         guard Self.mayHold(filter, hashed) else { return nil }
+        if let time = recent[hashed] { return time }
         // Newest first: an id applied again after its retention carries its newer time in a newer part.
         var index = chunks.count
         while index > 0 {
@@ -82,16 +84,15 @@ public struct EventIDTable: Sendable {
 
     private mutating func insert(_ hashed: HashedID, time: Int64) {
         recent[hashed] = time
-        guard recent.count >= Self.recentLimit else { return }
-        let chunk = Chunk(recent)
-        chunks.append(chunk)
-        recent = [:]
-        let idsInChunks = chunks.reduce(0) { $0 + $1.ids.count }
-        if filter.count * 64 < idsInChunks * Self.filterBitsPerID {
-            rebuildFilter(forIDs: idsInChunks)
+        if (filterLoad + 1) * Self.filterBitsPerID > filter.count * 64 {
+            rebuildFilter(forIDs: filterLoad + 1)
         } else {
-            Self.add(chunk, to: &filter)
+            Self.add(hashed, to: &filter)
+            filterLoad += 1
         }
+        guard recent.count >= Self.recentLimit else { return }
+        chunks.append(Chunk(recent))
+        recent = [:]
         // Merge the two newest chunks while the older is no larger: sizes then at least double from newest to
         // oldest, so there are few chunks and each id is merged a few times.
         while chunks.count >= 2, chunks[chunks.count - 2].ids.count <= chunks[chunks.count - 1].ids.count {
@@ -101,7 +102,7 @@ public struct EventIDTable: Sendable {
         }
     }
 
-    static let filterBitsPerID = 16
+    static let filterBitsPerID = 8
 
     private static func bit(_ hashed: HashedID, words: Int) -> (word: Int, mask: UInt64) {
         // `words` is a power of two; the hash is a SipHash, its low bits as good as any.
@@ -115,19 +116,19 @@ public struct EventIDTable: Sendable {
         return filter[word] & mask != 0
     }
 
-    private static func add(_ chunk: Chunk, to filter: inout [UInt64]) {
-        for hashed in chunk.ids.keys {
-            let (word, mask) = bit(hashed, words: filter.count)
-            filter[word] |= mask
-        }
+    private static func add(_ hashed: HashedID, to filter: inout [UInt64]) {
+        let (word, mask) = bit(hashed, words: filter.count)
+        filter[word] |= mask
     }
 
-    /// A filter of the next power of two words for twice `ids` (so that it is rebuilt once per doubling).
+    /// A filter of the next power of two words for twice `ids` (rebuilt once per doubling), of every id held.
     private mutating func rebuildFilter(forIDs ids: Int) {
         var words = 1
         while words * 64 < 2 * ids * Self.filterBitsPerID { words *= 2 }
         filter = Array(repeating: 0, count: words)
-        for chunk in chunks { Self.add(chunk, to: &filter) }
+        for chunk in chunks { for hashed in chunk.ids.keys { Self.add(hashed, to: &filter) } }
+        for hashed in recent.keys { Self.add(hashed, to: &filter) }
+        filterLoad = ids
     }
 
     /// Every id with its newest time, from every part.
@@ -148,9 +149,13 @@ public struct EventIDTable: Sendable {
     mutating func keep(where keep: (Int64) -> Bool) {
         let kept = newest.filter { keep($0.value) }
         if kept.count < Self.recentLimit {
-            (recent, chunks, filter) = (kept, [], [])
+            (recent, chunks) = (kept, [])
         } else {
             (recent, chunks) = ([:], [Chunk(kept)])
+        }
+        if kept.isEmpty {
+            (filter, filterLoad) = ([], 0)
+        } else {
             rebuildFilter(forIDs: kept.count)
         }
     }
