@@ -14,6 +14,8 @@
 /// - ``read(after:maxCount:timeout:)`` returns entries after a position, in position order, waiting up to
 ///   `timeout` for at least one to exist. Positions only grow; a reader that passes the last position it got
 ///   sees every entry once.
+/// - ``endPosition()`` is the position of the last entry the log holds now: a reader that has applied up to it
+///   has seen everything that was in the log when it asked, however fast others keep appending.
 /// - ``trim(before:)`` removes the batches before the one holding a position (no reader may need them).
 /// - Every failure is an ``EventLogError``; ``EventLogError/unavailable(_:)`` means "cannot reach the log now,
 ///   try again" (Redis down, connection lost, disk full). The next call tries again by itself.
@@ -47,6 +49,10 @@ public protocol EventLog: AnyObject, Sendable {
     /// Entries trimmed away are skipped: after a trimmed position comes the first entry that remains.
     func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
         -> [EventLogRecord]
+
+    /// The position of the log's last entry now (the last committed entry of a file, the last entry of a
+    /// stream's last batch); nil when the log holds no entry. Waits for nothing.
+    func endPosition() throws(EventLogError) -> EventLogPosition?
 
     /// Removes the entries before `position`, a whole batch at a time: the batch that holds `position` stays
     /// whole, so entries of that batch before it stay too. Positions of the entries kept do not change.

@@ -172,6 +172,13 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
         }
     }
 
+    public func endPosition() throws(EventLogError) -> EventLogPosition? {
+        try state.withLock { () throws(EventLogError) -> EventLogPosition? in
+            guard file != nil else { throw stopped ?? EventLogError.closed("the log is closed") }
+            return index.lastSequence.map { .sequence($0) }
+        }
+    }
+
     public func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
         -> [EventLogRecord]
     {
@@ -281,7 +288,7 @@ public final class FileEventLog: EventLog, @unchecked Sendable {
 
     /// The position of the last entry, nil when the log holds none.
     public var lastPosition: EventLogPosition? {
-        state.withLock { index.nextSequence > index.baseSequence ? .sequence(index.nextSequence - 1) : nil }
+        state.withLock { index.lastSequence.map { .sequence($0) } }
     }
 
     // MARK: - Format
@@ -438,6 +445,9 @@ private struct RecordIndex {
     }
 
     var recordCount: Int { offsets.count }
+
+    /// The sequence number of the last entry the file holds; nil when it holds none.
+    var lastSequence: UInt64? { nextSequence > baseSequence ? nextSequence - 1 : nil }
 
     /// Whether an entry with a sequence number above `after` exists.
     func hasEntries(after: UInt64) -> Bool {

@@ -9,8 +9,8 @@
 ///
 /// ## Connections and threads
 /// Two connections, each owned by one ``RedisConnection`` and used under its own lock: one for ``append(_:)``
-/// and ``trim(before:)`` (the writer thread), one for ``read(after:maxCount:timeout:)`` (the follower thread),
-/// so a read blocked in `XREAD BLOCK` never delays an append. They connect on first use. A lost connection
+/// and ``trim(before:)`` (the writer thread), one for ``read(after:maxCount:timeout:)`` and ``endPosition()``
+/// (the follower thread), so a read blocked in `XREAD BLOCK` never delays an append. They connect on first use. A lost connection
 /// makes the call throw ``EventLogError/unavailable(_:)``; the next call reconnects. ``close()`` waits for a
 /// blocked read to return (at most its timeout).
 ///
@@ -92,6 +92,31 @@ public final class RedisStreamEventLog: EventLog, @unchecked Sendable {
                 if !rest.isEmpty { return rest }
             }
             return try readStream(after: start, maxCount: maxCount, timeout: timeout)
+        }
+    }
+
+    /// `XREVRANGE KEY + - COUNT 1` on the reader's connection: the last stream entry, decoded for its batch's
+    /// size (and kept for the read that reaches it). A last entry that cannot be decoded ends at the position a
+    /// reader skipping it resumes after.
+    public func endPosition() throws(EventLogError) -> EventLogPosition? {
+        try readLock.withLock { () throws(EventLogError) -> EventLogPosition? in
+            guard !isClosed else { throw EventLogError.closed("the log is closed") }
+            let reply = try reader.command([
+                Array("XREVRANGE".utf8), key, Array("+".utf8), Array("-".utf8), Array("COUNT".utf8),
+                Array("1".utf8),
+            ])
+            guard case .array(let found) = try Self.success(reply, command: "XREVRANGE") else {
+                throw EventLogError.rejected(command: "XREVRANGE", message: "unexpected reply \(reply)")
+            }
+            guard let last = found.first else { return nil }
+            do throws(EventLogError) {
+                let (id, entries) = try Self.decodeStreamEntry(last)
+                lastBatch = (id, entries)
+                return id.position(index: UInt32(entries.count - 1))
+            } catch {
+                guard case .malformedEntry(_, _, let resumeAfter) = error else { throw error }
+                return resumeAfter
+            }
         }
     }
 

@@ -24,7 +24,7 @@ public struct LiveProfileState: Hashable, Sendable {
     /// The consent values set by this key's updates.
     public internal(set) var consents = ConsentOverride()
     /// Event ids applied for this key, with the log clock (``LiveOverlay/logClockMs``) when each was.
-    public internal(set) var eventIDs: [String: Int64] = [:]
+    public internal(set) var eventIDs = EventIDTable()
 
     public init() {}
 
@@ -56,7 +56,8 @@ public struct LiveProfileState: Hashable, Sendable {
 ///   atomic reference publishes it: the server keeps it in an `AtomicReferenceStore`, as it keeps the snapshot).
 ///   A Decide loads it once and reads it for the whole call, without locks; the follower publishes after every
 ///   batch it applied once its start-up replay is done. What a reader holds never changes: the writer's next
-///   change copies what it touches (copy-on-write, per shard of the profile table, see ``ShardedDictionary``).
+///   change copies what it touches (copy-on-write, per leaf of the profile table, see ``ShardedDictionary``, and
+///   per part of a key's event ids, see ``EventIDTable``).
 /// - **Bounded memory.** ``expire()`` drops event ids older than 31 days and period counters of buckets before
 ///   the previous one; the follower calls it when the log's clock enters a new day.
 ///
@@ -138,10 +139,9 @@ public struct LiveOverlay: Sendable {
         }
         let duplicate = profiles.modify(record.entry.key, default: LiveProfileState()) { state -> Bool in
             if !record.entry.eventID.isEmpty {
-                if let seen = state.eventIDs[record.entry.eventID], clock - seen <= Self.eventIDRetentionMs {
+                if state.eventIDs.insert(record.entry.eventID, time: clock, unlessWithin: Self.eventIDRetentionMs) {
                     return true
                 }
-                state.eventIDs[record.entry.eventID] = clock
             }
             switch record.entry.type {
             case .consent:
@@ -317,7 +317,7 @@ public struct LiveOverlay: Sendable {
         profiles.compact { _, state in
             var state = state
             state.counters.keep(where: keep)
-            state.eventIDs = state.eventIDs.filter { clock - $0.value <= Self.eventIDRetentionMs }
+            state.eventIDs.keep { clock - $0 <= Self.eventIDRetentionMs }
             return state.counters.isEmpty && state.eventIDs.isEmpty && state.consents.isEmpty ? nil : state
         }
         totals.keep(where: keep)

@@ -1,14 +1,18 @@
-/// A dictionary cut into a fixed number of shards, each an ordinary copy-on-write `Dictionary`.
+/// A dictionary cut into a fixed number of small tables (leaves), each an ordinary copy-on-write `Dictionary`,
+/// held in two levels: 1,024 shards of 8 leaves each.
 ///
 /// Why: the overlay is published as an immutable value after every applied batch, and its writer then goes on
-/// changing its own copy. With one dictionary that first change after a publish copies every key; with shards
-/// it copies the outer array (a reference per shard) and the shards the batch touches: a batch of k keys costs
-/// about `min(k, shardCount) / shardCount` of the table. Small batches (the steady state) stay cheap; a large
-/// batch still copies most of the table, which is why the follower does not publish during its replay. A
-/// seqlock table or a persistent map would make every publish O(batch); not needed at today's sizes.
+/// changing its own copy. With one dictionary that first change after a publish copies every key. Here the first
+/// change after a publish copies the top array (a reference per shard), and per key changed its shard's array of
+/// 8 leaves and its leaf: about `keys / 8,192` entries. (With one level of 1,024 shards a batch of 100 keys
+/// copied 100 shards of `keys / 1,024` entries each, growing with the keys; benchmarks/README.md.) A large batch
+/// still copies much of the table, which is why the follower does not publish during its replay. A shard is
+/// created on its first key, so an empty table is the top array alone.
 struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     static var shardBits: Int { 10 }
     static var shardCount: Int { 1 << shardBits }
+    static var leafBits: Int { 3 }
+    static var leafCount: Int { 1 << leafBits }
 
     /// A key with its hash, computed once: it picks the shard and is all the shard's table hashes (a profile key
     /// is two strings; hashing them twice per lookup was a measurable part of the follower's time).
@@ -26,24 +30,35 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         /// The stored hash is already a seeded SipHash of the key: the table uses it as it is (mixed with the
         /// table's own seed) instead of hashing it once more, the one thing `Hasher` cannot skip.
         func _rawHashValue(seed: Int) -> Int { hash ^ seed }
-        /// From the top bits: a shard's table picks buckets by the low bits, which then still differ.
+        /// From the top bits: a leaf's table picks buckets by the low bits, which then still differ.
         var shard: Int { Int(UInt(bitPattern: hash) >> UInt(Int.bitWidth - ShardedDictionary.shardBits)) }
+        var leaf: Int {
+            Int(UInt(bitPattern: hash) >> UInt(Int.bitWidth - ShardedDictionary.shardBits - ShardedDictionary.leafBits))
+                & (ShardedDictionary.leafCount - 1)
+        }
     }
 
-    private var shards: [[HashedKey: Value]] = Array(repeating: [:], count: shardCount)
+    /// Per shard its leaves; empty until the shard's first key.
+    private var shards: [[[HashedKey: Value]]] = Array(repeating: [], count: shardCount)
     /// Keys in all shards.
     private(set) var count = 0
 
     subscript(key: Key) -> Value? {
-        get {
+        // Inlined: RecordEvents' duplicate check and a Decide read through it, and out of line it ran unspecialized
+        // (generic code; measured).
+        @inline(__always) get {
             let hashed = HashedKey(key)
-            return shards[hashed.shard][hashed]
+            let shard = hashed.shard
+            guard !shards[shard].isEmpty else { return nil }
+            return shards[shard][hashed.leaf][hashed]
         }
         set {
             let hashed = HashedKey(key)
+            let shard = hashed.shard
             if let newValue {
-                if shards[hashed.shard].updateValue(newValue, forKey: hashed) == nil { count += 1 }
-            } else if shards[hashed.shard].removeValue(forKey: hashed) != nil {
+                if shards[shard].isEmpty { shards[shard] = Array(repeating: [:], count: Self.leafCount) }
+                if shards[shard][hashed.leaf].updateValue(newValue, forKey: hashed) == nil { count += 1 }
+            } else if !shards[shard].isEmpty, shards[shard][hashed.leaf].removeValue(forKey: hashed) != nil {
                 count -= 1
             }
         }
@@ -56,22 +71,32 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     ) -> Result {
         let hashed = HashedKey(key)
         let shard = hashed.shard
-        let countBefore = shards[shard].count
-        let result = body(&shards[shard][hashed, default: defaultValue()])
-        count += shards[shard].count - countBefore
+        let leaf = hashed.leaf
+        if shards[shard].isEmpty { shards[shard] = Array(repeating: [:], count: Self.leafCount) }
+        let countBefore = shards[shard][leaf].count
+        // In place through both levels: each copies itself only when a published value still shares it.
+        let result = body(&shards[shard][leaf][hashed, default: defaultValue()])
+        count += shards[shard][leaf].count - countBefore
         return result
     }
 
     /// Keeps the entries for which `keep` returns a value (possibly changed) and drops the others.
     mutating func compact(_ keep: (Key, Value) -> Value?) {
         var newCount = 0
-        for shard in shards.indices {
-            var kept: [HashedKey: Value] = [:]
-            for (hashed, value) in shards[shard] {
-                if let value = keep(hashed.key, value) { kept[hashed] = value }
+        for shard in shards.indices where !shards[shard].isEmpty {
+            var leaves: [[HashedKey: Value]] = []
+            leaves.reserveCapacity(Self.leafCount)
+            var shardCount = 0
+            for leaf in shards[shard] {
+                var kept: [HashedKey: Value] = [:]
+                for (hashed, value) in leaf {
+                    if let value = keep(hashed.key, value) { kept[hashed] = value }
+                }
+                shardCount += kept.count
+                leaves.append(kept)
             }
-            newCount += kept.count
-            shards[shard] = kept
+            newCount += shardCount
+            shards[shard] = shardCount == 0 ? [] : leaves
         }
         count = newCount
     }
@@ -79,13 +104,13 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     /// The sum of `measure` over every value.
     func sum(_ measure: (Value) -> Int) -> Int {
         var total = 0
-        for shard in shards { for value in shard.values { total += measure(value) } }
+        for shard in shards { for leaf in shard { for value in leaf.values { total += measure(value) } } }
         return total
     }
 
     /// Every entry, in no particular order.
     func forEach(_ body: (Key, Value) -> Void) {
-        for shard in shards { for (hashed, value) in shard { body(hashed.key, value) } }
+        for shard in shards { for leaf in shard { for (hashed, value) in leaf { body(hashed.key, value) } } }
     }
 
 }

@@ -23,10 +23,12 @@ import OfferdSnapshot
 ///   skips (``LiveOverlay``).
 /// - The **follower** thread is the overlay's one writer: it reads the log in position order from the start
 ///   (the start-up replay), applies every record, and publishes the overlay into ``overlays`` after every read
-///   that changed it. ``isReplayed`` turns true once a read returned nothing, that is once the follower reached
-///   the end of the log as it was; readiness waits for it (SPEC 7). (Not once a read returned less than it asked
-///   for: a log may do that while more entries exist, and a Redis stream of 100-event batches did so after
-///   4,100 entries, the rest of a batch a read had cut.)
+///   that changed it. ``isReplayed`` turns true once the follower has applied the log up to its end position
+///   read when the replay started (``EventLog/endPosition()``), or a read found nothing before it; readiness
+///   waits for it (SPEC 7). Not at the first read that finds nothing alone: while other servers write the log
+///   without pause no read does. Nor once a read returned less than it asked for: a log may do that while more
+///   entries exist (a Redis stream of 100-event batches did so after 4,100 entries, the rest of a batch a read
+///   had cut).
 /// - Decide loads ``overlays`` once per call, lock-free (``AtomicReferenceStore``).
 /// - `RecordEvents`/`UpdateConsent` hand their entries in with ``submit(_:timeout:completion:)`` and answer
 ///   with a deferred reply: the writer appends them in its next batch, and the follower completes them once it
@@ -126,7 +128,7 @@ public final class LiveStateRuntime: Sendable {
         requestedSnapshot.withLockedValue { $0 = snapshot }
     }
 
-    /// True once the follower has applied the log as it was at start-up.
+    /// True once the follower has applied the log up to its end when the start-up replay began.
     public var isReplayed: Bool { replayed.load(ordering: .acquiring) }
 
     /// Whether the log answered the last call of both threads (`offerd_event_log_up`).
@@ -425,6 +427,10 @@ public final class LiveStateRuntime: Sendable {
         var expiredDay = Int64.min
         var reportedDown = false
         let replayStart = ContinuousClock.now
+        // Where the start-up replay ends: the log's last position when it starts (nil: the log was empty), read
+        // once before the first read. A log that others write without pause has no read that finds nothing.
+        var replayEnd: EventLogPosition?
+        var replayEndRead = false
         while !stopping.load(ordering: .acquiring) {
             let replaying = !replayed.load(ordering: .relaxed)
             if !replaying, let next = requestedSnapshot.withLockedValue({ $0 }) {
@@ -449,9 +455,16 @@ public final class LiveStateRuntime: Sendable {
                 }
             }
             do {
-                let records = try log.read(
-                    after: overlay.lastApplied, maxCount: Self.batchLimit,
-                    timeout: replaying ? .zero : .milliseconds(500))
+                if replaying && !replayEndRead {
+                    replayEnd = try log.endPosition()
+                    replayEndRead = true
+                }
+                var records: [EventLogRecord] = []
+                if !replaying || !Self.hasApplied(through: replayEnd, overlay.lastApplied) {
+                    records = try log.read(
+                        after: overlay.lastApplied, maxCount: Self.batchLimit,
+                        timeout: replaying ? .zero : .milliseconds(500))
+                }
                 followerUp.store(true, ordering: .relaxed)
                 if reportedDown {
                     logger.info("event log reachable again (follower)")
@@ -491,7 +504,9 @@ public final class LiveStateRuntime: Sendable {
                         didApply(through: overlay.lastApplied)
                     }
                 }
-                if replaying && records.isEmpty {
+                // Also at a read that finds nothing before the end: the log lost entries (a stream deleted and
+                // written anew), and what it holds has been applied.
+                if replaying && (records.isEmpty || Self.hasApplied(through: replayEnd, overlay.lastApplied)) {
                     publish(overlay.published(snapshot: serving), removingPending: [])
                     didApply(through: overlay.lastApplied)
                     replayed.store(true, ordering: .releasing)
@@ -528,6 +543,13 @@ public final class LiveStateRuntime: Sendable {
                 Thread.sleep(forTimeInterval: 0.5)
             }
         }
+    }
+
+    /// Whether a follower that applied up to `applied` has applied everything up to `end` (nil: nothing).
+    static func hasApplied(through end: EventLogPosition?, _ applied: EventLogPosition?) -> Bool {
+        guard let end else { return true }
+        guard let applied else { return false }
+        return applied >= end
     }
 
     /// A snapshot's watermark as a position; nil when it has none, or (logged) when it is no position at all.

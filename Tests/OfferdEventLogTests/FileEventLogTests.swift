@@ -12,6 +12,7 @@ struct FileEventLogTests {
         defer { log.close() }
         #expect(log.recovery.createdFile)
         #expect(log.lastPosition == nil)
+        #expect(try log.endPosition() == nil)
         #expect(try log.read(after: nil, maxCount: 10, timeout: .zero).isEmpty)
         let first = sampleBatch(3, batch: 1)
         let second = sampleBatch(2, from: 3, batch: 2)
@@ -19,6 +20,7 @@ struct FileEventLogTests {
         #expect(try log.append([]) == [])
         #expect(try log.append(second) == [.sequence(4), .sequence(5)])
         #expect(log.lastPosition == .sequence(5))
+        #expect(try log.endPosition() == .sequence(5))
 
         let all = try log.read(after: nil, maxCount: 100, timeout: .zero)
         #expect(all.map(\.position) == (1...5).map { EventLogPosition.sequence($0) })
@@ -391,6 +393,7 @@ struct FileEventLogTests {
         #expect(throws: EventLogError.closed("the log is closed")) { try result.get() }
         #expect(throws: EventLogError.closed("the log is closed")) { try log.append(sampleBatch(1)) }
         #expect(throws: EventLogError.closed("the log is closed")) { try log.trim(before: .sequence(1)) }
+        #expect(throws: EventLogError.closed("the log is closed")) { try log.endPosition() }
     }
 
     @Test("trim drops the records before the one holding the position; positions and appends carry on")

@@ -233,6 +233,38 @@ struct RedisStreamEventLogTests {
         #expect(try reader.read(after: resumeAfterSecond, maxCount: 10, timeout: .zero).map(\.position) == later)
     }
 
+    @Test(
+        "the end position is the last entry of the last batch; nil for no stream; a malformed last entry ends after it")
+    func endPosition() throws {
+        let server = try RedisTestServer()
+        defer { server.kill() }
+        let writer = log(server)
+        let reader = log(server)
+        defer { for log in [writer, reader] { log.close() } }
+        #expect(try reader.endPosition() == nil)
+        _ = try writer.append(sampleBatch(3))
+        let second = try writer.append(sampleBatch(5, from: 3, batch: 2))
+        #expect(try reader.endPosition() == second.last)
+        // The end read decoded the last batch: a read cut inside it goes on to its end.
+        let all = try readAll(reader, count: 8, maxCount: 3)
+        #expect(all.last?.position == second.last)
+        let raw = RedisConnection(configuration: server.configuration, timeouts: RedisTimeouts())
+        let garbage = try raw.command(["XADD", "test:events", "*", "other", "x"].map { Array($0.utf8) })
+        let garbageID = try #require(garbage.text)
+        #expect(try reader.endPosition()?.description == "\(garbageID).\(UInt32.max)")
+        #expect(try writer.endPosition()?.description == "\(garbageID).\(UInt32.max)")
+        _ = try raw.command(["SET", "other:key", "x"].map { Array($0.utf8) })
+        var configuration = server.configuration
+        configuration.key = "other:key"
+        let wrongType = RedisStreamEventLog(configuration: configuration)
+        defer { wrongType.close() }
+        let error = #expect(throws: EventLogError.self) { try wrongType.endPosition() }
+        guard case .rejected("XREVRANGE", _)? = error else {
+            Issue.record("expected a refusal, got \(String(describing: error))")
+            return
+        }
+    }
+
     @Test("a key of another type is a refusal, not an outage")
     func wrongType() throws {
         let server = try RedisTestServer()

@@ -50,6 +50,12 @@ private final class GatedLog: EventLog, @unchecked Sendable {
         return positions
     }
 
+    func endPosition() throws(EventLogError) -> EventLogPosition? {
+        condition.lock()
+        defer { condition.unlock() }
+        return records.last?.position
+    }
+
     func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
         -> [EventLogRecord]
     {

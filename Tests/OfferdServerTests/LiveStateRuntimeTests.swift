@@ -31,6 +31,7 @@ private final class DownLog: EventLog, @unchecked Sendable {
         Thread.sleep(forTimeInterval: 0.01)
         return []
     }
+    func endPosition() throws(EventLogError) -> EventLogPosition? { nil }
     func trim(before position: EventLogPosition) throws(EventLogError) {}
     func close() {}
 }
@@ -80,6 +81,8 @@ private final class HeldLog: EventLog, @unchecked Sendable {
         return Array(found)
     }
 
+    func endPosition() throws(EventLogError) -> EventLogPosition? { lock.withLock { records.last?.position } }
+
     func trim(before position: EventLogPosition) throws(EventLogError) {}
     func close() {}
 }
@@ -113,6 +116,67 @@ private final class ShortReadLog: EventLog, @unchecked Sendable {
         }
         let rest = records.filter { position == nil || $0.position > position! }
         return Array(rest.prefix(min(maxCount, readLimit)))
+    }
+
+    func endPosition() throws(EventLogError) -> EventLogPosition? { lastPosition }
+
+    func trim(before position: EventLogPosition) throws(EventLogError) {}
+    func close() {}
+}
+
+/// A log that others write without pause: every read first appends one more decision event, so a read that
+/// does not wait never comes back empty. A read that may wait (the follower's after the start-up replay) returns
+/// nothing, so the overlay stays where the replay left it. Reads return at most `readLimit` entries.
+private final class GrowingLog: EventLog, @unchecked Sendable {
+    // @unchecked: every property is guarded by `lock`.
+    private let lock = NSLock()
+    private var records: [EventLogRecord] = []
+    private let readLimit: Int
+    private let entry: EventLogEntry
+    private var endsAnswered: [EventLogPosition?] = []
+
+    init(count: Int, readLimit: Int, entry: EventLogEntry) {
+        self.readLimit = readLimit
+        self.entry = entry
+        for _ in 0..<count { appendOne() }
+    }
+
+    /// What ``endPosition()`` answered, in order.
+    var endPositionsAnswered: [EventLogPosition?] { lock.withLock { endsAnswered } }
+
+    /// Entries up to and including `position`.
+    func count(through position: EventLogPosition) -> Int {
+        lock.withLock { records.filter { $0.position <= position }.count }
+    }
+
+    private func appendOne() {
+        records.append(EventLogRecord(position: .sequence(UInt64(records.count + 1)), entry: entry))
+    }
+
+    func append(_ batch: [EventLogEntry]) throws(EventLogError) -> [EventLogPosition] {
+        throw .unavailable("read only for the test")
+    }
+
+    func read(after position: EventLogPosition?, maxCount: Int, timeout: Duration) throws(EventLogError)
+        -> [EventLogRecord]
+    {
+        if timeout > .zero {
+            Thread.sleep(forTimeInterval: 0.01)
+            return []
+        }
+        return lock.withLock {
+            appendOne()
+            let rest = records.filter { position == nil || $0.position > position! }
+            return Array(rest.prefix(min(maxCount, readLimit)))
+        }
+    }
+
+    func endPosition() throws(EventLogError) -> EventLogPosition? {
+        lock.withLock {
+            let end = records.last?.position
+            endsAnswered.append(end)
+            return end
+        }
     }
 
     func trim(before position: EventLogPosition) throws(EventLogError) {}
@@ -186,6 +250,33 @@ struct LiveStateRuntimeTests {
         guard waitFor("the replay", { runtime.isReplayed }) else { return }
         #expect(runtime.overlays.load()?.lastApplied == log.lastPosition)
         #expect(Self.count(runtime, "a") == 100)
+    }
+
+    /// Other servers may write the log without pause: the start-up replay ends at the log's end position read
+    /// when it starts, having applied everything up to it, not at a read that finds nothing (which never comes).
+    @Test func theReplayEndsAtTheEndPositionReadAtItsStartWhileTheLogKeepsGrowing() throws {
+        let log = GrowingLog(count: 100, readLimit: 10, entry: Self.decision(["a"]))
+        let runtime = LiveStateRuntime(log: log, bufferLimit: 100, logger: Logger(label: "test"))
+        runtime.start()
+        defer { runtime.stop(flushTimeout: .milliseconds(10)) }
+        guard waitFor("the replay of a log that keeps growing", { runtime.isReplayed }) else { return }
+        #expect(log.endPositionsAnswered == [.sequence(100)])
+        let overlay = try #require(runtime.overlays.load())
+        let applied = try #require(overlay.lastApplied)
+        #expect(applied >= .sequence(100))
+        // Every entry read is applied: the entries appended during the replay up to where it stopped count too.
+        #expect(Self.count(runtime, "a") == log.count(through: applied))
+    }
+
+    /// An empty log: the replay ends at once, with nothing applied.
+    @Test func theReplayOfAnEmptyLogEndsAtOnce() {
+        let log = ShortReadLog(count: 0, readLimit: 10, entry: Self.decision(["a"]))
+        let runtime = LiveStateRuntime(log: log, bufferLimit: 100, logger: Logger(label: "test"))
+        runtime.start()
+        defer { runtime.stop(flushTimeout: .milliseconds(10)) }
+        guard waitFor("the replay of an empty log", { runtime.isReplayed }) else { return }
+        #expect(runtime.overlays.load()?.lastApplied == nil)
+        #expect(Self.count(runtime, "a") == 0)
     }
 
     @Test func whileTheLogIsDownTheBufferIsBoundedAndSubmissionsFail() {

@@ -5,7 +5,8 @@ at half that rate), and the propagation delay from one server to another on the 
 
 - Throughput: one offerd (`--events redis://`, core 0, one event loop thread) and a fresh redis-server (no
   persistence, core 1); a client on core 1 keeps CONCURRENCY calls of EVENTS_PER_CALL display events in flight
-  (pre-encoded, unique event ids over 10,000 identities) for SECONDS; events/s = events recorded / elapsed.
+  (pre-encoded, unique event ids over 10,000 identities, or IDENTITIES) for SECONDS; events/s = events recorded /
+  elapsed.
 - Acknowledgement: then an open loop at half that rate: calls sent on a fixed schedule, each timed from its
   scheduled send to its OK (so a stall delays every call behind it: no coordinated omission); p50, p99, max.
 - Propagation: a second offerd on the same Redis (core 0 too), started after the acknowledgement loop (it replays
@@ -22,6 +23,7 @@ A's core while they run, instead of after them)"""
 
 import asyncio
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -34,6 +36,9 @@ import grpc
 from live_harness import free_port, ready, stop_all, stubs, wait_for
 
 RECORD = "/offerd.v1.Decisioning/RecordEvents"
+# Identities the recorded events are spread over (IDENTITIES=N in the environment): fewer means more event ids
+# per profile key, more means more keys in the overlay.
+IDENTITIES = int(os.environ.get("IDENTITIES", "10000"))
 
 
 def percentile(values, fraction):
@@ -59,7 +64,7 @@ class Requests:
                 event = request.events.add(event_id=f"e{n}", type=self.pb.EVENT_TYPE_DISPLAY,
                                            offer_ids=[f"o{n % 20}"])
                 event.identity.namespace = "ECID"
-                event.identity.id = f"p{n % 10_000}"
+                event.identity.id = f"p{n % IDENTITIES}"
             out.append(request.SerializeToString())
         return out
 
