@@ -264,6 +264,9 @@ final class StaticRanking: Sendable {
     let sharedIDPrefix: Range<Int>
     /// The end (exclusive) of each tie group in `candidates`, in order; the last is `candidates.count`.
     let groupEnds: [Int]
+    /// A bound on one request value per candidate, which its eligibility needs: the loop passes over a candidate
+    /// that misses it with one comparison.
+    let gate: ThresholdGate
 
     /// Nil when `ranking` is a formula that reads the profile, the context, `now` or an audience.
     convenience init?(ranking: Ranking, candidates: [CandidateOffer]) {
@@ -317,12 +320,19 @@ final class StaticRanking: Sendable {
             offerIDBytes.append(contentsOf: id)
             screens.append(CandidateScreen(candidate, idSuffix: (start + sharedLength)..<offerIDBytes.count))
         }
+        // The decision loop reads the ids' bytes through a pointer at these ranges.
+        precondition(screens.allSatisfy { $0.idSuffix.upperBound <= offerIDBytes.count })
         self.screens = screens
         sharedIDPrefix = 0..<(ids.isEmpty ? 0 : sharedLength)
         self.offerIDBytes = offerIDBytes
         offerIDs = sorted.map(\.offer.internedID)
         self.candidates = sorted
         self.groupEnds = groupEnds
+        gate = ThresholdGate(
+            conditions: sorted.map { candidate in
+                guard case .condition(let rule)? = candidate.offer.eligibility else { return nil }
+                return rule.condition
+            })
     }
 }
 
@@ -494,8 +504,8 @@ public final class Catalog: Sendable {
     let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
-    /// The context slots and attribute slots (a bit each) the offers' inline conditions read: the values a request
-    /// types for them (``TypedRequest``).
+    /// The context slots and attribute slots (a bit each) the offers' inline conditions and threshold gates read:
+    /// the values a request types for them (``TypedRequest``).
     let inlineContextSlots: UInt8
     let inlineAttributeSlots: UInt8
     private let counts: CatalogSummary
@@ -525,6 +535,14 @@ public final class Catalog: Sendable {
             let slots = InlineCondition(program).slotsRead
             inlineContextSlots |= slots.context
             inlineAttributeSlots |= slots.attributes
+            // The slots a ranking's threshold gate may read (see `ThresholdGate`).
+            for key in program.necessaryBounds().keys {
+                switch key.source {
+                case .context: inlineContextSlots |= 1 << UInt8(key.slot)
+                case .attribute: inlineAttributeSlots |= 1 << UInt8(key.slot)
+                case .now: break
+                }
+            }
         }
         self.inlineContextSlots = inlineContextSlots
         self.inlineAttributeSlots = inlineAttributeSlots

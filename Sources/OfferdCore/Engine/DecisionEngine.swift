@@ -112,6 +112,35 @@ private struct WalkState {
     var typedRequest: TypedRequest
 }
 
+/// A ranking's per-candidate arrays, lent as buffer pointers by `ScopeWalker.withScreens` (valid inside its body only,
+/// at every position below the ranking's candidate count), and the request's key for the ranking's
+/// ``ThresholdGate``.
+@unsafe
+private struct ScreenedCandidates {
+    let screens: UnsafeBufferPointer<CandidateScreen>
+    let offerIDs: UnsafeBufferPointer<InternedName>
+    let gateBounds: UnsafeBufferPointer<Double>
+    /// ``StaticRanking/offerIDBytes``.
+    let offerIDBytes: UnsafeBufferPointer<UInt8>
+    let gateKey: Double
+    /// The request's tie hash prefix continued over ``StaticRanking/sharedIDPrefix``.
+    let idPrefixHash: FNV1a64
+
+    /// False when the candidate at `position` misses its ``ThresholdGate`` bound: its eligibility is then false.
+    @inline(__always)
+    func passesGate(_ position: Int) -> Bool {
+        unsafe gateKey >= gateBounds[position]
+    }
+
+    /// The SPEC 6 step 6 tie-break hash of the candidate at `position` for this request's profile.
+    @inline(__always)
+    func tieHash(_ position: Int) -> UInt64 {
+        var hasher = unsafe idPrefixHash
+        for byte in unsafe screens[position].idSuffix { unsafe hasher.combine(offerIDBytes[byte]) }
+        return fmix64(hasher.value)
+    }
+}
+
 /// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.
 ///
 /// One scope costs exactly the result's proposition array and its item array.
@@ -209,14 +238,6 @@ private struct ScopeWalker<Profile: ProfileView> {
             for position in bytes.indices { hasher.combine(bytes[position]) }
             return fmix64(hasher.value)
         }
-    }
-
-    /// ``tieHash(_:)`` of an offer id whose first bytes `prefix` has hashed already and whose rest is
-    /// `bytes[suffix]`.
-    private static func tieHash(_ bytes: [UInt8], _ suffix: Range<Int>, prefix: FNV1a64) -> UInt64 {
-        var hasher = prefix
-        for position in suffix { hasher.combine(bytes[position]) }
-        return fmix64(hasher.value)
     }
 
     func decide(_ request: ScopeRequest, state: inout WalkState) -> Proposition {
@@ -412,41 +433,25 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
     private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        unsafe withScreens(of: ranking) { screens, offerIDs in
-            unsafe considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+        let gateKey = ranking.gate.requestKey(&state.typedRequest)
+        unsafe withScreens(of: ranking, gateKey: gateKey) { candidates in
+            unsafe considerByGroups(ranking, candidates: candidates, remaining: remaining, state: &state)
         }
     }
 
     private func considerByGroups(
-        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+        _ ranking: StaticRanking, candidates: ScreenedCandidates, remaining: Int, state: inout WalkState
     ) {
         // Read into locals once: passing the walker's own stored properties to a call copies them first (the rule
         // inputs are 440 bytes, a memcpy per candidate, measured).
         let profile = profile
         let inputs = inputs
-        let offerIDBytes = ranking.offerIDBytes
-        var idPrefixHash = tieHashPrefix
-        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
-                guard
-                    unsafe passesScreen(
-                        position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
-                        state: &state)
-                else { continue }
-                let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-                unsafe state.best.offer(
-                    RankedCandidate(
-                        offerIndex: screens[position].offerIndex,
-                        representationIndex: screens[position].representationIndex,
-                        rank: screens[position].rank,
-                        tieHash: tieHash,
-                        idOrder: screens[position].idOrder
-                    ),
-                    capacity: remaining
-                )
+                unsafe offer(
+                    position, rank: candidates.screens[position].rank, screened: false, of: ranking,
+                    candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
             }
             if state.best.count == remaining { return }
             groupStart = groupEnd
@@ -458,16 +463,14 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// the bounded top-k (a separable formula walks in score order and stops early, see ``SeparableScore``). Nothing
     /// is copied or allocated per candidate.
     private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
-        let parts = FoldedParts(formula, profile: profile, inputs: inputs)
-        unsafe withScreens(of: formula.candidates) { screens, offerIDs in
-            unsafe considerByFormula(
-                formula, parts: parts, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+        let gateKey = formula.candidates.gate.requestKey(&state.typedRequest)
+        unsafe withScreens(of: formula.candidates, gateKey: gateKey) { candidates in
+            unsafe considerByFormula(formula, candidates: candidates, remaining: remaining, state: &state)
         }
     }
 
     private func considerByFormula(
-        _ formula: FormulaRanking, parts: FoldedParts, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+        _ formula: FormulaRanking, candidates: ScreenedCandidates, remaining: Int, state: inout WalkState
     ) {
         // Read into locals once, as in `considerByGroups`.
         let profile = profile
@@ -475,46 +478,37 @@ private struct ScopeWalker<Profile: ProfileView> {
         let ranking = formula.candidates
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate
-        let offerIDBytes = ranking.offerIDBytes
-        var idPrefixHash = tieHashPrefix
-        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
         // A separable formula scores the candidates whose offer part is not a number here, then walks the others
         // in score order; any other formula, or a request the early stop is not sound for, scores them all here.
         var scoredByProgram = 0..<ranking.candidates.count
         var walkInScoreOrder: (separable: SeparableScore, request: Double, direction: SeparableScore.Direction)?
         if let separable = formula.separable,
-            case .number(let request) = parts.requestValues[separable.requestPart],
+            case .number(let request) = formula.requestParts[separable.requestPart].evaluate(
+                profile: profile, inputs: inputs),
             let direction = separable.direction(for: .number(request))
         {
             scoredByProgram = 0..<separable.numericStart
             walkInScoreOrder = (separable, request, direction)
         }
+        // Made only when the program scores a candidate: the separable walk reads its one request part above.
+        let parts = scoredByProgram.isEmpty ? nil : FoldedParts(formula, profile: profile, inputs: inputs)
         for position in scoredByProgram {
+            // Screened before it is scored: the folded program costs more than the screens.
             guard
+                unsafe candidates.passesGate(position),
                 unsafe passesScreen(
-                    position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
-                    state: &state)
+                    position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
             else { continue }
-            parts.offerBase = position * partsPerCandidate
+            parts?.offerBase = position * partsPerCandidate
             let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
-            // Strictly worse than the worst kept: no need for the tie hash.
-            if let worst = state.best.worstRank(capacity: remaining), rank < worst { continue }
-            let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-            unsafe state.best.offer(
-                RankedCandidate(
-                    offerIndex: screens[position].offerIndex,
-                    representationIndex: screens[position].representationIndex,
-                    rank: rank,
-                    tieHash: tieHash,
-                    idOrder: screens[position].idOrder
-                ),
-                capacity: remaining
-            )
+            unsafe offer(
+                position, rank: rank, screened: true, of: ranking, candidates: candidates, remaining: remaining,
+                profile: profile, inputs: inputs, state: &state)
         }
         if let walk = walkInScoreOrder {
             unsafe considerInScoreOrder(
-                walk.separable, request: walk.request, direction: walk.direction, ranking: ranking, screens: screens,
-                offerIDs: offerIDs, idPrefixHash: idPrefixHash, remaining: remaining, state: &state)
+                walk.separable, request: walk.request, direction: walk.direction, ranking: ranking,
+                candidates: candidates, remaining: remaining, state: &state)
         }
     }
 
@@ -523,54 +517,85 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// a full top-k ends the walk, since no later one scores more. Equal scores go on to the tie-break.
     private func considerInScoreOrder(
         _ separable: SeparableScore, request: Double, direction: SeparableScore.Direction, ranking: StaticRanking,
-        screens: UnsafeBufferPointer<CandidateScreen>, offerIDs: UnsafeBufferPointer<InternedName>,
-        idPrefixHash: FNV1a64, remaining: Int, state: inout WalkState
+        candidates: ScreenedCandidates, remaining: Int, state: inout WalkState
     ) {
         let profile = self.profile
         let inputs = self.inputs
-        let offerIDBytes = ranking.offerIDBytes
         let start = separable.numericStart
         let count = ranking.candidates.count
         for step in 0..<(count - start) {
             let position = direction == .largestFirst ? start + step : count - 1 - step
             let rank = separable.score(at: position, request: request)
             if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
-            guard
-                unsafe passesScreen(
-                    position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
-                    state: &state)
-            else { continue }
-            let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-            unsafe state.best.offer(
-                RankedCandidate(
-                    offerIndex: screens[position].offerIndex,
-                    representationIndex: screens[position].representationIndex,
-                    rank: rank,
-                    tieHash: tieHash,
-                    idOrder: screens[position].idOrder
-                ),
-                capacity: remaining
-            )
+            unsafe offer(
+                position, rank: rank, screened: false, of: ranking, candidates: candidates, remaining: remaining,
+                profile: profile, inputs: inputs, state: &state)
         }
     }
 
-    /// Lends `ranking`'s screens and capping keys to `body` as buffer pointers, valid at every position below
-    /// `ranking.candidates.count` (checked). Screens are read in place: copying a screen out of its array costs a
-    /// retain and a release per candidate for the references it holds (the inline condition's operands). Not
-    /// spans: their bounds checks, in these loops, cost 2 to 3% of a Decide call's instructions (see
-    /// Support/ContiguousSpans.swift). This function, its callers' loops and that file hold all of OfferdCore's
-    /// unsafe code.
+    /// Offers the candidate at `position`, ranked `rank`, to the top-k, screening it first unless the caller did
+    /// (`screened`). Once the top-k is full, a candidate is screened only if it would enter: its rank and tie hash
+    /// are compared with the worst kept first (the screens decide only whether it may enter, and have no effect but
+    /// the memo's), which passes over most of a large tie group without testing its eligibility.
+    @inline(__always)
+    private func offer(
+        _ position: Int, rank: Double, screened: Bool, of ranking: StaticRanking, candidates: ScreenedCandidates,
+        remaining: Int, profile: Profile, inputs: RuleInputs, state: inout WalkState
+    ) {
+        // Strictly worse than the worst kept: no need for the tie hash.
+        if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+        guard unsafe screened || candidates.passesGate(position) else { return }
+        let full = state.best.count == remaining
+        if !screened && !full {
+            guard
+                unsafe passesScreen(
+                    position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
+            else { return }
+        }
+        let candidate = unsafe RankedCandidate(
+            offerIndex: candidates.screens[position].offerIndex,
+            representationIndex: candidates.screens[position].representationIndex,
+            rank: rank,
+            tieHash: candidates.tieHash(position),
+            idOrder: candidates.screens[position].idOrder
+        )
+        if !screened && full {
+            guard state.best.wouldKeep(candidate, capacity: remaining),
+                unsafe passesScreen(
+                    position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
+            else { return }
+        }
+        state.best.offer(candidate, capacity: remaining)
+    }
+
+    /// Lends `ranking`'s per-candidate arrays to `body` as buffer pointers, valid at every position below
+    /// `ranking.candidates.count` (checked), with the request's gate key and the tie hash continued over the ids'
+    /// shared prefix (every screen's `idSuffix` lies inside `offerIDBytes`, checked at load). Screens are read in place: copying a screen out of its array costs a retain and a release per
+    /// candidate for the references it holds (the inline condition's operands). Not spans: their bounds checks, in
+    /// these loops, cost 2 to 3% of a Decide call's instructions (see Support/ContiguousSpans.swift). This function,
+    /// its callers' loops and that file hold all of OfferdCore's unsafe code.
     private func withScreens(
         of ranking: StaticRanking,
-        _ body: (UnsafeBufferPointer<CandidateScreen>, UnsafeBufferPointer<InternedName>) -> Void
+        gateKey: Double,
+        _ body: (ScreenedCandidates) -> Void
     ) {
         precondition(
             ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
+                && ranking.gate.bounds.count == ranking.candidates.count
                 && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
+        var idPrefixHash = tieHashPrefix
+        for position in ranking.sharedIDPrefix { idPrefixHash.combine(ranking.offerIDBytes[position]) }
         // safe: the pointers are used inside these closures only, at positions checked above.
         unsafe ranking.screens.withUnsafeBufferPointer { screens in
             unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
-                unsafe body(screens, offerIDs)
+                unsafe ranking.gate.bounds.withUnsafeBufferPointer { gateBounds in
+                    unsafe ranking.offerIDBytes.withUnsafeBufferPointer { offerIDBytes in
+                        unsafe body(
+                            ScreenedCandidates(
+                                screens: screens, offerIDs: offerIDs, gateBounds: gateBounds,
+                                offerIDBytes: offerIDBytes, gateKey: gateKey, idPrefixHash: idPrefixHash))
+                    }
+                }
             }
         }
     }
@@ -580,10 +605,11 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// neither the memo nor an inline condition settles, or for a capping lookup.
     @inline(__always)
     private func passesScreen(
-        _ position: Int, of ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, profile: Profile, inputs: RuleInputs, state: inout WalkState
+        _ position: Int, of ranking: StaticRanking, candidates: ScreenedCandidates, profile: Profile,
+        inputs: RuleInputs, state: inout WalkState
     ) -> Bool {
-        // unsafe: `position` is below `candidates.count`, which `withScreens` checked against both counts.
+        // unsafe: `position` is below `candidates.count`, which `withScreens` checked against every array's count.
+        let screens = unsafe candidates.screens
         var eligible = unsafe screens[position].alwaysEligible
         let memoSlot = unsafe screens[position].eligibilityMemoSlot
         if memoSlot >= 0, let known = state.memo[memoSlot] {
@@ -601,7 +627,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         // Without live counts an offer whose summary bit is clear has only zero counts: its offer object is not
         // loaded.
         if unsafe screens[position].hasCappingRules
-            && (hasLiveCounts || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
+            && (hasLiveCounts || cappingSummary & cappingSummaryBit(candidates.offerIDs[position].hash) != 0)
             && isCapped(ranking.candidates[position].offer)
         {
             return false
