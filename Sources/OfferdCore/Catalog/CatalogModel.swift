@@ -196,6 +196,9 @@ final class CriterionDefinition: Sendable {
     let staticRanking: StaticRanking?
     /// The formula folded for these candidates when it reads the request (see ``FormulaRanking``).
     let formulaRanking: FormulaRanking?
+    /// The criterion's own eligibility when it is a few flat tests of request values (see ``InlineCondition``),
+    /// answered from the request's typed values.
+    let inlineEligibility: InlineCondition
 
     init(
         eligibility: Eligibility?,
@@ -209,6 +212,11 @@ final class CriterionDefinition: Sendable {
         self.ranking = ranking
         self.collectionOffers = collectionOffers
         self.candidates = candidates
+        if case .condition(let rule)? = eligibility, let program = rule.condition {
+            inlineEligibility = InlineCondition(program)
+        } else {
+            inlineEligibility = .none
+        }
         let staticRanking = StaticRanking(ranking: ranking, candidates: candidates)
         self.staticRanking = staticRanking
         if staticRanking == nil, case .formula(let formula) = ranking {
@@ -504,8 +512,8 @@ public final class Catalog: Sendable {
     let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
-    /// The context slots and attribute slots (a bit each) the offers' inline conditions and threshold gates read:
-    /// the values a request types for them (``TypedRequest``).
+    /// The context slots and attribute slots (a bit each) the offers' and criteria's inline conditions and the
+    /// threshold gates read: the values a request types for them (``TypedRequest``).
     let inlineContextSlots: UInt8
     let inlineAttributeSlots: UInt8
     private let counts: CatalogSummary
@@ -530,8 +538,9 @@ public final class Catalog: Sendable {
         self.attributePaths = attributePaths
         var inlineContextSlots: UInt8 = 0
         var inlineAttributeSlots: UInt8 = 0
-        for offer in offers {
-            guard case .condition(let rule)? = offer.eligibility, let program = rule.condition else { continue }
+        let criteria = decisions.flatMap { $0.scopeByPlacement.compactMap { $0 }.flatMap(\.criteria) }
+        for eligibility in offers.map(\.eligibility) + criteria.map(\.eligibility) {
+            guard case .condition(let rule)? = eligibility, let program = rule.condition else { continue }
             let slots = InlineCondition(program).slotsRead
             inlineContextSlots |= slots.context
             inlineAttributeSlots |= slots.attributes

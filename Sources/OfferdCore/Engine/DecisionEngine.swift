@@ -73,6 +73,9 @@ public struct DecisionEngine: Sendable {
         consents: ConsentRecord?,
         now: Double
     ) -> DecisionResult {
+        // A local passed down the walk by reference: a stored copy was copied again (a retain per slot value) by
+        // every walk function that read it into a local.
+        let inputs = ScopeWalker.ruleInputs(catalog: catalog, request: request, profile: profile, now: now)
         let walker = ScopeWalker(
             catalog: catalog,
             options: options,
@@ -87,9 +90,9 @@ public struct DecisionEngine: Sendable {
         propositions.reserveCapacity(request.scopes.count)
         var state = WalkState(
             typedRequest: TypedRequest(
-                walker.inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots))
+                inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots))
         for scope in request.scopes {
-            propositions.append(walker.decide(scope, state: &state))
+            propositions.append(walker.decide(scope, inputs: inputs, state: &state))
         }
         return DecisionResult(propositions: propositions, profileFound: found, catalogVersion: catalog.version)
     }
@@ -141,7 +144,8 @@ private struct ScreenedCandidates {
     }
 }
 
-/// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.
+/// What stays fixed while one request is decided: the profile and the tie-break hash prefix. The rule inputs are
+/// fixed too, but passed to each method (see ``ruleInputs(catalog:request:profile:now:)``).
 ///
 /// One scope costs exactly the result's proposition array and its item array.
 private struct ScopeWalker<Profile: ProfileView> {
@@ -154,9 +158,6 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// False for an identity that is not in the snapshot (`profile` is then an `AbsentProfile`).
     let profileFound: Bool
     let consents: ConsentRecord
-    /// Fixed for the whole request (its `offer` stays nil): rules get the candidate as a separate argument, so
-    /// that the loop never copies the inputs per candidate.
-    let inputs: RuleInputs
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
     /// The profile's ``ProfileView/cappingSummary`` (0 when it was not found): without `live`, only offers with
@@ -194,23 +195,6 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.profileFound = profileFound
         self.consents = consents ?? (profileFound ? self.profile.consents : .empty)
         self.cappingSummary = profileFound ? self.profile.cappingSummary : 0
-        var context = RuleValueSlots()
-        if !request.context.isEmpty {
-            for key in catalog.contextKeys {
-                context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
-            }
-        }
-        // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
-        // every use asks the profile.
-        let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
-        var attributes = RuleValueSlots()
-        if attributesResolved {
-            for path in catalog.attributePaths { attributes.append(self.profile.attribute(at: path)) }
-        }
-        // Moved, not copied: a copy of a slot table retains every value in it.
-        inputs = RuleInputs(
-            context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
-            now: now, offer: nil)
         func tieHashPrefix(namespace: Span<UInt8>, id: Span<UInt8>) -> FNV1a64 {
             var hasher = FNV1a64()
             for position in namespace.indices {
@@ -228,6 +212,30 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.tieHashPrefix = hasher
     }
 
+    /// The request's rule inputs, fixed for the whole request (their `offer` stays nil): rules get the candidate as
+    /// a separate argument, so that the loop never copies the inputs per candidate.
+    static func ruleInputs(
+        catalog: Catalog, request: DecisionRequest, profile: borrowing Profile, now: Double
+    ) -> RuleInputs {
+        var context = RuleValueSlots()
+        if !request.context.isEmpty {
+            for key in catalog.contextKeys {
+                context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
+            }
+        }
+        // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
+        // every use asks the profile.
+        let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
+        var attributes = RuleValueSlots()
+        if attributesResolved {
+            for path in catalog.attributePaths { attributes.append(profile.attribute(at: path)) }
+        }
+        // Moved, not copied: a copy of a slot table retains every value in it.
+        return RuleInputs(
+            context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
+            now: now, offer: nil)
+    }
+
     /// The SPEC 6 step 6 tie-break hash of `offer` for this request's profile.
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
         let prefix = tieHashPrefix
@@ -240,7 +248,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
     }
 
-    func decide(_ request: ScopeRequest, state: inout WalkState) -> Proposition {
+    func decide(_ request: ScopeRequest, inputs: RuleInputs, state: inout WalkState) -> Proposition {
         func answer(_ outcome: Outcome, _ reason: Reason) -> Proposition {
             Proposition(
                 decisionID: request.decisionID,
@@ -284,7 +292,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         // Steps 5 to 7.
         var trace: [TraceEntry] = []
-        let items = walk(scope, wanted: request.effectiveItemCount, trace: &trace, state: &state)
+        let items = walk(scope, wanted: request.effectiveItemCount, inputs: inputs, trace: &trace, state: &state)
         if items.isEmpty {
             var proposition = fallback(
                 decision,
@@ -341,6 +349,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     private func walk(
         _ scope: DecisionScopeDefinition,
         wanted: Int,
+        inputs: RuleInputs,
         trace: inout [TraceEntry],
         state: inout WalkState
     ) -> [DecidedItem] {
@@ -350,7 +359,9 @@ private struct ScopeWalker<Profile: ProfileView> {
             let remaining = wanted - items.count
             if remaining == 0 && !explain { break }
             var criterionEligible = true
-            if let eligibility = criterion.eligibility {
+            if let inline = criterion.inlineEligibility.isTrue(&state.typedRequest) {
+                criterionEligible = inline
+            } else if let eligibility = criterion.eligibility {
                 criterionEligible = eligibility.isEligible(
                     profile: profile, inputs: inputs, offer: nil, memo: &state.memo)
             }
@@ -361,6 +372,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 traceCriterion(
                     criterion,
                     index: criterionIndex,
+                    inputs: inputs,
                     eligible: criterionEligible,
                     placementIndex: scope.placementIndex,
                     remaining: remaining,
@@ -368,11 +380,11 @@ private struct ScopeWalker<Profile: ProfileView> {
                     state: &state
                 )
             } else if criterionEligible && remaining > 0, let staticRanking = criterion.staticRanking {
-                considerByGroups(staticRanking, remaining: remaining, state: &state)
+                considerByGroups(staticRanking, remaining: remaining, inputs: inputs, state: &state)
             } else if criterionEligible && remaining > 0, let formulaRanking = criterion.formulaRanking {
-                considerByFormula(formulaRanking, remaining: remaining, state: &state)
+                considerByFormula(formulaRanking, remaining: remaining, inputs: inputs, state: &state)
             } else if criterionEligible && remaining > 0 {
-                considerAll(criterion, remaining: remaining, state: &state)
+                considerAll(criterion, remaining: remaining, inputs: inputs, state: &state)
             }
             state.best.sortBestFirst()
             if state.best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
@@ -408,7 +420,9 @@ private struct ScopeWalker<Profile: ProfileView> {
 
     /// Filters every candidate through dates, capping, de-duplication and eligibility (all must pass, so the
     /// cheapest run first) and offers the survivors to the ranking.
-    private func considerAll(_ criterion: CriterionDefinition, remaining: Int, state: inout WalkState) {
+    private func considerAll(
+        _ criterion: CriterionDefinition, remaining: Int, inputs: RuleInputs, state: inout WalkState
+    ) {
         for candidate in criterion.candidates {
             let offer = candidate.offer
             guard offer.isInsideDates(now), !state.chosen.contains(offer.index),
@@ -424,6 +438,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 representationIndex: candidate.representationIndex,
                 ranking: criterion.ranking,
                 remaining: remaining,
+                inputs: inputs,
                 best: &state.best
             )
         }
@@ -432,20 +447,23 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// The fast path of a statically ranked criterion: tests candidates one tie group at a time, best group
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
-    private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
+    private func considerByGroups(
+        _ ranking: StaticRanking, remaining: Int, inputs: RuleInputs, state: inout WalkState
+    ) {
         let gateKey = ranking.gate.requestKey(&state.typedRequest)
         unsafe withScreens(of: ranking, gateKey: gateKey) { candidates in
-            unsafe considerByGroups(ranking, candidates: candidates, remaining: remaining, state: &state)
+            unsafe considerByGroups(
+                ranking, candidates: candidates, remaining: remaining, inputs: inputs, state: &state)
         }
     }
 
     private func considerByGroups(
-        _ ranking: StaticRanking, candidates: ScreenedCandidates, remaining: Int, state: inout WalkState
+        _ ranking: StaticRanking, candidates: ScreenedCandidates, remaining: Int, inputs: RuleInputs,
+        state: inout WalkState
     ) {
-        // Read into locals once: passing the walker's own stored properties to a call copies them first (the rule
-        // inputs are 440 bytes, a memcpy per candidate, measured).
+        // Read into a local once: passing the walker's own stored property to a call copies it first (a retain per
+        // reference it holds, per candidate, measured).
         let profile = profile
-        let inputs = inputs
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
@@ -462,19 +480,22 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// evaluated once, then every candidate that passes the screens is scored by the folded program and offered to
     /// the bounded top-k (a separable formula walks in score order and stops early, see ``SeparableScore``). Nothing
     /// is copied or allocated per candidate.
-    private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
+    private func considerByFormula(
+        _ formula: FormulaRanking, remaining: Int, inputs: RuleInputs, state: inout WalkState
+    ) {
         let gateKey = formula.candidates.gate.requestKey(&state.typedRequest)
         unsafe withScreens(of: formula.candidates, gateKey: gateKey) { candidates in
-            unsafe considerByFormula(formula, candidates: candidates, remaining: remaining, state: &state)
+            unsafe considerByFormula(
+                formula, candidates: candidates, remaining: remaining, inputs: inputs, state: &state)
         }
     }
 
     private func considerByFormula(
-        _ formula: FormulaRanking, candidates: ScreenedCandidates, remaining: Int, state: inout WalkState
+        _ formula: FormulaRanking, candidates: ScreenedCandidates, remaining: Int, inputs: RuleInputs,
+        state: inout WalkState
     ) {
-        // Read into locals once, as in `considerByGroups`.
+        // Read into a local once, as in `considerByGroups`.
         let profile = profile
-        let inputs = inputs
         let ranking = formula.candidates
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate
@@ -508,7 +529,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         if let walk = walkInScoreOrder {
             unsafe considerInScoreOrder(
                 walk.separable, request: walk.request, direction: walk.direction, ranking: ranking,
-                candidates: candidates, remaining: remaining, state: &state)
+                candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
         }
     }
 
@@ -517,10 +538,8 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// a full top-k ends the walk, since no later one scores more. Equal scores go on to the tie-break.
     private func considerInScoreOrder(
         _ separable: SeparableScore, request: Double, direction: SeparableScore.Direction, ranking: StaticRanking,
-        candidates: ScreenedCandidates, remaining: Int, state: inout WalkState
+        candidates: ScreenedCandidates, remaining: Int, profile: Profile, inputs: RuleInputs, state: inout WalkState
     ) {
-        let profile = self.profile
-        let inputs = self.inputs
         let start = separable.numericStart
         let count = ranking.candidates.count
         for step in 0..<(count - start) {
@@ -672,6 +691,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         representationIndex: Int,
         ranking: Ranking,
         remaining: Int,
+        inputs: RuleInputs,
         best: inout TopCandidates
     ) {
         guard remaining > 0 else { return }
@@ -702,6 +722,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     private func traceCriterion(
         _ criterion: CriterionDefinition,
         index: Int,
+        inputs: RuleInputs,
         eligible: Bool,
         placementIndex: Int,
         remaining: Int,
@@ -736,6 +757,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                         representationIndex: representationIndex,
                         ranking: criterion.ranking,
                         remaining: remaining,
+                        inputs: inputs,
                         best: &state.best
                     )
                 }

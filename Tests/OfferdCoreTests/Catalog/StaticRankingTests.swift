@@ -355,6 +355,29 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided > 60)
     }
 
+    /// A criterion's eligibility of flat tests is answered from the request's typed values, which must then include
+    /// the values it reads when no offer's condition reads them (here no offer has a condition at all).
+    @Test(
+        arguments: [
+            ("checkout", "5", true), ("home", "5", false), ("checkout", "2", false), ("checkout", "3", true),
+            ("checkout", "null", false), ("checkout", "\"5\"", false), (nil, "5", false),
+        ] as [(String?, String, Bool)])
+    func criterionEligibilityReadsValuesNoOfferReads(page: String?, points: String, eligible: Bool) throws {
+        let condition = #"context.page = \"checkout\" and profile.points >= 3"#
+        let criteria = #"[{"collection": "all", "eligibility": {"condition": "\#(condition)"}}]"#
+        let catalog = try engineCatalog(
+            offers: [offerJSON("a", extra: tagged)], decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
+        let criterion = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria.first)
+        var typed = TypedRequest(
+            RuleInputs(context: RuleValueSlots(), attributes: RuleValueSlots(), now: 0, offer: nil))
+        #expect(criterion.inlineEligibility.isTrue(&typed) != nil)
+        let engine = DecisionEngine(catalog: catalog)
+        let decided = engine.decide(
+            request([scope("web")], context: page.map { ["page": .string($0)] } ?? [:]),
+            profile: profile(attributes: #"{"points": \#(points)}"#), now: 1_800_000_000)
+        #expect(decided.propositions.first?.outcome == (eligible ? .offers : .fallback), "\(page ?? "-"), \(points)")
+    }
+
     @Test func requestDependentFormulasAreNotFolded() throws {
         let formulas: [(String, Bool)] = [
             ("number(offer.characteristics.margin) * 2 + offer.priority", true),
