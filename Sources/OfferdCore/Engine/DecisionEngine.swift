@@ -564,35 +564,34 @@ private struct ScopeWalker<Profile: ProfileView> {
         // Strictly worse than the worst kept: no need for the tie hash.
         if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
         guard unsafe screened || candidates.passesGate(position) else { return }
+        // Once the top-k is full, a candidate that would not enter is passed over before it is screened. One call
+        // site of `passesScreen`, so that it is inlined.
         let full = state.best.count == remaining
-        if !screened && !full {
+        var candidate = unsafe RankedCandidate(
+            offerIndex: candidates.screens[position].offerIndex,
+            representationIndex: candidates.screens[position].representationIndex,
+            rank: rank,
+            tieHash: full ? candidates.tieHash(position) : 0,
+            idOrder: candidates.screens[position].idOrder
+        )
+        if full && !state.best.wouldKeep(candidate, capacity: remaining) { return }
+        if !screened {
             guard
                 unsafe passesScreen(
                     position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
             else { return }
         }
-        let candidate = unsafe RankedCandidate(
-            offerIndex: candidates.screens[position].offerIndex,
-            representationIndex: candidates.screens[position].representationIndex,
-            rank: rank,
-            tieHash: candidates.tieHash(position),
-            idOrder: candidates.screens[position].idOrder
-        )
-        if !screened && full {
-            guard state.best.wouldKeep(candidate, capacity: remaining),
-                unsafe passesScreen(
-                    position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
-            else { return }
-        }
+        if !full { candidate.tieHash = unsafe candidates.tieHash(position) }
         state.best.offer(candidate, capacity: remaining)
     }
 
     /// Lends `ranking`'s per-candidate arrays to `body` as buffer pointers, valid at every position below
     /// `ranking.candidates.count` (checked), with the request's gate key and the tie hash continued over the ids'
-    /// shared prefix (every screen's `idSuffix` lies inside `offerIDBytes`, checked at load). Screens are read in place: copying a screen out of its array costs a retain and a release per
-    /// candidate for the references it holds (the inline condition's operands). Not spans: their bounds checks, in
-    /// these loops, cost 2 to 3% of a Decide call's instructions (see Support/ContiguousSpans.swift). This function,
-    /// its callers' loops and that file hold all of OfferdCore's unsafe code.
+    /// shared prefix (every screen's `idSuffix` lies inside `offerIDBytes`, checked at load). Screens are read in
+    /// place: copying a screen out of its array costs a retain and a release per candidate for the references it
+    /// holds (the inline condition's operands). Not spans: their bounds checks, in these loops, cost 2 to 3% of a
+    /// Decide call's instructions (see Support/ContiguousSpans.swift). This function, its callers' loops and that
+    /// file hold all of OfferdCore's unsafe code.
     private func withScreens(
         of ranking: StaticRanking,
         gateKey: Double,
