@@ -512,6 +512,10 @@ public final class Catalog: Sendable {
     let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
+    /// At each slot of `attributePaths`: whether a rule a decision can evaluate reads it (an offer's or a criterion's
+    /// eligibility, a ranking formula). A named rule nothing refers to still has slots; a request does not read
+    /// them from the profile.
+    let attributeSlotsRead: [Bool]
     /// The context slots and attribute slots (a bit each) the offers' and criteria's inline conditions and the
     /// threshold gates read: the values a request types for them (``TypedRequest``).
     let inlineContextSlots: UInt8
@@ -539,6 +543,21 @@ public final class Catalog: Sendable {
         var inlineContextSlots: UInt8 = 0
         var inlineAttributeSlots: UInt8 = 0
         let criteria = decisions.flatMap { $0.scopeByPlacement.compactMap { $0 }.flatMap(\.criteria) }
+        var slotsRead = [Bool](repeating: false, count: attributePaths.count)
+        var evaluated: [RuleNode] = (offers.map(\.eligibility) + criteria.map(\.eligibility)).compactMap {
+            eligibility in
+            if case .condition(let rule)? = eligibility { return rule.node }
+            return nil
+        }
+        for criterion in criteria {
+            if case .formula(let formula) = criterion.ranking { evaluated.append(formula.node) }
+        }
+        for node in evaluated {
+            node.forEachAttributeSlot { slot in
+                if slot >= 0 && slot < slotsRead.count { slotsRead[slot] = true }
+            }
+        }
+        attributeSlotsRead = slotsRead
         for eligibility in offers.map(\.eligibility) + criteria.map(\.eligibility) {
             guard case .condition(let rule)? = eligibility, let program = rule.condition else { continue }
             let slots = InlineCondition(program).slotsRead

@@ -228,7 +228,10 @@ private struct ScopeWalker<Profile: ProfileView> {
         let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
         var attributes = RuleValueSlots()
         if attributesResolved {
-            for path in catalog.attributePaths { attributes.append(profile.attribute(at: path)) }
+            // A path only unreferenced named rules read is never evaluated: not asked of the profile.
+            for (slot, path) in catalog.attributePaths.enumerated() {
+                attributes.append(catalog.attributeSlotsRead[slot] ? profile.attribute(at: path) : .null)
+            }
         }
         // Moved, not copied: a copy of a slot table retains every value in it.
         return RuleInputs(

@@ -378,6 +378,40 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided.propositions.first?.outcome == (eligible ? .offers : .fallback), "\(page ?? "-"), \(points)")
     }
 
+    /// A request reads from the profile only the attribute paths of rules a decision can evaluate: offers' and
+    /// criteria's eligibility (a named rule through the offer that refers to it) and ranking formulas. A path only
+    /// an unreferenced named rule reads is not read; every other one must be, or the decision changes.
+    @Test func attributesOnlyUnreferencedRulesReadAreNotRead() throws {
+        let offers = [
+            offerJSON("a", priority: 1, extra: tagged + #", "eligibility": {"rule": "used"}"#),
+            offerJSON("b", priority: 2, extra: tagged + #", "eligibility": {"condition": "profile.y = \"yes\""}"#),
+        ]
+        let criteria = #"""
+            [{"collection": "all", "eligibility": {"condition": "profile.w != null"},
+              "ranking": {"method": "formula", "formula": "profile.z * 10 + offer.priority"}}]
+            """#
+        let catalog = try engineCatalog(
+            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])],
+            rules:
+                #"[{"id": "unused", "condition": "profile.unused > 1"}, {"id": "used", "condition": "profile.x >= 2"}]"#
+        )
+        let read = Dictionary(
+            uniqueKeysWithValues: zip(
+                catalog.attributePaths.map { $0.segments.joined(separator: ".") },
+                catalog.attributeSlotsRead))
+        #expect(read == ["unused": false, "x": true, "y": true, "z": true, "w": true])
+        let engine = DecisionEngine(catalog: catalog)
+        func scores(_ attributes: String) -> [Double?] {
+            let decided = engine.decide(
+                request([scope("web", items: 2)]), profile: profile(attributes: attributes), now: 1_800_000_000)
+            return decided.propositions.first?.items.map { $0.isFallback ? nil : $0.score } ?? []
+        }
+        #expect(scores(#"{"x": 3, "y": "yes", "z": 5, "w": 1, "unused": 9}"#) == [52, 51])
+        #expect(scores(#"{"x": 1, "y": "yes", "z": 5, "w": 1}"#) == [52])
+        #expect(scores(#"{"x": 3, "y": "no", "z": 5, "w": 1}"#) == [51])
+        #expect(scores(#"{"x": 3, "y": "yes", "z": 5}"#) == [nil])
+    }
+
     @Test func requestDependentFormulasAreNotFolded() throws {
         let formulas: [(String, Bool)] = [
             ("number(offer.characteristics.margin) * 2 + offer.priority", true),
