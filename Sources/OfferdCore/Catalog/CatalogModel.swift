@@ -196,6 +196,9 @@ final class CriterionDefinition: Sendable {
     let staticRanking: StaticRanking?
     /// The formula folded for these candidates when it reads the request (see ``FormulaRanking``).
     let formulaRanking: FormulaRanking?
+    /// The criterion's own eligibility when it is a few flat tests of request values (see ``InlineCondition``),
+    /// answered from the request's typed values.
+    let inlineEligibility: InlineCondition
 
     init(
         eligibility: Eligibility?,
@@ -209,6 +212,11 @@ final class CriterionDefinition: Sendable {
         self.ranking = ranking
         self.collectionOffers = collectionOffers
         self.candidates = candidates
+        if case .condition(let rule)? = eligibility, let program = rule.condition {
+            inlineEligibility = InlineCondition(program)
+        } else {
+            inlineEligibility = .none
+        }
         let staticRanking = StaticRanking(ranking: ranking, candidates: candidates)
         self.staticRanking = staticRanking
         if staticRanking == nil, case .formula(let formula) = ranking {
@@ -264,6 +272,9 @@ final class StaticRanking: Sendable {
     let sharedIDPrefix: Range<Int>
     /// The end (exclusive) of each tie group in `candidates`, in order; the last is `candidates.count`.
     let groupEnds: [Int]
+    /// A bound on one request value per candidate, which its eligibility needs: the loop passes over a candidate
+    /// that misses it with one comparison.
+    let gate: ThresholdGate
 
     /// Nil when `ranking` is a formula that reads the profile, the context, `now` or an audience.
     convenience init?(ranking: Ranking, candidates: [CandidateOffer]) {
@@ -317,12 +328,19 @@ final class StaticRanking: Sendable {
             offerIDBytes.append(contentsOf: id)
             screens.append(CandidateScreen(candidate, idSuffix: (start + sharedLength)..<offerIDBytes.count))
         }
+        // The decision loop reads the ids' bytes through a pointer at these ranges.
+        precondition(screens.allSatisfy { $0.idSuffix.upperBound <= offerIDBytes.count })
         self.screens = screens
         sharedIDPrefix = 0..<(ids.isEmpty ? 0 : sharedLength)
         self.offerIDBytes = offerIDBytes
         offerIDs = sorted.map(\.offer.internedID)
         self.candidates = sorted
         self.groupEnds = groupEnds
+        gate = ThresholdGate(
+            conditions: sorted.map { candidate in
+                guard case .condition(let rule)? = candidate.offer.eligibility else { return nil }
+                return rule.condition
+            })
     }
 }
 
@@ -494,8 +512,12 @@ public final class Catalog: Sendable {
     let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
-    /// The context slots and attribute slots (a bit each) the offers' inline conditions read: the values a request
-    /// types for them (``TypedRequest``).
+    /// At each slot of `attributePaths`: whether a rule a decision can evaluate reads it (an offer's or a criterion's
+    /// eligibility, a ranking formula). A named rule nothing refers to still has slots; a request does not read
+    /// them from the profile.
+    let attributeSlotsRead: [Bool]
+    /// The context slots and attribute slots (a bit each) the offers' and criteria's inline conditions and the
+    /// threshold gates read: the values a request types for them (``TypedRequest``).
     let inlineContextSlots: UInt8
     let inlineAttributeSlots: UInt8
     private let counts: CatalogSummary
@@ -520,11 +542,35 @@ public final class Catalog: Sendable {
         self.attributePaths = attributePaths
         var inlineContextSlots: UInt8 = 0
         var inlineAttributeSlots: UInt8 = 0
-        for offer in offers {
-            guard case .condition(let rule)? = offer.eligibility, let program = rule.condition else { continue }
+        let criteria = decisions.flatMap { $0.scopeByPlacement.compactMap { $0 }.flatMap(\.criteria) }
+        var slotsRead = [Bool](repeating: false, count: attributePaths.count)
+        var evaluated: [RuleNode] = (offers.map(\.eligibility) + criteria.map(\.eligibility)).compactMap {
+            eligibility in
+            if case .condition(let rule)? = eligibility { return rule.node }
+            return nil
+        }
+        for criterion in criteria {
+            if case .formula(let formula) = criterion.ranking { evaluated.append(formula.node) }
+        }
+        for node in evaluated {
+            node.forEachAttributeSlot { slot in
+                if slot >= 0 && slot < slotsRead.count { slotsRead[slot] = true }
+            }
+        }
+        attributeSlotsRead = slotsRead
+        for eligibility in offers.map(\.eligibility) + criteria.map(\.eligibility) {
+            guard case .condition(let rule)? = eligibility, let program = rule.condition else { continue }
             let slots = InlineCondition(program).slotsRead
             inlineContextSlots |= slots.context
             inlineAttributeSlots |= slots.attributes
+            // The slots a ranking's threshold gate may read (see `ThresholdGate`).
+            for key in program.necessaryBounds().keys {
+                switch key.source {
+                case .context: inlineContextSlots |= 1 << UInt8(key.slot)
+                case .attribute: inlineAttributeSlots |= 1 << UInt8(key.slot)
+                case .now: break
+                }
+            }
         }
         self.inlineContextSlots = inlineContextSlots
         self.inlineAttributeSlots = inlineAttributeSlots

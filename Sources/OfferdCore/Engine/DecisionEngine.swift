@@ -73,6 +73,9 @@ public struct DecisionEngine: Sendable {
         consents: ConsentRecord?,
         now: Double
     ) -> DecisionResult {
+        // A local passed down the walk by reference: a stored copy was copied again (a retain per slot value) by
+        // every walk function that read it into a local.
+        let inputs = ScopeWalker.ruleInputs(catalog: catalog, request: request, profile: profile, now: now)
         let walker = ScopeWalker(
             catalog: catalog,
             options: options,
@@ -87,9 +90,9 @@ public struct DecisionEngine: Sendable {
         propositions.reserveCapacity(request.scopes.count)
         var state = WalkState(
             typedRequest: TypedRequest(
-                walker.inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots))
+                inputs, contextSlots: catalog.inlineContextSlots, attributeSlots: catalog.inlineAttributeSlots))
         for scope in request.scopes {
-            propositions.append(walker.decide(scope, state: &state))
+            propositions.append(walker.decide(scope, inputs: inputs, state: &state))
         }
         return DecisionResult(propositions: propositions, profileFound: found, catalogVersion: catalog.version)
     }
@@ -112,7 +115,37 @@ private struct WalkState {
     var typedRequest: TypedRequest
 }
 
-/// What stays fixed while one request is decided: the rule inputs, the profile and the tie-break hash prefix.
+/// A ranking's per-candidate arrays, lent as buffer pointers by `ScopeWalker.withScreens` (valid inside its body only,
+/// at every position below the ranking's candidate count), and the request's key for the ranking's
+/// ``ThresholdGate``.
+@unsafe
+private struct ScreenedCandidates {
+    let screens: UnsafeBufferPointer<CandidateScreen>
+    let offerIDs: UnsafeBufferPointer<InternedName>
+    let gateBounds: UnsafeBufferPointer<Double>
+    /// ``StaticRanking/offerIDBytes``.
+    let offerIDBytes: UnsafeBufferPointer<UInt8>
+    let gateKey: Double
+    /// The request's tie hash prefix continued over ``StaticRanking/sharedIDPrefix``.
+    let idPrefixHash: FNV1a64
+
+    /// False when the candidate at `position` misses its ``ThresholdGate`` bound: its eligibility is then false.
+    @inline(__always)
+    func passesGate(_ position: Int) -> Bool {
+        unsafe gateKey >= gateBounds[position]
+    }
+
+    /// The SPEC 6 step 6 tie-break hash of the candidate at `position` for this request's profile.
+    @inline(__always)
+    func tieHash(_ position: Int) -> UInt64 {
+        var hasher = unsafe idPrefixHash
+        for byte in unsafe screens[position].idSuffix { unsafe hasher.combine(offerIDBytes[byte]) }
+        return fmix64(hasher.value)
+    }
+}
+
+/// What stays fixed while one request is decided: the profile and the tie-break hash prefix. The rule inputs are
+/// fixed too, but passed to each method (see ``ruleInputs(catalog:request:profile:now:)``).
 ///
 /// One scope costs exactly the result's proposition array and its item array.
 private struct ScopeWalker<Profile: ProfileView> {
@@ -125,9 +158,6 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// False for an identity that is not in the snapshot (`profile` is then an `AbsentProfile`).
     let profileFound: Bool
     let consents: ConsentRecord
-    /// Fixed for the whole request (its `offer` stays nil): rules get the candidate as a separate argument, so
-    /// that the loop never copies the inputs per candidate.
-    let inputs: RuleInputs
     /// FNV-1a state after `lower(namespace) 0x1F id 0x1F`; each offer id continues it.
     let tieHashPrefix: FNV1a64
     /// The profile's ``ProfileView/cappingSummary`` (0 when it was not found): without `live`, only offers with
@@ -165,23 +195,6 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.profileFound = profileFound
         self.consents = consents ?? (profileFound ? self.profile.consents : .empty)
         self.cappingSummary = profileFound ? self.profile.cappingSummary : 0
-        var context = RuleValueSlots()
-        if !request.context.isEmpty {
-            for key in catalog.contextKeys {
-                context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
-            }
-        }
-        // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
-        // every use asks the profile.
-        let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
-        var attributes = RuleValueSlots()
-        if attributesResolved {
-            for path in catalog.attributePaths { attributes.append(self.profile.attribute(at: path)) }
-        }
-        // Moved, not copied: a copy of a slot table retains every value in it.
-        inputs = RuleInputs(
-            context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
-            now: now, offer: nil)
         func tieHashPrefix(namespace: Span<UInt8>, id: Span<UInt8>) -> FNV1a64 {
             var hasher = FNV1a64()
             for position in namespace.indices {
@@ -199,6 +212,33 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.tieHashPrefix = hasher
     }
 
+    /// The request's rule inputs, fixed for the whole request (their `offer` stays nil): rules get the candidate as
+    /// a separate argument, so that the loop never copies the inputs per candidate.
+    static func ruleInputs(
+        catalog: Catalog, request: DecisionRequest, profile: borrowing Profile, now: Double
+    ) -> RuleInputs {
+        var context = RuleValueSlots()
+        if !request.context.isEmpty {
+            for key in catalog.contextKeys {
+                context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
+            }
+        }
+        // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
+        // every use asks the profile.
+        let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
+        var attributes = RuleValueSlots()
+        if attributesResolved {
+            // A path only unreferenced named rules read is never evaluated: not asked of the profile.
+            for (slot, path) in catalog.attributePaths.enumerated() {
+                attributes.append(catalog.attributeSlotsRead[slot] ? profile.attribute(at: path) : .null)
+            }
+        }
+        // Moved, not copied: a copy of a slot table retains every value in it.
+        return RuleInputs(
+            context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
+            now: now, offer: nil)
+    }
+
     /// The SPEC 6 step 6 tie-break hash of `offer` for this request's profile.
     private func tieHash(_ offer: OfferDefinition) -> UInt64 {
         let prefix = tieHashPrefix
@@ -211,15 +251,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
     }
 
-    /// ``tieHash(_:)`` of an offer id whose first bytes `prefix` has hashed already and whose rest is
-    /// `bytes[suffix]`.
-    private static func tieHash(_ bytes: [UInt8], _ suffix: Range<Int>, prefix: FNV1a64) -> UInt64 {
-        var hasher = prefix
-        for position in suffix { hasher.combine(bytes[position]) }
-        return fmix64(hasher.value)
-    }
-
-    func decide(_ request: ScopeRequest, state: inout WalkState) -> Proposition {
+    func decide(_ request: ScopeRequest, inputs: RuleInputs, state: inout WalkState) -> Proposition {
         func answer(_ outcome: Outcome, _ reason: Reason) -> Proposition {
             Proposition(
                 decisionID: request.decisionID,
@@ -263,7 +295,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
         // Steps 5 to 7.
         var trace: [TraceEntry] = []
-        let items = walk(scope, wanted: request.effectiveItemCount, trace: &trace, state: &state)
+        let items = walk(scope, wanted: request.effectiveItemCount, inputs: inputs, trace: &trace, state: &state)
         if items.isEmpty {
             var proposition = fallback(
                 decision,
@@ -320,6 +352,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     private func walk(
         _ scope: DecisionScopeDefinition,
         wanted: Int,
+        inputs: RuleInputs,
         trace: inout [TraceEntry],
         state: inout WalkState
     ) -> [DecidedItem] {
@@ -329,7 +362,9 @@ private struct ScopeWalker<Profile: ProfileView> {
             let remaining = wanted - items.count
             if remaining == 0 && !explain { break }
             var criterionEligible = true
-            if let eligibility = criterion.eligibility {
+            if let inline = criterion.inlineEligibility.isTrue(&state.typedRequest) {
+                criterionEligible = inline
+            } else if let eligibility = criterion.eligibility {
                 criterionEligible = eligibility.isEligible(
                     profile: profile, inputs: inputs, offer: nil, memo: &state.memo)
             }
@@ -340,6 +375,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 traceCriterion(
                     criterion,
                     index: criterionIndex,
+                    inputs: inputs,
                     eligible: criterionEligible,
                     placementIndex: scope.placementIndex,
                     remaining: remaining,
@@ -347,11 +383,11 @@ private struct ScopeWalker<Profile: ProfileView> {
                     state: &state
                 )
             } else if criterionEligible && remaining > 0, let staticRanking = criterion.staticRanking {
-                considerByGroups(staticRanking, remaining: remaining, state: &state)
+                considerByGroups(staticRanking, remaining: remaining, inputs: inputs, state: &state)
             } else if criterionEligible && remaining > 0, let formulaRanking = criterion.formulaRanking {
-                considerByFormula(formulaRanking, remaining: remaining, state: &state)
+                considerByFormula(formulaRanking, remaining: remaining, inputs: inputs, state: &state)
             } else if criterionEligible && remaining > 0 {
-                considerAll(criterion, remaining: remaining, state: &state)
+                considerAll(criterion, remaining: remaining, inputs: inputs, state: &state)
             }
             state.best.sortBestFirst()
             if state.best.count > 0 && items.isEmpty { items.reserveCapacity(wanted) }
@@ -387,7 +423,9 @@ private struct ScopeWalker<Profile: ProfileView> {
 
     /// Filters every candidate through dates, capping, de-duplication and eligibility (all must pass, so the
     /// cheapest run first) and offers the survivors to the ranking.
-    private func considerAll(_ criterion: CriterionDefinition, remaining: Int, state: inout WalkState) {
+    private func considerAll(
+        _ criterion: CriterionDefinition, remaining: Int, inputs: RuleInputs, state: inout WalkState
+    ) {
         for candidate in criterion.candidates {
             let offer = candidate.offer
             guard offer.isInsideDates(now), !state.chosen.contains(offer.index),
@@ -403,6 +441,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                 representationIndex: candidate.representationIndex,
                 ranking: criterion.ranking,
                 remaining: remaining,
+                inputs: inputs,
                 best: &state.best
             )
         }
@@ -411,42 +450,29 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// The fast path of a statically ranked criterion: tests candidates one tie group at a time, best group
     /// first, and stops once `remaining` candidates are kept. No later candidate could enter then (every later
     /// group ranks strictly lower), so this keeps exactly what testing and ranking every candidate would.
-    private func considerByGroups(_ ranking: StaticRanking, remaining: Int, state: inout WalkState) {
-        unsafe withScreens(of: ranking) { screens, offerIDs in
-            unsafe considerByGroups(ranking, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+    private func considerByGroups(
+        _ ranking: StaticRanking, remaining: Int, inputs: RuleInputs, state: inout WalkState
+    ) {
+        let gateKey = ranking.gate.requestKey(&state.typedRequest)
+        unsafe withScreens(of: ranking, gateKey: gateKey) { candidates in
+            unsafe considerByGroups(
+                ranking, candidates: candidates, remaining: remaining, inputs: inputs, state: &state)
         }
     }
 
     private func considerByGroups(
-        _ ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+        _ ranking: StaticRanking, candidates: ScreenedCandidates, remaining: Int, inputs: RuleInputs,
+        state: inout WalkState
     ) {
-        // Read into locals once: passing the walker's own stored properties to a call copies them first (the rule
-        // inputs are 440 bytes, a memcpy per candidate, measured).
+        // Read into a local once: passing the walker's own stored property to a call copies it first (a retain per
+        // reference it holds, per candidate, measured).
         let profile = profile
-        let inputs = inputs
-        let offerIDBytes = ranking.offerIDBytes
-        var idPrefixHash = tieHashPrefix
-        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
             for position in groupStart..<groupEnd {
-                guard
-                    unsafe passesScreen(
-                        position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
-                        state: &state)
-                else { continue }
-                let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-                unsafe state.best.offer(
-                    RankedCandidate(
-                        offerIndex: screens[position].offerIndex,
-                        representationIndex: screens[position].representationIndex,
-                        rank: screens[position].rank,
-                        tieHash: tieHash,
-                        idOrder: screens[position].idOrder
-                    ),
-                    capacity: remaining
-                )
+                unsafe offer(
+                    position, rank: candidates.screens[position].rank, screened: false, of: ranking,
+                    candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
             }
             if state.best.count == remaining { return }
             groupStart = groupEnd
@@ -457,64 +483,56 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// evaluated once, then every candidate that passes the screens is scored by the folded program and offered to
     /// the bounded top-k (a separable formula walks in score order and stops early, see ``SeparableScore``). Nothing
     /// is copied or allocated per candidate.
-    private func considerByFormula(_ formula: FormulaRanking, remaining: Int, state: inout WalkState) {
-        let parts = FoldedParts(formula, profile: profile, inputs: inputs)
-        unsafe withScreens(of: formula.candidates) { screens, offerIDs in
+    private func considerByFormula(
+        _ formula: FormulaRanking, remaining: Int, inputs: RuleInputs, state: inout WalkState
+    ) {
+        let gateKey = formula.candidates.gate.requestKey(&state.typedRequest)
+        unsafe withScreens(of: formula.candidates, gateKey: gateKey) { candidates in
             unsafe considerByFormula(
-                formula, parts: parts, screens: screens, offerIDs: offerIDs, remaining: remaining, state: &state)
+                formula, candidates: candidates, remaining: remaining, inputs: inputs, state: &state)
         }
     }
 
     private func considerByFormula(
-        _ formula: FormulaRanking, parts: FoldedParts, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, remaining: Int, state: inout WalkState
+        _ formula: FormulaRanking, candidates: ScreenedCandidates, remaining: Int, inputs: RuleInputs,
+        state: inout WalkState
     ) {
-        // Read into locals once, as in `considerByGroups`.
+        // Read into a local once, as in `considerByGroups`.
         let profile = profile
-        let inputs = inputs
         let ranking = formula.candidates
         let program = formula.program
         let partsPerCandidate = formula.partsPerCandidate
-        let offerIDBytes = ranking.offerIDBytes
-        var idPrefixHash = tieHashPrefix
-        for position in ranking.sharedIDPrefix { idPrefixHash.combine(offerIDBytes[position]) }
         // A separable formula scores the candidates whose offer part is not a number here, then walks the others
         // in score order; any other formula, or a request the early stop is not sound for, scores them all here.
         var scoredByProgram = 0..<ranking.candidates.count
         var walkInScoreOrder: (separable: SeparableScore, request: Double, direction: SeparableScore.Direction)?
         if let separable = formula.separable,
-            case .number(let request) = parts.requestValues[separable.requestPart],
+            case .number(let request) = formula.requestParts[separable.requestPart].evaluate(
+                profile: profile, inputs: inputs),
             let direction = separable.direction(for: .number(request))
         {
             scoredByProgram = 0..<separable.numericStart
             walkInScoreOrder = (separable, request, direction)
         }
+        // Made only when the program scores a candidate: the separable walk reads its one request part above.
+        let parts = scoredByProgram.isEmpty ? nil : FoldedParts(formula, profile: profile, inputs: inputs)
         for position in scoredByProgram {
+            // Screened before it is scored: the folded program costs more than the screens.
             guard
+                unsafe candidates.passesGate(position),
                 unsafe passesScreen(
-                    position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
-                    state: &state)
+                    position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
             else { continue }
-            parts.offerBase = position * partsPerCandidate
+            parts?.offerBase = position * partsPerCandidate
             let rank = program.score(profile: profile, inputs: inputs, offer: nil, parts: parts)
-            // Strictly worse than the worst kept: no need for the tie hash.
-            if let worst = state.best.worstRank(capacity: remaining), rank < worst { continue }
-            let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-            unsafe state.best.offer(
-                RankedCandidate(
-                    offerIndex: screens[position].offerIndex,
-                    representationIndex: screens[position].representationIndex,
-                    rank: rank,
-                    tieHash: tieHash,
-                    idOrder: screens[position].idOrder
-                ),
-                capacity: remaining
-            )
+            unsafe offer(
+                position, rank: rank, screened: true, of: ranking, candidates: candidates, remaining: remaining,
+                profile: profile, inputs: inputs, state: &state)
         }
         if let walk = walkInScoreOrder {
             unsafe considerInScoreOrder(
-                walk.separable, request: walk.request, direction: walk.direction, ranking: ranking, screens: screens,
-                offerIDs: offerIDs, idPrefixHash: idPrefixHash, remaining: remaining, state: &state)
+                walk.separable, request: walk.request, direction: walk.direction, ranking: ranking,
+                candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
         }
     }
 
@@ -523,54 +541,82 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// a full top-k ends the walk, since no later one scores more. Equal scores go on to the tie-break.
     private func considerInScoreOrder(
         _ separable: SeparableScore, request: Double, direction: SeparableScore.Direction, ranking: StaticRanking,
-        screens: UnsafeBufferPointer<CandidateScreen>, offerIDs: UnsafeBufferPointer<InternedName>,
-        idPrefixHash: FNV1a64, remaining: Int, state: inout WalkState
+        candidates: ScreenedCandidates, remaining: Int, profile: Profile, inputs: RuleInputs, state: inout WalkState
     ) {
-        let profile = self.profile
-        let inputs = self.inputs
-        let offerIDBytes = ranking.offerIDBytes
         let start = separable.numericStart
         let count = ranking.candidates.count
         for step in 0..<(count - start) {
             let position = direction == .largestFirst ? start + step : count - 1 - step
             let rank = separable.score(at: position, request: request)
             if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
-            guard
-                unsafe passesScreen(
-                    position, of: ranking, screens: screens, offerIDs: offerIDs, profile: profile, inputs: inputs,
-                    state: &state)
-            else { continue }
-            let tieHash = unsafe Self.tieHash(offerIDBytes, screens[position].idSuffix, prefix: idPrefixHash)
-            unsafe state.best.offer(
-                RankedCandidate(
-                    offerIndex: screens[position].offerIndex,
-                    representationIndex: screens[position].representationIndex,
-                    rank: rank,
-                    tieHash: tieHash,
-                    idOrder: screens[position].idOrder
-                ),
-                capacity: remaining
-            )
+            unsafe offer(
+                position, rank: rank, screened: false, of: ranking, candidates: candidates, remaining: remaining,
+                profile: profile, inputs: inputs, state: &state)
         }
     }
 
-    /// Lends `ranking`'s screens and capping keys to `body` as buffer pointers, valid at every position below
-    /// `ranking.candidates.count` (checked). Screens are read in place: copying a screen out of its array costs a
-    /// retain and a release per candidate for the references it holds (the inline condition's operands). Not
-    /// spans: their bounds checks, in these loops, cost 2 to 3% of a Decide call's instructions (see
-    /// Support/ContiguousSpans.swift). This function, its callers' loops and that file hold all of OfferdCore's
-    /// unsafe code.
+    /// Offers the candidate at `position`, ranked `rank`, to the top-k, screening it first unless the caller did
+    /// (`screened`). Once the top-k is full, a candidate is screened only if it would enter: its rank and tie hash
+    /// are compared with the worst kept first (the screens decide only whether it may enter, and have no effect but
+    /// the memo's), which passes over most of a large tie group without testing its eligibility.
+    @inline(__always)
+    private func offer(
+        _ position: Int, rank: Double, screened: Bool, of ranking: StaticRanking, candidates: ScreenedCandidates,
+        remaining: Int, profile: Profile, inputs: RuleInputs, state: inout WalkState
+    ) {
+        // Strictly worse than the worst kept: no need for the tie hash.
+        if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+        guard unsafe screened || candidates.passesGate(position) else { return }
+        // Once the top-k is full, a candidate that would not enter is passed over before it is screened. One call
+        // site of `passesScreen`, so that it is inlined.
+        let full = state.best.count == remaining
+        var candidate = unsafe RankedCandidate(
+            offerIndex: candidates.screens[position].offerIndex,
+            representationIndex: candidates.screens[position].representationIndex,
+            rank: rank,
+            tieHash: full ? candidates.tieHash(position) : 0,
+            idOrder: candidates.screens[position].idOrder
+        )
+        if full && !state.best.wouldKeep(candidate, capacity: remaining) { return }
+        if !screened {
+            guard
+                unsafe passesScreen(
+                    position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
+            else { return }
+        }
+        if !full { candidate.tieHash = unsafe candidates.tieHash(position) }
+        state.best.offer(candidate, capacity: remaining)
+    }
+
+    /// Lends `ranking`'s per-candidate arrays to `body` as buffer pointers, valid at every position below
+    /// `ranking.candidates.count` (checked), with the request's gate key and the tie hash continued over the ids'
+    /// shared prefix (every screen's `idSuffix` lies inside `offerIDBytes`, checked at load). Screens are read in
+    /// place: copying a screen out of its array costs a retain and a release per candidate for the references it
+    /// holds (the inline condition's operands). Not spans: their bounds checks, in these loops, cost 2 to 3% of a
+    /// Decide call's instructions (see Support/ContiguousSpans.swift). This function, its callers' loops and that
+    /// file hold all of OfferdCore's unsafe code.
     private func withScreens(
         of ranking: StaticRanking,
-        _ body: (UnsafeBufferPointer<CandidateScreen>, UnsafeBufferPointer<InternedName>) -> Void
+        gateKey: Double,
+        _ body: (ScreenedCandidates) -> Void
     ) {
         precondition(
             ranking.screens.count == ranking.candidates.count && ranking.offerIDs.count == ranking.candidates.count
+                && ranking.gate.bounds.count == ranking.candidates.count
                 && (ranking.groupEnds.last ?? 0) <= ranking.candidates.count)
+        var idPrefixHash = tieHashPrefix
+        for position in ranking.sharedIDPrefix { idPrefixHash.combine(ranking.offerIDBytes[position]) }
         // safe: the pointers are used inside these closures only, at positions checked above.
         unsafe ranking.screens.withUnsafeBufferPointer { screens in
             unsafe ranking.offerIDs.withUnsafeBufferPointer { offerIDs in
-                unsafe body(screens, offerIDs)
+                unsafe ranking.gate.bounds.withUnsafeBufferPointer { gateBounds in
+                    unsafe ranking.offerIDBytes.withUnsafeBufferPointer { offerIDBytes in
+                        unsafe body(
+                            ScreenedCandidates(
+                                screens: screens, offerIDs: offerIDs, gateBounds: gateBounds,
+                                offerIDBytes: offerIDBytes, gateKey: gateKey, idPrefixHash: idPrefixHash))
+                    }
+                }
             }
         }
     }
@@ -580,10 +626,11 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// neither the memo nor an inline condition settles, or for a capping lookup.
     @inline(__always)
     private func passesScreen(
-        _ position: Int, of ranking: StaticRanking, screens: UnsafeBufferPointer<CandidateScreen>,
-        offerIDs: UnsafeBufferPointer<InternedName>, profile: Profile, inputs: RuleInputs, state: inout WalkState
+        _ position: Int, of ranking: StaticRanking, candidates: ScreenedCandidates, profile: Profile,
+        inputs: RuleInputs, state: inout WalkState
     ) -> Bool {
-        // unsafe: `position` is below `candidates.count`, which `withScreens` checked against both counts.
+        // unsafe: `position` is below `candidates.count`, which `withScreens` checked against every array's count.
+        let screens = unsafe candidates.screens
         var eligible = unsafe screens[position].alwaysEligible
         let memoSlot = unsafe screens[position].eligibilityMemoSlot
         if memoSlot >= 0, let known = state.memo[memoSlot] {
@@ -601,7 +648,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         // Without live counts an offer whose summary bit is clear has only zero counts: its offer object is not
         // loaded.
         if unsafe screens[position].hasCappingRules
-            && (hasLiveCounts || cappingSummary & cappingSummaryBit(offerIDs[position].hash) != 0)
+            && (hasLiveCounts || cappingSummary & cappingSummaryBit(candidates.offerIDs[position].hash) != 0)
             && isCapped(ranking.candidates[position].offer)
         {
             return false
@@ -646,6 +693,7 @@ private struct ScopeWalker<Profile: ProfileView> {
         representationIndex: Int,
         ranking: Ranking,
         remaining: Int,
+        inputs: RuleInputs,
         best: inout TopCandidates
     ) {
         guard remaining > 0 else { return }
@@ -676,6 +724,7 @@ private struct ScopeWalker<Profile: ProfileView> {
     private func traceCriterion(
         _ criterion: CriterionDefinition,
         index: Int,
+        inputs: RuleInputs,
         eligible: Bool,
         placementIndex: Int,
         remaining: Int,
@@ -710,6 +759,7 @@ private struct ScopeWalker<Profile: ProfileView> {
                         representationIndex: representationIndex,
                         ranking: criterion.ranking,
                         remaining: remaining,
+                        inputs: inputs,
                         best: &state.best
                     )
                 }

@@ -106,6 +106,12 @@ struct TopCandidates {
         }
     }
 
+    /// Whether ``offer(_:capacity:)`` would keep `candidate`.
+    @inline(__always)
+    func wouldKeep(_ candidate: RankedCandidate, capacity: Int) -> Bool {
+        storage.count < capacity || (capacity > 0 && candidate.isBetter(than: worst))
+    }
+
     private mutating func findWorst() {
         worstPosition = 0
         worst = storage[0]

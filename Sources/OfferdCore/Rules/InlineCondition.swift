@@ -79,11 +79,16 @@ struct TypedRequest {
     private var context = TypedSlots()
     private var attributes = TypedSlots()
     private let now: Double
+    /// The slots typed (a bit each); the others read as null here, whatever the request holds.
+    private let typedContextSlots: UInt8
+    private let typedAttributeSlots: UInt8
 
     /// `inputs`' slots whose bit is set in `contextSlots` and `attributeSlots`. Reads the slots in place and only
     /// those: copying a slot table retains every value in it.
     init(_ inputs: borrowing RuleInputs, contextSlots: UInt8 = .max, attributeSlots: UInt8 = .max) {
         now = inputs.now
+        typedContextSlots = contextSlots
+        typedAttributeSlots = attributeSlots
         if inputs.context.count <= TypedSlots.capacity {
             context.isAvailable = true
             var bits = contextSlots
@@ -102,6 +107,17 @@ struct TypedRequest {
                 bits &= bits - 1
             }
         }
+    }
+
+    /// The value at `slot` of `source`, as ``value(_:slot:)`` gives it, when that slot was typed; nil otherwise.
+    mutating func typedValue(_ source: InlineSource, slot: Int) -> TypedValue? {
+        switch source {
+        case .attribute:
+            guard slot >= 0 && slot < 8 && typedAttributeSlots & (1 << UInt8(slot)) != 0 else { return nil }
+        case .context: guard slot >= 0 && slot < 8 && typedContextSlots & (1 << UInt8(slot)) != 0 else { return nil }
+        case .now: break
+        }
+        return value(source, slot: slot)
     }
 
     /// The value at `slot` of `source`; nil when this request has no typed view of it. Mutating only so that

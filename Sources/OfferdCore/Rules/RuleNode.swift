@@ -143,3 +143,27 @@ extension RuleNode {
         }
     }
 }
+
+extension RuleNode {
+    /// Calls `body` with the attribute slot of every `profile.*` path the expression reads.
+    func forEachAttributeSlot(_ body: (Int) -> Void) {
+        switch self {
+        case .attribute(_, let slot):
+            body(slot)
+        case .literal, .context, .offerPriority, .offerCharacteristic, .now, .inAudience:
+            break
+        case .not(let operand), .isNull(let operand, _), .negate(let operand), .lower(let operand),
+            .upper(let operand), .length(let operand), .toNumber(let operand):
+            operand.forEachAttributeSlot(body)
+        case .and(let lhs, let rhs), .or(let lhs, let rhs), .equal(let lhs, let rhs, _), .order(_, let lhs, let rhs),
+            .member(let lhs, let rhs), .arithmetic(_, let lhs, let rhs), .stringTest(_, let lhs, let rhs),
+            .minimum(let lhs, let rhs), .maximum(let lhs, let rhs):
+            lhs.forEachAttributeSlot(body)
+            rhs.forEachAttributeSlot(body)
+        case .conditional(let condition, let then, let otherwise):
+            condition.forEachAttributeSlot(body)
+            then.forEachAttributeSlot(body)
+            otherwise.forEachAttributeSlot(body)
+        }
+    }
+}

@@ -68,6 +68,17 @@ private struct RandomCase {
         #""eligibility": {"condition": "profile.points >= 3 and context.page != \"home\""}"#,
         #""eligibility": {"condition": "not (profile.tier = \"gold\" or context.page = \"home\")"}"#,
         #""eligibility": {"condition": "profile.points < 6 and context.page != \"home-and-seventeen\""}"#,
+        // Thresholds on one request value, each needed by its condition: the walk's gate passes over the offers whose
+        // bound the request misses (the bound is drawn per offer, see `threshold`).
+        #""eligibility": {"condition": "profile.points >= THRESHOLD and context.page != \"blocked\""}"#,
+        #""eligibility": {"condition": "profile.points > THRESHOLD"}"#,
+        #""eligibility": {"condition": "THRESHOLD <= profile.points"}"#,
+        #""eligibility": {"condition": "profile.points <= THRESHOLD or profile.points >= 9"}"#,
+        #""eligibility": {"condition": "profile.points < THRESHOLD and inAudience(\"a1\")"}"#,
+        #""eligibility": {"condition": "profile.points >= THRESHOLD and profile.points >= 4"}"#,
+        #""eligibility": {"condition": "context.boost >= THRESHOLD"}"#,
+        #""eligibility": {"condition": "not (profile.points < THRESHOLD)"}"#,
+        #""eligibility": {"condition": "now > NOW_BOUND"}"#,
     ]
 
     init(seed: UInt64) throws {
@@ -79,7 +90,14 @@ private struct RandomCase {
             let id = "o\(Int.random(in: 0...999, using: &random))-\(index)"
             offerIDs.append(id)
             var fields: [String] = [random.chance(0.5) ? #""tags": ["t"]"# : #""tags": ["t", "u"]"#]
-            if random.chance(0.3) { fields.append(Self.eligibilities.randomElement(using: &random) ?? "") }
+            if random.chance(0.3) {
+                // The thresholds straddle the profiles' points (0 to 10) and the boosts (-2 to 2).
+                let threshold = String(Int.random(in: -3...11, using: &random))
+                let eligibility = Self.eligibilities.randomElement(using: &random) ?? ""
+                fields.append(
+                    eligibility.replacingOccurrences(of: "THRESHOLD", with: threshold).replacingOccurrences(
+                        of: "NOW_BOUND", with: String(1_799_999_995 + Int(threshold)!)))
+            }
             if random.chance(0.3) {
                 var rules: [String] = []
                 for _ in 0..<Int.random(in: 1...3, using: &random) {
@@ -207,6 +225,7 @@ private func jsonEscaped(_ text: String) -> String {
         var staticCriteria = 0
         var formulaCriteria = 0
         var separableCriteria = 0
+        var gatedCriteria = 0
         for seed in UInt64(block * 1000)..<UInt64(block * 1000 + 1000) {
             let random = try RandomCase(seed: seed)
             let engine = DecisionEngine(catalog: random.catalog)
@@ -228,6 +247,10 @@ private func jsonEscaped(_ text: String) -> String {
                     staticCriteria += scope.criteria.filter { $0.staticRanking != nil }.count
                     formulaCriteria += scope.criteria.filter { $0.formulaRanking != nil }.count
                     separableCriteria += scope.criteria.filter { $0.formulaRanking?.separable != nil }.count
+                    gatedCriteria +=
+                        scope.criteria.filter { criterion in
+                            (criterion.staticRanking ?? criterion.formulaRanking?.candidates)?.gate.key != nil
+                        }.count
                 }
             }
         }
@@ -236,6 +259,7 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(staticCriteria > 1000)
         #expect(formulaCriteria > 300)
         #expect(separableCriteria > 150)
+        #expect(gatedCriteria > 1000)
     }
 
     /// The early stop of a separable formula, on cases picked to break a wrong one: a score that overflows to null
@@ -279,6 +303,113 @@ private func jsonEscaped(_ text: String) -> String {
             now: now)
         #expect(denied.propositions.first?.outcome == .fallback)
         #expect(denied.propositions.first?.items.map(\.isFallback) == [true])
+    }
+
+    /// Issue 15's shape at a small scale: offers of few distinct ranks (large tie groups), each eligible above its
+    /// own points threshold and on pages but one. The threshold gate and the tie-group skip (a full top-k screens only a candidate that
+    /// would enter) against the explain path, for profiles below, among and above the thresholds, without points
+    /// and with points that are not a number; and with personalization denied, the fallback only.
+    @Test(arguments: ["priority", "offer.priority + profile.points / 1000", "offer.priority * 2"])
+    func thresholdGateAndTieGroupsAnswerLikeTheFullEvaluation(formula: String) throws {
+        let offers = (0..<40).map { index in
+            // A quarter of the offers are ineligible on page `p1` for a reason the gate does not read.
+            let condition = "profile.points >= \(index * 10) and context.page != \\\"p\(index % 4)\\\""
+            return offerJSON(
+                "t\(index)", priority: index % 3,
+                extra: tagged + #", "eligibility": {"condition": "\#(condition)"}"#)
+        }
+        let ranking =
+            formula == "priority" ? #"{"method": "priority"}"# : #"{"method": "formula", "formula": "\#(formula)"}"#
+        let criteria = #"[{"collection": "all", "ranking": \#(ranking)}]"#
+        let catalog = try engineCatalog(
+            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
+        let criterion = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria.first)
+        let gate = try #require((criterion.staticRanking ?? criterion.formulaRanking?.candidates)?.gate)
+        #expect(gate.key != nil)
+        let engine = DecisionEngine(catalog: catalog)
+        let now = 1_800_000_000.0
+        var decided = 0
+        for points in ["-1", "0", "5", "10", "95", "200", "1000", "null", "\"300\""] {
+            for person in 0..<6 {
+                let id = "person-\(person)"
+                let attributes = #"{"points": \#(points)}"#
+                for items in [1, 3, 5] as [UInt32] {
+                    var decisionRequest = request(
+                        [scope("web", items: items)], identity: Identity(namespace: "ECID", id: id),
+                        context: ["page": .string("p1")])
+                    let fast = engine.decide(decisionRequest, profile: profile(id, attributes: attributes), now: now)
+                    decisionRequest.explain = true
+                    var full = engine.decide(decisionRequest, profile: profile(id, attributes: attributes), now: now)
+                    for index in full.propositions.indices { full.propositions[index].trace = [] }
+                    #expect(fast == full, "\(formula), points \(points), \(id), \(items) items")
+                    decided += fast.propositions.first?.outcome == .offers ? 1 : 0
+                    let denied = engine.decide(
+                        decisionRequest,
+                        profile: profile(id, consents: .init(personalizeContent: .n), attributes: attributes),
+                        now: now)
+                    #expect(denied.propositions.first?.outcome == .fallback)
+                    #expect(denied.propositions.first?.items.map(\.isFallback) == [true])
+                }
+            }
+        }
+        #expect(decided > 60)
+    }
+
+    /// A criterion's eligibility of flat tests is answered from the request's typed values, which must then include
+    /// the values it reads when no offer's condition reads them (here no offer has a condition at all).
+    @Test(
+        arguments: [
+            ("checkout", "5", true), ("home", "5", false), ("checkout", "2", false), ("checkout", "3", true),
+            ("checkout", "null", false), ("checkout", "\"5\"", false), (nil, "5", false),
+        ] as [(String?, String, Bool)])
+    func criterionEligibilityReadsValuesNoOfferReads(page: String?, points: String, eligible: Bool) throws {
+        let condition = #"context.page = \"checkout\" and profile.points >= 3"#
+        let criteria = #"[{"collection": "all", "eligibility": {"condition": "\#(condition)"}}]"#
+        let catalog = try engineCatalog(
+            offers: [offerJSON("a", extra: tagged)], decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
+        let criterion = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria.first)
+        var typed = TypedRequest(
+            RuleInputs(context: RuleValueSlots(), attributes: RuleValueSlots(), now: 0, offer: nil))
+        #expect(criterion.inlineEligibility.isTrue(&typed) != nil)
+        let engine = DecisionEngine(catalog: catalog)
+        let decided = engine.decide(
+            request([scope("web")], context: page.map { ["page": .string($0)] } ?? [:]),
+            profile: profile(attributes: #"{"points": \#(points)}"#), now: 1_800_000_000)
+        #expect(decided.propositions.first?.outcome == (eligible ? .offers : .fallback), "\(page ?? "-"), \(points)")
+    }
+
+    /// A request reads from the profile only the attribute paths of rules a decision can evaluate: offers' and
+    /// criteria's eligibility (a named rule through the offer that refers to it) and ranking formulas. A path only
+    /// an unreferenced named rule reads is not read; every other one must be, or the decision changes.
+    @Test func attributesOnlyUnreferencedRulesReadAreNotRead() throws {
+        let offers = [
+            offerJSON("a", priority: 1, extra: tagged + #", "eligibility": {"rule": "used"}"#),
+            offerJSON("b", priority: 2, extra: tagged + #", "eligibility": {"condition": "profile.y = \"yes\""}"#),
+        ]
+        let criteria = #"""
+            [{"collection": "all", "eligibility": {"condition": "profile.w != null"},
+              "ranking": {"method": "formula", "formula": "profile.z * 10 + offer.priority"}}]
+            """#
+        let catalog = try engineCatalog(
+            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])],
+            rules:
+                #"[{"id": "unused", "condition": "profile.unused > 1"}, {"id": "used", "condition": "profile.x >= 2"}]"#
+        )
+        let read = Dictionary(
+            uniqueKeysWithValues: zip(
+                catalog.attributePaths.map { $0.segments.joined(separator: ".") },
+                catalog.attributeSlotsRead))
+        #expect(read == ["unused": false, "x": true, "y": true, "z": true, "w": true])
+        let engine = DecisionEngine(catalog: catalog)
+        func scores(_ attributes: String) -> [Double?] {
+            let decided = engine.decide(
+                request([scope("web", items: 2)]), profile: profile(attributes: attributes), now: 1_800_000_000)
+            return decided.propositions.first?.items.map { $0.isFallback ? nil : $0.score } ?? []
+        }
+        #expect(scores(#"{"x": 3, "y": "yes", "z": 5, "w": 1, "unused": 9}"#) == [52, 51])
+        #expect(scores(#"{"x": 1, "y": "yes", "z": 5, "w": 1}"#) == [52])
+        #expect(scores(#"{"x": 3, "y": "no", "z": 5, "w": 1}"#) == [51])
+        #expect(scores(#"{"x": 3, "y": "yes", "z": 5}"#) == [nil])
     }
 
     @Test func requestDependentFormulasAreNotFolded() throws {

@@ -146,6 +146,7 @@ struct ConditionGenerator {
         var trueResults = 0
         var inlineAnswers = 0
         var inlineCompoundAnswers = 0
+        var gateRejections = 0
         for _ in 0..<400 {
             let source = generator.condition(depth: 3)
             var symbols = RuleSymbols()
@@ -182,6 +183,12 @@ struct ConditionGenerator {
                             inlineAnswers += 1
                             if program.instructions.count > 3 { inlineCompoundAnswers += 1 }
                         }
+                        // A request the condition's threshold gate turns away must be one it is false for.
+                        let gate = ThresholdGate(conditions: [program])
+                        if gate.key != nil, !(gate.requestKey(&typed) >= gate.bounds[0]) {
+                            #expect(!expected, "gate of \(source) on \(profile.attributes), resolved \(resolved)")
+                            gateRejections += 1
+                        }
                     }
                     compared += 1
                 }
@@ -192,6 +199,7 @@ struct ConditionGenerator {
         #expect(programs > 150)
         #expect(inlineAnswers > 100)
         #expect(inlineCompoundAnswers > 30)
+        #expect(gateRejections > 20)
         #expect(trueResults > compared / 10 && trueResults < compared * 9 / 10)
     }
 
