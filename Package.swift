@@ -7,8 +7,9 @@
 // (OfferdCore) has no I/O and no C, and is built with strict memory safety
 // checking: its unsafe code is Sources/OfferdCore/Support/ContiguousSpans.swift
 // (String UTF-8 and Array storage read in place) and the screened fast paths
-// in Sources/OfferdCore/Engine/DecisionEngine.swift (withScreens and the
-// considerByGroups / considerByFormula loops).
+// in Sources/OfferdCore/Engine/DecisionEngine.swift (withScreens, the
+// considerByGroups / considerByFormula / considerInScoreOrder loops and their
+// shared offer and passesScreen).
 import PackageDescription
 
 /// The engine's entry point is generic over the profile type, and the server
