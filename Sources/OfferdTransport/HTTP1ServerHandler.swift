@@ -96,12 +96,14 @@ final class HTTP1ServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.read()
         } else {
             readPending = true
+            timer.readingHeldBack()
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable && readPending && !stoppedReading {
             readPending = false
+            timer.readingResumed()
             context.read()
         }
         context.fireChannelWritabilityChanged()
@@ -376,6 +378,12 @@ extension GRPCServerStreamStateMachine {
 /// ``HTTP1RequestDecoder`` tells the timer, once a read is parsed, whether a request is left unfinished
 /// (``readParsed(requestUnfinished:)``), and such a connection stays on the request clock after its answers.
 ///
+/// While the handler holds back reading because the client does not read its answers (``readingHeldBack()``),
+/// the rest of a request may be waiting unread in the socket: the request clock would time the server's hold,
+/// not the client's sending, and closed a client that pipelined many requests and read their answers slowly.
+/// The idle clock runs instead, so a client that never reads is closed after the idle timeout; the request
+/// clock starts afresh when reading resumes.
+///
 /// No task is scheduled per request: the deadline is a stored time, and one scheduled check, never more than
 /// the request timeout ahead, closes the connection once the deadline has passed or schedules itself again
 /// for it (exactly at it, so the limits hold to the nanosecond on the loop's clock).
@@ -391,6 +399,8 @@ final class HTTP1ConnectionTimer {
     private var answering = false
     /// Bytes of a request that has not ended have arrived (see ``readParsed(requestUnfinished:)``).
     private var unfinishedRequest = false
+    /// The handler reads nothing until the client reads its answers.
+    private var holdingReads = false
     /// Requests whose end has been parsed, for ``HTTP1RequestDecoder``.
     private(set) var requestsEnded = 0
     /// Called with whether a request had started when the time ran out.
@@ -416,7 +426,26 @@ final class HTTP1ConnectionTimer {
     func requestBegan() {
         guard !requestStarted, !answering else { return }
         requestStarted = true
-        arm(requestTimeout)
+        arm(holdingReads ? idleTimeout : requestTimeout)
+    }
+
+    /// The handler stopped reading until the client reads its answers: the idle clock runs meanwhile.
+    func readingHeldBack() {
+        guard !holdingReads else { return }
+        holdingReads = true
+        if !answering {
+            arm(idleTimeout)
+        }
+    }
+
+    /// The handler reads again: a request left unfinished gets the whole request timeout from now.
+    func readingResumed() {
+        guard holdingReads else { return }
+        holdingReads = false
+        if !answering && (requestStarted || unfinishedRequest) {
+            requestStarted = true
+            arm(requestTimeout)
+        }
     }
 
     /// A request's end was parsed (counted whether or not it is answered next).

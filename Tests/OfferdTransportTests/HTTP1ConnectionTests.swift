@@ -90,6 +90,58 @@ struct HTTP1ConnectionTests {
         #expect(!channel.isActive)
     }
 
+    /// A client that pipelines requests and reads the answers slowly: the handler stops reading while the answers
+    /// back up (the channel is not writable), so the rest of the request cut short at the end of the last read
+    /// waits unread in the socket. Regression: the request clock ran meanwhile and closed such a client after 10 s
+    /// (the hostile pipelined-flood test, on a loaded machine, got a reset).
+    private static func pipelinedWhileNotReadBack(idleTimeout: TimeAmount) throws -> EmbeddedChannel {
+        let channel = try Self.channel { $0.idleTimeout = idleTimeout }
+        let request = Self.echo + "content-length: 2\r\n\r\nhi"
+        channel.isWritable = false
+        try Self.send(request + request + "POST /test.Echo/Echo HT", to: channel)
+        #expect(try Self.output(channel).components(separatedBy: "HTTP/1.1 200 OK").count == 3)
+        // What NIO does after a read when auto-read is on: ask for the next one, which the handler holds back.
+        channel.read()
+        return channel
+    }
+
+    @Test("while the client does not read its answers, the request clock waits; it restarts when reading resumes")
+    func heldBackReadingKeepsTheRequestClockWaiting() throws {
+        let channel = try Self.pipelinedWhileNotReadBack(idleTimeout: .seconds(60))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
+        #expect(channel.isActive)
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        // Reading again: the request cut short has the whole request timeout from now to arrive.
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(channel.isActive)
+        try Self.send(
+            "TP/1.1\r\nhost: x\r\ncontent-type: application/proto\r\ncontent-length: 2\r\n\r\nhi", to: channel)
+        #expect(try Self.output(channel).hasPrefix("HTTP/1.1 200 OK"))
+        #expect(channel.isActive)
+    }
+
+    @Test("a client that never reads its answers is closed after the idle timeout, not before")
+    func neverReadingBackIsClosedAtTheIdleTimeout() throws {
+        let channel = try Self.pipelinedWhileNotReadBack(idleTimeout: .seconds(60))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(60) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test("reading resumed with the request still cut short: closed one request timeout later")
+    func resumedReadingRestartsTheRequestClock() throws {
+        let channel = try Self.pipelinedWhileNotReadBack(idleTimeout: .seconds(60))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(30))
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive)
+    }
+
     @Test("a body cut short behind a complete pipelined request gets 408 after the request timeout")
     func partialBodyBehindPipelined() throws {
         let channel = try Self.channel()
