@@ -26,7 +26,7 @@ import tempfile
 
 import grpc
 
-from live_harness import free_port, ready, stop_all, stubs, wait_for
+from live_harness import free_port, ready, start_redis, stop_all, stubs, wait_for
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -67,13 +67,7 @@ def main():
             bodies[who] = work / f"{who}.bin"
             bodies[who].write_bytes(struct.pack(">BI", 0, len(message)) + message)
 
-        redis_port = free_port()
-        processes.append(subprocess.Popen(
-            ["taskset", "-c", "1", shutil.which("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(work)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"],
-                                        capture_output=True).returncode == 0, "redis")
+        redis_port = start_redis(work, processes)
         servers = {}
         for name, events in (("none", "none"), ("file", f"file:{work / 'events.log'}"),
                              ("redis", f"redis://127.0.0.1:{redis_port}?key=cpu")):

@@ -1,6 +1,7 @@
 """What the live-state benchmarks share: ports, readiness, Python stubs generated from proto/."""
 
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,18 @@ def ready(admin_port):
             return r.status == 200
     except OSError:
         return False
+
+
+def start_redis(work, processes, core="1"):
+    """A throwaway redis-server (no persistence) pinned to `core`, appended to `processes`; returns its port."""
+    port = free_port()
+    processes.append(subprocess.Popen(
+        ["taskset", "-c", core, shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(work)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0,
+             "redis")
+    return port
 
 
 def stubs(directory):

@@ -33,7 +33,7 @@ import time
 
 import grpc
 
-from live_harness import free_port, ready, stop_all, stubs, wait_for
+from live_harness import free_port, ready, start_redis, stop_all, stubs, wait_for
 
 RECORD = "/offerd.v1.Decisioning/RecordEvents"
 # Identities the recorded events are spread over (IDENTITIES=N in the environment): fewer means more event ids
@@ -141,13 +141,7 @@ def main():
         (work / "profiles.jsonl").write_text("")
         subprocess.run([binary, "snapshot", "build", "--input", str(work / "profiles.jsonl"),
                         "--output", str(work / "profiles.snap")], check=True, stdout=subprocess.DEVNULL)
-        redis_port = free_port()
-        processes.append(subprocess.Popen(
-            ["taskset", "-c", "1", shutil.which("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(work)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"],
-                                        capture_output=True).returncode == 0, "redis")
+        redis_port = start_redis(work, processes)
         targets = []
 
         def start_server(name):

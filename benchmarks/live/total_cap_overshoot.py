@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 
-from live_harness import free_port, ready, stop_all, stubs, wait_for
+from live_harness import free_port, ready, start_redis, stop_all, stubs, wait_for
 
 LIMIT = 2_000
 CALLS_PER_SERVER = 6_000
@@ -63,13 +63,7 @@ def settled_grants(admins):
 def run_round(binary, work, body, rate):
     processes = []
     try:
-        redis_port = free_port()
-        processes.append(subprocess.Popen(
-            ["taskset", "-c", "1", shutil.which("redis-server"), "--port", str(redis_port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(work)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: subprocess.run(["redis-cli", "-p", str(redis_port), "ping"],
-                                        capture_output=True).returncode == 0, "redis")
+        redis_port = start_redis(work, processes)
         servers = []
         for name in ("a", "b"):
             port, admin = free_port(), free_port()
