@@ -58,6 +58,10 @@ public struct LiveProfileState: Hashable, Sendable {
 ///   batch it applied once its start-up replay is done. What a reader holds never changes: the writer's next
 ///   change copies what it touches (copy-on-write, per leaf of the profile table, see ``ShardedDictionary``, and
 ///   per part of a key's event ids, see ``EventIDTable``).
+/// - **The start-up replay.** An overlay made with `replaying: true` holds its profile table in one plain
+///   dictionary (cheaper to fill, see ``ShardedDictionary``) until ``finishReplay()`` splits it; call that before
+///   the first ``published()``. Before it a published value still reads right, but the next change copies every
+///   key.
 /// - **Bounded memory.** ``expire()`` drops event ids older than 31 days and period counters of buckets before
 ///   the previous one; the follower calls it when the log's clock enters a new day.
 ///
@@ -96,9 +100,20 @@ public struct LiveOverlay: Sendable {
 
     /// An overlay whose lifetime counters and consents start from a snapshot's folded state, with its watermark
     /// (see ``rebase(onto:watermark:)``).
-    public init(folded: FoldedState, watermark: EventLogPosition?) {
+    /// With `replaying`, the overlay is filled before anyone reads it: see ``finishReplay()``.
+    public init(folded: FoldedState, watermark: EventLogPosition?, replaying: Bool = false) {
+        profiles = ShardedDictionary(loading: replaying)
         rebase(onto: folded, watermark: watermark)
     }
+
+    /// Ends the start-up replay of an overlay made with `replaying: true`: splits its profile table into the form
+    /// whose copies share most of it (nothing to do otherwise). Call it before the first ``published()``.
+    public mutating func finishReplay() {
+        profiles.finishLoading()
+    }
+
+    /// Whether the overlay is in its start-up replay (made with `replaying: true`, ``finishReplay()`` not called).
+    public var isReplaying: Bool { profiles.isLoading }
 
     /// What ``apply(_:)`` did with a record.
     public enum Outcome: Hashable, Sendable {

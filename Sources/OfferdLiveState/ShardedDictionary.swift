@@ -8,6 +8,12 @@
 /// copied 100 shards of `keys / 1,024` entries each, growing with the keys; benchmarks/README.md.) A large batch
 /// still copies much of the table, which is why the follower does not publish during its replay. A shard is
 /// created on its first key, so an empty table is the top array alone.
+///
+/// A table made with `loading: true` holds its keys in one plain dictionary instead, until ``finishLoading()``
+/// splits them into the two levels once: for a table that nobody reads while it is filled (the follower's start-up
+/// replay), which then skips, per key changed, the load of its shard's array of leaves (a cache miss in a large
+/// table, measured: benchmarks/README.md). Such a table answers exactly as a split one, and its copies stay as
+/// they were, but the first change after a copy copies every key.
 struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     static var shardBits: Int { 10 }
     static var shardCount: Int { 1 << shardBits }
@@ -38,22 +44,60 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         }
     }
 
-    /// Per shard its leaves; empty until the shard's first key.
-    private var shards: [[[HashedKey: Value]]] = Array(repeating: [], count: shardCount)
+    /// Per shard its leaves; empty until the shard's first key. No shards at all while loading: ``unsplit`` holds
+    /// the keys then.
+    private var shards: [[[HashedKey: Value]]]
+    /// Every key while loading (see ``init(loading:)``); empty once split.
+    private var unsplit: [HashedKey: Value] = [:]
     /// Keys in all shards.
     private(set) var count = 0
+
+    /// An empty table; with `loading`, one that holds its keys in one plain dictionary until ``finishLoading()``.
+    init(loading: Bool = false) {
+        shards = loading ? [] : Array(repeating: [], count: Self.shardCount)
+    }
+
+    /// Whether the keys are still in one plain dictionary (``finishLoading()`` not called yet).
+    var isLoading: Bool { shards.isEmpty }
+
+    /// Splits a loading table into the two levels (nothing when it is split already). Every copy taken after it
+    /// shares the leaves, as in a table split from the start.
+    mutating func finishLoading() {
+        guard isLoading else { return }
+        // Each leaf's size first, so that every leaf is allocated once at its final capacity.
+        var sizes = Array(repeating: 0, count: Self.shardCount * Self.leafCount)
+        for hashed in unsplit.keys { sizes[hashed.shard << Self.leafBits | hashed.leaf] += 1 }
+        var split: [[[HashedKey: Value]]] = Array(repeating: [], count: Self.shardCount)
+        for shard in split.indices {
+            let first = shard << Self.leafBits
+            guard sizes[first..<first + Self.leafCount].contains(where: { $0 > 0 }) else { continue }
+            split[shard] = (first..<first + Self.leafCount).map { [HashedKey: Value](minimumCapacity: sizes[$0]) }
+        }
+        for (hashed, value) in unsplit { split[hashed.shard][hashed.leaf][hashed] = value }
+        unsplit = [:]
+        shards = split
+    }
 
     subscript(key: Key) -> Value? {
         // Inlined: RecordEvents' duplicate check and a Decide read through it, and out of line it ran unspecialized
         // (generic code; measured).
         @inline(__always) get {
             let hashed = HashedKey(key)
+            if isLoading { return unsplit[hashed] }
             let shard = hashed.shard
             guard !shards[shard].isEmpty else { return nil }
             return shards[shard][hashed.leaf][hashed]
         }
         set {
             let hashed = HashedKey(key)
+            if isLoading {
+                if let newValue {
+                    if unsplit.updateValue(newValue, forKey: hashed) == nil { count += 1 }
+                } else if unsplit.removeValue(forKey: hashed) != nil {
+                    count -= 1
+                }
+                return
+            }
             let shard = hashed.shard
             if let newValue {
                 if shards[shard].isEmpty { shards[shard] = Array(repeating: [:], count: Self.leafCount) }
@@ -70,6 +114,12 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         _ key: Key, default defaultValue: @autoclosure () -> Value, _ body: (inout Value) -> Result
     ) -> Result {
         let hashed = HashedKey(key)
+        if isLoading {
+            let countBefore = unsplit.count
+            let result = body(&unsplit[hashed, default: defaultValue()])
+            count += unsplit.count - countBefore
+            return result
+        }
         let shard = hashed.shard
         let leaf = hashed.leaf
         if shards[shard].isEmpty { shards[shard] = Array(repeating: [:], count: Self.leafCount) }
@@ -82,6 +132,15 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
 
     /// Keeps the entries for which `keep` returns a value (possibly changed) and drops the others.
     mutating func compact(_ keep: (Key, Value) -> Value?) {
+        if isLoading {
+            var kept: [HashedKey: Value] = [:]
+            for (hashed, value) in unsplit {
+                if let value = keep(hashed.key, value) { kept[hashed] = value }
+            }
+            unsplit = kept
+            count = kept.count
+            return
+        }
         var newCount = 0
         for shard in shards.indices where !shards[shard].isEmpty {
             var leaves: [[HashedKey: Value]] = []
@@ -104,12 +163,14 @@ struct ShardedDictionary<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     /// The sum of `measure` over every value.
     func sum(_ measure: (Value) -> Int) -> Int {
         var total = 0
+        for value in unsplit.values { total += measure(value) }
         for shard in shards { for leaf in shard { for value in leaf.values { total += measure(value) } } }
         return total
     }
 
     /// Every entry, in no particular order.
     func forEach(_ body: (Key, Value) -> Void) {
+        for (hashed, value) in unsplit { body(hashed.key, value) }
         for shard in shards { for leaf in shard { for (hashed, value) in leaf { body(hashed.key, value) } } }
     }
 

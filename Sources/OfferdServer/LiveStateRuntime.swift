@@ -422,7 +422,7 @@ public final class LiveStateRuntime: Sendable {
         // The start-up replay counts on top of the served snapshot's folded state (SPEC 9.6).
         var overlay = LiveOverlay(
             folded: initialSnapshot?.folded ?? FoldedState(),
-            watermark: initialSnapshot.flatMap { Self.watermark(of: $0, logger: logger) })
+            watermark: initialSnapshot.flatMap { Self.watermark(of: $0, logger: logger) }, replaying: true)
         var reportedWaitFor: String?
         var expiredDay = Int64.min
         var reportedDown = false
@@ -507,6 +507,8 @@ public final class LiveStateRuntime: Sendable {
                 // Also at a read that finds nothing before the end: the log lost entries (a stream deleted and
                 // written anew), and what it holds has been applied.
                 if replaying && (records.isEmpty || Self.hasApplied(through: replayEnd, overlay.lastApplied)) {
+                    // Its first publish: the profile table takes the form whose copies share most of it.
+                    overlay.finishReplay()
                     publish(overlay.published(snapshot: serving), removingPending: [])
                     didApply(through: overlay.lastApplied)
                     replayed.store(true, ordering: .releasing)

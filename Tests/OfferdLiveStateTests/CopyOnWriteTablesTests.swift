@@ -1,4 +1,6 @@
 import OfferdEventLog
+import OfferdSnapshot
+import PropertyBased
 import Testing
 
 @testable import OfferdLiveState
@@ -103,5 +105,145 @@ struct CopyOnWriteTablesTests {
         emptied.compact { _, _ in nil }
         #expect(emptied.count == 0)
         #expect(emptied[model.first!.key] == nil)
+    }
+    static func contents(_ table: ShardedDictionary<EventLogProfileKey, Int>) -> [EventLogProfileKey: Int] {
+        var result: [EventLogProfileKey: Int] = [:]
+        func add(_ key: EventLogProfileKey, _ value: Int) { result[key] = value }
+        table.forEach(add)
+        return result
+    }
+
+    /// The start-up replay's table: one built in loading mode and then split answers as one built split from the
+    /// start, through the same changes (inserts, removals, in-place changes, compaction) before and after the
+    /// split; copies taken before the split or after it keep their contents while the table goes on changing.
+    @Test func aTableLoadedThenSplitAnswersAsOneSplitFromTheStart() {
+        var random = SplitMix64(state: 33)
+        var loaded = ShardedDictionary<EventLogProfileKey, Int>(loading: true)
+        var split = ShardedDictionary<EventLogProfileKey, Int>()
+        var model: [EventLogProfileKey: Int] = [:]
+        var copies: [(ShardedDictionary<EventLogProfileKey, Int>, [EventLogProfileKey: Int])] = []
+        #expect(loaded.isLoading)
+        #expect(!split.isLoading)
+        func change(_ step: Int) {
+            let chosen = EventLogProfileKey(namespace: "ECID", id: "p\(Int.random(in: 0..<5000, using: &random))")
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0:
+                loaded[chosen] = nil
+                split[chosen] = nil
+                model[chosen] = nil
+            case 1:
+                loaded[chosen] = step
+                split[chosen] = step
+                model[chosen] = step
+            default:
+                func increment(_ value: inout Int) -> Int {
+                    defer { value += 1 }
+                    return value
+                }
+                #expect(loaded.modify(chosen, default: 0, increment) == model[chosen] ?? 0)
+                #expect(split.modify(chosen, default: 0, increment) == model[chosen] ?? 0)
+                model[chosen, default: 0] += 1
+            }
+            if step % 5000 == 4999 {
+                let modulus = step / 5000 + 2
+                loaded.compact { _, value in value % modulus == 0 ? nil : value }
+                split.compact { _, value in value % modulus == 0 ? nil : value }
+                model = model.filter { $0.value % modulus != 0 }
+            }
+            #expect(loaded.count == model.count)
+            #expect(split.count == model.count)
+        }
+        for step in 0..<12_000 {
+            change(step)
+            if step % 1999 == 0 { copies.append((loaded, model)) }
+        }
+        #expect(loaded.isLoading)
+        #expect(Self.contents(loaded) == model)
+        loaded.finishLoading()
+        #expect(!loaded.isLoading)
+        #expect(Self.contents(loaded) == model)
+        #expect(Self.contents(split) == model)
+        #expect(loaded.count == model.count)
+        for step in 12_000..<24_000 {
+            change(step)
+            if step % 997 == 0 { copies.append((loaded, model)) }
+        }
+        split.finishLoading()
+        #expect(!split.isLoading, "splitting a split table changes nothing")
+        #expect(Self.contents(loaded) == model)
+        #expect(Self.contents(split) == model)
+        #expect(loaded.sum { $0 } == model.values.reduce(0, +))
+        for key in (0..<5000).map({ EventLogProfileKey(namespace: "ECID", id: "p\($0)") }) {
+            #expect(loaded[key] == model[key])
+        }
+        for (copy, expected) in copies {
+            #expect(Self.contents(copy) == expected)
+            #expect(copy.count == expected.count)
+            for (key, value) in expected.prefix(50) { #expect(copy[key] == value) }
+        }
+    }
+
+    /// The follower's start-up replay: an overlay made with `replaying: true` on a folded snapshot, expired now
+    /// and then, and split by `finishReplay()`, answers as one applied and published read by read; so it does as
+    /// both go on; and what it publishes after the split keeps its answers while it goes on.
+    @Test func anOverlayReplayedThenSplitAnswersAsOneAppliedIncrementally() async {
+        typealias Props = LiveOverlayPropertyTests
+        await propertyCheck(count: 200, input: Gen.int(in: 0...Int(Int32.max))) { seed in
+            var random = SplitMix64(state: UInt64(seed))
+            let records = Props.randomLog(&random)
+            let foldedCut = Int.random(in: 0...records.count, using: &random)
+            let replayEnd = Int.random(in: 0...records.count, using: &random)
+            let folded: FoldedState
+            do {
+                folded = try FoldingTests.fold(records[..<foldedCut])
+            } catch {
+                Issue.record("fold failed: \(error)")
+                return
+            }
+            let watermark = FoldingTests.watermark(folded)
+            var replayed = LiveOverlay(folded: folded, watermark: watermark, replaying: true)
+            var incremental = LiveOverlay(folded: folded, watermark: watermark)
+            #expect(replayed.isReplaying)
+            #expect(!incremental.isReplaying)
+            var start = 0
+            func applyToBoth(upTo end: Int, publishing: inout [(LiveOverlaySnapshot, [Int])]) {
+                while start < end {
+                    let next = min(end, start + Int.random(in: 1...7, using: &random))
+                    replayed.apply(records[start..<next])
+                    incremental.apply(records[start..<next])
+                    if Int.random(in: 0..<4, using: &random) == 0 {
+                        replayed.expire()
+                        incremental.expire()
+                    }
+                    if !replayed.isReplaying {
+                        let view = replayed.published()
+                        publishing.append((view, Props.answers(view, now: noon)))
+                    }
+                    _ = incremental.published()
+                    start = next
+                }
+            }
+            var published: [(LiveOverlaySnapshot, [Int])] = []
+            applyToBoth(upTo: replayEnd, publishing: &published)
+            #expect(replayed.isReplaying)
+            replayed.finishReplay()
+            #expect(!replayed.isReplaying)
+            func expectSame(_ note: String) {
+                FoldingTests.expectSameAnswers(replayed, incremental, "\(note), seed \(seed)")
+                #expect(replayed.keyCount == incremental.keyCount, "\(note), seed \(seed)")
+                #expect(replayed.counterCount == incremental.counterCount, "\(note), seed \(seed)")
+                for key in Props.keys {
+                    #expect(
+                        replayed.published().state(for: key) == incremental.published().state(for: key),
+                        "\(note), seed \(seed)")
+                }
+            }
+            expectSame("at the replay's end")
+            let atSplit = replayed.published()
+            published.append((atSplit, Props.answers(atSplit, now: noon)))
+            applyToBoth(upTo: records.count, publishing: &published)
+            expectSame("after following")
+            for (view, answers) in published { #expect(Props.answers(view, now: noon) == answers, "seed \(seed)") }
+        }
     }
 }
