@@ -3,6 +3,7 @@ curl and with frames built by hand; CORS preflights; what is refused; hostile HT
 
 import base64
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from conftest import Server
-from helpers import DECIDE, request
+from helpers import DECIDE, nghttp, request
 
 ORIGIN = "https://app.example"
 
@@ -192,10 +193,29 @@ def test_no_cors_origin_by_default(server):
     assert "access-control-allow-origin" not in fields
 
 
-@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
-def test_unknown_content_type_is_415_and_get_is_405(web, http2):
-    assert curl(web, b"x", "text/plain", http2=http2)[0] == 415
-    assert curl(web, b"", "application/json", http2=http2, method="GET")[0] == 405
+def test_unknown_content_type_is_415_and_get_is_405_over_http1(web):
+    assert curl(web, b"x", "text/plain")[0] == 415
+    assert curl(web, b"", "application/json", method="GET")[0] == 405
+
+
+def nghttp_status(server, body, content_type, method="POST", tmp_path=None):
+    """The status nghttp (nghttp2's own client) reads for one request with a body."""
+    body_path = tmp_path / "body"
+    body_path.write_bytes(body)
+    out = nghttp(f"http://{server.target}{DECIDE}", body_path, headers=[f"content-type: {content_type}"],
+                 method=method)
+    statuses = re.findall(r"recv \(stream_id=\d+\) :status: (\d+)", out.stdout)
+    assert len(statuses) == 1, out.stdout + out.stderr
+    return int(statuses[0])
+
+
+def test_unknown_content_type_is_415_and_get_is_405_over_http2(web, tmp_path):
+    """Answered from the request's header block, before its body: the server then resets the stream with NO_ERROR
+    (RFC 9113 section 8.1: a complete response, the client may stop sending). nghttp reads the answer whatever
+    order its upload and the reset meet in. curl 7.88 (Debian 12) sometimes reports such a reset as its error 92
+    instead of the answer, depending on that order, so curl is not the judge here."""
+    assert nghttp_status(web, b"x", "text/plain", tmp_path=tmp_path) == 415
+    assert nghttp_status(web, b"", "application/json", method="GET", tmp_path=tmp_path) == 405
 
 
 def test_plain_grpc_over_http1_is_415(web):
