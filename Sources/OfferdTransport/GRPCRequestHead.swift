@@ -37,6 +37,8 @@ struct GRPCRequestHead {
     private var unsupportedContentEncoding: String?
     private var unsupportedEncoding: String?
     private var timeout: TimeoutField = .absent
+    /// `content-length`, when the client declared one; nghttp2 checks the DATA received against it.
+    private(set) var declaredBodyLength: Int?
 
     /// Creates an empty head enforcing the given limits.
     init(maxHeaderCount: Int, maxHeaderListBytes: Int) {
@@ -81,6 +83,11 @@ struct GRPCRequestHead {
                 timeout = .valid(amount)
             } else {
                 timeout = .malformed(String(decoding: value.prefix(32), as: UTF8.self))
+            }
+        case 14 where Self.equals(name, "content-length"):
+            // At most 18 digits, so the value fits an Int; anything else is left undeclared.
+            if value.count >= 1, value.count <= 18, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                declaredBodyLength = value.reduce(0) { $0 * 10 + Int($1 - 0x30) }
             }
         case 16 where Self.equals(name, "content-encoding"):
             // Connect's body compression; gRPC's is grpc-encoding.

@@ -16,7 +16,7 @@ import NIOCore
 /// | ``dispatch(clock:)`` | awaiting dispatch | ``Action/dispatch(_:)``, or ``Action/answer(_:)`` (bad body, deadline passed) |
 /// | ``replyReady(_:clock:)`` | dispatched | ``Action/respond(_:)`` or ``Action/answer(_:)`` (failure, deadline passed) |
 /// | ``deadlineReached()`` | before the reply | ``Action/answer(_:)`` DEADLINE_EXCEEDED |
-/// | ``answerSent()`` | answered, upload unfinished | ``Action/stopUpload`` (RST_STREAM NO_ERROR) |
+/// | ``answerSent()`` | answered, upload unfinished | ``Action/stopUpload`` (RST_STREAM NO_ERROR), none when the rest of a declared body is small |
 /// | ``closed()`` | any | none; every later event is ignored |
 ///
 /// ## Message streams
@@ -119,6 +119,9 @@ struct GRPCServerStreamStateMachine {
     private var dispatchQueued = false
     /// Message streams: a response message was sent, so the end is trailers, not Trailers-Only.
     private var responseStarted = false
+    /// Request body bytes received in any phase: after an early answer they say how much of a declared body is
+    /// still to come.
+    private var bodyBytesReceived = 0
 
     /// A stream whose request header block has begun, checked against these limits (see
     /// ``GRPCServerConfiguration``). Takes the three numbers rather than the configuration, which is not
@@ -192,6 +195,7 @@ struct GRPCServerStreamStateMachine {
     /// Bytes of the request body. A body refused from its prefix (too large, compressed, a bad flag) or a
     /// second message is answered at once; bytes after the answer are dropped.
     mutating func receivedData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
+        bodyBytesReceived &+= bytes.count
         guard phase == .receivingMessage else {
             return phase == .streaming ? receivedStreamData(bytes, allocator: allocator) : .none
         }
@@ -282,10 +286,20 @@ struct GRPCServerStreamStateMachine {
         }
     }
 
+    /// The most of a declared body (`content-length`) the client may still have to send after an early answer
+    /// and be left to send it. Up to the smallest window HTTP/2 starts a stream with, the rest needs no
+    /// WINDOW_UPDATE, so the upload simply completes and the stream closes at its END_STREAM. A reset instead
+    /// meets some clients mid-upload, and they report it rather than the answer (curl 7.88 as its error 92).
+    static let maxBodyBytesLeftToFinish = 65_535
+
     /// The header block that ends our side of the stream is on the wire. If the client is still uploading,
-    /// it is told to stop; submitted earlier, the reset would make the framing layer drop the answer.
+    /// it is told to stop, unless the rest of a declared body is small enough to let it finish (its bytes are
+    /// dropped as they arrive). Submitted earlier, the reset would make the framing layer drop the answer.
     mutating func answerSent() -> Action {
         guard phase == .answered || phase == .responding, !requestEnded else {
+            return .none
+        }
+        if let declared = head.declaredBodyLength, declared - bodyBytesReceived <= Self.maxBodyBytesLeftToFinish {
             return .none
         }
         requestEnded = true

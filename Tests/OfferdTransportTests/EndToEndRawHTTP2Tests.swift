@@ -84,6 +84,63 @@ struct EndToEndRawHTTP2Tests {
         }
     }
 
+    /// A gRPC-Web head with a content type the port does not speak, declaring `contentLength` body bytes.
+    private static func unsupportedTypeFields(contentLength: Int) -> [(String, String)] {
+        [
+            (":method", "POST"), (":scheme", "http"), (":path", "/test.Echo/Echo"), (":authority", "127.0.0.1"),
+            ("content-type", "text/plain"), ("content-length", String(contentLength)),
+        ]
+    }
+
+    /// Reads the answer on stream 1, which must end the stream before the body is sent, and returns its status.
+    private static func earlyAnswerStatus(_ client: RawHTTP2Client) throws -> String? {
+        let frames = try client.readFrames { $0.streamID == 1 && $0.type == RawFrame.headers }
+        let answer = try #require(frames.last { $0.streamID == 1 && $0.type == RawFrame.headers })
+        #expect(answer.endStream)
+        return try client.decodeHeaders(answer).value(":status")
+    }
+
+    @Test("an answer before a small declared body lets the client finish the upload: no RST_STREAM")
+    func earlyAnswerLetsSmallBodyFinish() async throws {
+        try await withTestServer { _, port, service in
+            let client = try Self.connect(port: port)
+            try client.send(client.headersFrame(streamID: 1, fields: Self.unsupportedTypeFields(contentLength: 3)))
+            #expect(try Self.earlyAnswerStatus(client) == "415")
+            // The body after the answer, in two frames, then a PING: every frame the server writes because of
+            // the answer or the body comes before the PING's ACK.
+            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0x61]))
+            try client.send(RawHTTP2Client.dataFrame(streamID: 1, [0x62, 0x63], endStream: true))
+            let opaque: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+            try client.send(RawHTTP2Client.frame(type: RawFrame.ping, streamID: 0, payload: opaque))
+            let frames = try client.readFrames { $0.type == RawFrame.ping && $0.payload == opaque }
+            #expect(frames.contains { $0.type == RawFrame.ping && $0.payload == opaque })
+            #expect(!frames.contains { $0.type == RawFrame.rstStream || $0.type == RawFrame.goAway })
+            // The connection goes on serving.
+            try client.send(
+                client.headersFrame(streamID: 3, fields: RawHTTP2Client.grpcRequestFields(path: "/test.Echo/Echo"))
+                    + RawHTTP2Client.dataFrame(streamID: 3, [0, 0, 0, 0, 0], endStream: true)
+            )
+            let next = try client.readFrames { $0.streamID == 3 && $0.endStream }
+            let trailers = try #require(next.last { $0.streamID == 3 && $0.type == RawFrame.headers })
+            #expect(try client.decodeHeaders(trailers).value("grpc-status") == "0")
+            #expect(service.callCount == 1)
+        }
+    }
+
+    @Test("an answer before a large declared body stops the upload with RST_STREAM(NO_ERROR)")
+    func earlyAnswerStopsLargeBody() async throws {
+        try await withTestServer { _, port, _ in
+            let client = try Self.connect(port: port)
+            let declared = GRPCServerConfiguration().maxMessageBytes
+            try client.send(
+                client.headersFrame(streamID: 1, fields: Self.unsupportedTypeFields(contentLength: declared))
+            )
+            #expect(try Self.earlyAnswerStatus(client) == "415")
+            let frames = try client.readFrames { $0.streamID == 1 && $0.type == RawFrame.rstStream }
+            #expect(frames.last { $0.streamID == 1 && $0.type == RawFrame.rstStream }?.resetCode == 0)
+        }
+    }
+
     @Test("many concurrent streams on one connection are all answered", arguments: [1, 99])
     func manyStreams(streamCount: Int) async throws {
         try await withTestServer { _, port, service in

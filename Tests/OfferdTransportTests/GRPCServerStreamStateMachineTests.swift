@@ -177,6 +177,39 @@ struct GRPCServerStreamStateMachineTests {
         #expect(Self.isNone(machine.receivedEndOfStream()))
     }
 
+    @Test("after an early answer the rest of a small declared body is left to arrive; a large one is stopped")
+    func earlyAnswerWithDeclaredBody() {
+        let limit = GRPCServerStreamStateMachine.maxBodyBytesLeftToFinish
+        var small = Self.machine()
+        Self.add([(":method", "GET"), (":path", "/x"), ("content-length", String(limit + 10))], to: &small)
+        #expect(Self.answer(small.receivedHeaders(endStream: false, clock: ManualClock())) == .methodNotAllowed)
+        // Ten bytes arrived before the answer went out: what is left is exactly the limit.
+        #expect(Self.isNone(Self.data(Array(repeating: 0, count: 10), into: &small)))
+        #expect(Self.isNone(small.answerSent()))
+        #expect(!small.requestEnded)
+        #expect(Self.isNone(Self.data([1, 2, 3], into: &small)))
+        #expect(Self.isNone(small.receivedEndOfStream()))
+        #expect(small.requestEnded)
+
+        var large = Self.machine()
+        Self.add([(":method", "GET"), (":path", "/x"), ("content-length", String(limit + 10))], to: &large)
+        #expect(Self.answer(large.receivedHeaders(endStream: false, clock: ManualClock())) == .methodNotAllowed)
+        #expect(Self.isNone(Self.data(Array(repeating: 0, count: 9), into: &large)))
+        guard case .stopUpload = large.answerSent() else {
+            Issue.record("expected stopUpload: one byte more than the limit is left")
+            return
+        }
+
+        // A malformed content-length declares nothing: the upload is stopped.
+        var malformed = Self.machine()
+        Self.add([(":method", "GET"), (":path", "/x"), ("content-length", "1x")], to: &malformed)
+        #expect(Self.answer(malformed.receivedHeaders(endStream: false, clock: ManualClock())) == .methodNotAllowed)
+        guard case .stopUpload = malformed.answerSent() else {
+            Issue.record("expected stopUpload for an undeclared length")
+            return
+        }
+    }
+
     @Test("a prefix over the limit is answered before the body arrives")
     func oversizedPrefix() {
         var machine = Self.machine { $0.maxMessageBytes = 10 }
