@@ -1,5 +1,6 @@
-"""What the live-state benchmarks share: ports, readiness, Python stubs generated from proto/."""
+"""What the live-state benchmarks share: ports, readiness, core pinning, Python stubs generated from proto/."""
 
+import os
 import pathlib
 import shutil
 import socket
@@ -11,6 +12,23 @@ import urllib.request
 from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# REALTIME=1 in the environment runs what `pinned` starts, and the client that calls `pin_this_client`, under
+# SCHED_FIFO (`chrt -f 10`, needs root), as benchmarks/load/open_loop.sh does: on a machine shared with other work
+# (compiles), the latencies are then offerd's and Redis's, not the scheduler's run queue.
+REALTIME = os.environ.get("REALTIME") == "1"
+
+
+def pinned(core, argv):
+    """`argv` pinned to `core`, under SCHED_FIFO with REALTIME=1."""
+    return ["taskset", "-c", core] + (["chrt", "-f", "10"] if REALTIME else []) + argv
+
+
+def pin_this_client(core):
+    """With REALTIME=1, this Python process (the client) moves to `core` under SCHED_FIFO; otherwise nothing changes,
+    so that runs without it compare with earlier ones."""
+    if REALTIME:
+        os.sched_setaffinity(0, {int(core)})
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
 
 
 def free_port():
@@ -39,8 +57,8 @@ def start_redis(work, processes, core="1"):
     """A throwaway redis-server (no persistence) pinned to `core`, appended to `processes`; returns its port."""
     port = free_port()
     processes.append(subprocess.Popen(
-        ["taskset", "-c", core, shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no", "--dir", str(work)],
+        pinned(core, [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                      "--save", "", "--appendonly", "no", "--dir", str(work)]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0,
              "redis")

@@ -16,6 +16,8 @@ at half that rate), and the propagation delay from one server to another on the 
   from the start of the RecordEvents call). Each Decide on B takes about a third of a millisecond from Python,
   which bounds the resolution.
 
+REALTIME=1 in the environment: offerd, redis-server and this client under SCHED_FIFO (see live_harness.py).
+
 usage: record_events.py OFFERD_BIN [SECONDS] [EVENTS_PER_CALL] [CONCURRENCY] [SAMPLES] [ACK_RATE] [follower]
 (ACK_RATE: events/s of the acknowledgement loop instead of half the measured throughput, 0 for that half;
 `follower`: start server B before the throughput and acknowledgement loops, so that it follows the stream on
@@ -33,7 +35,7 @@ import time
 
 import grpc
 
-from live_harness import free_port, ready, start_redis, stop_all, stubs, wait_for
+from live_harness import REALTIME, free_port, pin_this_client, pinned, ready, start_redis, stop_all, stubs, wait_for
 
 RECORD = "/offerd.v1.Decisioning/RecordEvents"
 # Identities the recorded events are spread over (IDENTITIES=N in the environment): fewer means more event ids
@@ -147,14 +149,18 @@ def main():
         def start_server(name):
             port, admin = free_port(), free_port()
             processes.append(subprocess.Popen(
-                ["taskset", "-c", "0", binary, "serve", "--catalog", str(work / "catalog.json"),
-                 "--snapshot", str(work / "profiles.snap"), "--port", str(port), "--admin-port", str(admin),
-                 "--threads", "1", "--log-level", "warning", "--events", f"redis://127.0.0.1:{redis_port}?key=rec"],
+                pinned("0", [binary, "serve", "--catalog", str(work / "catalog.json"),
+                             "--snapshot", str(work / "profiles.snap"), "--port", str(port), "--admin-port", str(admin),
+                             "--threads", "1", "--log-level", "warning",
+                             "--events", f"redis://127.0.0.1:{redis_port}?key=rec"]),
                 stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w")))
             wait_for(lambda: ready(admin), f"server {name}")
             targets.append(f"127.0.0.1:{port}")
 
         start_server("a")
+        pin_this_client("1")
+        if REALTIME:
+            print("REALTIME=1: offerd, redis-server and this client under SCHED_FIFO (chrt -f 10)")
         if with_follower:
             start_server("b")
 
