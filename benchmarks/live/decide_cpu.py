@@ -15,7 +15,9 @@ With `--events none` both profiles have nothing live: its `live` column is the s
 usage: decide_cpu.py OFFERD_BIN[,OFFERD_BIN...] [ROUNDS] [CALLS]
 
 With several binaries (builds to compare: before,after) every binary gets its three servers, and each round
-loads all of them in turn (events mode by events mode, each binary in turn), so that the builds share the machine's moments."""
+loads all of them in turn (events mode by events mode, each binary in turn), so that the builds share the machine's moments.
+MODES=none,file (environment) starts only those servers, PROFILES=empty loads only that profile: more rounds in the
+same time where the machine's noise needs them."""
 
 import json
 import os
@@ -61,7 +63,7 @@ def main():
         subprocess.run([binaries[0], "snapshot", "build", "--input", str(work / "profiles.jsonl"),
                         "--output", str(work / "profiles.snap")], check=True, stdout=subprocess.DEVNULL)
         bodies = {}
-        for who in ("empty", "live"):
+        for who in os.environ.get("PROFILES", "empty,live").split(","):
             request = pb.DecideRequest()
             request.identity.namespace = "ECID"
             request.identity.id = who
@@ -75,7 +77,8 @@ def main():
         modes = [(build, name, events)
                  for name, events in (("none", "none"), ("file", "file:{work}/events-{build}.log"),
                                       ("redis", f"redis://127.0.0.1:{redis_port}?key=cpu-{{build}}"))
-                 for build in range(len(binaries))]
+                 for build in range(len(binaries))
+                 if name in os.environ.get("MODES", "none,file,redis").split(",")]
         modes = [(build, name, events.format(work=work, build=build)) for build, name, events in modes]
         for build, mode, events in modes:
             binary = binaries[build]
@@ -120,7 +123,10 @@ def main():
             for who in bodies:
                 cells = []
                 for mode in ("none", "file", "redis"):
-                    values = results[((build, mode), who)]
+                    values = results.get(((build, mode), who))
+                    if values is None:
+                        cells.append("-")
+                        continue
                     cells.append(f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
                 print(f"| {binary} | {who} | " + " | ".join(cells) + " |")
     finally:
