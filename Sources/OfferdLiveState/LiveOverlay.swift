@@ -481,10 +481,12 @@ public final class LiveOverlaySnapshot: Sendable {
 
     /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
     /// key's updates applied, SPEC 9.5).
-    public func decideInputs(for key: EventLogProfileKey, snapshotConsents: ConsentRecord) -> (
-        counts: LiveCounts, consents: ConsentRecord
-    ) {
-        let state = profiles[key]
+    /// `keyHash`, when given, is `key`'s ``LiveProfileKeyHash`` (the one ``mayHaveState(_:)`` was asked with).
+    public func decideInputs(
+        for key: EventLogProfileKey, keyHash: LiveProfileKeyHash? = nil, snapshotConsents: ConsentRecord
+    ) -> (counts: LiveCounts, consents: ConsentRecord) {
+        let state: LiveProfileState?
+        if let keyHash { state = profiles[key, hash: keyHash.value] } else { state = profiles[key] }
         return (
             liveCounts(state, key: key),
             state?.consents.applied(to: snapshotConsents) ?? snapshotConsents

@@ -37,6 +37,12 @@ struct ShardedDictionary<Key: ShardedKey, Value: Sendable>: Sendable {
             hash = key.shardedHash
         }
 
+        /// `key` with its ``ShardedKey/shardedHash`` computed by the caller.
+        init(_ key: Key, hash: Int) {
+            self.key = key
+            self.hash = hash
+        }
+
         static func == (lhs: Self, rhs: Self) -> Bool { lhs.hash == rhs.hash && lhs.key == rhs.key }
         func hash(into hasher: inout Hasher) { hasher.combine(hash) }
         /// The stored hash is already a seeded SipHash of the key: the table uses it as it is (mixed with the
@@ -147,13 +153,7 @@ struct ShardedDictionary<Key: ShardedKey, Value: Sendable>: Sendable {
     subscript(key: Key) -> Value? {
         // Inlined: RecordEvents' duplicate check and a Decide read through it, and out of line it ran unspecialized
         // (generic code; measured).
-        @inline(__always) get {
-            let hashed = HashedKey(key)
-            if isLoading { return unsplit[hashed] }
-            let shard = hashed.shard
-            guard !shards[shard].isEmpty else { return nil }
-            return shards[shard][hashed.leaf].table[hashed]
-        }
+        @inline(__always) get { self[HashedKey(key)] }
         set {
             let hashed = HashedKey(key)
             if isLoading {
@@ -175,6 +175,18 @@ struct ShardedDictionary<Key: ShardedKey, Value: Sendable>: Sendable {
                 count -= 1
             }
         }
+    }
+
+    /// The value of `key` whose ``ShardedKey/shardedHash`` is `hash` (a Decide has it already: no second hash).
+    @inline(__always)
+    subscript(key: Key, hash hash: Int) -> Value? { self[HashedKey(key, hash: hash)] }
+
+    @inline(__always)
+    private subscript(hashed: HashedKey) -> Value? {
+        if isLoading { return unsplit[hashed] }
+        let shard = hashed.shard
+        guard !shards[shard].isEmpty else { return nil }
+        return shards[shard][hashed.leaf].table[hashed]
     }
 
     /// Changes the value of `key` in place (no copy of the value when the shard is uniquely held), inserting

@@ -201,7 +201,8 @@ public final class DecisioningService: GRPCUnaryService {
             if overlay.mayHaveState(keyHash) || catalog.engine.catalog.hasTotalScopeCaps {
                 // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
                 let resolved = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
-                let inputs = overlay.decideInputs(for: resolved, snapshotConsents: profile?.consents ?? .empty)
+                let inputs = overlay.decideInputs(
+                    for: resolved, keyHash: keyHash, snapshotConsents: profile?.consents ?? .empty)
                 result = catalog.engine.decide(
                     request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
                 key = resolved

@@ -15,7 +15,9 @@ With `--events none` both profiles have nothing live: its `live` column is the s
 usage: decide_cpu.py OFFERD_BIN[,OFFERD_BIN...] [ROUNDS] [CALLS]
 
 With several binaries (builds to compare: before,after) every binary gets its three servers, and each round
-loads all of them in turn (events mode by events mode, each binary in turn), so that the builds share the machine's moments.
+loads all of them in turn (binary by binary, each events mode in turn), so that the builds share the machine's moments;
+it also prints, per binary, the median over rounds of each round's difference from `--events none` (runs next to each
+other in time, which a loaded machine's noise disturbs less than the columns' medians).
 MODES=none,file (environment) starts only those servers, PROFILES=empty loads only that profile: more rounds in the
 same time where the machine's noise needs them."""
 
@@ -75,9 +77,9 @@ def main():
         redis_port = start_redis(work, processes)
         servers = {}
         modes = [(build, name, events)
+                 for build in range(len(binaries))
                  for name, events in (("none", "none"), ("file", "file:{work}/events-{build}.log"),
                                       ("redis", f"redis://127.0.0.1:{redis_port}?key=cpu-{{build}}"))
-                 for build in range(len(binaries))
                  if name in os.environ.get("MODES", "none,file,redis").split(",")]
         modes = [(build, name, events.format(work=work, build=build)) for build, name, events in modes]
         for build, mode, events in modes:
@@ -128,6 +130,18 @@ def main():
                         cells.append("-")
                         continue
                     cells.append(f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
+                print(f"| {binary} | {who} | " + " | ".join(cells) + " |")
+        print("per round, minus --events none in the same round (median; all rounds)")
+        for build, binary in enumerate(binaries):
+            for who in bodies:
+                cells = []
+                for mode in ("file", "redis"):
+                    values, base = results.get(((build, mode), who)), results.get(((build, "none"), who))
+                    if values is None or base is None:
+                        cells.append("-")
+                        continue
+                    gaps = [v - b for v, b in zip(values, base)]
+                    cells.append(f"{statistics.median(gaps):+.2f} ({', '.join(f'{g:+.2f}' for g in gaps)})")
                 print(f"| {binary} | {who} | " + " | ".join(cells) + " |")
     finally:
         stop_all(processes)
