@@ -459,8 +459,8 @@ public final class LiveOverlaySnapshot: Sendable {
     /// False when the profile key with this hash has nothing here and nothing is pending: a Decide for it then
     /// counts and consents exactly as without a log, unless the catalog has `total` rules (the totals count for
     /// every key). True for every key with live state, and for about 1 in 70 to 1 in 270 of the others (the
-    /// profile table's filters, see ``ShardedDictionary``): those take ``decideInputs(for:keyHash:snapshotConsents:)``, which
-    /// finds nothing.
+    /// profile table's filters, see ``ShardedDictionary``): those take
+    /// ``decideInputs(for:keyHash:snapshotConsents:)``, which finds nothing.
     ///
     /// Why: building the key's strings, hashing them and probing the table, then handing the engine the counts,
     /// cost a profile with nothing live about 0.6 µs a Decide over a server without a log (benchmarks/README.md).
