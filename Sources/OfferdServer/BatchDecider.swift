@@ -111,13 +111,25 @@ public final class BatchDecider: Sendable {
         return output
     }
 
+    /// Whether the profile key of `request` may have folded state (`LiveOverlaySnapshot.mayHaveState`): if not,
+    /// and no `total` rule reads the folded totals, the decision is the snapshot's alone, as in the server.
+    private static func mayHaveState(
+        _ folded: LiveOverlaySnapshot, request: DecisionRequest, profile: borrowing SnapshotProfile?, catalog: Catalog
+    ) -> Bool {
+        if catalog.hasTotalScopeCaps { return true }
+        let keyHash =
+            profile?.withPrimaryIdentityUTF8 { LiveProfileKeyHash(namespace: $0, id: $1) }
+            ?? request.identity.withUTF8 { LiveProfileKeyHash(namespace: $0, id: $1) }
+        return folded.mayHaveState(keyHash)
+    }
+
     /// The server's decision path for a valid request, and the response line.
     func decide(
         _ request: DecisionRequest, profile: consuming SnapshotProfile?, into output: inout [UInt8],
         stats: inout BatchStats
     ) {
         let result: DecisionResult
-        if let folded {
+        if let folded, Self.mayHaveState(folded, request: request, profile: profile, catalog: catalog.engine.catalog) {
             // A folded snapshot's counts and consents, as a server without a log uses them (SPEC 9.6).
             let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
             let inputs = folded.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)

@@ -191,15 +191,30 @@ public final class DecisioningService: GRPCUnaryService {
         let profile = snapshot.profile(for: request.identity)
         let result: DecisionResult
         if let overlay {
-            // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
-            let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
-            let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
             let time = now()
-            result = catalog.engine.decide(
-                request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
+            // The key's hash from the bytes where they are: most keys have nothing live, and then the key's
+            // strings are built only if a decision event names it.
+            let keyHash =
+                profile?.withPrimaryIdentityUTF8 { LiveProfileKeyHash(namespace: $0, id: $1) }
+                ?? request.identity.withUTF8 { LiveProfileKeyHash(namespace: $0, id: $1) }
+            var key: EventLogProfileKey?
+            if overlay.mayHaveState(keyHash) || catalog.engine.catalog.hasTotalScopeCaps {
+                // SPEC 9.2/9.3/9.5: the overlay under the profile key, its consents over the snapshot's.
+                let resolved = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
+                let inputs = overlay.decideInputs(
+                    for: resolved, keyHash: keyHash, snapshotConsents: profile?.consents ?? .empty)
+                result = catalog.engine.decide(
+                    request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time)
+                key = resolved
+            } else {
+                // Nothing live for the key and no totals to read: the counts and consents are the snapshot's.
+                result = catalog.engine.decide(request, profile: profile, now: time)
+            }
             if let live, !request.dryRun {
-                live.recordDecisions(
-                    result, catalog: catalog.engine.catalog, key: key, timeMs: CalendarBuckets.milliseconds(time))
+                let timeMs = CalendarBuckets.milliseconds(time)
+                live.recordDecisions(result, catalog: catalog.engine.catalog, timeMs: timeMs) {
+                    key ?? EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
+                }
             }
         } else {
             result = catalog.engine.decide(request, profile: profile, now: now())

@@ -284,14 +284,20 @@ public final class LiveStateRuntime: Sendable {
     }
 
     /// The decision events of one Decide call (SPEC 9.2): one per OFFERS proposition, naming its offers that
-    /// have a `decision` capping rule (never a fallback).
-    public func recordDecisions(_ result: DecisionResult, catalog: Catalog, key: EventLogProfileKey, timeMs: Int64) {
+    /// have a `decision` capping rule (never a fallback). `makeKey` gives the profile key; it is called only when
+    /// the call records an event (most profiles have nothing live, and their Decide builds no key otherwise).
+    public func recordDecisions(
+        _ result: DecisionResult, catalog: Catalog, timeMs: Int64, key makeKey: () -> EventLogProfileKey
+    ) {
         guard !catalog.decisionCountedOfferIDs.isEmpty else { return }
+        var madeKey: EventLogProfileKey?
         var entries: [EventLogEntry] = []
         for proposition in result.propositions where proposition.outcome == .offers {
             let offers = proposition.items.filter { !$0.isFallback && catalog.decisionCountedOfferIDs.contains($0.id) }
                 .map(\.id)
             if offers.isEmpty { continue }
+            let key = madeKey ?? makeKey()
+            madeKey = key
             entries.append(
                 EventLogEntry(
                     key: key, type: .decision, timeMs: timeMs, offerIDs: offers, serverID: serverID, batchNumber: 0))

@@ -1,3 +1,4 @@
+import OfferdCore
 import OfferdEventLog
 import OfferdSnapshot
 import PropertyBased
@@ -106,6 +107,113 @@ struct CopyOnWriteTablesTests {
         #expect(emptied.count == 0)
         #expect(emptied[model.first!.key] == nil)
     }
+    /// The filter a Decide asks before it builds a profile key: every key a table holds passes it, in the table
+    /// and in every copy taken along the way, built split or loaded then split, through inserts, removals, in-place
+    /// changes and compactions; most keys it does not hold do not.
+    @Test func everyKeyHeldPassesTheFilterAndMostOthersDoNot() {
+        var random = SplitMix64(state: 45)
+        var split = ShardedDictionary<EventLogProfileKey, Int>()
+        var loaded = ShardedDictionary<EventLogProfileKey, Int>(loading: true)
+        var model: [EventLogProfileKey: Int] = [:]
+        var copies: [(ShardedDictionary<EventLogProfileKey, Int>, [EventLogProfileKey])] = []
+        func passes(_ table: ShardedDictionary<EventLogProfileKey, Int>, _ key: EventLogProfileKey) -> Bool {
+            table.mayContain(hash: LiveProfileKeyHash(key).value)
+        }
+        #expect(!passes(split, EventLogProfileKey(namespace: "ecid", id: "p0")))
+        #expect(!passes(loaded, EventLogProfileKey(namespace: "ecid", id: "p0")))
+        for step in 0..<30_000 {
+            let chosen = EventLogProfileKey(namespace: "ECID", id: "p\(Int.random(in: 0..<20_000, using: &random))")
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0:
+                split[chosen] = nil
+                loaded[chosen] = nil
+                model[chosen] = nil
+            case 1:
+                split[chosen] = step
+                loaded[chosen] = step
+                model[chosen] = step
+            default:
+                split.modify(chosen, default: 0) { $0 += 1 }
+                loaded.modify(chosen, default: 0) { $0 += 1 }
+                model[chosen, default: 0] += 1
+            }
+            if step % 4999 == 0 { copies.append((split, Array(model.keys))) }
+            if step == 20_000 {
+                split.compact { _, value in value % 2 == 0 ? nil : value }
+                loaded.compact { _, value in value % 2 == 0 ? nil : value }
+                model = model.filter { $0.value % 2 != 0 }
+            }
+            if step == 25_000 { loaded.finishLoading() }
+            if step > 25_000 && step % 997 == 0 { copies.append((loaded, Array(model.keys))) }
+        }
+        copies += [(split, Array(model.keys)), (loaded, Array(model.keys))]
+        for (copy, keys) in copies {
+            #expect(!keys.isEmpty)
+            #expect(keys.filter { !passes(copy, $0) }.isEmpty)
+        }
+        // About 1 % expected (two bits a key, 16 to 32 bits of filter a key).
+        let absent = (0..<10_000).map { EventLogProfileKey(namespace: "ECID", id: "q\($0)") }
+        #expect(absent.filter { passes(split, $0) }.count < 500)
+        #expect(absent.filter { passes(loaded, $0) }.count < 500)
+        split.compact { _, _ in nil }
+        #expect(!passes(split, model.first!.key))
+    }
+
+    /// A Decide hashes the identity's bytes as the request or the snapshot holds them; the overlay hashes the key
+    /// it stored: both must agree for every spelling of the namespace, and only for the same key.
+    @Test func aKeyHashesAlikeFromItsStringsAndFromTheBytesOfEveryIdentityNamingIt() {
+        func hash(_ namespace: String, _ id: String) -> LiveProfileKeyHash {
+            Identity(namespace: namespace, id: id).withUTF8 { LiveProfileKeyHash(namespace: $0, id: $1) }
+        }
+        let key = EventLogProfileKey(namespace: "ECID", id: "Ana@Example.com-0123456789")
+        for namespace in ["ECID", "ecid", "eCiD"] {
+            #expect(hash(namespace, "Ana@Example.com-0123456789") == LiveProfileKeyHash(key))
+        }
+        // Only ASCII letters fold, as in the key.
+        #expect(hash("CRMÏD", "x") == LiveProfileKeyHash(EventLogProfileKey(namespace: "crmÏd", id: "x")))
+        #expect(hash("CRMÏD", "x") != LiveProfileKeyHash(EventLogProfileKey(namespace: "crmïd", id: "x")))
+        // The id is taken as given, and the two parts do not run together.
+        #expect(hash("ECID", "ana@example.com-0123456789") != LiveProfileKeyHash(key))
+        #expect(hash("ab", "c") != hash("a", "bc"))
+    }
+
+    /// What the server asks before it builds a profile key: every key the overlay holds anything for (counters,
+    /// consents, event ids, folded state) says it may have state, and any pending event makes every key say so.
+    @Test func anOverlayMayHaveStateForEveryKeyItHoldsAndForEveryKeyWhilePending() {
+        var log = LogBuilder()
+        var keys: [EventLogProfileKey] = []
+        for number in 0..<600 {
+            let key = EventLogProfileKey(namespace: "ECID", id: "k\(number)")
+            keys.append(key)
+            switch number % 3 {
+            case 0: log.add(key, .display, offers: ["o\(number % 7)"], eventID: "d\(number)")
+            case 1: log.add(key, .consent, eventID: "c\(number)", consents: ["personalize.content": "n"])
+            default: log.add(key, .dismiss, offers: ["o1"], eventID: "x\(number)")
+            }
+        }
+        var folded = FoldedState()
+        let foldedKey = EventLogProfileKey(namespace: "ecid", id: "folded")
+        folded.profiles[FoldedKey(namespace: "ecid", id: "folded")] = FoldedProfile(
+            counts: ["o1": FoldedCounts(decision: 2)], consents: [:])
+        for replaying in [false, true] {
+            var overlay = LiveOverlay(folded: folded, watermark: nil, replaying: replaying)
+            overlay.apply(log.records)
+            overlay.finishReplay()
+            let published = overlay.published()
+            for key in keys + [foldedKey] {
+                #expect(published.mayHaveState(LiveProfileKeyHash(key)), "\(key)")
+                #expect(published.state(for: key) != nil, "\(key)")
+            }
+            let strangers = (0..<1_000).map { LiveProfileKeyHash(EventLogProfileKey(namespace: "ECID", id: "s\($0)")) }
+            #expect(strangers.filter { published.mayHaveState($0) }.count < 100)
+            var pending = PendingCounts()
+            pending.add(
+                EventLogEntry(
+                    key: keys[0], type: .decision, timeMs: noon, offerIDs: ["o1"], serverID: "me", batchNumber: 0))
+            #expect(strangers.allSatisfy { published.with(pending: pending).mayHaveState($0) })
+        }
+    }
+
     static func contents(_ table: ShardedDictionary<EventLogProfileKey, Int>) -> [EventLogProfileKey: Int] {
         var result: [EventLogProfileKey: Int] = [:]
         func add(_ key: EventLogProfileKey, _ value: Int) { result[key] = value }

@@ -12,7 +12,14 @@ decision event for: a Decide here records nothing). Two profiles:
   periods), read by every Decide (each of the 20 candidates' rules asks for its count).
 With `--events none` both profiles have nothing live: its `live` column is the same work without counters.
 
-usage: decide_cpu.py OFFERD_BIN [ROUNDS] [CALLS]"""
+usage: decide_cpu.py OFFERD_BIN[,OFFERD_BIN...] [ROUNDS] [CALLS]
+
+With several binaries (builds to compare: before,after) every binary gets its three servers, and each round
+loads all of them in turn (binary by binary, each events mode in turn), so that the builds share the machine's moments;
+it also prints, per binary, the median over rounds of each round's difference from `--events none` (runs next to each
+other in time, which a loaded machine's noise disturbs less than the columns' medians).
+MODES=none,file (environment) starts only those servers, PROFILES=empty loads only that profile: more rounds in the
+same time where the machine's noise needs them."""
 
 import json
 import os
@@ -38,7 +45,7 @@ def cpu_ticks(pid):
 
 
 def main():
-    binary = sys.argv[1]
+    binaries = sys.argv[1].split(",")
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     calls = int(sys.argv[3]) if len(sys.argv) > 3 else 50_000
     work = pathlib.Path(tempfile.mkdtemp(prefix="offerd-live-cpu-"))
@@ -55,10 +62,10 @@ def main():
                            "scopes": [{"placement": "web", "criteria": [{"collection": "all"}]}]}]}))
         (work / "profiles.jsonl").write_text("".join(
             json.dumps({"identities": [{"namespace": "ECID", "id": who}]}) + "\n" for who in ("empty", "live")))
-        subprocess.run([binary, "snapshot", "build", "--input", str(work / "profiles.jsonl"),
+        subprocess.run([binaries[0], "snapshot", "build", "--input", str(work / "profiles.jsonl"),
                         "--output", str(work / "profiles.snap")], check=True, stdout=subprocess.DEVNULL)
         bodies = {}
-        for who in ("empty", "live"):
+        for who in os.environ.get("PROFILES", "empty,live").split(","):
             request = pb.DecideRequest()
             request.identity.namespace = "ECID"
             request.identity.id = who
@@ -69,18 +76,25 @@ def main():
 
         redis_port = start_redis(work, processes)
         servers = {}
-        for name, events in (("none", "none"), ("file", f"file:{work / 'events.log'}"),
-                             ("redis", f"redis://127.0.0.1:{redis_port}?key=cpu")):
+        modes = [(build, name, events)
+                 for build in range(len(binaries))
+                 for name, events in (("none", "none"), ("file", "file:{work}/events-{build}.log"),
+                                      ("redis", f"redis://127.0.0.1:{redis_port}?key=cpu-{{build}}"))
+                 if name in os.environ.get("MODES", "none,file,redis").split(",")]
+        modes = [(build, name, events.format(work=work, build=build)) for build, name, events in modes]
+        for build, mode, events in modes:
+            binary = binaries[build]
+            name = (build, mode)
             port, admin = free_port(), free_port()
             proc = subprocess.Popen(
                 ["taskset", "-c", "0", binary, "serve", "--catalog", str(work / "catalog.json"),
                  "--snapshot", str(work / "profiles.snap"), "--port", str(port), "--admin-port", str(admin),
                  "--threads", "1", "--log-level", "warning", "--events", events],
-                stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"))
+                stdout=subprocess.DEVNULL, stderr=open(work / f"{build}-{mode}.log", "w"))
             processes.append(proc)
             wait_for(lambda: ready(admin), f"{name} to be ready")
             servers[name] = (proc, port)
-            if name != "none":
+            if mode != "none":
                 request = pb.RecordEventsRequest()
                 for n in range(5):
                     event = request.events.add(event_id=f"display-{n}", type=pb.EVENT_TYPE_DISPLAY,
@@ -105,14 +119,30 @@ def main():
                         sys.exit(f"h2load against {name}: {out}")
                     results[(name, who)].append((after - before) / TICKS / calls * 1e6)
         print(f"server CPU per Decide, microseconds (median of {rounds} rounds of {calls} calls; all rounds)")
-        print("| profile | --events none | --events file: | --events redis:// |")
-        print("|---|---|---|---|")
-        for who in bodies:
-            cells = []
-            for name in servers:
-                values = results[(name, who)]
-                cells.append(f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
-            print(f"| {who} | " + " | ".join(cells) + " |")
+        print("| build | profile | --events none | --events file: | --events redis:// |")
+        print("|---|---|---|---|---|")
+        for build, binary in enumerate(binaries):
+            for who in bodies:
+                cells = []
+                for mode in ("none", "file", "redis"):
+                    values = results.get(((build, mode), who))
+                    if values is None:
+                        cells.append("-")
+                        continue
+                    cells.append(f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})")
+                print(f"| {binary} | {who} | " + " | ".join(cells) + " |")
+        print("per round, minus --events none in the same round (median; all rounds)")
+        for build, binary in enumerate(binaries):
+            for who in bodies:
+                cells = []
+                for mode in ("file", "redis"):
+                    values, base = results.get(((build, mode), who)), results.get(((build, "none"), who))
+                    if values is None or base is None:
+                        cells.append("-")
+                        continue
+                    gaps = [v - b for v, b in zip(values, base)]
+                    cells.append(f"{statistics.median(gaps):+.2f} ({', '.join(f'{g:+.2f}' for g in gaps)})")
+                print(f"| {binary} | {who} | " + " | ".join(cells) + " |")
     finally:
         stop_all(processes)
         shutil.rmtree(work, ignore_errors=True)

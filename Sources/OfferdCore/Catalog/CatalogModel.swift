@@ -509,7 +509,7 @@ public final class Catalog: Sendable {
     /// (SPEC 9.2); other offers record nothing.
     public let decisionCountedOfferIDs: Set<String>
     /// True when an offer has a `total` capping rule: live counts are then read even for a profile with none.
-    let hasTotalScopeCaps: Bool
+    public let hasTotalScopeCaps: Bool
     /// The profile attribute paths rules read, by slot.
     let attributePaths: [AttributePath]
     /// At each slot of `attributePaths`: whether a rule a decision can evaluate reads it (an offer's or a criterion's
