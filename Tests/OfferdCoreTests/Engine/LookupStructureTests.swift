@@ -58,7 +58,8 @@ import Testing
                     list.removeLast(list.count - newCount)
                 } else {
                     // Few distinct low bytes (256 apart), so that the filter's bits are shared.
-                    let offerIndex = Int.random(in: 0...5, using: &random) * 256 + Int.random(in: 0...40, using: &random)
+                    let offerIndex =
+                        Int.random(in: 0...5, using: &random) * 256 + Int.random(in: 0...40, using: &random)
                     chosen.append(offerIndex)
                     list.append(offerIndex)
                 }
