@@ -326,7 +326,8 @@ final class StaticRanking: Sendable {
         for (candidate, id) in zip(sorted, ids) {
             let start = offerIDBytes.count
             offerIDBytes.append(contentsOf: id)
-            screens.append(CandidateScreen(candidate, idSuffix: (start + sharedLength)..<offerIDBytes.count))
+            let idSuffix = (start + sharedLength)..<offerIDBytes.count
+            screens.append(CandidateScreen(candidate, idSuffix: idSuffix, idSuffixBytes: offerIDBytes[idSuffix]))
         }
         // The decision loop reads the ids' bytes through a pointer at these ranges.
         precondition(screens.allSatisfy { $0.idSuffix.upperBound <= offerIDBytes.count })
@@ -366,8 +367,14 @@ struct CandidateScreen: Sendable {
     let idOrder: Int
     /// Where the offer id's UTF-8 sits in ``StaticRanking/offerIDBytes``, past ``StaticRanking/sharedIDPrefix``.
     let idSuffix: Range<Int>
+    /// The bytes at `idSuffix`, first byte lowest, when there are at most eight (``packedIDSuffixCount``): the tie
+    /// hash of a tie group's candidates reads them from the screen, where the loop over `idSuffix` cost its range
+    /// checks and an unrolled loop's set-up per candidate.
+    let packedIDSuffix: UInt64
+    /// How many bytes ``packedIDSuffix`` holds; -1 when the suffix is longer (the loop then reads `idSuffix`).
+    let packedIDSuffixCount: Int
 
-    init(_ candidate: StaticallyRankedCandidate, idSuffix: Range<Int>) {
+    init(_ candidate: StaticallyRankedCandidate, idSuffix: Range<Int>, idSuffixBytes: ArraySlice<UInt8>) {
         let offer = candidate.offer
         offerIndex = offer.index
         representationIndex = candidate.representationIndex
@@ -384,6 +391,10 @@ struct CandidateScreen: Sendable {
         }
         idOrder = offer.idOrder
         self.idSuffix = idSuffix
+        var packed: UInt64 = 0
+        for (shift, byte) in idSuffixBytes.enumerated() where shift < 8 { packed |= UInt64(byte) << (8 * shift) }
+        packedIDSuffix = packed
+        packedIDSuffixCount = idSuffixBytes.count <= 8 ? idSuffixBytes.count : -1
     }
 
     func isInsideDates(_ now: Double) -> Bool { startDate <= now && now < endDate }

@@ -139,7 +139,16 @@ private struct ScreenedCandidates {
     @inline(__always)
     func tieHash(_ position: Int) -> UInt64 {
         var hasher = unsafe idPrefixHash
-        for byte in unsafe screens[position].idSuffix { unsafe hasher.combine(offerIDBytes[byte]) }
+        let packedCount = unsafe screens[position].packedIDSuffixCount
+        if packedCount >= 0 {
+            var packed = unsafe screens[position].packedIDSuffix
+            for _ in 0..<packedCount {
+                hasher.combine(UInt8(truncatingIfNeeded: packed))
+                packed &>>= 8
+            }
+        } else {
+            for byte in unsafe screens[position].idSuffix { unsafe hasher.combine(offerIDBytes[byte]) }
+        }
         return fmix64(hasher.value)
     }
 }
@@ -219,8 +228,17 @@ private struct ScopeWalker<Profile: ProfileView> {
     ) -> RuleInputs {
         var context = RuleValueSlots()
         if !request.context.isEmpty {
+            // Few keys on both sides (the usual case): compared in turn, with the dictionary's own key equality,
+            // where a lookup hashed each key (about 300 instructions a key).
+            let compareInTurn = request.context.count * catalog.contextKeys.count <= 16
             for key in catalog.contextKeys {
-                context.append(request.context[key].map(RuleValue.init(context:)) ?? .null)
+                let value: ContextValue?
+                if compareInTurn {
+                    value = request.context.first { $0.key == key }?.value
+                } else {
+                    value = request.context[key]
+                }
+                context.append(value.map(RuleValue.init(context:)) ?? .null)
             }
         }
         // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
@@ -505,14 +523,16 @@ private struct ScopeWalker<Profile: ProfileView> {
         // A separable formula scores the candidates whose offer part is not a number here, then walks the others
         // in score order; any other formula, or a request the early stop is not sound for, scores them all here.
         var scoredByProgram = 0..<ranking.candidates.count
-        var walkInScoreOrder: (separable: SeparableScore, request: Double, direction: SeparableScore.Direction)?
+        // Plain values only: a local holding the `SeparableScore` (an array reference) cost a generic outlined
+        // destroy per criterion (measured).
+        var walkInScoreOrder: (request: Double, direction: SeparableScore.Direction)?
         if let separable = formula.separable,
             case .number(let request) = formula.requestParts[separable.requestPart].evaluate(
                 profile: profile, inputs: inputs),
             let direction = separable.direction(for: .number(request))
         {
             scoredByProgram = 0..<separable.numericStart
-            walkInScoreOrder = (separable, request, direction)
+            walkInScoreOrder = (request, direction)
         }
         // Made only when the program scores a candidate: the separable walk reads its one request part above.
         let parts = scoredByProgram.isEmpty ? nil : FoldedParts(formula, profile: profile, inputs: inputs)
@@ -529,9 +549,9 @@ private struct ScopeWalker<Profile: ProfileView> {
                 position, rank: rank, screened: true, of: ranking, candidates: candidates, remaining: remaining,
                 profile: profile, inputs: inputs, state: &state)
         }
-        if let walk = walkInScoreOrder {
+        if let walk = walkInScoreOrder, let separable = formula.separable {
             unsafe considerInScoreOrder(
-                walk.separable, request: walk.request, direction: walk.direction, ranking: ranking,
+                separable, request: walk.request, direction: walk.direction, ranking: ranking,
                 candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
         }
     }
@@ -545,10 +565,18 @@ private struct ScopeWalker<Profile: ProfileView> {
     ) {
         let start = separable.numericStart
         let count = ranking.candidates.count
+        // Candidates with the same offer part (bit for bit: -0 and 0 can score apart) score the same: a run of
+        // them (a tie group, often tens of candidates) is scored and tested for the stop once, at its first.
+        var runConstant: UInt64?
+        var rank = 0.0
         for step in 0..<(count - start) {
             let position = direction == .largestFirst ? start + step : count - 1 - step
-            let rank = separable.score(at: position, request: request)
-            if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+            let constant = separable.offerConstants[position].bitPattern
+            if constant != runConstant {
+                runConstant = constant
+                rank = separable.score(at: position, request: request)
+                if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+            }
             unsafe offer(
                 position, rank: rank, screened: false, of: ranking, candidates: candidates, remaining: remaining,
                 profile: profile, inputs: inputs, state: &state)

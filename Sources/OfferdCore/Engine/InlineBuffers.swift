@@ -36,24 +36,60 @@ struct RuleValueSlots {
 /// The catalog indices of the offers proposed so far in one response, in the order they were chosen.
 ///
 /// A response proposes a handful of offers, so a linear scan of eight inline slots beats a bitset over the
-/// whole catalog (which would cost an allocation per request); past eight the indices spill to an array.
+/// whole catalog (which would cost an allocation per request); past eight the indices spill to an array. A
+/// 256-bit filter (bit `index & 255` of every chosen index) answers most `contains` for offers not chosen without
+/// the scan: a 30-scope request chooses up to 90 offers, and scanning them for every screened candidate was 29% of
+/// its instructions (callgrind).
 struct ChosenOffers {
     private var storage = SmallArray<Int>(filler: 0)
+    private var filter0: UInt64 = 0
+    private var filter1: UInt64 = 0
+    private var filter2: UInt64 = 0
+    private var filter3: UInt64 = 0
 
     var count: Int { storage.count }
 
     mutating func append(_ offerIndex: Int) {
         storage.append(offerIndex)
+        mark(offerIndex)
     }
 
+    @inline(__always)
     func contains(_ offerIndex: Int) -> Bool {
+        // A clear bit: no chosen index has these low bits.
+        guard isMarked(offerIndex) else { return false }
         for position in 0..<storage.count where storage[position] == offerIndex { return true }
         return false
     }
 
     /// Forgets the offers chosen after the first `newCount` (`allow_duplicates`: the next scope starts afresh).
     mutating func truncate(to newCount: Int) {
+        guard newCount < storage.count else { return }
         storage.truncate(to: newCount)
+        (filter0, filter1, filter2, filter3) = (0, 0, 0, 0)
+        for position in 0..<storage.count { mark(storage[position]) }
+    }
+
+    private mutating func mark(_ offerIndex: Int) {
+        let bit: UInt64 = 1 << UInt64(offerIndex & 63)
+        switch (offerIndex >> 6) & 3 {
+        case 0: filter0 |= bit
+        case 1: filter1 |= bit
+        case 2: filter2 |= bit
+        default: filter3 |= bit
+        }
+    }
+
+    @inline(__always)
+    private func isMarked(_ offerIndex: Int) -> Bool {
+        let word: UInt64
+        switch (offerIndex >> 6) & 3 {
+        case 0: word = filter0
+        case 1: word = filter1
+        case 2: word = filter2
+        default: word = filter3
+        }
+        return word & (1 << UInt64(offerIndex & 63)) != 0
     }
 }
 

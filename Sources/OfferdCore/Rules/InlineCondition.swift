@@ -51,17 +51,22 @@ struct ShortText: Sendable, Equatable {
 
     /// Nil when `text` has more than 16 UTF-8 bytes.
     init?(_ text: String) {
-        var count = 0
-        for byte in text.utf8 {
-            guard count < 16 else { return nil }
-            if count < 8 {
-                low |= UInt64(byte) << (8 * UInt64(count))
+        // Over the contiguous UTF-8: iterating `UTF8View` cost about 200 instructions for a 4-byte string.
+        guard let packed = text.withUTF8Span({ Self(utf8: $0) }) else { return nil }
+        self = packed
+    }
+
+    private init?(utf8: Span<UInt8>) {
+        guard utf8.count <= 16 else { return nil }
+        for position in utf8.indices {
+            let byte = UInt64(utf8[position])
+            if position < 8 {
+                low |= byte << (8 * UInt64(position))
             } else {
-                high |= UInt64(byte) << (8 * UInt64(count - 8))
+                high |= byte << (8 * UInt64(position - 8))
             }
-            count += 1
         }
-        self.count = UInt8(count)
+        count = UInt8(utf8.count)
     }
 }
 

@@ -87,7 +87,9 @@ private struct RandomCase {
         var offers: [String] = []
         var offerIDs: [String] = []
         for index in 0..<offerCount {
-            let id = "o\(Int.random(in: 0...999, using: &random))-\(index)"
+            // Some ids past the eight bytes the tie hash reads from a candidate's screen, beside shorter ones.
+            let lengthened = random.chance(0.3) ? "-lengthened" : ""
+            let id = "o\(Int.random(in: 0...999, using: &random))-\(index)\(lengthened)"
             offerIDs.append(id)
             var fields: [String] = [random.chance(0.5) ? #""tags": ["t"]"# : #""tags": ["t", "u"]"#]
             if random.chance(0.3) {

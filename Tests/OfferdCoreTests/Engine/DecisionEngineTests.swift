@@ -449,6 +449,33 @@ let testNow: Double = 1_800_000_000 // 2027-01-15
         #expect(chosen(nil) == [])
     }
 
+    /// A separable formula's walk scores a run of equal offer parts once; -0 and 0 are equal but score apart
+    /// (`-0 * 2` is -0), so each keeps its own score, in either collection order.
+    @Test(arguments: [["negative-zero", "zero"], ["zero", "negative-zero"]])
+    func offerPartsOfMinusZeroAndZeroScoreApart(order: [String]) throws {
+        let margins = ["negative-zero": "-0", "zero": "0"]
+        let catalog = try engineCatalog(
+            offers: order.map { id in
+                offerJSON(id, characteristics: #"{"margin": "\#(margins[id] ?? "")"}"#, extra: tagged)
+            },
+            decisions: [
+                decisionJSON(
+                    "formula",
+                    criteria: """
+                        [{"collection": "all", "ranking": {"method": "formula",
+                          "formula": "number(offer.characteristics.margin) * context.boost"}}]
+                        """
+                )
+            ]
+        )
+        let result = DecisionEngine(catalog: catalog).decide(
+            request([scope(decision: "formula", items: 2)], context: ["boost": .number(2)]), profile: profile(),
+            now: testNow)
+        let signs = Dictionary(
+            uniqueKeysWithValues: result.propositions[0].items.map { ($0.id, $0.score.map(\.sign)) })
+        #expect(signs == ["negative-zero": .minus, "zero": .plus])
+    }
+
     @Test func formulaRankingSetsTheScore() throws {
         let catalog = try engineCatalog(
             offers: [

@@ -43,6 +43,32 @@ import Testing
         #expect(top[0].offerIndex == 9)
     }
 
+    /// `ChosenOffers` answers `contains` as a plain list does, past the eight inline slots, with indices that share
+    /// their low bits (the filter's bit) and after truncations (`allow_duplicates`).
+    @Test func chosenOffersAnswerLikeAList() {
+        var random = SplitMix64(seed: 11)
+        let probes = (0...1_400).filter { $0 & 255 <= 42 }
+        for _ in 0..<50 {
+            var chosen = ChosenOffers()
+            var list: [Int] = []
+            for _ in 0..<Int.random(in: 0...120, using: &random) {
+                if random.next() % 10 == 0 {
+                    let newCount = Int.random(in: 0...list.count, using: &random)
+                    chosen.truncate(to: newCount)
+                    list.removeLast(list.count - newCount)
+                } else {
+                    // Few distinct low bytes (256 apart), so that the filter's bits are shared.
+                    let offerIndex =
+                        Int.random(in: 0...5, using: &random) * 256 + Int.random(in: 0...40, using: &random)
+                    chosen.append(offerIndex)
+                    list.append(offerIndex)
+                }
+                #expect(chosen.count == list.count)
+                #expect(probes.filter { chosen.contains($0) != list.contains($0) }.isEmpty)
+            }
+        }
+    }
+
     /// `InMemoryProfile.cappingCount` through its hash table answers as a scan of the list: the first entry with
     /// the id wins, ids that are absent count 0, and colliding table slots do not mix ids up.
     @Test func cappingLookupAnswersLikeAScan() {
