@@ -87,6 +87,7 @@ struct DeferredRecordingTests {
         return ByteBuffer(bytes: field(1, Array(eventID.utf8)) + field(2, identity) + field(3, entry))
     }
 
+    /// Waits up to 30 s for `condition` (work another thread does); false if it never holds.
     static func eventually(_ condition: () -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(30)
         while !condition() {

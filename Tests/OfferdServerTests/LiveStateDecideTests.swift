@@ -78,15 +78,6 @@ struct LiveStateDecideTests {
             batchNumber: 0)
     }
 
-    static func eventually(_ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(30)
-        while !condition() {
-            if Date() > deadline { return false }
-            Thread.sleep(forTimeInterval: 0.005)
-        }
-        return true
-    }
-
     @Test func keysWithLiveStateAreDecidedWithItAndOthersAsBefore() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("live-decide-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -94,7 +85,7 @@ struct LiveStateDecideTests {
         let (service, live) = try Self.makeService(directory: directory)
         live.start()
         defer { live.stop(flushTimeout: .milliseconds(10)) }
-        #expect(Self.eventually { live.isReplayed })
+        #expect(DeferredRecordingTests.eventually { live.isReplayed })
 
         // Live state for many keys (a display each), so that the filters are not empty where the test looks.
         let crowd = (0..<300).filter { $0 % 2 == 0 }.map {
@@ -117,7 +108,7 @@ struct LiveStateDecideTests {
         #expect(try Self.firstItem(service, "EMAIL", "Ana@Example.com") == "once")
         let anaKey = EventLogProfileKey(namespace: "ecid", id: "ana")
         // Applied (display and decision, 4 periods each), not merely pending.
-        #expect(Self.eventually { live.overlays.load()?.state(for: anaKey)?.counterCount ?? 0 >= 8 })
+        #expect(DeferredRecordingTests.eventually { live.overlays.load()?.state(for: anaKey)?.counterCount ?? 0 >= 8 })
         for (namespace, id) in [("ECID", "ana"), ("ecid", "ana"), ("Email", "Ana@Example.com")] {
             #expect(try Self.firstItem(service, namespace, id) == "other", "\(namespace):\(id)")
         }
@@ -127,7 +118,7 @@ struct LiveStateDecideTests {
             #expect(try Self.firstItem(service, "ECID", "p\(number)") == "once", "p\(number)")
         }
         #expect(
-            Self.eventually {
+            DeferredRecordingTests.eventually {
                 guard let overlay = live.overlays.load() else { return false }
                 return (0..<300).allSatisfy { number in
                     overlay.counts(for: EventLogProfileKey(namespace: "ecid", id: "p\(number)")).count(
