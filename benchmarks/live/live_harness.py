@@ -13,14 +13,16 @@ from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # REALTIME=1 in the environment runs what `pinned` starts, and the client that calls `pin_this_client`, under
-# SCHED_FIFO (`chrt -f 10`, needs root), as benchmarks/load/open_loop.sh does: on a machine shared with other work
+# SCHED_FIFO (`chrt -f`, needs root; Redis above the client), as benchmarks/load/open_loop.sh does: on a machine shared with other work
 # (compiles), the latencies are then offerd's and Redis's, not the scheduler's run queue.
 REALTIME = os.environ.get("REALTIME") == "1"
 
 
-def pinned(core, argv):
-    """`argv` pinned to `core`, under SCHED_FIFO with REALTIME=1."""
-    return ["taskset", "-c", core] + (["chrt", "-f", "10"] if REALTIME else []) + argv
+def pinned(core, argv, priority=10):
+    """`argv` pinned to `core`, under SCHED_FIFO at `priority` with REALTIME=1. Tasks of one FIFO priority on one
+    core do not take turns: one that never blocks keeps the core, so what must answer a busy client on its core
+    (Redis) takes a higher priority than the client."""
+    return ["taskset", "-c", core] + (["chrt", "-f", str(priority)] if REALTIME else []) + argv
 
 
 def pin_this_client(core):
@@ -58,7 +60,7 @@ def start_redis(work, processes, core="1"):
     port = free_port()
     processes.append(subprocess.Popen(
         pinned(core, [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                      "--save", "", "--appendonly", "no", "--dir", str(work)]),
+                      "--save", "", "--appendonly", "no", "--dir", str(work)], priority=20),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0,
              "redis")

@@ -160,7 +160,7 @@ def main():
         start_server("a")
         pin_this_client("1")
         if REALTIME:
-            print("REALTIME=1: offerd, redis-server and this client under SCHED_FIFO (chrt -f 10)")
+            print("REALTIME=1: offerd and this client under SCHED_FIFO 10, redis-server 20")
         if with_follower:
             start_server("b")
 
