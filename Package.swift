@@ -181,6 +181,7 @@ let package = Package(
                 "OfferdCore", "OfferdSnapshot", "OfferdSnapshotBuilder", "OfferdServer", "OfferdEventLog",
                 "OfferdLiveState",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -24,8 +24,10 @@ import OfferdWire
 ///
 /// Every decision takes the server's path: ``DecisionRequest/validationError()``, the snapshot lookup,
 /// `DecisionEngine.decide` with the same options, a UUID for an empty request id. Unlike the server, a batch
-/// honours `explain` without a flag: whoever runs it holds the catalog and the snapshot anyway. Nothing is read
-/// from or recorded in an event log (SPEC 12 without `--events`); `dry_run` changes nothing.
+/// honours `explain` without a flag: whoever runs it holds the catalog and the snapshot anyway. Without an event
+/// log nothing is read from or recorded in one (SPEC 12 without `--events`) and `dry_run` changes nothing; with one
+/// (``BatchEventLog``) the lines read its counts and consents and record their decision events as Decide does,
+/// on one worker thread in input order.
 public final class BatchDecider: Sendable {
     /// How to cut and spread the work.
     public struct Configuration: Sendable {
@@ -64,17 +66,24 @@ public final class BatchDecider: Sendable {
     let snapshot: ProfileSnapshot
     /// The snapshot's folded state as an overlay; nil when it folded nothing.
     let folded: LiveOverlaySnapshot?
+    /// The event log of `--events`: read at the start, recorded into as lines are decided; nil without one.
+    let events: BatchEventLog?
     let configuration: Configuration
     /// Request time in epoch seconds, read per request as the server does; injectable for tests.
     let now: @Sendable () -> Double
 
+    /// - Parameter events: the event log to read and record into (`--events`); one that records needs
+    ///   `configuration.threads == 1` (its decisions are made in input order).
     public init(
-        catalog: LoadedCatalog, snapshot: ProfileSnapshot, configuration: Configuration,
+        catalog: LoadedCatalog, snapshot: ProfileSnapshot, configuration: Configuration, events: BatchEventLog? = nil,
         now: (@Sendable () -> Double)? = nil
     ) {
+        precondition(
+            !(events?.records ?? false) || configuration.threads == 1, "a recording batch decides on one thread")
         self.catalog = catalog
         self.snapshot = snapshot
         folded = LiveOverlaySnapshot.foldedOnly(snapshot)
+        self.events = events
         self.configuration = configuration
         self.now = now ?? { wallClockSeconds() }
     }
@@ -123,20 +132,42 @@ public final class BatchDecider: Sendable {
         return folded.mayHaveState(keyHash)
     }
 
+    /// The decision with the event log's overlay (or the folded snapshot's), as the server makes it, and the
+    /// profile key when it was built. The overlay is released on return, before the caller records anything: a
+    /// copy alive then would make ``BatchEventLog/record(_:)`` copy its tables.
+    private func decideWithOverlay(
+        _ request: DecisionRequest, profile: SnapshotProfile?, now time: Double
+    ) -> (DecisionResult, EventLogProfileKey?) {
+        guard let overlay = events?.overlay() ?? folded,
+            Self.mayHaveState(overlay, request: request, profile: profile, catalog: catalog.engine.catalog)
+        else {
+            return (catalog.engine.decide(request, profile: profile, now: time), nil)
+        }
+        // The overlay's counts and consents under the profile key (SPEC 9.3, 9.5, 9.6).
+        let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
+        let inputs = overlay.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
+        return (
+            catalog.engine.decide(request, profile: profile, live: inputs.counts, consents: inputs.consents, now: time),
+            key
+        )
+    }
+
     /// The server's decision path for a valid request, and the response line.
     func decide(
         _ request: DecisionRequest, profile: consuming SnapshotProfile?, into output: inout [UInt8],
         stats: inout BatchStats
     ) {
-        let result: DecisionResult
-        if let folded, Self.mayHaveState(folded, request: request, profile: profile, catalog: catalog.engine.catalog) {
-            // A folded snapshot's counts and consents, as a server without a log uses them (SPEC 9.6).
-            let key = EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
-            let inputs = folded.decideInputs(for: key, snapshotConsents: profile?.consents ?? .empty)
-            result = catalog.engine.decide(
-                request, profile: profile, live: inputs.counts, consents: inputs.consents, now: now())
-        } else {
-            result = catalog.engine.decide(request, profile: profile, now: now())
+        let time = now()
+        let (result, key) = decideWithOverlay(request, profile: profile, now: time)
+        if let events, events.records, !request.dryRun {
+            // Counted for the lines after this one (SPEC 12), as a server counts its own at once (SPEC 9.1).
+            events.record(
+                LiveStateRuntime.decisionEntries(
+                    result, catalog: catalog.engine.catalog, timeMs: CalendarBuckets.milliseconds(time),
+                    serverID: events.writerID
+                ) {
+                    key ?? EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
+                })
         }
         stats.record(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
@@ -208,6 +239,7 @@ public final class BatchDecider: Sendable {
                 next += 1
                 if writerState.failure == nil {
                     do throws(Failure) {
+                        if let failure = result.failure { throw failure }
                         try output.write(result.output)
                     } catch {
                         writerState.failure = error
@@ -298,7 +330,18 @@ public final class BatchDecider: Sendable {
                 decide(request, profile: profile, into: &output, stats: &stats)
             }
         }
-        return BatchChunkResult(sequence: chunk.sequence, output: output, stats: stats, units: chunk.units)
+        // The chunk's decision events are in the log before its lines are written (SPEC 12: recorded as Decide
+        // would); if they cannot be, its lines are not written and the run stops.
+        var failure: Failure?
+        if let events, events.records {
+            do throws(Failure) {
+                try events.flush()
+            } catch {
+                failure = error
+            }
+        }
+        return BatchChunkResult(
+            sequence: chunk.sequence, output: output, stats: stats, units: chunk.units, failure: failure)
     }
 
     /// Cuts the input into chunks of whole lines. A line longer than the limit is skipped up to its end and
@@ -456,6 +499,8 @@ struct BatchChunkResult: Sendable {
     let output: [UInt8]
     let stats: BatchStats
     let units: Int
+    /// Why the chunk's output must not be written (its decision events could not be recorded).
+    var failure: BatchDecider.Failure? = nil
 }
 
 /// Chunks waiting for a worker; nil tells a worker to stop. Unbounded by itself: the run's slot semaphore bounds

@@ -289,7 +289,16 @@ public final class LiveStateRuntime: Sendable {
     public func recordDecisions(
         _ result: DecisionResult, catalog: Catalog, timeMs: Int64, key makeKey: () -> EventLogProfileKey
     ) {
-        guard !catalog.decisionCountedOfferIDs.isEmpty else { return }
+        enqueue(Self.decisionEntries(result, catalog: catalog, timeMs: timeMs, serverID: serverID, key: makeKey))
+    }
+
+    /// The decision events of one decision (SPEC 9.2), as ``recordDecisions(_:catalog:timeMs:key:)`` records
+    /// them; `offerd decide batch --events` records the same. `makeKey` is called only when there is one.
+    static func decisionEntries(
+        _ result: DecisionResult, catalog: Catalog, timeMs: Int64, serverID: String,
+        key makeKey: () -> EventLogProfileKey
+    ) -> [EventLogEntry] {
+        guard !catalog.decisionCountedOfferIDs.isEmpty else { return [] }
         var madeKey: EventLogProfileKey?
         var entries: [EventLogEntry] = []
         for proposition in result.propositions where proposition.outcome == .offers {
@@ -302,7 +311,7 @@ public final class LiveStateRuntime: Sendable {
                 EventLogEntry(
                     key: key, type: .decision, timeMs: timeMs, offerIDs: offers, serverID: serverID, batchNumber: 0))
         }
-        enqueue(entries)
+        return entries
     }
 
     // MARK: - The writer

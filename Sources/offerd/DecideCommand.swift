@@ -1,5 +1,7 @@
 import ArgumentParser
+import Logging
 import OfferdCore
+import OfferdEventLog
 import OfferdServer
 import OfferdSnapshot
 
@@ -89,7 +91,9 @@ extension DecideCommand {
                 {"requestId":..,"line":N,"error":{"code":"invalid_argument","message":..}} for a bad line (the run \
                 goes on). With --audience, the request id of each line is the profile's primary identity, \
                 NAMESPACE:ID. A file that cannot be read or written stops the run (exit 1). Progress and a summary \
-                go to standard error. No event log is read or written (--events comes with live state).
+                go to standard error. With --events, the log's counts and consent updates (read once, at the start) \
+                count, and each decision records its decision events in the log as Decide would, counted for the \
+                lines after it: such a batch decides on one thread, in input order, unless --dry-run.
                 """)
 
         @OptionGroup var engine: EngineArguments
@@ -99,8 +103,12 @@ extension DecideCommand {
         @Option(help: "With --audience: a decision scope, DECISION:PLACEMENT[:COUNT]; repeat for more.")
         var scope: [ScopeArgument] = []
         @Option(help: "The JSON Lines file to write ('-': standard output).") var output: String
-        @Flag(help: "Record nothing (a batch records nothing yet: there is no --events).") var dryRun = false
-        @Option(help: "Worker threads (default: number of cores).") var threads: Int?
+        @Option(help: ArgumentHelp(Self.eventsHelp)) var events: String?
+        private static let eventsHelp =
+            "The event log of live state (file:PATH, redis://...): its counts and consents apply, and decision "
+            + "events are recorded in it (default: none, as --events none)."
+        @Flag(help: "With --events: read the log, record nothing.") var dryRun = false
+        @Option(help: "Worker threads (default: number of cores; 1 when --events records).") var threads: Int?
         @Flag(help: "No progress on standard error (the summary is still printed).") var quiet = false
 
         func validate() throws {
@@ -118,13 +126,48 @@ extension DecideCommand {
                 if let problem = request.validationError() { throw ValidationError("--scope: \(problem)") }
             }
             if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+            if let events {
+                do { _ = try EventLogConfiguration(parsing: events) } catch { throw ValidationError(error.description) }
+                if recordsEvents, let threads, threads > 1 {
+                    throw ValidationError(
+                        "--events records decision events in input order, on one thread: leave out --threads "
+                            + "(or give --dry-run to only read the log)")
+                }
+            }
+        }
+
+        /// Whether the run records decision events: a log is given and it is not a dry run.
+        private var recordsEvents: Bool {
+            guard let events, !dryRun, let parsed = try? EventLogConfiguration(parsing: events) else { return false }
+            return parsed != .none
+        }
+
+        /// The `--events` log, applied up to its end; nil without one (or with `none`). Exits 1 with a message
+        /// naming the log when it cannot be opened or read.
+        private func openEventLog(snapshot: ProfileSnapshot) throws -> BatchEventLog? {
+            guard let events else { return nil }
+            do {
+                // Checked by `validate()`.
+                guard let log = try EventLogConfiguration(parsing: events).open() else { return nil }
+                let logger = Logger(label: "offerd") { LogfmtLogHandler(label: $0, level: .warning) }
+                return try BatchEventLog(
+                    log: log, describedLog: events, snapshot: snapshot, records: !dryRun, logger: logger)
+            } catch let error as BatchDecider.Failure {
+                printError("offerd decide batch: \(error.message)")
+            } catch {
+                printError("offerd decide batch: \(events): \(error)")
+            }
+            throw ExitCode(1)
         }
 
         func run() throws {
             let (catalog, snapshot) = try engine.load()
-            let threadCount = threads ?? activeProcessorCount()
+            let threadCount = threads ?? (recordsEvents ? 1 : activeProcessorCount())
+            let eventLog = try openEventLog(snapshot: snapshot)
+            defer { eventLog?.close() }
             let decider = BatchDecider(
-                catalog: catalog, snapshot: snapshot, configuration: BatchDecider.Configuration(threads: threadCount))
+                catalog: catalog, snapshot: snapshot, configuration: BatchDecider.Configuration(threads: threadCount),
+                events: eventLog)
             let batchInput: BatchDecider.Input
             if let input {
                 batchInput = .lines(path: input)
@@ -149,10 +192,10 @@ extension DecideCommand {
                 throw ExitCode(1)
             }
             reporter.finish()
-            printError(summary(stats))
+            printError(summary(stats, events: eventLog))
         }
 
-        private func summary(_ stats: BatchStats) -> String {
+        private func summary(_ stats: BatchStats, events eventLog: BatchEventLog?) -> String {
             let rate = stats.seconds > 0 ? Double(stats.requests) / stats.seconds : 0
             var lines = [
                 "offerd decide batch: \(stats.requests) decided, \(stats.errors) error lines, "
@@ -164,6 +207,12 @@ extension DecideCommand {
             for entry in stats.outcomeCounts {
                 let reason = entry.reason == "REASON_UNSPECIFIED" ? "" : " \(entry.reason)"
                 lines.append("  \(entry.outcome)\(reason): \(entry.count)")
+            }
+            if let eventLog, let events {
+                var line = "  event log \(events): \(eventLog.replayedEntries) entries read"
+                if eventLog.skippedEntries > 0 { line += " (\(eventLog.skippedEntries) malformed, skipped)" }
+                line += eventLog.records ? ", \(eventLog.eventsRecorded) decision events recorded" : ", dry run"
+                lines.append(line)
             }
             return lines.joined(separator: "\n")
         }

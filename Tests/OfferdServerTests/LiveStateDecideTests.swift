@@ -50,8 +50,11 @@ struct LiveStateDecideTests {
         let snapshots = AtomicReferenceStore(snapshot)
         let catalog = try Catalog.load(bytes: Array(catalogJSON.utf8), fileName: "catalog.json")
         let metrics = ServerMetrics()
+        // A buffer that holds every decision event the tests make: with a small one, a writer slowed by a busy
+        // machine (each append waits for fsync) dropped the oldest of the 300 Decides' events, and their caps
+        // never counted (seen failing under four parallel builds).
         let live = LiveStateRuntime(
-            log: try FileEventLog(path: directory.appendingPathComponent("events.log").path), bufferLimit: 100,
+            log: try FileEventLog(path: directory.appendingPathComponent("events.log").path), bufferLimit: 100_000,
             logger: Logger(label: "test"), snapshot: snapshot, snapshots: snapshots)
         let service = DecisioningService(
             catalogs: AtomicReferenceStore(

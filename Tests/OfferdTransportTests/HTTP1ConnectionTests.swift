@@ -35,6 +35,17 @@ struct HTTP1ConnectionTests {
         return text
     }
 
+    /// The connection is open one nanosecond before `timeout` has passed and closed when it has: the timer fires
+    /// exactly then, on the loop's manual clock.
+    private static func expectClosed(
+        _ channel: EmbeddedChannel, exactlyAfter timeout: TimeAmount, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        channel.embeddedEventLoop.advanceTime(by: timeout - .nanoseconds(1))
+        #expect(channel.isActive, "closed before the timeout", sourceLocation: sourceLocation)
+        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
+        #expect(!channel.isActive, "still open at the timeout", sourceLocation: sourceLocation)
+    }
+
     private static let echo = "POST /test.Echo/Echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/proto\r\n"
 
     @Test("a body slower than the request timeout gets 408 and the connection closes, not a nanosecond earlier")
@@ -53,10 +64,7 @@ struct HTTP1ConnectionTests {
     func slowHead() throws {
         let channel = try Self.channel()
         try Self.send("POST /test.Echo/Echo HT", to: channel)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(10))
     }
 
     @Test("keep-alive: answered requests leave the connection open until the idle timeout")
@@ -68,10 +76,7 @@ struct HTTP1ConnectionTests {
             #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
             #expect(answer.hasSuffix("\r\n\r\nhi"))
         }
-        channel.embeddedEventLoop.advanceTime(by: .seconds(60) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(60))
     }
 
     @Test(
@@ -84,10 +89,7 @@ struct HTTP1ConnectionTests {
         try Self.send(request + request + tail, to: channel)
         let answers = try Self.output(channel)
         #expect(answers.components(separatedBy: "HTTP/1.1 200 OK").count == 3)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(10))
     }
 
     /// A client that pipelines requests and reads the answers slowly: the handler stops reading while the answers
@@ -124,10 +126,7 @@ struct HTTP1ConnectionTests {
     @Test("a client that never reads its answers is closed after the idle timeout, not before")
     func neverReadingBackIsClosedAtTheIdleTimeout() throws {
         let channel = try Self.pipelinedWhileNotReadBack(idleTimeout: .seconds(60))
-        channel.embeddedEventLoop.advanceTime(by: .seconds(60) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(60))
     }
 
     @Test("reading resumed with the request still cut short: closed one request timeout later")
@@ -136,10 +135,7 @@ struct HTTP1ConnectionTests {
         channel.embeddedEventLoop.advanceTime(by: .seconds(30))
         channel.isWritable = true
         channel.pipeline.fireChannelWritabilityChanged()
-        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(10))
     }
 
     @Test("a body cut short behind a complete pipelined request gets 408 after the request timeout")
@@ -164,10 +160,7 @@ struct HTTP1ConnectionTests {
         let request = Self.echo + "content-length: 2\r\n\r\nhi"
         try Self.send(request + request + tail, to: channel)
         #expect(try Self.output(channel).components(separatedBy: "HTTP/1.1 200 OK").count == 3)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(60) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(60))
     }
 
     @Test("a head cut short in its own read, after an answered request, is closed by the request timer")
@@ -177,10 +170,7 @@ struct HTTP1ConnectionTests {
         #expect(try Self.output(channel).hasPrefix("HTTP/1.1 200 OK"))
         channel.embeddedEventLoop.advanceTime(by: .seconds(100))
         try Self.send("POST /te", to: channel)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(10) - .nanoseconds(1))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .nanoseconds(1))
-        #expect(!channel.isActive)
+        Self.expectClosed(channel, exactlyAfter: .seconds(10))
     }
 
     @Test("a body over the limit is refused from its size; the rest is dropped and the connection serves on")

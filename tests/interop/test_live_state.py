@@ -12,7 +12,7 @@ import time
 import grpc
 import pytest
 
-from conftest import Server, build_snapshot, free_port
+from conftest import OFFERD, Server, build_snapshot, free_port
 from helpers import decide, request
 
 CATALOG = {
@@ -298,6 +298,58 @@ def test_an_opt_out_through_one_server_denies_personalization_on_the_other(stubs
     finally:
         a.stop()
         b.stop()
+        redis.stop()
+
+
+def batch_first_offers(live_dir, log, who, *extra):
+    """Runs `offerd decide batch --events LOG` over one line per name in `who` (scope d, one item) and returns each
+    line's first offer id and reason."""
+    lines = "".join(json.dumps({"identity": {"namespace": "ECID", "id": name},
+                                "scopes": [{"decisionId": "d", "placementId": "web"}]}) + "\n" for name in who)
+    (live_dir / "batch-in.jsonl").write_text(lines)
+    done = subprocess.run(
+        [OFFERD, "decide", "batch", "--catalog", live_dir / "catalog.json", "--snapshot", live_dir / "profiles.snap",
+         "--input", live_dir / "batch-in.jsonl", "--output", live_dir / "batch-out.jsonl", "--events", log,
+         "--quiet", *extra], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    answers = []
+    for line in (live_dir / "batch-out.jsonl").read_text().splitlines():
+        proposition = json.loads(line)["propositions"][0]
+        items = proposition.get("items", [])
+        answers.append((items[0]["id"] if items else None, proposition.get("reason")))
+    return answers, done.stderr
+
+
+def test_a_batch_reads_and_records_in_the_servers_redis_log(stubs, live_dir):
+    """`offerd decide batch --events redis://...` (SPEC 12): an opt-out and a cap recorded through a server hold
+    in the batch, the batch's decision events count for its later lines and reach the server."""
+    redis = Redis(live_dir)
+    log = f"redis://127.0.0.1:{redis.port}?key=batch"
+    a = start(live_dir, log)
+    try:
+        update_consent(stubs, a, "c1", "bob", {"personalize.content": "n"})
+        # carl's cap of 2 decisions is reached through the server (two Decides record two decision events).
+        assert first_offer(stubs, a, "carl") == "capped"
+        assert first_offer(stubs, a, "carl") == "capped"
+        # ana's snapshot holds 1 of her 2. A dry run reads the log and records nothing: ana keeps `capped`.
+        answers, _ = batch_first_offers(live_dir, log, ["ana", "ana", "bob", "carl"], "--dry-run")
+        assert answers == [("capped", None), ("capped", None), (None, "REASON_PERSONALIZATION_DENIED"),
+                           ("free", None)]
+        answers, summary = batch_first_offers(live_dir, log, ["ana", "ana", "bob", "carl"])
+        assert answers == [("capped", None), ("free", None), (None, "REASON_PERSONALIZATION_DENIED"),
+                           ("free", None)], summary
+        assert "1 decision events recorded" in summary
+        # The server follows the log: the batch's decision event caps ana there too (a dry-run Decide records
+        # nothing of its own).
+        wait_for(lambda: first_offer(stubs, a, "ana", dry_run=True) == "free", what="the batch's event on the server")
+        # Recording batches decide in input order, on one thread.
+        refused = subprocess.run(
+            [OFFERD, "decide", "batch", "--catalog", live_dir / "catalog.json", "--snapshot",
+             live_dir / "profiles.snap", "--input", live_dir / "batch-in.jsonl", "--output", "-", "--events", log,
+             "--threads", "2"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 64 and "one thread" in refused.stderr
+    finally:
+        a.stop()
         redis.stop()
 
 
