@@ -3,42 +3,41 @@
 at most 1 µs over one with nothing live): a stable figure where server CPU per call on a shared machine moves by
 about 1 µs from round to round (decide_cpu.py).
 
-The decisions are `offerd decide batch --dry-run --threads 1 --events file:LOG`'s, the server's decision path in one
-process (the overlay's filter, the key, `decideInputs`, the engine's live counts; no transport): decide_cpu.py's
-catalog (20 offers, each capped on displays per day, so every candidate's rule asks for its count) and a file log
-written by a real `offerd serve` through RecordEvents: `live` profiles have displays of 5 offers today (5 offers x
-4 periods = 20 live counters each), `empty` profiles have nothing in the log. Each kind runs twice under callgrind,
-with FEW and FEW + CALLS lines (distinct profiles in turn), and the difference in instructions over CALLS is the
-cost of one line (reading, deciding and writing it): the live-minus-empty difference is the cost of the counters.
+The decisions are made by benchmarks/peers' offerd-decide-loop with `--events LOG`: the path of `offerd decide batch
+--events file:LOG --dry-run` (`BatchDecider.decideOne`), which is the server's live-state decision path in one
+thread (the overlay's filter, the profile key, `decideInputs`, the engine's live counts; no transport, a JSON
+response); `offerd` itself stops at start under valgrind 3.19 here. decide_cpu.py's catalog (20 offers, each capped
+on displays per day, so every candidate's rule asks for its count) and a file log written by a real `offerd serve`
+through RecordEvents: `live` profiles have displays of 5 offers today (5 offers x 4 periods = 20 live counters
+each), `empty` profiles have nothing in the log. Each kind runs twice under callgrind, with FEW and FEW + CALLS
+calls (BODIES profiles in turn), and the difference in instructions over CALLS is one decision's cost: live minus
+empty is the cost of the counters.
 
-usage: decide_counters_callgrind.py OFFERD_BIN[,OFFERD_BIN...] [CALLS] [FEW]"""
+usage: decide_counters_callgrind.py OFFERD_BIN DECIDE_LOOP_BIN[,DECIDE_LOOP_BIN...] [CALLS] [FEW]"""
 
 import json
 import os
 import pathlib
+import struct
 import subprocess
 import sys
 import tempfile
 
 import grpc
 
-from live_harness import free_port, ready, stubs, wait_for
+from live_harness import free_port, ready, stubs, wait_for, write_display_capped_catalog
 
-PROFILES = 1000  # of each kind; the lines take them in turn
+PROFILES = 1000  # of each kind in the snapshot and (live) in the log
+BODIES = 50  # of each kind, used in turn
 
 
-def instructions(work, binary, kind, lines):
-    """Total instructions of one dry-run batch over `lines` lines of profile kind `kind`."""
-    source = work / f"in-{kind}-{lines}.jsonl"
-    source.write_text("".join(
-        json.dumps({"identity": {"namespace": "ECID", "id": f"{kind}{n % PROFILES}"},
-                    "scopes": [{"decisionId": "d", "placementId": "web", "itemCount": 3}]}) + "\n"
-        for n in range(lines)))
-    out = work / f"callgrind.{kind}.{lines}"
+def instructions(work, loop, kind, calls):
+    """Total instructions of `calls` decisions for profiles of kind `kind`, in turn."""
+    out = work / f"callgrind.{kind}.{calls}"
+    requests = [arg for n in range(BODIES) for arg in ("--request", work / f"{kind}-{n}.bin")]
     subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "decide", "batch", "--catalog",
-         work / "catalog.json", "--snapshot", work / "profiles.snap", "--input", source, "--output", "/dev/null",
-         "--events", f"file:{work}/events.log", "--dry-run", "--threads", "1", "--quiet"],
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", loop, "--catalog", work / "catalog.json",
+         "--snapshot", work / "profiles.snap", "--events", work / "events.log", *requests, "--calls", str(calls)],
         check=True, capture_output=True, timeout=3600)
     for line in out.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
@@ -47,29 +46,23 @@ def instructions(work, binary, kind, lines):
 
 
 def main():
-    binaries = sys.argv[1].split(",")
-    calls = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-    few = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+    offerd = sys.argv[1]
+    loops = sys.argv[2].split(",")
+    calls = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+    few = int(sys.argv[4]) if len(sys.argv) > 4 else 200
     work = pathlib.Path(tempfile.mkdtemp(prefix="offerd-counters-"))
     pb, pb_grpc = stubs(work / "stubs")
-    offers = [{"id": f"o{n}", "status": "approved", "priority": n, "tags": ["t"],
-               "capping": [{"limit": 1_000_000, "event": "display", "period": "day"}],
-               "representations": [{"placement": "web", "content": f"o{n}"}]} for n in range(20)]
-    (work / "catalog.json").write_text(json.dumps({
-        "version": "live-counters", "placements": [{"id": "web", "channel": "web", "contentType": "text"}],
-        "offers": offers, "collections": [{"id": "all", "anyTags": ["t"]}],
-        "decisions": [{"id": "d", "status": "live",
-                       "scopes": [{"placement": "web", "criteria": [{"collection": "all"}]}]}]}))
+    write_display_capped_catalog(work / "catalog.json", "live-counters")
     (work / "profiles.jsonl").write_text("".join(
         json.dumps({"identities": [{"namespace": "ECID", "id": f"{kind}{n}"}]}) + "\n"
         for kind in ("empty", "live") for n in range(PROFILES)))
-    subprocess.run([binaries[0], "snapshot", "build", "--input", work / "profiles.jsonl", "--output",
+    subprocess.run([offerd, "snapshot", "build", "--input", work / "profiles.jsonl", "--output",
                     work / "profiles.snap"], check=True, stdout=subprocess.DEVNULL)
 
     # The log, written by a real server: 5 displays (of 5 offers) today for every `live` profile.
     port, admin = free_port(), free_port()
     server = subprocess.Popen(
-        [binaries[0], "serve", "--catalog", work / "catalog.json", "--snapshot", work / "profiles.snap", "--port",
+        [offerd, "serve", "--catalog", work / "catalog.json", "--snapshot", work / "profiles.snap", "--port",
          str(port), "--admin-port", str(admin), "--events", f"file:{work}/events.log", "--log-level", "warning"],
         stdout=subprocess.DEVNULL)
     try:
@@ -89,14 +82,28 @@ def main():
         server.terminate()
         server.wait(timeout=30)
 
-    print(f"instructions per decision ({few} and {few + calls} lines of each kind, {PROFILES} profiles in turn)")
+    for kind in ("empty", "live"):
+        for n in range(BODIES):
+            request = pb.DecideRequest()
+            request.identity.namespace = "ECID"
+            request.identity.id = f"{kind}{n}"
+            request.scopes.add(decision_id="d", placement_id="web", item_count=3)
+            message = request.SerializeToString()
+            (work / f"{kind}-{n}.bin").write_bytes(struct.pack(">BI", 0, len(message)) + message)
+    # valgrind 3.19 cannot read Swift's DWARF 5 (and takes minutes over DWARF it can read): a copy without debug
+    # info keeps the symbol table, which is all callgrind_annotate needs (as benchmarks/callgrind/run.sh does).
+    stripped = []
+    for number, loop in enumerate(loops):
+        stripped.append(work / f"offerd-decide-loop-{number}")
+        subprocess.run(["objcopy", "--strip-debug", loop, stripped[-1]], check=True)
+
+    print(f"instructions per decision ({few} and {few + calls} calls of each kind, {BODIES} profiles in turn)")
     print("| build | empty profile | live profile (20 counters) | live minus empty |")
     print("|---|---|---|---|")
-    for binary in binaries:
+    for binary, copy in zip(loops, stripped):
         per_line = {}
         for kind in ("empty", "live"):
-            per_line[kind] = (instructions(work, binary, kind, few + calls) - instructions(work, binary, kind, few)) \
-                / calls
+            per_line[kind] = (instructions(work, copy, kind, few + calls) - instructions(work, copy, kind, few)) / calls
         print(f"| {binary} | {per_line['empty']:,.0f} | {per_line['live']:,.0f} | "
               f"{per_line['live'] - per_line['empty']:,.0f} |")
     print(f"work directory: {work}")

@@ -33,7 +33,7 @@ import tempfile
 
 import grpc
 
-from live_harness import free_port, ready, start_redis, stop_all, stubs, wait_for
+from live_harness import free_port, ready, start_redis, stop_all, stubs, wait_for, write_display_capped_catalog
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -52,14 +52,7 @@ def main():
     processes = []
     try:
         pb, pb_grpc = stubs(work / "stubs")
-        offers = [{"id": f"o{n}", "status": "approved", "priority": n, "tags": ["t"],
-                   "capping": [{"limit": 1_000_000, "event": "display", "period": "day"}],
-                   "representations": [{"placement": "web", "content": f"o{n}"}]} for n in range(20)]
-        (work / "catalog.json").write_text(json.dumps({
-            "version": "live-cpu", "placements": [{"id": "web", "channel": "web", "contentType": "text"}],
-            "offers": offers, "collections": [{"id": "all", "anyTags": ["t"]}],
-            "decisions": [{"id": "d", "status": "live",
-                           "scopes": [{"placement": "web", "criteria": [{"collection": "all"}]}]}]}))
+        write_display_capped_catalog(work / "catalog.json", "live-cpu")
         (work / "profiles.jsonl").write_text("".join(
             json.dumps({"identities": [{"namespace": "ECID", "id": who}]}) + "\n" for who in ("empty", "live")))
         subprocess.run([binaries[0], "snapshot", "build", "--input", str(work / "profiles.jsonl"),

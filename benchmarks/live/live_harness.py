@@ -1,5 +1,6 @@
 """What the live-state benchmarks share: ports, readiness, core pinning, Python stubs generated from proto/."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -65,6 +66,20 @@ def start_redis(work, processes, core="1"):
     wait_for(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode == 0,
              "redis")
     return port
+
+
+def write_display_capped_catalog(path, version):
+    """The live Decide benchmarks' catalog: 20 offers, each capped on displays per day (so that every candidate's
+    rule asks the live counts, and a Decide records no decision event), one collection, one decision `d` on
+    placement `web`."""
+    offers = [{"id": f"o{n}", "status": "approved", "priority": n, "tags": ["t"],
+               "capping": [{"limit": 1_000_000, "event": "display", "period": "day"}],
+               "representations": [{"placement": "web", "content": f"o{n}"}]} for n in range(20)]
+    path.write_text(json.dumps({
+        "version": version, "placements": [{"id": "web", "channel": "web", "contentType": "text"}],
+        "offers": offers, "collections": [{"id": "all", "anyTags": ["t"]}],
+        "decisions": [{"id": "d", "status": "live",
+                       "scopes": [{"placement": "web", "criteria": [{"collection": "all"}]}]}]}))
 
 
 def stubs(directory):

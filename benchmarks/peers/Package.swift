@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -41,7 +42,10 @@ let package = Package(
             dependencies: [
                 .product(name: "_OfferdServer", package: "offerd"),
                 .product(name: "_OfferdCore", package: "offerd"),
+                .product(name: "_OfferdWire", package: "offerd"),
+                .product(name: "OfferdEventLog", package: "offerd"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

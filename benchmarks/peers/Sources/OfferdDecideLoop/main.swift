@@ -1,8 +1,11 @@
+import Logging
 import NIOCore
 import OfferdCore
+import OfferdEventLog
 import OfferdServer
 import OfferdSnapshot
 import OfferdTransport
+import OfferdWire
 
 #if canImport(Glibc)
     import Glibc
@@ -16,6 +19,11 @@ import OfferdTransport
 //
 // --request is a gRPC-framed DecideRequest (5-byte prefix), as benchmarks/load/make_requests.py writes them;
 // several may be given and are used in turn.
+//
+// --events PATH decides instead as `offerd decide batch --events file:PATH --dry-run` does (`BatchDecider.decideOne`:
+// the file log's counts and consents over the snapshot, the server's live-state decision path, a JSON response),
+// for the live counters' cost (benchmarks/live/decide_counters_callgrind.py). `offerd` itself does not run under
+// valgrind 3.19 here (it stops at start with an internal error), this loop does.
 
 func fail(_ message: String) -> Never {
     let line = "offerd-decide-loop: \(message)\n"
@@ -27,6 +35,7 @@ var catalogPath = ""
 var snapshotPath = ""
 var requestPaths: [String] = []
 var calls = 0
+var eventsPath: String?
 var remaining = CommandLine.arguments.dropFirst()
 while let option = remaining.popFirst() {
     guard let value = remaining.popFirst() else { fail("\(option) needs a value") }
@@ -34,6 +43,7 @@ while let option = remaining.popFirst() {
     case "--catalog": catalogPath = value
     case "--snapshot": snapshotPath = value
     case "--request": requestPaths.append(value)
+    case "--events": eventsPath = value
     case "--calls":
         guard let count = Int(value), count >= 0 else { fail("--calls must be a count, got \(value)") }
         calls = count
@@ -46,6 +56,8 @@ if catalogPath.isEmpty || snapshotPath.isEmpty || requestPaths.isEmpty {
 
 let service: DecisioningService
 var requests: [ByteBuffer] = []
+/// With --events: the batch path and the requests decoded for it.
+var batch: (decider: BatchDecider, requests: [DecisionRequest])?
 do {
     // As `offerd serve` does: the catalog's per-decision counters come from the same metrics.
     let metrics = ServerMetrics()
@@ -59,14 +71,31 @@ do {
         guard framed.count >= 5 else { fail("\(path): shorter than a gRPC message prefix") }
         requests.append(ByteBuffer(bytes: framed.dropFirst(5)))
     }
-} catch {
+    if let eventsPath {
+        let events = try BatchEventLog(
+            log: try FileEventLog(readingOnly: eventsPath), describedLog: "file:\(eventsPath)", snapshot: snapshot,
+            records: false, logger: Logger(label: "offerd-decide-loop"))
+        batch = (
+            BatchDecider(
+                catalog: catalog, snapshot: snapshot, configuration: BatchDecider.Configuration(threads: 1),
+                events: events),
+            try requests.map { try DecideCodec.decodeRequest(Array($0.readableBytesView)) }
+        )
+    }
+} catch let error as LoadError {
     fail(error.message)
+} catch {
+    fail("\(error)")
 }
 
 let allocator = ByteBufferAllocator()
 var responseBytes = 0
 var failures = 0
 for index in 0..<calls {
+    if let batch {
+        responseBytes += batch.decider.decideOne(batch.requests[index % batch.requests.count]).count
+        continue
+    }
     let call = GRPCUnaryCall(path: DecisioningService.decidePath, message: requests[index % requests.count])
     // Decide always answers at once; `waitedFor()` only matters for deferred replies (RecordEvents).
     switch service.handle(call, allocator: allocator).waitedFor() {
