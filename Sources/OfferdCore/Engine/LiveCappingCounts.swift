@@ -24,3 +24,12 @@ extension LiveCappingCounts {
     /// An implementation that cannot tell is asked every time.
     public var hasProfileCounts: Bool { true }
 }
+
+/// No live counts: what the engine holds without an event log (it never asks it: see `hasLiveCounts`).
+struct NoLiveCounts: LiveCappingCounts {
+    var hasProfileCounts: Bool { false }
+
+    func count(offer: InternedName, event: CappingEvent, period: CappingPeriod, scope: CappingScope, now: Double)
+        -> Int
+    { 0 }
+}
