@@ -112,6 +112,19 @@ public struct LiveOverlay: Sendable {
         profiles.finishLoading()
     }
 
+    /// Lowers ``watermark`` to ``lastApplied`` (nil when nothing was applied) when the log ends before it, and
+    /// says whether it did. Call it at the end of the start-up replay.
+    ///
+    /// Why: the snapshot folded entries up to its watermark from a log that held them; this one does not (a file
+    /// log replaced by a new one, or a log of the other kind), so the entries it gets from now on were folded
+    /// nowhere. Left at the watermark, the consents of those up to it would be skipped: an `UpdateConsent` answered
+    /// OK, and then not applied (SPEC 9.5). Lowered, they apply in full, as entries after a watermark do.
+    public mutating func lowerWatermarkToLogEnd() -> Bool {
+        guard let watermark, lastApplied.map({ $0 < watermark }) ?? true else { return false }
+        self.watermark = lastApplied
+        return true
+    }
+
     /// Whether the overlay is in its start-up replay (made with `replaying: true`, ``finishReplay()`` not called).
     public var isReplaying: Bool { profiles.isLoading }
 

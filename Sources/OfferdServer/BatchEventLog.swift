@@ -97,6 +97,7 @@ public final class BatchEventLog: @unchecked Sendable {
         } catch {
             throw BatchDecider.Failure(message: "cannot read the event log \(describedLog): \(error)")
         }
+        LiveStateRuntime.checkWatermark(of: &overlay, logger: logger)
         overlay.finishReplay()
         replayed = overlay.published(snapshot: snapshot)
         replayedEntries = applied

@@ -522,6 +522,7 @@ public final class LiveStateRuntime: Sendable {
                 // Also at a read that finds nothing before the end: the log lost entries (a stream deleted and
                 // written anew), and what it holds has been applied.
                 if replaying && (records.isEmpty || Self.hasApplied(through: replayEnd, overlay.lastApplied)) {
+                    Self.checkWatermark(of: &overlay, logger: logger)
                     // Its first publish: the profile table takes the form whose copies share most of it.
                     overlay.finishReplay()
                     publish(overlay.published(snapshot: serving), removingPending: [])
@@ -535,16 +536,6 @@ public final class LiveStateRuntime: Sendable {
                             "counters": "\(overlay.counterCount.profiles)",
                             "seconds": "\(ContinuousClock.now - replayStart)",
                         ])
-                    if let watermark = overlay.watermark, overlay.lastApplied.map({ $0 < watermark }) ?? true {
-                        // The snapshot folded entries this log does not hold (a file log replaced by a new one, or
-                        // another log): new entries up to the watermark would count in periods but not lifetime.
-                        logger.error(
-                            "snapshot watermark after the end of the event log (replaced log?): entries up to it will not count toward lifetime caps",
-                            metadata: [
-                                "watermark": "\(watermark)",
-                                "log end": "\(overlay.lastApplied.map(String.init(describing:)) ?? "empty")",
-                            ])
-                    }
                 }
             } catch {
                 if case .malformedEntry(let at, let reason, let resumeAfter) = error {
@@ -559,6 +550,25 @@ public final class LiveStateRuntime: Sendable {
                 }
                 Thread.sleep(forTimeInterval: 0.5)
             }
+        }
+    }
+
+    /// At the end of a start-up replay: a snapshot watermark this log does not reach (the snapshot folded another
+    /// log: a file log replaced by a new one, or a log of the other kind) is lowered to the log's end, so that the
+    /// consents and lifetime counts of every entry from now on apply (``LiveOverlay/lowerWatermarkToLogEnd()``);
+    /// one of the other kind that it passes stays, and its folded lifetime counts may count twice. Both are
+    /// errors of the operator's, logged as such.
+    static func checkWatermark(of overlay: inout LiveOverlay, logger: Logger) {
+        guard let watermark = overlay.watermark else { return }
+        let logEnd = overlay.lastApplied.map(String.init(describing:)) ?? "empty"
+        if overlay.lowerWatermarkToLogEnd() {
+            logger.error(
+                "snapshot watermark after the end of the event log (replaced log?): lowered to the log's end; entries the log holds up to the watermark do not count toward lifetime caps, entries from now on count in full",
+                metadata: ["watermark": "\(watermark)", "log end": "\(logEnd)"])
+        } else if let applied = overlay.lastApplied, isStream(applied) != isStream(watermark) {
+            logger.error(
+                "snapshot watermark is a position of another kind of event log: lifetime counts the snapshot folded may count twice",
+                metadata: ["watermark": "\(watermark)", "log end": "\(logEnd)"])
         }
     }
 
