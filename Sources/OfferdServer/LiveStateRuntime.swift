@@ -504,9 +504,9 @@ public final class LiveStateRuntime: Sendable {
                     }
                     entriesApplied.wrappingIncrement(by: applied, ordering: .relaxed)
                     entriesDuplicate.wrappingIncrement(by: duplicates, ordering: .relaxed)
-                    if let last = records.last {
+                    if let written = records.lazy.reversed().compactMap(Self.writeTimeMs).first {
                         let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-                        lagMilliseconds.store(max(0, Int(now - last.entry.timeMs)), ordering: .relaxed)
+                        lagMilliseconds.store(max(0, Int(now - written)), ordering: .relaxed)
                     }
                     let day = CalendarBuckets.bucket(.day, timeMs: overlay.logClockMs)
                     if day != expiredDay {
@@ -569,6 +569,17 @@ public final class LiveStateRuntime: Sendable {
             logger.error(
                 "snapshot watermark is a position of another kind of event log: lifetime counts the snapshot folded may count twice",
                 metadata: ["watermark": "\(watermark)", "log end": "\(logEnd)"])
+        }
+    }
+
+    /// When `record` was written to the log, as far as the log tells (`offerd_event_log_lag_seconds`, SPEC 9.7):
+    /// a Redis stream entry's id holds it; in a file log, decision events and consent updates carry the writing
+    /// server's clock, feedback events the client's event time (up to 31 days back), which says nothing of it.
+    static func writeTimeMs(_ record: EventLogRecord) -> Int64? {
+        if case .stream(let milliseconds, _, _) = record.position { return Int64(clamping: milliseconds) }
+        switch record.entry.type {
+        case .decision, .consent: return record.entry.timeMs
+        case .display, .interact, .dismiss: return nil
         }
     }
 

@@ -108,7 +108,7 @@ extension DecideCommand {
             "The event log of live state (file:PATH, redis://...): its counts and consents apply, and decision "
             + "events are recorded in it (default: none, as --events none)."
         @Flag(help: "With --events: read the log, record nothing.") var dryRun = false
-        @Option(help: "Worker threads (default: number of cores; 1 when --events records).") var threads: Int?
+        @Option(help: "Worker threads (default: number of cores; always 1 when --events records).") var threads: Int?
         @Flag(help: "No progress on standard error (the summary is still printed).") var quiet = false
 
         func validate() throws {
@@ -128,11 +128,6 @@ extension DecideCommand {
             if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
             if let events {
                 do { _ = try EventLogConfiguration(parsing: events) } catch { throw ValidationError(error.description) }
-                if recordsEvents, let threads, threads > 1 {
-                    throw ValidationError(
-                        "--events records decision events in input order, on one thread: leave out --threads "
-                            + "(or give --dry-run to only read the log)")
-                }
             }
         }
 
@@ -147,8 +142,16 @@ extension DecideCommand {
         private func openEventLog(snapshot: ProfileSnapshot) throws -> BatchEventLog? {
             guard let events else { return nil }
             do {
+                let log: any EventLog
                 // Checked by `validate()`.
-                guard let log = try EventLogConfiguration(parsing: events).open() else { return nil }
+                switch try EventLogConfiguration(parsing: events) {
+                case .none: return nil
+                // A dry run only reads: without the file's lock, so beside the server that holds it.
+                case .file(let path) where dryRun: log = try FileEventLog(readingOnly: path)
+                case let configuration:
+                    guard let opened = try configuration.open() else { return nil }
+                    log = opened
+                }
                 let logger = Logger(label: "offerd") { LogfmtLogHandler(label: $0, level: .warning) }
                 return try BatchEventLog(
                     log: log, describedLog: events, snapshot: snapshot, records: !dryRun, logger: logger)
@@ -162,7 +165,13 @@ extension DecideCommand {
 
         func run() throws {
             let (catalog, snapshot) = try engine.load()
-            let threadCount = threads ?? (recordsEvents ? 1 : activeProcessorCount())
+            var threadCount = threads ?? (recordsEvents ? 1 : activeProcessorCount())
+            if recordsEvents && threadCount > 1 {
+                printError(
+                    "offerd decide batch: --events records decision events in input order: deciding on one thread "
+                        + "(--threads \(threadCount) applies with --dry-run)")
+                threadCount = 1
+            }
             let eventLog = try openEventLog(snapshot: snapshot)
             defer { eventLog?.close() }
             let decider = BatchDecider(

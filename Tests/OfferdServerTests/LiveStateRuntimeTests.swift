@@ -359,3 +359,24 @@ struct LiveStateRuntimeTests {
         #expect(runtime.overlays.load()?.knows(eventID: "e10", for: Self.ana) == true)
     }
 }
+
+extension LiveStateRuntimeTests {
+    /// `offerd_event_log_lag_seconds` measures from an entry's write (SPEC 9.7): a Redis entry id's time, or in a
+    /// file log the server-stamped time of decision events and consent updates; a feedback event's own time is the
+    /// client's event time (up to 31 days back) and must not make the lag read days.
+    @Test func theLagMetricReadsWriteTimesNotClientEventTimes() {
+        func record(_ position: EventLogPosition, _ type: EventLogEventType, time: Int64) -> EventLogRecord {
+            EventLogRecord(
+                position: position,
+                entry: EventLogEntry(
+                    key: EventLogProfileKey(namespace: "ECID", id: "ana"), type: type, timeMs: time, serverID: "s",
+                    batchNumber: 1))
+        }
+        let stream = EventLogPosition.stream(milliseconds: 5_000, sequence: 0, index: 3)
+        #expect(LiveStateRuntime.writeTimeMs(record(stream, .display, time: 1)) == 5_000)
+        #expect(LiveStateRuntime.writeTimeMs(record(.sequence(7), .display, time: 1)) == nil)
+        #expect(LiveStateRuntime.writeTimeMs(record(.sequence(7), .interact, time: 1)) == nil)
+        #expect(LiveStateRuntime.writeTimeMs(record(.sequence(7), .decision, time: 9)) == 9)
+        #expect(LiveStateRuntime.writeTimeMs(record(.sequence(7), .consent, time: 9)) == 9)
+    }
+}

@@ -182,6 +182,17 @@ def test_a_second_server_on_the_same_file_log_refuses_to_start(live_dir):
     try:
         with pytest.raises(RuntimeError, match="in use by process"):
             start(live_dir, log)
+        # A batch that records is refused the same way; a dry run reads the file beside its server.
+        (live_dir / "batch-in.jsonl").write_text(json.dumps(
+            {"identity": {"namespace": "ECID", "id": "bob"}, "scopes": [{"decisionId": "d", "placementId": "web"}]})
+            + "\n")
+        refused = subprocess.run(
+            [OFFERD, "decide", "batch", "--catalog", live_dir / "catalog.json", "--snapshot",
+             live_dir / "profiles.snap", "--input", live_dir / "batch-in.jsonl", "--output", "-", "--events", log],
+            capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "in use by process" in refused.stderr, refused.stderr
+        answers, summary = batch_first_offers(live_dir, log, ["bob"], "--dry-run")
+        assert answers == [("capped", None)] and "dry run" in summary
     finally:
         a.stop()
 
@@ -342,12 +353,9 @@ def test_a_batch_reads_and_records_in_the_servers_redis_log(stubs, live_dir):
         # The server follows the log: the batch's decision event caps ana there too (a dry-run Decide records
         # nothing of its own).
         wait_for(lambda: first_offer(stubs, a, "ana", dry_run=True) == "free", what="the batch's event on the server")
-        # Recording batches decide in input order, on one thread.
-        refused = subprocess.run(
-            [OFFERD, "decide", "batch", "--catalog", live_dir / "catalog.json", "--snapshot",
-             live_dir / "profiles.snap", "--input", live_dir / "batch-in.jsonl", "--output", "-", "--events", log,
-             "--threads", "2"], capture_output=True, text=True, timeout=60)
-        assert refused.returncode == 64 and "one thread" in refused.stderr
+        # Recording batches decide in input order, on one thread, whatever --threads says (and say so).
+        _, summary = batch_first_offers(live_dir, log, ["ana"], "--threads", "2")
+        assert "deciding on one thread" in summary
     finally:
         a.stop()
         redis.stop()
