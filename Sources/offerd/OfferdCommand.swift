@@ -28,7 +28,8 @@ struct OfferdCommand: AsyncParsableCommand {
 // MARK: - serve
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve decisions over gRPC (HTTP/2 cleartext).")
+    static let configuration = CommandConfiguration(
+        abstract: "Serve decisions over gRPC (HTTP/2, cleartext or TLS), Connect and gRPC-Web.")
 
     @Option(help: "The catalog JSON file.") var catalog: String
     @Option(help: "The profile snapshot file (built by `offerd snapshot build`).") var snapshot: String
