@@ -109,10 +109,7 @@ public final class DecisioningService: GRPCUnaryService {
             reply = healthCheck(call, allocator: allocator)
         case Self.recordEventsPath, Self.updateConsentPath:
             method = call.path == Self.recordEventsPath ? .recordEvents : .updateConsent
-            if call.codec != .proto {
-                // The live-state messages have no proto3 JSON mapping yet (Connect JSON decides only).
-                reply = .failure(GRPCStatus(.unimplemented, "\(call.path) takes protobuf only, not JSON"))
-            } else if method == .recordEvents {
+            if method == .recordEvents {
                 reply = recordEvents(call, allocator: allocator)
             } else {
                 reply = updateConsent(call, allocator: allocator)

@@ -48,9 +48,29 @@ extension DecisioningService {
         return .message(buffer)
     }
 
+    private static func recordEventsResponse(recorded: UInt32, duplicates: UInt32, position: String, json: Bool)
+        -> [UInt8]
+    {
+        json
+            ? EventsJSONCodec.encodeRecordEventsResponse(recorded: recorded, duplicates: duplicates, position: position)
+            : EventsCodec.encodeRecordEventsResponse(recorded: recorded, duplicates: duplicates, position: position)
+    }
+
+    private static func updateConsentResponse(position: String, duplicate: Bool, json: Bool) -> [UInt8] {
+        json
+            ? EventsJSONCodec.encodeUpdateConsentResponse(position: position, duplicate: duplicate)
+            : EventsCodec.encodeUpdateConsentResponse(position: position, duplicate: duplicate)
+    }
+
     func recordEvents(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let json = call.codec == .json
         let decoded = call.message.withUnsafeReadableBytes { bytes in
-            Result { () throws(WireDecodeError) in try EventsCodec.decodeRecordEventsRequest(bytes) }
+            Result { () throws(WireDecodeError) in
+                // Connect with application/json: proto3 JSON onto the same values.
+                json
+                    ? try EventsJSONCodec.decodeRecordEventsRequest(Array(bytes))
+                    : try EventsCodec.decodeRecordEventsRequest(bytes)
+            }
         }
         let request: RecordEventsRequest
         switch decoded {
@@ -94,7 +114,7 @@ extension DecisioningService {
         }
         if request.dryRun || entries.isEmpty {
             return message(
-                EventsCodec.encodeRecordEventsResponse(recorded: 0, duplicates: duplicates, position: ""),
+                Self.recordEventsResponse(recorded: 0, duplicates: duplicates, position: "", json: json),
                 allocator: allocator)
         }
         let pending = GRPCPendingReply()
@@ -104,8 +124,8 @@ extension DecisioningService {
             case .success(let position):
                 pending.complete(
                     Self.message(
-                        EventsCodec.encodeRecordEventsResponse(
-                            recorded: recorded, duplicates: duplicates, position: position.description),
+                        Self.recordEventsResponse(
+                            recorded: recorded, duplicates: duplicates, position: position.description, json: json),
                         allocator: allocator))
             case .failure(.unavailable(let reason)):
                 pending.complete(
@@ -119,8 +139,13 @@ extension DecisioningService {
     }
 
     func updateConsent(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
+        let json = call.codec == .json
         let decoded = call.message.withUnsafeReadableBytes { bytes in
-            Result { () throws(WireDecodeError) in try EventsCodec.decodeUpdateConsentRequest(bytes) }
+            Result { () throws(WireDecodeError) in
+                json
+                    ? try EventsJSONCodec.decodeUpdateConsentRequest(Array(bytes))
+                    : try EventsCodec.decodeUpdateConsentRequest(bytes)
+            }
         }
         let request: UpdateConsentRequest
         switch decoded {
@@ -141,11 +166,12 @@ extension DecisioningService {
         let key = profileKey(identity, in: snapshot)
         let overlay = live.overlays.load() ?? LiveOverlaySnapshot.empty
         if overlay.knows(eventID: request.eventID, for: key) {
-            return message(EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: true), allocator: allocator)
+            return message(
+                Self.updateConsentResponse(position: "", duplicate: true, json: json), allocator: allocator)
         }
         if request.dryRun {
             return message(
-                EventsCodec.encodeUpdateConsentResponse(position: "", duplicate: false), allocator: allocator)
+                Self.updateConsentResponse(position: "", duplicate: false, json: json), allocator: allocator)
         }
         let entry = EventLogEntry(
             key: key, type: .consent, timeMs: CalendarBuckets.milliseconds(now()), eventID: request.eventID,
@@ -156,7 +182,7 @@ extension DecisioningService {
             case .success(let position):
                 pending.complete(
                     Self.message(
-                        EventsCodec.encodeUpdateConsentResponse(position: position.description, duplicate: false),
+                        Self.updateConsentResponse(position: position.description, duplicate: false, json: json),
                         allocator: allocator))
             case .failure(.unavailable(let reason)):
                 pending.complete(

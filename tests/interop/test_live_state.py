@@ -8,6 +8,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -329,6 +331,56 @@ def batch_first_offers(live_dir, log, who, *extra):
         items = proposition.get("items", [])
         answers.append((items[0]["id"] if items else None, proposition.get("reason")))
     return answers, done.stderr
+
+
+def connect_json(server, method, body):
+    """A Connect unary call with application/json over HTTP/1.1: (HTTP status, decoded JSON body)."""
+    req = urllib.request.Request(f"http://{server.target}/offerd.v1.Decisioning/{method}",
+                                 data=json.dumps(body).encode(), method="POST",
+                                 headers={"content-type": "application/json", "connect-protocol-version": "1"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_record_events_and_update_consent_over_connect_json(stubs, live_dir):
+    """SPEC 10: every unary method speaks Connect's application/json, the live-state ones included."""
+    a = start(live_dir, f"file:{live_dir / 'events.log'}")
+    try:
+        decide_bob = {"identity": {"namespace": "ECID", "id": "bob"},
+                      "scopes": [{"decisionId": "d", "placementId": "web"}], "dryRun": True}
+        status, answer = connect_json(a, "Decide", decide_bob)
+        assert status == 200 and answer["propositions"][0]["items"][0]["id"] == "capped"
+        # A display caps `capped` for bob today (its cap: 1 display a day).
+        status, answer = connect_json(a, "RecordEvents", {"events": [
+            {"eventId": "d1", "identity": {"namespace": "ECID", "id": "bob"}, "type": "EVENT_TYPE_DISPLAY",
+             "offerIds": ["capped"]}]})
+        assert status == 200 and answer["recorded"] == 1 and answer["position"], answer
+        status, answer = connect_json(a, "Decide", decide_bob)
+        assert answer["propositions"][0]["items"][0]["id"] == "free"
+        # The same event id again is a duplicate.
+        status, answer = connect_json(a, "RecordEvents", {"events": [
+            {"eventId": "d1", "identity": {"namespace": "ECID", "id": "bob"}, "type": 1, "offerIds": ["capped"]}]})
+        assert status == 200 and answer == {"duplicates": 1}, answer
+        # An opt-out through JSON denies personalization at once.
+        status, answer = connect_json(a, "UpdateConsent", {
+            "eventId": "c1", "identity": {"namespace": "ECID", "id": "bob"},
+            "consents": {"personalize.content": "n"}})
+        assert status == 200 and answer["position"] and "duplicate" not in answer, answer
+        status, answer = connect_json(a, "Decide", decide_bob)
+        assert answer["propositions"][0]["reason"] == "REASON_PERSONALIZATION_DENIED"
+        # Errors name the field, as for protobuf.
+        status, answer = connect_json(a, "RecordEvents", {"events": [{"eventId": "x", "offerIds": [3]}]})
+        assert status == 400 and answer["code"] == "invalid_argument"
+        assert "events[0].offer_ids[0]" in answer["message"]
+        status, answer = connect_json(a, "UpdateConsent", {"eventId": "c2", "identity": {"namespace": "ECID",
+                                                                                         "id": "bob"},
+                                                           "consents": {"personalize.everything": "n"}})
+        assert status == 400 and answer["code"] == "invalid_argument"
+    finally:
+        a.stop()
 
 
 def test_a_batch_reads_and_records_in_the_servers_redis_log(stubs, live_dir):

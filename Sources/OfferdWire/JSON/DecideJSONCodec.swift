@@ -480,7 +480,7 @@ public enum DecideJSONCodec {
 
     /// Calls `body` with the proto name and value of each member that is not `null` (a `null` field is its
     /// default), after refusing unknown names and a field given twice (under one name or both).
-    private static func forEachField(
+    static func forEachField(
         _ members: [JSONMember], of table: [(String, String)], path: @autoclosure () -> String,
         _ body: (String, JSONValue) throws(WireDecodeError) -> Void
     ) throws(WireDecodeError) {
@@ -500,11 +500,11 @@ public enum DecideJSONCodec {
         }
     }
 
-    private static func join(_ path: @autoclosure () -> String, _ field: String) -> String {
+    static func join(_ path: @autoclosure () -> String, _ field: String) -> String {
         path().isEmpty ? field : path() + "." + field
     }
 
-    private static func object(_ value: JSONValue, path: @autoclosure () -> String, type: String)
+    static func object(_ value: JSONValue, path: @autoclosure () -> String, type: String)
         throws(WireDecodeError) -> [JSONMember]
     {
         guard case .object(let members) = value else {
@@ -514,7 +514,7 @@ public enum DecideJSONCodec {
         return members
     }
 
-    private static func array(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError)
+    static func array(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError)
         -> [JSONValue]
     {
         guard case .array(let elements) = value else {
@@ -528,7 +528,7 @@ public enum DecideJSONCodec {
         return elements
     }
 
-    private static func string(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> String {
+    static func string(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> String {
         guard case .string(let text) = value else {
             throw WireDecodeError(message: "\(path()): expected a string, got \(value.typeDescription)")
         }
@@ -537,11 +537,11 @@ public enum DecideJSONCodec {
     }
 
     /// The protobuf path()'s rule (``WireStringCheck``): a NUL would be cut off by protobuf-c, so both refuse it.
-    private static func checkNoNUL(_ text: String, path: @autoclosure () -> String) throws(WireDecodeError) {
+    static func checkNoNUL(_ text: String, path: @autoclosure () -> String) throws(WireDecodeError) {
         if text.utf8.contains(0) { throw WireDecodeError(message: "\(path()) contains a NUL character") }
     }
 
-    private static func bool(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> Bool {
+    static func bool(_ value: JSONValue, path: @autoclosure () -> String) throws(WireDecodeError) -> Bool {
         guard case .bool(let flag) = value else {
             throw WireDecodeError(message: "\(path()): expected true or false, got \(value.typeDescription)")
         }
@@ -549,7 +549,7 @@ public enum DecideJSONCodec {
     }
 
     /// An integer field: a JSON number with an integral value, or a string holding a JSON number with one.
-    private static func integer(
+    static func integer(
         _ value: JSONValue, in range: ClosedRange<Int64>, path: @autoclosure () -> String
     ) throws(WireDecodeError) -> Int64 {
         let number: Double
@@ -603,7 +603,7 @@ public enum DecideJSONCodec {
         return number
     }
 
-    private static func enumNumber(_ value: JSONValue, names: [String], path: @autoclosure () -> String)
+    static func enumNumber(_ value: JSONValue, names: [String], path: @autoclosure () -> String)
         throws(WireDecodeError) -> Int
     {
         if case .string(let name) = value, let index = names.firstIndex(of: name) { return index }
@@ -613,7 +613,7 @@ public enum DecideJSONCodec {
         return Int(try integer(value, in: Int64(Int32.min)...Int64(Int32.max), path: path()))
     }
 
-    private static func quoted(_ text: String) -> String {
+    static func quoted(_ text: String) -> String {
         var bytes: [UInt8] = []
         JSONWriter.appendString(text, to: &bytes)
         return String(decoding: bytes, as: UTF8.self)
