@@ -15,6 +15,20 @@ public enum DecideCodec {
     /// A context value with no kind becomes `.null`; a context key sent twice keeps its last value, as
     /// protobuf maps do. Unknown fields are ignored.
     public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> DecisionRequest {
+        // The direct reader answers the requests it reads exactly as the path below does; anything else, and every
+        // malformed request, goes that path, which gives the value or the error.
+        if let request = DecideRequestReader.read(bytes) {
+            return request
+        }
+        return try decodeRequestThroughProtobufC(bytes)
+    }
+
+    /// The decoder before ``DecideRequestReader``: the strings checked on the wire, then protobuf-c's unpack into
+    /// an arena, copied into Swift values. The reference the direct reader is compared with, and the path of every
+    /// request it leaves (malformed ones among them).
+    static func decodeRequestThroughProtobufC(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError)
+        -> DecisionRequest
+    {
         try WireStringCheck.check(bytes, schema: .decideRequest)
         // This thread's arena: reused, so a decode allocates only the Swift values it returns.
         return try WireThreadState.withScratchArena { (arena) throws(WireDecodeError) -> DecisionRequest in
