@@ -42,9 +42,12 @@ struct DecideResponseWriter {
     /// The response's packed size; records every sub-message's size in `sizes`, in writing order.
     func measure(into sizes: inout SubmessageSizes) -> Int {
         var size = stringFieldSize(requestID)
-        // By index: `for proposition in` copies each proposition out of the array (a retain per string and array).
-        for index in result.propositions.indices {
-            size += messageFieldSize(measure(result.propositions[index], into: &sizes))
+        // Through the buffer: `for proposition in`, and the array's subscript, copy a proposition out of the
+        // array (a retain and a release per string and array in it).
+        result.propositions.withUnsafeBufferPointer { propositions in
+            for index in propositions.indices {
+                size += messageFieldSize(measure(propositions[index], into: &sizes))
+            }
         }
         size += result.profileFound ? 2 : 0
         size += stringFieldSize(result.catalogVersion)
@@ -58,9 +61,11 @@ struct DecideResponseWriter {
         into writer: inout WireWriter, sizes: inout SubmessageSizes, generator: inout Generator
     ) {
         writer.writeStringField(1, requestID)
-        for index in result.propositions.indices {
-            writer.writeMessageHeader(2, size: sizes.next())
-            write(result.propositions[index], into: &writer, sizes: &sizes, generator: &generator)
+        result.propositions.withUnsafeBufferPointer { propositions in
+            for index in propositions.indices {
+                writer.writeMessageHeader(2, size: sizes.next())
+                write(propositions[index], into: &writer, sizes: &sizes, generator: &generator)
+            }
         }
         if result.profileFound { writer.writeVarintField(3, 1) }
         writer.writeStringField(4, result.catalogVersion)

@@ -40,7 +40,7 @@ public enum UUIDv4 {
         func emit(_ value: UInt64, nibbles: Int) {
             var shift = (nibbles - 1) * 4
             while shift >= 0 {
-                let nibble = Int((value >> UInt64(shift)) & 0xF)
+                let nibble = Int(truncatingIfNeeded: (value &>> UInt64(shift)) & 0xF)
                 buffer[position] = hexDigits.utf8Start[nibble]
                 position += 1
                 shift -= 4
