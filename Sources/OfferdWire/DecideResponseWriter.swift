@@ -76,6 +76,7 @@ struct DecideResponseWriter {
 
     private static let propositionIDLength = 36
 
+    @inline(__always)
     private func measure(_ proposition: Proposition, into sizes: inout SubmessageSizes) -> Int {
         let slot = sizes.reserve()
         var size = 2 + Self.propositionIDLength
@@ -83,8 +84,10 @@ struct DecideResponseWriter {
         size += stringFieldSize(proposition.placementID)
         size += enumFieldSize(proposition.outcome.rawValue)
         size += enumFieldSize(proposition.reason.rawValue)
-        for index in proposition.items.indices {
-            size += messageFieldSize(measure(proposition.items[index], into: &sizes))
+        proposition.items.withUnsafeBufferPointer { items in
+            for index in items.indices {
+                size += messageFieldSize(measure(items[index], into: &sizes))
+            }
         }
         for index in proposition.trace.indices {
             size += messageFieldSize(measure(proposition.trace[index], into: &sizes))
@@ -104,9 +107,11 @@ struct DecideResponseWriter {
         writer.writeStringField(3, proposition.placementID)
         writer.writeInt32Field(4, Int32(truncatingIfNeeded: proposition.outcome.rawValue))
         writer.writeInt32Field(5, Int32(truncatingIfNeeded: proposition.reason.rawValue))
-        for index in proposition.items.indices {
-            writer.writeMessageHeader(6, size: sizes.next())
-            write(proposition.items[index], into: &writer, sizes: &sizes)
+        proposition.items.withUnsafeBufferPointer { items in
+            for index in items.indices {
+                writer.writeMessageHeader(6, size: sizes.next())
+                write(items[index], into: &writer, sizes: &sizes)
+            }
         }
         for index in proposition.trace.indices {
             writer.writeMessageHeader(7, size: sizes.next())
@@ -116,6 +121,7 @@ struct DecideResponseWriter {
 
     // MARK: - Item
 
+    @inline(__always)
     private func measure(_ item: DecidedItem, into sizes: inout SubmessageSizes) -> Int {
         let slot = sizes.reserve()
         var size = stringFieldSize(item.id)
@@ -143,6 +149,7 @@ struct DecideResponseWriter {
         return size
     }
 
+    @inline(__always)
     private func write(_ item: DecidedItem, into writer: inout WireWriter, sizes: inout SubmessageSizes) {
         writer.writeStringField(1, item.id)
         if includeContent {
