@@ -15,6 +15,20 @@ public enum DecideCodec {
     /// A context value with no kind becomes `.null`; a context key sent twice keeps its last value, as
     /// protobuf maps do. Unknown fields are ignored.
     public static func decodeRequest(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError) -> DecisionRequest {
+        // The direct reader answers the requests it reads exactly as the path below does; anything else, and every
+        // malformed request, goes that path, which gives the value or the error.
+        if let request = DecideRequestReader.read(bytes) {
+            return request
+        }
+        return try decodeRequestThroughProtobufC(bytes)
+    }
+
+    /// The decoder before ``DecideRequestReader``: the strings checked on the wire, then protobuf-c's unpack into
+    /// an arena, copied into Swift values. The reference the direct reader is compared with, and the path of every
+    /// request it leaves (malformed ones among them).
+    static func decodeRequestThroughProtobufC(_ bytes: UnsafeRawBufferPointer) throws(WireDecodeError)
+        -> DecisionRequest
+    {
         try WireStringCheck.check(bytes, schema: .decideRequest)
         // This thread's arena: reused, so a decode allocates only the Swift values it returns.
         return try WireThreadState.withScratchArena { (arena) throws(WireDecodeError) -> DecisionRequest in
@@ -57,8 +71,44 @@ public enum DecideCodec {
         _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
         includeMetadata: Bool, output: (_ size: Int, _ pack: (UnsafeMutablePointer<UInt8>) -> Int) -> Output
     ) -> Output {
-        // This thread's arena: reused, so an encode allocates nothing but what `output` does.
+        let state = WireThreadState.current
+        return encodeResponse(
+            result, requestID: requestID, snapshotVersion: snapshotVersion, includeContent: includeContent,
+            includeMetadata: includeMetadata, propositionIDs: &state.random, output: output)
+    }
+
+    /// The encoder itself, written straight from `result` by ``DecideResponseWriter``, with proposition ids drawn
+    /// from `propositionIDs` (a seeded generator in tests).
+    static func encodeResponse<Output, Generator: RandomNumberGenerator>(
+        _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
+        includeMetadata: Bool, propositionIDs generator: inout Generator,
+        output: (_ size: Int, _ pack: (UnsafeMutablePointer<UInt8>) -> Int) -> Output
+    ) -> Output {
+        let writer = DecideResponseWriter(
+            result: result, requestID: requestID, snapshotVersion: snapshotVersion, includeContent: includeContent,
+            includeMetadata: includeMetadata)
+        // This thread's arena holds the sub-message sizes: reused, so an encode allocates nothing but what
+        // `output` does.
         return WireThreadState.withScratchArena { arena in
+            var sizes = SubmessageSizes(capacity: writer.submessageCount, in: arena)
+            let size = writer.measure(into: &sizes)
+            return output(size) { start in
+                var wire = WireWriter(start: start, count: size)
+                writer.write(into: &wire, sizes: &sizes, generator: &generator)
+                precondition(wire.position == wire.end, "response smaller than measured")
+                return size
+            }
+        }
+    }
+
+    /// The encoder before ``DecideResponseWriter``: protobuf-c structs built in an arena, then packed by
+    /// protobuf-c. Kept as the reference the direct writer is compared with, byte for byte.
+    static func encodeResponseThroughProtobufC<Generator: RandomNumberGenerator>(
+        _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
+        includeMetadata: Bool, propositionIDs generator: inout Generator
+    ) -> [UInt8] {
+        let arena = ProtoArena()
+        return withExtendedLifetime(arena) {
             var response = Offerd__V1__DecideResponse()
             offerd__v1__decide_response__init(&response)
             response.request_id = arena.cString(requestID)
@@ -69,7 +119,7 @@ public enum DecideCodec {
             response.propositions = arena.pointerArray(result.propositions) { proposition in
                 let message = arena.allocate(Offerd__V1__Proposition.self, count: 1)
                 offerd__v1__proposition__init(message)
-                message.pointee.proposition_id = UUIDv4.randomCString(in: arena)
+                message.pointee.proposition_id = UUIDv4.randomCString(in: arena, using: &generator)
                 message.pointee.decision_id = arena.cString(proposition.decisionID)
                 message.pointee.placement_id = arena.cString(proposition.placementID)
                 message.pointee.outcome = Offerd__V1__Outcome(rawValue: numericCast(proposition.outcome.rawValue))
@@ -97,7 +147,7 @@ public enum DecideCodec {
             }
             return withUnsafePointer(to: &response) { pointer in
                 let size = offerd__v1__decide_response__get_packed_size(pointer)
-                return output(size) { offerd__v1__decide_response__pack(pointer, $0) }
+                return packed(size: size) { offerd__v1__decide_response__pack(pointer, $0) }
             }
         }
     }

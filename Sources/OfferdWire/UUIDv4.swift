@@ -13,13 +13,14 @@ public enum UUIDv4 {
         String(unsafeUninitializedCapacity: 36) { buffer in write(into: buffer, using: &generator) }
     }
 
-    /// A NUL-terminated UUID v4 in `arena`, from this thread's generator: the encoder's form, which spares the
-    /// 36-byte (so heap-allocated) Swift string per proposition.
-    static func randomCString(in arena: ProtoArena) -> UnsafeMutablePointer<CChar> {
+    /// A NUL-terminated UUID v4 in `arena`, drawn from `generator`: the protobuf-c encoder's form, which spares
+    /// the 36-byte (so heap-allocated) Swift string per proposition.
+    static func randomCString<Generator: RandomNumberGenerator>(
+        in arena: ProtoArena, using generator: inout Generator
+    ) -> UnsafeMutablePointer<CChar> {
         let raw = arena.allocate(byteCount: 37)
         let bytes = UnsafeMutableBufferPointer(start: raw.bindMemory(to: UInt8.self, capacity: 37), count: 37)
-        let state = WireThreadState.current
-        let written = write(into: bytes, using: &state.random)
+        let written = write(into: bytes, using: &generator)
         bytes[written] = 0
         return raw.bindMemory(to: CChar.self, capacity: 37)
     }
@@ -39,7 +40,7 @@ public enum UUIDv4 {
         func emit(_ value: UInt64, nibbles: Int) {
             var shift = (nibbles - 1) * 4
             while shift >= 0 {
-                let nibble = Int((value >> UInt64(shift)) & 0xF)
+                let nibble = Int(truncatingIfNeeded: (value &>> UInt64(shift)) & 0xF)
                 buffer[position] = hexDigits.utf8Start[nibble]
                 position += 1
                 shift -= 4

@@ -34,8 +34,11 @@ struct Xoshiro256StarStar: RandomNumberGenerator {
         return result
     }
 
+    // Masking shifts: `<<` and `>>` guard against shift counts of 64 and more with branches of their own, and
+    // their sum was not recognised as a rotation (about 38 instructions a call, measured with callgrind).
+    @inline(__always)
     private func rotateLeft(_ value: UInt64, by amount: UInt64) -> UInt64 {
-        (value << amount) | (value >> (64 - amount))
+        (value &<< amount) | (value &>> (64 &- amount))
     }
 }
 
