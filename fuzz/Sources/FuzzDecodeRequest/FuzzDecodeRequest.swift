@@ -5,7 +5,8 @@ import OfferdCore
 // internal.
 @testable import OfferdWire
 
-/// The request decode path of a Decide call: wire bytes -> DecisionRequest -> validation. Any input must end in
+/// The request decode path of a Decide call: wire bytes -> DecisionRequest -> validation (and, on the same
+/// bytes, the JSON decoders of RecordEvents and UpdateConsent). Any input must end in
 /// a value or a thrown `WireDecodeError`, never a crash; and the direct reader (`DecideRequestReader`), when it
 /// reads the bytes at all, must read what protobuf-c's path does, which must then succeed.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -29,6 +30,10 @@ public func fuzzDecodeRequest(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CI
     } catch {
         _ = error.message
     }
+    // The live-state methods' proto3 JSON (Connect): a value or a WireDecodeError for any bytes, never a crash.
+    let array = Array(bytes)
+    _ = (try? EventsJSONCodec.decodeRecordEventsRequest(array))?.validationError(nowMs: 1_796_644_800_000)
+    _ = (try? EventsJSONCodec.decodeUpdateConsentRequest(array))?.validationError()
     return 0
 }
 
