@@ -57,9 +57,12 @@ round=1
 while [ "$round" -le "$rounds" ]; do
     for bin in $(echo "$bins" | tr , ' '); do
         admin_port=$(free_port)
+        # Emptied here, not by the server's redirection (that happens in the child, after this shell may already
+        # have read the previous run's line).
+        : >"$dir/offerd.log"
         # A file log is locked by the server that opens it: each run's server is stopped before the next starts.
         taskset -c 1 "$bin" serve --catalog "$dir/catalog.json" --snapshot "$dir/profiles.snap" --port 0 \
-            --admin-port "$admin_port" --events "$log" >"$dir/offerd.log" 2>&1 &
+            --admin-port "$admin_port" --events "$log" >>"$dir/offerd.log" 2>&1 &
         offerd_pid=$!
         until grep -q 'event log replayed' "$dir/offerd.log"; do
             kill -0 "$offerd_pid" 2>/dev/null || { cat "$dir/offerd.log"; exit 1; }
@@ -70,6 +73,14 @@ while [ "$round" -le "$rounds" ]; do
         rss=$(ps -o rss= -p "$offerd_pid" | awk '{printf "%.1f", $1 / 1024}')
         printf 'round %d  %s  replay %.2f s  cpu %s s  rss %s MiB\n' "$round" "$bin" "$seconds" "$cpu" "$rss"
         kill "$offerd_pid"
+        # A server that does not stop within 10 s (it should in well under one) is killed: the next run needs the
+        # file log's lock.
+        waited=0
+        while kill -0 "$offerd_pid" 2>/dev/null && [ "$waited" -lt 200 ]; do
+            sleep 0.05
+            waited=$((waited + 1))
+        done
+        kill -KILL "$offerd_pid" 2>/dev/null || true
         wait "$offerd_pid" 2>/dev/null || true
         offerd_pid=
     done
