@@ -68,10 +68,12 @@ while [ "$round" -le "$rounds" ]; do
             kill -0 "$offerd_pid" 2>/dev/null || { cat "$dir/offerd.log"; exit 1; }
             sleep 0.05
         done
-        seconds=$(grep 'event log replayed' "$dir/offerd.log" | sed 's/.*seconds="\([0-9.]*\) seconds".*/\1/')
+        # awk reads the seconds whatever their form (a short replay logs them as 9.9e-05).
+        seconds=$(grep 'event log replayed' "$dir/offerd.log" | sed 's/.*seconds="\([^ ]*\) seconds".*/\1/' |
+            awk '{printf "%.2f", $1}')
         cpu=$(awk -v ticks="$ticks" '{sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / ticks}' "/proc/$offerd_pid/stat")
         rss=$(ps -o rss= -p "$offerd_pid" | awk '{printf "%.1f", $1 / 1024}')
-        printf 'round %d  %s  replay %.2f s  cpu %s s  rss %s MiB\n' "$round" "$bin" "$seconds" "$cpu" "$rss"
+        printf 'round %d  %s  replay %s s  cpu %s s  rss %s MiB\n' "$round" "$bin" "$seconds" "$cpu" "$rss"
         kill "$offerd_pid"
         # A server that does not stop within 10 s (it should in well under one) is killed: the next run needs the
         # file log's lock.
