@@ -82,7 +82,8 @@ public enum EventLogCodec {
         // reservation is bounded by the input's size.
         entries.reserveCapacity(count)
         var previousWriter: (String, UInt64)?
-        var offerLists = RecentOfferLists(sharing: sharingOfferLists)
+        // A batch of one entry (the live path's usual RecordEvents call) has nothing to share: no slots for it.
+        var offerLists = RecentOfferLists(sharing: sharingOfferLists && count > 1)
         for _ in 0..<count {
             let flags = try reader.byte()
             guard flags & ~flagWriter == 0 else { throw reader.error("unknown entry flags \(flags)") }
