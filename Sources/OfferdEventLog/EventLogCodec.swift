@@ -67,6 +67,14 @@ public enum EventLogCodec {
 
     /// Decodes a whole batch.
     public static func decode(_ bytes: ArraySlice<UInt8>) throws(EventLogDecodingError) -> [EventLogEntry] {
+        try decode(bytes, sharingOfferLists: true)
+    }
+
+    /// Decodes a whole batch; without `sharingOfferLists`, every entry's offer list is decoded anew (tests compare
+    /// the two).
+    static func decode(_ bytes: ArraySlice<UInt8>, sharingOfferLists: Bool) throws(EventLogDecodingError)
+        -> [EventLogEntry]
+    {
         var reader = ByteReader(bytes)
         let count = try header(&reader)
         var entries: [EventLogEntry] = []
@@ -74,6 +82,8 @@ public enum EventLogCodec {
         // reservation is bounded by the input's size.
         entries.reserveCapacity(count)
         var previousWriter: (String, UInt64)?
+        // A batch of one entry (the live path's usual RecordEvents call) has nothing to share: no slots for it.
+        var offerLists = RecentOfferLists(sharing: sharingOfferLists && count > 1)
         for _ in 0..<count {
             let flags = try reader.byte()
             guard flags & ~flagWriter == 0 else { throw reader.error("unknown entry flags \(flags)") }
@@ -92,10 +102,7 @@ public enum EventLogCodec {
             let zigzag = try reader.varint()
             let timeMs = Int64(bitPattern: zigzag >> 1) ^ -Int64(bitPattern: zigzag & 1)
             let eventID = try reader.string()
-            let offerCount = try reader.count(minimumBytesEach: 1)
-            var offerIDs: [String] = []
-            offerIDs.reserveCapacity(offerCount)
-            for _ in 0..<offerCount { offerIDs.append(try reader.string()) }
+            let offerIDs = try offerLists.decode(&reader)
             let propositionID = try reader.string()
             let consentCount = try reader.count(minimumBytesEach: 2)
             var consents: [String: String] = [:]
@@ -136,6 +143,56 @@ public enum EventLogCodec {
         // The smallest entry: flags, type, 2 empty key strings, a time, an empty event id, no offers, an empty
         // proposition id, no consents: 9 bytes.
         return try reader.count(minimumBytesEach: 9)
+    }
+}
+
+/// The offer lists of a batch's entries decoded so far, so that an entry naming the same offers as an earlier one
+/// (byte for byte) shares its array: no array allocated and no string decoded for it.
+///
+/// Why: a batch's decision events name the few offers of one catalog, mostly in repeated combinations, and the
+/// array of each entry's offer ids (an allocation, freed again after the follower applied it) with its strings
+/// was about 10 % of the follower's time (benchmarks/README.md). Direct-mapped by an FNV-1a hash of the list's
+/// bytes; a hit is compared byte for byte, so a collision costs a decode, never a wrong list, and each list's
+/// bytes are hashed and compared once: hostile bytes cost at most their own size.
+private struct RecentOfferLists {
+    static let slotCount = 64
+
+    /// Per slot the bytes of the list it holds (offsets into the batch) and its offer ids; allocated on the first
+    /// list that has offers.
+    private var ranges: [Range<Int>] = []
+    private var lists: [[String]] = []
+    private let sharing: Bool
+
+    init(sharing: Bool) { self.sharing = sharing }
+
+    /// Reads `offerCount offerID{offerCount}` at the reader's index.
+    mutating func decode(_ reader: inout ByteReader) throws(EventLogDecodingError) -> [String] {
+        let start = reader.index
+        guard sharing, let end = reader.endOfStringList(), end - start > 1 else { return try Self.decodeAnew(&reader) }
+        var hash: UInt32 = 2_166_136_261
+        for index in start..<end { hash = (hash ^ UInt32(reader.bytes[index])) &* 16_777_619 }
+        let slot = Int(truncatingIfNeeded: hash) & (Self.slotCount - 1)
+        if ranges.isEmpty {
+            ranges = Array(repeating: 0..<0, count: Self.slotCount)
+            lists = Array(repeating: [], count: Self.slotCount)
+        } else if ranges[slot].count == end - start,
+            zip(ranges[slot], start..<end).allSatisfy({ reader.bytes[$0] == reader.bytes[$1] })
+        {
+            reader.index = end
+            return lists[slot]
+        }
+        let offerIDs = try Self.decodeAnew(&reader)
+        ranges[slot] = start..<end
+        lists[slot] = offerIDs
+        return offerIDs
+    }
+
+    private static func decodeAnew(_ reader: inout ByteReader) throws(EventLogDecodingError) -> [String] {
+        let offerCount = try reader.count(minimumBytesEach: 1)
+        var offerIDs: [String] = []
+        offerIDs.reserveCapacity(offerCount)
+        for _ in 0..<offerCount { offerIDs.append(try reader.string()) }
+        return offerIDs
     }
 }
 
@@ -204,6 +261,25 @@ private struct ByteReader {
             throw error("count \(value) exceeds what \(remaining) remaining bytes can hold")
         }
         return Int(value)
+    }
+
+    /// The index just past `count string{count}` at the reader's index, checking lengths only (not the strings'
+    /// UTF-8); nil when they run past the end. Moves nothing.
+    mutating func endOfStringList() -> Int? {
+        // Back to where it started, whatever it read (a copy of the reader would retain the bytes).
+        let start = index
+        defer { index = start }
+        do throws(EventLogDecodingError) {
+            let count = try self.count(minimumBytesEach: 1)
+            for _ in 0..<count {
+                let length = try varint()
+                guard length <= UInt64(remaining) else { return nil }
+                index += Int(length)
+            }
+            return index
+        } catch {
+            return nil
+        }
     }
 
     mutating func string() throws(EventLogDecodingError) -> String {

@@ -44,6 +44,39 @@ struct OfferNumbers: Sendable {
     }
 }
 
+/// The overlay's numbers of the offer ids it met lately, found without hashing the id's `String`: the follower's
+/// lookup of an offer's number (``OfferNumbers/number(for:)``), two per two-offer event, cost it about 8 % of its
+/// time (a SipHash of the id and a dictionary probe; benchmarks/README.md). An event names offers of one catalog,
+/// a few hundred at most in practice, and consecutive events name the same ones.
+///
+/// Direct-mapped by an FNV-1a hash of the id's bytes: a slot holds the last id that fell into it. A hit is
+/// checked by comparing the ids themselves (one word compare for a short id), so a collision, even one chosen by
+/// whoever wrote the events, costs a probe of ``OfferNumbers`` and never a wrong number. Numbers never change for
+/// an id (``OfferNumbers``), so a slot stays right until it is replaced. Kept by the writer, never published.
+struct RecentOfferNumbers: Sendable {
+    static let slotCount = 256
+
+    private struct Slot: Sendable {
+        var offer: String
+        var number: UInt32
+        var filled: Bool
+    }
+
+    private var slots = [Slot](repeating: Slot(offer: "", number: 0, filled: false), count: Self.slotCount)
+
+    /// The number of `offer` in `offers`, numbering it there when it is new.
+    @inline(__always)
+    mutating func number(for offer: String, in offers: inout OfferNumbers) -> UInt32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in offer.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        let slot = Int(truncatingIfNeeded: hash) & (Self.slotCount - 1)
+        if slots[slot].filled && slots[slot].offer == offer { return slots[slot].number }
+        let number = offers.number(for: offer)
+        slots[slot] = Slot(offer: offer, number: number, filled: true)
+        return number
+    }
+}
+
 /// A live counter's key (offer number, event type, period, bucket) packed into one integer, ordered as the tuple.
 ///
 /// Layout: bits 32-63 the offer number, 30-31 the event type, 28-29 the period, 0-27 the bucket plus 2^27. Buckets
@@ -122,6 +155,19 @@ struct CounterList: Hashable, Sendable {
             counters[index].count += amount
         } else {
             counters.insert(Counter(key: key, count: amount), at: index)
+        }
+    }
+
+    /// Adds 1 at each of `keys` (as many ``add(_:at:)`` calls, in one method so that the array's uniqueness is
+    /// checked once, not per key).
+    mutating func addOne(atEach keys: [PackedCounterKey]) {
+        for key in keys {
+            let index = firstIndex(atOrAfter: key)
+            if index < counters.count && counters[index].key == key {
+                counters[index].count += 1
+            } else {
+                counters.insert(Counter(key: key, count: 1), at: index)
+            }
         }
     }
 

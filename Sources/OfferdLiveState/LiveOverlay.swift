@@ -81,6 +81,10 @@ public struct LiveOverlay: Sendable {
     private var totals = CounterList()
     /// The offer ids met so far, by number: counters are keyed by the number (see ``OfferNumbers``).
     private var offers = OfferNumbers()
+    /// The numbers of the offer ids met lately, found without hashing the id (writer only, not published).
+    private var recentOffers = RecentOfferNumbers()
+    /// The calendar buckets of the last entry's day (writer only).
+    private var calendar = CalendarBucketCache()
     /// The counters one entry adds to, reused from entry to entry so that applying allocates nothing.
     private var entryCounters: [PackedCounterKey] = []
     /// The position of the last record applied (or skipped as a duplicate): the next read starts after it.
@@ -161,9 +165,9 @@ public struct LiveOverlay: Sendable {
             entryCounters = counters
         }
         if counted {
-            Self.counters(
+            self.counters(
                 of: record.entry, event: Self.cappingEvent(record.entry.type), periods: lifetimeToo ? .all : .calendar,
-                offers: &offers, into: &counters)
+                into: &counters)
         }
         let duplicate = profiles.modify(record.entry.key, default: LiveProfileState()) { state -> Bool in
             if !record.entry.eventID.isEmpty {
@@ -179,7 +183,7 @@ public struct LiveOverlay: Sendable {
             case .dismiss:
                 break
             case .decision, .display, .interact:
-                for counter in counters { state.counters.add(1, at: counter) }
+                state.counters.addOne(atEach: counters)
             }
             return false
         }
@@ -187,7 +191,7 @@ public struct LiveOverlay: Sendable {
             skippedPositions.append(record.position)
             return .duplicateEvent
         }
-        for counter in counters { totals.add(1, at: counter) }
+        totals.addOne(atEach: counters)
         return .applied
     }
 
@@ -237,8 +241,7 @@ public struct LiveOverlay: Sendable {
             break
         case .decision, .display, .interact:
             var counters: [PackedCounterKey] = []
-            Self.counters(
-                of: entry, event: Self.cappingEvent(entry.type), periods: .lifetime, offers: &offers, into: &counters)
+            self.counters(of: entry, event: Self.cappingEvent(entry.type), periods: .lifetime, into: &counters)
             profiles.modify(entry.key, default: LiveProfileState()) { state in
                 for counter in counters { state.counters.add(1, at: counter) }
             }
@@ -376,17 +379,18 @@ public struct LiveOverlay: Sendable {
     }
 
     /// Appends to `counters` every counter `entry` adds 1 to: each distinct offer, in each of `periods`.
-    private static func counters(
-        of entry: EventLogEntry, event: CappingEvent, periods: CountedPeriods, offers: inout OfferNumbers,
-        into counters: inout [PackedCounterKey]
+    private mutating func counters(
+        of entry: EventLogEntry, event: CappingEvent, periods: CountedPeriods, into counters: inout [PackedCounterKey]
     ) {
         let firstOfOffer = counters.count
+        let (day, week, month) = calendar.buckets(timeMs: entry.timeMs)
         // One counter per offer first (distinct offers), then the other periods of each.
         let firstPeriod: CappingPeriod = periods == .calendar ? .day : .lifetime
+        let firstBucket = periods == .calendar ? day : 0
         for offer in entry.offerIDs {
             let key = PackedCounterKey(
-                offer: offers.number(for: offer), event: event, period: firstPeriod,
-                bucket: CalendarBuckets.bucket(firstPeriod, timeMs: entry.timeMs))
+                offer: recentOffers.number(for: offer, in: &offers), event: event, period: firstPeriod,
+                bucket: firstBucket)
             // An entry names few offers; past 16 duplicates are removed by sorting instead (hostile entries).
             if counters.count - firstOfOffer >= 16 || !counters[firstOfOffer...].contains(key) {
                 counters.append(key)
@@ -403,9 +407,6 @@ public struct LiveOverlay: Sendable {
             counters.removeSubrange(kept...)
         }
         guard periods != .lifetime else { return }
-        let day = CalendarBuckets.bucket(.day, timeMs: entry.timeMs)
-        let week = CalendarBuckets.bucket(.week, timeMs: entry.timeMs)
-        let month = CalendarBuckets.bucket(.month, timeMs: entry.timeMs)
         for index in firstOfOffer..<counters.count {
             let offer = counters[index].offer
             if periods == .all {

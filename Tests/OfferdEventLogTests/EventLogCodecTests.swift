@@ -130,6 +130,76 @@ struct EventLogCodecTests {
         #expect(error?.reason.hasPrefix("string of") == true)
     }
 
+    /// A batch whose entries repeat a few offer lists, with lists that differ from each other in one byte, in
+    /// their length, or as a prefix: the decoder shares an earlier entry's array for a list with the same bytes.
+    static func repeatedOfferLists() -> [EventLogEntry] {
+        let lists: [[String]] = [
+            ["o1", "o2"], ["o1", "o3"], ["o1"], ["o1", "o2", "o3"], ["o2", "o1"], ["o12"], [], ["", "o1"],
+            ["ω", "o1"], [String(repeating: "long-offer-id-", count: 4)],
+        ]
+        return (0..<60).map { number in
+            var entry = sampleEntry(number)
+            entry.type = .decision
+            entry.eventID = ""
+            entry.consents = [:]
+            entry.offerIDs = lists[(number * 7) % lists.count]
+            return entry
+        }
+    }
+
+    @Test("entries naming the same offers as earlier entries decode to their own lists")
+    func repeatedOfferListsRoundTrip() throws {
+        let batch = Self.repeatedOfferLists()
+        #expect(try EventLogCodec.decode(EventLogCodec.encode(batch)) == batch)
+    }
+
+    @Test("offer lists that fall into the same slot of the decoder's recent lists decode apart")
+    func collidingOfferLists() throws {
+        // The decoder's slot of a one-offer list: FNV-1a of its bytes (count 1, length, id), 64 slots.
+        func slot(_ offer: String) -> UInt32 {
+            var hash: UInt32 = 2_166_136_261
+            for byte in [1, UInt8(offer.utf8.count)] + Array(offer.utf8) { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+            return hash & 63
+        }
+        // Of one length, so that only the bytes tell the two lists apart.
+        let first = "x1000"
+        let second = (1001...9999).lazy.map { "x\($0)" }.first { slot($0) == slot(first) }!
+        let batch = (0..<12).map { number in
+            var entry = sampleEntry(number)
+            entry.offerIDs = number % 3 == 0 ? [second] : [first]
+            return entry
+        }
+        #expect(try EventLogCodec.decode(EventLogCodec.encode(batch)) == batch)
+    }
+
+    @Test("every truncation of a batch with repeated offer lists is an error, never a trap")
+    func truncationOfRepeatedOfferLists() {
+        let bytes = EventLogCodec.encode(Self.repeatedOfferLists())
+        for length in 0..<bytes.count {
+            let error = #expect(throws: EventLogDecodingError.self) { try EventLogCodec.decode(bytes[0..<length]) }
+            #expect(error.map { $0.offset <= length } == true)
+        }
+    }
+
+    @Test("every single-byte change of a batch with repeated offer lists decodes as without sharing lists, or throws")
+    func byteFlipsOfRepeatedOfferLists() {
+        let bytes = EventLogCodec.encode(Self.repeatedOfferLists())
+        var generator = SeededGenerator(seed: 19)
+        var decoded = 0
+        for index in bytes.indices {
+            for _ in 0..<4 {
+                var changed = bytes
+                changed[index] = UInt8.random(in: 0...255, using: &generator)
+                let shared = try? EventLogCodec.decode(changed[...], sharingOfferLists: true)
+                let anew = try? EventLogCodec.decode(changed[...], sharingOfferLists: false)
+                let same = shared == anew
+                #expect(same, "byte \(index) changed to \(changed[index])")
+                if shared != nil { decoded += 1 }
+            }
+        }
+        #expect(decoded > 100) // changes inside offer ids still decode: the shared path was exercised
+    }
+
     @Test(
         "malformed fields are named",
         arguments: [

@@ -43,6 +43,37 @@ struct FileEventLogTests {
         }
     }
 
+    @Test("reads after every position, with every maxCount, return the log's entries in order, each once")
+    func readsAtEveryPositionAndCount() throws {
+        let directory = try TemporaryDirectory()
+        let log = try FileEventLog(path: directory.file("events.log"))
+        defer { log.close() }
+        var whole: [EventLogEntry] = []
+        for (number, size) in [1, 3, 5, 2, 4].enumerated() {
+            let batch = sampleBatch(size, from: whole.count, batch: UInt64(number + 1))
+            _ = try log.append(batch)
+            whole += batch
+        }
+        for after in 0...(whole.count + 1) {
+            for maxCount in 1...(whole.count + 1) {
+                var position: EventLogPosition? = after == 0 ? nil : .sequence(UInt64(after))
+                var read: [EventLogRecord] = []
+                while true {
+                    let got = try log.read(after: position, maxCount: maxCount, timeout: .zero)
+                    #expect(got.count <= maxCount)
+                    guard let last = got.last else { break }
+                    read += got
+                    position = last.position
+                }
+                let expected = Array(whole.dropFirst(after))
+                #expect(read.map(\.entry) == expected, "after \(after), maxCount \(maxCount)")
+                #expect(
+                    read.map(\.position) == (min(after, whole.count)..<whole.count).map { .sequence(UInt64($0 + 1)) },
+                    "after \(after), maxCount \(maxCount)")
+            }
+        }
+    }
+
     @Test("a reopened log reads everything back and appends after it")
     func reopen() throws {
         let directory = try TemporaryDirectory()

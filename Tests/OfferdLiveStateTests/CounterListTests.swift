@@ -82,4 +82,67 @@ struct CounterListTests {
         #expect(view.counters(for: ana).count == 23 * 4)
         #expect(view.counterCount == (profiles: 23 * 4, totals: 23 * 4))
     }
+
+    /// Adding 1 at many keys at once counts as adding 1 at each in turn (keys repeated, present and new).
+    @Test func addingOneAtEachKeyCountsAsSingleAdds() {
+        var random = SplitMix64(state: 31)
+        var bulk = CounterList()
+        var single = CounterList()
+        for _ in 0..<500 {
+            let keys = (0..<Int.random(in: 0...9, using: &random)).map { _ in
+                PackedCounterKey(
+                    offer: UInt32.random(in: 0..<12, using: &random), event: .decision,
+                    period: CappingPeriod.allCases.randomElement(using: &random)!,
+                    bucket: Int64.random(in: 20_000...20_002, using: &random))
+            }
+            bulk.addOne(atEach: keys)
+            for key in keys { single.add(1, at: key) }
+        }
+        #expect(bulk.count > 50)
+        #expect(bulk == single)
+    }
+
+    /// The follower's cache of offer numbers gives every id the number ``OfferNumbers`` gives it, also for ids that
+    /// fall into the same slot and replace each other there.
+    @Test func recentOfferNumbersAgreeWithTheTableForCollidingIDs() {
+        func slot(_ offer: String) -> Int {
+            var hash: UInt32 = 2_166_136_261
+            for byte in offer.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+            return Int(hash) & (RecentOfferNumbers.slotCount - 1)
+        }
+        let first = "offer-0"
+        let colliding = (1...).lazy.map { "offer-\($0)" }.filter { slot($0) == slot(first) }.prefix(2)
+        let ids = [first] + colliding + ["", "other", "ω"]
+        var random = SplitMix64(state: 5)
+        var offers = OfferNumbers()
+        var recent = RecentOfferNumbers()
+        for _ in 0..<300 {
+            let id = ids.randomElement(using: &random)!
+            let number = recent.number(for: id, in: &offers)
+            #expect(offers.names[Int(number)] == id)
+            #expect(offers.existingNumber(id) == number)
+        }
+        #expect(offers.names.count == ids.count)
+    }
+
+    /// The cached day, week and month buckets equal ``CalendarBuckets``' for times that move forward, back, across
+    /// days, weeks, months and years, and before 1970.
+    @Test func cachedCalendarBucketsEqualTheComputedOnes() {
+        var random = SplitMix64(state: 12)
+        var cache = CalendarBucketCache()
+        let day = CalendarBuckets.millisecondsPerDay
+        var time: Int64 = 1_735_603_200_000 - 3 * day // 2024-12-28, before a month's and a year's end
+        for _ in 0..<5_000 {
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0: time = Int64.random(in: -4_000_000_000_000...4_000_000_000_000, using: &random)
+            case 1: time -= Int64.random(in: 0...(40 * day), using: &random)
+            case 2...4: time += Int64.random(in: 0...(3 * day), using: &random)
+            default: time += Int64.random(in: 0...60_000, using: &random)
+            }
+            let buckets = cache.buckets(timeMs: time)
+            #expect(buckets.day == CalendarBuckets.bucket(.day, timeMs: time))
+            #expect(buckets.week == CalendarBuckets.bucket(.week, timeMs: time))
+            #expect(buckets.month == CalendarBuckets.bucket(.month, timeMs: time))
+        }
+    }
 }
