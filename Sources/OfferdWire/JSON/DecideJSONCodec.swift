@@ -36,13 +36,29 @@ public enum DecideJSONCodec {
     /// The general path: the whole document parsed into a `JSONValue` tree, then read field by field. It decides
     /// every request ``DecideRequestJSONReader`` gives up on, and words every error.
     static func decodeRequestThroughTree(_ bytes: [UInt8]) throws(WireDecodeError) -> DecisionRequest {
-        let document: JSONValue
+        try decodeRequest(try document(bytes))
+    }
+
+    /// A message's bytes as a JSON document; a syntax error is `invalid JSON: ...`.
+    static func document(_ bytes: [UInt8]) throws(WireDecodeError) -> JSONValue {
         do {
-            document = try JSONParser.parse(bytes)
+            return try JSONParser.parse(bytes)
         } catch {
             throw WireDecodeError(message: "invalid JSON: \(error)")
         }
-        return try decodeRequest(document)
+    }
+
+    /// An `offerd.v1.Identity` at `path` (`identity`, `events[2].identity`).
+    static func identity(_ value: JSONValue, path: String) throws(WireDecodeError) -> Identity {
+        var identity = Identity(namespace: "", id: "")
+        let members = try object(value, path: path, type: "offerd.v1.Identity")
+        try forEachField(members, of: FieldTable.identity, path: path) { (field, value) throws(WireDecodeError) in
+            switch field {
+            case "namespace": identity.namespace = try string(value, path: path + ".namespace")
+            default: identity.id = try string(value, path: path + ".id")
+            }
+        }
+        return identity
     }
 
     /// Decodes one DecideRequest from bytes in place (a request body in a transport's buffer); see
@@ -64,15 +80,7 @@ public enum DecideJSONCodec {
         try forEachField(members, of: FieldTable.decideRequest, path: "") { (field, value) throws(WireDecodeError) in
             switch field {
             case "request_id": request.requestID = try string(value, path: "request_id")
-            case "identity":
-                let identity = try object(value, path: "identity", type: "offerd.v1.Identity")
-                try forEachField(identity, of: FieldTable.identity, path: "identity") {
-                    (field, value) throws(WireDecodeError) in
-                    switch field {
-                    case "namespace": request.identity.namespace = try string(value, path: "identity.namespace")
-                    default: request.identity.id = try string(value, path: "identity.id")
-                    }
-                }
+            case "identity": request.identity = try identity(value, path: "identity")
             case "scopes":
                 let elements = try array(value, path: "scopes")
                 request.scopes.reserveCapacity(elements.count)

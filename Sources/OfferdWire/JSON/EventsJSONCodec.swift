@@ -15,7 +15,6 @@ public enum EventsJSONCodec {
     private static let updateConsentRequestFields = [
         ("event_id", "eventId"), ("identity", "identity"), ("consents", "consents"), ("dry_run", "dryRun"),
     ]
-    private static let identityFields = [("namespace", "namespace"), ("id", "id")]
     /// `offerd.v1.EventType`'s names, by number.
     static let eventTypeNames = [
         "EVENT_TYPE_UNSPECIFIED", "EVENT_TYPE_DISPLAY", "EVENT_TYPE_INTERACT", "EVENT_TYPE_DISMISS",
@@ -26,7 +25,7 @@ public enum EventsJSONCodec {
     /// Decodes a RecordEventsRequest; errors name the field (`events[2].offer_ids[0]: expected a string, ...`).
     public static func decodeRecordEventsRequest(_ bytes: [UInt8]) throws(WireDecodeError) -> RecordEventsRequest {
         var request = RecordEventsRequest(events: [])
-        let members = try Fields.object(try document(bytes), path: "", type: "offerd.v1.RecordEventsRequest")
+        let members = try Fields.object(try Fields.document(bytes), path: "", type: "offerd.v1.RecordEventsRequest")
         try Fields.forEachField(members, of: recordEventsRequestFields, path: "") {
             (field, value) throws(WireDecodeError) in
             switch field {
@@ -43,12 +42,12 @@ public enum EventsJSONCodec {
     /// Decodes an UpdateConsentRequest; `consents` is a JSON object of strings.
     public static func decodeUpdateConsentRequest(_ bytes: [UInt8]) throws(WireDecodeError) -> UpdateConsentRequest {
         var request = UpdateConsentRequest(eventID: "", identity: nil, consents: [])
-        let members = try Fields.object(try document(bytes), path: "", type: "offerd.v1.UpdateConsentRequest")
+        let members = try Fields.object(try Fields.document(bytes), path: "", type: "offerd.v1.UpdateConsentRequest")
         try Fields.forEachField(members, of: updateConsentRequestFields, path: "") {
             (field, value) throws(WireDecodeError) in
             switch field {
             case "event_id": request.eventID = try Fields.string(value, path: "event_id")
-            case "identity": request.identity = try identity(value, path: "identity")
+            case "identity": request.identity = try Fields.identity(value, path: "identity")
             case "consents":
                 let entries = try Fields.object(value, path: "consents", type: "map<string, string>")
                 for entry in entries {
@@ -66,21 +65,13 @@ public enum EventsJSONCodec {
         return request
     }
 
-    private static func document(_ bytes: [UInt8]) throws(WireDecodeError) -> JSONValue {
-        do {
-            return try JSONParser.parse(bytes)
-        } catch {
-            throw WireDecodeError(message: "invalid JSON: \(error)")
-        }
-    }
-
     private static func event(_ value: JSONValue, path: String) throws(WireDecodeError) -> FeedbackEvent {
         var event = FeedbackEvent(eventID: "", identity: nil, type: .unspecified, offerIDs: [])
         let members = try Fields.object(value, path: path, type: "offerd.v1.Event")
         try Fields.forEachField(members, of: eventFields, path: path) { (field, value) throws(WireDecodeError) in
             switch field {
             case "event_id": event.eventID = try Fields.string(value, path: path + ".event_id")
-            case "identity": event.identity = try identity(value, path: path + ".identity")
+            case "identity": event.identity = try Fields.identity(value, path: path + ".identity")
             case "type":
                 // A number the proto does not define is kept as unknown (nil), as protobuf keeps it; validation
                 // then names the field.
@@ -99,18 +90,6 @@ public enum EventsJSONCodec {
             }
         }
         return event
-    }
-
-    private static func identity(_ value: JSONValue, path: String) throws(WireDecodeError) -> Identity {
-        var identity = Identity(namespace: "", id: "")
-        let members = try Fields.object(value, path: path, type: "offerd.v1.Identity")
-        try Fields.forEachField(members, of: identityFields, path: path) { (field, value) throws(WireDecodeError) in
-            switch field {
-            case "namespace": identity.namespace = try Fields.string(value, path: path + ".namespace")
-            default: identity.id = try Fields.string(value, path: path + ".id")
-            }
-        }
-        return identity
     }
 
     // MARK: - Responses
