@@ -479,18 +479,18 @@ public final class LiveOverlaySnapshot: Sendable {
     /// Why: building the key's strings, hashing them and probing the table, then handing the engine the counts,
     /// cost a profile with nothing live about 0.6 µs a Decide over a server without a log (benchmarks/README.md).
     public func mayHaveState(_ key: LiveProfileKeyHash) -> Bool {
-        !pending.isEmpty || profiles.mayContain(hash: key.value)
+        pending.mayContain(hash: key.value) || profiles.mayContain(hash: key.value)
     }
 
     /// The counts a Decide for `key` reads (the engine's ``LiveCappingCounts``).
     public func counts(for key: EventLogProfileKey) -> LiveCounts {
-        liveCounts(profiles[key], key: key)
+        liveCounts(profiles[key], key: key, hash: LiveProfileKeyHash(key))
     }
 
-    private func liveCounts(_ state: LiveProfileState?, key: EventLogProfileKey) -> LiveCounts {
+    private func liveCounts(_ state: LiveProfileState?, key: EventLogProfileKey, hash: LiveProfileKeyHash) -> LiveCounts {
         LiveCounts(
             overlay: self, counters: state.flatMap { $0.counters.isEmpty ? nil : $0.counters },
-            pendingCounters: pending.isEmpty ? nil : pending.counters(for: key))
+            pendingCounters: pending.isEmpty ? nil : pending.counters(for: key, hash: hash.value))
     }
 
     /// What a Decide for `key` reads, with one lookup: its counts and its consents (`snapshotConsents` with the
@@ -499,10 +499,10 @@ public final class LiveOverlaySnapshot: Sendable {
     public func decideInputs(
         for key: EventLogProfileKey, keyHash: LiveProfileKeyHash? = nil, snapshotConsents: ConsentRecord
     ) -> (counts: LiveCounts, consents: ConsentRecord) {
-        let state: LiveProfileState?
-        if let keyHash { state = profiles[key, hash: keyHash.value] } else { state = profiles[key] }
+        let hash = keyHash ?? LiveProfileKeyHash(key)
+        let state = profiles[key, hash: hash.value]
         return (
-            liveCounts(state, key: key),
+            liveCounts(state, key: key, hash: hash),
             state?.consents.applied(to: snapshotConsents) ?? snapshotConsents
         )
     }

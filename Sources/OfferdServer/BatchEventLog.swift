@@ -105,9 +105,6 @@ public final class BatchEventLog: @unchecked Sendable {
     }
 
     /// The overlay a decision reads: the log as replayed plus this run's decision events so far.
-    ///
-    /// Release it before the next ``record(_:)``: a published copy shares the counts' tables, and a change while
-    /// one is alive copies them.
     func overlay() -> LiveOverlaySnapshot {
         recorded.isEmpty ? replayed : replayed.with(pending: recorded)
     }
@@ -115,7 +112,7 @@ public final class BatchEventLog: @unchecked Sendable {
     /// Counts `entries` for the lines after this one and keeps them for the next ``flush()``.
     func record(_ entries: [EventLogEntry]) {
         guard records, !entries.isEmpty else { return }
-        for entry in entries { recorded.add(entry) }
+        recorded.add(entries)
         unwritten.append(contentsOf: entries)
     }
 

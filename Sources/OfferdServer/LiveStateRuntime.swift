@@ -339,8 +339,8 @@ public final class LiveStateRuntime: Sendable {
             if !drained.isEmpty || !droppedEntries.isEmpty {
                 // They count here at once (SPEC 9.1), until the follower applies them or the buffer drops them.
                 publication.withLockedValue { state in
-                    for entry in drained { state.pending.add(entry) }
-                    for entry in droppedEntries { state.pending.remove(entry) }
+                    state.pending.add(drained)
+                    state.pending.remove(droppedEntries)
                     overlays.publish(state.overlay.with(pending: state.pending))
                 }
             }
@@ -693,7 +693,7 @@ public final class LiveStateRuntime: Sendable {
     /// Publishes the follower's overlay with the pending events that are still not in it.
     private func publish(_ published: LiveOverlaySnapshot, removingPending applied: [EventLogEntry]) {
         publication.withLockedValue { state in
-            for entry in applied { state.pending.remove(entry) }
+            state.pending.remove(applied)
             state.overlay = published
             overlays.publish(published.with(pending: state.pending))
         }

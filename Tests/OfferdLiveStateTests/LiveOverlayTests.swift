@@ -442,20 +442,24 @@ struct LiveOverlayPropertyTests {
 struct PendingCountsTests {
     /// Pending entries count exactly as applied ones: the same answers for every key, offer, event, period and
     /// scope; and removing them all leaves nothing.
+    /// Counted entries of a random log, without event ids or batch copies: what the queue holds.
+    static func randomPendingRecords(_ random: inout SplitMix64) -> [EventLogRecord] {
+        LiveOverlayPropertyTests.randomLog(&random).filter {
+            $0.entry.type == .decision || $0.entry.type == .display || $0.entry.type == .interact
+        }.map { record -> EventLogRecord in
+            var record = record
+            record.entry.eventID = ""
+            // A writer of its own per record: no record is a batch copy.
+            record.entry.serverID = "\(record.position)"
+            record.entry.batchNumber = 1
+            return record
+        }
+    }
+
     @Test func pendingEntriesCountLikeAppliedOnes() async {
         await propertyCheck(count: 200, input: Gen.int(in: 0...Int(Int32.max))) { seed in
             var random = SplitMix64(state: UInt64(seed))
-            // Decision events only, without event ids or batch copies: what the queue holds.
-            let records = LiveOverlayPropertyTests.randomLog(&random).filter {
-                $0.entry.type == .decision || $0.entry.type == .display || $0.entry.type == .interact
-            }.map { record -> EventLogRecord in
-                var record = record
-                record.entry.eventID = ""
-                // A writer of its own per record: no record is a batch copy.
-                record.entry.serverID = "\(record.position)"
-                record.entry.batchNumber = 1
-                return record
-            }
+            let records = Self.randomPendingRecords(&random)
             var overlay = LiveOverlay()
             overlay.apply(records)
             var pending = PendingCounts()
@@ -468,6 +472,46 @@ struct PendingCountsTests {
             }
             for record in records.shuffled(using: &random) { pending.remove(record.entry) }
             #expect(pending.isEmpty)
+        }
+    }
+
+    /// Entries added in groups and taken back in groups, in any order (as the writer and the follower do), count
+    /// after every change as an overlay of the entries still pending counts them; a view published at any step
+    /// keeps its answers while the table goes on changing; every key with an entry pending passes the filter; and
+    /// once everything is taken back nothing is pending.
+    @Test func groupsAddedAndTakenBackCountAsWhatRemains() async {
+        await propertyCheck(count: 60, input: Gen.int(in: 0...Int(Int32.max))) { seed in
+            var random = SplitMix64(state: UInt64(seed))
+            var toAdd = Self.randomPendingRecords(&random)[...]
+            var remaining: [EventLogRecord] = []
+            var pending = PendingCounts()
+            var views: [(LiveOverlaySnapshot, [Int])] = []
+            while !toAdd.isEmpty || !remaining.isEmpty {
+                if !toAdd.isEmpty && (remaining.isEmpty || Bool.random(using: &random)) {
+                    let group = toAdd.prefix(Int.random(in: 1...8, using: &random))
+                    pending.add(group.map(\.entry))
+                    remaining += group
+                    toAdd = toAdd.dropFirst(group.count)
+                } else {
+                    remaining.shuffle(using: &random)
+                    let group = remaining.suffix(Int.random(in: 1...8, using: &random))
+                    pending.remove(group.map(\.entry))
+                    remaining.removeLast(group.count)
+                }
+                var overlay = LiveOverlay()
+                overlay.apply(remaining.sorted { $0.position < $1.position })
+                let view = LiveOverlaySnapshot.empty.with(pending: pending)
+                let expected = LiveOverlayPropertyTests.answers(overlay.published(), now: noon)
+                #expect(LiveOverlayPropertyTests.answers(view, now: noon) == expected, "seed \(seed)")
+                for record in remaining {
+                    #expect(view.mayHaveState(LiveProfileKeyHash(record.entry.key)), "seed \(seed)")
+                }
+                views.append((view, expected))
+            }
+            #expect(pending.isEmpty, "seed \(seed)")
+            for (view, expected) in views {
+                #expect(LiveOverlayPropertyTests.answers(view, now: noon) == expected, "seed \(seed)")
+            }
         }
     }
 
