@@ -72,6 +72,42 @@ public struct GRPCRequestBody: Sendable, Equatable {
     }
 }
 
+extension GRPCRequestBody {
+    /// Splits a file of gRPC-framed messages written one after another (make_requests.py with
+    /// `OFFERD_ONE_FILE=1`): one file for many thousands of profiles, where a `--body` per profile would pass the
+    /// command line's length limit. `source` names the file in the error, with the message's number and offset.
+    public static func split(concatenated bytes: [UInt8], source: String) throws(LoadgenInputError) -> [GRPCRequestBody] {
+        var bodies: [GRPCRequestBody] = []
+        var offset = 0
+        while offset < bytes.count {
+            guard bytes.count - offset >= 5 else {
+                throw LoadgenInputError(
+                    "\(source): message \(bodies.count + 1) at byte \(offset): \(bytes.count - offset) bytes left, "
+                        + "shorter than a gRPC message prefix (5 bytes)"
+                )
+            }
+            let length = bytes[(offset + 1)...(offset + 4)].reduce(0) { $0 << 8 | Int($1) }
+            guard length <= bytes.count - offset - 5 else {
+                throw LoadgenInputError(
+                    "\(source): message \(bodies.count + 1) at byte \(offset): the gRPC prefix says \(length) "
+                        + "message bytes, the file holds \(bytes.count - offset - 5) after it"
+                )
+            }
+            let end = offset + 5 + length
+            bodies.append(
+                try GRPCRequestBody(
+                    bytes: Array(bytes[offset..<end]), source: "\(source): message \(bodies.count + 1) at byte \(offset)"
+                )
+            )
+            offset = end
+        }
+        guard !bodies.isEmpty else {
+            throw LoadgenInputError("\(source): empty, no gRPC message in it")
+        }
+        return bodies
+    }
+}
+
 /// Bad input: the message names the option or file and what is wrong with it.
 public struct LoadgenInputError: Error, CustomStringConvertible, Equatable {
     public let description: String

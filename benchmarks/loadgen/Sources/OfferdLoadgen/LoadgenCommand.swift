@@ -27,7 +27,16 @@ struct LoadgenCommand: ParsableCommand {
         name: .customLong("body"),
         help: "File holding one gRPC-framed request message (as make_requests.py writes them); repeat to rotate."
     )
-    var bodyFiles: [String]
+    var bodyFiles: [String] = []
+
+    @Option(
+        name: .customLong("bodies"),
+        help: ArgumentHelp(
+            "File of gRPC-framed request messages one after another (make_requests.py, OFFERD_ONE_FILE=1); "
+                + "rotated with the --body ones."
+        )
+    )
+    var concatenatedBodyFiles: [String] = []
 
     @Option(name: .customLong("rate"), help: "Calls per second; repeat for several rounds, run in the given order.")
     var rates: [UInt64]
@@ -83,8 +92,8 @@ struct LoadgenCommand: ParsableCommand {
     var cpu: Int?
 
     func validate() throws {
-        guard !bodyFiles.isEmpty else {
-            throw ValidationError("--body: give at least one request body file")
+        guard !bodyFiles.isEmpty || !concatenatedBodyFiles.isEmpty else {
+            throw ValidationError("--body or --bodies: give at least one request body file")
         }
         guard !rates.isEmpty else {
             throw ValidationError("--rate: give at least one rate (calls per second)")
@@ -114,14 +123,20 @@ struct LoadgenCommand: ParsableCommand {
 
     func run() throws {
         let target: CallTarget
-        let bodies: [GRPCRequestBody]
-        do {
+        var bodies: [GRPCRequestBody]
+        do throws(LoadgenInputError) {
             target = try CallTarget(url: url)
             bodies = try bodyFiles.map { path throws(LoadgenInputError) in
                 guard let data = FileManager.default.contents(atPath: path) else {
                     throw LoadgenInputError("--body \(path): cannot be read")
                 }
                 return try GRPCRequestBody(bytes: [UInt8](data), source: "--body \(path)")
+            }
+            for path in concatenatedBodyFiles {
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw LoadgenInputError("--bodies \(path): cannot be read")
+                }
+                bodies += try GRPCRequestBody.split(concatenated: [UInt8](data), source: "--bodies \(path)")
             }
         } catch {
             throw ValidationError(error.description)

@@ -96,4 +96,23 @@ import Testing
             }
         }
     }
+
+    @Test func concatenatedBodiesSplitAtEachPrefix() throws {
+        let bodies = try GRPCRequestBody.split(
+            concatenated: [0, 0, 0, 0, 2, 8, 1] + [0, 0, 0, 0, 0] + [0, 0, 0, 0, 1, 9], source: "f"
+        )
+        #expect(bodies.map(\.bytes) == [[0, 0, 0, 0, 2, 8, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 9]])
+        for (bytes, words) in [
+            ([] as [UInt8], "empty"), ([0, 0, 0, 0, 0, 0, 0], "message 2 at byte 5: 2 bytes left"),
+            ([0, 0, 0, 0, 1, 9, 0, 0, 0, 0, 4, 1], "message 2 at byte 6: the gRPC prefix says 4"),
+            ([0, 0, 0, 0, 0, 3, 0, 0, 0, 0], "message 2 at byte 5: compression flag 3"),
+        ] {
+            #expect {
+                try GRPCRequestBody.split(concatenated: bytes, source: "--bodies all.bin")
+            } throws: { error in
+                let text = (error as? LoadgenInputError)?.description ?? ""
+                return text.hasPrefix("--bodies all.bin") && text.contains(words)
+            }
+        }
+    }
 }
