@@ -10,142 +10,197 @@ import OfferdEventLog
 /// them and takes them back when the follower applies them or the buffer drops them, publishing the table with
 /// the overlay after each change.
 ///
-/// Why chunks: the table is published (shared with every Decide) after each change, so a change must not copy
-/// what it does not touch. As one pair of dictionaries, the first change after each publish copied both whole,
-/// and under load (every Decide records, both threads publish thousands of times a second) that copying was a
-/// third of a server's CPU (benchmarks/README.md). Here every change appends one immutable ``PendingChunk`` of
-/// signed counts (taking entries back appends negative counts), and a publish shares the chunks. Chunks merge
-/// as a binary counter's digits do (a chunk at most about twice the size of the next newer one), so a table
-/// holds a few chunks and each count is copied a few times, not once per publish. When every entry added has
-/// been taken back, every count is zero and the chunks go.
+/// Why this shape: the table is published (shared with every Decide) after each change, and under load both
+/// threads change it thousands of times a second. As a pair of count dictionaries, the first change after each
+/// publish copied both whole, and every change hashed a counter key per offer and period: a third of a loaded
+/// server's CPU (benchmarks/README.md). Here the entries themselves are kept, in immutable chunks (one per
+/// change, merged as a binary counter's digits are, so a table holds a few), each with the hashes of its profile
+/// keys and a Bloom filter of them. A change appends a chunk or moves a chunk's start past the entries the
+/// follower applied (they come back in the order they were added); a publish shares the chunks. A Decide whose
+/// key no filter passes reads nothing here; one whose key passes counts its own entries when it asks.
+///
+/// Totals (`total` capping rules) are counted into a dictionary as entries come and go, only for entries added
+/// with `countingTotals` (the writer sets it from the catalog): a catalog without `total` rules never reads them.
 public struct PendingCounts: Sendable {
+    private struct Slice: Sendable {
+        let chunk: PendingChunk
+        /// Entries before it have been taken back.
+        var start: Int
+        var remaining: Int { chunk.entries.count - start }
+    }
+
     /// Oldest first.
-    private var chunks: [PendingChunk] = []
-    /// Entries added and not taken back (of the types that count).
+    private var slices: [Slice] = []
+    /// Entries added and not taken back.
     private var outstanding = 0
+    /// The total counters of the entries added with `countingTotals` and not taken back (zeros left out).
+    private var totals: [LiveCounterKey: Int] = [:]
 
     public init() {}
 
     /// True when nothing is pending.
     public var isEmpty: Bool { outstanding == 0 }
 
-    /// Counts decision, display and interact entries (other types count nowhere).
-    public mutating func add(_ entries: some Collection<EventLogEntry>) { change(entries, by: 1) }
+    /// Counts the decision, display and interact entries of `entries` (other types count nowhere), for their
+    /// profile keys and, with `countingTotals`, in the totals.
+    public mutating func add(_ entries: some Collection<EventLogEntry>, countingTotals: Bool = true) {
+        let counted = entries.filter(PendingChunk.counts)
+        guard !counted.isEmpty else { return }
+        outstanding += counted.count
+        if countingTotals {
+            for entry in counted { Self.changeTotals(&totals, entry, by: 1) }
+        }
+        slices.append(Slice(chunk: PendingChunk(counted, countingTotals: countingTotals), start: 0))
+        while slices.count >= 2 && slices[slices.count - 2].remaining <= 2 * slices[slices.count - 1].remaining {
+            let newer = slices.removeLast()
+            let older = slices.removeLast()
+            slices.append(
+                Slice(chunk: PendingChunk(older.chunk, from: older.start, then: newer.chunk, from: newer.start), start: 0))
+        }
+    }
 
-    /// Counts one entry (see ``add(_:)-5y7f0``).
-    public mutating func add(_ entry: EventLogEntry) { change(CollectionOfOne(entry), by: 1) }
+    /// Counts one entry (see ``add(_:countingTotals:)``).
+    public mutating func add(_ entry: EventLogEntry, countingTotals: Bool = true) {
+        add(CollectionOfOne(entry), countingTotals: countingTotals)
+    }
 
-    /// Takes back what ``add(_:)-5y7f0`` counted for `entries`; each must have been added and not taken back.
-    public mutating func remove(_ entries: some Collection<EventLogEntry>) { change(entries, by: -1) }
+    /// Takes back what ``add(_:countingTotals:)`` counted for `entries` (matched by profile key, type, time and
+    /// offers). An entry that matches nothing pending is skipped.
+    public mutating func remove(_ entries: some Collection<EventLogEntry>) {
+        for entry in entries where PendingChunk.counts(entry) {
+            let hash = LiveProfileKeyHash(entry.key).value
+            guard let (slice, index) = find(entry, hash: hash) else { continue }
+            outstanding -= 1
+            let chunk = slices[slice].chunk
+            if chunk.countsTotals[index] { Self.changeTotals(&totals, entry, by: -1) }
+            if index == slices[slice].start {
+                // The usual case: the follower applies them in the order the writer took them.
+                slices[slice].start += 1
+            } else {
+                slices[slice] = Slice(chunk: chunk.removing(index, before: slices[slice].start), start: 0)
+            }
+            if slices[slice].remaining == 0 { slices.remove(at: slice) }
+        }
+        if outstanding == 0 {
+            slices = []
+            totals = [:]
+        }
+    }
 
     /// Takes back one entry (see ``remove(_:)``).
-    public mutating func remove(_ entry: EventLogEntry) { change(CollectionOfOne(entry), by: -1) }
+    public mutating func remove(_ entry: EventLogEntry) { remove(CollectionOfOne(entry)) }
 
-    private mutating func change(_ entries: some Collection<EventLogEntry>, by delta: Int) {
-        let counted = entries.reduce(0) { $0 + (PendingChunk.counts($1) ? 1 : 0) }
-        guard counted > 0 else { return }
-        outstanding += delta * counted
-        if outstanding == 0 {
-            chunks = []
-            return
+    private func find(_ entry: EventLogEntry, hash: Int) -> (Int, Int)? {
+        for (number, slice) in slices.enumerated() {
+            let chunk = slice.chunk
+            for index in slice.start..<chunk.entries.count
+            where chunk.keyHashes[index] == hash && PendingChunk.same(chunk.entries[index], entry) {
+                return (number, index)
+            }
         }
-        chunks.append(PendingChunk(entries, delta: delta))
-        while chunks.count >= 2 && chunks[chunks.count - 2].size <= 2 * chunks[chunks.count - 1].size {
-            let newer = chunks.removeLast()
-            chunks[chunks.count - 1] = PendingChunk(merging: chunks[chunks.count - 1], newer)
+        return nil
+    }
+
+    private static func changeTotals(_ totals: inout [LiveCounterKey: Int], _ entry: EventLogEntry, by delta: Int) {
+        PendingChunk.forEachCounter(of: entry) { counter in
+            let value = totals[counter, default: 0] + delta
+            totals[counter] = value == 0 ? nil : value
         }
     }
 
     /// False when nothing is pending for the profile key with this hash (``LiveProfileKeyHash``); may be true for
-    /// a key with nothing pending (a Bloom filter per chunk).
-    func mayContain(hash: Int) -> Bool { chunks.contains { $0.filter.mayContain(hash) } }
+    /// a key with nothing pending (Bloom filters, and a chunk's filter keeps the keys of entries taken back).
+    func mayContain(hash: Int) -> Bool { slices.contains { $0.chunk.filter.mayContain(hash) } }
 
     func profileCount(_ key: EventLogProfileKey, _ counter: LiveCounterKey) -> Int {
-        chunks.reduce(0) { $0 + ($1.profiles[key]?[counter] ?? 0) }
+        counters(for: key, hash: LiveProfileKeyHash(key).value)?[counter] ?? 0
     }
 
-    func totalCount(_ counter: LiveCounterKey) -> Int { chunks.reduce(0) { $0 + ($1.totals[counter] ?? 0) } }
+    /// Pending total counts: only those of entries added with `countingTotals`.
+    func totalCount(_ counter: LiveCounterKey) -> Int { totals[counter] ?? 0 }
 
-    /// The key's pending counters, summed over the chunks; nil when no chunk has any for it. `hash` is the key's
-    /// ``LiveProfileKeyHash`` value.
+    /// The key's pending counters; nil when nothing is pending for it. `hash` is the key's ``LiveProfileKeyHash``
+    /// value.
     func counters(for key: EventLogProfileKey, hash: Int) -> [LiveCounterKey: Int]? {
-        var summed: [LiveCounterKey: Int]?
-        for chunk in chunks where chunk.filter.mayContain(hash) {
-            guard let counters = chunk.profiles[key] else { continue }
-            if summed == nil {
-                summed = counters
-            } else {
-                summed!.merge(counters, uniquingKeysWith: +)
+        var counters: [LiveCounterKey: Int] = [:]
+        var found = false
+        for slice in slices where slice.chunk.filter.mayContain(hash) {
+            let chunk = slice.chunk
+            for index in slice.start..<chunk.entries.count
+            where chunk.keyHashes[index] == hash && chunk.entries[index].key == key {
+                found = true
+                PendingChunk.forEachCounter(of: chunk.entries[index]) { counters[$0, default: 0] += 1 }
             }
         }
-        return summed
+        return found ? counters : nil
     }
 
-    /// Every pending total counter, summed over the chunks (zeros left out).
-    var totalCounters: [LiveCounterKey: Int] {
-        var summed: [LiveCounterKey: Int] = [:]
-        for chunk in chunks { summed.merge(chunk.totals, uniquingKeysWith: +) }
-        return summed.filter { $0.value != 0 }
-    }
+    /// Every pending total counter (see ``totalCount(_:)``).
+    var totalCounters: [LiveCounterKey: Int] { totals }
 }
 
-/// Signed counts of some pending entries: per profile key and in total. Immutable, so that every published
+/// Pending entries, with their profile keys' hashes and a filter of them. Immutable, so that every published
 /// ``PendingCounts`` shares it.
 final class PendingChunk: Sendable {
-    let profiles: [EventLogProfileKey: [LiveCounterKey: Int]]
-    let totals: [LiveCounterKey: Int]
-    /// The profile keys in ``profiles``, by ``LiveProfileKeyHash``.
+    let entries: [EventLogEntry]
+    /// Each entry's ``LiveProfileKeyHash`` value.
+    let keyHashes: [Int]
+    /// Whether each entry counts in the totals.
+    let countsTotals: [Bool]
     let filter: KeyHashFilter
-    /// What a merge with it copies: its counters.
-    let size: Int
 
     static func counts(_ entry: EventLogEntry) -> Bool {
         entry.type == .decision || entry.type == .display || entry.type == .interact
     }
 
-    /// `delta` for each distinct offer of each entry that counts, in every period.
-    convenience init(_ entries: some Collection<EventLogEntry>, delta: Int) {
-        var profiles: [EventLogProfileKey: [LiveCounterKey: Int]] = [:]
-        var totals: [LiveCounterKey: Int] = [:]
-        for entry in entries where Self.counts(entry) {
-            let event = LiveOverlay.cappingEvent(entry.type)
-            let offers = entry.offerIDs
-            for index in offers.indices where !offers[..<index].contains(offers[index]) {
-                for period in CappingPeriod.allCases {
-                    let counter = LiveCounterKey(
+    /// The same event as the overlay counts it: profile key, type, time and offers (a written entry also carries
+    /// the writer's id and batch number, which the pending one did not have yet).
+    static func same(_ lhs: EventLogEntry, _ rhs: EventLogEntry) -> Bool {
+        lhs.timeMs == rhs.timeMs && lhs.type == rhs.type && lhs.key == rhs.key && lhs.offerIDs == rhs.offerIDs
+    }
+
+    /// Calls `body` with each counter `entry` adds one to: each distinct offer, in every period.
+    static func forEachCounter(of entry: EventLogEntry, _ body: (LiveCounterKey) -> Void) {
+        let event = LiveOverlay.cappingEvent(entry.type)
+        let offers = entry.offerIDs
+        for index in offers.indices where !offers[..<index].contains(offers[index]) {
+            for period in CappingPeriod.allCases {
+                body(
+                    LiveCounterKey(
                         offer: offers[index], event: event, period: period,
-                        bucket: CalendarBuckets.bucket(period, timeMs: entry.timeMs))
-                    totals[counter, default: 0] += delta
-                    // In place: the key's table is not copied out and back per counter.
-                    profiles[entry.key, default: [:]][counter, default: 0] += delta
-                }
+                        bucket: CalendarBuckets.bucket(period, timeMs: entry.timeMs)))
             }
         }
-        self.init(profiles: profiles, totals: totals)
     }
 
-    /// The sum of `older` and `newer`, counts that sum to zero left out.
-    convenience init(merging older: PendingChunk, _ newer: PendingChunk) {
-        var profiles = older.profiles
-        for (key, counters) in newer.profiles {
-            profiles[key, default: [:]].merge(counters, uniquingKeysWith: +)
-        }
-        self.init(profiles: profiles, totals: older.totals.merging(newer.totals, uniquingKeysWith: +))
+    convenience init(_ entries: [EventLogEntry], countingTotals: Bool) {
+        self.init(
+            entries: entries, keyHashes: entries.map { LiveProfileKeyHash($0.key).value },
+            countsTotals: Array(repeating: countingTotals, count: entries.count))
     }
 
-    private init(profiles: [EventLogProfileKey: [LiveCounterKey: Int]], totals: [LiveCounterKey: Int]) {
-        var kept: [EventLogProfileKey: [LiveCounterKey: Int]] = [:]
-        var size = 0
-        for (key, counters) in profiles {
-            let nonzero = counters.filter { $0.value != 0 }
-            if nonzero.isEmpty { continue }
-            kept[key] = nonzero
-            size += nonzero.count
-        }
-        self.profiles = kept
-        self.totals = totals.filter { $0.value != 0 }
-        self.filter = KeyHashFilter(kept.keys.map { LiveProfileKeyHash($0).value })
-        self.size = size + self.totals.count
+    /// `older`'s entries from `olderStart` on, then `newer`'s from `newerStart` on.
+    convenience init(_ older: PendingChunk, from olderStart: Int, then newer: PendingChunk, from newerStart: Int) {
+        self.init(
+            entries: Array(older.entries[olderStart...] + newer.entries[newerStart...]),
+            keyHashes: Array(older.keyHashes[olderStart...] + newer.keyHashes[newerStart...]),
+            countsTotals: Array(older.countsTotals[olderStart...] + newer.countsTotals[newerStart...]))
+    }
+
+    private init(entries: [EventLogEntry], keyHashes: [Int], countsTotals: [Bool]) {
+        self.entries = entries
+        self.keyHashes = keyHashes
+        self.countsTotals = countsTotals
+        filter = KeyHashFilter(keyHashes)
+    }
+
+    /// Its entries from `start` on without the one at `index`.
+    func removing(_ index: Int, before start: Int) -> PendingChunk {
+        var kept = Array(start..<entries.count)
+        kept.removeAll { $0 == index }
+        return PendingChunk(
+            entries: kept.map { entries[$0] }, keyHashes: kept.map { keyHashes[$0] },
+            countsTotals: kept.map { countsTotals[$0] })
     }
 }
 

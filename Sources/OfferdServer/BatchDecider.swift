@@ -133,8 +133,7 @@ public final class BatchDecider: Sendable {
     }
 
     /// The decision with the event log's overlay (or the folded snapshot's), as the server makes it, and the
-    /// profile key when it was built. The overlay is released on return, before the caller records anything: a
-    /// copy alive then would make ``BatchEventLog/record(_:)`` copy its tables.
+    /// profile key when it was built.
     private func decideWithOverlay(
         _ request: DecisionRequest, profile: SnapshotProfile?, now time: Double
     ) -> (DecisionResult, EventLogProfileKey?) {
@@ -167,7 +166,7 @@ public final class BatchDecider: Sendable {
                     serverID: events.writerID
                 ) {
                     key ?? EventLogProfileKey(identity: request.identity, primaryIdentity: profile?.primaryIdentity)
-                })
+                }, countingTotals: catalog.engine.catalog.hasTotalScopeCaps)
         }
         stats.record(result)
         let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID

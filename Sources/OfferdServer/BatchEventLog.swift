@@ -110,9 +110,10 @@ public final class BatchEventLog: @unchecked Sendable {
     }
 
     /// Counts `entries` for the lines after this one and keeps them for the next ``flush()``.
-    func record(_ entries: [EventLogEntry]) {
+    /// With `countingTotals` (a catalog with `total` capping rules) they count in the totals too.
+    func record(_ entries: [EventLogEntry], countingTotals: Bool) {
         guard records, !entries.isEmpty else { return }
-        recorded.add(entries)
+        recorded.add(entries, countingTotals: countingTotals)
         unwritten.append(contentsOf: entries)
     }
 

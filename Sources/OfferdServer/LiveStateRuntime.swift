@@ -70,6 +70,11 @@ public final class LiveStateRuntime: Sendable {
     /// Submitted entries not yet applied here, nor given up (see ``Submission/release()``).
     let backlog = ManagedAtomic<Int>(0)
     private let queue = NIOLockedValueBox<[EventLogEntry]>([])
+    /// Whether the catalog of the latest recorded decision has `total` capping rules: only then does the writer
+    /// count pending decision events in the totals (``PendingCounts``), which no other catalog reads. Entries
+    /// queued across a catalog change are counted as the writer finds it; the overlay counts every total once
+    /// they are applied.
+    private let countsPendingTotals = ManagedAtomic<Bool>(false)
     /// The follower's last overlay and this server's pending decision events: the two threads change them under
     /// this lock and publish them together, so an event moves from pending to the overlay in one publication.
     private let publication = NIOLockedValueBox<(overlay: LiveOverlaySnapshot, pending: PendingCounts)>(
@@ -289,6 +294,9 @@ public final class LiveStateRuntime: Sendable {
     public func recordDecisions(
         _ result: DecisionResult, catalog: Catalog, timeMs: Int64, key makeKey: () -> EventLogProfileKey
     ) {
+        if countsPendingTotals.load(ordering: .relaxed) != catalog.hasTotalScopeCaps {
+            countsPendingTotals.store(catalog.hasTotalScopeCaps, ordering: .relaxed)
+        }
         enqueue(Self.decisionEntries(result, catalog: catalog, timeMs: timeMs, serverID: serverID, key: makeKey))
     }
 
@@ -339,7 +347,7 @@ public final class LiveStateRuntime: Sendable {
             if !drained.isEmpty || !droppedEntries.isEmpty {
                 // They count here at once (SPEC 9.1), until the follower applies them or the buffer drops them.
                 publication.withLockedValue { state in
-                    state.pending.add(drained)
+                    state.pending.add(drained, countingTotals: countsPendingTotals.load(ordering: .relaxed))
                     state.pending.remove(droppedEntries)
                     overlays.publish(state.overlay.with(pending: state.pending))
                 }

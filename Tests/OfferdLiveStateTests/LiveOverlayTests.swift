@@ -371,11 +371,16 @@ struct LiveOverlayPropertyTests {
     static func answers(_ view: LiveOverlaySnapshot, now: Int64) -> [Int] {
         var result: [Int] = []
         for key in keys {
+            // Once per key, as a Decide reads them.
+            let counts = view.counts(for: key)
             for offer in offers {
                 for event in CappingEvent.allCases {
                     for period in CappingPeriod.allCases {
                         for scope in CappingScope.allCases {
-                            result.append(view.count(key, offer, event, period, scope: scope, now: Double(now) / 1000))
+                            result.append(
+                                counts.count(
+                                    offer: InternedName(offer), event: event, period: period, scope: scope,
+                                    now: Double(now) / 1000))
                         }
                     }
                 }
@@ -513,6 +518,26 @@ struct PendingCountsTests {
                 #expect(LiveOverlayPropertyTests.answers(view, now: noon) == expected, "seed \(seed)")
             }
         }
+    }
+
+    /// Entries added without `countingTotals` (a catalog without `total` rules) count for their profile keys and
+    /// not in the totals, and taking them back leaves the totals of the others as they were.
+    @Test func totalsCountOnlyEntriesAddedCountingThem() {
+        let counted = EventLogEntry(key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0)
+        let uncounted = EventLogEntry(key: bob, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0)
+        var pending = PendingCounts()
+        pending.add(counted)
+        pending.add([uncounted, uncounted], countingTotals: false)
+        var view = LiveOverlaySnapshot.empty.with(pending: pending)
+        #expect(view.count(ana, "a") == 1)
+        #expect(view.count(bob, "a") == 2)
+        #expect(view.count(bob, "a", .decision, .day, scope: .total) == 1)
+        pending.remove([uncounted])
+        view = LiveOverlaySnapshot.empty.with(pending: pending)
+        #expect(view.count(bob, "a") == 1)
+        #expect(view.count(ana, "a", .decision, .day, scope: .total) == 1)
+        pending.remove([uncounted, counted])
+        #expect(pending.isEmpty)
     }
 
     @Test func overlayAndPendingAddUp() {

@@ -16,7 +16,9 @@ one event loop thread; offerd-loadgen runs on core 1 (Redis too, for MODES with 
 every cell once per round, in the same order. Server CPU per call = the server's CPU time over the loadgen run
 (every thread: event loop, log writer, follower), divided by the calls sent in it (warm-up included).
 
-usage: decide_load.py OFFERD_BIN LOADGEN_BIN [ROUNDS]
+usage: decide_load.py OFFERD_BIN[,OFFERD_BIN...] LOADGEN_BIN [ROUNDS]
+With several binaries (builds to compare: before,after) each cell runs once per build in every round, the builds
+next to each other in time.
 environment: PROFILES (100000), CALLERS ("100000 1000"), RATE (40000), SECONDS (10), WARMUP (2),
              WORKLOADS ("priority formula"), MODES ("none file"; add redis for a Redis stream log),
              WORK (/tmp/offerd-decide-load: the snapshot is kept there between runs)"""
@@ -41,7 +43,8 @@ def cpu_seconds(pid):
 
 
 def main():
-    offerd, loadgen = sys.argv[1], sys.argv[2]
+    binaries, loadgen = sys.argv[1].split(","), sys.argv[2]
+    offerd = binaries[0]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     profiles = int(os.environ.get("PROFILES", "100000"))
     callers_counts = [int(c) for c in os.environ.get("CALLERS", "100000 1000").split()]
@@ -73,11 +76,11 @@ def main():
 
     processes = []
     redis_port = start_redis(work, processes) if "redis" in modes else None
-    cells = [(c, w, m) for c in callers_counts for w in workloads for m in modes]
+    cells = [(c, w, m, b) for c in callers_counts for w in workloads for m in modes for b in range(len(binaries))]
     results = {cell: [] for cell in cells}
     try:
         for round_number in range(1, rounds + 1):
-            for callers, workload, mode in cells:
+            for callers, workload, mode, build in cells:
                 events = {"none": "none",
                           "file": f"file:{work}/events-{round_number}-{callers}-{workload}.log",
                           "redis": f"redis://127.0.0.1:{redis_port}?key=load-{round_number}-{callers}-{workload}",
@@ -86,7 +89,7 @@ def main():
                     pathlib.Path(events[len("file:"):]).unlink(missing_ok=True)
                 port, admin = free_port(), free_port()
                 server = subprocess.Popen(
-                    pinned("0", [offerd, "serve", "--catalog", str(catalog), "--snapshot", str(snapshot),
+                    pinned("0", [binaries[build], "serve", "--catalog", str(catalog), "--snapshot", str(snapshot),
                                  "--port", str(port), "--admin-port", str(admin), "--threads", "1",
                                  "--log-level", "warning", "--events", events]),
                     stdout=subprocess.DEVNULL, stderr=open(work / f"server-{mode}.log", "w"))
@@ -111,9 +114,9 @@ def main():
                     sys.exit(f"{callers} callers, {workload}, --events {mode}: {row['errors']} errors, "
                              f"{row['unanswered']} unanswered")
                 calls = rate * (seconds + warmup)
-                results[(callers, workload, mode)].append(
+                results[(callers, workload, mode, build)].append(
                     (used / calls * 1e6, float(row["p50_us"]), float(row["p99_us"]), row["generator_kept_up"]))
-                print(f"round {round_number}: {callers} callers, {workload}, --events {mode}: "
+                print(f"round {round_number}: {binaries[build]}: {callers} callers, {workload}, --events {mode}: "
                       f"{used / calls * 1e6:.2f} us CPU/call, p50 {row['p50_us']} us, p99 {row['p99_us']} us, "
                       f"generator kept up: {row['generator_kept_up']}", flush=True)
     finally:
@@ -121,20 +124,21 @@ def main():
 
     print(f"\nserver CPU per Decide (median of {rounds} rounds; every round), {rate} calls/s for "
           f"{warmup} + {seconds} s, {profiles} profiles in the snapshot")
-    print("| callers | calls per caller | workload | " + " | ".join(f"--events {m}: CPU/call" for m in modes)
-          + " | " + " | ".join(f"{m}: p99" for m in modes) + " |")
-    print("|---|---|---|" + "---|" * (2 * len(modes)))
-    for callers in callers_counts:
-        for workload in workloads:
-            cpu_cells, p99_cells = [], []
-            for mode in modes:
-                values = results[(callers, workload, mode)]
-                cpu = [v[0] for v in values]
-                cpu_cells.append(f"{statistics.median(cpu):.2f} µs ({', '.join(f'{v:.2f}' for v in cpu)})")
-                p99_cells.append(f"{statistics.median(v[2] for v in values):.0f} µs")
-            per_caller = rate * (seconds + warmup) / callers
-            print(f"| {callers:,} | {per_caller:,.0f} | {workload} | " + " | ".join(cpu_cells) + " | "
-                  + " | ".join(p99_cells) + " |")
+    print("| build | callers | calls per caller | workload | "
+          + " | ".join(f"--events {m}: CPU/call" for m in modes) + " | " + " | ".join(f"{m}: p99" for m in modes) + " |")
+    print("|---|---|---|---|" + "---|" * (2 * len(modes)))
+    for build, binary in enumerate(binaries):
+        for callers in callers_counts:
+            for workload in workloads:
+                cpu_cells, p99_cells = [], []
+                for mode in modes:
+                    values = results[(callers, workload, mode, build)]
+                    cpu = [v[0] for v in values]
+                    cpu_cells.append(f"{statistics.median(cpu):.2f} µs ({', '.join(f'{v:.2f}' for v in cpu)})")
+                    p99_cells.append(f"{statistics.median(v[2] for v in values):.0f} µs")
+                per_caller = rate * (seconds + warmup) / callers
+                print(f"| {binary} | {callers:,} | {per_caller:,.0f} | {workload} | " + " | ".join(cpu_cells) + " | "
+                      + " | ".join(p99_cells) + " |")
 
 
 if __name__ == "__main__":
