@@ -487,7 +487,8 @@ public final class LiveOverlaySnapshot: Sendable {
         liveCounts(profiles[key], key: key, hash: LiveProfileKeyHash(key))
     }
 
-    private func liveCounts(_ state: LiveProfileState?, key: EventLogProfileKey, hash: LiveProfileKeyHash) -> LiveCounts {
+    private func liveCounts(_ state: LiveProfileState?, key: EventLogProfileKey, hash: LiveProfileKeyHash) -> LiveCounts
+    {
         LiveCounts(
             overlay: self, counters: state.flatMap { $0.counters.isEmpty ? nil : $0.counters },
             pendingCounters: pending.isEmpty ? nil : pending.counters(for: key, hash: hash.value))

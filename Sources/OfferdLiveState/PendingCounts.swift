@@ -55,7 +55,9 @@ public struct PendingCounts: Sendable {
             let newer = slices.removeLast()
             let older = slices.removeLast()
             slices.append(
-                Slice(chunk: PendingChunk(older.chunk, from: older.start, then: newer.chunk, from: newer.start), start: 0))
+                Slice(
+                    chunk: PendingChunk(older.chunk, from: older.start, then: newer.chunk, from: newer.start), start: 0)
+            )
         }
     }
 

@@ -523,8 +523,10 @@ struct PendingCountsTests {
     /// Entries added without `countingTotals` (a catalog without `total` rules) count for their profile keys and
     /// not in the totals, and taking them back leaves the totals of the others as they were.
     @Test func totalsCountOnlyEntriesAddedCountingThem() {
-        let counted = EventLogEntry(key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0)
-        let uncounted = EventLogEntry(key: bob, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0)
+        let counted = EventLogEntry(
+            key: ana, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0)
+        let uncounted = EventLogEntry(
+            key: bob, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0)
         var pending = PendingCounts()
         pending.add(counted)
         pending.add([uncounted, uncounted], countingTotals: false)

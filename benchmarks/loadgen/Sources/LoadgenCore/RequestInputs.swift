@@ -76,7 +76,8 @@ extension GRPCRequestBody {
     /// Splits a file of gRPC-framed messages written one after another (make_requests.py with
     /// `OFFERD_ONE_FILE=1`): one file for many thousands of profiles, where a `--body` per profile would pass the
     /// command line's length limit. `source` names the file in the error, with the message's number and offset.
-    public static func split(concatenated bytes: [UInt8], source: String) throws(LoadgenInputError) -> [GRPCRequestBody] {
+    public static func split(concatenated bytes: [UInt8], source: String) throws(LoadgenInputError) -> [GRPCRequestBody]
+    {
         var bodies: [GRPCRequestBody] = []
         var offset = 0
         while offset < bytes.count {
@@ -96,7 +97,8 @@ extension GRPCRequestBody {
             let end = offset + 5 + length
             bodies.append(
                 try GRPCRequestBody(
-                    bytes: Array(bytes[offset..<end]), source: "\(source): message \(bodies.count + 1) at byte \(offset)"
+                    bytes: Array(bytes[offset..<end]),
+                    source: "\(source): message \(bodies.count + 1) at byte \(offset)"
                 )
             )
             offset = end
