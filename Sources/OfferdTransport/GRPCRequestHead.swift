@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The request header fields the transport cares about, collected one field at a time as nghttp2 decodes
 /// them, with the header count and header list size limits applied as they arrive.
 ///
@@ -40,10 +44,20 @@ struct GRPCRequestHead {
     /// `content-length`, when the client declared one; nghttp2 checks the DATA received against it.
     private(set) var declaredBodyLength: Int?
 
+    /// A path this connection has seen before: a `:path` with the same bytes is kept as this string, so a
+    /// client calling one method over and over does not cost a string allocation a call.
+    private let knownPath: String?
+
     /// Creates an empty head enforcing the given limits.
-    init(maxHeaderCount: Int, maxHeaderListBytes: Int) {
+    init(maxHeaderCount: Int, maxHeaderListBytes: Int, knownPath: String? = nil) {
         self.maxHeaderCount = maxHeaderCount
         self.maxHeaderListBytes = maxHeaderListBytes
+        self.knownPath = knownPath
+    }
+
+    /// `:path` as received, once accepted or not; `nil` before it arrives.
+    var receivedPath: String? {
+        path
     }
 
     /// Adds one decoded header field. nghttp2 has already checked the field is valid HTTP/2 (lower-case name,
@@ -60,7 +74,11 @@ struct GRPCRequestHead {
         }
         switch name.count {
         case 5 where Self.equals(name, ":path"):
-            path = String(decoding: value, as: UTF8.self)
+            if let knownPath, Self.utf8(of: knownPath, equals: value) {
+                path = knownPath
+            } else {
+                path = String(decoding: value, as: UTF8.self)
+            }
         case 7 where Self.equals(name, ":method"):
             isPost = Self.equals(value, "POST")
             isOptions = Self.equals(value, "OPTIONS")
@@ -191,6 +209,15 @@ struct GRPCRequestHead {
 
     private static func asciiLowercased(_ byte: UInt8) -> UInt8 {
         byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+
+    /// Whether `string`'s UTF-8 is exactly `bytes` (a string that repaired invalid bytes never is).
+    static func utf8(of string: String, equals bytes: UnsafeRawBufferPointer) -> Bool {
+        let same = string.utf8.withContiguousStorageIfAvailable { stored in
+            stored.count == bytes.count
+                && (stored.isEmpty || memcmp(stored.baseAddress!, bytes.baseAddress!, stored.count) == 0)
+        }
+        return same ?? string.utf8.elementsEqual(bytes)
     }
 
     private static func equals(_ bytes: UnsafeRawBufferPointer, _ expected: StaticString) -> Bool {

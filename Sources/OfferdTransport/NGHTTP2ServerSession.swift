@@ -11,8 +11,11 @@ protocol NGHTTP2ServerSessionDelegate: AnyObject {
     func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
     /// A header block ended: the request head, or the client's trailers.
     func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool)
-    /// A chunk of a stream's request body (any size, padding removed).
-    func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer)
+    /// A chunk of a stream's request body (any size, padding removed), from a DATA frame that carries
+    /// END_STREAM when `inFinalFrame` (the end itself is ``sessionReceivedEndOfStream(_:)``, once the frame is
+    /// whole). `bytes` point into the buffer given to ``NGHTTP2ServerSession/receive(_:)`` when the frame
+    /// arrived in it, else into nghttp2's own memory.
+    func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer, inFinalFrame: Bool)
     /// A DATA frame ended the client's side of the stream.
     func sessionReceivedEndOfStream(_ streamID: Int32)
     /// A HEADERS frame ending our side of the stream was written.
@@ -359,13 +362,17 @@ final class NGHTTP2ServerSession {
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
             _,
-            _,
+            flags,
             streamID,
             data,
             length,
             userData in
             NGHTTP2ServerSession.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
-                $0.delegate?.sessionReceivedData(streamID, UnsafeRawBufferPointer(start: data, count: length))
+                $0.delegate?.sessionReceivedData(
+                    streamID,
+                    UnsafeRawBufferPointer(start: data, count: length),
+                    inFinalFrame: flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                )
                 return 0
             }
         }
