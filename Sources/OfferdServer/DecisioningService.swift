@@ -217,8 +217,8 @@ public final class DecisioningService: GRPCUnaryService {
             result = catalog.engine.decide(request, profile: profile, now: now())
         }
         metrics.recordDecisions(result, catalog: catalog)
-        let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
         if call.codec == .json {
+            let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
             let json = DecideJSONCodec.encodeResponse(
                 result, requestID: requestID, snapshotVersion: snapshot.version,
                 includeContent: request.includeContent, includeMetadata: request.includeMetadata)
@@ -229,8 +229,10 @@ public final class DecisioningService: GRPCUnaryService {
             }
             return .message(buffer)
         }
+        // Without a request id of its own the response gets a fresh one, written in place by the encoder.
         let message = DecideCodec.encodeResponse(
-            result, requestID: requestID, snapshotVersion: snapshot.version,
+            result, requestID: request.requestID.isEmpty ? nil : request.requestID,
+            snapshotVersion: snapshot.version,
             includeContent: request.includeContent, includeMetadata: request.includeMetadata
         ) { size, pack in
             var buffer = allocator.buffer(capacity: size)
