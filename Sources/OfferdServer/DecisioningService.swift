@@ -93,7 +93,10 @@ public final class DecisioningService: GRPCUnaryService {
 
     /// Reflection is a bidirectional stream: one reply per request message.
     public func isMessageStream(path: String) -> Bool {
-        path == ServerReflection.v1Path || path == ServerReflection.v1AlphaPath
+        // Asked for every call: the length rules the unary paths out without comparing their bytes.
+        let count = path.utf8.count
+        return (count == ServerReflection.v1Path.utf8.count && path == ServerReflection.v1Path)
+            || (count == ServerReflection.v1AlphaPath.utf8.count && path == ServerReflection.v1AlphaPath)
     }
 
     public func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
