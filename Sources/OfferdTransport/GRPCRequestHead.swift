@@ -197,6 +197,10 @@ struct GRPCRequestHead {
             return false
         }
         let expectedBytes = UnsafeBufferPointer(start: expected.utf8Start, count: expectedCount)
+        // What every gRPC client sends, as is: one comparison instead of a loop lower-casing each byte.
+        if value.count == expectedCount, memcmp(value.baseAddress!, expected.utf8Start, expectedCount) == 0 {
+            return true
+        }
         for index in 0..<expectedCount where Self.asciiLowercased(value[index]) != expectedBytes[index] {
             return false
         }
