@@ -27,7 +27,7 @@ import NIOCore
 /// ## Memory bound
 /// At most `maxConcurrentStreams` streams, each buffering at most `maxMessageBytes` (reserved only after the
 /// length prefix passed the limit): 100 x 64 KiB = 6.4 MiB per connection with the defaults.
-final class GRPCServerConnection {
+final class GRPCServerConnection: NGHTTP2ServerSessionDelegate {
     /// One open stream. A class so session callbacks update it in place, found through nghttp2's stream user
     /// data.
     private final class Stream {
@@ -101,6 +101,7 @@ final class GRPCServerConnection {
         self.callCounter = callCounter
         cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
+        super.init()
         readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         openStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         session.setDelegate(self)
@@ -367,10 +368,10 @@ final class GRPCServerConnection {
             break
         }
     }
-}
 
-extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
-    func sessionStreamOpened(_ streamID: Int32) {
+    // MARK: - Session events (overrides: extensions cannot override)
+
+    override func sessionStreamOpened(_ streamID: Int32) {
         let stream = Stream(
             id: streamID,
             openIndex: openStreams.count,
@@ -390,11 +391,13 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         callCounter.add(1)
     }
 
-    func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    override func sessionReceivedHeaderField(
+        _ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
+    ) {
         withStream(streamID, orElse: ()) { $0.machine.receivedHeaderField(name: name, value: value) }
     }
 
-    func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {
+    override func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {
         withStream(streamID, orElse: ()) { stream in
             let service = service
             let action = stream.machine.receivedHeaders(endStream: endStream, clock: clock) {
@@ -407,7 +410,7 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         }
     }
 
-    func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer, inFinalFrame: Bool) {
+    override func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer, inFinalFrame: Bool) {
         withStream(streamID, orElse: ()) { stream in
             let action =
                 inFinalFrame
@@ -419,19 +422,19 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         }
     }
 
-    func sessionReceivedEndOfStream(_ streamID: Int32) {
+    override func sessionReceivedEndOfStream(_ streamID: Int32) {
         withStream(streamID, orElse: ()) { stream in
             perform(stream.machine.receivedEndOfStream(), on: stream, streamID: streamID)
         }
     }
 
-    func sessionSentEndOfStream(_ streamID: Int32) {
+    override func sessionSentEndOfStream(_ streamID: Int32) {
         withStream(streamID, orElse: ()) { stream in
             perform(stream.machine.answerSent(), on: stream, streamID: streamID)
         }
     }
 
-    func sessionStreamClosed(_ streamID: Int32) {
+    override func sessionStreamClosed(_ streamID: Int32) {
         guard let stream = stream(streamID) else {
             return
         }
@@ -449,7 +452,7 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         }
     }
 
-    func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
+    override func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
         -> NGHTTP2BodyChunk
     {
         let chunk: NGHTTP2BodyChunk? = withStream(streamID, orElse: nil) { stream in

@@ -83,10 +83,10 @@ struct ConnectionFastPathTests {
                 + peer.request(streamID: 7)
                 + RawHTTP2Client.dataFrame(streamID: 7, Array(grpcFrame([1, 2, 3]).dropLast()), endStream: true))
         let frames = try peer.frames()
-        #expect(Self.status(of: 1, in: frames) == "12")  // UNIMPLEMENTED: compression
-        #expect(Self.status(of: 3, in: frames) == "8")  // RESOURCE_EXHAUSTED
-        #expect(Self.status(of: 5, in: frames) == "3")  // INVALID_ARGUMENT: two messages
-        #expect(Self.status(of: 7, in: frames) == "3")  // INVALID_ARGUMENT: short message
+        #expect(Self.status(of: 1, in: frames) == "12") // UNIMPLEMENTED: compression
+        #expect(Self.status(of: 3, in: frames) == "8") // RESOURCE_EXHAUSTED
+        #expect(Self.status(of: 5, in: frames) == "3") // INVALID_ARGUMENT: two messages
+        #expect(Self.status(of: 7, in: frames) == "3") // INVALID_ARGUMENT: short message
     }
 
     @Test("each call gets its own :path, also when it has the length of the connection's previous one")
