@@ -93,7 +93,10 @@ public final class DecisioningService: GRPCUnaryService {
 
     /// Reflection is a bidirectional stream: one reply per request message.
     public func isMessageStream(path: String) -> Bool {
-        path == ServerReflection.v1Path || path == ServerReflection.v1AlphaPath
+        // Asked for every call: the length rules the unary paths out without comparing their bytes.
+        let count = path.utf8.count
+        return (count == ServerReflection.v1Path.utf8.count && path == ServerReflection.v1Path)
+            || (count == ServerReflection.v1AlphaPath.utf8.count && path == ServerReflection.v1AlphaPath)
     }
 
     public func handle(_ call: GRPCUnaryCall, allocator: ByteBufferAllocator) -> GRPCUnaryReply {
@@ -217,8 +220,8 @@ public final class DecisioningService: GRPCUnaryService {
             result = catalog.engine.decide(request, profile: profile, now: now())
         }
         metrics.recordDecisions(result, catalog: catalog)
-        let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
         if call.codec == .json {
+            let requestID = request.requestID.isEmpty ? UUIDv4.random() : request.requestID
             let json = DecideJSONCodec.encodeResponse(
                 result, requestID: requestID, snapshotVersion: snapshot.version,
                 includeContent: request.includeContent, includeMetadata: request.includeMetadata)
@@ -229,8 +232,10 @@ public final class DecisioningService: GRPCUnaryService {
             }
             return .message(buffer)
         }
+        // Without a request id of its own the response gets a fresh one, written in place by the encoder.
         let message = DecideCodec.encodeResponse(
-            result, requestID: requestID, snapshotVersion: snapshot.version,
+            result, requestID: request.requestID.isEmpty ? nil : request.requestID,
+            snapshotVersion: snapshot.version,
             includeContent: request.includeContent, includeMetadata: request.includeMetadata
         ) { size, pack in
             var buffer = allocator.buffer(capacity: size)

@@ -86,6 +86,33 @@ struct GRPCMessageReader {
         return nil
     }
 
+    /// Takes `bytes` as the whole unary message when they are exactly that (an uncompressed prefix announcing
+    /// the rest, within the limit) and nothing has been read before: the message is then `payload(5)`, the
+    /// bytes after the prefix as they already sit in a received buffer, not a copy of them. Returns false and
+    /// takes nothing otherwise (`payload` returning nil included); the caller then hands the bytes to
+    /// ``consume(_:allocator:)``, which also answers every refusal.
+    mutating func takeWholeMessage(_ bytes: UnsafeRawBufferPointer, payload: (_ droppingFirst: Int) -> ByteBuffer?)
+        -> Bool
+    {
+        guard !bareBody, !severalMessages, phase == .readingPrefix, prefixBytesSeen == 0, bytes.count >= 5,
+            bytes[0] == 0
+        else {
+            return false
+        }
+        let length = Int(bytes[1]) << 24 | Int(bytes[2]) << 16 | Int(bytes[3]) << 8 | Int(bytes[4])
+        guard length == bytes.count - 5, length <= maxMessageBytes, let whole = payload(5),
+            whole.readableBytes == length
+        else {
+            return false
+        }
+        message = whole
+        compressionFlag = 0
+        declaredLength = length
+        prefixBytesSeen = 5
+        phase = .complete
+        return true
+    }
+
     /// Convenience for tests and in-process callers.
     mutating func consume(_ bytes: [UInt8], allocator: ByteBufferAllocator) -> GRPCStreamRejection? {
         bytes.withUnsafeBytes { consume($0, allocator: allocator) }

@@ -27,7 +27,7 @@ import NIOCore
 /// ## Memory bound
 /// At most `maxConcurrentStreams` streams, each buffering at most `maxMessageBytes` (reserved only after the
 /// length prefix passed the limit): 100 x 64 KiB = 6.4 MiB per connection with the defaults.
-final class GRPCServerConnection {
+final class GRPCServerConnection: NGHTTP2ServerSessionDelegate {
     /// One open stream. A class so session callbacks update it in place, found through nghttp2's stream user
     /// data.
     private final class Stream {
@@ -72,6 +72,12 @@ final class GRPCServerConnection {
     private var recentStream: Unmanaged<Stream>?
     /// Streams whose request completed during the current `receive`, dispatched once nghttp2 returned.
     private var readyStreams: [Stream] = []
+    /// The bytes being fed to nghttp2 during `receive`: a request message that arrives whole in the DATA frame
+    /// ending its stream is kept as a slice of them (``receivedSlice(_:droppingFirst:)``), not copied.
+    private var receiving: ByteBuffer?
+    /// The last request's `:path`: the next stream reuses the string when its path is the same (clients call
+    /// one method over and over).
+    private var lastPath: String?
 
     /// Called when something other than incoming bytes (a deadline timer) produced output to write.
     var onAsynchronousOutput: (() -> Void)?
@@ -95,6 +101,7 @@ final class GRPCServerConnection {
         self.callCounter = callCounter
         cors = CORSPolicy(allowedOrigins: Set(configuration.corsAllowedOrigins))
         self.logger = logger
+        super.init()
         readyStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         openStreams.reserveCapacity(Int(min(configuration.maxConcurrentStreams, 128)))
         session.setDelegate(self)
@@ -105,8 +112,32 @@ final class GRPCServerConnection {
     /// Feeds received bytes to nghttp2, then answers every request that completed in them.
     /// Throws when the connection is beyond repair (bad preface, flood, ...); call `terminate` then.
     func receive(_ bytes: ByteBuffer) throws(NGHTTP2Error) {
+        receiving = bytes
+        defer { receiving = nil }
         try session.receive(bytes)
         dispatchReadyStreams()
+    }
+
+    /// `chunk` without its first `count` bytes as a slice of ``receiving``, when `chunk` lies inside it (nghttp2
+    /// hands DATA payloads out of the buffer it was given; a frame split across reads, or anything else, is
+    /// not, and is copied instead). The slice shares the received buffer's storage: only messages whose stream
+    /// ends in the same frame are taken this way, so that it is dispatched, and let go, within this `receive`
+    /// rather than pinning a read buffer while a stream stays open.
+    private func receivedSlice(_ chunk: UnsafeRawBufferPointer, droppingFirst count: Int) -> ByteBuffer? {
+        guard let receiving, let start = chunk.baseAddress, count <= chunk.count else {
+            return nil
+        }
+        let offset: Int? = receiving.withUnsafeReadableBytes { all in
+            guard let base = all.baseAddress else {
+                return nil
+            }
+            let offset = base.distance(to: start)
+            return offset >= 0 && offset <= all.count - chunk.count ? offset : nil
+        }
+        guard let offset else {
+            return nil
+        }
+        return receiving.getSlice(at: receiving.readerIndex + offset + count, length: chunk.count - count)
     }
 
     /// Collects everything nghttp2 wants to send into one buffer; `nil` when there is nothing.
@@ -337,17 +368,18 @@ final class GRPCServerConnection {
             break
         }
     }
-}
 
-extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
-    func sessionStreamOpened(_ streamID: Int32) {
+    // MARK: - Session events (overrides: extensions cannot override)
+
+    override func sessionStreamOpened(_ streamID: Int32) {
         let stream = Stream(
             id: streamID,
             openIndex: openStreams.count,
             machine: GRPCServerStreamStateMachine(
                 maxHeaderCount: configuration.maxHeaderCount,
                 maxHeaderListBytes: configuration.maxHeaderListBytes,
-                maxMessageBytes: configuration.maxMessageBytes
+                maxMessageBytes: configuration.maxMessageBytes,
+                knownPath: lastPath
             )
         )
         // nghttp2 opened the stream before this callback, so it knows it; if it did not, the stream would never
@@ -359,39 +391,50 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         callCounter.add(1)
     }
 
-    func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    override func sessionReceivedHeaderField(
+        _ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
+    ) {
         withStream(streamID, orElse: ()) { $0.machine.receivedHeaderField(name: name, value: value) }
     }
 
-    func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {
+    override func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {
         withStream(streamID, orElse: ()) { stream in
             let service = service
             let action = stream.machine.receivedHeaders(endStream: endStream, clock: clock) {
                 service.isMessageStream(path: $0)
             }
+            if let path = stream.machine.requestPath {
+                lastPath = path
+            }
             perform(action, on: stream, streamID: streamID)
         }
     }
 
-    func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer) {
+    override func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer, inFinalFrame: Bool) {
         withStream(streamID, orElse: ()) { stream in
-            perform(stream.machine.receivedData(bytes, allocator: allocator), on: stream, streamID: streamID)
+            let action =
+                inFinalFrame
+                ? stream.machine.receivedData(bytes, allocator: allocator) {
+                    receivedSlice(bytes, droppingFirst: $0)
+                }
+                : stream.machine.receivedData(bytes, allocator: allocator)
+            perform(action, on: stream, streamID: streamID)
         }
     }
 
-    func sessionReceivedEndOfStream(_ streamID: Int32) {
+    override func sessionReceivedEndOfStream(_ streamID: Int32) {
         withStream(streamID, orElse: ()) { stream in
             perform(stream.machine.receivedEndOfStream(), on: stream, streamID: streamID)
         }
     }
 
-    func sessionSentEndOfStream(_ streamID: Int32) {
+    override func sessionSentEndOfStream(_ streamID: Int32) {
         withStream(streamID, orElse: ()) { stream in
             perform(stream.machine.answerSent(), on: stream, streamID: streamID)
         }
     }
 
-    func sessionStreamClosed(_ streamID: Int32) {
+    override func sessionStreamClosed(_ streamID: Int32) {
         guard let stream = stream(streamID) else {
             return
         }
@@ -409,7 +452,7 @@ extension GRPCServerConnection: NGHTTP2ServerSessionDelegate {
         }
     }
 
-    func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
+    override func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
         -> NGHTTP2BodyChunk
     {
         let chunk: NGHTTP2BodyChunk? = withStream(streamID, orElse: nil) { stream in

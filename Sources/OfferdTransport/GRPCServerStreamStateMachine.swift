@@ -126,8 +126,11 @@ struct GRPCServerStreamStateMachine {
     /// A stream whose request header block has begun, checked against these limits (see
     /// ``GRPCServerConfiguration``). Takes the three numbers rather than the configuration, which is not
     /// copied for every stream.
-    init(maxHeaderCount: Int, maxHeaderListBytes: Int, maxMessageBytes: Int) {
-        head = GRPCRequestHead(maxHeaderCount: maxHeaderCount, maxHeaderListBytes: maxHeaderListBytes)
+    /// `knownPath`: a path the owner saw before on this connection (``requestPath``), reused when this stream's
+    /// `:path` has the same bytes.
+    init(maxHeaderCount: Int, maxHeaderListBytes: Int, maxMessageBytes: Int, knownPath: String? = nil) {
+        head = GRPCRequestHead(
+            maxHeaderCount: maxHeaderCount, maxHeaderListBytes: maxHeaderListBytes, knownPath: knownPath)
         reader = GRPCMessageReader(maxMessageBytes: maxMessageBytes)
     }
 
@@ -194,13 +197,24 @@ struct GRPCServerStreamStateMachine {
 
     /// Bytes of the request body. A body refused from its prefix (too large, compressed, a bad flag) or a
     /// second message is answered at once; bytes after the answer are dropped.
-    mutating func receivedData(_ bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator) -> Action {
+    ///
+    /// `inPlace(n)`, when the framing layer can give it, is `bytes` without their first `n` as a slice of the
+    /// buffer they were received in: a whole gRPC message in one chunk is then kept as that slice instead of
+    /// copied (``GRPCMessageReader/takeWholeMessage(_:payload:)``).
+    mutating func receivedData(
+        _ bytes: UnsafeRawBufferPointer,
+        allocator: ByteBufferAllocator,
+        inPlace: (_ droppingFirst: Int) -> ByteBuffer? = { _ in nil }
+    ) -> Action {
         bodyBytesReceived &+= bytes.count
         guard phase == .receivingMessage else {
             return phase == .streaming ? receivedStreamData(bytes, allocator: allocator) : .none
         }
         if base64 != nil {
             return receivedBase64(bytes, allocator: allocator)
+        }
+        if reader.takeWholeMessage(bytes, payload: inPlace) {
+            return .none
         }
         if let rejection = reader.consume(bytes, allocator: allocator) {
             return answer(rejection)
@@ -314,6 +328,11 @@ struct GRPCServerStreamStateMachine {
     private mutating func answer(_ rejection: GRPCStreamRejection) -> Action {
         phase = .answered
         return .answer(rejection)
+    }
+
+    /// The request's `:path` as received (accepted or not), once its header block has begun arriving.
+    var requestPath: String? {
+        head.receivedPath
     }
 
     /// The request's `origin` header, for CORS.

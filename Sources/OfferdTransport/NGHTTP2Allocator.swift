@@ -12,7 +12,7 @@ internal import CNGHTTP2
 /// ``largestClassBytes`` goes on the free list of its size class (powers of two from 32 bytes) and the next
 /// request of that class takes it back, a few instructions each way. Larger blocks go to `malloc` directly.
 ///
-/// Memory bound: at most ``cachedBlocksPerClass`` blocks per class are kept (64 KiB per connection when every
+/// Memory bound: at most ``cachedBlocksPerClass`` blocks per class are kept (128 KiB per connection when every
 /// list is full, which takes a burst of that many streams); everything is freed with the session.
 ///
 /// Single-threaded like the session it serves: nghttp2 calls it only from inside the session's functions, on
@@ -25,7 +25,7 @@ final class NGHTTP2Allocator {
     private static let classCount = 6
     /// The payload size of the largest class: 32 << 5.
     static let largestClassBytes = 32 << (classCount - 1)
-    static let cachedBlocksPerClass = 32
+    static let cachedBlocksPerClass = 64
     private static let largeBlock = -1
 
     /// The state nghttp2's callbacks reach through `mem_user_data`: for each class, the first free block (a free

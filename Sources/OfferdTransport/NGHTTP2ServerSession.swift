@@ -4,25 +4,35 @@ import NIOCore
 /// What an ``NGHTTP2ServerSession`` reports, in the order nghttp2 parses it. Every call happens inside
 /// ``NGHTTP2ServerSession/receive(_:)`` or ``NGHTTP2ServerSession/drainOutput(allocator:)``; the delegate may
 /// submit frames (responses, resets) from them but must not call either of those two again.
-protocol NGHTTP2ServerSessionDelegate: AnyObject {
+///
+/// A class for its owner to subclass, overriding every method, rather than a protocol: the session calls it
+/// borrowed through `Unmanaged`, while a protocol existential loaded from an unowned reference is retained and
+/// released around every call (a dozen callbacks a call, seven of them header fields).
+class NGHTTP2ServerSessionDelegate {
     /// A request HEADERS frame began a new stream.
-    func sessionStreamOpened(_ streamID: Int32)
+    func sessionStreamOpened(_ streamID: Int32) {}
     /// One field of a stream's request header block (trailer fields are not reported).
-    func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
+    func sessionReceivedHeaderField(_ streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {}
     /// A header block ended: the request head, or the client's trailers.
-    func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool)
-    /// A chunk of a stream's request body (any size, padding removed).
-    func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer)
+    func sessionReceivedHeaders(_ streamID: Int32, endStream: Bool) {}
+    /// A chunk of a stream's request body (any size, padding removed), from a DATA frame that carries
+    /// END_STREAM when `inFinalFrame` (the end itself is ``sessionReceivedEndOfStream(_:)``, once the frame is
+    /// whole). `bytes` point into the buffer given to ``NGHTTP2ServerSession/receive(_:)`` when the frame
+    /// arrived in it, else into nghttp2's own memory.
+    func sessionReceivedData(_ streamID: Int32, _ bytes: UnsafeRawBufferPointer, inFinalFrame: Bool) {}
     /// A DATA frame ended the client's side of the stream.
-    func sessionReceivedEndOfStream(_ streamID: Int32)
+    func sessionReceivedEndOfStream(_ streamID: Int32) {}
     /// A HEADERS frame ending our side of the stream was written.
-    func sessionSentEndOfStream(_ streamID: Int32)
+    func sessionSentEndOfStream(_ streamID: Int32) {}
     /// The stream closed (answered, reset by either side, or refused); nghttp2 forgets it after this.
-    func sessionStreamClosed(_ streamID: Int32)
+    func sessionStreamClosed(_ streamID: Int32) {}
     /// Fills `destination` with the next bytes of the response body submitted by
     /// ``NGHTTP2ServerSession/submitResponse(_:headers:)``.
     func sessionReadResponseBody(_ streamID: Int32, into destination: UnsafeMutableRawBufferPointer)
         -> NGHTTP2BodyChunk
+    {
+        .unavailable
+    }
 }
 
 /// The answer of ``NGHTTP2ServerSessionDelegate/sessionReadResponseBody(_:into:)``.
@@ -62,8 +72,8 @@ final class NGHTTP2ServerSession {
     private let session: OpaquePointer
     /// nghttp2's memory; released after the session (stored properties go after `deinit`'s body).
     private let allocator: NGHTTP2Allocator
-    /// Receives the events. Unowned: the delegate owns this session.
-    private unowned(unsafe) var delegate: (any NGHTTP2ServerSessionDelegate)?
+    /// Receives the events. Unretained: the delegate owns this session, and every call borrows it.
+    private var delegate: Unmanaged<NGHTTP2ServerSessionDelegate>?
     private var isInsideNGHTTP2 = false
     /// An error found in a callback, thrown once the C call returned.
     private var pendingError: NGHTTP2Error?
@@ -90,8 +100,8 @@ final class NGHTTP2ServerSession {
     }
 
     /// Sets the receiver of the events; it must own this session (it is not retained).
-    func setDelegate(_ delegate: any NGHTTP2ServerSessionDelegate) {
-        self.delegate = delegate
+    func setDelegate(_ delegate: NGHTTP2ServerSessionDelegate) {
+        self.delegate = .passUnretained(delegate)
     }
 
     // MARK: - Driving
@@ -262,7 +272,7 @@ final class NGHTTP2ServerSession {
         guard let delegate = delegate else {
             return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
-        switch delegate.sessionReadResponseBody(streamID, into: destination) {
+        switch delegate._withUnsafeGuaranteedRef({ $0.sessionReadResponseBody(streamID, into: destination) }) {
         case .bytes(let count):
             return count
         case .last(let count, let trailers):
@@ -309,7 +319,7 @@ final class NGHTTP2ServerSession {
                 if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
                     frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
                 {
-                    $0.delegate?.sessionStreamOpened(frame.pointee.hd.stream_id)
+                    $0.delegate?._withUnsafeGuaranteedRef { $0.sessionStreamOpened(frame.pointee.hd.stream_id) }
                 }
                 return 0
             }
@@ -328,11 +338,13 @@ final class NGHTTP2ServerSession {
                 if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
                     frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST
                 {
-                    $0.delegate?.sessionReceivedHeaderField(
-                        frame.pointee.hd.stream_id,
-                        name: UnsafeRawBufferPointer(start: name, count: nameLength),
-                        value: UnsafeRawBufferPointer(start: value, count: valueLength)
-                    )
+                    $0.delegate?._withUnsafeGuaranteedRef {
+                        $0.sessionReceivedHeaderField(
+                            frame.pointee.hd.stream_id,
+                            name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                            value: UnsafeRawBufferPointer(start: value, count: valueLength)
+                        )
+                    }
                 }
                 return 0
             }
@@ -348,9 +360,11 @@ final class NGHTTP2ServerSession {
                 }
                 switch header.type {
                 case UInt8(NGHTTP2_HEADERS.rawValue):
-                    session.delegate?.sessionReceivedHeaders(header.stream_id, endStream: endStream)
+                    session.delegate?._withUnsafeGuaranteedRef {
+                        $0.sessionReceivedHeaders(header.stream_id, endStream: endStream)
+                    }
                 case UInt8(NGHTTP2_DATA.rawValue) where endStream:
-                    session.delegate?.sessionReceivedEndOfStream(header.stream_id)
+                    session.delegate?._withUnsafeGuaranteedRef { $0.sessionReceivedEndOfStream(header.stream_id) }
                 default:
                     break
                 }
@@ -359,13 +373,19 @@ final class NGHTTP2ServerSession {
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
             _,
-            _,
+            flags,
             streamID,
             data,
             length,
             userData in
             NGHTTP2ServerSession.withOwner(userData, orElse: NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) {
-                $0.delegate?.sessionReceivedData(streamID, UnsafeRawBufferPointer(start: data, count: length))
+                $0.delegate?._withUnsafeGuaranteedRef {
+                    $0.sessionReceivedData(
+                        streamID,
+                        UnsafeRawBufferPointer(start: data, count: length),
+                        inFinalFrame: flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+                    )
+                }
                 return 0
             }
         }
@@ -379,7 +399,7 @@ final class NGHTTP2ServerSession {
                 if header.type == UInt8(NGHTTP2_HEADERS.rawValue),
                     header.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
                 {
-                    $0.delegate?.sessionSentEndOfStream(header.stream_id)
+                    $0.delegate?._withUnsafeGuaranteedRef { $0.sessionSentEndOfStream(header.stream_id) }
                 }
                 return 0
             }
@@ -387,7 +407,7 @@ final class NGHTTP2ServerSession {
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, userData in
             // Without an owner the session is being freed after its owner detached: nothing to do.
             NGHTTP2ServerSession.withOwner(userData, orElse: 0) {
-                $0.delegate?.sessionStreamClosed(streamID)
+                $0.delegate?._withUnsafeGuaranteedRef { $0.sessionStreamClosed(streamID) }
                 return 0
             }
         }

@@ -67,8 +67,9 @@ public enum DecideCodec {
     /// Encodes the response like ``encodeResponse(_:requestID:snapshotVersion:includeContent:includeMetadata:)``
     /// into memory the caller provides, so a server can pack straight into its send buffer: `output` is
     /// given the exact packed size and a function that packs into `size` writable bytes and returns `size`.
+    /// A `nil` request id is a fresh UUID v4, written in place (no string is made for it).
     public static func encodeResponse<Output>(
-        _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
+        _ result: DecisionResult, requestID: String?, snapshotVersion: String, includeContent: Bool,
         includeMetadata: Bool, output: (_ size: Int, _ pack: (UnsafeMutablePointer<UInt8>) -> Int) -> Output
     ) -> Output {
         let state = WireThreadState.current
@@ -78,9 +79,9 @@ public enum DecideCodec {
     }
 
     /// The encoder itself, written straight from `result` by ``DecideResponseWriter``, with proposition ids drawn
-    /// from `propositionIDs` (a seeded generator in tests).
+    /// from `propositionIDs` (a seeded generator in tests); a `nil` request id is drawn from it first.
     static func encodeResponse<Output, Generator: RandomNumberGenerator>(
-        _ result: DecisionResult, requestID: String, snapshotVersion: String, includeContent: Bool,
+        _ result: DecisionResult, requestID: String?, snapshotVersion: String, includeContent: Bool,
         includeMetadata: Bool, propositionIDs generator: inout Generator,
         output: (_ size: Int, _ pack: (UnsafeMutablePointer<UInt8>) -> Int) -> Output
     ) -> Output {

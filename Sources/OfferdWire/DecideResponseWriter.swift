@@ -22,7 +22,8 @@ import OfferdCore
 /// measures with `strlen`); a negative int32 is a 10-byte varint; a present `optional double` is always sent.
 struct DecideResponseWriter {
     let result: DecisionResult
-    let requestID: String
+    /// `nil`: a fresh UUID v4 from the writing pass's generator, drawn before the proposition ids.
+    let requestID: String?
     let snapshotVersion: String
     let includeContent: Bool
     let includeMetadata: Bool
@@ -41,7 +42,8 @@ struct DecideResponseWriter {
 
     /// The response's packed size; records every sub-message's size in `sizes`, in writing order.
     func measure(into sizes: inout SubmessageSizes) -> Int {
-        var size = stringFieldSize(requestID)
+        // A UUID is 36 bytes: tag, one-byte length, the characters.
+        var size = requestID.map { stringFieldSize($0) } ?? 2 + 36
         // Through the buffer: `for proposition in`, and the array's subscript, copy a proposition out of the
         // array (a retain and a release per string and array in it).
         result.propositions.withUnsafeBufferPointer { propositions in
@@ -60,7 +62,13 @@ struct DecideResponseWriter {
     func write<Generator: RandomNumberGenerator>(
         into writer: inout WireWriter, sizes: inout SubmessageSizes, generator: inout Generator
     ) {
-        writer.writeStringField(1, requestID)
+        if let requestID {
+            writer.writeStringField(1, requestID)
+        } else {
+            writer.writeTag(1, wireType: 2)
+            writer.writeVarint(36)
+            writer.writeUUID(using: &generator)
+        }
         result.propositions.withUnsafeBufferPointer { propositions in
             for index in propositions.indices {
                 writer.writeMessageHeader(2, size: sizes.next())

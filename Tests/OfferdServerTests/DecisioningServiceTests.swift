@@ -98,6 +98,22 @@ import Testing
             scopes: scopes.map { ScopeRequest(decisionID: $0.0, placementID: $0.1, itemCount: 2) }, explain: explain)
     }
 
+    /// Asked for every call, with a length check before the bytes: exactly the two reflection paths are streams.
+    @Test func onlyTheReflectionPathsAreMessageStreams() throws {
+        let fixture = try Self.makeService()
+        let service = fixture.service
+        #expect(service.isMessageStream(path: ServerReflection.v1Path))
+        #expect(service.isMessageStream(path: ServerReflection.v1AlphaPath))
+        for path in [
+            DecisioningService.decidePath, DecisioningService.healthCheckPath, "", "/",
+            // As long as the v1 and v1alpha paths, with other bytes; and one byte short of each.
+            String(ServerReflection.v1Path.reversed()), String(ServerReflection.v1AlphaPath.reversed()),
+            String(ServerReflection.v1Path.dropLast()), String(ServerReflection.v1AlphaPath.dropLast()),
+        ] {
+            #expect(!service.isMessageStream(path: path), "\(path)")
+        }
+    }
+
     @Test func decidesWithVersionsAndProfileFound() throws {
         let fixture = try Self.makeService()
         let answer = try Self.response(Self.call(fixture.service, Self.request("gold")))

@@ -293,6 +293,26 @@ struct DecideResponseWriterDifferentialTests {
         }
     }
 
+    /// No request id given: the encoder writes a fresh UUID v4 in place, drawn before the proposition ids, and the
+    /// bytes are protobuf-c's for that id given as a string.
+    @Test func aMissingRequestIDIsAFreshUUIDWrittenInPlace() {
+        var random = SplitMix64(seed: 77)
+        for round in 0..<50 {
+            let result = randomResult(&random)
+            let (content, metadata) = (round % 2 == 0, round % 3 == 0)
+            var inPlaceIDs = SplitMix64(seed: UInt64(round))
+            let inPlace = DecideCodec.encodeResponse(
+                result, requestID: nil, snapshotVersion: "snap", includeContent: content,
+                includeMetadata: metadata, propositionIDs: &inPlaceIDs, output: packed)
+            var referenceIDs = SplitMix64(seed: UInt64(round))
+            let requestID = UUIDv4.random(using: &referenceIDs)
+            let reference = DecideCodec.encodeResponseThroughProtobufC(
+                result, requestID: requestID, snapshotVersion: "snap", includeContent: content,
+                includeMetadata: metadata, propositionIDs: &referenceIDs)
+            #expect(inPlace == reference, "round \(round)")
+        }
+    }
+
     /// The response of `EncodeResponseTests`' sample with proposition ids from SplitMix64 seeded 9, as protobuf-c
     /// packed it: a fixed point that holds even if both encoders changed together.
     @Test func sampleEncodesToTheRecordedBytes() {

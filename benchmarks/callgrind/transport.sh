@@ -11,6 +11,7 @@
 #
 #   benchmarks/callgrind/transport.sh                     # transport alone
 #   SERVICE=decide benchmarks/callgrind/transport.sh      # a Decide over the wire, minus the kernel
+#   SERVICE=decide SHAPE=real PAGE=checkout benchmarks/callgrind/transport.sh   # issue 15's priority path
 #   TRANSPORT_LOOP_BIN=/path/offerd-transport-loop OFFERD_BIN=/path/offerd benchmarks/callgrind/transport.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +24,8 @@ RESPONSE_BYTES=${RESPONSE_BYTES:-200}  # SERVICE=fixed: the message size (the lo
 PROFILES=${PROFILES:-10000}
 SCOPES=${SCOPES:-1}
 BODIES=${BODIES:-16}
+SHAPE=${SHAPE:-bench}         # make_catalog.py's catalog, as benchmarks/load/run.sh: bench, or real (issue 15's)
+PAGE=${PAGE:-home}            # the requests' context.page (with SHAPE=real: checkout is the priority path)
 WORK=${WORK:-/tmp/offerd-callgrind-transport}
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 1; }
@@ -48,8 +51,8 @@ if [ "$SERVICE" != fixed ]; then
     # Built by the offerd given, every time: the snapshot format may differ between the builds compared.
     "$offerd" snapshot build --input "$WORK/profiles-$PROFILES.jsonl" --output "$WORK/profiles-$PROFILES.snap" \
         --version "callgrind-$PROFILES" >/dev/null
-    python3 benchmarks/load/make_catalog.py "$WORK/catalog.json"
-    rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES"
+    python3 benchmarks/load/make_catalog.py "$WORK/catalog.json" "$SHAPE"
+    rm -rf "$WORK/bodies" && python3 benchmarks/load/make_requests.py "$WORK/bodies" "$BODIES" "$PROFILES" "$SCOPES" "$PAGE"
     args+=(--catalog "$WORK/catalog.json" --snapshot "$WORK/profiles-$PROFILES.snap")
     for n in $(seq 0 $((BODIES - 1))); do args+=(--request "$WORK/bodies/req-$SCOPES-$n.bin"); done
 fi
