@@ -75,7 +75,10 @@ public struct DecisionEngine: Sendable {
     ) -> DecisionResult {
         // A local passed down the walk by reference: a stored copy was copied again (a retain per slot value) by
         // every walk function that read it into a local.
-        let inputs = ScopeWalker.ruleInputs(catalog: catalog, request: request, profile: profile, now: now)
+        var filled = RuleInputs(
+            context: RuleValueSlots(), attributes: RuleValueSlots(), attributesResolved: false, now: now, offer: nil)
+        ScopeWalker.fillRuleInputs(&filled, catalog: catalog, request: request, profile: profile)
+        let inputs = consume filled
         let walker = ScopeWalker(
             catalog: catalog,
             options: options,
@@ -153,6 +156,12 @@ private struct ScreenedCandidates {
     }
 }
 
+/// A tied candidate's tie-break hash and its position in its ranking.
+private struct TieKey {
+    let hash: UInt64
+    let position: Int
+}
+
 /// What stays fixed while one request is decided: the profile and the tie-break hash prefix. The rule inputs are
 /// fixed too, but passed to each method (see ``ruleInputs(catalog:request:profile:now:)``).
 ///
@@ -225,12 +234,13 @@ private struct ScopeWalker<Profile: ProfileView> {
         self.tieHashPrefix = hasher
     }
 
-    /// The request's rule inputs, fixed for the whole request (their `offer` stays nil): rules get the candidate as
-    /// a separate argument, so that the loop never copies the inputs per candidate.
-    static func ruleInputs(
-        catalog: Catalog, request: DecisionRequest, profile: borrowing Profile, now: Double
-    ) -> RuleInputs {
-        var context = RuleValueSlots()
+    /// Fills `inputs` (empty) with the request's rule inputs, fixed for the whole request (their `offer` stays nil):
+    /// rules get the candidate as a separate argument, so that the loop never copies the inputs per candidate.
+    /// Filled in place: returning them made the compiler build them in a temporary, copy it through the type's
+    /// value witness, destroy the temporary and copy the result again (about 800 instructions a request).
+    static func fillRuleInputs(
+        _ inputs: inout RuleInputs, catalog: Catalog, request: DecisionRequest, profile: borrowing Profile
+    ) {
         if !request.context.isEmpty {
             // Few keys on both sides (the usual case): compared in turn, with the dictionary's own key equality,
             // where a lookup hashed each key (about 300 instructions a key).
@@ -242,23 +252,18 @@ private struct ScopeWalker<Profile: ProfileView> {
                 } else {
                     value = request.context[key]
                 }
-                context.append(value.map(RuleValue.init(context:)) ?? .null)
+                inputs.context.append(value.map(RuleValue.init(context:)) ?? .null)
             }
         }
         // A few paths are read once here instead of once per candidate; more would spill to the heap, so then
         // every use asks the profile.
-        let attributesResolved = catalog.attributePaths.count <= RuleValueSlots.inlineCapacity
-        var attributes = RuleValueSlots()
-        if attributesResolved {
+        if catalog.attributePaths.count <= RuleValueSlots.inlineCapacity {
             // A path only unreferenced named rules read is never evaluated: not asked of the profile.
             for (slot, path) in catalog.attributePaths.enumerated() {
-                attributes.append(catalog.attributeSlotsRead[slot] ? profile.attribute(at: path) : .null)
+                inputs.appendAttribute(catalog.attributeSlotsRead[slot] ? profile.attribute(at: path) : .null)
             }
+            inputs.markAttributesResolved()
         }
-        // Moved, not copied: a copy of a slot table retains every value in it.
-        return RuleInputs(
-            context: consume context, attributes: consume attributes, attributesResolved: attributesResolved,
-            now: now, offer: nil)
     }
 
     /// The SPEC 6 step 6 tie-break hash of `offer` for this request's profile.
@@ -491,11 +496,9 @@ private struct ScopeWalker<Profile: ProfileView> {
         let profile = profile
         var groupStart = 0
         for groupEnd in ranking.groupEnds {
-            for position in groupStart..<groupEnd {
-                unsafe offer(
-                    position, rank: candidates.screens[position].rank, screened: false, of: ranking,
-                    candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
-            }
+            unsafe offerRun(
+                groupStart..<groupEnd, separableRank: nil, of: ranking, candidates: candidates, remaining: remaining,
+                profile: profile, inputs: inputs, state: &state)
             if state.best.count == remaining { return }
             groupStart = groupEnd
         }
@@ -571,19 +574,88 @@ private struct ScopeWalker<Profile: ProfileView> {
         let count = ranking.candidates.count
         // Candidates with the same offer part (bit for bit: -0 and 0 can score apart) score the same: a run of
         // them (a tie group, often tens of candidates) is scored and tested for the stop once, at its first.
-        var runConstant: UInt64?
-        var rank = 0.0
-        for step in 0..<(count - start) {
-            let position = direction == .largestFirst ? start + step : count - 1 - step
-            let constant = separable.offerConstants[position].bitPattern
-            if constant != runConstant {
-                runConstant = constant
-                rank = separable.score(at: position, request: request)
-                if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+        // The next run starts here (walking forward) or ends here (walking back).
+        var boundary = direction == .largestFirst ? start : count
+        while direction == .largestFirst ? boundary < count : boundary > start {
+            let run: Range<Int>
+            if direction == .largestFirst {
+                run = boundary..<separable.runEnds[boundary]
+                boundary = run.upperBound
+            } else {
+                run = separable.runStarts[boundary - 1]..<boundary
+                boundary = run.lowerBound
             }
-            unsafe offer(
-                position, rank: rank, screened: false, of: ranking, candidates: candidates, remaining: remaining,
+            let rank = separable.score(at: run.lowerBound, request: request)
+            if let worst = state.best.worstRank(capacity: remaining), rank < worst { return }
+            unsafe offerRun(
+                run, separableRank: rank, of: ranking, candidates: candidates, remaining: remaining,
                 profile: profile, inputs: inputs, state: &state)
+        }
+    }
+
+    /// The longest run of tied candidates ``offerRun(_:separableRank:of:candidates:remaining:profile:inputs:state:)``
+    /// orders on the stack (16 bytes each: 1 KiB, which `withUnsafeTemporaryAllocation` never takes from the heap);
+    /// a longer one is offered member by member.
+    private static var longestOrderedRun: Int { 64 }
+
+    /// Offers a run of candidates of one rank (a tie group: `separableRank` for all of them, or each screen's own
+    /// rank, which differ at most in the sign of zero) to the top-k.
+    ///
+    /// The members that pass their gate are hashed first, then offered in the tie-break's order (ascending hash,
+    /// then id order), each screened just before it is offered; the first that a full top-k would not keep ends
+    /// the run, since every later one ranks below it. This keeps exactly what offering them in candidate order
+    /// keeps (the best `remaining` of a strict total order do not depend on the order they arrive in), but screens
+    /// only the members that enter or fail their screens, where offering in candidate order screened, kept and
+    /// then replaced every member that beat the worst kept so far.
+    @inline(__always)
+    private func offerRun(
+        _ run: Range<Int>, separableRank: Double?, of ranking: StaticRanking, candidates: ScreenedCandidates,
+        remaining: Int, profile: Profile, inputs: RuleInputs, state: inout WalkState
+    ) {
+        guard run.count > 1 && run.count <= Self.longestOrderedRun else {
+            for position in run {
+                unsafe offer(
+                    position, rank: separableRank ?? candidates.screens[position].rank, screened: false, of: ranking,
+                    candidates: candidates, remaining: remaining, profile: profile, inputs: inputs, state: &state)
+            }
+            return
+        }
+        unsafe withUnsafeTemporaryAllocation(of: TieKey.self, capacity: run.count) { keys in
+            var keyCount = 0
+            for position in run where unsafe candidates.passesGate(position) {
+                unsafe keys.initializeElement(
+                    at: keyCount, to: TieKey(hash: candidates.tieHash(position), position: position))
+                keyCount += 1
+            }
+            for next in 0..<keyCount {
+                // Selection: the best of the members not offered yet, moved to `next`.
+                var bestAt = next
+                var best = unsafe keys[next]
+                for at in (next + 1)..<keyCount {
+                    let key = unsafe keys[at]
+                    if unsafe key.hash < best.hash
+                        || (key.hash == best.hash
+                            && candidates.screens[key.position].idOrder < candidates.screens[best.position].idOrder)
+                    {
+                        (best, bestAt) = (key, at)
+                    }
+                }
+                unsafe keys.swapAt(next, bestAt)
+                let position = best.position
+                let candidate = unsafe RankedCandidate(
+                    offerIndex: candidates.screens[position].offerIndex,
+                    representationIndex: candidates.screens[position].representationIndex,
+                    rank: separableRank ?? candidates.screens[position].rank,
+                    tieHash: best.hash,
+                    idOrder: candidates.screens[position].idOrder
+                )
+                guard state.best.wouldKeep(candidate, capacity: remaining) else { return }
+                guard
+                    unsafe passesScreen(
+                        position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
+                else { continue }
+                state.best.offer(candidate, capacity: remaining)
+            }
         }
     }
 

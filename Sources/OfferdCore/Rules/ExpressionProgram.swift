@@ -586,6 +586,10 @@ struct SeparableScore: Sendable {
     let numericStart: Int
     /// The largest `|c|`, to rule out overflow per request.
     let largestMagnitude: Double
+    /// At each position from `numericStart`: the bounds of the run of candidates whose `c` has the same bits (they
+    /// score the same for every request, so a walk takes them as one tie group).
+    let runStarts: [Int]
+    let runEnds: [Int]
 
     /// A request's score can only overflow past this magnitude (far above it, in fact): the early stop is used
     /// below it only.
@@ -610,6 +614,18 @@ struct SeparableScore: Sendable {
         self.offerConstants = constants
         self.numericStart = numericStart
         largestMagnitude = largest
+        var runStarts = Array(constants.indices)
+        var runEnds = Array(constants.indices).map { $0 + 1 }
+        for position in constants.indices.dropFirst()
+        where position > numericStart && constants[position].bitPattern == constants[position - 1].bitPattern {
+            runStarts[position] = runStarts[position - 1]
+        }
+        for position in constants.indices.reversed().dropFirst()
+        where position >= numericStart && constants[position].bitPattern == constants[position + 1].bitPattern {
+            runEnds[position] = runEnds[position + 1]
+        }
+        self.runStarts = runStarts
+        self.runEnds = runEnds
     }
 
     private static func finiteNumber(_ value: RuleValue) -> Double? {

@@ -60,6 +60,16 @@ struct RuleInputs {
 }
 
 extension RuleInputs {
+    /// Appends the value of the next attribute slot (the decision loop fills its inputs in place).
+    mutating func appendAttribute(_ value: RuleValue) {
+        attributes.append(value)
+    }
+
+    /// Marks every attribute path as read into `attributes`.
+    mutating func markAttributesResolved() {
+        attributesResolved = true
+    }
+
     /// The same inputs, for `offer`.
     func with(offer: OfferDefinition?) -> RuleInputs {
         var copy = self
