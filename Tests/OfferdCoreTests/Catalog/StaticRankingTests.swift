@@ -357,6 +357,51 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided > 60)
     }
 
+    /// Tie groups of every length the walk treats apart: one member, two, 64 (the longest hashed and ordered on the
+    /// stack), 65 and 150 (offered member by member), a fifth of each ineligible on the request's page, and a page
+    /// that turns one whole group away so that the walk reaches the next. The fast path against the explain path,
+    /// for several people and item counts past the top-k's eight inline slots.
+    @Test(arguments: ["priority", "offer.priority + profile.points / 1000", "offer.priority * profile.points"])
+    func tieGroupsOfEveryLengthAnswerLikeTheFullEvaluation(formula: String) throws {
+        let sizes = [1, 2, 64, 65, 150, 3]
+        var offers: [String] = []
+        for (group, size) in sizes.enumerated() {
+            for member in 0..<size {
+                let condition = "context.page != \\\"p\(offers.count % 5)\\\" and context.page != \\\"g\(group)\\\""
+                offers.append(
+                    offerJSON(
+                        "g\(group)-\(member)", priority: sizes.count - group,
+                        extra: tagged + #", "eligibility": {"condition": "\#(condition)"}"#))
+            }
+        }
+        let ranking =
+            formula == "priority" ? #"{"method": "priority"}"# : #"{"method": "formula", "formula": "\#(formula)"}"#
+        let criteria = #"[{"collection": "all", "ranking": \#(ranking)}]"#
+        let catalog = try engineCatalog(
+            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
+        let engine = DecisionEngine(catalog: catalog)
+        let now = 1_800_000_000.0
+        var decided = 0
+        for page in ["p1", "g0", "g1", "g2", "g3", "g4"] {
+            for person in 0..<5 {
+                let id = "person-\(person)"
+                let attributes = #"{"points": \#(person * 250 - 100)}"#
+                for items in [1, 3, 10, 70] as [UInt32] {
+                    var decisionRequest = request(
+                        [scope("web", items: items)], identity: Identity(namespace: "ECID", id: id),
+                        context: ["page": .string(page)])
+                    let fast = engine.decide(decisionRequest, profile: profile(id, attributes: attributes), now: now)
+                    decisionRequest.explain = true
+                    var full = engine.decide(decisionRequest, profile: profile(id, attributes: attributes), now: now)
+                    for index in full.propositions.indices { full.propositions[index].trace = [] }
+                    #expect(fast == full, "\(formula), page \(page), \(id), \(items) items")
+                    decided += fast.propositions.first?.items.count == Int(items) ? 1 : 0
+                }
+            }
+        }
+        #expect(decided > 100)
+    }
+
     /// A criterion's eligibility of flat tests is answered from the request's typed values, which must then include
     /// the values it reads when no offer's condition reads them (here no offer has a condition at all).
     @Test(
