@@ -594,9 +594,10 @@ private struct ScopeWalker<Profile: ProfileView> {
     }
 
     /// The longest run of tied candidates ``offerRun(_:separableRank:of:candidates:remaining:profile:inputs:state:)``
-    /// orders on the stack (16 bytes each: 1 KiB, which `withUnsafeTemporaryAllocation` never takes from the heap);
-    /// a longer one is offered member by member.
-    private static var longestOrderedRun: Int { 64 }
+    /// orders on the stack; a longer one is offered member by member. With the `orderedAtOnce` best keys beside
+    /// them, 16 bytes each: 1 KiB, which `withUnsafeTemporaryAllocation` never takes from the heap.
+    private static var longestOrderedRun: Int { 56 }
+    private static var orderedAtOnce: Int { 8 }
 
     /// Offers a run of candidates of one rank (a tie group: `separableRank` for all of them, or each screen's own
     /// rank, which differ at most in the sign of zero) to the top-k.
@@ -606,7 +607,8 @@ private struct ScopeWalker<Profile: ProfileView> {
     /// the run, since every later one ranks below it. This keeps exactly what offering them in candidate order
     /// keeps (the best `remaining` of a strict total order do not depend on the order they arrive in), but screens
     /// only the members that enter or fail their screens, where offering in candidate order screened, kept and
-    /// then replaced every member that beat the worst kept so far.
+    /// then replaced every member that beat the worst kept so far. The hashing pass keeps the best few keys in
+    /// order as it goes (one comparison for most members); the others are searched for only when those run out.
     @inline(__always)
     private func offerRun(
         _ run: Range<Int>, separableRank: Double?, of ranking: StaticRanking, candidates: ScreenedCandidates,
@@ -620,40 +622,70 @@ private struct ScopeWalker<Profile: ProfileView> {
             }
             return
         }
-        unsafe withUnsafeTemporaryAllocation(of: TieKey.self, capacity: run.count) { keys in
+        /// Whether `key` comes before `other` in the tie-break's order.
+        func precedes(_ key: TieKey, _ other: TieKey) -> Bool {
+            guard key.hash == other.hash else { return key.hash < other.hash }
+            return unsafe candidates.screens[key.position].idOrder < candidates.screens[other.position].idOrder
+        }
+        // `keys`: every member's key at 0..<keyCount, the best `wanted` of them in order from `orderedStart`.
+        unsafe withUnsafeTemporaryAllocation(of: TieKey.self, capacity: run.count + Self.orderedAtOnce) { keys in
+            let wanted = min(remaining, Self.orderedAtOnce)
+            let orderedStart = run.count
             var keyCount = 0
+            var orderedCount = 0
             for position in run where unsafe candidates.passesGate(position) {
-                unsafe keys.initializeElement(
-                    at: keyCount, to: TieKey(hash: candidates.tieHash(position), position: position))
+                let key = unsafe TieKey(hash: candidates.tieHash(position), position: position)
+                unsafe keys.initializeElement(at: keyCount, to: key)
                 keyCount += 1
-            }
-            for next in 0..<keyCount {
-                // Selection: the best of the members not offered yet, moved to `next`.
-                var bestAt = next
-                var best = unsafe keys[next]
-                for at in (next + 1)..<keyCount {
-                    let key = unsafe keys[at]
-                    if unsafe key.hash < best.hash
-                        || (key.hash == best.hash
-                            && candidates.screens[key.position].idOrder < candidates.screens[best.position].idOrder)
-                    {
-                        (best, bestAt) = (key, at)
-                    }
+                if orderedCount < wanted {
+                    orderedCount += 1
+                } else if unsafe !precedes(key, keys[orderedStart + wanted - 1]) {
+                    continue
                 }
-                unsafe keys.swapAt(next, bestAt)
-                let position = best.position
+                var at = orderedStart + orderedCount - 1
+                while unsafe at > orderedStart && precedes(key, keys[at - 1]) {
+                    unsafe keys[at] = keys[at - 1]
+                    at -= 1
+                }
+                unsafe keys[at] = key
+            }
+            var offered = 0
+            var last = TieKey(hash: 0, position: 0)
+            var screenedOut = false
+            while true {
+                var key: TieKey
+                if offered < orderedCount {
+                    key = unsafe keys[orderedStart + offered]
+                } else {
+                    // Past the keys ordered above: needed only when a member was screened out or more are wanted
+                    // than were ordered. The next in the tie-break's order is found by a scan.
+                    guard orderedCount < keyCount && (screenedOut || wanted < remaining) else { return }
+                    var next: TieKey?
+                    for at in 0..<keyCount {
+                        let other = unsafe keys[at]
+                        if precedes(last, other), next.map({ precedes(other, $0) }) ?? true { next = other }
+                    }
+                    guard let found = next else { return }
+                    key = found
+                }
+                offered += 1
+                last = key
+                let position = key.position
                 let candidate = unsafe RankedCandidate(
                     offerIndex: candidates.screens[position].offerIndex,
                     representationIndex: candidates.screens[position].representationIndex,
                     rank: separableRank ?? candidates.screens[position].rank,
-                    tieHash: best.hash,
+                    tieHash: key.hash,
                     idOrder: candidates.screens[position].idOrder
                 )
                 guard state.best.wouldKeep(candidate, capacity: remaining) else { return }
                 guard
                     unsafe passesScreen(
                         position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
-                else { continue }
+                else {
+                    screenedOut = true
+                    continue
+                }
                 state.best.offer(candidate, capacity: remaining)
             }
         }
