@@ -534,8 +534,8 @@ private struct ScopeWalker<Profile: ProfileView> {
         // destroy per criterion (measured).
         var walkInScoreOrder: (request: Double, direction: SeparableScore.Direction)?
         if let separable = formula.separable,
-            case .number(let request) = formula.requestParts[separable.requestPart].evaluate(
-                profile: profile, inputs: inputs),
+            case .number(let request) = separable.requestValue(
+                of: formula.requestParts, profile: profile, inputs: inputs),
             let direction = separable.direction(for: .number(request))
         {
             scoredByProgram = 0..<separable.numericStart

@@ -522,7 +522,8 @@ final class FormulaRanking: Sendable {
                 shape,
                 offerConstants: ranked.candidates.indices.map {
                     offerParts[$0 * folding.offerParts.count + shape.offerPart]
-                })
+                },
+                requestPart: folding.requestParts[shape.requestPart])
         }
     }
 }
@@ -595,10 +596,34 @@ struct SeparableScore: Sendable {
     /// below it only.
     private static let safeMagnitude = 1e300
 
-    init(_ shape: Shape, offerConstants: [RuleValue]) {
+    /// The request part `t` when it is an attribute, or an attribute and a number under one arithmetic operator
+    /// (`profile.loyalty.points / 1000`): a request reads it from its attribute slots without walking the tree.
+    enum RequestTerm: Sendable {
+        case attribute(slot: Int)
+        /// `attribute op literal`, or `literal op attribute` when `attributeFirst` is false.
+        case arithmetic(ArithmeticOperator, slot: Int, literal: Double, attributeFirst: Bool)
+
+        init?(_ node: RuleNode) {
+            switch node {
+            case .attribute(_, let slot):
+                self = .attribute(slot: slot)
+            case .arithmetic(let operation, .attribute(_, let slot), .literal(.number(let literal))):
+                self = .arithmetic(operation, slot: slot, literal: literal, attributeFirst: true)
+            case .arithmetic(let operation, .literal(.number(let literal)), .attribute(_, let slot)):
+                self = .arithmetic(operation, slot: slot, literal: literal, attributeFirst: false)
+            default:
+                return nil
+            }
+        }
+    }
+
+    let requestTerm: RequestTerm?
+
+    init(_ shape: Shape, offerConstants: [RuleValue], requestPart part: RuleNode) {
         operation = shape.operation
         requestPart = shape.requestPart
         offerFirst = shape.offerFirst
+        requestTerm = RequestTerm(part)
         var constants: [Double] = []
         var numericStart = 0
         var largest = 0.0
@@ -643,6 +668,26 @@ struct SeparableScore: Sendable {
             return left != right ? left > right : lhs < rhs
         }
         return (other + numeric).map { candidates[$0] }
+    }
+
+    /// The request part `t` for this request: what `part` (the formula's request part this score combines)
+    /// evaluates to, read straight from the attribute slots when the inputs hold them and `requestTerm` is set.
+    @inline(__always)
+    func requestValue<Profile: ProfileView>(
+        of parts: [RuleNode], profile: Profile, inputs: RuleInputs
+    ) -> RuleValue {
+        if inputs.attributesResolved, let term = requestTerm {
+            switch term {
+            case .attribute(let slot):
+                return inputs.attributes[slot]
+            case .arithmetic(let operation, let slot, let literal, let attributeFirst):
+                let value = inputs.attributes[slot]
+                return attributeFirst
+                    ? RuleValue.ruleArithmetic(operation, value, .number(literal))
+                    : RuleValue.ruleArithmetic(operation, .number(literal), value)
+            }
+        }
+        return parts[requestPart].evaluate(profile: profile, inputs: inputs)
     }
 
     /// The walk for a request whose request part is `value`; nil when an early stop would not be sound for it

@@ -402,6 +402,45 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided > 100)
     }
 
+    /// A separable formula whose request part is an attribute, or an attribute and a number under one operator,
+    /// is read from the request's attribute slots; the fast path against the explain path (scores included) with
+    /// the literal on either side, every operator, and points that are negative, zero, fractional, null, a string
+    /// or missing (a division by zero points, and a non-number, make the request part null).
+    @Test(arguments: [
+        "offer.priority + profile.points / 1000", "offer.priority + 1000 / profile.points",
+        "offer.priority * (profile.points - 3)", "offer.priority - profile.points", "offer.priority * profile.points",
+        "offer.priority / (2 + profile.points)", "(profile.points * 2) - offer.priority",
+    ])
+    func requestPartsReadFromSlotsAnswerLikeTheFullEvaluation(formula: String) throws {
+        // A second attribute slot beside `points`, so that reading the wrong slot reads a number.
+        let offers = (0..<12).map { index in
+            offerJSON(
+                "r\(index)", priority: index % 4,
+                extra: tagged + #", "eligibility": {"condition": "profile.other != 12345"}"#)
+        }
+        let criteria = #"[{"collection": "all", "ranking": {"method": "formula", "formula": "\#(formula)"}}]"#
+        let catalog = try engineCatalog(
+            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
+        let criterion = try #require(catalog.decisions.first?.scopeByPlacement.compactMap { $0 }.first?.criteria.first)
+        #expect(criterion.formulaRanking?.separable?.requestTerm != nil, "\(formula)")
+        let engine = DecisionEngine(catalog: catalog)
+        let now = 1_800_000_000.0
+        for points in ["-5", "0", "3", "7.5", "-2", "null", "\"12\"", nil] as [String?] {
+            let attributes = points.map { #"{"points": \#($0), "other": 40}"# } ?? #"{"other": 40}"#
+            for items in [1, 3, 12] as [UInt32] {
+                var decisionRequest = request(
+                    [scope("web", items: items)], identity: Identity(namespace: "ECID", id: "person-1"))
+                let fast = engine.decide(
+                    decisionRequest, profile: profile("person-1", attributes: attributes), now: now)
+                decisionRequest.explain = true
+                var full = engine.decide(
+                    decisionRequest, profile: profile("person-1", attributes: attributes), now: now)
+                for index in full.propositions.indices { full.propositions[index].trace = [] }
+                #expect(fast == full, "\(formula), points \(points ?? "missing"), \(items) items")
+            }
+        }
+    }
+
     /// A criterion's eligibility of flat tests is answered from the request's typed values, which must then include
     /// the values it reads when no offer's condition reads them (here no offer has a condition at all).
     @Test(
