@@ -627,20 +627,18 @@ private struct ScopeWalker<Profile: ProfileView> {
             guard key.hash == other.hash else { return key.hash < other.hash }
             return unsafe candidates.screens[key.position].idOrder < candidates.screens[other.position].idOrder
         }
-        // `keys`: every member's key at 0..<keyCount, the best `wanted` of them in order from `orderedStart`.
+        // `keys`: every member's key at 0..<keyCount; from `orderedStart`, the best `wanted` of them (or of those
+        // after the last offered) in order.
         unsafe withUnsafeTemporaryAllocation(of: TieKey.self, capacity: run.count + Self.orderedAtOnce) { keys in
             let wanted = min(remaining, Self.orderedAtOnce)
             let orderedStart = run.count
-            var keyCount = 0
             var orderedCount = 0
-            for position in run where unsafe candidates.passesGate(position) {
-                let key = unsafe TieKey(hash: candidates.tieHash(position), position: position)
-                unsafe keys.initializeElement(at: keyCount, to: key)
-                keyCount += 1
+            /// Puts `key` among the ordered keys if it is one of the best `wanted` seen.
+            func order(_ key: TieKey) {
                 if orderedCount < wanted {
                     orderedCount += 1
                 } else if unsafe !precedes(key, keys[orderedStart + wanted - 1]) {
-                    continue
+                    return
                 }
                 var at = orderedStart + orderedCount - 1
                 while unsafe at > orderedStart && precedes(key, keys[at - 1]) {
@@ -649,25 +647,29 @@ private struct ScopeWalker<Profile: ProfileView> {
                 }
                 unsafe keys[at] = key
             }
+            var keyCount = 0
+            for position in run where unsafe candidates.passesGate(position) {
+                let key = unsafe TieKey(hash: candidates.tieHash(position), position: position)
+                unsafe keys.initializeElement(at: keyCount, to: key)
+                keyCount += 1
+                order(key)
+            }
             var offered = 0
             var last = TieKey(hash: 0, position: 0)
             var screenedOut = false
             while true {
-                var key: TieKey
-                if offered < orderedCount {
-                    key = unsafe keys[orderedStart + offered]
-                } else {
-                    // Past the keys ordered above: needed only when a member was screened out or more are wanted
-                    // than were ordered. The next in the tie-break's order is found by a scan.
-                    guard orderedCount < keyCount && (screenedOut || wanted < remaining) else { return }
-                    var next: TieKey?
-                    for at in 0..<keyCount {
-                        let other = unsafe keys[at]
-                        if precedes(last, other), next.map({ precedes(other, $0) }) ?? true { next = other }
-                    }
-                    guard let found = next else { return }
-                    key = found
+                if offered == orderedCount {
+                    // The ordered keys are used up. More are needed only when some member was screened out or more
+                    // are wanted than were ordered, and exist only when the ordered keys were as many as wanted:
+                    // the next best `wanted` after the last offered, in one pass (a run of members already chosen
+                    // by earlier scopes then costs a pass per `wanted` of them, not one per member).
+                    guard orderedCount == wanted && (screenedOut || wanted < remaining) else { return }
+                    orderedCount = 0
+                    for at in 0..<keyCount where unsafe precedes(last, keys[at]) { unsafe order(keys[at]) }
+                    guard orderedCount > 0 else { return }
+                    offered = 0
                 }
+                let key = unsafe keys[orderedStart + offered]
                 offered += 1
                 last = key
                 let position = key.position

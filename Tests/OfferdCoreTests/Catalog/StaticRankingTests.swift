@@ -357,13 +357,14 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided > 60)
     }
 
-    /// Tie groups of every length the walk treats apart: one member, two, 64 (the longest hashed and ordered on the
-    /// stack), 65 and 150 (offered member by member), a fifth of each ineligible on the request's page, and a page
-    /// that turns one whole group away so that the walk reaches the next. The fast path against the explain path,
-    /// for several people and item counts past the top-k's eight inline slots.
+    /// Tie groups of every length the walk treats apart: one member, two, 20 and 56 (hashed and ordered on the
+    /// stack, eight keys at a time, so that more items than eight or members screened out need the next eight), 57
+    /// and 150 (offered member by member), a fifth of each ineligible on the request's page, and a page that turns
+    /// one whole group away so that the walk reaches the next. The fast path against the explain path, for several
+    /// people and item counts past the top-k's eight inline slots.
     @Test(arguments: ["priority", "offer.priority + profile.points / 1000", "offer.priority * profile.points"])
     func tieGroupsOfEveryLengthAnswerLikeTheFullEvaluation(formula: String) throws {
-        let sizes = [1, 2, 64, 65, 150, 3]
+        let sizes = [1, 2, 20, 56, 57, 150, 3]
         var offers: [String] = []
         for (group, size) in sizes.enumerated() {
             for member in 0..<size {
@@ -382,7 +383,7 @@ private func jsonEscaped(_ text: String) -> String {
         let engine = DecisionEngine(catalog: catalog)
         let now = 1_800_000_000.0
         var decided = 0
-        for page in ["p1", "g0", "g1", "g2", "g3", "g4"] {
+        for page in ["p1", "g0", "g1", "g2", "g3", "g4", "g5"] {
             for person in 0..<5 {
                 let id = "person-\(person)"
                 let attributes = #"{"points": \#(person * 250 - 100)}"#
