@@ -647,8 +647,12 @@ private struct ScopeWalker<Profile: ProfileView> {
                 }
                 unsafe keys[at] = key
             }
+            // Members already chosen by earlier scopes would fail their screens: left out before they are hashed
+            // (a request of many scopes chooses most of a large group that way).
+            let anyChosen = state.chosen.count > 0
             var keyCount = 0
             for position in run where unsafe candidates.passesGate(position) {
+                if unsafe anyChosen && state.chosen.contains(candidates.screens[position].offerIndex) { continue }
                 let key = unsafe TieKey(hash: candidates.tieHash(position), position: position)
                 unsafe keys.initializeElement(at: keyCount, to: key)
                 keyCount += 1
