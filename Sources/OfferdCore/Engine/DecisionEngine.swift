@@ -116,6 +116,13 @@ private struct WalkState {
     /// for the request, but kept here: read through the state's address, where a copy of the walker's own (640
     /// bytes) was made per candidate (measured).
     var typedRequest: TypedRequest
+    /// Candidates screened in this request, and how many of them failed: when most fail (every offer capped for
+    /// this person, say), a tie group is screened member by member and only the members that pass are hashed.
+    var screened = 0
+    var screenedOut = 0
+
+    /// Whether most screens so far failed (at least 8 of them, and more than three in four).
+    var mostScreensFail: Bool { screenedOut >= 8 && screenedOut * 4 > screened * 3 }
 }
 
 /// A ranking's per-candidate arrays, lent as buffer pointers by `ScopeWalker.withScreens` (valid inside its body only,
@@ -614,7 +621,9 @@ private struct ScopeWalker<Profile: ProfileView> {
         _ run: Range<Int>, separableRank: Double?, of ranking: StaticRanking, candidates: ScreenedCandidates,
         remaining: Int, profile: Profile, inputs: RuleInputs, state: inout WalkState
     ) {
-        guard run.count > 1 && run.count <= Self.longestOrderedRun else {
+        // Ordering pays when members pass their screens (it screens only those that enter); when most fail, every
+        // member is screened anyway, and hashing them all first only adds to that.
+        guard run.count > 1 && run.count <= Self.longestOrderedRun && !state.mostScreensFail else {
             for position in run {
                 unsafe offer(
                     position, rank: separableRank ?? candidates.screens[position].rank, screened: false, of: ranking,
@@ -763,11 +772,24 @@ private struct ScopeWalker<Profile: ProfileView> {
         }
     }
 
+    /// ``screen(_:of:candidates:profile:inputs:state:)``, counted in `state` (``WalkState/mostScreensFail``).
+    @inline(__always)
+    private func passesScreen(
+        _ position: Int, of ranking: StaticRanking, candidates: ScreenedCandidates, profile: Profile,
+        inputs: RuleInputs, state: inout WalkState
+    ) -> Bool {
+        state.screened += 1
+        let passed = unsafe screen(
+            position, of: ranking, candidates: candidates, profile: profile, inputs: inputs, state: &state)
+        if !passed { state.screenedOut += 1 }
+        return passed
+    }
+
     /// Whether the candidate at `position` passes dates, de-duplication, eligibility and capping. Every test must
     /// pass, so the cheap ones on plain values run first and the offer object is loaded only for an eligibility
     /// neither the memo nor an inline condition settles, or for a capping lookup.
     @inline(__always)
-    private func passesScreen(
+    private func screen(
         _ position: Int, of ranking: StaticRanking, candidates: ScreenedCandidates, profile: Profile,
         inputs: RuleInputs, state: inout WalkState
     ) -> Bool {

@@ -403,6 +403,53 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided > 100)
     }
 
+    /// When most screens of a request fail (every member of the first groups is ineligible on page `cold`, as when
+    /// a person has every offer capped), later tie groups are screened member by member instead of hashed and
+    /// ordered first: the same offers, in the same order, as the explain path, past the point where the walk
+    /// switches and with members of the later groups screened out too.
+    @Test(arguments: ["priority", "offer.priority + profile.points / 1000"])
+    func groupsAfterMostScreensFailedAnswerLikeTheFullEvaluation(formula: String) throws {
+        let sizes = [30, 30, 20, 56, 3]
+        var offers: [String] = []
+        for (group, size) in sizes.enumerated() {
+            for member in 0..<size {
+                let cold = group < 2 ? #"context.page != \"cold\" and "# : ""
+                let condition = cold + "context.page != \\\"p\(member % 3)\\\""
+                offers.append(
+                    offerJSON(
+                        "g\(group)-\(member)", priority: sizes.count - group,
+                        extra: tagged + #", "eligibility": {"condition": "\#(condition)"}"#))
+            }
+        }
+        let ranking =
+            formula == "priority" ? #"{"method": "priority"}"# : #"{"method": "formula", "formula": "\#(formula)"}"#
+        let catalog = try engineCatalog(
+            offers: offers,
+            decisions: [decisionJSON(criteria: #"[{"collection": "all", "ranking": \#(ranking)}]"#, placements: ["web"])])
+        let engine = DecisionEngine(catalog: catalog)
+        var decided = 0
+        for page in ["cold", "p1", "p2"] {
+            for person in 0..<4 {
+                let id = "person-\(person)"
+                let attributes = #"{"points": \#(person * 300)}"#
+                for items in [1, 3, 10, 70] as [UInt32] {
+                    var decisionRequest = request(
+                        [scope("web", items: items)], identity: Identity(namespace: "ECID", id: id),
+                        context: ["page": .string(page)])
+                    let fast = engine.decide(
+                        decisionRequest, profile: profile(id, attributes: attributes), now: 1_800_000_000)
+                    decisionRequest.explain = true
+                    var full = engine.decide(
+                        decisionRequest, profile: profile(id, attributes: attributes), now: 1_800_000_000)
+                    for index in full.propositions.indices { full.propositions[index].trace = [] }
+                    #expect(fast == full, "\(formula), page \(page), \(id), \(items) items")
+                    decided += fast.propositions.first?.items.count == Int(items) ? 1 : 0
+                }
+            }
+        }
+        #expect(decided > 20)
+    }
+
     /// A separable formula whose request part is an attribute, or an attribute and a number under one operator,
     /// is read from the request's attribute slots; the fast path against the explain path (scores included) with
     /// the literal on either side, every operator, and points that are negative, zero, fractional, null, a string
