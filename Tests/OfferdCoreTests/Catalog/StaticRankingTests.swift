@@ -425,7 +425,9 @@ private func jsonEscaped(_ text: String) -> String {
             formula == "priority" ? #"{"method": "priority"}"# : #"{"method": "formula", "formula": "\#(formula)"}"#
         let catalog = try engineCatalog(
             offers: offers,
-            decisions: [decisionJSON(criteria: #"[{"collection": "all", "ranking": \#(ranking)}]"#, placements: ["web"])])
+            decisions: [
+                decisionJSON(criteria: #"[{"collection": "all", "ranking": \#(ranking)}]"#, placements: ["web"])
+            ])
         let engine = DecisionEngine(catalog: catalog)
         var decided = 0
         for page in ["cold", "p1", "p2"] {
