@@ -357,18 +357,16 @@ private func jsonEscaped(_ text: String) -> String {
         #expect(decided > 60)
     }
 
-    /// Tie groups of every length the walk treats apart: one member, two, 20 and 56 (hashed and ordered on the
-    /// stack, eight keys at a time, so that more items than eight or members screened out need the next eight), 57
-    /// and 150 (offered member by member), a fifth of each ineligible on the request's page, and a page that turns
-    /// one whole group away so that the walk reaches the next. The fast path against the explain path, for several
-    /// people and item counts past the top-k's eight inline slots.
-    @Test(arguments: ["priority", "offer.priority + profile.points / 1000", "offer.priority * profile.points"])
-    func tieGroupsOfEveryLengthAnswerLikeTheFullEvaluation(formula: String) throws {
-        let sizes = [1, 2, 20, 56, 57, 150, 3]
+    /// An engine over tie groups of `sizes` members (group `g` ranked above group `g + 1`, offers `g<g>-<m>`), one
+    /// criterion ranking them by `formula` (or `priority`); `condition(group, member, offerNumber)` is each
+    /// offer's eligibility.
+    private func tieGroupEngine(
+        sizes: [Int], formula: String, condition: (Int, Int, Int) -> String
+    ) throws -> DecisionEngine {
         var offers: [String] = []
         for (group, size) in sizes.enumerated() {
             for member in 0..<size {
-                let condition = "context.page != \\\"p\(offers.count % 5)\\\" and context.page != \\\"g\(group)\\\""
+                let condition = condition(group, member, offers.count)
                 offers.append(
                     offerJSON(
                         "g\(group)-\(member)", priority: sizes.count - group,
@@ -378,15 +376,22 @@ private func jsonEscaped(_ text: String) -> String {
         let ranking =
             formula == "priority" ? #"{"method": "priority"}"# : #"{"method": "formula", "formula": "\#(formula)"}"#
         let criteria = #"[{"collection": "all", "ranking": \#(ranking)}]"#
-        let catalog = try engineCatalog(
-            offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])])
-        let engine = DecisionEngine(catalog: catalog)
+        return DecisionEngine(
+            catalog: try engineCatalog(
+                offers: offers, decisions: [decisionJSON(criteria: criteria, placements: ["web"])]))
+    }
+
+    /// Decides every page, person (`points(person)`) and item count on the fast path and the explain path (traces
+    /// left out) and expects the same; returns how many decisions filled all their items.
+    private func expectFastPathAnswersLikeExplain(
+        _ engine: DecisionEngine, pages: [String], people: Int, points: (Int) -> Int, label: String
+    ) -> Int {
         let now = 1_800_000_000.0
         var decided = 0
-        for page in ["p1", "g0", "g1", "g2", "g3", "g4", "g5"] {
-            for person in 0..<5 {
+        for page in pages {
+            for person in 0..<people {
                 let id = "person-\(person)"
-                let attributes = #"{"points": \#(person * 250 - 100)}"#
+                let attributes = #"{"points": \#(points(person))}"#
                 for items in [1, 3, 10, 70] as [UInt32] {
                     var decisionRequest = request(
                         [scope("web", items: items)], identity: Identity(namespace: "ECID", id: id),
@@ -395,11 +400,27 @@ private func jsonEscaped(_ text: String) -> String {
                     decisionRequest.explain = true
                     var full = engine.decide(decisionRequest, profile: profile(id, attributes: attributes), now: now)
                     for index in full.propositions.indices { full.propositions[index].trace = [] }
-                    #expect(fast == full, "\(formula), page \(page), \(id), \(items) items")
+                    #expect(fast == full, "\(label), page \(page), \(id), \(items) items")
                     decided += fast.propositions.first?.items.count == Int(items) ? 1 : 0
                 }
             }
         }
+        return decided
+    }
+
+    /// Tie groups of every length the walk treats apart: one member, two, 20 and 56 (hashed and ordered on the
+    /// stack, eight keys at a time, so that more items than eight or members screened out need the next eight), 57
+    /// and 150 (offered member by member), a fifth of each ineligible on the request's page, and a page that turns
+    /// one whole group away so that the walk reaches the next. The fast path against the explain path, for several
+    /// people and item counts past the top-k's eight inline slots.
+    @Test(arguments: ["priority", "offer.priority + profile.points / 1000", "offer.priority * profile.points"])
+    func tieGroupsOfEveryLengthAnswerLikeTheFullEvaluation(formula: String) throws {
+        let engine = try tieGroupEngine(sizes: [1, 2, 20, 56, 57, 150, 3], formula: formula) { group, _, number in
+            "context.page != \\\"p\(number % 5)\\\" and context.page != \\\"g\(group)\\\""
+        }
+        let decided = expectFastPathAnswersLikeExplain(
+            engine, pages: ["p1", "g0", "g1", "g2", "g3", "g4", "g5"], people: 5, points: { $0 * 250 - 100 },
+            label: formula)
         #expect(decided > 100)
     }
 
@@ -409,46 +430,11 @@ private func jsonEscaped(_ text: String) -> String {
     /// switches and with members of the later groups screened out too.
     @Test(arguments: ["priority", "offer.priority + profile.points / 1000"])
     func groupsAfterMostScreensFailedAnswerLikeTheFullEvaluation(formula: String) throws {
-        let sizes = [30, 30, 20, 56, 3]
-        var offers: [String] = []
-        for (group, size) in sizes.enumerated() {
-            for member in 0..<size {
-                let cold = group < 2 ? #"context.page != \"cold\" and "# : ""
-                let condition = cold + "context.page != \\\"p\(member % 3)\\\""
-                offers.append(
-                    offerJSON(
-                        "g\(group)-\(member)", priority: sizes.count - group,
-                        extra: tagged + #", "eligibility": {"condition": "\#(condition)"}"#))
-            }
+        let engine = try tieGroupEngine(sizes: [30, 30, 20, 56, 3], formula: formula) { group, member, _ in
+            (group < 2 ? #"context.page != \"cold\" and "# : "") + "context.page != \\\"p\(member % 3)\\\""
         }
-        let ranking =
-            formula == "priority" ? #"{"method": "priority"}"# : #"{"method": "formula", "formula": "\#(formula)"}"#
-        let catalog = try engineCatalog(
-            offers: offers,
-            decisions: [
-                decisionJSON(criteria: #"[{"collection": "all", "ranking": \#(ranking)}]"#, placements: ["web"])
-            ])
-        let engine = DecisionEngine(catalog: catalog)
-        var decided = 0
-        for page in ["cold", "p1", "p2"] {
-            for person in 0..<4 {
-                let id = "person-\(person)"
-                let attributes = #"{"points": \#(person * 300)}"#
-                for items in [1, 3, 10, 70] as [UInt32] {
-                    var decisionRequest = request(
-                        [scope("web", items: items)], identity: Identity(namespace: "ECID", id: id),
-                        context: ["page": .string(page)])
-                    let fast = engine.decide(
-                        decisionRequest, profile: profile(id, attributes: attributes), now: 1_800_000_000)
-                    decisionRequest.explain = true
-                    var full = engine.decide(
-                        decisionRequest, profile: profile(id, attributes: attributes), now: 1_800_000_000)
-                    for index in full.propositions.indices { full.propositions[index].trace = [] }
-                    #expect(fast == full, "\(formula), page \(page), \(id), \(items) items")
-                    decided += fast.propositions.first?.items.count == Int(items) ? 1 : 0
-                }
-            }
-        }
+        let decided = expectFastPathAnswersLikeExplain(
+            engine, pages: ["cold", "p1", "p2"], people: 4, points: { $0 * 300 }, label: formula)
         #expect(decided > 20)
     }
 
