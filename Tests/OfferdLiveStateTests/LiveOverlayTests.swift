@@ -1,5 +1,6 @@
 import OfferdCore
 import OfferdEventLog
+import OfferdSnapshot
 import PropertyBased
 import Testing
 
@@ -179,6 +180,31 @@ struct LiveOverlayTests {
         #expect(first.lastApplied == .sequence(1))
         #expect(overlay.published().count(ana, "a") == 301)
         #expect(overlay.keyCount == 301)
+    }
+
+    /// A published value keeps a key's consents and event ids while the overlay goes on changing that same key
+    /// (a later opt-in, a new event id) and rebases it onto a snapshot (which clears the key's consents): a Decide
+    /// holding it never sees an opt-out undone under it.
+    @Test func aPublishedValueKeepsConsentsAndEventIDs() {
+        var log = LogBuilder()
+        log.add(ana, .consent, eventID: "c1", consents: ["personalize.content": "n"])
+        var overlay = LiveOverlay()
+        overlay.apply(log.records)
+        let first = overlay.published()
+        // Each change the first of its part since a publish: the event ids (a display), then the consents (no id).
+        log.add(ana, .display, offers: ["a"], eventID: "e2")
+        overlay.apply(log.records)
+        let second = overlay.published()
+        log.add(ana, .consent, consents: ["personalize.content": "y"])
+        overlay.apply(log.records)
+        let third = overlay.published()
+        overlay.rebase(onto: FoldedState(), watermark: nil)
+        #expect(first.state(for: ana)?.consents.personalizeContent == .n)
+        #expect(first.knows(eventID: "c1", for: ana) && !first.knows(eventID: "e2", for: ana))
+        #expect(second.state(for: ana)?.consents.personalizeContent == .n)
+        #expect(second.knows(eventID: "e2", for: ana))
+        #expect(third.state(for: ana)?.consents.personalizeContent == .y)
+        #expect(overlay.published().state(for: ana)?.consents.personalizeContent == nil, "the rebase cleared them")
     }
 
     @Test func expiryDropsOldBucketsAndIdsButNoCurrentAnswer() {
