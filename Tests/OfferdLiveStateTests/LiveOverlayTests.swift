@@ -568,6 +568,24 @@ struct PendingCountsTests {
         #expect(pending.isEmpty)
     }
 
+    /// Pending entries never hide an opt-out (SPEC 9.5): with this server's decision events pending for other keys
+    /// only, the opted-out key still takes the live path and reads its denied consent.
+    @Test func pendingEntriesNeverHideAnOptOut() {
+        var log = LogBuilder()
+        log.add(ana, .consent, consents: ["personalize.content": "n"])
+        var overlay = LiveOverlay()
+        overlay.apply(log.records)
+        var pending = PendingCounts()
+        for key in [bob] + (0..<200).map({ EventLogProfileKey(namespace: "ECID", id: "p\($0)") }) {
+            pending.add(
+                EventLogEntry(key: key, type: .decision, timeMs: noon, offerIDs: ["a"], serverID: "", batchNumber: 0))
+        }
+        let view = overlay.published().with(pending: pending)
+        #expect(view.mayHaveState(LiveProfileKeyHash(ana)))
+        let inputs = view.decideInputs(for: ana, snapshotConsents: .empty)
+        #expect(inputs.consents.personalizeContent == .n)
+    }
+
     @Test func overlayAndPendingAddUp() {
         var log = LogBuilder()
         log.add(ana, .decision, offers: ["a"])
