@@ -114,10 +114,6 @@ public struct PendingCounts: Sendable {
     /// a key with nothing pending (Bloom filters, and a chunk's filter keeps the keys of entries taken back).
     func mayContain(hash: Int) -> Bool { slices.contains { $0.chunk.filter.mayContain(hash) } }
 
-    func profileCount(_ key: EventLogProfileKey, _ counter: LiveCounterKey) -> Int {
-        counters(for: key, hash: LiveProfileKeyHash(key).value)?[counter] ?? 0
-    }
-
     /// Pending total counts: only those of entries added with `countingTotals`.
     func totalCount(_ counter: LiveCounterKey) -> Int { totals[counter] ?? 0 }
 
@@ -136,9 +132,6 @@ public struct PendingCounts: Sendable {
         }
         return found ? counters : nil
     }
-
-    /// Every pending total counter (see ``totalCount(_:)``).
-    var totalCounters: [LiveCounterKey: Int] { totals }
 }
 
 /// Pending entries, with their profile keys' hashes and a filter of them. Immutable, so that every published
